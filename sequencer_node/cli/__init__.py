@@ -1,0 +1,1 @@
+"""Command-line entry points: ``sequencer-node`` (the node process) and ``seqctl`` (operators)."""

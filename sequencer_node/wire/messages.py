@@ -1,0 +1,327 @@
+"""Every message shared by the sequencer nodes and the L1: transactions, consensus, batches,
+evidence, downtime reports and signed L1 calls.
+
+These are the formats that both sides verify, so they live here, in one module that
+``sequencer_node`` and ``l1_mock`` both import. Messages used by only one side register their
+own tags in their own modules (see ``codec.TAG_RANGES``).
+
+Naming: a *statement* is a signable message with a ``signature`` field (Vote, Timeout,
+BatchApproval, DowntimeReport); a *certificate* carries many signatures over one statement as
+:class:`Endorsement` entries, and :mod:`sequencer_node.wire.certificates` checks them by stake.
+The *slot* of a signed consensus message is its round: two different messages of one kind,
+signed by one key for one round, are slashable evidence.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+
+from sequencer_node.wire.codec import (
+    U8,
+    U32,
+    U64,
+    Address,
+    Bytes,
+    Hash32,
+    MaxItems,
+    PubKey,
+    Signature,
+    Str,
+    message_id,
+    wire_message,
+)
+
+#: Maximum transactions in one L2 block.
+MAX_BLOCK_TXS = 20_000
+#: Maximum signers in one certificate (the validator set is far smaller; this bounds decoding).
+MAX_SIGNERS = 512
+#: Blobs in one batch (EIP-7594 caps a transaction at 6 blobs; BPO2 allows 21 per block).
+MAX_BATCH_BLOBS = 21
+ZERO_HASH = bytes(32)
+
+
+# --- L2 transactions -----------------------------------------------------------------------
+
+
+@wire_message(1, domain="l2-transfer")
+@dataclass(frozen=True, slots=True)
+class Transaction:
+    """A signed L2 transfer of ``amount`` from the sender's account to ``to``."""
+
+    sender: PubKey
+    to: Address
+    amount: U64
+    nonce: U64
+    fee: U64
+    signature: Signature
+
+
+@wire_message(2)
+@dataclass(frozen=True, slots=True)
+class ForcedTransaction:
+    """An L2 transaction queued on L1 (forced inclusion), in L1 queue order."""
+
+    queue_index: U64
+    l1_block: U64
+    tx: Transaction
+
+
+# --- consensus ------------------------------------------------------------------------------
+
+
+@wire_message(3)
+@dataclass(frozen=True, slots=True)
+class BlockHeader:
+    """An L2 block header. Its hash (:func:`block_hash`) identifies the block."""
+
+    height: U64
+    round: U64
+    epoch: U64
+    parent_hash: Hash32
+    timestamp_ms: U64
+    proposer: PubKey
+    tx_root: Hash32
+    state_root: Hash32
+    #: Forced-inclusion queue entries consumed by the chain up to and including this block.
+    forced_index: U64
+    #: The L1 block this block's forced inclusions were read against.
+    l1_origin: U64
+
+
+@wire_message(4, domain="proposal")
+@dataclass(frozen=True, slots=True)
+class Proposal:
+    """The leader's signature over a header. Slot: ``header.round``."""
+
+    header: BlockHeader
+    signature: Signature
+
+
+@wire_message(6, domain="vote")
+@dataclass(frozen=True, slots=True)
+class Vote:
+    """A validator's vote for a block. Slot: ``round``."""
+
+    block_hash: Hash32
+    height: U64
+    round: U64
+    epoch: U64
+    voter: PubKey
+    signature: Signature
+
+
+@wire_message(7)
+@dataclass(frozen=True, slots=True)
+class Endorsement:
+    """One signer's signature inside a certificate."""
+
+    signer: PubKey
+    signature: Signature
+
+
+@wire_message(8)
+@dataclass(frozen=True, slots=True)
+class QuorumCertificate:
+    """Votes of > 2/3 of the epoch's stake for one block at one round."""
+
+    block_hash: Hash32
+    height: U64
+    round: U64
+    epoch: U64
+    signatures: Annotated[tuple[Endorsement, ...], MaxItems(MAX_SIGNERS)]
+
+
+@wire_message(9, domain="timeout")
+@dataclass(frozen=True, slots=True)
+class Timeout:
+    """A validator gives up on ``round``; it reports the highest QC it knows. Slot: ``round``."""
+
+    round: U64
+    epoch: U64
+    high_qc_round: U64
+    high_qc_block: Hash32
+    voter: PubKey
+    signature: Signature
+
+
+@wire_message(10)
+@dataclass(frozen=True, slots=True)
+class TimeoutCertificate:
+    """Timeouts of > 2/3 of stake for one round, with the highest QC among them."""
+
+    round: U64
+    epoch: U64
+    timeouts: Annotated[tuple[Timeout, ...], MaxItems(MAX_SIGNERS)]
+    high_qc: QuorumCertificate | None
+
+
+@wire_message(11)
+@dataclass(frozen=True, slots=True)
+class TimeoutMessage:
+    """A timeout as gossiped: the signed statement plus the QC it names (unsigned proof)."""
+
+    timeout: Timeout
+    high_qc: QuorumCertificate | None
+
+
+@wire_message(5)
+@dataclass(frozen=True, slots=True)
+class Block:
+    """A full proposal: the signed header, its transactions and its justification."""
+
+    proposal: Proposal
+    transactions: Annotated[tuple[Transaction, ...], MaxItems(MAX_BLOCK_TXS)]
+    forced: Annotated[tuple[ForcedTransaction, ...], MaxItems(1024)]
+    #: QC for the parent (None only for the first block after genesis).
+    justify: QuorumCertificate | None
+    #: Present when the previous round ended in a timeout rather than a QC.
+    timeout_cert: TimeoutCertificate | None
+
+    @property
+    def header(self) -> BlockHeader:
+        return self.proposal.header
+
+
+@wire_message(12)
+@dataclass(frozen=True, slots=True)
+class CertifiedBlock:
+    """A block with the QC that certifies it: what catch-up transfers and stores."""
+
+    block: Block
+    qc: QuorumCertificate
+
+
+# --- batches --------------------------------------------------------------------------------
+
+DA_BLOBS = 0
+DA_CALLDATA = 1
+
+
+@wire_message(20)
+@dataclass(frozen=True, slots=True)
+class BatchHeader:
+    """What the L1 inbox stores for a batch of certified L2 blocks."""
+
+    chain_id: U64
+    batch_number: U64
+    epoch: U64
+    first_height: U64
+    last_height: U64
+    last_block_hash: Hash32
+    parent_batch_hash: Hash32
+    state_root: Hash32
+    forced_index: U64
+    da_kind: U8
+    blob_hashes: Annotated[tuple[Hash32, ...], MaxItems(MAX_BATCH_BLOBS)]
+    #: sha256 of the batch payload (the calldata, or the concatenated blob payloads).
+    data_hash: Hash32
+    data_bytes: U32
+
+    def __post_init__(self) -> None:
+        if self.first_height > self.last_height:
+            raise ValueError("first_height is above last_height")
+        if self.da_kind not in (DA_BLOBS, DA_CALLDATA):
+            raise ValueError(f"unknown da_kind {self.da_kind}")
+        if self.da_kind == DA_CALLDATA and self.blob_hashes:
+            raise ValueError("a calldata batch carries no blob hashes")
+
+
+@wire_message(21, domain="batch")
+@dataclass(frozen=True, slots=True)
+class BatchApproval:
+    """A co-signer's approval of a batch header it rebuilt from its own chain."""
+
+    header: BatchHeader
+    signer: PubKey
+    signature: Signature
+
+
+@wire_message(22)
+@dataclass(frozen=True, slots=True)
+class BatchCertificate:
+    header: BatchHeader
+    signatures: Annotated[tuple[Endorsement, ...], MaxItems(MAX_SIGNERS)]
+
+
+# --- downtime -------------------------------------------------------------------------------
+
+
+@wire_message(25, domain="downtime")
+@dataclass(frozen=True, slots=True)
+class DowntimeReport:
+    """``offender`` missed ``missed`` of ``duties`` duties in L2 heights [from, to] of ``epoch``."""
+
+    epoch: U64
+    offender: PubKey
+    from_height: U64
+    to_height: U64
+    missed: U32
+    duties: U32
+    signer: PubKey
+    signature: Signature
+
+
+@wire_message(26)
+@dataclass(frozen=True, slots=True)
+class DowntimeCertificate:
+    report: DowntimeReport  # its signer/signature fields are ignored; signatures hold them
+    signatures: Annotated[tuple[Endorsement, ...], MaxItems(MAX_SIGNERS)]
+
+
+# --- evidence -------------------------------------------------------------------------------
+
+
+@wire_message(30)
+@dataclass(frozen=True, slots=True)
+class DoubleProposal:
+    a: Proposal
+    b: Proposal
+
+
+@wire_message(31)
+@dataclass(frozen=True, slots=True)
+class DoubleVote:
+    a: Vote
+    b: Vote
+
+
+@wire_message(32)
+@dataclass(frozen=True, slots=True)
+class DoubleTimeout:
+    a: Timeout
+    b: Timeout
+
+
+Evidence = DoubleProposal | DoubleVote | DoubleTimeout
+
+
+# --- signed L1 calls ------------------------------------------------------------------------
+
+
+@wire_message(40, domain="l1-call")
+@dataclass(frozen=True, slots=True)
+class L1Call:
+    """A state-changing call to the L1 mock, signed by the calling account.
+
+    ``params`` is the canonical encoding of the method's own parameter message; ``nonce`` is
+    the account's L1 nonce, so a replayed call is refused.
+    """
+
+    method: Annotated[str, Str(64)]
+    params: Annotated[bytes, Bytes(0, 4 * 1024 * 1024)]
+    sender: PubKey
+    nonce: U64
+    signature: Signature
+
+
+def block_hash(header: BlockHeader) -> bytes:
+    return message_id(header)
+
+
+def batch_hash(header: BatchHeader) -> bytes:
+    return message_id(header)
+
+
+def tx_hash(tx: Transaction) -> bytes:
+    return message_id(tx)
