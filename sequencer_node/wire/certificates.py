@@ -133,7 +133,7 @@ def verify_downtime_certificate(
 
     def statement(signer: bytes) -> bytes:
         stmt = DowntimeReport(
-            r.epoch, r.offender, r.from_height, r.to_height, r.missed, r.duties, signer, _NO_SIG
+            r.stake_epoch, r.offender, r.from_height, r.to_height, r.missed, r.duties, signer, _NO_SIG
         )
         return signing_bytes(stmt, chain_id)
 

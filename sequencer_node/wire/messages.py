@@ -10,6 +10,11 @@ BatchApproval, DowntimeReport); a *certificate* carries many signatures over one
 :class:`Endorsement` entries, and :mod:`sequencer_node.wire.certificates` checks them by stake.
 The *slot* of a signed consensus message is its round: two different messages of one kind,
 signed by one key for one round, are slashable evidence.
+
+Epochs: ``epoch`` in consensus messages (BlockHeader, Vote, Timeout, QC, TC) is the *L2* epoch
+(a run of L2 blocks with one leader schedule). ``stake_epoch`` in what is submitted to L1
+(BatchHeader, DowntimeReport) is the *L1* epoch (32 slots) whose stake snapshot the signers'
+stake is counted in, so that the L1 can check a certificate without knowing L2 epochs.
 """
 
 from __future__ import annotations
@@ -205,7 +210,8 @@ class BatchHeader:
 
     chain_id: U64
     batch_number: U64
-    epoch: U64
+    #: The L1 epoch whose stake snapshot certifies this batch (see the module docstring).
+    stake_epoch: U64
     first_height: U64
     last_height: U64
     last_block_hash: Hash32
@@ -250,9 +256,12 @@ class BatchCertificate:
 @wire_message(25, domain="downtime")
 @dataclass(frozen=True, slots=True)
 class DowntimeReport:
-    """``offender`` missed ``missed`` of ``duties`` duties in L2 heights [from, to] of ``epoch``."""
+    """``offender`` missed ``missed`` of ``duties`` duties in L2 heights [from, to].
 
-    epoch: U64
+    ``stake_epoch`` is the L1 epoch whose stake snapshot the signers belong to.
+    """
+
+    stake_epoch: U64
     offender: PubKey
     from_height: U64
     to_height: U64
