@@ -1,0 +1,227 @@
+"""Parameter messages of the L1 mock's state-changing calls.
+
+A call is an :class:`~sequencer_node.wire.messages.L1Call` whose ``method`` names one of the
+messages below and whose ``params`` is that message's canonical encoding. The account signs
+the call with ``sign_message(call, key, l1_chain_id)``; ``nonce`` is its L1 account nonce.
+Nodes and the CLI build calls with :func:`make_call` and never import ``l1_mock``.
+
+Amounts are in wei (10**18 wei = 1 token); one native balance pays fees and stake.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from sequencer_node.wire.codec import (
+    U128,
+    Address,
+    Bytes,
+    MaxItems,
+    PubKey,
+    Str,
+    decode,
+    encode,
+    wire_message,
+)
+from sequencer_node.wire.crypto import SigningKey, sign_message
+from sequencer_node.wire.messages import (
+    MAX_BATCH_BLOBS,
+    BatchCertificate,
+    DoubleProposal,
+    DoubleTimeout,
+    DoubleVote,
+    DowntimeCertificate,
+    Evidence,
+    L1Call,
+    Transaction,
+)
+
+Blob = Annotated[bytes, Bytes(131072, 131072)]
+KzgBytes = Annotated[bytes, Bytes(48, 48)]
+#: Calldata batches are bounded by the L1Call params limit (4 MiB) minus the certificate.
+MAX_CALLDATA = 3 * 1024 * 1024
+
+
+@wire_message(45)
+@dataclass(frozen=True, slots=True)
+class Transfer:
+    """Move native balance to another L1 account."""
+
+    to: Address
+    amount: U128
+
+
+@wire_message(46)
+@dataclass(frozen=True, slots=True)
+class RegisterSequencer:
+    """Register ``signing_key`` as a sequencer owned by the calling account, locking ``stake``."""
+
+    signing_key: PubKey
+    p2p_address: Annotated[str, Str(256)]
+    rpc_address: Annotated[str, Str(256)]
+    stake: U128
+
+
+@wire_message(47)
+@dataclass(frozen=True, slots=True)
+class LockStake:
+    signing_key: PubKey
+    amount: U128
+
+
+@wire_message(48)
+@dataclass(frozen=True, slots=True)
+class UnlockStake:
+    """Start unbonding ``amount`` (0 means all the bonded stake)."""
+
+    signing_key: PubKey
+    amount: U128
+
+
+@wire_message(49)
+@dataclass(frozen=True, slots=True)
+class WithdrawStake:
+    """Return every unbonding entry whose unbonding period has passed to the owner's balance."""
+
+    signing_key: PubKey
+
+
+@wire_message(50)
+@dataclass(frozen=True, slots=True)
+class ClaimRewards:
+    signing_key: PubKey
+
+
+@wire_message(51)
+@dataclass(frozen=True, slots=True)
+class Unjail:
+    signing_key: PubKey
+
+
+@wire_message(52)
+@dataclass(frozen=True, slots=True)
+class UpdateSequencer:
+    """Change the advertised p2p and RPC addresses."""
+
+    signing_key: PubKey
+    p2p_address: Annotated[str, Str(256)]
+    rpc_address: Annotated[str, Str(256)]
+
+
+@wire_message(53)
+@dataclass(frozen=True, slots=True)
+class SubmitEvidence:
+    """Equivocation evidence: exactly one of the three fields is set."""
+
+    double_proposal: DoubleProposal | None
+    double_vote: DoubleVote | None
+    double_timeout: DoubleTimeout | None
+
+    def __post_init__(self) -> None:
+        n = sum(
+            x is not None for x in (self.double_proposal, self.double_vote, self.double_timeout)
+        )
+        if n != 1:
+            raise ValueError("SubmitEvidence carries exactly one piece of evidence")
+
+    @property
+    def evidence(self) -> Evidence:
+        e = self.double_proposal or self.double_vote or self.double_timeout
+        assert e is not None
+        return e
+
+    @staticmethod
+    def of(evidence: Evidence) -> SubmitEvidence:
+        if isinstance(evidence, DoubleProposal):
+            return SubmitEvidence(evidence, None, None)
+        if isinstance(evidence, DoubleVote):
+            return SubmitEvidence(None, evidence, None)
+        return SubmitEvidence(None, None, evidence)
+
+
+@wire_message(54)
+@dataclass(frozen=True, slots=True)
+class ReportDowntime:
+    certificate: DowntimeCertificate
+
+
+@wire_message(55)
+@dataclass(frozen=True, slots=True)
+class QueueForced:
+    """Queue an L2 transaction for forced inclusion."""
+
+    tx: Transaction
+
+
+@wire_message(56)
+@dataclass(frozen=True, slots=True)
+class SubmitBatch:
+    """A batch for the inbox. Blob batches carry the sidecars (blob, commitment, proof);
+    calldata batches carry the data in ``calldata``."""
+
+    certificate: BatchCertificate
+    max_fee_per_blob_gas: U128
+    blobs: Annotated[tuple[Blob, ...], MaxItems(MAX_BATCH_BLOBS)]
+    commitments: Annotated[tuple[KzgBytes, ...], MaxItems(MAX_BATCH_BLOBS)]
+    proofs: Annotated[tuple[KzgBytes, ...], MaxItems(MAX_BATCH_BLOBS)]
+    calldata: Annotated[bytes, Bytes(0, MAX_CALLDATA)]
+
+
+#: Method name (the ``L1Call.method``) of each parameter message.
+METHODS: dict[str, type] = {
+    "transfer": Transfer,
+    "registerSequencer": RegisterSequencer,
+    "lockStake": LockStake,
+    "unlockStake": UnlockStake,
+    "withdrawStake": WithdrawStake,
+    "claimRewards": ClaimRewards,
+    "unjail": Unjail,
+    "updateSequencer": UpdateSequencer,
+    "submitEvidence": SubmitEvidence,
+    "reportDowntime": ReportDowntime,
+    "queueForced": QueueForced,
+    "submitBatch": SubmitBatch,
+}
+_NAMES = {cls: name for name, cls in METHODS.items()}
+
+
+def method_name(params: Any) -> str:
+    try:
+        return _NAMES[type(params)]
+    except KeyError:
+        raise TypeError(f"{type(params).__name__} is not an L1 call parameter message") from None
+
+
+def make_call(params: Any, key: SigningKey, nonce: int, l1_chain_id: int) -> L1Call:
+    """A signed :class:`L1Call` carrying ``params`` from ``key``'s account."""
+    call = L1Call(method_name(params), encode(params), key.public_key, nonce, bytes(64))
+    return sign_message(call, key, l1_chain_id)
+
+
+def decode_params(call: L1Call) -> Any:
+    """The parameter message of ``call`` (raises CodecError or KeyError for unknown methods)."""
+    cls = METHODS.get(call.method)
+    if cls is None:
+        raise KeyError(f"unknown L1 method {call.method!r}; known: {', '.join(METHODS)}")
+    return decode(call.params, cls)
+
+
+__all__ = [
+    "METHODS",
+    "ClaimRewards",
+    "LockStake",
+    "QueueForced",
+    "RegisterSequencer",
+    "ReportDowntime",
+    "SubmitBatch",
+    "SubmitEvidence",
+    "Transfer",
+    "Unjail",
+    "UnlockStake",
+    "UpdateSequencer",
+    "WithdrawStake",
+    "decode_params",
+    "make_call",
+    "method_name",
+]
