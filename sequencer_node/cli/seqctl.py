@@ -4,11 +4,17 @@ from __future__ import annotations
 
 import click
 
+from sequencer_node.cli.keys import keys
+
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(package_name="seqnet")
 def main() -> None:
     """Operate seqnet sequencers: keys, stake, status, evidence, batches, devnet.
 
-    Options also read SEQ_* environment variables (e.g. --node-url from SEQ_NODE_URL).
+    Exit codes: 0 success, 1 failed request, 2 usage error, 3 node or L1 unreachable,
+    4 keystore could not be opened (wrong password, damaged file).
     """
+
+
+main.add_command(keys)

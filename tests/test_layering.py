@@ -1,0 +1,152 @@
+"""The import rules of docs/architecture.md, checked on the source tree.
+
+* ``sequencer_node.wire`` imports nothing else from the project;
+* the pure layers (``sequencer_node.core``, ``sequencer_node.batching``, ``l1_mock.chain``)
+  import no I/O, clock or randomness modules, and nothing from the shells;
+* ``l1_mock`` never imports the node's shell, core or CLI; the node never imports ``l1_mock``;
+* no import cycles between project modules.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGES = ("sequencer_node", "l1_mock")
+IMPURE = {
+    "trio",
+    "socket",
+    "time",
+    "random",
+    "os",
+    "sqlite3",
+    "asyncio",
+    "threading",
+    "subprocess",
+    "httpx",
+    "hypercorn",
+    "starlette",
+    "secrets",
+    "datetime",
+    "io",
+    "pathlib",
+    "shutil",
+    "signal",
+    "select",
+    "selectors",
+    "multiprocessing",
+}
+
+
+def _module_name(path: Path) -> str:
+    rel = path.relative_to(ROOT).with_suffix("")
+    parts = list(rel.parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def _modules() -> dict[str, Path]:
+    return {_module_name(p): p for pkg in PACKAGES for p in sorted((ROOT / pkg).rglob("*.py"))}
+
+
+def _imports(name: str, path: Path) -> set[str]:
+    """Absolute names of every module imported anywhere in the file (incl. function bodies)."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    is_pkg = path.name == "__init__.py"
+    out: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            out.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = name.split(".")
+                base = base[: len(base) - node.level + (1 if is_pkg else 0)]
+                mod = ".".join([*base, node.module] if node.module else base)
+            else:
+                mod = node.module or ""
+            out.add(mod)
+            out.update(f"{mod}.{a.name}" for a in node.names)
+    return out
+
+
+MODULES = _modules()
+IMPORTS = {name: _imports(name, path) for name, path in MODULES.items()}
+
+
+def _project_imports(name: str) -> set[str]:
+    return {m for m in IMPORTS[name] if m in MODULES and m != name}
+
+
+def _in(name: str, prefix: str) -> bool:
+    return name == prefix or name.startswith(prefix + ".")
+
+
+def test_wire_is_self_contained() -> None:
+    for name in MODULES:
+        if _in(name, "sequencer_node.wire"):
+            bad = {m for m in _project_imports(name) if not _in(m, "sequencer_node.wire")}
+            assert not bad, f"{name} imports {bad}"
+
+
+@pytest.mark.parametrize(
+    "layer",
+    ["sequencer_node.core", "sequencer_node.batching", "l1_mock.chain", "sequencer_node.wire"],
+)
+def test_pure_layers_do_no_io(layer: str) -> None:
+    for name in MODULES:
+        if _in(name, layer):
+            roots = {m.split(".")[0] for m in IMPORTS[name]}
+            assert not roots & IMPURE, f"{name} imports {roots & IMPURE}"
+            shells = {
+                m
+                for m in _project_imports(name)
+                if _in(m, "sequencer_node.shell")
+                or _in(m, "sequencer_node.cli")
+                or _in(m, "l1_mock.server")
+            }
+            assert not shells, f"{name} (pure) imports {shells}"
+
+
+def test_l1_and_node_stay_apart() -> None:
+    for name in MODULES:
+        deps = _project_imports(name)
+        if _in(name, "l1_mock"):
+            bad = {
+                m
+                for m in deps
+                if _in(m, "sequencer_node")
+                and not any(_in(m, ok) for ok in ("sequencer_node.wire", "sequencer_node.files"))
+            }
+            assert not bad, f"{name} imports node internals {bad}"
+        else:
+            bad = {m for m in deps if _in(m, "l1_mock")}
+            assert not bad, f"{name} imports the L1 mock {bad}"
+
+
+def test_no_import_cycles() -> None:
+    graph = {name: _project_imports(name) for name in MODULES}
+    # A package's __init__ importing its children is how packages work; ignore parent->child.
+    for name, deps in graph.items():
+        graph[name] = {d for d in deps if not d.startswith(name + ".")}
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(n: str) -> None:
+        state[n] = 1
+        stack.append(n)
+        for d in sorted(graph[n]):
+            if state.get(d) == 1:
+                cycle = [*stack[stack.index(d) :], d]
+                raise AssertionError("import cycle: " + " -> ".join(cycle))
+            if d not in state:
+                visit(d)
+        stack.pop()
+        state[n] = 2
+
+    for n in sorted(graph):
+        if n not in state:
+            visit(n)
