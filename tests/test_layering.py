@@ -94,7 +94,7 @@ def test_wire_is_self_contained() -> None:
 
 @pytest.mark.parametrize(
     "layer",
-    ["sequencer_node.core", "sequencer_node.batching", "l1_mock.chain", "sequencer_node.wire"],
+    ["sequencer_node.core", "sequencer_node.batching", "l1_mock.chain", "sequencer_node.sim"],
 )
 def test_pure_layers_do_no_io(layer: str) -> None:
     for name in MODULES:
