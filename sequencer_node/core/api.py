@@ -1,0 +1,346 @@
+"""The public face of the protocol core: configuration, genesis, events in, effects out.
+
+The node shell (Trio) and the simulator drive one :class:`~sequencer_node.core.node.SequencerCore`
+through this vocabulary and nothing else::
+
+    core = SequencerCore(config, genesis, persisted=record_or_None, chain=stored_blocks)
+    effects = core.handle(event, now_ms)     # one input
+    effects = core.tick(now_ms)              # time passing (call every ~50-100 ms)
+
+Every event and effect is a frozen dataclass. The shell carries out effects in list order.
+
+The never-sign-twice contract: a signed consensus message (proposal, vote, timeout) never
+appears in an effect before the shell has made the matching :class:`PersistWatermark` durable
+(fsync) and fed back :class:`WatermarkPersisted` with the same ``seq``. The core emits the
+``PersistWatermark`` effect, holds the signed messages back, and releases them as
+``Broadcast``/``SendTo`` effects in the ``handle`` call that receives the ack. If the process dies
+before the ack, the signatures never left and the (possibly persisted) record only makes the
+node more careful after the restart.
+
+``PersistedState`` and the node-only sync messages are wire messages (tags 64-79), so the shell
+stores the record with :func:`sequencer_node.wire.codec.encode` and reads it back with
+:func:`~sequencer_node.wire.codec.decode`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Annotated
+
+from sequencer_node.wire.codec import U64, Hash32, MaxItems, PubKey, wire_message
+from sequencer_node.wire.crypto import SigningKey
+from sequencer_node.wire.messages import (
+    CertifiedBlock,
+    DowntimeCertificate,
+    Evidence,
+    ForcedTransaction,
+    QuorumCertificate,
+    TimeoutCertificate,
+    Transaction,
+)
+
+#: Most certified blocks in one sync response.
+MAX_SYNC_BLOCKS = 64
+
+# --- configuration ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class CoreConfig:
+    """Protocol parameters. Every node of a network must agree on all but ``key`` and the
+    local bounds (mempool sizes)."""
+
+    chain_id: int
+    #: This node's signing key; None for a follower that validates and never signs.
+    key: SigningKey | None
+    block_time_ms: int = 1_000
+    #: First round timeout; doubled after each consecutive timeout, up to ``timeout_max_ms``.
+    timeout_base_ms: int = 4_000
+    timeout_max_ms: int = 60_000
+    #: L2 blocks per epoch (one leader schedule per epoch). At least 3.
+    epoch_length: int = 1_000
+    max_block_txs: int = 2_000
+    max_block_forced: int = 256
+    #: Forced-inclusion window in L1 blocks (see :mod:`sequencer_node.core.forced`).
+    sequencing_window: int = 100
+    #: A proposal's timestamp may be at most this far ahead of the validator's clock.
+    max_clock_skew_ms: int = 2_000
+    #: L1 slots per L1 epoch, and how many L1 epochs the stake snapshot lags the L1 origin.
+    l1_slots_per_epoch: int = 32
+    snapshot_lag_epochs: int = 2
+    #: Downtime: window of committed L2 heights, and the missed share (percent) that reports.
+    downtime_window: int = 100
+    downtime_threshold_percent: int = 50
+    mempool_max_txs: int = 50_000
+    mempool_max_per_sender: int = 256
+    mempool_max_nonce_gap: int = 64
+    #: Bound of the in-memory block tree above the committed head (blocks), and of buffered
+    #: future-round messages.
+    max_pending_blocks: int = 1_024
+    max_future_rounds: int = 64
+
+    def __post_init__(self) -> None:
+        if self.epoch_length < 3:
+            raise ValueError("epoch_length must be at least 3 L2 blocks")
+        if self.block_time_ms <= 0 or self.timeout_base_ms <= 0:
+            raise ValueError("block_time_ms and timeout_base_ms must be positive")
+        if self.timeout_max_ms < self.timeout_base_ms:
+            raise ValueError("timeout_max_ms must be >= timeout_base_ms")
+        if not 0 < self.downtime_threshold_percent <= 100 or self.downtime_window < 1:
+            raise ValueError("downtime_threshold_percent must be in 1..100, window >= 1")
+
+
+@dataclass(frozen=True, slots=True)
+class StakeSnapshot:
+    """The active sequencers of one L1 epoch (jailed and slashed ones left out) and the
+    finalized L1 randomness of that epoch (e.g. the epoch's last finalized block hash)."""
+
+    l1_epoch: int
+    stakes: tuple[tuple[bytes, int], ...]  # (public key, stake), any order
+    seed: bytes
+
+    def table(self) -> dict[bytes, int]:
+        return {pk: s for pk, s in self.stakes if s > 0}
+
+
+@dataclass(frozen=True, slots=True)
+class Genesis:
+    """What every node starts from: initial balances and the genesis stake snapshot."""
+
+    balances: tuple[tuple[bytes, int], ...]  # (20-byte address, amount)
+    snapshot: StakeSnapshot
+    timestamp_ms: int = 0
+
+
+# --- persisted record (never-sign-twice watermark) -----------------------------------------
+
+
+@wire_message(64)
+@dataclass(frozen=True, slots=True)
+class PersistedState:
+    """What this node signed, per message kind (EIP-3076 style), plus its lock.
+
+    A node may sign a message of one kind at round ``r`` only if ``r`` is above the recorded
+    round of that kind, or equal with the same digest (re-signing identical bytes). ``high_qc``
+    is the highest QC this node has voted on top of: after a restart the node never reports a
+    lower one in a timeout (that would undo its lock and break the two-chain argument).
+    """
+
+    chain_id: U64
+    signer: PubKey
+    proposal_round: U64
+    proposal_digest: Hash32
+    vote_round: U64
+    vote_digest: Hash32
+    timeout_round: U64
+    timeout_digest: Hash32
+    high_qc: QuorumCertificate | None
+
+
+@wire_message(65)
+@dataclass(frozen=True, slots=True)
+class SyncRequest:
+    """Ask a peer for certified blocks with heights in ``[from_height, to_height]``."""
+
+    from_height: U64
+    to_height: U64
+
+
+@wire_message(66)
+@dataclass(frozen=True, slots=True)
+class SyncResponse:
+    """Certified blocks in height order (each with its QC), and the sender's latest TC."""
+
+    blocks: Annotated[tuple[CertifiedBlock, ...], MaxItems(MAX_SYNC_BLOCKS)]
+    last_tc: TimeoutCertificate | None
+
+
+# --- events (inputs) ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class MessageReceived:
+    """A decoded wire message from a peer. ``sender`` is the peer's id (its public key)."""
+
+    sender: bytes
+    message: object
+
+
+@dataclass(frozen=True, slots=True)
+class TxSubmitted:
+    """A transaction from a local client (RPC). Answered by a :class:`TxResult`."""
+
+    tx: Transaction
+
+
+@dataclass(frozen=True, slots=True)
+class StakeSnapshotAvailable:
+    """The shell read a (finalized) stake snapshot from L1."""
+
+    snapshot: StakeSnapshot
+
+
+@dataclass(frozen=True, slots=True)
+class ForcedEntriesSeen:
+    """Forced-inclusion entries read from L1, in queue order."""
+
+    entries: tuple[ForcedTransaction, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class L1HeadChanged:
+    head: int
+    finalized: int
+
+
+@dataclass(frozen=True, slots=True)
+class WatermarkPersisted:
+    """The shell made the :class:`PersistWatermark` with this ``seq`` durable."""
+
+    seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class CertifiedBlocksReceived:
+    """Certified blocks from a catch-up source other than p2p (e.g. the node's own store)."""
+
+    blocks: tuple[CertifiedBlock, ...]
+
+
+Event = (
+    MessageReceived
+    | TxSubmitted
+    | StakeSnapshotAvailable
+    | ForcedEntriesSeen
+    | L1HeadChanged
+    | WatermarkPersisted
+    | CertifiedBlocksReceived
+)
+
+# --- effects (outputs) --------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Broadcast:
+    message: object
+
+
+@dataclass(frozen=True, slots=True)
+class SendTo:
+    peer: bytes
+    message: object
+
+
+@dataclass(frozen=True, slots=True)
+class PersistWatermark:
+    """Write ``record`` durably (fsync), then feed back ``WatermarkPersisted(seq)``."""
+
+    record: PersistedState
+    seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class BlockCommitted:
+    """A block is final under the BFT rule (in height order, each exactly once).
+
+    ``certified.qc`` certifies ``certified.block``; ``state_root`` is the post-state.
+    """
+
+    certified: CertifiedBlock
+    state_root: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class EvidenceFound:
+    evidence: Evidence
+    offender: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class DowntimeCertificateReady:
+    certificate: DowntimeCertificate
+
+
+@dataclass(frozen=True, slots=True)
+class TxResult:
+    tx_hash: bytes
+    accepted: bool
+    reason: str | None = None
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class RoundChanged:
+    """Informational (logs, metrics): the node entered ``round``; ``leader`` is its leader."""
+
+    round: int
+    epoch: int
+    leader: bytes | None
+    via: str  # "qc", "tc", "sync", "start"
+
+
+@dataclass(frozen=True, slots=True)
+class PeerMisbehaved:
+    """A peer sent something invalid (bad signature, malformed certificate...)."""
+
+    peer: bytes
+    reason: str
+
+
+Effect = (
+    Broadcast
+    | SendTo
+    | PersistWatermark
+    | BlockCommitted
+    | EvidenceFound
+    | DowntimeCertificateReady
+    | TxResult
+    | RoundChanged
+    | PeerMisbehaved
+)
+
+
+@dataclass(frozen=True, slots=True)
+class CoreStatus:
+    """A snapshot for ``statistics()``: heads, round, leader."""
+
+    round: int
+    epoch: int
+    leader: bytes | None
+    committed_height: int
+    committed_hash: bytes
+    certified_height: int
+    state_root: bytes
+    mempool_size: int
+    pending_evidence: int = 0
+    extra: dict[str, int] = field(default_factory=dict)
+
+
+__all__ = [
+    "MAX_SYNC_BLOCKS",
+    "BlockCommitted",
+    "Broadcast",
+    "CertifiedBlocksReceived",
+    "CoreConfig",
+    "CoreStatus",
+    "DowntimeCertificateReady",
+    "Effect",
+    "Event",
+    "EvidenceFound",
+    "ForcedEntriesSeen",
+    "Genesis",
+    "L1HeadChanged",
+    "MessageReceived",
+    "PeerMisbehaved",
+    "PersistWatermark",
+    "PersistedState",
+    "RoundChanged",
+    "SendTo",
+    "StakeSnapshot",
+    "StakeSnapshotAvailable",
+    "SyncRequest",
+    "SyncResponse",
+    "TxResult",
+    "TxSubmitted",
+    "WatermarkPersisted",
+]
