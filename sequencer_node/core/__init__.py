@@ -1,0 +1,1 @@
+"""The pure protocol core: election, BFT agreement, mempool, execution, evidence (no I/O)."""

@@ -1,0 +1,217 @@
+"""Execution rules, receipts, state root determinism and snapshots of the L2 ledger."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from sequencer_node.core.ledger import (
+    SIGNATURE_CACHE,
+    InvalidBlock,
+    Ledger,
+    SignatureCache,
+    tx_root,
+    verify_tx_signature,
+)
+from sequencer_node.wire.crypto import address_of
+
+from .helpers import CHAIN_ID, KEYS, PROPOSER, forced, transfer
+
+A, B, C = KEYS[0], KEYS[1], KEYS[2]
+P_ADDR = address_of(PROPOSER.public_key)
+
+
+def genesis() -> Ledger:
+    return Ledger.genesis({A.address: 1000, B.address: 500})
+
+
+def test_transfer_moves_amount_and_fee():
+    l0 = genesis()
+    l1, receipts = l0.apply_block(
+        [transfer(A, C.address, 100, 0, fee=3)], [], proposer=PROPOSER.public_key
+    )
+    assert l1.balance(A.address) == 897
+    assert l1.balance(C.address) == 100
+    assert l1.balance(P_ADDR) == 3
+    assert l1.nonce(A.address) == 1
+    assert l1.nonce(C.address) == 0
+    assert receipts[0].ok
+    assert receipts[0].fee_paid == 3
+    assert receipts[0].reason is None
+    # value semantics: the parent state is untouched
+    assert l0.balance(A.address) == 1000
+    assert l0.nonce(A.address) == 0
+    assert l0.state_root() != l1.state_root()
+    assert l1.total_supply() == l0.total_supply() == 1500
+
+
+def test_sequential_nonces_in_one_block_and_self_transfer():
+    l0 = genesis()
+    txs = [transfer(A, B.address, 10, 0), transfer(A, A.address, 50, 1, fee=2)]
+    l1, _ = l0.apply_block(txs, [], proposer=PROPOSER.public_key)
+    assert l1.nonce(A.address) == 2
+    assert l1.balance(A.address) == 1000 - 11 - 2
+    assert l1.balance(B.address) == 510
+
+
+@pytest.mark.parametrize(
+    ("tx", "needle"),
+    [
+        (transfer(A, C.address, 1, 1), "nonce too high"),
+        (transfer(A, C.address, 1000, 0, fee=1), "insufficient balance"),
+        (transfer(C, A.address, 2, 0, fee=0), "insufficient balance"),
+    ],
+)
+def test_invalid_normal_tx_invalidates_block_naming_index(tx, needle):
+    ok = transfer(B, C.address, 1, 0)
+    with pytest.raises(InvalidBlock) as e:
+        genesis().apply_block([ok, tx], [], proposer=PROPOSER.public_key)
+    assert "transaction 1" in e.value.reason
+    assert needle in e.value.reason
+
+
+def test_replayed_nonce_is_too_low():
+    l1, _ = genesis().apply_block([transfer(A, C.address, 1, 0)], [], proposer=PROPOSER.public_key)
+    with pytest.raises(InvalidBlock, match="nonce too low"):
+        l1.apply_block([transfer(A, C.address, 1, 0)], [], proposer=PROPOSER.public_key)
+
+
+def test_bad_signature_checked_only_with_chain_id():
+    tx = transfer(A, C.address, 5, 0, chain_id=CHAIN_ID + 1)  # signed for another chain
+    genesis().apply_block([tx], [], proposer=PROPOSER.public_key)  # caller vouches
+    with pytest.raises(InvalidBlock, match="bad signature"):
+        genesis().apply_block([tx], [], proposer=PROPOSER.public_key, chain_id=CHAIN_ID)
+
+
+def test_forced_runs_first_and_failed_forced_is_skipped_but_consumed():
+    good = forced(0, 7, transfer(B, C.address, 20, 0))
+    broke = forced(1, 7, transfer(C, A.address, 100, 0))  # C has only 20
+    forged = forced(2, 8, dataclasses.replace(transfer(A, C.address, 900, 0), amount=901))
+    normal = transfer(B, C.address, 5, 1)  # nonce 1: only valid after the forced one
+    l1, receipts = genesis().apply_block(
+        [normal], [good, broke, forged], proposer=PROPOSER.public_key, chain_id=CHAIN_ID
+    )
+    assert [r.ok for r in receipts] == [True, False, False, True]
+    assert "insufficient balance" in (receipts[1].reason or "")
+    assert receipts[2].reason == "bad signature"
+    assert receipts[1].fee_paid == 0
+    assert l1.forced_index() == 3
+    assert l1.balance(A.address) == 1000  # the forged entry did not spend A's money
+    assert l1.balance(C.address) == 25
+
+
+def test_forced_entries_must_continue_the_queue():
+    e = forced(1, 7, transfer(B, C.address, 20, 0))
+    with pytest.raises(InvalidBlock, match="queue index 1, expected 0"):
+        genesis().apply_block([], [e], proposer=PROPOSER.public_key)
+
+
+def test_forced_index_is_part_of_state_root():
+    bad = forced(0, 1, transfer(C, A.address, 1, 0))  # fails, but consumes index 0
+    l0 = genesis()
+    l1, _ = l0.apply_block([], [bad], proposer=PROPOSER.public_key)
+    assert l1.balance(A.address) == l0.balance(A.address)
+    assert l1.state_root() != l0.state_root()
+
+
+@given(
+    st.dictionaries(
+        st.binary(min_size=20, max_size=20), st.integers(1, 10**20), min_size=0, max_size=40
+    ),
+    st.randoms(use_true_random=False),
+)
+@settings(max_examples=50)
+def test_state_root_is_independent_of_insertion_order(balances, rnd):
+    items = list(balances.items())
+    rnd.shuffle(items)
+    assert Ledger.genesis(dict(items)).state_root() == Ledger.genesis(balances).state_root()
+
+
+def test_incremental_root_equals_root_from_scratch():
+    balances = {bytes([i % 7, i % 3]) + i.to_bytes(18, "big"): 1000 for i in range(300)}
+    balances[A.address] = 10**6
+    balances[B.address] = 10**6
+    l0 = Ledger.genesis(balances)
+    txs = [transfer(A, addr, 3, n) for n, addr in enumerate(list(balances)[:120])]
+    txs += [transfer(B, A.address, 7, 0)]
+    l1, _ = l0.apply_block(txs, [], proposer=PROPOSER.public_key)
+    fresh = Ledger.from_bytes(l1.to_bytes())
+    rebuilt = Ledger._from_accounts(l1.accounts(), l1.forced_index())
+    assert fresh.state_root() == rebuilt.state_root() == l1.state_root()
+
+
+def test_genesis_rejects_bad_input():
+    with pytest.raises(ValueError, match="20 bytes"):
+        Ledger.genesis({b"short": 1})
+    with pytest.raises(ValueError, match="total supply"):
+        Ledger.genesis({A.address: 2**127, B.address: 2**127})
+    with pytest.raises(ValueError, match=">= 0"):
+        Ledger.genesis({A.address: -1})
+
+
+def test_snapshot_round_trip_and_strictness():
+    l1, _ = genesis().apply_block([transfer(A, C.address, 9, 0)], [], proposer=PROPOSER.public_key)
+    data = l1.to_bytes()
+    back = Ledger.from_bytes(data)
+    assert back.state_root() == l1.state_root()
+    assert back.nonce(A.address) == 1
+    assert back.balance(C.address) == 9
+    with pytest.raises(ValueError, match="magic"):
+        Ledger.from_bytes(b"XXXX" + data[4:])
+    with pytest.raises(ValueError, match="version"):
+        Ledger.from_bytes(data[:4] + b"\x09" + data[5:])
+    flipped = bytearray(data)
+    flipped[-1] ^= 1  # the last nonce
+    with pytest.raises(ValueError, match="root does not match"):
+        Ledger.from_bytes(bytes(flipped))
+    with pytest.raises(ValueError, match="extra data"):
+        Ledger.from_bytes(data + b"\x00")
+
+
+@given(st.binary(max_size=200))
+@settings(max_examples=200)
+def test_snapshot_decoder_raises_only_value_error(junk):
+    for blob in (junk, b"SQLG\x01" + junk):
+        with contextlib.suppress(ValueError):
+            Ledger.from_bytes(blob)
+
+
+def test_tx_root_commits_to_order_and_split():
+    t1, t2 = transfer(A, C.address, 1, 0), transfer(B, C.address, 1, 0)
+    f1 = forced(0, 1, t1)
+    roots = {
+        tx_root([t1, t2], []),
+        tx_root([t2, t1], []),
+        tx_root([t2], [f1]),
+        tx_root([], []),
+    }
+    assert len(roots) == 4
+    assert tx_root([t1, t2], []) == tx_root([t1, t2], [])
+
+
+def test_signature_cache_is_bounded_and_caches_only_good():
+    cache = SignatureCache(max_entries=4)
+    for i in range(10):
+        cache.add((1, bytes([i])))
+    assert len(cache) <= 4
+    assert (1, bytes([9])) in cache
+    assert (1, bytes([0])) not in cache
+    SIGNATURE_CACHE.clear()
+    tx = transfer(A, C.address, 1, 0)
+    assert verify_tx_signature(tx, CHAIN_ID)
+    assert len(SIGNATURE_CACHE) == 1
+    assert not verify_tx_signature(tx, CHAIN_ID + 1)
+    assert len(SIGNATURE_CACHE) == 1
+    forged = dataclasses.replace(tx, amount=2)
+    assert not verify_tx_signature(forged, CHAIN_ID)
+
+
+def test_check_tx():
+    l0 = genesis()
+    assert l0.check_tx(transfer(A, C.address, 999, 0)) is None
+    assert "insufficient" in (l0.check_tx(transfer(A, C.address, 1000, 0)) or "")
+    assert "nonce too high" in (l0.check_tx(transfer(A, C.address, 1, 2)) or "")
