@@ -5,7 +5,9 @@ messages below and whose ``params`` is that message's canonical encoding. The ac
 the call with ``sign_message(call, key, l1_chain_id)``; ``nonce`` is its L1 account nonce.
 Nodes and the CLI build calls with :func:`make_call` and never import ``l1_mock``.
 
-Amounts are in wei (10**18 wei = 1 token); one native balance pays fees and stake.
+Amounts in call parameters are in gwei (``*_gwei`` fields, 10**9 gwei = 1 token) so that they
+fit the codec's 64-bit integers; balances and fees on the L1 are in wei (10**18 wei = 1 token).
+One native balance pays fees and stake. ``max_fee_per_blob_gas`` is in wei per blob gas.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from dataclasses import dataclass
 from typing import Annotated, Any
 
 from sequencer_node.wire.codec import (
-    U128,
+    U64,
     Address,
     Bytes,
     MaxItems,
@@ -37,6 +39,8 @@ from sequencer_node.wire.messages import (
     Transaction,
 )
 
+#: One token in gwei, the unit of every ``*_gwei`` amount.
+GWEI = 10**9
 Blob = Annotated[bytes, Bytes(131072, 131072)]
 KzgBytes = Annotated[bytes, Bytes(48, 48)]
 #: Calldata batches are bounded by the L1Call params limit (4 MiB) minus the certificate.
@@ -49,7 +53,7 @@ class Transfer:
     """Move native balance to another L1 account."""
 
     to: Address
-    amount: U128
+    amount_gwei: U64
 
 
 @wire_message(46)
@@ -60,23 +64,23 @@ class RegisterSequencer:
     signing_key: PubKey
     p2p_address: Annotated[str, Str(256)]
     rpc_address: Annotated[str, Str(256)]
-    stake: U128
+    stake_gwei: U64
 
 
 @wire_message(47)
 @dataclass(frozen=True, slots=True)
 class LockStake:
     signing_key: PubKey
-    amount: U128
+    amount_gwei: U64
 
 
 @wire_message(48)
 @dataclass(frozen=True, slots=True)
 class UnlockStake:
-    """Start unbonding ``amount`` (0 means all the bonded stake)."""
+    """Start unbonding ``amount_gwei`` (0 means all the bonded stake)."""
 
     signing_key: PubKey
-    amount: U128
+    amount_gwei: U64
 
 
 @wire_message(49)
@@ -161,7 +165,7 @@ class SubmitBatch:
     calldata batches carry the data in ``calldata``."""
 
     certificate: BatchCertificate
-    max_fee_per_blob_gas: U128
+    max_fee_per_blob_gas: U64
     blobs: Annotated[tuple[Blob, ...], MaxItems(MAX_BATCH_BLOBS)]
     commitments: Annotated[tuple[KzgBytes, ...], MaxItems(MAX_BATCH_BLOBS)]
     proofs: Annotated[tuple[KzgBytes, ...], MaxItems(MAX_BATCH_BLOBS)]
