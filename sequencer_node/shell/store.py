@@ -1,0 +1,309 @@
+"""SQLite persistence in the node's data directory: certified blocks, ledger snapshots, batch
+bookkeeping and the never-sign-twice watermark.
+
+Durability: the database runs in WAL mode with ``synchronous=FULL``, so every committed
+transaction has been fsynced to the WAL before ``COMMIT`` returns. :meth:`Store.write_watermark`
+commits before it returns, and the node lets no signature leave the process before that.
+A crash (kill -9, power cut) in the middle of a transaction leaves the previous committed state.
+
+Blocking: every method blocks on disk. The watermark write is small and must finish before a
+signature is released, so the core-owning task may call it directly; big writes (block batches,
+snapshots) go through ``trio.to_thread.run_sync``. The connection is shared across threads
+(``check_same_thread=False``) behind a lock, so calls are serialised.
+
+Ownership: the ``meta`` table records the chain id and the node's identity key. Opening a data
+directory made for another chain or key raises :class:`DataDirMismatch` instead of mixing
+histories (and watermarks) of two identities.
+"""
+
+from __future__ import annotations
+
+import enum
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from sequencer_node.wire.codec import decode, encode
+from sequencer_node.wire.messages import CertifiedBlock, block_hash
+
+DB_FILENAME = "node.sqlite3"
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS blocks (
+    height INTEGER PRIMARY KEY, hash BLOB NOT NULL, data BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS snapshots (height INTEGER PRIMARY KEY, data BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS batches (
+    batch_number INTEGER PRIMARY KEY,
+    header BLOB NOT NULL,
+    state INTEGER NOT NULL CHECK (state BETWEEN 1 AND 4),
+    l1_tx_hash BLOB);
+CREATE TABLE IF NOT EXISTS watermark (
+    id INTEGER PRIMARY KEY CHECK (id = 1), record BLOB NOT NULL);
+"""
+
+
+class StoreError(Exception):
+    """The store refused an operation that would corrupt the node's history."""
+
+
+class DataDirMismatch(StoreError):
+    """The data directory belongs to another chain or identity."""
+
+
+class BatchState(enum.IntEnum):
+    """Life of a batch; states only move forward, so a restart never posts twice."""
+
+    BUILT = 1
+    SIGNED = 2
+    POSTED = 3  # sent to L1 (l1_tx_hash known): on restart, check L1 before re-posting
+    ACCEPTED = 4
+
+
+@dataclass(frozen=True, slots=True)
+class BatchRecord:
+    batch_number: int
+    header: bytes  # canonical encoding of the BatchHeader
+    state: BatchState
+    l1_tx_hash: bytes | None
+
+
+class Store:
+    """The node's SQLite database. Open with :meth:`open`, close with :meth:`close`."""
+
+    def __init__(self, conn: sqlite3.Connection, path: Path) -> None:
+        self._conn = conn
+        self._lock = threading.Lock()
+        self.path = path
+
+    @classmethod
+    def open(cls, data_dir: Path, *, chain_id: int, identity: bytes) -> Store:
+        """Open (or create) the store in ``data_dir`` for ``chain_id`` and ``identity``.
+
+        Raises:
+            DataDirMismatch: the directory was created for another chain id or key.
+            StoreError: the database is from a newer schema.
+        """
+        data_dir = Path(data_dir)
+        data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        path = data_dir / DB_FILENAME
+        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        try:
+            mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            if str(mode).lower() != "wal":
+                raise StoreError(f"{path}: could not enable WAL journal (got {mode})")
+            conn.execute("PRAGMA synchronous=FULL")
+            conn.executescript(_SCHEMA)
+            store = cls(conn, path)
+            store._check_meta(chain_id, identity)
+        except BaseException:
+            conn.close()
+            raise
+        return store
+
+    def _check_meta(self, chain_id: int, identity: bytes) -> None:
+        want = {
+            "schema_version": str(SCHEMA_VERSION),
+            "chain_id": str(chain_id),
+            "identity": identity.hex(),
+        }
+        with self._tx() as c:
+            have = dict(c.execute("SELECT key, value FROM meta").fetchall())
+            if not have:
+                c.executemany("INSERT INTO meta VALUES (?, ?)", sorted(want.items()))
+                return
+        if have.get("schema_version") != want["schema_version"]:
+            raise StoreError(
+                f"{self.path}: schema version {have.get('schema_version')} is not "
+                f"{SCHEMA_VERSION}; use a matching node version or a fresh --data-dir"
+            )
+        for key in ("chain_id", "identity"):
+            if have.get(key) != want[key]:
+                raise DataDirMismatch(
+                    f"{self.path} belongs to {key} {have.get(key)}, but this node runs with "
+                    f"{key} {want[key]}; point --data-dir at this node's own directory "
+                    "(never share or copy a data directory between keys or chains)"
+                )
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._conn
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            self._conn.execute("COMMIT")
+
+    def _query(self, sql: str, args: Sequence[object] = ()) -> list[tuple[object, ...]]:
+        with self._lock:
+            return self._conn.execute(sql, args).fetchall()
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- watermark -------------------------------------------------------------------------
+
+    def write_watermark(self, record: bytes) -> None:
+        """Replace the signed-watermark record; durable (committed, fsynced) on return."""
+        with self._tx() as c:
+            c.execute("INSERT OR REPLACE INTO watermark (id, record) VALUES (1, ?)", (record,))
+
+    def read_watermark(self) -> bytes | None:
+        rows = self._query("SELECT record FROM watermark WHERE id = 1")
+        return _blob(rows[0][0]) if rows else None
+
+    # --- certified blocks ------------------------------------------------------------------
+
+    def put_blocks(self, blocks: Sequence[CertifiedBlock]) -> None:
+        """Store certified blocks in one transaction (all or none).
+
+        Storing a block again is a no-op. Raises StoreError if a *different* block is already
+        stored at that height: two certified blocks at one height break BFT safety, so the node
+        must stop rather than paper over it.
+        """
+        rows = [(cb.block.header.height, block_hash(cb.block.header), encode(cb)) for cb in blocks]
+        with self._tx() as c:
+            for height, h, data in rows:
+                old = c.execute("SELECT hash FROM blocks WHERE height = ?", (height,)).fetchone()
+                if old is None:
+                    c.execute("INSERT INTO blocks VALUES (?, ?, ?)", (height, h, data))
+                elif bytes(old[0]) != h:
+                    raise StoreError(
+                        f"conflicting certified block at height {height}: stored "
+                        f"{bytes(old[0]).hex()}, new {h.hex()}"
+                    )
+
+    def get_block(self, height: int) -> CertifiedBlock | None:
+        rows = self._query("SELECT data FROM blocks WHERE height = ?", (height,))
+        return decode(_blob(rows[0][0]), CertifiedBlock) if rows else None
+
+    def get_blocks(
+        self, from_height: int, to_height: int, *, max_bytes: int = 4 * 1024 * 1024
+    ) -> list[CertifiedBlock]:
+        """Stored blocks in ``[from_height, to_height]``, in order, stopping at a gap or when
+        ``max_bytes`` of encoded blocks is reached (at least one block if any)."""
+        rows = self._query(
+            "SELECT height, data FROM blocks WHERE height BETWEEN ? AND ? ORDER BY height",
+            (from_height, to_height),
+        )
+        out: list[CertifiedBlock] = []
+        total, expect = 0, from_height
+        for height, data in rows:
+            assert isinstance(data, bytes)
+            if height != expect or (out and total + len(data) > max_bytes):
+                break
+            out.append(decode(data, CertifiedBlock))
+            total += len(data)
+            expect += 1
+        return out
+
+    def highest_height(self) -> int | None:
+        rows = self._query("SELECT MAX(height) FROM blocks")
+        value = rows[0][0]
+        return value if isinstance(value, int) else None
+
+    # --- ledger snapshots ------------------------------------------------------------------
+
+    def put_snapshot(self, height: int, data: bytes, *, keep: int = 3) -> None:
+        """Store a ledger snapshot at ``height`` and keep only the ``keep`` latest."""
+        with self._tx() as c:
+            c.execute("INSERT OR REPLACE INTO snapshots VALUES (?, ?)", (height, data))
+            c.execute(
+                "DELETE FROM snapshots WHERE height NOT IN "
+                "(SELECT height FROM snapshots ORDER BY height DESC LIMIT ?)",
+                (keep,),
+            )
+
+    def latest_snapshot(self) -> tuple[int, bytes] | None:
+        rows = self._query("SELECT height, data FROM snapshots ORDER BY height DESC LIMIT 1")
+        if not rows:
+            return None
+        height, data = rows[0]
+        assert isinstance(height, int)
+        assert isinstance(data, bytes)
+        return height, data
+
+    # --- batches ---------------------------------------------------------------------------
+
+    def record_batch(self, batch_number: int, header: bytes) -> BatchRecord:
+        """Record a newly built batch; returns the existing record if already known
+        (with the same header), so a restarted batcher picks up where it was."""
+        with self._tx() as c:
+            row = c.execute(
+                "SELECT header FROM batches WHERE batch_number = ?", (batch_number,)
+            ).fetchone()
+            if row is None:
+                c.execute(
+                    "INSERT INTO batches VALUES (?, ?, ?, NULL)",
+                    (batch_number, header, int(BatchState.BUILT)),
+                )
+            elif bytes(row[0]) != header:
+                raise StoreError(f"batch {batch_number} is already recorded with another header")
+        record = self.get_batch(batch_number)
+        assert record is not None
+        return record
+
+    def advance_batch(
+        self, batch_number: int, state: BatchState, *, l1_tx_hash: bytes | None = None
+    ) -> None:
+        """Move a batch forward to ``state`` (durable on return). Moving backwards, or
+        skipping POSTED without an L1 tx hash, raises StoreError."""
+        with self._tx() as c:
+            row = c.execute(
+                "SELECT state, l1_tx_hash FROM batches WHERE batch_number = ?", (batch_number,)
+            ).fetchone()
+            if row is None:
+                raise StoreError(f"batch {batch_number} was never recorded")
+            current = BatchState(row[0])
+            if state < current:
+                raise StoreError(
+                    f"batch {batch_number} is {current.name}; it cannot go back to {state.name}"
+                )
+            tx_hash = l1_tx_hash if l1_tx_hash is not None else row[1]
+            if state >= BatchState.POSTED and tx_hash is None:
+                raise StoreError(f"batch {batch_number}: {state.name} needs the L1 tx hash")
+            c.execute(
+                "UPDATE batches SET state = ?, l1_tx_hash = ? WHERE batch_number = ?",
+                (int(state), tx_hash, batch_number),
+            )
+
+    def get_batch(self, batch_number: int) -> BatchRecord | None:
+        rows = self._query(
+            "SELECT batch_number, header, state, l1_tx_hash FROM batches WHERE batch_number = ?",
+            (batch_number,),
+        )
+        return _batch(rows[0]) if rows else None
+
+    def batches(self, state: BatchState | None = None) -> list[BatchRecord]:
+        """All batches (or those in ``state``), by batch number."""
+        sql = "SELECT batch_number, header, state, l1_tx_hash FROM batches"
+        if state is None:
+            return [_batch(r) for r in self._query(sql + " ORDER BY batch_number")]
+        rows = self._query(sql + " WHERE state = ? ORDER BY batch_number", (int(state),))
+        return [_batch(r) for r in rows]
+
+
+def _blob(value: object) -> bytes:
+    assert isinstance(value, bytes), f"expected a BLOB, got {type(value).__name__}"
+    return value
+
+
+def _batch(row: tuple[object, ...]) -> BatchRecord:
+    number, header, state, tx = row
+    assert isinstance(number, int)
+    assert isinstance(header, bytes)
+    assert isinstance(state, int)
+    return BatchRecord(number, header, BatchState(state), tx if isinstance(tx, bytes) else None)

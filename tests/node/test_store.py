@@ -1,0 +1,173 @@
+"""The SQLite store: watermark durability, crash atomicity, ownership checks, blocks, batches."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from sequencer_node.shell.store import (
+    BatchState,
+    DataDirMismatch,
+    Store,
+    StoreError,
+)
+from sequencer_node.wire.messages import (
+    Block,
+    BlockHeader,
+    CertifiedBlock,
+    Proposal,
+    QuorumCertificate,
+    block_hash,
+)
+
+from .helpers import CHAIN, A, B
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def certified(height: int, salt: int = 0) -> CertifiedBlock:
+    header = BlockHeader(
+        height, height, 0, bytes(32), 1000 * height + salt, A.public_key, bytes(32), bytes(32), 0, 0
+    )
+    block = Block(Proposal(header, bytes(64)), (), (), None, None)
+    return CertifiedBlock(block, QuorumCertificate(block_hash(header), height, height, 0, ()))
+
+
+def open_store(tmp_path: Path, chain: int = CHAIN, key: bytes = A.public_key) -> Store:
+    return Store.open(tmp_path / "data", chain_id=chain, identity=key)
+
+
+def test_watermark_survives_reopen(tmp_path):
+    with open_store(tmp_path) as s:
+        assert s.read_watermark() is None
+        s.write_watermark(b"round-1")
+        s.write_watermark(b"round-2")
+    with open_store(tmp_path) as s:
+        assert s.read_watermark() == b"round-2"
+
+
+def test_synchronous_full_and_wal(tmp_path):
+    with open_store(tmp_path) as s:
+        assert s._conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+        assert s._conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def _run_child(tmp_path: Path, body: str) -> int:
+    script = textwrap.dedent(
+        f"""
+        import os, signal, sys
+        sys.path.insert(0, {str(ROOT)!r})
+        from pathlib import Path
+        from sequencer_node.shell.store import Store
+        s = Store.open(Path({str(tmp_path / "data")!r}), chain_id={CHAIN},
+                       identity=bytes.fromhex({A.public_key.hex()!r}))
+        """
+    ) + textwrap.dedent(body)
+    proc = subprocess.run([sys.executable, "-c", script], timeout=60, check=False)
+    return proc.returncode
+
+
+def test_watermark_written_then_kill_9_is_kept(tmp_path):
+    rc = _run_child(
+        tmp_path,
+        """
+        s.write_watermark(b"signed-round-7")
+        os.kill(os.getpid(), signal.SIGKILL)
+        """,
+    )
+    assert rc == -signal.SIGKILL
+    with open_store(tmp_path) as s:
+        assert s.read_watermark() == b"signed-round-7"
+
+
+def test_kill_9_mid_transaction_leaves_the_previous_state(tmp_path):
+    with open_store(tmp_path) as s:
+        s.write_watermark(b"old")
+        s.put_blocks([certified(1)])
+    rc = _run_child(
+        tmp_path,
+        """
+        c = s._conn
+        c.execute("BEGIN IMMEDIATE")
+        c.execute("UPDATE watermark SET record = ? WHERE id = 1", (b"new",))
+        c.execute("DELETE FROM blocks")
+        os.kill(os.getpid(), signal.SIGKILL)
+        """,
+    )
+    assert rc == -signal.SIGKILL
+    with open_store(tmp_path) as s:
+        assert s.read_watermark() == b"old"
+        assert s.get_block(1) == certified(1)
+
+
+def test_failed_put_blocks_is_all_or_nothing(tmp_path):
+    with open_store(tmp_path) as s:
+        s.put_blocks([certified(1)])
+        with pytest.raises(StoreError, match="conflicting certified block at height 1"):
+            s.put_blocks([certified(2), certified(1, salt=5)])
+        assert s.get_block(2) is None
+        assert s.highest_height() == 1
+
+
+def test_wrong_chain_or_key_is_refused(tmp_path):
+    open_store(tmp_path).close()
+    with pytest.raises(DataDirMismatch, match=r"chain_id 901.*chain_id 902"):
+        open_store(tmp_path, chain=CHAIN + 1)
+    with pytest.raises(DataDirMismatch, match="identity"):
+        open_store(tmp_path, key=B.public_key)
+    open_store(tmp_path).close()  # the right owner still opens it
+
+
+def test_blocks_by_range_stop_at_gaps_and_byte_budget(tmp_path):
+    with open_store(tmp_path) as s:
+        assert s.highest_height() is None
+        s.put_blocks([certified(h) for h in (1, 2, 3, 5)])
+        s.put_blocks([certified(2)])  # idempotent
+        assert [b.block.header.height for b in s.get_blocks(1, 10)] == [1, 2, 3]
+        assert [b.block.header.height for b in s.get_blocks(5, 10)] == [5]
+        assert [b.block.header.height for b in s.get_blocks(1, 10, max_bytes=1)] == [1]
+        assert s.highest_height() == 5
+
+
+def test_snapshots_keep_the_latest(tmp_path):
+    with open_store(tmp_path) as s:
+        assert s.latest_snapshot() is None
+        for h in range(1, 6):
+            s.put_snapshot(h * 10, b"state-%d" % h, keep=2)
+        assert s.latest_snapshot() == (50, b"state-5")
+        assert s._query("SELECT COUNT(*) FROM snapshots")[0][0] == 2
+
+
+def test_batches_move_forward_only_and_survive_restart(tmp_path):
+    with open_store(tmp_path) as s:
+        rec = s.record_batch(1, b"header-1")
+        assert rec.state is BatchState.BUILT
+        assert s.record_batch(1, b"header-1") == rec  # restart of the batcher
+        with pytest.raises(StoreError, match="another header"):
+            s.record_batch(1, b"header-X")
+        s.advance_batch(1, BatchState.SIGNED)
+        with pytest.raises(StoreError, match="needs the L1 tx hash"):
+            s.advance_batch(1, BatchState.POSTED)
+        s.advance_batch(1, BatchState.POSTED, l1_tx_hash=b"\xaa" * 32)
+        with pytest.raises(StoreError, match="cannot go back"):
+            s.advance_batch(1, BatchState.SIGNED)
+        s.record_batch(2, b"header-2")
+        with pytest.raises(StoreError, match="never recorded"):
+            s.advance_batch(3, BatchState.SIGNED)
+    with open_store(tmp_path) as s:
+        posted = s.batches(BatchState.POSTED)
+        assert [(b.batch_number, b.l1_tx_hash) for b in posted] == [(1, b"\xaa" * 32)]
+        assert [b.batch_number for b in s.batches()] == [1, 2]
+        s.advance_batch(1, BatchState.ACCEPTED)
+        assert s.get_batch(1).state is BatchState.ACCEPTED  # type: ignore[union-attr]
+
+
+def test_data_dir_is_private(tmp_path):
+    open_store(tmp_path).close()
+    assert os.stat(tmp_path / "data").st_mode & 0o077 == 0
