@@ -94,7 +94,9 @@ def verify_tc(tc: TimeoutCertificate, stakes: StakeTable, chain_id: int) -> None
     seen: set[bytes] = set()
     total = 0
     for t in tc.timeouts:
-        if t.round != tc.round or t.epoch != tc.epoch:
+        # A signer whose high QC lagged names an earlier epoch; stake counts in ``stakes``
+        # (the table of ``tc.epoch``, the epoch of the block that extends the TC's high QC).
+        if t.round != tc.round or t.epoch > tc.epoch:
             raise CertificateError("timeout for another round inside a timeout certificate")
         if t.voter in seen:
             raise CertificateError(f"voter {t.voter.hex()[:16]} appears twice")
