@@ -2,7 +2,26 @@
 
 from __future__ import annotations
 
+import dataclasses
+import logging
+import re
+import sys
+from pathlib import Path
+
 import click
+import trio
+
+from sequencer_node.wire.blobs import FORKS, LATEST_FORK
+
+_DURATION = re.compile(r"^(\d+)([smhd]?)$")
+_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def _duration(ctx: click.Context, param: click.Parameter, value: str) -> int:
+    m = _DURATION.match(value.strip())
+    if not m:
+        raise click.BadParameter(f"{value!r} is not a duration like 604800, 90m, 12h or 7d")
+    return int(m.group(1)) * _UNITS[m.group(2)]
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -14,3 +33,251 @@ def main() -> None:
     Every option is also read from a SEQ_L1_* environment variable (e.g. --port from
     SEQ_L1_PORT).
     """
+
+
+@main.command()
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    envvar="SEQ_L1_HOST",
+    show_envvar=True,
+    show_default=True,
+    help="Address to listen on.",
+)
+@click.option(
+    "--port",
+    default=8545,
+    type=click.IntRange(0, 65535),
+    envvar="SEQ_L1_PORT",
+    show_envvar=True,
+    show_default=True,
+    help="HTTP port (JSON-RPC and Beacon API).",
+)
+@click.option(
+    "--data-dir",
+    default="./l1-data",
+    type=click.Path(file_okay=False, path_type=Path),
+    envvar="SEQ_L1_DATA_DIR",
+    show_envvar=True,
+    show_default=True,
+    help="Directory of the SQLite database; the chain resumes from it on restart.",
+)
+@click.option(
+    "--genesis",
+    "genesis_path",
+    default=None,
+    type=click.Path(dir_okay=False, path_type=Path),
+    envvar="SEQ_L1_GENESIS",
+    show_envvar=True,
+    help="Genesis JSON (see docs/l1-api.md). Default: ten funded dev accounts. "
+    "Ignored when the data directory already holds a chain.",
+)
+@click.option(
+    "--chain-id",
+    default=900,
+    type=int,
+    envvar="SEQ_L1_CHAIN_ID",
+    show_envvar=True,
+    show_default=True,
+    help="L1 chain id (when no --genesis is given).",
+)
+@click.option(
+    "--l2-chain-id",
+    default=901,
+    type=int,
+    envvar="SEQ_L1_L2_CHAIN_ID",
+    show_envvar=True,
+    show_default=True,
+    help="L2 chain id whose certificates the inbox checks (when no --genesis).",
+)
+@click.option(
+    "--slot-time",
+    default=2,
+    type=click.IntRange(1, 60),
+    envvar="SEQ_L1_SLOT_TIME",
+    show_envvar=True,
+    show_default=True,
+    help="Seconds per slot (Ethereum: 12). One block is mined per slot.",
+)
+@click.option(
+    "--fork",
+    default=LATEST_FORK,
+    type=click.Choice(FORKS),
+    envvar="SEQ_L1_FORK",
+    show_envvar=True,
+    show_default=True,
+    help="Blob schedule / fee rules to follow.",
+)
+@click.option(
+    "--blob-retention-epochs",
+    default=None,
+    type=click.IntRange(1),
+    envvar="SEQ_L1_BLOB_RETENTION_EPOCHS",
+    show_envvar=True,
+    help="Epochs blob data is served before it is pruned. Default: 4096, or more "
+    "when 4096 epochs at --slot-time are shorter than --fault-proof-window.",
+)
+@click.option(
+    "--fault-proof-window",
+    default="7d",
+    callback=_duration,
+    envvar="SEQ_L1_FAULT_PROOF_WINDOW",
+    show_envvar=True,
+    show_default=True,
+    help="Dispute window (seconds, or with s/m/h/d); retention must cover it.",
+)
+@click.option(
+    "--auto-mine/--no-auto-mine",
+    default=True,
+    envvar="SEQ_L1_AUTO_MINE",
+    show_envvar=True,
+    show_default=True,
+    help="Mine one block per slot; with --no-auto-mine only dev_mine makes blocks.",
+)
+@click.option(
+    "--log-level",
+    default="INFO",
+    type=click.Choice(["DEBUG", "INFO", "WARNING"]),
+    envvar="SEQ_L1_LOG_LEVEL",
+    show_envvar=True,
+    show_default=True,
+    help="Log verbosity.",
+)
+def run(
+    host: str,
+    port: int,
+    data_dir: Path,
+    genesis_path: Path | None,
+    chain_id: int,
+    l2_chain_id: int,
+    slot_time: int,
+    fork: str,
+    blob_retention_epochs: int | None,
+    fault_proof_window: int,
+    auto_mine: bool,
+    log_level: str,
+) -> None:
+    """Run the mock L1 node."""
+    from l1_mock import genesis as genesis_mod
+    from l1_mock.chain.ledger import ChainConfig, check_retention
+    from l1_mock.server import (
+        L1Node,
+        NodeSettings,
+        default_genesis_time,
+        default_retention_epochs,
+        serve,
+    )
+
+    logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    retention = blob_retention_epochs or default_retention_epochs(slot_time, fault_proof_window)
+    try:
+        check_retention(retention, slot_time, fault_proof_window)
+    except ValueError as e:
+        raise click.UsageError(str(e)) from None
+    try:
+        if genesis_path is not None:
+            genesis = genesis_mod.load(genesis_path)
+            genesis = dataclasses.replace(
+                genesis,
+                config=dataclasses.replace(
+                    genesis.config,
+                    slot_time=slot_time,
+                    blob_retention_epochs=retention,
+                    genesis_time=genesis.config.genesis_time or default_genesis_time(slot_time),
+                ),
+            )
+        else:
+            config = ChainConfig(
+                chain_id=chain_id,
+                l2_chain_id=l2_chain_id,
+                genesis_time=default_genesis_time(slot_time),
+                slot_time=slot_time,
+                forks=((0, fork),),
+                blob_retention_epochs=retention,
+            )
+            genesis = genesis_mod.dev_genesis(config)
+        node = L1Node.open(genesis, NodeSettings(data_dir, slot_time, auto_mine))
+    except (ValueError, RuntimeError) as e:
+        click.echo(f"error: {e}", err=True)
+        sys.exit(2)
+    try:
+        trio.run(serve, node, host, port)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        node.store.close()
+
+
+@main.command("dev-genesis")
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    envvar="SEQ_L1_GENESIS_OUT",
+    show_envvar=True,
+    help="File to write.",
+)
+@click.option(
+    "--chain-id",
+    default=900,
+    type=int,
+    envvar="SEQ_L1_CHAIN_ID",
+    show_envvar=True,
+    show_default=True,
+    help="L1 chain id.",
+)
+@click.option(
+    "--l2-chain-id",
+    default=901,
+    type=int,
+    envvar="SEQ_L1_L2_CHAIN_ID",
+    show_envvar=True,
+    show_default=True,
+    help="L2 chain id.",
+)
+@click.option(
+    "--fork",
+    default=LATEST_FORK,
+    type=click.Choice(FORKS),
+    envvar="SEQ_L1_FORK",
+    show_envvar=True,
+    show_default=True,
+    help="Blob schedule.",
+)
+@click.option(
+    "--sequencer",
+    "sequencers",
+    multiple=True,
+    envvar="SEQ_L1_GENESIS_SEQUENCERS",
+    show_envvar=True,
+    help="A genesis sequencer as SIGNING_KEY_HEX:OWNER_ADDRESS_HEX:STAKE_TOKENS:P2P:RPC "
+    "(repeatable; P2P and RPC may be empty).",
+)
+def dev_genesis(
+    out: Path, chain_id: int, l2_chain_id: int, fork: str, sequencers: tuple[str, ...]
+) -> None:
+    """Write a dev genesis file: ten funded dev accounts plus the given sequencers."""
+    from l1_mock import genesis as genesis_mod
+    from l1_mock.chain.ledger import TOKEN, ChainConfig, GenesisSequencer
+
+    seqs = []
+    for spec in sequencers:
+        parts = spec.split(":", 4)
+        if len(parts) < 3:
+            raise click.BadParameter(f"{spec!r}: expected KEY:OWNER:STAKE[:P2P[:RPC]]")
+        parts += [""] * (5 - len(parts))
+        try:
+            seqs.append(
+                GenesisSequencer(
+                    bytes.fromhex(parts[0].removeprefix("0x")),
+                    bytes.fromhex(parts[1].removeprefix("0x")),
+                    parts[3],
+                    parts[4],
+                    int(parts[2]) * TOKEN,
+                )
+            )
+        except ValueError as e:
+            raise click.BadParameter(f"{spec!r}: {e}") from None
+    config = ChainConfig(chain_id=chain_id, l2_chain_id=l2_chain_id, forks=((0, fork),))
+    out.write_text(genesis_mod.dumps(genesis_mod.dev_genesis(config, tuple(seqs))))
+    click.echo(f"wrote {out}")

@@ -46,7 +46,7 @@ from sequencer_node.wire.certificates import (
     verify_downtime_certificate,
     verify_evidence,
 )
-from sequencer_node.wire.codec import CodecError, message_id
+from sequencer_node.wire.codec import CodecError, encode, message_id
 from sequencer_node.wire.crypto import address_of, verify_message
 from sequencer_node.wire.l1calls import (
     GWEI,
@@ -309,6 +309,16 @@ def tx_hash_of(call: L1Call) -> bytes:
     return message_id(call)
 
 
+def strip_blobs(call: L1Call) -> L1Call:
+    """``call`` with the blob bytes of a batch removed (commitments and proofs stay)."""
+    if call.method != "submitBatch":
+        return call
+    p = decode_params(call)
+    if not p.blobs:
+        return call
+    return dataclasses.replace(call, params=encode(dataclasses.replace(p, blobs=())))
+
+
 class Chain:
     """The L1 state machine (see the module docstring)."""
 
@@ -422,6 +432,20 @@ class Chain:
         slot = self.blocks[block_number].header.slot
         floor = retention_floor_epoch(self.current_epoch, self.config.blob_retention_epochs)
         return slot // SLOTS_PER_EPOCH >= floor
+
+    def block_at_slot(self, slot: int) -> L1Block | None:
+        """The block of ``slot``, or None for an empty (missed) or future slot."""
+        lo, hi = 0, len(self.blocks) - 1
+        while lo <= hi:
+            mid = (lo + hi) // 2
+            s = self.blocks[mid].header.slot
+            if s == slot:
+                return self.blocks[mid]
+            if s < slot:
+                lo = mid + 1
+            else:
+                hi = mid - 1
+        return None
 
     def forced_pending(self) -> list[ForcedTransaction]:
         start = self.batches[-1].header.forced_index if self.batches else 0
@@ -559,14 +583,20 @@ class Chain:
                 progress = True
         for p in chosen:
             del self.pool[p.hash]
-        return self._build(slot, timestamp, [(p.call, p.params) for p in chosen])
+        return self._build(slot, timestamp, [(p.hash, p.call, p.params) for p in chosen])
 
-    def apply_block(self, slot: int, timestamp: int, calls: Iterable[L1Call]) -> L1Block:
-        """Re-execute a recorded block (restart replay); the calls were verified on arrival."""
+    def apply_block(
+        self, slot: int, timestamp: int, calls: Iterable[tuple[bytes, L1Call]]
+    ) -> L1Block:
+        """Re-execute a recorded block (restart replay) from ``(tx hash, stored call)`` pairs.
+
+        The calls were verified when they arrived; stored batch calls may have their blob
+        bytes stripped (:func:`strip_blobs`), which changes nothing in the state.
+        """
         self._check_slot(slot, timestamp)
-        items = [(c, decode_params(c)) for c in calls]
-        for c, _ in items:
-            self.pool.pop(tx_hash_of(c), None)
+        items = [(h, c, decode_params(c)) for h, c in calls]
+        for h, _, _ in items:
+            self.pool.pop(h, None)
         return self._build(slot, timestamp, items)
 
     def _check_slot(self, slot: int, timestamp: int) -> None:
@@ -575,7 +605,7 @@ class Chain:
         if timestamp < self.head.timestamp:
             raise ValueError("block timestamps must not go backwards")
 
-    def _build(self, slot: int, timestamp: int, items: list[tuple[L1Call, Any]]) -> L1Block:
+    def _build(self, slot: int, timestamp: int, items: list[tuple[bytes, L1Call, Any]]) -> L1Block:
         parent = self.head
         number = parent.number + 1
         params = self.config.fork_at(number)
@@ -593,10 +623,9 @@ class Chain:
         sidecars: list[Sidecar] = []
         gas_total = 0
         blob_gas_total = 0
-        for call, p in items:
-            h = tx_hash_of(call)
+        for h, call, p in items:
             gas = self._gas(call, p, params)
-            nblobs = len(p.blobs) if isinstance(p, SubmitBatch) else 0
+            nblobs = len(p.commitments) if isinstance(p, SubmitBatch) else 0
             bgas = nblobs * GAS_PER_BLOB
             acc = self._account(address_of(call.sender))
             acc.nonce += 1
@@ -615,7 +644,7 @@ class Chain:
             hashes: tuple[bytes, ...] = ()
             if isinstance(p, SubmitBatch) and nblobs:
                 hashes = tuple(kzg_to_versioned_hash(c) for c in p.commitments)
-                for i in range(nblobs):
+                for i in range(len(p.blobs)):
                     sidecars.append(
                         Sidecar(
                             len(sidecars), p.blobs[i], p.commitments[i], p.proofs[i], hashes[i], h
@@ -654,7 +683,7 @@ class Chain:
         block = L1Block(
             header,
             header.hash,
-            tuple(c for c, _ in items),
+            tuple(c for _, c, _ in items),
             tuple(receipts),
             tuple(blob_hashes),
             tuple(sidecars),
@@ -664,6 +693,12 @@ class Chain:
         return block
 
     def _append(self, block: L1Block) -> None:
+        # Blob bytes leave the ledger with the returned block (the shell stores and prunes
+        # them); what stays in memory is the block without them.
+        if block.sidecars:
+            block = dataclasses.replace(
+                block, sidecars=(), calls=tuple(strip_blobs(c) for c in block.calls)
+            )
         self.blocks.append(block)
         self.block_by_hash[block.hash] = block.header.number
         for r in block.receipts:
@@ -901,7 +936,7 @@ class Chain:
                 raise CallFailed("data_hash is not sha256 of the calldata")
             if header.data_bytes != len(p.calldata):
                 raise CallFailed("data_bytes is not the calldata length")
-        elif header.da_kind == DA_BLOBS and not p.blobs:
+        elif header.da_kind == DA_BLOBS and not p.commitments:
             raise CallFailed("a blob batch needs blobs")
         current = self._pending_epoch if not dry else self.current_epoch
         e = header.stake_epoch
@@ -966,5 +1001,7 @@ __all__ = [
     "Sidecar",
     "StakeSnapshot",
     "check_retention",
+    "strip_blobs",
+    "tx_hash_of",
     "retention_floor_epoch",
 ]

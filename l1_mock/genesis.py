@@ -1,0 +1,101 @@
+"""Genesis files: the chain configuration, prefunded accounts and genesis sequencers (JSON).
+
+Amounts in the file are decimal strings in wei (10**18 wei = 1 token); keys and addresses are
+0x-hex. The dev genesis funds ten deterministic dev accounts (``SigningKey.deterministic(
+"dev-0")`` ... ``"dev-9"``) with 1,000,000 tokens each: for devnets and tests only.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+from l1_mock.chain.ledger import TOKEN, ChainConfig, Genesis, GenesisSequencer
+from sequencer_node.wire.crypto import SigningKey
+
+DEV_ACCOUNTS = 10
+DEV_BALANCE = 1_000_000 * TOKEN
+
+
+def dev_key(i: int) -> SigningKey:
+    return SigningKey.deterministic(f"dev-{i}")
+
+
+def dev_genesis(config: ChainConfig, sequencers: tuple[GenesisSequencer, ...] = ()) -> Genesis:
+    balances = tuple((dev_key(i).address, DEV_BALANCE) for i in range(DEV_ACCOUNTS))
+    return Genesis(config, balances, sequencers)
+
+
+def _hex(b: bytes) -> str:
+    return "0x" + b.hex()
+
+
+def _unhex(s: str, n: int, what: str) -> bytes:
+    try:
+        raw = bytes.fromhex(s[2:] if s.startswith("0x") else s)
+    except ValueError:
+        raise ValueError(f"genesis: {what} {s!r} is not hex") from None
+    if len(raw) != n:
+        raise ValueError(f"genesis: {what} {s!r} must have {n} bytes, has {len(raw)}")
+    return raw
+
+
+def to_json(genesis: Genesis) -> dict[str, Any]:
+    cfg = dataclasses.asdict(genesis.config)
+    cfg["forks"] = [list(f) for f in genesis.config.forks]
+    for k in ("min_stake", "max_stake", "reward_per_block", "base_fee_per_gas"):
+        cfg[k] = str(cfg[k])
+    return {
+        "config": cfg,
+        "balances": {_hex(a): str(b) for a, b in genesis.balances},
+        "sequencers": [
+            {
+                "signing_key": _hex(s.signing_key),
+                "owner": _hex(s.owner),
+                "p2p_address": s.p2p_address,
+                "rpc_address": s.rpc_address,
+                "stake": str(s.stake),
+            }
+            for s in genesis.sequencers
+        ],
+    }
+
+
+def from_json(data: dict[str, Any]) -> Genesis:
+    fields = {f.name: f for f in dataclasses.fields(ChainConfig)}
+    raw = dict(data.get("config", {}))
+    unknown = set(raw) - set(fields)
+    if unknown:
+        raise ValueError(f"genesis: unknown config keys {sorted(unknown)}")
+    cfg: dict[str, Any] = {}
+    for k, v in raw.items():
+        cfg[k] = tuple((int(n), str(f)) for n, f in v) if k == "forks" else int(v)
+    config = ChainConfig(**cfg)
+    config.validate()
+    balances = tuple(
+        (_unhex(a, 20, "address"), int(b)) for a, b in dict(data.get("balances", {})).items()
+    )
+    seqs = tuple(
+        GenesisSequencer(
+            _unhex(s["signing_key"], 32, "signing_key"),
+            _unhex(s["owner"], 20, "owner"),
+            str(s.get("p2p_address", "")),
+            str(s.get("rpc_address", "")),
+            int(s["stake"]),
+        )
+        for s in data.get("sequencers", [])
+    )
+    return Genesis(config, balances, seqs)
+
+
+def load(path: Path) -> Genesis:
+    try:
+        return from_json(json.loads(path.read_text()))
+    except (OSError, json.JSONDecodeError, KeyError, TypeError) as e:
+        raise ValueError(f"cannot read genesis file {path}: {e}") from None
+
+
+def dumps(genesis: Genesis) -> str:
+    return json.dumps(to_json(genesis), indent=2) + "\n"

@@ -1,0 +1,406 @@
+"""Async client of the mock L1 (JSON-RPC + Beacon API) for nodes and ``seqctl``.
+
+Every method returns typed values or raises one of three clean errors:
+
+* :class:`L1Unavailable` — the L1 cannot be reached or answered garbage (retry later);
+* :class:`L1Rejected` — the L1 answered and refused (``reason`` says why; do not retry as is);
+* :class:`BlobsPruned` — the blobs of that block are past the retention window.
+
+The node never imports ``l1_mock``: the wire messages it sends are in
+:mod:`sequencer_node.wire.l1calls`.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import trio
+
+from sequencer_node.wire.codec import CodecError, decode, encode
+from sequencer_node.wire.crypto import SigningKey
+from sequencer_node.wire.l1calls import (
+    QueueForced,
+    ReportDowntime,
+    SubmitBatch,
+    SubmitEvidence,
+    make_call,
+)
+from sequencer_node.wire.messages import (
+    BatchHeader,
+    DowntimeCertificate,
+    Evidence,
+    ForcedTransaction,
+    L1Call,
+    Transaction,
+)
+
+
+class L1Error(Exception):
+    """Base of the client's errors."""
+
+
+class L1Unavailable(L1Error):
+    """The L1 could not be reached, timed out, or answered something that is not JSON-RPC."""
+
+
+class L1Rejected(L1Error):
+    """The L1 refused the request; ``reason`` is its explanation."""
+
+    def __init__(self, reason: str, code: int = 0) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.code = code
+
+
+class BlobsPruned(L1Error):
+    """The requested block's blobs were pruned (retention window passed)."""
+
+    def __init__(self, block_id: str, message: str) -> None:
+        super().__init__(f"blobs of block {block_id} are pruned: {message}")
+        self.block_id = block_id
+        self.message = message
+
+
+@dataclass(frozen=True, slots=True)
+class L1Head:
+    number: int
+    hash: bytes
+    timestamp: int
+    slot: int
+    base_fee_per_gas: int
+    blob_gas_used: int
+    excess_blob_gas: int
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotEntry:
+    signing_key: bytes
+    owner: bytes
+    p2p_address: str
+    rpc_address: str
+    stake: int
+
+
+@dataclass(frozen=True, slots=True)
+class StakeSnapshot:
+    epoch: int
+    seed: bytes
+    finalized: bool
+    entries: tuple[SnapshotEntry, ...]
+
+    @property
+    def stakes(self) -> dict[bytes, int]:
+        return {e.signing_key: e.stake for e in self.entries}
+
+
+@dataclass(frozen=True, slots=True)
+class SequencerInfo:
+    signing_key: bytes
+    owner: bytes
+    p2p_address: str
+    rpc_address: str
+    stake: int
+    status: str
+    rewards: int
+    unbonding: tuple[tuple[int, int], ...]
+    jailed_until_epoch: int
+
+
+@dataclass(frozen=True, slots=True)
+class InboxBatch:
+    header: BatchHeader
+    l1_block: int
+    tx_hash: bytes
+    signers: tuple[bytes, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ForcedQueue:
+    length: int
+    consumed: int
+    entries: tuple[ForcedTransaction, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Receipt:
+    tx_hash: bytes
+    block_number: int
+    status: int
+    reason: str
+    gas_used: int
+    blob_gas_used: int
+    blob_gas_price: int
+
+
+@dataclass(frozen=True, slots=True)
+class BlobSidecar:
+    index: int
+    blob: bytes
+    kzg_commitment: bytes
+    kzg_proof: bytes
+
+
+def _b(s: str) -> bytes:
+    return bytes.fromhex(s.removeprefix("0x"))
+
+
+def _i(s: Any) -> int:
+    return int(s, 16) if isinstance(s, str) and s.startswith("0x") else int(s)
+
+
+class L1Client:
+    """``async with L1Client(url) as l1: await l1.chain_id()``."""
+
+    def __init__(self, url: str, *, timeout: float = 10.0, chain_id: int | None = None) -> None:
+        self.url = url.rstrip("/")
+        self._http = httpx.AsyncClient(
+            timeout=timeout, limits=httpx.Limits(max_connections=8, max_keepalive_connections=4)
+        )
+        self._ids = itertools.count(1)
+        self._chain_id = chain_id
+
+    async def __aenter__(self) -> L1Client:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def rpc(self, method: str, *params: Any) -> Any:
+        body = {"jsonrpc": "2.0", "id": next(self._ids), "method": method, "params": list(params)}
+        try:
+            r = await self._http.post(self.url + "/", json=body)
+        except httpx.HTTPError as e:
+            raise L1Unavailable(f"L1 at {self.url} unreachable: {type(e).__name__}: {e}") from e
+        if r.status_code >= 500:
+            raise L1Unavailable(f"L1 at {self.url} answered HTTP {r.status_code}")
+        try:
+            data = r.json()
+        except ValueError:
+            raise L1Unavailable(
+                f"L1 at {self.url} answered non-JSON (HTTP {r.status_code})"
+            ) from None
+        if not isinstance(data, dict):
+            raise L1Unavailable(f"L1 at {self.url} answered a malformed JSON-RPC response")
+        if "error" in data:
+            err = data["error"] or {}
+            raise L1Rejected(str(err.get("message", "unknown error")), int(err.get("code", 0)))
+        return data.get("result")
+
+    # --- reads ----------------------------------------------------------------------------
+
+    async def chain_id(self) -> int:
+        if self._chain_id is None:
+            self._chain_id = _i(await self.rpc("eth_chainId"))
+        return self._chain_id
+
+    async def block_number(self) -> int:
+        return _i(await self.rpc("eth_blockNumber"))
+
+    async def block(self, tag: str | int = "latest") -> L1Head:
+        b = await self.rpc("eth_getBlockByNumber", hex(tag) if isinstance(tag, int) else tag, False)
+        if b is None:
+            raise L1Rejected(f"no block {tag}")
+        return L1Head(
+            _i(b["number"]),
+            _b(b["hash"]),
+            _i(b["timestamp"]),
+            _i(b["slot"]),
+            _i(b["baseFeePerGas"]),
+            _i(b["blobGasUsed"]),
+            _i(b["excessBlobGas"]),
+        )
+
+    async def head(self) -> L1Head:
+        return await self.block("latest")
+
+    async def finalized(self) -> L1Head:
+        return await self.block("finalized")
+
+    async def blob_base_fee(self) -> int:
+        return _i(await self.rpc("eth_blobBaseFee"))
+
+    async def balance(self, address: bytes) -> int:
+        return _i(await self.rpc("eth_getBalance", "0x" + address.hex(), "latest"))
+
+    async def nonce(self, address: bytes, pending: bool = True) -> int:
+        tag = "pending" if pending else "latest"
+        return _i(await self.rpc("eth_getTransactionCount", "0x" + address.hex(), tag))
+
+    async def config(self) -> dict[str, Any]:
+        cfg: dict[str, Any] = await self.rpc("seq_getConfig")
+        return cfg
+
+    async def status(self) -> dict[str, Any]:
+        st: dict[str, Any] = await self.rpc("seq_status")
+        return st
+
+    async def stake_snapshot(self, epoch: int) -> StakeSnapshot:
+        s = await self.rpc("staking_getSnapshot", epoch)
+        return StakeSnapshot(
+            s["epoch"],
+            _b(s["seed"]),
+            bool(s["finalized"]),
+            tuple(
+                SnapshotEntry(
+                    _b(e["signingKey"]),
+                    _b(e["owner"]),
+                    e["p2pAddress"],
+                    e["rpcAddress"],
+                    int(e["stake"]),
+                )
+                for e in s["entries"]
+            ),
+        )
+
+    async def sequencers(self) -> list[SequencerInfo]:
+        return [self._seq(s) for s in await self.rpc("staking_getSequencers")]
+
+    async def sequencer(self, signing_key: bytes) -> SequencerInfo | None:
+        s = await self.rpc("staking_getSequencer", "0x" + signing_key.hex())
+        return None if s is None else self._seq(s)
+
+    @staticmethod
+    def _seq(s: dict[str, Any]) -> SequencerInfo:
+        return SequencerInfo(
+            _b(s["signingKey"]),
+            _b(s["owner"]),
+            s["p2pAddress"],
+            s["rpcAddress"],
+            int(s["stake"]),
+            s["status"],
+            int(s["rewards"]),
+            tuple((int(e), int(a)) for e, a in s["unbonding"]),
+            int(s["jailedUntilEpoch"]),
+        )
+
+    async def forced_queue(self, start: int = 0, count: int = 100) -> ForcedQueue:
+        q = await self.rpc("inbox_getForcedQueue", start, count)
+        try:
+            entries = tuple(decode(_b(e), ForcedTransaction) for e in q["entries"])
+        except CodecError as e:
+            raise L1Unavailable(f"L1 sent an undecodable forced-queue entry: {e}") from None
+        return ForcedQueue(int(q["length"]), int(q["consumed"]), entries)
+
+    async def inbox_batches(self, start: int = 0, count: int = 100) -> list[InboxBatch]:
+        return [self._batch(b) for b in await self.rpc("inbox_getBatches", start, count)]
+
+    async def last_batch(self) -> InboxBatch | None:
+        b = await self.rpc("inbox_getLastBatch")
+        return None if b is None else self._batch(b)
+
+    @staticmethod
+    def _batch(b: dict[str, Any]) -> InboxBatch:
+        try:
+            header = decode(_b(b["header"]), BatchHeader)
+        except CodecError as e:
+            raise L1Unavailable(f"L1 sent an undecodable batch header: {e}") from None
+        return InboxBatch(
+            header, int(b["l1Block"]), _b(b["txHash"]), tuple(_b(s) for s in b["signers"])
+        )
+
+    async def receipt(self, tx_hash: bytes) -> Receipt | None:
+        r = await self.rpc("eth_getTransactionReceipt", "0x" + tx_hash.hex())
+        if r is None:
+            return None
+        return Receipt(
+            tx_hash,
+            _i(r["blockNumber"]),
+            _i(r["status"]),
+            r.get("reason", ""),
+            _i(r["gasUsed"]),
+            _i(r.get("blobGasUsed", "0x0")),
+            _i(r.get("blobGasPrice", "0x0")),
+        )
+
+    async def wait_receipt(self, tx_hash: bytes, poll: float = 0.25) -> Receipt:
+        """Poll until the call is in a block (bound it with ``trio.fail_after``)."""
+        while True:
+            r = await self.receipt(tx_hash)
+            if r is not None:
+                return r
+            await trio.sleep(poll)
+
+    # --- writes ---------------------------------------------------------------------------
+
+    async def send_call(self, call: L1Call) -> bytes:
+        """Submit a signed call; return its tx hash (raises L1Rejected with the reason)."""
+        return _b(await self.rpc("seq_sendCall", "0x" + encode(call).hex()))
+
+    async def submit(self, params: Any, key: SigningKey, nonce: int | None = None) -> bytes:
+        """Sign ``params`` (a :mod:`~sequencer_node.wire.l1calls` message) and submit it."""
+        if nonce is None:
+            nonce = await self.nonce(key.address, pending=True)
+        return await self.send_call(make_call(params, key, nonce, await self.chain_id()))
+
+    async def submit_batch(self, batch: SubmitBatch, key: SigningKey) -> bytes:
+        return await self.submit(batch, key)
+
+    async def submit_evidence(self, evidence: Evidence, key: SigningKey) -> bytes:
+        return await self.submit(SubmitEvidence.of(evidence), key)
+
+    async def report_downtime(self, cert: DowntimeCertificate, key: SigningKey) -> bytes:
+        return await self.submit(ReportDowntime(cert), key)
+
+    async def queue_forced(self, tx: Transaction, key: SigningKey) -> bytes:
+        return await self.submit(QueueForced(tx), key)
+
+    async def dev_mine(self, blocks: int = 1) -> int:
+        """Mine ``blocks`` blocks now (devnet only); return the new head number."""
+        return _i(await self.rpc("dev_mine", blocks))
+
+    # --- Beacon API -----------------------------------------------------------------------
+
+    async def _beacon(self, path: str, block_id: str, query: dict[str, str]) -> Any:
+        try:
+            r = await self._http.get(f"{self.url}{path}/{block_id}", params=query)
+        except httpx.HTTPError as e:
+            raise L1Unavailable(f"L1 at {self.url} unreachable: {type(e).__name__}: {e}") from e
+        if r.status_code == 200:
+            return r.json()["data"]
+        try:
+            msg = str(r.json().get("message", r.text))
+        except ValueError:
+            msg = r.text[:200]
+        if r.status_code == 404 and "pruned" in msg:
+            raise BlobsPruned(block_id, msg)
+        if r.status_code >= 500:
+            raise L1Unavailable(f"beacon API answered HTTP {r.status_code}: {msg}")
+        raise L1Rejected(msg, r.status_code)
+
+    async def blob_sidecars(self, block_id: str | int) -> list[BlobSidecar]:
+        data = await self._beacon("/eth/v1/beacon/blob_sidecars", str(block_id), {})
+        return [
+            BlobSidecar(int(s["index"]), _b(s["blob"]), _b(s["kzg_commitment"]), _b(s["kzg_proof"]))
+            for s in data
+        ]
+
+    async def blobs(
+        self, block_id: str | int, versioned_hashes: list[bytes] | None = None
+    ) -> list[bytes]:
+        query = {}
+        if versioned_hashes:
+            query["versioned_hashes"] = ",".join("0x" + h.hex() for h in versioned_hashes)
+        return [_b(x) for x in await self._beacon("/eth/v1/beacon/blobs", str(block_id), query)]
+
+
+__all__ = [
+    "BlobSidecar",
+    "BlobsPruned",
+    "ForcedQueue",
+    "InboxBatch",
+    "L1Client",
+    "L1Error",
+    "L1Head",
+    "L1Rejected",
+    "L1Unavailable",
+    "Receipt",
+    "SequencerInfo",
+    "SnapshotEntry",
+    "StakeSnapshot",
+]
