@@ -84,3 +84,46 @@ async def connect_pair(
         n.start_soon(client)
         n.start_soon(server)
     return result["c"], result["s"]
+
+
+class MemoryListener(trio.abc.Listener[trio.abc.Stream]):
+    """A listener fed by MemoryNetwork.connect (no sockets)."""
+
+    def __init__(self) -> None:
+        self.send, self.recv = trio.open_memory_channel[trio.abc.Stream](64)
+
+    async def accept(self) -> trio.abc.Stream:
+        try:
+            return await self.recv.receive()
+        except (trio.EndOfChannel, trio.ClosedResourceError):
+            raise trio.ClosedResourceError from None
+
+    async def aclose(self) -> None:
+        await self.recv.aclose()
+
+
+class MemoryNetwork:
+    """In-memory 'TCP': addresses map to listeners; connect() makes a stream pair."""
+
+    def __init__(
+        self, pair: Callable[[], tuple[trio.abc.Stream, trio.abc.Stream]] | None = None
+    ) -> None:
+        self.listeners: dict[str, MemoryListener] = {}
+        self.pair = pair or trio.testing.memory_stream_pair
+        self.dials: list[tuple[float, str]] = []
+
+    def listen(self, name: str) -> MemoryListener:
+        self.listeners[name] = MemoryListener()
+        return self.listeners[name]
+
+    async def connect(self, address: object) -> trio.abc.Stream:
+        self.dials.append((trio.current_time(), str(address)))
+        listener = self.listeners.get(str(address))
+        if listener is None:
+            raise OSError(f"connection refused: {address}")
+        a, b = self.pair()
+        try:
+            listener.send.send_nowait(b)
+        except (trio.WouldBlock, trio.BrokenResourceError) as e:
+            raise OSError(f"connection refused: {address}") from e
+        return a

@@ -1,0 +1,557 @@
+"""The peer manager: listens, dials a static peer list, keeps one secure connection per peer
+identity, gossips, scores peers and delivers every inbound message to ONE channel.
+
+Theory of operation
+-------------------
+* **Readiness.** ``await nursery.start(manager.run)`` returns the bound TCP port once the
+  listener is accepting. Cancelling ``run`` (or calling :meth:`PeerManager.close`) closes every
+  connection and then the inbound channel, so the consumer sees ``trio.EndOfChannel``.
+* **Identity, not address.** Dialled and accepted streams go through the handshake; the peer's
+  Ed25519 key identifies it. ``is_allowed`` (registered on L1, or an allowlist) and the ban list
+  are checked inside the handshake, before the peer can send a protocol message.
+* **One connection per identity.** If both sides dial at once, the connection *initiated by
+  the lower public key* wins, on both sides (each side computes the same answer). A new
+  connection with the same initiator as the old one replaces it (the old one is stale, e.g.
+  the peer restarted). A dialer whose peer is connected (by the other direction) waits for that
+  connection to end instead of redialling.
+* **Reconnect.** Failed dials back off exponentially from ``backoff_initial_s`` to
+  ``backoff_max_s`` with "equal jitter" (half fixed, half random from the injected
+  ``random.Random``), so restarted nodes do not dial in lockstep.
+* **Outbound.** Each peer has a bounded queue (``outbound_queue`` messages). Enqueueing never
+  waits: a full queue means the peer is too slow, and it is dropped (disconnected, not
+  penalised). One writer task per peer takes everything queued (up to
+  ``max_coalesce_bytes``) and sends it with one ``send_all`` (write coalescing).
+* **Inbound.** One reader task per peer: strict decoding (the transport), a token bucket per
+  peer (a message over the rate is dropped and charged FLOOD), gossip dedup by message id,
+  relay of new gossip to ``fanout`` peers except the source (``auto_relay``; off if the node
+  prefers to relay only what its core has validated, via :meth:`relay`), then one
+  ``(peer_pubkey, message)`` into :attr:`inbound`. A full inbound channel makes the readers
+  wait (TCP backpressure), which is the intended overload behaviour.
+* **Scoring.** Framing, crypto and decoding errors close the connection and charge the peer;
+  the core charges semantic offenses with :meth:`penalize`. A score at the threshold bans the
+  identity for ``ban_s``; the node itself never stops for a peer's fault.
+
+Everything here runs in the caller's Trio run; ``broadcast``, ``send_to`` and ``penalize``
+are synchronous and never block, so the single core-owning task can call them freely.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import random
+from collections.abc import Awaitable, Callable, Collection, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import trio
+
+from sequencer_node.shell.errors import ConnectionClosed, HandshakeError, RemoteProtocolError
+from sequencer_node.shell.gossip import SeenCache, TxBatcher, choose_targets
+from sequencer_node.shell.handshake import IsAllowed, Role
+from sequencer_node.shell.scoring import Offense, ScoreBoard, ScoringConfig, Verdict
+from sequencer_node.shell.transport import (
+    SecureConnection,
+    TransportConfig,
+    secure_accept,
+    secure_connect,
+)
+from sequencer_node.wire.codec import encode
+from sequencer_node.wire.crypto import SigningKey
+from sequencer_node.wire.messages import Transaction
+
+log = logging.getLogger(__name__)
+
+_IO_ERRORS = (trio.BrokenResourceError, trio.ClosedResourceError, trio.TooSlowError, OSError)
+
+
+@dataclass(frozen=True, slots=True)
+class PeerAddress:
+    host: str
+    port: int
+
+    @classmethod
+    def parse(cls, text: str) -> PeerAddress:
+        """Parse ``host:port`` (``[v6]:port`` for IPv6) with an error that says what to write."""
+        host, sep, port = text.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"{text!r} is not host:port (e.g. 127.0.0.1:9000)")
+        return cls(host.strip("[]"), int(port))
+
+    def __str__(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True, slots=True)
+class PeerConfig:
+    transport: TransportConfig = field(default_factory=TransportConfig)
+    scoring: ScoringConfig = field(default_factory=ScoringConfig)
+    #: Messages queued per peer before the peer counts as too slow and is dropped.
+    outbound_queue: int = 4096
+    max_coalesce_bytes: int = 1024 * 1024
+    #: Buffer of the single inbound channel consumed by the core-owning task.
+    inbound_buffer: int = 1024
+    backoff_initial_s: float = 0.5
+    backoff_max_s: float = 30.0
+    #: None: flood to every peer (small networks); k: relay to k random peers.
+    fanout: int | None = None
+    seen_cache_size: int = 100_000
+    seen_ttl_s: float = 300.0
+    auto_relay: bool = True
+    max_pending_handshakes: int = 64
+    max_peers: int = 256
+
+
+def backoff_delay(attempt: int, *, initial_s: float, max_s: float, rng: random.Random) -> float:
+    """Delay before dial ``attempt`` (1-based): capped exponential with equal jitter."""
+    base: float = min(max_s, initial_s * 2.0 ** min(attempt - 1, 62))
+    return base / 2 + rng.uniform(0, base / 2)
+
+
+@dataclass(frozen=True, slots=True)
+class PeerStatus:
+    identity: bytes
+    address: str
+    direction: str  # "in" or "out"
+    connected_at: float
+    queued: int
+    score: float
+    frames_sent: int
+    frames_received: int
+
+
+@dataclass(frozen=True, slots=True)
+class PeerManagerStatistics:
+    connected: int
+    messages_in: int
+    messages_out: int
+    duplicates_dropped: int
+    relayed: int
+    slow_peer_drops: int
+    handshake_failures: int
+    bans: int
+    offenses: dict[str, int]
+
+
+class _Peer:
+    """One live connection and its bounded outbound queue."""
+
+    def __init__(self, conn: SecureConnection, address: str, queue: int, now: float) -> None:
+        self.conn = conn
+        self.identity = conn.peer_identity
+        self.address = address
+        self.direction = "out" if conn.role is Role.INITIATOR else "in"
+        self.connected_at = now
+        self.scope = trio.CancelScope()
+        self.closed = trio.Event()
+        self.send, self.recv = trio.open_memory_channel[tuple[bytes, bool]](queue)
+
+
+class PeerManager:
+    """See the module docstring. Create, ``await nursery.start(pm.run)``, consume ``inbound``."""
+
+    def __init__(
+        self,
+        identity: SigningKey,
+        chain_id: int,
+        *,
+        is_allowed: IsAllowed,
+        peers: Sequence[PeerAddress] = (),
+        listen_host: str = "127.0.0.1",
+        listen_port: int = 0,
+        config: PeerConfig | None = None,
+        rng: random.Random | None = None,
+        connect: Callable[[PeerAddress], Awaitable[trio.abc.Stream]] | None = None,
+        listeners: Sequence[trio.abc.Listener[trio.abc.Stream]] | None = None,
+    ) -> None:
+        self.identity = identity
+        self.chain_id = chain_id
+        self.config = config or PeerConfig()
+        self._is_allowed = is_allowed
+        self._addresses = list(peers)
+        self._listen = (listen_host, listen_port)
+        self._rng = rng or random.Random()
+        self._connect = connect or _tcp_connect
+        self._listeners = listeners
+        self._peers: dict[bytes, _Peer] = {}
+        self._scores = ScoreBoard(self.config.scoring)
+        self._seen = SeenCache(self.config.seen_cache_size, self.config.seen_ttl_s)
+        self._inbound_send, self.inbound = trio.open_memory_channel[tuple[bytes, Any]](
+            self.config.inbound_buffer
+        )
+        self._changed = trio.Event()
+        self._run_scope: trio.CancelScope | None = None
+        self._pending_handshakes = 0
+        self._stats = dict.fromkeys(
+            (
+                "messages_in",
+                "messages_out",
+                "duplicates_dropped",
+                "relayed",
+                "slow_peer_drops",
+                "handshake_failures",
+                "bans",
+            ),
+            0,
+        )
+
+    # --- lifecycle -------------------------------------------------------------------------
+
+    async def run(self, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
+        """Listen, dial and serve until cancelled or :meth:`close`; ``started(port)``."""
+        listeners = self._listeners
+        port = 0
+        if listeners is None:
+            host, want = self._listen
+            tcp = await trio.open_tcp_listeners(want, host=host)
+            port = tcp[0].socket.getsockname()[1]
+            listeners = tcp
+        try:
+            with trio.CancelScope() as self._run_scope:
+                async with trio.open_nursery() as nursery:
+                    for listener in listeners:
+                        nursery.start_soon(self._accept_loop, listener, nursery)
+                    for address in self._addresses:
+                        nursery.start_soon(self._dial_loop, address)
+                    task_status.started(port)
+        finally:
+            with trio.CancelScope(shield=True):
+                for listener in listeners:
+                    await listener.aclose()
+                await self._inbound_send.aclose()
+
+    def close(self) -> None:
+        """Stop: close the listener and every connection (``run`` returns)."""
+        if self._run_scope is not None:
+            self._run_scope.cancel()
+
+    async def _accept_loop(
+        self, listener: trio.abc.Listener[trio.abc.Stream], nursery: trio.Nursery
+    ) -> None:
+        while True:
+            try:
+                stream = await listener.accept()
+            except OSError as e:  # EMFILE and friends: back off, keep serving
+                log.warning("accept failed: %s", e)
+                await trio.sleep(0.1)
+                continue
+            nursery.start_soon(self._handle_incoming, stream)
+
+    async def _handle_incoming(self, stream: trio.abc.Stream) -> None:
+        if self._pending_handshakes >= self.config.max_pending_handshakes:
+            await stream.aclose()
+            return
+        self._pending_handshakes += 1
+        try:
+            conn = await secure_accept(
+                stream,
+                identity=self.identity,
+                chain_id=self.chain_id,
+                is_allowed=self._allowed,
+                config=self.config.transport,
+            )
+        except (HandshakeError, *_IO_ERRORS) as e:
+            self._stats["handshake_failures"] += 1
+            self._notify()
+            log.info("inbound handshake failed: %s", e)
+            with trio.CancelScope(shield=True):
+                await stream.aclose()
+            return
+        finally:
+            self._pending_handshakes -= 1
+        await self._serve(conn, _remote_address(stream))
+
+    async def _dial_loop(self, address: PeerAddress) -> None:
+        attempt = 0
+        known: bytes | None = None
+        while True:
+            current = self._peers.get(known) if known is not None else None
+            if current is not None:
+                await current.closed.wait()
+                attempt = 0
+            if attempt:
+                await trio.sleep(
+                    backoff_delay(
+                        attempt,
+                        initial_s=self.config.backoff_initial_s,
+                        max_s=self.config.backoff_max_s,
+                        rng=self._rng,
+                    )
+                )
+            attempt += 1
+            try:
+                stream = await self._connect(address)
+                conn = await secure_connect(
+                    stream,
+                    identity=self.identity,
+                    chain_id=self.chain_id,
+                    is_allowed=self._allowed,
+                    config=self.config.transport,
+                )
+            except (HandshakeError, *_IO_ERRORS) as e:
+                log.info("dial %s failed (attempt %d): %s", address, attempt, e)
+                continue
+            known = conn.peer_identity
+            if known == self.identity.public_key:
+                log.warning("peer address %s is this node itself; not dialling it", address)
+                await conn.aclose()
+                return
+            attempt = 1  # after a drop, wait one base delay before redialling
+            await self._serve(conn, str(address))
+
+    def _allowed(self, pubkey: bytes) -> bool:
+        if pubkey == self.identity.public_key:
+            return True  # a self-dial completes and is then closed by the dialer
+        if self._scores.is_banned(pubkey, trio.current_time()):
+            return False
+        return self._is_allowed(pubkey)
+
+    # --- one connection --------------------------------------------------------------------
+
+    async def _serve(self, conn: SecureConnection, address: str) -> None:
+        peer = self._register(conn, address)
+        if peer is None:
+            await conn.aclose()
+            return
+        try:
+            with peer.scope:
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(self._writer, peer)
+                    nursery.start_soon(self._keepalive, peer)
+                    await self._reader(peer)
+                    nursery.cancel_scope.cancel()
+        finally:
+            if self._peers.get(peer.identity) is peer:
+                del self._peers[peer.identity]
+            peer.send.close()
+            peer.closed.set()
+            self._notify()
+            await conn.aclose()
+
+    def _register(self, conn: SecureConnection, address: str) -> _Peer | None:
+        ident = conn.peer_identity
+        if ident == self.identity.public_key:
+            return None
+        old = self._peers.get(ident)
+        if old is None and len(self._peers) >= self.config.max_peers:
+            log.warning("peer limit %d reached; refusing %s", self.config.max_peers, address)
+            return None
+        if old is not None:
+            if not self._prefer_new(old.conn, conn):
+                return None
+            old.scope.cancel()
+        peer = _Peer(conn, address, self.config.outbound_queue, trio.current_time())
+        self._peers[ident] = peer
+        self._notify()
+        return peer
+
+    def _prefer_new(self, old: SecureConnection, new: SecureConnection) -> bool:
+        me, them = self.identity.public_key, new.peer_identity
+
+        def initiator(c: SecureConnection) -> bytes:
+            return me if c.role is Role.INITIATOR else them
+
+        if initiator(old) == initiator(new):
+            return True
+        return initiator(new) == min(me, them)
+
+    async def _keepalive(self, peer: _Peer) -> None:
+        try:
+            await peer.conn.keepalive()
+        except _IO_ERRORS:
+            peer.scope.cancel()
+
+    async def _writer(self, peer: _Peer) -> None:
+        limit = self.config.max_coalesce_bytes
+        try:
+            async for first in peer.recv:
+                batch, size = [first], len(first[0])
+                while size < limit:
+                    try:
+                        item = peer.recv.receive_nowait()
+                    except (trio.WouldBlock, trio.EndOfChannel):
+                        break
+                    batch.append(item)
+                    size += len(item[0])
+                await peer.conn.send_encoded(batch)
+                self._stats["messages_out"] += len(batch)
+        except _IO_ERRORS as e:
+            log.info("peer %s: send failed: %s", peer.identity.hex()[:16], e)
+            peer.scope.cancel()
+
+    async def _reader(self, peer: _Peer) -> None:
+        ident = peer.identity
+        while True:
+            try:
+                inbound = await peer.conn.receive()
+            except RemoteProtocolError as e:
+                log.info("peer %s: %s", ident.hex()[:16], e)
+                self.penalize(ident, e.offense)
+                return
+            except (ConnectionClosed, *_IO_ERRORS):
+                return
+            now = trio.current_time()
+            if not self._scores.allow_message(ident, now):
+                if self.penalize(ident, Offense.FLOOD) is Verdict.BAN:
+                    return
+                continue
+            self._stats["messages_in"] += 1
+            if inbound.gossip:
+                if not self._seen.add(hashlib.sha256(inbound.raw).digest(), now):
+                    self._stats["duplicates_dropped"] += 1
+                    continue
+                if self.config.auto_relay:
+                    self._stats["relayed"] += self._gossip_raw(inbound.raw, exclude=(ident,))
+            await self._inbound_send.send((ident, inbound.message))
+
+    def _drop(self, peer: _Peer) -> None:
+        """Forget ``peer`` now (no more sends to it) and make its tasks close the stream."""
+        if self._peers.get(peer.identity) is peer:
+            del self._peers[peer.identity]
+            self._notify()
+        peer.send.close()
+        peer.scope.cancel()
+
+    def _notify(self) -> None:
+        self._changed.set()
+        self._changed = trio.Event()
+
+    # --- API for the core-owning task ------------------------------------------------------
+
+    def broadcast(self, msg: Any, *, exclude: Collection[bytes] = ()) -> int:
+        """Gossip ``msg`` (marked seen, so echoes are dropped); returns how many peers it was
+        queued for. Never blocks; a peer whose queue is full is dropped."""
+        raw = encode(msg)
+        self._seen.add(hashlib.sha256(raw).digest(), trio.current_time())
+        return self._gossip_raw(raw, exclude=exclude)
+
+    def relay(self, msg: Any, *, source: bytes) -> int:
+        """Relay a message received from ``source`` (for ``auto_relay=False``)."""
+        return self._gossip_raw(encode(msg), exclude=(source,))
+
+    def _gossip_raw(self, raw: bytes, *, exclude: Collection[bytes]) -> int:
+        targets = choose_targets(
+            self._peers, exclude=exclude, fanout=self.config.fanout, rng=self._rng
+        )
+        return sum(self._enqueue(self._peers[t], raw, True) for t in targets)
+
+    def send_to(self, peer: bytes, msg: Any) -> bool:
+        """Send ``msg`` to one peer (not relayed). False if not connected or just dropped
+        for being too slow. Never blocks."""
+        p = self._peers.get(peer)
+        return p is not None and self._enqueue(p, encode(msg), False)
+
+    def _enqueue(self, peer: _Peer, raw: bytes, gossip: bool) -> bool:
+        try:
+            peer.send.send_nowait((raw, gossip))
+        except trio.WouldBlock:
+            self._stats["slow_peer_drops"] += 1
+            log.warning("peer %s is too slow (queue full); dropping it", peer.identity.hex()[:16])
+            self._drop(peer)
+            return False
+        except (trio.ClosedResourceError, trio.BrokenResourceError):
+            return False
+        return True
+
+    def penalize(self, peer: bytes, offense: Offense) -> Verdict:
+        """Charge ``peer`` for ``offense``; on BAN it is disconnected and refused for a while."""
+        verdict = self._scores.penalize(peer, offense, trio.current_time())
+        if verdict is Verdict.BAN:
+            p = self._peers.get(peer)
+            if p is not None:
+                self._stats["bans"] += 1
+                log.warning("peer %s banned after %s", peer.hex()[:16], offense.value)
+                self._drop(p)
+        return verdict
+
+    def is_connected(self, peer: bytes) -> bool:
+        return peer in self._peers
+
+    def peers(self) -> list[PeerStatus]:
+        now = trio.current_time()
+        out = []
+        for ident, p in sorted(self._peers.items()):
+            st = p.conn.statistics()
+            out.append(
+                PeerStatus(
+                    ident,
+                    p.address,
+                    p.direction,
+                    p.connected_at,
+                    p.recv.statistics().current_buffer_used,
+                    self._scores.status(ident, now).score,
+                    st.frames_sent,
+                    st.frames_received,
+                )
+            )
+        return out
+
+    def score(self, peer: bytes) -> float:
+        return self._scores.status(peer, trio.current_time()).score
+
+    def is_banned(self, peer: bytes) -> bool:
+        return self._scores.is_banned(peer, trio.current_time())
+
+    def statistics(self) -> PeerManagerStatistics:
+        return PeerManagerStatistics(
+            connected=len(self._peers),
+            offenses={o.value: n for o, n in self._scores.offense_counts.items() if n},
+            **self._stats,
+        )
+
+    async def wait_until(self, predicate: Callable[[], bool]) -> None:
+        """Wait until ``predicate()`` holds; re-checked whenever a peer connects or
+        disconnects, or an inbound handshake fails."""
+        while not predicate():
+            await self._changed.wait()
+
+    async def wait_peers(self, n: int) -> None:
+        """Wait until at least ``n`` peers are connected."""
+        await self.wait_until(lambda: len(self._peers) >= n)
+
+    async def wait_disconnected(self, peer: bytes) -> None:
+        await self.wait_until(lambda: peer not in self._peers)
+
+
+async def _tcp_connect(address: PeerAddress) -> trio.abc.Stream:
+    return await trio.open_tcp_stream(address.host, address.port)
+
+
+def _remote_address(stream: trio.abc.Stream) -> str:
+    sock = getattr(stream, "socket", None)
+    try:
+        host, port = sock.getpeername()[:2]  # type: ignore[union-attr]
+    except (AttributeError, OSError, TypeError, ValueError):
+        return "inbound"
+    return f"{host}:{port}"
+
+
+async def run_tx_ingress(
+    manager: PeerManager,
+    transactions: trio.MemoryReceiveChannel[Transaction],
+    batcher: TxBatcher | None = None,
+) -> None:
+    """Gossip client transactions in TxBatch frames (a few ms or N txs per frame).
+
+    The RPC puts accepted transactions into ``transactions`` with ``send_nowait`` (a full
+    channel means "busy, retry"). Returns, after flushing, when that channel is closed.
+    """
+    batcher = batcher or TxBatcher()
+    while True:
+        deadline = batcher.deadline()
+        with trio.move_on_at(math.inf if deadline is None else deadline):
+            try:
+                tx = await transactions.receive()
+            except trio.EndOfChannel:
+                batch = batcher.flush()
+                if batch is not None:
+                    manager.broadcast(batch)
+                return
+            batch = batcher.add(tx, trio.current_time())
+            if batch is not None:
+                manager.broadcast(batch)
+            continue
+        batch = batcher.poll(trio.current_time())
+        if batch is not None:
+            manager.broadcast(batch)

@@ -1,0 +1,331 @@
+"""The peer manager over in-memory streams (and once over loopback TCP): one connection per
+identity, gossip dedup and relay, slow-peer drop, scoring and bans, reconnect backoff."""
+
+from __future__ import annotations
+
+import itertools
+import random
+from collections.abc import Sequence
+
+import pytest
+import trio
+import trio.testing
+
+from sequencer_node.shell.framing import encode_frame
+from sequencer_node.shell.p2p_messages import TxBatch
+from sequencer_node.shell.peers import (
+    PeerAddress,
+    PeerConfig,
+    PeerManager,
+    backoff_delay,
+    run_tx_ingress,
+)
+from sequencer_node.shell.scoring import DEFAULT_COSTS, Offense, ScoringConfig
+from sequencer_node.shell.transport import TransportConfig, secure_accept
+from sequencer_node.wire.crypto import SigningKey
+from sequencer_node.wire.messages import Transaction
+
+from .helpers import CHAIN, KEYS, MemoryNetwork, allowed, vote
+
+NAMES = ["a", "b", "c", "d"]
+
+
+def addr(name: str) -> PeerAddress:
+    return PeerAddress(name, 1)
+
+
+def manager(
+    net: MemoryNetwork,
+    i: int,
+    dial: Sequence[str],
+    config: PeerConfig | None = None,
+    seed: int = 0,
+) -> PeerManager:
+    return PeerManager(
+        KEYS[i],
+        CHAIN,
+        is_allowed=allowed,
+        peers=[addr(n) for n in dial],
+        config=config or PeerConfig(backoff_initial_s=0.01, backoff_max_s=0.05),
+        rng=random.Random(seed),
+        connect=net.connect,
+        listeners=[net.listen(str(addr(NAMES[i])))],
+    )
+
+
+async def drain(pm: PeerManager) -> list[tuple[bytes, object]]:
+    out = []
+    while True:
+        try:
+            out.append(pm.inbound.receive_nowait())
+        except trio.WouldBlock:
+            return out
+
+
+async def test_full_mesh_one_connection_each_and_gossip_exactly_once(nursery):
+    net = MemoryNetwork()
+    # Everyone dials everyone, itself included: simultaneous dials and a self-dial.
+    pms = [manager(net, i, NAMES, seed=i) for i in range(4)]
+    for pm in pms:
+        await nursery.start(pm.run)
+    with trio.fail_after(10):
+        for pm in pms:
+            await pm.wait_peers(3)
+        await trio.testing.wait_all_tasks_blocked(0.05)
+    for pm in pms:
+        assert len(pm.peers()) == 3
+    # Both sides agree on which connection survived: the one initiated by the lower key.
+    for x in pms:
+        for st in x.peers():
+            lower_is_me = x.identity.public_key < st.identity
+            assert st.direction == ("out" if lower_is_me else "in")
+
+    pms[0].broadcast(vote(42))
+    with trio.fail_after(10):
+        for pm in pms[1:]:
+            _sender, msg = await pm.inbound.receive()
+            assert msg == vote(42)
+        await trio.testing.wait_all_tasks_blocked(0.05)
+    for pm in pms:
+        assert await drain(pm) == []  # delivered once, the relayed copies were dropped
+    assert sum(pm.statistics().duplicates_dropped for pm in pms) > 0
+
+
+async def test_relay_reaches_a_node_without_a_direct_link(nursery):
+    net = MemoryNetwork()
+    a = manager(net, 0, ["b"])
+    b = manager(net, 1, [])
+    c = manager(net, 2, ["b"])
+    for pm in (a, b, c):
+        await nursery.start(pm.run)
+    with trio.fail_after(10):
+        await b.wait_peers(2)
+        await a.wait_peers(1)
+        a.broadcast(vote(1))
+        sender, msg = await c.inbound.receive()
+    assert msg == vote(1)
+    assert sender == KEYS[1].public_key  # it came through b
+    assert b.statistics().relayed == 1
+
+
+async def test_send_to_is_direct_and_not_relayed(nursery):
+    net = MemoryNetwork()
+    a, b, c = manager(net, 0, ["b"]), manager(net, 1, []), manager(net, 2, ["b"])
+    for pm in (a, b, c):
+        await nursery.start(pm.run)
+    with trio.fail_after(10):
+        await b.wait_peers(2)
+        await a.wait_peers(1)
+        assert a.send_to(KEYS[1].public_key, vote(5))
+        assert await b.inbound.receive() == (KEYS[0].public_key, vote(5))
+        await trio.testing.wait_all_tasks_blocked(0.05)
+    assert await drain(c) == []
+    assert not a.send_to(KEYS[3].public_key, vote(5))  # not connected
+
+
+async def test_fanout_limits_the_number_of_targets(nursery):
+    net = MemoryNetwork()
+    cfg = PeerConfig(fanout=1)
+    pms = [manager(net, i, NAMES[:i], config=cfg) for i in range(4)]
+    for pm in pms:
+        await nursery.start(pm.run)
+    with trio.fail_after(10):
+        for pm in pms:
+            await pm.wait_peers(3)
+    assert pms[0].broadcast(vote(1)) == 1
+
+
+async def test_slow_peer_is_dropped_not_waited_for(nursery):
+    net = MemoryNetwork(pair=trio.testing.lockstep_stream_pair)
+    listener = net.listen("slow:1")
+    cfg = PeerConfig(outbound_queue=4, transport=TransportConfig(keepalive_interval_s=1000))
+    a = PeerManager(
+        KEYS[0],
+        CHAIN,
+        is_allowed=allowed,
+        peers=[PeerAddress("slow", 1)],
+        config=cfg,
+        connect=net.connect,
+        listeners=[net.listen("a:1")],
+    )
+    await nursery.start(a.run)
+    stream = await listener.accept()
+    # The slow peer completes the handshake, then never reads again.
+    conn = await secure_accept(stream, identity=KEYS[1], chain_id=CHAIN, is_allowed=allowed)
+    assert conn.peer_identity == KEYS[0].public_key
+    with trio.fail_after(10):
+        await a.wait_peers(1)
+        slow = KEYS[1].public_key
+        results = [a.send_to(slow, vote(i)) for i in range(10)]  # returns at once
+        assert False in results
+        await a.wait_disconnected(slow)
+    assert a.statistics().slow_peer_drops == 1
+
+
+async def test_bad_frame_costs_the_sender_and_bans_it_others_unaffected(nursery):
+    net = MemoryNetwork()
+    pms = [manager(net, i, NAMES[:i]) for i in range(3)]
+    for pm in pms:
+        await nursery.start(pm.run)
+    a, b, c = pms
+    with trio.fail_after(10):
+        for pm in pms:
+            await pm.wait_peers(2)
+        # b's connection to a carries garbage: authentication fails at a.
+        await b._peers[a.identity.public_key].conn.stream.send_all(encode_frame(b"\x00" * 64))
+        await a.wait_disconnected(b.identity.public_key)
+    assert a.is_banned(b.identity.public_key)
+    assert a.statistics().offenses == {"decrypt_failure": 1}
+    assert a.score(c.identity.public_key) == 0.0
+    # a keeps working with c, and refuses b's redials while the ban lasts.
+    with trio.fail_after(10):
+        c.broadcast(vote(9))
+        assert (await a.inbound.receive())[1] == vote(9)
+        await a.wait_until(lambda: a.statistics().handshake_failures >= 2)  # b redials, refused
+    assert not a.is_connected(b.identity.public_key)
+
+
+async def test_core_penalties_accumulate_to_a_ban(nursery):
+    net = MemoryNetwork()
+    a, b = manager(net, 0, []), manager(net, 1, ["a"])
+    for pm in (a, b):
+        await nursery.start(pm.run)
+    pb = b.identity.public_key
+    with trio.fail_after(10):
+        await a.wait_peers(1)
+        a.penalize(pb, Offense.INVALID_SIGNATURE)
+        assert a.score(pb) == pytest.approx(-DEFAULT_COSTS[Offense.INVALID_SIGNATURE], abs=0.5)
+        assert a.is_connected(pb)
+        a.penalize(pb, Offense.INVALID_SIGNATURE)
+        a.penalize(pb, Offense.INVALID_SIGNATURE)
+        await a.wait_disconnected(pb)
+    assert a.is_banned(pb)
+
+
+async def test_flood_is_rate_limited_and_charged(nursery):
+    net = MemoryNetwork()
+    costs = dict(DEFAULT_COSTS)
+    costs[Offense.FLOOD] = 5.0
+    scoring = ScoringConfig(rate_per_s=0.001, burst=10, recovery_per_s=0, costs=costs)
+    cfg = PeerConfig(scoring=scoring)
+    a, b = manager(net, 0, [], config=cfg), manager(net, 1, ["a"])
+    for pm in (a, b):
+        await nursery.start(pm.run)
+    with trio.fail_after(10):
+        await a.wait_peers(1)
+        await b.wait_peers(1)
+        for i in range(60):
+            b.send_to(a.identity.public_key, vote(i))
+        await a.wait_disconnected(b.identity.public_key)
+    delivered = await drain(a)
+    assert len(delivered) == 10  # the burst; the rest was dropped
+    assert a.statistics().offenses["flood"] == 20  # 20 x 5 reaches the -100 threshold
+    assert a.is_banned(b.identity.public_key)
+
+
+async def test_reconnect_backoff_is_capped_exponential_with_jitter(nursery, autojump_clock):
+    net = MemoryNetwork()  # "nobody:1" has no listener: every dial is refused
+    cfg = PeerConfig(backoff_initial_s=1.0, backoff_max_s=8.0)
+    pm = PeerManager(
+        KEYS[0],
+        CHAIN,
+        is_allowed=allowed,
+        peers=[PeerAddress("nobody", 1)],
+        config=cfg,
+        rng=random.Random(3),
+        connect=net.connect,
+        listeners=[net.listen("a:1")],
+    )
+    await nursery.start(pm.run)
+    await trio.sleep(100)
+    times = [t for t, _ in net.dials]
+    gaps = [b - a for a, b in itertools.pairwise(times)]
+    rng = random.Random(3)
+    expected = [
+        backoff_delay(n, initial_s=1.0, max_s=8.0, rng=rng) for n in range(1, len(gaps) + 1)
+    ]
+    assert gaps == pytest.approx(expected)
+    assert max(gaps) <= 8.0
+    assert all(g >= 4.0 for g in gaps[4:])  # capped base 8 -> at least 4 with equal jitter
+    assert len(set(round(g, 6) for g in gaps[4:])) > 1  # jittered
+
+
+async def test_reconnects_after_the_peer_restarts(nursery):
+    net = MemoryNetwork()
+    a = manager(net, 0, ["b"])
+    await nursery.start(a.run)
+    b1 = manager(net, 1, [])
+    async with trio.open_nursery() as inner:
+        await inner.start(b1.run)
+        with trio.fail_after(10):
+            await a.wait_peers(1)
+        b1.close()
+    with trio.fail_after(10):
+        await a.wait_disconnected(KEYS[1].public_key)
+        b2 = manager(net, 1, [])  # same identity, same address, fresh process
+        await nursery.start(b2.run)
+        await a.wait_peers(1)
+        a.broadcast(vote(3))
+        assert (await b2.inbound.receive())[1] == vote(3)
+
+
+async def test_close_ends_the_inbound_channel(nursery):
+    net = MemoryNetwork()
+    a, b = manager(net, 0, []), manager(net, 1, ["a"])
+    for pm in (a, b):
+        await nursery.start(pm.run)
+    with trio.fail_after(10):
+        await a.wait_peers(1)
+        a.close()
+        with pytest.raises(trio.EndOfChannel):
+            await a.inbound.receive()
+        await b.wait_disconnected(a.identity.public_key)
+
+
+async def test_loopback_tcp_mesh_gossips_tx_batches(nursery):
+    """Four managers on real loopback sockets (port 0), full mesh, tx batching at ingress."""
+    pms: list[PeerManager] = []
+    ports: list[int] = []
+    for i in range(4):
+        pm = PeerManager(
+            KEYS[i],
+            CHAIN,
+            is_allowed=allowed,
+            peers=[PeerAddress("127.0.0.1", p) for p in ports],
+            listen_host="127.0.0.1",
+            listen_port=0,
+            config=PeerConfig(backoff_initial_s=0.01, backoff_max_s=0.1),
+        )
+        ports.append(await nursery.start(pm.run))
+        pms.append(pm)
+    with trio.fail_after(20):
+        for pm in pms:
+            await pm.wait_peers(3)
+    assert all(p.address.startswith("127.0.0.1:") for p in pms[0].peers())
+    tx_send, tx_recv = trio.open_memory_channel[Transaction](100)
+    nursery.start_soon(run_tx_ingress, pms[3], tx_recv)
+    txs = [Transaction(bytes(32), bytes(20), 1, n, 1, bytes(64)) for n in range(25)]
+    for tx in txs:
+        tx_send.send_nowait(tx)
+    await tx_send.aclose()
+    with trio.fail_after(20):
+        for pm in pms[:3]:
+            got: list[Transaction] = []
+            while len(got) < len(txs):
+                _sender, msg = await pm.inbound.receive()
+                assert isinstance(msg, TxBatch)
+                got += msg.transactions
+            assert got == txs
+    assert sum(pm.statistics().messages_in for pm in pms[:3]) >= 3
+
+
+def test_peer_address_parsing():
+    assert PeerAddress.parse("10.0.0.1:9000") == PeerAddress("10.0.0.1", 9000)
+    assert PeerAddress.parse("[::1]:9000") == PeerAddress("::1", 9000)
+    for bad in ("nohost", "host:", ":90", "h:99999", "h:x"):
+        with pytest.raises(ValueError, match="host:port"):
+            PeerAddress.parse(bad)
+
+
+def test_stranger_key_is_not_in_the_test_allowlist():
+    assert not allowed(SigningKey.deterministic("someone-else").public_key)

@@ -1,0 +1,54 @@
+"""Pure peer scoring: costs, thresholds, bans, recovery, token buckets, isolation of peers."""
+
+from __future__ import annotations
+
+import pytest
+
+from sequencer_node.shell.scoring import DEFAULT_COSTS, Offense, ScoreBoard, ScoringConfig, Verdict
+
+P, Q = b"p" * 32, b"q" * 32
+
+
+@pytest.mark.parametrize("offense", list(Offense))
+def test_every_offense_costs_the_sender_only(offense):
+    board = ScoreBoard()
+    board.penalize(P, offense, now=0.0)
+    assert board.status(P, 0.0).score == -DEFAULT_COSTS[offense]
+    assert board.status(Q, 0.0).score == 0.0
+    assert board.offense_counts[offense] == 1
+
+
+def test_threshold_bans_then_the_ban_expires():
+    board = ScoreBoard(ScoringConfig(disconnect_below=-100, ban_s=60, recovery_per_s=0))
+    assert board.penalize(P, Offense.INVALID_SIGNATURE, 0) is Verdict.OK  # -40
+    assert board.penalize(P, Offense.INVALID_SIGNATURE, 1) is Verdict.OK  # -80
+    assert board.penalize(P, Offense.INVALID_SIGNATURE, 2) is Verdict.BAN  # -120
+    assert board.is_banned(P, 30)
+    assert not board.is_banned(Q, 30)
+    assert board.penalize(P, Offense.OUT_OF_RANGE, 40) is Verdict.BAN  # still banned
+    assert not board.is_banned(P, 62.01)
+    assert board.status(P, 62.01).score == 0.0  # a fresh start after the ban
+
+
+def test_score_recovers_over_time_but_never_above_zero():
+    board = ScoreBoard(ScoringConfig(recovery_per_s=2.0))
+    board.penalize(P, Offense.INVALID_MESSAGE, 0)  # -20
+    assert board.status(P, 5).score == pytest.approx(-10)
+    assert board.status(P, 100).score == 0.0
+
+
+def test_token_bucket_limits_floods_and_refills():
+    board = ScoreBoard(ScoringConfig(rate_per_s=10, burst=5))
+    assert [board.allow_message(P, 0.0) for _ in range(6)] == [True] * 5 + [False]
+    assert board.allow_message(Q, 0.0)  # another peer has its own bucket
+    assert board.allow_message(P, 0.1)  # 0.1 s at 10/s refills one token
+    assert not board.allow_message(P, 0.1)
+
+
+def test_tracking_is_bounded_and_keeps_bans():
+    board = ScoreBoard(ScoringConfig(max_tracked=3, disconnect_below=-10))
+    board.penalize(P, Offense.MALFORMED_FRAME, 0)  # banned
+    for i in range(10):
+        board.penalize(bytes([i]) * 32, Offense.OUT_OF_RANGE, 0)
+    assert len(board._entries) == 3
+    assert board.is_banned(P, 1)
