@@ -10,6 +10,7 @@ milliseconds per blob, so at most one runs at a time) before the lock is taken.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -122,7 +123,14 @@ class L1Node:
         if stored is None:
             store.set_meta("genesis", genesis_mod.dumps(genesis).encode())
         else:
+            # The stored genesis wins (the chain must replay identically); retention is node
+            # policy, not consensus, so the configured one applies.
+            retention = genesis.config.blob_retention_epochs
             genesis = genesis_mod.from_json(json.loads(stored))
+            genesis = dataclasses.replace(
+                genesis,
+                config=dataclasses.replace(genesis.config, blob_retention_epochs=retention),
+            )
         chain = Chain(genesis)
         blocks = 0
         for slot, ts, h, items in store.blocks():
@@ -227,8 +235,12 @@ class L1Node:
         """Mine one block per slot time (when auto-mining is on)."""
         if not self.settings.auto_mine:
             await trio.sleep_forever()
+        # The stored chain's slot time wins over the flag (timestamps must stay consistent).
+        slot = self.chain.config.slot_time
+        deadline = trio.current_time()
         while True:
-            await trio.sleep(self.settings.slot_time)
+            deadline += slot
+            await trio.sleep_until(deadline)
             await self.mine(1)
 
 
