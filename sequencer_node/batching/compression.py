@@ -28,13 +28,14 @@ class Algorithm(enum.IntEnum):
 
 #: Chosen from the measurements in docs/batch-format.md.
 DEFAULT_ALGORITHM = Algorithm.BROTLI
-#: Levels used when compressing (zlib 9, zstd 19, brotli 11: batches are compressed once,
-#: off the consensus path, and every byte saved is paid on L1).
+#: Levels used when compressing. Batches are compressed once, off the consensus path, and
+#: every byte saved is paid on L1, so the levels are high; but brotli 10/11 cost 7-19x the
+#: CPU of brotli 9 for under 1 % fewer bytes (bench-results/compression.txt), so 9.
 LEVELS: dict[Algorithm, int] = {
     Algorithm.NONE: 0,
     Algorithm.ZLIB: 9,
     Algorithm.ZSTD: 19,
-    Algorithm.BROTLI: 11,
+    Algorithm.BROTLI: 9,
 }
 #: Default bound of decompressed batch data (a batch of 21 full blobs at a 10x ratio).
 DEFAULT_MAX_OUTPUT = 32 * 1024 * 1024

@@ -28,6 +28,12 @@ class _Stream:
         self._seed = seed
         self._n = 0
 
+    def skewed(self, bound: int, skew: int) -> int:
+        """An index in [0, bound) drawn as ``bound * u**skew`` (u uniform): 1 is uniform,
+        larger values concentrate on low indices (a few hot accounts, a long tail)."""
+        u = self.below(1 << 32) / (1 << 32)
+        return min(bound - 1, int(bound * u**skew))
+
     def below(self, bound: int) -> int:
         self._n += 1
         d = hashlib.sha256(self._seed + self._n.to_bytes(8, "big")).digest()
@@ -43,11 +49,13 @@ def sample_chain(
     seed: bytes = b"sample",
     start_ms: int = 1_700_000_000_000,
     block_ms: int = 250,
+    skew: int = 1,
 ) -> tuple[Ledger, list[CertifiedBlock]]:
     """Genesis ledger and ``blocks`` certified blocks of transfers among ``accounts`` keys.
 
     Amounts are varied (1 .. 10**9 base units) and fees small, as on a busy L2; senders and
-    recipients are drawn uniformly. QCs carry no signatures (batches drop them anyway).
+    recipients are drawn as :meth:`_Stream.skewed` with ``skew`` (1: uniform). QCs carry no
+    signatures (batches drop them anyway).
     """
     keys = [SigningKey.deterministic(f"sample-{i}") for i in range(accounts)]
     proposer = SigningKey.deterministic("sample-proposer")
@@ -60,8 +68,8 @@ def sample_chain(
     for height in range(1, blocks + 1):
         txs: list[Transaction] = []
         for _ in range(txs_per_block):
-            s = rnd.below(accounts)
-            to = keys[rnd.below(accounts)].address
+            s = rnd.skewed(accounts, skew)
+            to = keys[rnd.skewed(accounts, skew)].address
             amount = 1 + rnd.below(10 ** (1 + rnd.below(9)))
             fee = 1 + rnd.below(2000)
             tx = Transaction(keys[s].public_key, to, amount, nonces[s], fee, bytes(64))

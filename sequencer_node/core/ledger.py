@@ -15,7 +15,8 @@ their hashes are recomputed:
 * bucket hash = ``sha256("seqnet/state/bucket" || address || balance (16 B) || nonce (8 B) ...)``
   over the bucket's accounts sorted by address;
 * shard hash = ``sha256("seqnet/state/shard" || 256 bucket hashes)`` (zeros for empty buckets);
-* state root = ``sha256("seqnet/state/v1" || forced_index (8 B) || 256 shard hashes)``.
+* state root = ``sha256("seqnet/state/v1" || forced_index (8 B) || 256 shard hashes)``
+  (zeros for an empty shard).
 
 The root therefore depends only on the set of accounts and the forced-queue position, never
 on dict insertion order, and a block touching *k* accounts costs *k* bucket hashes plus at
@@ -180,43 +181,45 @@ class _Bucket:
 @dataclass(frozen=True, slots=True)
 class _Shard:
     buckets: dict[int, _Bucket]  # never mutated once built; no empty buckets
+    #: The 256 bucket hashes in index order (zeros for an empty bucket), kept so that the
+    #: shard hash is one join, not 256 lookups.
+    hashes: tuple[bytes, ...]
     hash: bytes
 
 
-def _shard_hash(buckets: Mapping[int, _Bucket]) -> bytes:
-    if not buckets:
-        return _EMPTY
-    get = buckets.get
-    parts = [_SHARD_TAG]
-    for i in range(256):
-        b = get(i)
-        parts.append(_EMPTY if b is None else b.hash)
-    return hashlib.sha256(b"".join(parts)).digest()
+_EMPTY_HASHES = (_EMPTY,) * 256
 
 
-def _root_hash(shards: Mapping[int, _Shard], forced_index: int) -> bytes:
-    get = shards.get
-    parts = [_ROOT_TAG, forced_index.to_bytes(8, "big")]
-    for i in range(256):
-        s = get(i)
-        parts.append(_EMPTY if s is None else s.hash)
-    return hashlib.sha256(b"".join(parts)).digest()
+def _root_hash(shard_hashes: Sequence[bytes], forced_index: int) -> bytes:
+    return hashlib.sha256(
+        _ROOT_TAG + forced_index.to_bytes(8, "big") + b"".join(shard_hashes)
+    ).digest()
 
 
 def _with_changes(
     shards: Mapping[int, _Shard], changes: Mapping[bytes, Account]
-) -> dict[int, _Shard]:
-    """A new shard map with ``changes`` written (copy-on-write: untouched parts are shared)."""
+) -> tuple[dict[int, _Shard], int]:
+    """A new shard map with ``changes`` written, and the change in the number of accounts.
+
+    Copy-on-write: untouched shards and buckets are shared with ``shards``.
+    """
     grouped: dict[int, dict[int, dict[bytes, Account]]] = {}
     for addr, acct in changes.items():
         grouped.setdefault(addr[0], {}).setdefault(addr[1], {})[addr] = acct
     new_shards = dict(shards)
+    delta = 0
     for s_idx, by_bucket in grouped.items():
         old_shard = shards.get(s_idx)
-        buckets = dict(old_shard.buckets) if old_shard is not None else {}
+        if old_shard is not None:
+            buckets = dict(old_shard.buckets)
+            hashes = list(old_shard.hashes)
+        else:
+            buckets = {}
+            hashes = list(_EMPTY_HASHES)
         for b_idx, accts in by_bucket.items():
             old_bucket = buckets.get(b_idx)
             merged = dict(old_bucket.accounts) if old_bucket is not None else {}
+            before = len(merged)
             for addr, acct in accts.items():
                 # An account that is back to (0, 0) is indistinguishable from a missing one;
                 # dropping it keeps the root a function of the meaningful state only.
@@ -224,15 +227,20 @@ def _with_changes(
                     merged.pop(addr, None)
                 else:
                     merged[addr] = acct
+            delta += len(merged) - before
             if merged:
-                buckets[b_idx] = _Bucket(merged, _bucket_hash(merged))
+                bucket = _Bucket(merged, _bucket_hash(merged))
+                buckets[b_idx] = bucket
+                hashes[b_idx] = bucket.hash
             else:
                 buckets.pop(b_idx, None)
+                hashes[b_idx] = _EMPTY
         if buckets:
-            new_shards[s_idx] = _Shard(buckets, _shard_hash(buckets))
+            shard_hash = hashlib.sha256(_SHARD_TAG + b"".join(hashes)).digest()
+            new_shards[s_idx] = _Shard(buckets, tuple(hashes), shard_hash)
         else:
             new_shards.pop(s_idx, None)
-    return new_shards
+    return new_shards, delta
 
 
 def _check_address(address: bytes, what: str) -> None:
@@ -245,12 +253,15 @@ class Ledger:
 
     __slots__ = ("_count", "_forced_index", "_root", "_shards")
 
-    def __init__(self, shards: dict[int, _Shard], forced_index: int) -> None:
+    def __init__(self, shards: dict[int, _Shard], forced_index: int, count: int) -> None:
         # Private: use genesis() or from_bytes().
         self._shards = shards
         self._forced_index = forced_index
-        self._root = _root_hash(shards, forced_index)
-        self._count = sum(len(b.accounts) for s in shards.values() for b in s.buckets.values())
+        get = shards.get
+        self._root = _root_hash(
+            [_EMPTY if (sh := get(i)) is None else sh.hash for i in range(256)], forced_index
+        )
+        self._count = count
 
     # --- construction ---------------------------------------------------------------------
 
@@ -267,11 +278,13 @@ class Ledger:
             accounts[addr] = Account(amount, 0)
         if total > MAX_BALANCE:
             raise ValueError(f"genesis total supply {total} exceeds 2**128 - 1")
-        return cls(_with_changes({}, accounts), 0)
+        shards, count = _with_changes({}, accounts)
+        return cls(shards, 0, count)
 
     @classmethod
     def _from_accounts(cls, accounts: Iterable[tuple[bytes, Account]], forced_index: int) -> Ledger:
-        return cls(_with_changes({}, dict(accounts)), forced_index)
+        shards, count = _with_changes({}, dict(accounts))
+        return cls(shards, forced_index, count)
 
     # --- queries --------------------------------------------------------------------------
 
@@ -386,7 +399,8 @@ class Ledger:
                 raise InvalidBlock(f"transaction {i} (0x{tid.hex()[:16]}): {reason}")
             receipts.append(Receipt(tid, True, None, tx.fee))
 
-        return Ledger(_with_changes(self._shards, overlay), next_index), receipts
+        shards, delta = _with_changes(self._shards, overlay)
+        return Ledger(shards, next_index, self._count + delta), receipts
 
     # --- snapshots ------------------------------------------------------------------------
 
