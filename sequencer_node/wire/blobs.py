@@ -70,11 +70,14 @@ def kzg_to_versioned_hash(commitment: bytes) -> bytes:
 
 def first_invalid_field_element(blob: bytes) -> int | None:
     """Index of the first 32-byte big-endian element >= BLS_MODULUS, or None if all are valid."""
-    # Most elements have a top byte below 0x73 and are valid at a glance; only the rest need
-    # the full integer comparison.
-    for i in range(FIELD_ELEMENTS_PER_BLOB):
+    # An element whose top byte is below 0x73 is below the modulus (0x73ed...): check all
+    # top bytes at once, and compare the full integer only for the rest.
+    tops = blob[::BYTES_PER_FIELD_ELEMENT]
+    if max(tops, default=0) < 0x73:
+        return None
+    for i, top in enumerate(tops):
         off = i * BYTES_PER_FIELD_ELEMENT
-        if blob[off] >= 0x73 and (
+        if top >= 0x73 and (
             int.from_bytes(blob[off : off + BYTES_PER_FIELD_ELEMENT], "big") >= BLS_MODULUS
         ):
             return i
