@@ -403,7 +403,10 @@ class PeerManager:
                     continue
                 if self.config.auto_relay:
                     self._stats["relayed"] += self._gossip_raw(inbound.raw, exclude=(ident,))
-            await self._inbound_send.send((ident, inbound.message))
+            try:
+                await self._inbound_send.send((ident, inbound.message))
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                return  # the node stopped consuming: it is shutting down
 
     def _drop(self, peer: _Peer) -> None:
         """Forget ``peer`` now (no more sends to it) and make its tasks close the stream."""
