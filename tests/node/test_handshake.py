@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from sequencer_node.shell.errors import HandshakeError
 from sequencer_node.shell.handshake import Handshake, Role, State
@@ -152,3 +154,31 @@ def test_garbage_instead_of_hello_is_a_handshake_error():
         r.receive_frame(b"\xc1garbage")
     with pytest.raises(Exception, match="state ERROR"):
         r.receive_frame(b"again")
+
+
+@settings(max_examples=60)
+@given(data=st.data())
+def test_any_bit_flip_in_transit_fails_cleanly(data):
+    """Flip one bit of one handshake frame: the handshake must fail with HandshakeError
+    (never another exception, never two 'done' sides with different keys)."""
+    frames: list[bytes] = []
+
+    def record(step: int, direction: str, frame: bytes) -> bytes:
+        frames.append(frame)
+        return frame
+
+    run(handshake(Role.INITIATOR, A), handshake(Role.RESPONDER, B, seed=2), record)
+    target = data.draw(st.integers(0, len(frames) - 1), label="frame")
+    bit = data.draw(st.integers(0, len(frames[target]) * 8 - 1), label="bit")
+
+    def flip(step: int, direction: str, frame: bytes) -> bytes:
+        if step != target:
+            return frame
+        b = bytearray(frame)
+        b[bit // 8] ^= 1 << (bit % 8)
+        return bytes(b)
+
+    i, r = handshake(Role.INITIATOR, A), handshake(Role.RESPONDER, B, seed=2)
+    with pytest.raises(HandshakeError):
+        run(i, r, flip)
+    assert State.ERROR in (i.state, r.state)

@@ -11,6 +11,7 @@ import pytest
 import trio
 import trio.testing
 
+from sequencer_node.shell.errors import HandshakeError
 from sequencer_node.shell.framing import encode_frame
 from sequencer_node.shell.p2p_messages import TxBatch
 from sequencer_node.shell.peers import (
@@ -21,11 +22,10 @@ from sequencer_node.shell.peers import (
     run_tx_ingress,
 )
 from sequencer_node.shell.scoring import DEFAULT_COSTS, Offense, ScoringConfig
-from sequencer_node.shell.transport import TransportConfig, secure_accept
-from sequencer_node.wire.crypto import SigningKey
+from sequencer_node.shell.transport import TransportConfig, secure_accept, secure_connect
 from sequencer_node.wire.messages import Transaction
 
-from .helpers import CHAIN, KEYS, MemoryNetwork, allowed, vote
+from .helpers import CHAIN, KEYS, STRANGER, MemoryNetwork, allowed, vote
 
 NAMES = ["a", "b", "c", "d"]
 
@@ -327,5 +327,14 @@ def test_peer_address_parsing():
             PeerAddress.parse(bad)
 
 
-def test_stranger_key_is_not_in_the_test_allowlist():
-    assert not allowed(SigningKey.deterministic("someone-else").public_key)
+async def test_stranger_is_refused_by_the_manager(nursery):
+    net = MemoryNetwork()
+    a = manager(net, 0, [])
+    await nursery.start(a.run)
+    stream = await net.connect(addr("a"))
+    with pytest.raises(HandshakeError):
+        await secure_connect(stream, identity=STRANGER, chain_id=CHAIN, is_allowed=allowed)
+    with trio.fail_after(10):
+        await a.wait_until(lambda: a.statistics().handshake_failures == 1)
+    assert a.peers() == []
+    assert await drain(a) == []

@@ -171,3 +171,13 @@ def test_batches_move_forward_only_and_survive_restart(tmp_path):
 def test_data_dir_is_private(tmp_path):
     open_store(tmp_path).close()
     assert os.stat(tmp_path / "data").st_mode & 0o077 == 0
+
+
+async def test_big_writes_from_a_worker_thread(tmp_path):
+    import trio
+
+    with open_store(tmp_path) as s:
+        blocks = [certified(h) for h in range(1, 51)]
+        await trio.to_thread.run_sync(s.put_blocks, blocks)
+        s.write_watermark(b"w")  # the small durable write, from the Trio thread
+        assert await trio.to_thread.run_sync(s.highest_height) == 50
