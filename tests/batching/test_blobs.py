@@ -168,3 +168,13 @@ def test_arbitrary_bytes_raise_only_decode_error(junk):
         except BlobDecodeError:
             continue
         assert encode_blob(out) == blob
+
+
+def test_kzg_accepts_a_packed_batch_payload():
+    """End to end with the real trusted setup: what we pack, KZG commits to and verifies."""
+    from sequencer_node.wire.kzg import blob_to_commitment_and_proof, verify_blobs_batch
+
+    blob = encode_blob(bytes(range(256)) * 500)  # every byte value, top bits included
+    commitment, proof = blob_to_commitment_and_proof(blob)
+    check = verify_blobs_batch([blob], [commitment], [proof])
+    assert check.ok, check.error
