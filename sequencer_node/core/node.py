@@ -116,6 +116,7 @@ class SequencerCore:
         self.committed_height = 0
         self.committed_hash = self.genesis_hash
         self._recent: OrderedDict[int, CertifiedBlock] = OrderedDict()
+        self._recent_heights: dict[bytes, int] = {}
         self._epoch_first: dict[int, BlockHeader] = {}
         self._epochs: dict[int, tuple[dict[bytes, int], tuple[bytes, ...], int]] = {}
         self._snapshots: dict[int, api.StakeSnapshot] = {
@@ -187,9 +188,7 @@ class SequencerCore:
         elif isinstance(event, api.TxSubmitted):
             self._on_tx(event, out)
         elif isinstance(event, api.StakeSnapshotAvailable):
-            self._snapshots[event.snapshot.l1_epoch] = event.snapshot
-            if len(self._snapshots) > 256:
-                del self._snapshots[min(self._snapshots)]
+            self._on_snapshot(event.snapshot, out)
         elif isinstance(event, api.ForcedEntriesSeen):
             for entry in event.entries:
                 try:
@@ -206,6 +205,19 @@ class SequencerCore:
             raise TypeError(f"unknown event {type(event).__name__}")
         self._step(now_ms, out)
         return out
+
+    def _on_snapshot(self, snap: api.StakeSnapshot, out: list[api.Effect]) -> None:
+        # A finalized snapshot never changes; the genesis one is fixed by the genesis file.
+        # Replacing one would let nodes derive different tables for one epoch.
+        known = self._snapshots.get(snap.l1_epoch)
+        if snap.l1_epoch <= self.genesis.snapshot.l1_epoch or known == snap:
+            return
+        if known is not None:
+            out.append(api.PeerMisbehaved(b"l1", f"stake snapshot {snap.l1_epoch} changed"))
+            return
+        self._snapshots[snap.l1_epoch] = snap
+        if len(self._snapshots) > 256:
+            del self._snapshots[min(self._snapshots)]
 
     def tick(self, now_ms: int) -> list[api.Effect]:
         """Let time pass: round timeouts, retransmission, proposing."""
@@ -400,7 +412,9 @@ class SequencerCore:
         except CertificateError as exc:
             out.append(api.PeerMisbehaved(sender, str(exc)))
         except _Wait:
-            pass
+            # Usually: the message belongs to an epoch whose table this node cannot derive
+            # yet because it lags behind. Catch up from the sender.
+            self._ask_sync(sender, self.committed_height + api.MAX_SYNC_BLOCKS, now_ms, out)
 
     def _on_tx(self, event: api.TxSubmitted, out: list[api.Effect]) -> None:
         tip = self._ledgers.get(self._qc_hash(self.high_qc), self.committed_ledger)
@@ -440,10 +454,7 @@ class SequencerCore:
 
     def _on_block(self, sender: bytes, block: Block, now_ms: int, out: list[api.Effect]) -> None:
         h = block.header
-        if block.justify is not None:
-            self._check_qc(block.justify)
-        if block.timeout_cert is not None:
-            self._check_tc(block.timeout_cert)
+        # Evidence first: it needs only the signature, not the (maybe unknown) epoch tables.
         if not verify_message(block.proposal, h.proposer, self.cfg.chain_id):
             raise CertificateError("bad proposal signature")
         if self._known_signer(h.proposer) and h.round + ROUND_HISTORY > self.round:
@@ -451,6 +462,10 @@ class SequencerCore:
             prev = self._proposal_slot.setdefault(slot, block.proposal)
             if prev is not block.proposal:
                 self._equivocation("proposal", h.proposer, h.round, prev, block.proposal, out)
+        if block.justify is not None:
+            self._check_qc(block.justify)
+        if block.timeout_cert is not None:
+            self._check_tc(block.timeout_cert)
         if block.justify is not None:
             self._on_qc(sender, block.justify, now_ms, out)
         if block.timeout_cert is not None:
@@ -706,8 +721,10 @@ class SequencerCore:
         self.committed_height = header.height
         self.committed_hash = bh
         self._recent[header.height] = cb
+        self._recent_heights[bh] = header.height
         if len(self._recent) > RECENT_COMMITTED:
-            self._recent.popitem(last=False)
+            _, old = self._recent.popitem(last=False)
+            self._recent_heights.pop(block_hash(old.block.header), None)
         if header.height == self._first_height(header.epoch):
             self._epoch_first[header.epoch] = header
         ledger = self._ledgers[bh]
@@ -791,12 +808,6 @@ class SequencerCore:
         t = tm.timeout
         if t.round > self.round + self.cfg.max_future_rounds:
             return
-        if tm.high_qc is not None:
-            if (tm.high_qc.round, tm.high_qc.block_hash) != (t.high_qc_round, t.high_qc_block):
-                raise CertificateError("timeout message carries another QC than it names")
-            self._check_qc(tm.high_qc)
-        elif t.high_qc_round != 0:
-            raise CertificateError("timeout names a QC it does not carry")
         slot = (t.voter, t.round)
         prev = self._timeout_slot.get(slot)
         if prev != t:
@@ -809,7 +820,14 @@ class SequencerCore:
                 return
             if t.round + ROUND_HISTORY >= self.round:
                 self._timeout_slot[slot] = t
-                self._timeouts.setdefault(t.round, {})[t.voter] = t
+        if tm.high_qc is not None:
+            if (tm.high_qc.round, tm.high_qc.block_hash) != (t.high_qc_round, t.high_qc_block):
+                raise CertificateError("timeout message carries another QC than it names")
+            self._check_qc(tm.high_qc)
+        elif t.high_qc_round != 0:
+            raise CertificateError("timeout names a QC it does not carry")
+        if t.round + ROUND_HISTORY >= self.round and self._timeout_slot.get(slot) == t:
+            self._timeouts.setdefault(t.round, {})[t.voter] = t
         if tm.high_qc is not None:
             self._timeout_qcs[(tm.high_qc.round, tm.high_qc.block_hash)] = tm.high_qc
             self._on_qc(sender, tm.high_qc, now_ms, out)
@@ -863,7 +881,9 @@ class SequencerCore:
 
     def _qc_height_of_round(self, t: Timeout) -> int:
         header = self._headers.get(t.high_qc_block)
-        return header.height + 1 if header is not None else self.committed_height + 1
+        if header is not None:
+            return header.height + 1
+        return self._recent_heights.get(t.high_qc_block, 0) + 1
 
     # --- catch-up ---------------------------------------------------------------------------
 

@@ -1,0 +1,535 @@
+"""Seeded, deterministic simulation of N sequencer cores (TigerBeetle VOPR / etcd rafttest style).
+
+One seed drives everything: network delays, drops, duplicates, replays, byzantine choices, the
+L1 randomness. A failing run is replayed with the same seed.
+
+The network is a priority queue of deliveries on a virtual clock. Faults: drop, delay,
+duplicate, replay of old messages, symmetric and one-way partitions, crash and restart (from the
+durable watermark record and the node's block store), pause, clock skew. Byzantine instances:
+an equivocating leader, a double voter, a *twin* (a second instance with the same key), a
+sender of malformed (invalid but signed) messages, and *amnesia* (a node restarted without its
+watermark record: the negative control of the never-sign-twice rule).
+
+Checks run as effects appear (:class:`Violation` is raised at once):
+
+* agreement: one committed block per height across honest instances, with one state root;
+* no rollback: each instance commits heights 1, 2, 3... exactly once, restarts included;
+* signer safety: no honest key ever releases two different statements of one kind for one round;
+* accountability: an honest instance that received two conflicting statements of a byzantine key
+  (within its evidence horizon) has emitted the evidence;
+* liveness (:meth:`Simulation.check_liveness`): after faults stop, every honest instance commits
+  a new block within a bound derived from the timeouts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import heapq
+from collections import deque
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+
+from sequencer_node.core import api
+from sequencer_node.core.node import SequencerCore
+from sequencer_node.sim.rng import Rng
+from sequencer_node.wire.codec import signing_bytes
+from sequencer_node.wire.crypto import SigningKey, sign_message
+from sequencer_node.wire.messages import (
+    Block,
+    CertifiedBlock,
+    Proposal,
+    Timeout,
+    TimeoutMessage,
+    Transaction,
+    Vote,
+    block_hash,
+)
+
+CHAIN_ID = 901
+
+
+class Violation(AssertionError):
+    """A safety or liveness property failed; the message names it and the seed."""
+
+
+@dataclass
+class NetParams:
+    drop: float = 0.0
+    duplicate: float = 0.0
+    replay: float = 0.0
+    delay_min_ms: int = 2
+    delay_max_ms: int = 30
+
+
+@dataclass
+class Instance:
+    idx: int
+    name: str
+    key: SigningKey
+    honest: bool
+    behaviours: frozenset[str]
+    core: SequencerCore | None = None
+    durable: api.PersistedState | None = None
+    store: list[CertifiedBlock] = field(default_factory=list)
+    committed: list[bytes] = field(default_factory=list)
+    skew_ms: int = 0
+    paused_until: int = 0
+    incarnation: int = 0
+    evidence: set[tuple[str, bytes, int]] = field(default_factory=set)
+    downtime_certs: int = 0
+
+    @property
+    def pk(self) -> bytes:
+        return self.key.public_key
+
+    @property
+    def up(self) -> bool:
+        return self.core is not None
+
+
+def _kind_of(msg: object) -> tuple[str, bytes, int, object] | None:
+    """(kind, signer, round, signed statement) of a slashable message, else None."""
+    if isinstance(msg, Block):
+        p = msg.proposal
+        return ("proposal", p.header.proposer, p.header.round, p)
+    if isinstance(msg, Vote):
+        return ("vote", msg.voter, msg.round, msg)
+    if isinstance(msg, TimeoutMessage):
+        t = msg.timeout
+        return ("timeout", t.voter, t.round, t)
+    return None
+
+
+class Simulation:
+    """N cores on a simulated network. See the module docstring."""
+
+    def __init__(
+        self,
+        seed: int,
+        *,
+        stakes: Sequence[int] = (1, 1, 1, 1),
+        byzantine: Mapping[int, Iterable[str]] | None = None,
+        twins: Iterable[int] = (),
+        net: NetParams | None = None,
+        block_time_ms: int = 100,
+        timeout_base_ms: int = 400,
+        timeout_max_ms: int = 3_200,
+        epoch_length: int = 8,
+        tick_ms: int = 20,
+        downtime_window: int = 1_000,
+        leader_seed: bytes | None = None,
+    ) -> None:
+        self.seed = seed
+        self.rng = Rng(seed)
+        self.net = net or NetParams()
+        self.now = 0
+        self.tick_ms = tick_ms
+        self.l1_block_ms = 200
+        self.l1_slots = 4
+        byzantine = byzantine or {}
+        twins = set(twins)
+        self.config_kw = dict(
+            chain_id=CHAIN_ID,
+            block_time_ms=block_time_ms,
+            timeout_base_ms=timeout_base_ms,
+            timeout_max_ms=timeout_max_ms,
+            epoch_length=epoch_length,
+            l1_slots_per_epoch=self.l1_slots,
+            snapshot_lag_epochs=1,
+            sequencing_window=20,
+            max_clock_skew_ms=500,
+            downtime_window=downtime_window,
+            max_block_txs=64,
+        )
+        self.keys = [SigningKey.deterministic(f"sim-node-{i}") for i in range(len(stakes))]
+        self.users = [SigningKey.deterministic(f"sim-user-{j}") for j in range(4)]
+        self._nonces = [0] * len(self.users)
+        self.stake_schedule: dict[int, tuple[tuple[bytes, int], ...]] = {
+            0: tuple((k.public_key, s) for k, s in zip(self.keys, stakes, strict=True))
+        }
+        seed_bytes = leader_seed or hashlib.sha256(b"sim-l1" + seed.to_bytes(8, "big")).digest()
+        self._l1_seed = seed_bytes
+        self.genesis = api.Genesis(
+            balances=tuple((u.address, 10**12) for u in self.users),
+            snapshot=api.StakeSnapshot(0, self.stake_schedule[0], seed_bytes),
+            timestamp_ms=0,
+        )
+        self.instances: list[Instance] = []
+        for i, key in enumerate(self.keys):
+            beh = frozenset(byzantine.get(i, ()))
+            honest = not (beh - {"amnesia"}) and i not in twins
+            copies = 2 if i in twins else 1
+            for c in range(copies):
+                inst = Instance(len(self.instances), f"n{i}{'ab'[c] if copies > 1 else ''}",
+                                key, honest, beh)  # fmt: skip
+                self.instances.append(inst)
+        self._queue: list[tuple[int, int, int, str, object]] = []
+        self._qseq = 0
+        self.blocked: set[tuple[int, int]] = set()
+        self._recent: deque[tuple[int, bytes, object]] = deque(maxlen=256)
+        self.chain: dict[int, tuple[bytes, bytes]] = {}  # height -> (hash, state root)
+        self.signed: dict[tuple[bytes, str, int], bytes] = {}
+        self._delivered: dict[tuple[int, str, bytes, int], set[bytes]] = {}
+        self.trace: deque[str] = deque(maxlen=200)
+        self._l1_head = -1
+        self._finalized_epoch = -1
+        self.forced_count = 0
+        for inst in self.instances:
+            self._boot(inst)
+
+    # --- helpers ------------------------------------------------------------------------------
+
+    def _fail(self, what: str) -> None:
+        tail = "\n".join(list(self.trace)[-30:])
+        raise Violation(
+            f"{what} (seed={self.seed}, t={self.now} ms; replay with SEQ_SIM_SEED={self.seed})"
+            f"\nlast events:\n{tail}"
+        )
+
+    def config_for(self, inst: Instance) -> api.CoreConfig:
+        return api.CoreConfig(key=inst.key, **self.config_kw)
+
+    def _boot(self, inst: Instance) -> None:
+        persisted = None if "amnesia" in inst.behaviours else inst.durable
+        inst.core = SequencerCore(
+            self.config_for(inst), self.genesis, persisted=persisted, chain=tuple(inst.store)
+        )
+        inst.incarnation += 1
+        inst.committed = [block_hash(cb.block.header) for cb in inst.store]
+        core = inst.core
+        snaps = [self.snapshot(e) for e in range(self._finalized_epoch + 1)]
+        for snap in snaps:
+            core.handle(api.StakeSnapshotAvailable(snap), self.local_now(inst))
+        if self._l1_head >= 0:
+            core.handle(api.L1HeadChanged(self._l1_head, max(0, self._l1_head - 4)),
+                        self.local_now(inst))  # fmt: skip
+
+    def snapshot(self, l1_epoch: int) -> api.StakeSnapshot:
+        if l1_epoch == 0:
+            return self.genesis.snapshot
+        start = max(e for e in self.stake_schedule if e <= l1_epoch)
+        seed = hashlib.sha256(self._l1_seed + l1_epoch.to_bytes(8, "big")).digest()
+        return api.StakeSnapshot(l1_epoch, self.stake_schedule[start], seed)
+
+    def local_now(self, inst: Instance) -> int:
+        return max(0, self.now + inst.skew_ms)
+
+    def honest(self) -> list[Instance]:
+        return [i for i in self.instances if i.honest]
+
+    # --- network ------------------------------------------------------------------------------
+
+    def _push(self, at: int, dst: int, kind: str, payload: object) -> None:
+        self._qseq += 1
+        heapq.heappush(self._queue, (at, self._qseq, dst, kind, payload))
+
+    def _send(self, src: Instance, dst: Instance, msg: object) -> None:
+        if (src.idx, dst.idx) in self.blocked:
+            return
+        if self.rng.chance(self.net.drop):
+            return
+        at = self.now + self.rng.randint(self.net.delay_min_ms, self.net.delay_max_ms)
+        self._push(at, dst.idx, "msg", (src.pk, msg))
+        if self.rng.chance(self.net.duplicate):
+            at2 = self.now + self.rng.randint(self.net.delay_min_ms, 4 * self.net.delay_max_ms)
+            self._push(at2, dst.idx, "msg", (src.pk, msg))
+        self._recent.append((dst.idx, src.pk, msg))
+
+    def inject(self, dst: int, sender: bytes, msg: object, delay_ms: int = 1) -> None:
+        """Deliver ``msg`` to instance ``dst`` as if ``sender`` sent it (tests, byzantine)."""
+        self._push(self.now + delay_ms, dst, "msg", (sender, msg))
+
+    def _route(self, src: Instance, effects: list[api.Effect]) -> None:
+        for eff in effects:
+            if isinstance(eff, api.Broadcast):
+                self._outgoing(src, eff.message, [d for d in self.instances if d is not src])
+            elif isinstance(eff, api.SendTo):
+                dsts = [d for d in self.instances if d.pk == eff.peer and d is not src]
+                self._outgoing(src, eff.message, dsts)
+            elif isinstance(eff, api.PersistWatermark):
+                src.durable = eff.record
+                self._push(self.now + 1, src.idx, "ack", (src.incarnation, eff.seq))
+            elif isinstance(eff, api.BlockCommitted):
+                self._on_commit(src, eff)
+            elif isinstance(eff, api.EvidenceFound):
+                kind, signer, rnd, _ = _kind_of_evidence(eff)
+                src.evidence.add((kind, signer, rnd))
+                self.trace.append(f"{self.now} {src.name} evidence {kind} r{rnd}")
+            elif isinstance(eff, api.DowntimeCertificateReady):
+                src.downtime_certs += 1
+
+    def _outgoing(self, src: Instance, msg: object, dsts: list[Instance]) -> None:
+        info = _kind_of(msg)
+        if info is not None and info[1] == src.pk and src.honest:
+            kind, signer, rnd, stmt = info
+            sb = signing_bytes(stmt, CHAIN_ID)
+            prev = self.signed.setdefault((signer, kind, rnd), sb)
+            if prev != sb:
+                self._fail(f"DOUBLE SIGN: honest {src.name} signed two {kind}s at round {rnd}")
+        if "silent" in src.behaviours:
+            return
+        if info is not None and info[1] == src.pk and not src.honest:
+            self._byzantine_send(src, msg, dsts)
+            return
+        for d in dsts:
+            self._send(src, d, msg)
+
+    def _byzantine_send(self, src: Instance, msg: object, dsts: list[Instance]) -> None:
+        beh = src.behaviours
+        half = list(dsts)
+        self.rng.shuffle(half)
+        cut = len(half) // 2
+        alt: object | None = None
+        if isinstance(msg, Block) and "equivocate" in beh:
+            h = msg.header
+            other = replace(h, timestamp_ms=h.timestamp_ms + 1)
+            prop = sign_message(Proposal(other, bytes(64)), src.key, CHAIN_ID)
+            alt = replace(msg, proposal=prop)
+        elif isinstance(msg, Vote) and "double_vote" in beh:
+            fake = hashlib.sha256(msg.block_hash).digest()
+            alt = sign_message(replace(msg, block_hash=fake), src.key, CHAIN_ID)
+        if "malformed" in beh and self.rng.chance(0.3):
+            self._send_malformed(src, msg, dsts)
+        if alt is None:
+            for d in dsts:
+                self._send(src, d, msg)
+            return
+        self.trace.append(f"{self.now} {src.name} equivocates {type(msg).__name__}")
+        for d in half[:cut]:
+            self._send(src, d, msg)
+        for d in half[cut:]:
+            self._send(src, d, alt)
+
+    def _send_malformed(self, src: Instance, msg: object, dsts: list[Instance]) -> None:
+        bad: object
+        if isinstance(msg, Vote):
+            bad = replace(msg, signature=bytes(64))
+        elif isinstance(msg, Block):
+            h = replace(msg.header, state_root=bytes(32))
+            bad = replace(msg, proposal=sign_message(Proposal(h, bytes(64)), src.key, CHAIN_ID))
+        else:
+            bad = Vote(bytes(32), 1, 1, 0, src.pk, bytes(64))
+        for d in dsts:
+            self._send(src, d, bad)
+
+    # --- checks -------------------------------------------------------------------------------
+
+    def _on_commit(self, inst: Instance, eff: api.BlockCommitted) -> None:
+        h = eff.certified.block.header
+        bh = block_hash(h)
+        inst.store.append(eff.certified)
+        if h.height != len(inst.committed) + 1:
+            self._fail(f"ROLLBACK/GAP: {inst.name} committed height {h.height} after "
+                       f"{len(inst.committed)}")  # fmt: skip
+        inst.committed.append(bh)
+        self.trace.append(f"{self.now} {inst.name} commit h{h.height} r{h.round} {bh.hex()[:8]}")
+        if not inst.honest:
+            return
+        known = self.chain.get(h.height)
+        if known is None:
+            self.chain[h.height] = (bh, eff.state_root)
+        elif known[0] != bh:
+            self._fail(f"FORK: {inst.name} committed {bh.hex()[:8]} at height {h.height}, "
+                       f"another honest node committed {known[0].hex()[:8]}")  # fmt: skip
+        elif known[1] != eff.state_root:
+            self._fail(f"STATE ROOT mismatch at height {h.height} on {inst.name}")
+
+    def _note_delivery(self, inst: Instance, msg: object) -> None:
+        info = _kind_of(msg)
+        if info is None or not inst.honest or inst.core is None:
+            return
+        kind, signer, rnd, stmt = info
+        if signer == inst.pk or abs(rnd - inst.core.round) > 60:
+            return
+        if not any(not o.honest and o.pk == signer for o in self.instances):
+            return
+        if not _valid_signature(stmt, signer):
+            return
+        key = (inst.idx, kind, signer, rnd)
+        seen = self._delivered.setdefault(key, set())
+        seen.add(signing_bytes(stmt, CHAIN_ID))
+        if len(seen) >= 2 and (kind, signer, rnd) not in inst.evidence:
+            self._fail(f"MISSED EVIDENCE: {inst.name} saw two {kind}s of one key at round {rnd}")
+
+    # --- driving ------------------------------------------------------------------------------
+
+    def _deliver(self, dst: int, kind: str, payload: object) -> None:
+        inst = self.instances[dst]
+        if inst.core is None:
+            return
+        if inst.paused_until > self.now:
+            self._push(inst.paused_until, dst, kind, payload)
+            return
+        now = self.local_now(inst)
+        if kind == "ack":
+            assert isinstance(payload, tuple)
+            incarnation, seq = payload
+            if incarnation != inst.incarnation:
+                return
+            effects = inst.core.handle(api.WatermarkPersisted(int(seq)), now)
+        else:
+            assert isinstance(payload, tuple)
+            sender, msg = payload
+            assert isinstance(sender, bytes)
+            effects = inst.core.handle(api.MessageReceived(sender, msg), now)
+            self._route(inst, effects)
+            self._note_delivery(inst, msg)
+            return
+        self._route(inst, effects)
+
+    def _l1_step(self) -> None:
+        head = self.now // self.l1_block_ms
+        if head == self._l1_head:
+            return
+        self._l1_head = head
+        finalized = max(0, head - 4)
+        events: list[api.Event] = [api.L1HeadChanged(head, finalized)]
+        fin_epoch = finalized // self.l1_slots
+        while self._finalized_epoch < fin_epoch:
+            self._finalized_epoch += 1
+            events.append(api.StakeSnapshotAvailable(self.snapshot(self._finalized_epoch)))
+        for inst in self.instances:
+            if inst.core is not None:
+                for ev in events:
+                    self._route(inst, inst.core.handle(ev, self.local_now(inst)))
+
+    def step(self) -> None:
+        """Advance the virtual clock by one tick: deliver what is due, then tick every node."""
+        self.now += self.tick_ms
+        self._l1_step()
+        while self._queue and self._queue[0][0] <= self.now:
+            _, _, dst, kind, payload = heapq.heappop(self._queue)
+            self._deliver(dst, kind, payload)
+        if self.net.replay and self._recent and self.rng.chance(self.net.replay):
+            dst, sender, msg = self.rng.choice(list(self._recent))
+            self.inject(dst, sender, msg, self.rng.randint(1, 200))
+        for inst in self.instances:
+            if inst.core is not None and inst.paused_until <= self.now:
+                self._route(inst, inst.core.tick(self.local_now(inst)))
+
+    def run_for(self, ms: int) -> None:
+        end = self.now + ms
+        while self.now < end:
+            self.step()
+
+    def run_until(self, cond: object, max_ms: int) -> bool:
+        end = self.now + max_ms
+        while self.now < end:
+            if callable(cond) and cond():
+                return True
+            self.step()
+        return bool(callable(cond) and cond())
+
+    # --- faults -------------------------------------------------------------------------------
+
+    def partition(self, groups: Sequence[Sequence[int]]) -> None:
+        """Cut every link between instances of different groups (instances not listed are
+        isolated)."""
+        side = {i: g for g, members in enumerate(groups) for i in members}
+        self.blocked = {
+            (a.idx, b.idx)
+            for a in self.instances
+            for b in self.instances
+            if a is not b and side.get(a.idx, -1 - a.idx) != side.get(b.idx, -1 - b.idx)
+        }
+        self.trace.append(f"{self.now} partition {groups}")
+
+    def cut_one_way(self, src: int, dst: int) -> None:
+        self.blocked.add((src, dst))
+
+    def heal(self) -> None:
+        self.blocked = set()
+        self.trace.append(f"{self.now} heal")
+
+    def crash(self, idx: int) -> None:
+        inst = self.instances[idx]
+        inst.core = None
+        for key in [k for k in self._delivered if k[0] == idx]:
+            del self._delivered[key]
+        self.trace.append(f"{self.now} crash {inst.name}")
+
+    def restart(self, idx: int) -> None:
+        inst = self.instances[idx]
+        if inst.core is None:
+            self._boot(inst)
+            inst.evidence.clear()
+            self.trace.append(f"{self.now} restart {inst.name}")
+
+    def pause(self, idx: int, ms: int) -> None:
+        self.instances[idx].paused_until = self.now + ms
+
+    def set_skew(self, idx: int, skew_ms: int) -> None:
+        self.instances[idx].skew_ms = skew_ms
+
+    def change_stakes(self, from_l1_epoch: int, stakes: Sequence[int]) -> None:
+        """New stake table in the L1 snapshots from ``from_l1_epoch`` on (not yet finalized)."""
+        if from_l1_epoch <= self._finalized_epoch:
+            raise ValueError("that L1 epoch is already finalized")
+        self.stake_schedule[from_l1_epoch] = tuple(
+            (k.public_key, s) for k, s in zip(self.keys, stakes, strict=True)
+        )
+
+    def submit_tx(self, user: int, to_node: int, amount: int = 1) -> None:
+        key = self.users[user]
+        tx = Transaction(key.public_key, self.users[(user + 1) % len(self.users)].address,
+                         amount, self._nonces[user], 1, bytes(64))  # fmt: skip
+        tx = sign_message(tx, key, CHAIN_ID)
+        inst = self.instances[to_node]
+        if inst.core is None:
+            return
+        effects = inst.core.handle(api.TxSubmitted(tx), self.local_now(inst))
+        if any(isinstance(e, api.TxResult) and e.accepted for e in effects):
+            self._nonces[user] += 1
+        self._route(inst, effects)
+
+    def stop_faults(self) -> None:
+        self.net = NetParams(delay_min_ms=self.net.delay_min_ms, delay_max_ms=self.net.delay_max_ms)
+        self.heal()
+        for inst in self.instances:
+            inst.paused_until = 0
+            if inst.honest and inst.core is None:
+                self.restart(inst.idx)
+
+    def liveness_bound_ms(self) -> int:
+        """Time within which a new commit must appear after faults stop.
+
+        A node's timer may have backed off to ``timeout_max``; rounds led by faulty keys each
+        cost at most one timeout; then two happy rounds commit. Plus sync and delivery slack.
+        """
+        cfg = self.config_kw
+        faulty = len({i.pk for i in self.instances if not i.honest})
+        return (faulty + 3) * int(cfg["timeout_max_ms"]) + 40 * int(cfg["block_time_ms"]) + 2_000
+
+    def check_liveness(self) -> int:
+        """Stop the faults, then require a new commit on every honest instance in time."""
+        self.stop_faults()
+        base = max((len(i.committed) for i in self.honest()), default=0)
+        bound = self.liveness_bound_ms()
+        start = self.now
+        done = self.run_until(lambda: all(len(i.committed) > base for i in self.honest()), bound)
+        if not done:
+            heights = {i.name: len(i.committed) for i in self.instances}
+            rounds = {i.name: i.core.round if i.core else None for i in self.instances}
+            self._fail(f"STALL: no new commit on every honest node within {bound} ms after faults "
+                       f"stopped (base {base}, heights {heights}, rounds {rounds})")  # fmt: skip
+        return self.now - start
+
+
+def _valid_signature(stmt: object, signer: bytes) -> bool:
+    from sequencer_node.wire.crypto import verify_message
+
+    return verify_message(stmt, signer, CHAIN_ID)
+
+
+def _kind_of_evidence(eff: api.EvidenceFound) -> tuple[str, bytes, int, object]:
+    ev = eff.evidence
+    a = ev.a
+    if isinstance(a, Proposal):
+        return ("proposal", eff.offender, a.header.round, a)
+    if isinstance(a, Vote):
+        return ("vote", eff.offender, a.round, a)
+    assert isinstance(a, Timeout)
+    return ("timeout", eff.offender, a.round, a)
+
+
+__all__ = ["CHAIN_ID", "Instance", "NetParams", "Simulation", "Violation"]
