@@ -468,6 +468,13 @@ class PeerManager:
                 self._drop(p)
         return verdict
 
+    def disconnect(self, peer: bytes) -> None:
+        """Close the connection to ``peer`` now, without penalty (e.g. it left the validator
+        set; ``is_allowed`` then keeps it out)."""
+        p = self._peers.get(peer)
+        if p is not None:
+            self._drop(p)
+
     def is_connected(self, peer: bytes) -> bool:
         return peer in self._peers
 

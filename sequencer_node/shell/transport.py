@@ -44,7 +44,7 @@ HANDSHAKE_MAX_FRAME = 1024
 class TransportConfig:
     max_frame: int = DEFAULT_MAX_FRAME
     handshake_timeout_s: float = 10.0
-    #: No frame at all (pings included) for this long: the peer is gone.
+    #: No complete frame (pings included) for this long: the peer is gone, or trickling.
     idle_timeout_s: float = 30.0
     keepalive_interval_s: float = 10.0
     #: A single send_all taking longer than this: the peer is too slow, drop it.
@@ -156,6 +156,9 @@ class SecureConnection:
             return Inbound(msg, raw, flag == b"\x01")
 
     async def _receive_frame(self) -> bytes:
+        # One deadline per frame, not per chunk: a peer trickling one byte at a time
+        # (slowloris) cannot hold a half-frame buffer open for longer than the idle timeout.
+        deadline = trio.current_time() + self.config.idle_timeout_s
         while True:
             frame = self._decoder.next_frame()
             if frame is not NEED_DATA:
@@ -164,11 +167,11 @@ class SecureConnection:
                 return frame
             if self._decoder.at_eof:
                 raise ConnectionClosed("peer closed the connection")
-            with trio.move_on_after(self.config.idle_timeout_s) as scope:
+            with trio.move_on_at(deadline) as scope:
                 data = await self.stream.receive_some(self.config.receive_chunk)
             if scope.cancelled_caught:
                 raise RemoteProtocolError(
-                    f"no frame for {self.config.idle_timeout_s} s", Offense.TIMEOUT
+                    f"no complete frame within {self.config.idle_timeout_s} s", Offense.TIMEOUT
                 )
             self._decoder.receive_data(data)
 

@@ -11,7 +11,7 @@ import pytest
 import trio
 import trio.testing
 
-from sequencer_node.shell.errors import HandshakeError
+from sequencer_node.shell.errors import ConnectionClosed, HandshakeError
 from sequencer_node.shell.framing import encode_frame
 from sequencer_node.shell.p2p_messages import TxBatch
 from sequencer_node.shell.peers import (
@@ -338,3 +338,19 @@ async def test_stranger_is_refused_by_the_manager(nursery):
         await a.wait_until(lambda: a.statistics().handshake_failures == 1)
     assert a.peers() == []
     assert await drain(a) == []
+
+
+async def test_disconnect_without_penalty(nursery):
+    net = MemoryNetwork()
+    a = manager(net, 0, [])
+    await nursery.start(a.run)
+    stream = await net.connect(addr("a"))
+    conn = await secure_connect(stream, identity=KEYS[1], chain_id=CHAIN, is_allowed=allowed)
+    with trio.fail_after(10):
+        await a.wait_peers(1)
+        a.disconnect(KEYS[1].public_key)
+        assert not a.is_connected(KEYS[1].public_key)
+        with pytest.raises((ConnectionClosed, trio.BrokenResourceError)):
+            await conn.receive()
+    assert a.score(KEYS[1].public_key) == 0.0
+    assert not a.is_banned(KEYS[1].public_key)

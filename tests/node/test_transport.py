@@ -244,3 +244,20 @@ async def test_keepalive_pings_are_answered_and_keep_the_link_up(autojump_clock)
         pytest.fail("a pong must never be returned as an application message")
     assert s.statistics().frames_sent >= 29
     assert c.statistics().frames_received >= 29
+
+
+async def test_slowloris_trickle_hits_the_frame_deadline(autojump_clock):
+    c, s = await connect_pair(config=TransportConfig(idle_timeout_s=30))
+    frame = encode_frame(c._send_cipher.seal(b"\x00" + encode(vote(1))))
+
+    async def trickle() -> None:
+        for byte in frame:
+            await c.stream.send_all(bytes([byte]))
+            await trio.sleep(10)  # each byte well within the idle timeout
+
+    start = trio.current_time()
+    async with trio.open_nursery() as n:
+        n.start_soon(trickle)
+        await _expect_offense(s, Offense.TIMEOUT)
+        n.cancel_scope.cancel()
+    assert trio.current_time() - start == pytest.approx(30)
