@@ -355,6 +355,41 @@ class Ledger:
             InvalidBlock: a normal transaction fails, or ``forced`` does not continue the
                 queue at :meth:`forced_index` with consecutive indices.
         """
+        ledger, _, receipts, _ = self._execute(txs, forced, proposer, chain_id, skip_invalid=False)
+        return ledger, receipts
+
+    def build_block(
+        self,
+        candidates: Sequence[Transaction],
+        forced: Sequence[ForcedTransaction],
+        *,
+        proposer: bytes,
+        chain_id: int | None = None,
+    ) -> tuple[Ledger, list[Transaction], list[Receipt], list[tuple[Transaction, str]]]:
+        """What a proposer runs: like :meth:`apply_block`, but a candidate that fails is
+        left out instead of invalidating the block.
+
+        A forced entry can spend a sender's balance or use its nonce before that sender's
+        pooled transactions run, so a mempool selection is not always executable after the
+        block's forced entries; this keeps the rest of the selection instead of proposing an
+        empty block. Returns ``(ledger, included, receipts, dropped)`` where ``dropped`` lists
+        each left-out candidate with its reason. ``apply_block(included, forced)`` gives the
+        same ledger and receipts.
+
+        Raises:
+            InvalidBlock: ``forced`` does not continue the queue.
+        """
+        return self._execute(candidates, forced, proposer, chain_id, skip_invalid=True)
+
+    def _execute(
+        self,
+        txs: Sequence[Transaction],
+        forced: Sequence[ForcedTransaction],
+        proposer: bytes,
+        chain_id: int | None,
+        *,
+        skip_invalid: bool,
+    ) -> tuple[Ledger, list[Transaction], list[Receipt], list[tuple[Transaction, str]]]:
         if len(proposer) != 32:
             raise InvalidBlock(f"proposer must be a 32-byte public key, got {len(proposer)} bytes")
         fee_to = address_of(proposer)
@@ -392,15 +427,21 @@ class Ledger:
             reason = run(entry.tx, fid)
             receipts.append(Receipt(fid, reason is None, reason, entry.tx.fee if not reason else 0))
 
+        included: list[Transaction] = []
+        dropped: list[tuple[Transaction, str]] = []
         for i, tx in enumerate(txs):
             tid = message_id(tx)
             reason = run(tx, tid)
             if reason is not None:
+                if skip_invalid:
+                    dropped.append((tx, reason))
+                    continue
                 raise InvalidBlock(f"transaction {i} (0x{tid.hex()[:16]}): {reason}")
+            included.append(tx)
             receipts.append(Receipt(tid, True, None, tx.fee))
 
         shards, delta = _with_changes(self._shards, overlay)
-        return Ledger(shards, next_index, self._count + delta), receipts
+        return Ledger(shards, next_index, self._count + delta), included, receipts, dropped
 
     # --- snapshots ------------------------------------------------------------------------
 

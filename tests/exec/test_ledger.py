@@ -215,3 +215,29 @@ def test_check_tx():
     assert l0.check_tx(transfer(A, C.address, 999, 0)) is None
     assert "insufficient" in (l0.check_tx(transfer(A, C.address, 1000, 0)) or "")
     assert "nonce too high" in (l0.check_tx(transfer(A, C.address, 1, 2)) or "")
+
+
+def test_build_block_drops_what_forced_entries_made_invalid():
+    l0 = genesis()
+    # A's forced entry uses nonce 0 and most of the balance before A's pooled txs run
+    f = forced(0, 3, transfer(A, C.address, 900, 0))
+    pooled = [
+        transfer(A, C.address, 1, 0),  # nonce already used by the forced entry
+        transfer(A, C.address, 500, 1),  # now unaffordable
+        transfer(B, C.address, 7, 0),  # unaffected
+    ]
+    with pytest.raises(InvalidBlock, match="transaction 0"):
+        l0.apply_block(pooled, [f], proposer=PROPOSER.public_key, chain_id=CHAIN_ID)
+    led, included, receipts, dropped = l0.build_block(
+        pooled, [f], proposer=PROPOSER.public_key, chain_id=CHAIN_ID
+    )
+    assert included == [pooled[2]]
+    assert [reason.split(":")[0] for _, reason in dropped] == [
+        "nonce too low",
+        "insufficient balance",
+    ]
+    again, again_receipts = l0.apply_block(
+        included, [f], proposer=PROPOSER.public_key, chain_id=CHAIN_ID
+    )
+    assert again.state_root() == led.state_root()
+    assert again_receipts == receipts
