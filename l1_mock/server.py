@@ -190,7 +190,11 @@ class L1Node:
                 raise CallRejected(f"invalid blob: {check.error}")
             hashes = check.versioned_hashes
         async with self.lock:
-            return self._submit_locked(call, hashes)
+            h = self.chain.submit(call, hashes)
+            self._pool_seq += 1
+            # fsync off the event loop; the hash is returned only once the call is durable
+            await trio.to_thread.run_sync(self.store.add_pool, h, self._pool_seq, call)
+            return h
 
     async def mine(self, n: int = 1) -> list[L1Block]:
         out: list[L1Block] = []
@@ -199,13 +203,16 @@ class L1Node:
                 slot = self.chain.head.slot + 1
                 ts = self.chain.config.genesis_time + slot * self.chain.config.slot_time
                 block = self.chain.mine(slot, ts)
-                self.store.write_block(block)
-                self._prune()
+                await trio.to_thread.run_sync(self._persist, block)
             out.append(block)
             self._log_block(block)
             self.new_block.set()
             self.new_block = trio.Event()
         return out
+
+    def _persist(self, block: L1Block) -> None:
+        self.store.write_block(block)
+        self._prune()
 
     def _prune(self) -> None:
         floor = retention_floor_epoch(

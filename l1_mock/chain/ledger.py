@@ -340,7 +340,6 @@ class Chain:
         self.receipts: dict[bytes, Receipt] = {}
         self.pool: dict[bytes, _Pending] = {}
         self._seq = 0
-        self._in_dry_run = False
         self._pending_epoch = 0
         for address, balance in genesis.balances:
             self._account(address).balance += balance
@@ -530,13 +529,14 @@ class Chain:
             raise CallRejected(
                 f"balance {self.balance(address)} wei cannot pay the fee of up to {fee} wei"
             )
-        self._in_dry_run = True
         try:
             self._execute(call, params, h, self.head.number + 1, dry=True)
         except CallFailed as e:
             raise CallRejected(str(e)) from None
-        finally:
-            self._in_dry_run = False
+
+    def _dry_run_epoch(self) -> int:
+        # A call dry-run at submission is judged as of the next block (the next slot).
+        return (self.head.slot + 1) // SLOTS_PER_EPOCH
 
     def _gas(self, call: L1Call, params: Any, blob_params: BlobParams) -> int:
         data = params.calldata if isinstance(params, SubmitBatch) else call.params
@@ -617,7 +617,6 @@ class Chain:
         for e in range(parent.epoch + 1, new_epoch + 1):
             self._take_snapshot(e, self.blocks[-1].hash)
         self._pending_epoch = new_epoch
-        self._pending_number = number
         receipts: list[Receipt] = []
         blob_hashes: list[tuple[bytes, ...]] = []
         sidecars: list[Sidecar] = []
@@ -728,7 +727,7 @@ class Chain:
 
     def _execute(self, call: L1Call, p: Any, h: bytes, number: int, dry: bool) -> None:
         sender = address_of(call.sender)
-        epoch = self._pending_epoch if not dry else self.current_epoch
+        epoch = self._pending_epoch if not dry else self._dry_run_epoch()
         if isinstance(p, Transfer):
             self._transfer(sender, p, dry)
         elif isinstance(p, RegisterSequencer):
@@ -938,7 +937,7 @@ class Chain:
                 raise CallFailed("data_bytes is not the calldata length")
         elif header.da_kind == DA_BLOBS and not p.commitments:
             raise CallFailed("a blob batch needs blobs")
-        current = self._pending_epoch if not dry else self.current_epoch
+        current = self._pending_epoch if not dry else self._dry_run_epoch()
         e = header.stake_epoch
         if not (e == 0 or e <= current - 2):
             raise CallFailed(f"stake snapshot of epoch {e} is not finalized yet")

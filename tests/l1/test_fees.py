@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from l1_mock.chain import fees
 from sequencer_node.wire.blobs import BLOB_SCHEDULE, GAS_PER_BLOB
@@ -123,3 +125,25 @@ def test_chain_headers_follow_the_fork_schedule_across_a_boundary() -> None:
         prev = b.header
     assert chain.blocks[5].header.fork == "cancun"
     assert chain.blocks[6].header.fork == "prague"
+
+
+@given(
+    factor=st.integers(1, 10**6),
+    numerator=st.integers(0, 50 * 11684671),
+    denominator=st.sampled_from([3338477, 5007716, 8346193, 11684671]),
+)
+def test_fake_exponential_matches_the_eip(factor: int, numerator: int, denominator: int) -> None:
+    assert fees.fake_exponential(factor, numerator, denominator) == ref_fake_exponential(
+        factor, numerator, denominator
+    )
+
+
+def test_default_retention_covers_the_fault_proof_window() -> None:
+    from l1_mock.chain.ledger import check_retention
+    from l1_mock.server import default_retention_epochs
+
+    assert default_retention_epochs(12, 7 * 86400) == 4096
+    assert default_retention_epochs(2, 7 * 86400) == 9450
+    check_retention(9450, 2, 7 * 86400)
+    with pytest.raises(ValueError, match="shorter than the fault-proof window"):
+        check_retention(9449, 2, 7 * 86400)

@@ -132,3 +132,15 @@ def test_header_blob_hashes_must_match_commitments() -> None:
     p = batch_params(batch_header(chain, blobs=1))
     with pytest.raises(CallRejected, match="not verified"):
         chain.submit(__import__("tests.l1.helpers", fromlist=["call"]).call(chain, USER, p), None)
+
+
+def test_the_pool_serves_the_highest_blob_fee_first() -> None:
+    chain = new_chain(forks=((0, "cancun"),))
+    low = batch_params(batch_header(chain, blobs=4), max_fee=10)
+    high = batch_params(batch_header(chain, blobs=4, blocks=3), max_fee=20)
+    h_low = submit(chain, OWNERS[0], low)
+    h_high = submit(chain, OWNERS[1], high)
+    mine(chain)
+    assert chain.receipts[h_high].status == 1
+    assert h_low in chain.pool
+    assert chain.batches[-1].header == high.certificate.header

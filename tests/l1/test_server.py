@@ -95,6 +95,12 @@ async def test_blob_batch_and_retention_boundary(l1: tuple[L1Node, L1Client]) ->
         assert (empty.status_code, empty.json()["data"]) == (200, [])
         bad = await http.get(f"{client.url}/eth/v1/beacon/blob_sidecars/0xzz")
         assert bad.status_code == 400
+        assert "invalid block id" in bad.json()["message"]
+        future = await http.get(f"{client.url}/eth/v1/beacon/blobs/999")
+        assert future.status_code == 404
+        assert (await http.post(client.url, content=b"{nope")).json()["error"]["code"] == -32700
+        unknown = {"jsonrpc": "2.0", "id": 2, "method": "eth_nope", "params": []}
+        assert (await http.post(client.url, json=unknown)).json()["error"]["code"] == -32601
     sidecars = await client.blob_sidecars(slot)
     assert [s.blob for s in sidecars] == [ZERO_BLOB, ZERO_BLOB]
     # retention 2 epochs: served through epoch 2, pruned at epoch 3
