@@ -181,11 +181,8 @@ class Handshake:
         state, role = self.state, self.role
         if state is State.AWAIT_HELLO:
             self._on_hello(decode(body, HandshakeHello))
-            if role is Role.INITIATOR:
-                self.state = State.AWAIT_AUTH
-                return []
             self.state = State.AWAIT_AUTH
-            return [self._hello, self._seal_auth()]
+            return [] if role is Role.INITIATOR else [self._hello, self._seal_auth()]
         if state is State.AWAIT_AUTH:
             assert self._hs_recv is not None
             auth = decode(self._hs_recv.open(body), HandshakeAuth)

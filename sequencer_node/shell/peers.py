@@ -27,6 +27,10 @@ Theory of operation
   prefers to relay only what its core has validated, via :meth:`relay`), then one
   ``(peer_pubkey, message)`` into :attr:`inbound`. A full inbound channel makes the readers
   wait (TCP backpressure), which is the intended overload behaviour.
+* **Validation hook.** ``validate(peer, message) -> Offense | None`` (optional) runs after
+  dedup and before delivery and relay: a cheap stateless check (e.g. a vote's signature
+  against the stake table) so that invalid messages are charged to the sender and never
+  relayed. A repeat of an already-seen gossip message is dropped without penalty.
 * **Scoring.** Framing, crypto and decoding errors close the connection and charge the peer;
   the core charges semantic offenses with :meth:`penalize`. A score at the threshold bans the
   identity for ``ban_s``; the node itself never stops for a peer's fault.
@@ -127,6 +131,7 @@ class PeerManagerStatistics:
     messages_in: int
     messages_out: int
     duplicates_dropped: int
+    rejected: int  # refused by the validate hook (charged to the sender)
     relayed: int
     slow_peer_drops: int
     handshake_failures: int
@@ -164,6 +169,7 @@ class PeerManager:
         rng: random.Random | None = None,
         connect: Callable[[PeerAddress], Awaitable[trio.abc.Stream]] | None = None,
         listeners: Sequence[trio.abc.Listener[trio.abc.Stream]] | None = None,
+        validate: Callable[[bytes, Any], Offense | None] | None = None,
     ) -> None:
         self.identity = identity
         self.chain_id = chain_id
@@ -174,6 +180,7 @@ class PeerManager:
         self._rng = rng or random.Random()
         self._connect = connect or _tcp_connect
         self._listeners = listeners
+        self._validate = validate
         self._peers: dict[bytes, _Peer] = {}
         self._scores = ScoreBoard(self.config.scoring)
         self._seen = SeenCache(self.config.seen_cache_size, self.config.seen_ttl_s)
@@ -188,6 +195,7 @@ class PeerManager:
                 "messages_in",
                 "messages_out",
                 "duplicates_dropped",
+                "rejected",
                 "relayed",
                 "slow_peer_drops",
                 "handshake_failures",
@@ -397,12 +405,19 @@ class PeerManager:
                     return
                 continue
             self._stats["messages_in"] += 1
-            if inbound.gossip:
-                if not self._seen.add(hashlib.sha256(inbound.raw).digest(), now):
-                    self._stats["duplicates_dropped"] += 1
+            seen = self._seen
+            if inbound.gossip and not seen.add(hashlib.sha256(inbound.raw).digest(), now):
+                self._stats["duplicates_dropped"] += 1
+                continue
+            if self._validate is not None:
+                offense = self._validate(ident, inbound.message)
+                if offense is not None:
+                    self._stats["rejected"] += 1
+                    if self.penalize(ident, offense) is Verdict.BAN:
+                        return
                     continue
-                if self.config.auto_relay:
-                    self._stats["relayed"] += self._gossip_raw(inbound.raw, exclude=(ident,))
+            if inbound.gossip and self.config.auto_relay:
+                self._stats["relayed"] += self._gossip_raw(inbound.raw, exclude=(ident,))
             try:
                 await self._inbound_send.send((ident, inbound.message))
             except (trio.BrokenResourceError, trio.ClosedResourceError):

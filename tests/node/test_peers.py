@@ -354,3 +354,52 @@ async def test_disconnect_without_penalty(nursery):
             await conn.receive()
     assert a.score(KEYS[1].public_key) == 0.0
     assert not a.is_banned(KEYS[1].public_key)
+
+
+async def test_validate_hook_charges_and_never_relays_invalid_messages(nursery):
+    net = MemoryNetwork()
+
+    def validate(peer: bytes, msg: object) -> Offense | None:
+        return Offense.INVALID_SIGNATURE if getattr(msg, "height", 0) == 13 else None
+
+    cfg = PeerConfig(backoff_initial_s=0.01, backoff_max_s=0.05)
+    a = manager(net, 0, ["b"])
+    b = PeerManager(
+        KEYS[1],
+        CHAIN,
+        is_allowed=allowed,
+        config=cfg,
+        connect=net.connect,
+        listeners=[net.listen("b:1")],
+        validate=validate,
+    )
+    c = manager(net, 2, ["b"])
+    for pm in (a, b, c):
+        await nursery.start(pm.run)
+    with trio.fail_after(10):
+        await b.wait_peers(2)
+        await a.wait_peers(1)
+        a.broadcast(vote(13))  # "bad signature"
+        a.broadcast(vote(14))
+        assert (await b.inbound.receive())[1] == vote(14)
+        assert (await c.inbound.receive())[1] == vote(14)  # only the valid one was relayed
+    assert b.statistics().rejected == 1
+    assert b.score(KEYS[0].public_key) == pytest.approx(-40, abs=0.5)
+    assert await drain(c) == []
+
+
+async def test_replayed_gossip_is_dropped_without_penalty(nursery):
+    net = MemoryNetwork()
+    a, b = manager(net, 0, []), manager(net, 1, ["a"])
+    for pm in (a, b):
+        await nursery.start(pm.run)
+    with trio.fail_after(10):
+        await a.wait_peers(1)
+        await b.wait_peers(1)
+        b.broadcast(vote(1))
+        b.broadcast(vote(1))  # the same message again, in a fresh (valid) frame
+        b.broadcast(vote(2))
+        assert (await a.inbound.receive())[1] == vote(1)
+        assert (await a.inbound.receive())[1] == vote(2)
+    assert a.statistics().duplicates_dropped == 1
+    assert a.score(KEYS[1].public_key) == 0.0
