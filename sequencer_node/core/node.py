@@ -39,6 +39,7 @@ from sequencer_node.wire.certificates import (
     has_quorum,
     verify_qc,
     verify_tc,
+    vote_for,
 )
 from sequencer_node.wire.codec import message_id, signing_bytes
 from sequencer_node.wire.crypto import sign_message, verify_message
@@ -59,6 +60,7 @@ from sequencer_node.wire.messages import (
     Timeout,
     TimeoutCertificate,
     TimeoutMessage,
+    Transaction,
     Vote,
     block_hash,
 )
@@ -166,6 +168,8 @@ class SequencerCore:
                 )
         self._seq = 0
         self._pending: list[_Pending] = []
+        #: Effects found where no output list is at hand (evidence inside certificate checks).
+        self._side_effects: list[api.Effect] = []
         self.epoch_info(0)
         self._replay(chain)
         if self.record is not None:
@@ -204,6 +208,12 @@ class SequencerCore:
         else:
             raise TypeError(f"unknown event {type(event).__name__}")
         self._step(now_ms, out)
+        return self._flush(out)
+
+    def _flush(self, out: list[api.Effect]) -> list[api.Effect]:
+        if self._side_effects:
+            out.extend(self._side_effects)
+            self._side_effects = []
         return out
 
     def _on_snapshot(self, snap: api.StakeSnapshot, out: list[api.Effect]) -> None:
@@ -227,7 +237,7 @@ class SequencerCore:
         elif now_ms >= self._deadline_ms:
             self._local_timeout(now_ms, out)
         self._step(now_ms, out)
-        return out
+        return self._flush(out)
 
     def status(self) -> api.CoreStatus:
         return api.CoreStatus(
@@ -330,6 +340,18 @@ class SequencerCore:
             raise CertificateError("QC epoch does not match its height")
         verify_qc(qc, info[0], self.cfg.chain_id)
         self._remember_verified(key)
+        self._votes_from_qc(qc)
+
+    def _votes_from_qc(self, qc: QuorumCertificate) -> None:
+        # Every endorsement in a valid QC is a signed vote: a double voter that split its two
+        # votes between halves of the network is still caught once a QC travels.
+        if qc.round + ROUND_HISTORY < self.round:
+            return
+        for e in qc.signatures:
+            vote = vote_for(qc, e.signer, e.signature)
+            prev = self._vote_slot.setdefault((e.signer, qc.round), vote)
+            if prev != vote:
+                self._equivocation("vote", e.signer, qc.round, prev, vote, self._side_effects)
 
     def _check_tc(self, tc: TimeoutCertificate) -> None:
         key = message_id(tc)
@@ -405,6 +427,9 @@ class SequencerCore:
                 if msg.last_tc is not None:
                     self._check_tc(msg.last_tc)
                     self._on_tc(msg.last_tc, now_ms, out)
+            elif isinstance(msg, Transaction):
+                tip = self._ledgers.get(self._qc_hash(self.high_qc), self.committed_ledger)
+                self.mempool.add(msg, tip)
             elif isinstance(msg, DowntimeReport):
                 self._on_downtime_report(msg, out)
             else:
@@ -421,6 +446,9 @@ class SequencerCore:
         res = self.mempool.add(event.tx, tip)
         reason = None if res.reason is None else res.reason.value
         out.append(api.TxResult(res.tx_hash, res.accepted, reason, res.detail))
+        if res.accepted:
+            # Gossip: whoever leads next needs it in its pool.
+            out.append(api.Broadcast(event.tx))
 
     # --- evidence ---------------------------------------------------------------------------
 

@@ -173,7 +173,7 @@ class Simulation:
         self.trace: deque[str] = deque(maxlen=200)
         self._l1_head = -1
         self._finalized_epoch = -1
-        self.forced_count = 0
+        self.equivocations: list[tuple[object, object]] = []
         for inst in self.instances:
             self._boot(inst)
 
@@ -295,10 +295,13 @@ class Simulation:
                 self._send(src, d, msg)
             return
         self.trace.append(f"{self.now} {src.name} equivocates {type(msg).__name__}")
+        self.equivocations.append((msg, alt))
         for d in half[:cut]:
             self._send(src, d, msg)
         for d in half[cut:]:
             self._send(src, d, alt)
+        if half[cut:] and self.rng.chance(0.5):  # sloppy: one node hears both versions
+            self._send(src, half[-1], msg)
 
     def _send_malformed(self, src: Instance, msg: object, dsts: list[Instance]) -> None:
         bad: object
