@@ -250,11 +250,24 @@ def run(
     multiple=True,
     envvar="SEQ_L1_GENESIS_SEQUENCERS",
     show_envvar=True,
-    help="A genesis sequencer as SIGNING_KEY_HEX:OWNER_ADDRESS_HEX:STAKE_TOKENS:P2P:RPC "
-    "(repeatable; P2P and RPC may be empty).",
+    help="A genesis sequencer as SIGNING_KEY_HEX,OWNER_ADDRESS_HEX,STAKE_TOKENS[,P2P[,RPC]] "
+    "(repeatable; P2P and RPC are host:port and may be empty).",
+)
+@click.option(
+    "--fund",
+    "funds",
+    multiple=True,
+    envvar="SEQ_L1_GENESIS_FUND",
+    show_envvar=True,
+    help="Prefund ADDRESS_HEX,TOKENS in addition to the ten dev accounts (repeatable).",
 )
 def dev_genesis(
-    out: Path, chain_id: int, l2_chain_id: int, fork: str, sequencers: tuple[str, ...]
+    out: Path,
+    chain_id: int,
+    l2_chain_id: int,
+    fork: str,
+    sequencers: tuple[str, ...],
+    funds: tuple[str, ...],
 ) -> None:
     """Write a dev genesis file: ten funded dev accounts plus the given sequencers."""
     from l1_mock import genesis as genesis_mod
@@ -262,9 +275,9 @@ def dev_genesis(
 
     seqs = []
     for spec in sequencers:
-        parts = spec.split(":", 4)
-        if len(parts) < 3:
-            raise click.BadParameter(f"{spec!r}: expected KEY:OWNER:STAKE[:P2P[:RPC]]")
+        parts = spec.split(",")
+        if not 3 <= len(parts) <= 5:
+            raise click.BadParameter(f"{spec!r}: expected KEY,OWNER,STAKE_TOKENS[,P2P[,RPC]]")
         parts += [""] * (5 - len(parts))
         try:
             seqs.append(
@@ -279,5 +292,23 @@ def dev_genesis(
         except ValueError as e:
             raise click.BadParameter(f"{spec!r}: {e}") from None
     config = ChainConfig(chain_id=chain_id, l2_chain_id=l2_chain_id, forks=((0, fork),))
-    out.write_text(genesis_mod.dumps(genesis_mod.dev_genesis(config, tuple(seqs))))
+    genesis = genesis_mod.dev_genesis(config, tuple(seqs))
+    extra = []
+    for spec in funds:
+        addr, _, tokens = spec.partition(",")
+        try:
+            extra.append((bytes.fromhex(addr.removeprefix("0x")), int(tokens) * TOKEN))
+        except ValueError as e:
+            raise click.BadParameter(
+                f"--fund {spec!r}: expected ADDRESS_HEX,TOKENS ({e})"
+            ) from None
+    genesis = dataclasses.replace(genesis, balances=genesis.balances + tuple(extra))
+    try:  # the same checks as loading the file (key and address lengths, stake bounds)
+        genesis_mod.from_json(genesis_mod.to_json(genesis))
+        from l1_mock.chain.ledger import Chain
+
+        Chain(genesis)
+    except ValueError as e:
+        raise click.UsageError(f"invalid genesis: {e}") from None
+    out.write_text(genesis_mod.dumps(genesis))
     click.echo(f"wrote {out}")

@@ -251,3 +251,36 @@ async def test_kill_9_loses_no_accepted_call(tmp_path: Path) -> None:
         proc.kill()
         with trio.fail_after(10):
             await proc.wait()
+
+
+def test_dev_genesis_writes_a_loadable_file(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from l1_mock import genesis as genesis_mod
+    from l1_mock.cli import main
+
+    key = SEQ_KEYS[0]
+    out = tmp_path / "g.json"
+    spec = f"{key.public_key.hex()},{OWNERS[0].address.hex()},40000,127.0.0.1:9000,127.0.0.1:8000"
+    res = CliRunner().invoke(
+        main,
+        [
+            "dev-genesis",
+            "--out",
+            str(out),
+            "--sequencer",
+            spec,
+            "--fund",
+            f"{OWNERS[0].address.hex()},5",
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    g = genesis_mod.load(out)
+    assert g.sequencers[0].signing_key == key.public_key
+    assert g.sequencers[0].p2p_address == "127.0.0.1:9000"
+    assert (OWNERS[0].address, 5 * 10**18) in g.balances
+    bad = CliRunner().invoke(
+        main, ["dev-genesis", "--out", str(out), "--sequencer", spec.replace(",40000,", ",10,")]
+    )
+    assert bad.exit_code == 2
+    assert "stake outside" in bad.output
