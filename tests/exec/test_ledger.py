@@ -18,6 +18,7 @@ from sequencer_node.core.ledger import (
     verify_tx_signature,
 )
 from sequencer_node.wire.crypto import address_of
+from sequencer_node.wire.messages import Transaction
 
 from .helpers import CHAIN_ID, KEYS, PROPOSER, forced, transfer
 
@@ -241,3 +242,40 @@ def test_build_block_drops_what_forced_entries_made_invalid():
     )
     assert again.state_root() == led.state_root()
     assert again_receipts == receipts
+
+
+@given(
+    st.lists(
+        st.lists(
+            st.tuples(st.integers(0, 5), st.integers(0, 5), st.integers(0, 700), st.integers(0, 9)),
+            max_size=12,
+        ),
+        min_size=1,
+        max_size=6,
+    )
+)
+@settings(max_examples=60)
+def test_random_blocks_conserve_supply_and_root_matches_rebuild(blocks):
+    keys = KEYS[:6]
+    led = Ledger.genesis({k.address: 1000 for k in keys[:4]})
+    supply = led.total_supply()
+    for block in blocks:
+        nonces = {k.public_key: led.nonce(k.address) for k in keys}
+        candidates = []
+        for s, r, amount, fee in block:
+            key = keys[s]
+            tx = Transaction(
+                key.public_key, keys[r].address, amount, nonces[key.public_key], fee, bytes(64)
+            )
+            nonces[key.public_key] += 1
+            candidates.append(tx)
+        led, included, receipts, dropped = led.build_block(
+            candidates, [], proposer=PROPOSER.public_key
+        )
+        assert len(included) + len(dropped) == len(candidates)
+        assert all(r.ok for r in receipts)
+        assert led.total_supply() == supply
+        assert all(led.balance(k.address) >= 0 for k in keys)
+    rebuilt = Ledger._from_accounts(led.accounts(), led.forced_index())
+    assert rebuilt.state_root() == led.state_root()
+    assert rebuilt.account_count() == led.account_count()
