@@ -140,3 +140,29 @@ def batch_params(
 
 def signed(msg: Any, key: SigningKey) -> Any:
     return sign_message(msg, key, L2_CHAIN)
+
+
+def fill_block(chain: Chain, key: SigningKey, blobs: int) -> None:
+    """Queue chained blob batches from ``key`` carrying ``blobs`` blobs in all, split by the
+    next block's per-transaction limit (they execute in nonce order in one block)."""
+    import dataclasses
+
+    params = chain.blob_params()
+    prev = chain.batches[-1].header if chain.batches else None
+    nonce = chain.pending_nonce(key.address)
+    while blobs:
+        n = min(blobs, params.max_per_tx)
+        blobs -= n
+        first = prev.last_height + 1 if prev else 1
+        h = dataclasses.replace(
+            batch_header(chain, blobs=n),
+            batch_number=prev.batch_number + 1 if prev else 0,
+            parent_batch_hash=batch_hash(prev) if prev else ZERO_HASH,
+            first_height=first,
+            last_height=first,
+        )
+        p = batch_params(h, max_fee=10**9)
+        c = make_call(p, key, nonce, L1_CHAIN)
+        nonce += 1
+        chain.submit(c, tuple(kzg_to_versioned_hash(x) for x in p.commitments))
+        prev = h

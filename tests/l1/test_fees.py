@@ -8,7 +8,15 @@ from hypothesis import strategies as st
 
 from l1_mock.chain import fees
 from sequencer_node.wire.blobs import BLOB_SCHEDULE, GAS_PER_BLOB
-from tests.l1.helpers import OWNERS, batch_header, batch_params, mine, new_chain, submit
+from tests.l1.helpers import (
+    OWNERS,
+    batch_header,
+    batch_params,
+    fill_block,
+    mine,
+    new_chain,
+    submit,
+)
 
 
 # --- reference: a literal transcription of EIP-4844 / EIP-7918 pseudo-code -------------------
@@ -147,3 +155,35 @@ def test_default_retention_covers_the_fault_proof_window() -> None:
     check_retention(9450, 2, 7 * 86400)
     with pytest.raises(ValueError, match="shorter than the fault-proof window"):
         check_retention(9449, 2, 7 * 86400)
+
+
+@pytest.mark.parametrize(
+    ("old", "new"), [("cancun", "prague"), ("prague", "osaka"), ("osaka", "bpo1"), ("bpo1", "bpo2")]
+)
+def test_excess_blob_gas_across_each_fork_boundary(old: str, new: str) -> None:
+    """Full blocks, then empty ones, across the boundary; every header matches the EIP."""
+    chain = new_chain(forks=((0, old), (6, new)), base_fee_per_gas=10**9)
+    for n in range(1, 15):
+        if n <= 9:
+            fill_block(chain, OWNERS[0], chain.blob_params().max)
+        mine(chain)
+    prev = chain.blocks[0].header
+    grew = False
+    for b in chain.blocks[1:]:
+        p = chain.config.fork_at(b.header.number)
+        assert b.header.fork == p.fork
+        want = ref_excess(
+            prev.excess_blob_gas,
+            prev.blob_gas_used,
+            prev.base_fee_per_gas,
+            p.target,
+            p.max,
+            p.update_fraction,
+            p.reserve_price,
+        )
+        assert b.header.excess_blob_gas == want
+        assert b.header.blob_gas_used == (p.max_blob_gas if b.header.number <= 9 else 0)
+        assert all(r.status == 1 for r in b.receipts)
+        grew = grew or want > 0
+        prev = b.header
+    assert grew
