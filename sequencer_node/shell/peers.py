@@ -190,6 +190,7 @@ class PeerManager:
         self._changed = trio.Event()
         self._run_scope: trio.CancelScope | None = None
         self._pending_handshakes = 0
+        self._closing = False
         self._stats = dict.fromkeys(
             (
                 "messages_in",
@@ -230,9 +231,20 @@ class PeerManager:
                 await self._inbound_send.aclose()
 
     def close(self) -> None:
-        """Stop: close the listener and every connection (``run`` returns)."""
+        """Stop now: close the listener and every connection (``run`` returns)."""
+        self._closing = True
         if self._run_scope is not None:
             self._run_scope.cancel()
+
+    async def shutdown(self, timeout_s: float = 2.0) -> None:
+        """Graceful stop: refuse new connections and dials, send what is already queued to
+        each peer (for at most ``timeout_s``), then :meth:`close`."""
+        self._closing = True
+        for peer in list(self._peers.values()):
+            peer.send.close()  # its writer drains the queue, then ends the connection
+        with trio.move_on_after(timeout_s):
+            await self.wait_until(lambda: not self._peers)
+        self.close()
 
     async def _accept_loop(
         self, listener: trio.abc.Listener[trio.abc.Stream], nursery: trio.Nursery
@@ -247,7 +259,7 @@ class PeerManager:
             nursery.start_soon(self._handle_incoming, stream)
 
     async def _handle_incoming(self, stream: trio.abc.Stream) -> None:
-        if self._pending_handshakes >= self.config.max_pending_handshakes:
+        if self._closing or self._pending_handshakes >= self.config.max_pending_handshakes:
             await stream.aclose()
             return
         self._pending_handshakes += 1
@@ -273,7 +285,7 @@ class PeerManager:
     async def _dial_loop(self, address: PeerAddress) -> None:
         attempt = 0
         known: bytes | None = None
-        while True:
+        while not self._closing:
             current = self._peers.get(known) if known is not None else None
             if current is not None:
                 await current.closed.wait()
@@ -339,7 +351,7 @@ class PeerManager:
 
     def _register(self, conn: SecureConnection, address: str) -> _Peer | None:
         ident = conn.peer_identity
-        if ident == self.identity.public_key:
+        if ident == self.identity.public_key or self._closing:
             return None
         old = self._peers.get(ident)
         if old is None and len(self._peers) >= self.config.max_peers:
@@ -384,6 +396,7 @@ class PeerManager:
                     size += len(item[0])
                 await peer.conn.send_encoded(batch)
                 self._stats["messages_out"] += len(batch)
+            peer.scope.cancel()  # the queue was closed and drained (shutdown): hang up
         except _IO_ERRORS as e:
             log.info("peer %s: send failed: %s", peer.identity.hex()[:16], e)
             peer.scope.cancel()

@@ -403,3 +403,25 @@ async def test_replayed_gossip_is_dropped_without_penalty(nursery):
         assert (await a.inbound.receive())[1] == vote(2)
     assert a.statistics().duplicates_dropped == 1
     assert a.score(KEYS[1].public_key) == 0.0
+
+
+async def test_graceful_shutdown_flushes_queued_messages():
+    net = MemoryNetwork()
+    a, b = manager(net, 0, []), manager(net, 1, ["a"])
+    async with trio.open_nursery() as outer:
+        await outer.start(b.run)
+        async with trio.open_nursery() as inner:
+            await inner.start(a.run)
+            with trio.fail_after(10):
+                await a.wait_peers(1)
+                for i in range(100):
+                    assert a.send_to(KEYS[1].public_key, vote(i))
+                await a.shutdown(timeout_s=5)
+        # a.run has returned (the inner nursery exited); everything queued arrived first.
+        with trio.fail_after(10):
+            got = [(await b.inbound.receive())[1] for _ in range(100)]
+            await b.wait_disconnected(KEYS[0].public_key)
+        assert got == [vote(i) for i in range(100)]
+        with pytest.raises(trio.EndOfChannel):
+            await a.inbound.receive()
+        outer.cancel_scope.cancel()
