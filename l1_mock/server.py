@@ -48,7 +48,8 @@ log = logging.getLogger("l1_mock")
 
 MAX_DEV_MINE = 10_000
 MAX_LIST = 1_000
-MAX_BODY = 8 * 1024 * 1024
+#: An L1Call of 4 MiB of params, hex-encoded, plus JSON framing.
+MAX_BODY = 10 * 1024 * 1024
 #: JSON-RPC error codes (EIP-1474 where one fits).
 INVALID_PARAMS = -32602
 METHOD_NOT_FOUND = -32601
@@ -572,7 +573,15 @@ class Api:
     # --- HTTP endpoints -------------------------------------------------------------------
 
     async def jsonrpc(self, request: Request) -> Response:
-        body = await request.body()
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > MAX_BODY:
+            return JSONResponse(_err(None, -32600, "request too large"), status_code=413)
+        buf = bytearray()
+        async for chunk in request.stream():
+            buf += chunk
+            if len(buf) > MAX_BODY:
+                break
+        body = bytes(buf)
         if len(body) > MAX_BODY:
             return JSONResponse(_err(None, -32600, "request too large"), status_code=413)
         try:
