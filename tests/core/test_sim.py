@@ -138,7 +138,7 @@ def test_downtime_certificate_verifies_on_l1() -> None:
     certs: list[api.DowntimeCertificateReady] = []
     orig = sim._route
 
-    def spy(src, effects):  # type: ignore[no-untyped-def]
+    def spy(src, effects):
         certs.extend(e for e in effects if isinstance(e, api.DowntimeCertificateReady))
         orig(src, effects)
 
