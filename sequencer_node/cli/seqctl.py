@@ -1,16 +1,17 @@
-"""``seqctl``: the operator's command line (keys, staking, status, devnet)."""
+"""``seqctl``: the operator's command line (keys, staking, status, transactions, devnet)."""
 
 from __future__ import annotations
 
 import click
 
 from sequencer_node.cli.keys import keys
+from sequencer_node.cli.stake import sequencers, stake
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(package_name="seqnet")
 def main() -> None:
-    """Operate seqnet sequencers: keys, stake, status, evidence, batches, devnet.
+    """Operate seqnet sequencers: keys, stake, status, evidence, batches, transactions, devnet.
 
     Exit codes: 0 success, 1 failed request, 2 usage error, 3 node or L1 unreachable,
     4 keystore could not be opened (wrong password, damaged file).
@@ -18,3 +19,5 @@ def main() -> None:
 
 
 main.add_command(keys)
+main.add_command(stake)
+main.add_command(sequencers)

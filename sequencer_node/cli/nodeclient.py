@@ -1,0 +1,103 @@
+"""Async client of a sequencer node's JSON RPC (docs/node-api.md), for ``seqctl``.
+
+Errors: :class:`NodeUnavailable` (cannot connect, timeout, 5xx, not JSON: exit 3) and
+:class:`NodeRejected` (the node answered 4xx with ``{"error": {"code", "message"}}``: exit 1).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from sequencer_node.wire.codec import encode
+from sequencer_node.wire.messages import Transaction
+
+
+class NodeError(Exception):
+    """Base of the node client's errors."""
+
+
+class NodeUnavailable(NodeError):
+    """The node could not be reached or answered something that is not its API."""
+
+
+class NodeRejected(NodeError):
+    """The node answered and refused; ``code`` is its error code (e.g. NONCE_TOO_LOW)."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}" if code else message)
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+class NodeClient:
+    """``async with NodeClient(url) as node: await node.status()``."""
+
+    def __init__(self, url: str, *, timeout: float = 10.0, max_connections: int = 8) -> None:
+        self.url = url.rstrip("/")
+        self._http = httpx.AsyncClient(
+            timeout=timeout,
+            limits=httpx.Limits(
+                max_connections=max_connections, max_keepalive_connections=max_connections
+            ),
+        )
+
+    async def __aenter__(self) -> NodeClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._http.aclose()
+
+    async def _request(self, method: str, path: str, body: Any = None) -> Any:
+        try:
+            r = await self._http.request(method, self.url + path, json=body)
+        except httpx.HTTPError as e:
+            raise NodeUnavailable(
+                f"node at {self.url} unreachable: {type(e).__name__}: {e}".rstrip(": ")
+            ) from e
+        if r.status_code >= 500:
+            raise NodeUnavailable(f"node at {self.url} answered HTTP {r.status_code} on {path}")
+        try:
+            data = r.json()
+        except ValueError:
+            raise NodeUnavailable(
+                f"node at {self.url} answered non-JSON (HTTP {r.status_code}) on {path}; "
+                f"is that URL a seqnet node's RPC?"
+            ) from None
+        if r.status_code >= 400:
+            err = data.get("error") if isinstance(data, dict) else None
+            if isinstance(err, dict):
+                raise NodeRejected(
+                    r.status_code, str(err.get("code", "")), str(err.get("message", ""))
+                )
+            raise NodeRejected(r.status_code, f"HTTP_{r.status_code}", f"{path}: {data!r:.200}")
+        if not isinstance(data, dict):
+            raise NodeUnavailable(f"node at {self.url} answered a non-object on {path}")
+        return data
+
+    async def status(self) -> dict[str, Any]:
+        return await self._request("GET", "/v1/status")  # type: ignore[no-any-return]
+
+    async def schedule(self) -> dict[str, Any]:
+        return await self._request("GET", "/v1/schedule")  # type: ignore[no-any-return]
+
+    async def evidence(self) -> list[dict[str, Any]]:
+        return list((await self._request("GET", "/v1/evidence")).get("evidence", []))
+
+    async def batches(self) -> list[dict[str, Any]]:
+        return list((await self._request("GET", "/v1/batches")).get("batches", []))
+
+    async def account(self, address: bytes) -> dict[str, Any]:
+        return await self._request("GET", f"/v1/account/0x{address.hex()}")  # type: ignore[no-any-return]
+
+    async def block(self, height: int) -> dict[str, Any]:
+        return await self._request("GET", f"/v1/blocks/{height}")  # type: ignore[no-any-return]
+
+    async def send_tx(self, tx: Transaction) -> dict[str, Any]:
+        body = {"tx": "0x" + encode(tx).hex()}
+        return await self._request("POST", "/v1/tx", body)  # type: ignore[no-any-return]
+
+    async def tx_status(self, tx_hash: bytes) -> dict[str, Any]:
+        return await self._request("GET", f"/v1/tx/0x{tx_hash.hex()}")  # type: ignore[no-any-return]
