@@ -13,6 +13,7 @@ Usage: .venv/bin/python scripts/bench_transport.py [--runs 3] [--messages 40000]
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import subprocess
 import sys
@@ -79,7 +80,9 @@ async def main(runs: int, n: int) -> str:
     lines = [
         "# Encrypted p2p transport over loopback TCP (2 processes; receiver decrypts + strictly",
         f"# decodes every message). median of {runs} runs, {n} messages per run.",
-        f"# python {sys.version.split()[0]}, trio {trio.__version__}",
+        f"# python {sys.version.split()[0]}, trio {trio.__version__}, "
+        f"{os.cpu_count()} cores, load average at start {os.getloadavg()[0]:.2f} "
+        "(the box is shared: compare rows of one run, not runs)",
         f"{'payload':<8} {'writes':<16} {'msgs/s':>10} {'MB/s':>8} {'bytes/msg':>10}",
     ]
     for kind in ("vote", "1KiB"):
