@@ -21,10 +21,11 @@ Theory of operation
   waits: a full queue means the peer is too slow, and it is dropped (disconnected, not
   penalised). One writer task per peer takes everything queued (up to
   ``max_coalesce_bytes``) and sends it with one ``send_all`` (write coalescing).
-* **Inbound.** One reader task per peer: strict decoding (the transport), a token bucket per
-  peer (a message over the rate is dropped and charged FLOOD), gossip dedup by message id,
-  relay of new gossip to ``fanout`` peers except the source (``auto_relay``; off if the node
-  prefers to relay only what its core has validated, via :meth:`relay`), then one
+* **Inbound.** One reader task per peer: strict decoding (the transport), token buckets per
+  peer for messages and bytes (a message over the rate is dropped and charged FLOOD), gossip
+  dedup by message id, relay of new gossip to ``fanout`` peers except the source
+  (``auto_relay``; off if the node prefers to relay only what its core has validated, via
+  :meth:`relay`), then one
   ``(peer_pubkey, message)`` into :attr:`inbound`. A full inbound channel makes the readers
   wait (TCP backpressure), which is the intended overload behaviour.
 * **Validation hook.** ``validate(peer, message) -> Offense | None`` (optional) runs after
@@ -413,7 +414,7 @@ class PeerManager:
             except (ConnectionClosed, *_IO_ERRORS):
                 return
             now = trio.current_time()
-            if not self._scores.allow_message(ident, now):
+            if not self._scores.allow_message(ident, now, len(inbound.raw)):
                 if self.penalize(ident, Offense.FLOOD) is Verdict.BAN:
                     return
                 continue

@@ -6,8 +6,9 @@ Every peer identity has a score that starts at 0 and recovers towards 0 at
 ``recovery_per_s`` points per second. Each :class:`Offense` subtracts its cost. When the score
 drops to ``disconnect_below`` or lower, the verdict is :attr:`Verdict.BAN`: the shell closes the
 connection and refuses the identity until ``ban_s`` seconds have passed; after the ban the
-score restarts at 0. Floods are limited by a token bucket per peer (``rate_per_s`` messages,
-``burst`` deep); a message over the limit is dropped and costs :attr:`Offense.FLOOD`.
+score restarts at 0. Floods are limited by two token buckets per peer (``rate_per_s``
+messages, ``burst`` deep; ``bytes_per_s`` bytes, ``bytes_burst`` deep); a message over either
+limit is dropped and costs :attr:`Offense.FLOOD`.
 
 This module does no I/O and reads no clock: ``now`` (seconds, monotonic) is an argument, so
 the same calls give the same verdicts. Memory is bounded: at most ``max_tracked`` identities
@@ -69,6 +70,9 @@ class ScoringConfig:
     #: Messages per second a peer may send on average, and the bucket depth for bursts.
     rate_per_s: float = 5_000.0
     burst: float = 10_000.0
+    #: Bytes per second on average, and the depth of the byte bucket (at least one max frame).
+    bytes_per_s: float = 64 * 1024 * 1024
+    bytes_burst: float = 128 * 1024 * 1024
     max_tracked: int = 1024
     costs: dict[Offense, float] = field(default_factory=lambda: dict(DEFAULT_COSTS))
 
@@ -78,6 +82,7 @@ class _Entry:
     score: float
     updated: float
     tokens: float
+    byte_tokens: float
     banned_until: float | None = None
     offenses: int = 0
 
@@ -100,7 +105,12 @@ class ScoreBoard:
     def _entry(self, peer: bytes, now: float) -> _Entry:
         e = self._entries.get(peer)
         if e is None:
-            e = _Entry(score=0.0, updated=now, tokens=self.config.burst)
+            e = _Entry(
+                score=0.0,
+                updated=now,
+                tokens=self.config.burst,
+                byte_tokens=self.config.bytes_burst,
+            )
             self._entries[peer] = e
             self._evict()
         else:
@@ -116,6 +126,9 @@ class ScoreBoard:
             e.score = 0.0
         e.score = min(0.0, e.score + elapsed * self.config.recovery_per_s)
         e.tokens = min(self.config.burst, e.tokens + elapsed * self.config.rate_per_s)
+        e.byte_tokens = min(
+            self.config.bytes_burst, e.byte_tokens + elapsed * self.config.bytes_per_s
+        )
 
     def _evict(self) -> None:
         while len(self._entries) > self.config.max_tracked:
@@ -138,11 +151,13 @@ class ScoreBoard:
             return Verdict.BAN
         return Verdict.OK
 
-    def allow_message(self, peer: bytes, now: float) -> bool:
-        """Take one token from ``peer``'s bucket; False (drop it and charge FLOOD) if empty."""
+    def allow_message(self, peer: bytes, now: float, size: int = 0) -> bool:
+        """Take one message token and ``size`` byte tokens from ``peer``'s buckets; False
+        (drop the message and charge FLOOD) if either bucket is short."""
         e = self._entry(peer, now)
-        if e.tokens >= 1.0:
+        if e.tokens >= 1.0 and e.byte_tokens >= size:
             e.tokens -= 1.0
+            e.byte_tokens -= size
             return True
         return False
 

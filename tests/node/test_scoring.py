@@ -52,3 +52,11 @@ def test_tracking_is_bounded_and_keeps_bans():
         board.penalize(bytes([i]) * 32, Offense.OUT_OF_RANGE, 0)
     assert len(board._entries) == 3
     assert board.is_banned(P, 1)
+
+
+def test_byte_bucket_limits_big_messages():
+    board = ScoreBoard(ScoringConfig(bytes_per_s=1000, bytes_burst=5000))
+    assert board.allow_message(P, 0.0, size=4000)
+    assert not board.allow_message(P, 0.0, size=2000)  # 1000 bytes left
+    assert board.allow_message(P, 0.0, size=1000)
+    assert board.allow_message(P, 2.0, size=2000)  # refilled 2000 bytes in 2 s
