@@ -136,6 +136,7 @@ class PeerManagerStatistics:
     relayed: int
     slow_peer_drops: int
     handshake_failures: int
+    refused_peer_limit: int
     bans: int
     offenses: dict[str, int]
 
@@ -201,6 +202,7 @@ class PeerManager:
                 "relayed",
                 "slow_peer_drops",
                 "handshake_failures",
+                "refused_peer_limit",
                 "bans",
             ),
             0,
@@ -357,6 +359,8 @@ class PeerManager:
         old = self._peers.get(ident)
         if old is None and len(self._peers) >= self.config.max_peers:
             log.warning("peer limit %d reached; refusing %s", self.config.max_peers, address)
+            self._stats["refused_peer_limit"] += 1
+            self._notify()
             return None
         if old is not None:
             if not self._prefer_new(old.conn, conn):
@@ -541,7 +545,7 @@ class PeerManager:
 
     async def wait_until(self, predicate: Callable[[], bool]) -> None:
         """Wait until ``predicate()`` holds; re-checked whenever a peer connects or
-        disconnects, or an inbound handshake fails."""
+        disconnects, an inbound handshake fails, or a peer is refused for the peer limit."""
         while not predicate():
             await self._changed.wait()
 

@@ -425,3 +425,23 @@ async def test_graceful_shutdown_flushes_queued_messages():
         with pytest.raises(trio.EndOfChannel):
             await a.inbound.receive()
         outer.cancel_scope.cancel()
+
+
+async def test_connection_limits(nursery):
+    net = MemoryNetwork()
+    cfg = PeerConfig(max_peers=1, max_pending_handshakes=1)
+    a = manager(net, 0, [], config=cfg)
+    await nursery.start(a.run)
+    # One half-open connection occupies the only handshake slot; the next one is hung up on.
+    idle = await net.connect(addr("a"))
+    with trio.fail_after(10):
+        await trio.testing.wait_all_tasks_blocked()
+        second = await net.connect(addr("a"))
+        assert await second.receive_some() == b""
+        await idle.aclose()
+        b, c = manager(net, 1, ["a"]), manager(net, 2, ["a"])
+        await nursery.start(b.run)
+        await a.wait_peers(1)
+        await nursery.start(c.run)
+        await a.wait_until(lambda: a.statistics().refused_peer_limit >= 1)
+    assert [p.identity for p in a.peers()] == [KEYS[1].public_key]
