@@ -6,6 +6,7 @@ import click
 
 from sequencer_node.cli.keys import keys
 from sequencer_node.cli.stake import sequencers, stake
+from sequencer_node.cli.tx import tx
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -21,3 +22,4 @@ def main() -> None:
 main.add_command(keys)
 main.add_command(stake)
 main.add_command(sequencers)
+main.add_command(tx)

@@ -23,6 +23,7 @@ from l1_mock.server import L1Node, NodeSettings, serve
 from sequencer_node.cli.seqctl import main
 from sequencer_node.keystore import save_keystore
 from sequencer_node.wire.crypto import SigningKey
+from tests.cli.fakenode import FakeNode
 from tests.l1.helpers import genesis
 
 PASSWORD = "s3cret"
@@ -131,3 +132,17 @@ def seqctl(*args: str, env: dict[str, str] | None = None) -> Result:
         for k in ("SEQ_PASSWORD", "SEQ_PASSWORD_FILE", "SEQ_L1_URL", "SEQ_NODE_URL", "SEQ_TIMEOUT")
     }
     return CliRunner().invoke(main, list(args), env={**clean, **(env or {})})
+
+
+@dataclass
+class Node:
+    url: str
+    fake: FakeNode
+
+
+@pytest.fixture
+def fake_node() -> Iterator[Node]:
+    """A fake node RPC (tests/cli/fakenode.py) serving the contract's JSON."""
+    fake = FakeNode()
+    with Background(fake.serve) as bg:
+        yield Node(bg.value, fake)

@@ -1,0 +1,242 @@
+"""``seqctl tx send|status``: signed L2 transfers through a node's RPC, and their fate.
+
+Amounts and fees are integers in the L2's smallest unit (the ledger's unit; a transaction's
+fields are 64-bit). The L2 chain id comes from the node's ``/v1/status`` unless given, the
+nonce from ``/v1/account/{address}`` unless given.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+import trio
+
+from sequencer_node.cli.common import (
+    emit,
+    fail,
+    json_option,
+    node_url_option,
+    open_key,
+    password_file_option,
+    render_kv,
+)
+from sequencer_node.cli.nodeclient import NodeClient, NodeRejected
+from sequencer_node.cli.runner import run_async
+from sequencer_node.keystore import KeystoreError, read_public_info
+from sequencer_node.wire.crypto import SigningKey, parse_address, sign_message
+from sequencer_node.wire.messages import Transaction, tx_hash
+
+U64_MAX = (1 << 64) - 1
+#: Statuses at or past certification, in order.
+CERTIFIED_OR_LATER = ("certified", "batched", "finalized")
+
+
+def parse_destination(text: str) -> bytes:
+    """An L2 address: ``0x`` + 40 hex digits, or a keystore file (its address)."""
+    try:
+        return parse_address(text)
+    except ValueError as e:
+        path = Path(text)
+        if path.is_file():
+            try:
+                return parse_address(read_public_info(path)["address"])
+            except (KeystoreError, ValueError) as e2:
+                fail(f"--to {text}: {e2}")
+        fail(f"--to: {e}, or a keystore file")
+
+
+def parse_hash(text: str) -> bytes:
+    body = text.removeprefix("0x").removeprefix("0X")
+    try:
+        raw = bytes.fromhex(body)
+    except ValueError:
+        raw = b""
+    if len(raw) != 32:
+        fail(f"{text!r} is not a transaction hash (0x + 64 hex digits, as `tx send` prints it)")
+    return raw
+
+
+def make_transfer(
+    key: SigningKey, to: bytes, amount: int, nonce: int, fee: int, chain_id: int
+) -> Transaction:
+    """A signed :class:`Transaction` on L2 chain ``chain_id``."""
+    return sign_message(
+        Transaction(key.public_key, to, amount, nonce, fee, bytes(64)), key, chain_id
+    )
+
+
+async def wait_certified(
+    node: NodeClient, h: bytes, *, poll: float = 0.1, until: tuple[str, ...] = CERTIFIED_OR_LATER
+) -> dict[str, Any]:
+    """Poll ``/v1/tx`` until the status is one of ``until`` (bound it with a cancel scope)."""
+    while True:
+        st = await node.tx_status(h)
+        if st.get("status") in until:
+            return st
+        await trio.sleep(poll)
+
+
+@click.group()
+def tx() -> None:
+    """Send signed L2 transfers and follow them."""
+
+
+@tx.command("send")
+@click.option(
+    "--from",
+    "from_",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    required=True,
+    envvar="SEQ_ACCOUNT_KEY",
+    show_envvar=True,
+    help="Keystore of the sending L2 account.",
+)
+@click.option(
+    "--to", required=True, help="Receiving address (0x + 40 hex digits) or a keystore file."
+)
+@click.option(
+    "--amount",
+    type=click.IntRange(0, U64_MAX),
+    required=True,
+    help="Amount in the L2's smallest unit.",
+)
+@click.option(
+    "--fee",
+    type=click.IntRange(0, U64_MAX),
+    default=1,
+    show_default=True,
+    help="Fee paid to the block's proposer (smallest unit).",
+)
+@click.option(
+    "--nonce",
+    type=click.IntRange(0, U64_MAX),
+    help="Account nonce (default: the next one, from the node's certified state).",
+)
+@click.option(
+    "--chain-id",
+    type=click.IntRange(0, U64_MAX),
+    envvar="SEQ_CHAIN_ID",
+    show_envvar=True,
+    help="L2 chain id the signature is bound to (default: the node's).",
+)
+@click.option("--wait", is_flag=True, help="Wait until the transaction is certified.")
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0.1),
+    default=60.0,
+    show_default=True,
+    help="Seconds to wait with --wait.",
+)
+@password_file_option
+@node_url_option
+@json_option
+def tx_send(
+    from_: Path,
+    to: str,
+    amount: int,
+    fee: int,
+    nonce: int | None,
+    chain_id: int | None,
+    wait: bool,
+    timeout: float,
+    password_file: Path | None,
+    node_url: str,
+    as_json: bool,
+) -> None:
+    """Sign a transfer and submit it to a node; print its hash."""
+    dest = parse_destination(to)
+    key: SigningKey = open_key(from_, password_file)
+
+    async def go() -> dict[str, Any]:
+        async with NodeClient(node_url) as node:
+            cid = chain_id if chain_id is not None else int((await node.status())["chain_id"])
+            n = nonce if nonce is not None else int((await node.account(key.address))["nonce"])
+            signed = make_transfer(key, dest, amount, n, fee, cid)
+            h = tx_hash(signed)
+            try:
+                answer = await node.send_tx(signed)
+            except NodeRejected as e:
+                hint = ""
+                if e.code.startswith("NONCE"):
+                    hint = " (omit --nonce to use the account's next nonce)"
+                fail(f"the node refused the transaction: {e}{hint}")
+            if answer.get("tx_hash", "0x" + h.hex()) != "0x" + h.hex():
+                fail(
+                    f"the node reports hash {answer.get('tx_hash')} for a transaction whose "
+                    f"hash is 0x{h.hex()}: is it the same chain and version?"
+                )
+            out: dict[str, Any] = {
+                "tx_hash": "0x" + h.hex(),
+                "status": answer.get("status", "pending"),
+                "from": "0x" + key.address.hex(),
+                "to": "0x" + dest.hex(),
+                "amount": amount,
+                "fee": fee,
+                "nonce": n,
+                "chain_id": cid,
+            }
+            if wait:
+                st = None
+                with trio.move_on_after(timeout):
+                    st = await wait_certified(node, h)
+                if st is None:
+                    fail(
+                        f"transaction 0x{h.hex()} was accepted but not certified within "
+                        f"{timeout:g} s; follow it with `seqctl tx status 0x{h.hex()}`"
+                    )
+                out.update(status=st["status"], height=st.get("height"))
+            return out
+
+    data = run_async(go)
+    if as_json:
+        emit(data, True)
+    else:
+        click.echo(data["tx_hash"])
+        if wait:
+            click.echo(f"{data['status']} at height {data.get('height')}", err=True)
+
+
+@tx.command("status")
+@click.argument("tx_hash_hex", metavar="TX_HASH")
+@click.option(
+    "--wait",
+    type=click.Choice(["certified", "batched", "finalized"]),
+    help="Wait until the transaction reaches this state.",
+)
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0.1),
+    default=60.0,
+    show_default=True,
+    help="Seconds to wait with --wait.",
+)
+@node_url_option
+@json_option
+def tx_status(
+    tx_hash_hex: str, wait: str | None, timeout: float, node_url: str, as_json: bool
+) -> None:
+    """The state of a transaction: pending, certified (height), batched (batch, L1 block),
+    finalized, or unknown."""
+    h = parse_hash(tx_hash_hex)
+
+    async def go() -> dict[str, Any]:
+        async with NodeClient(node_url) as node:
+            if wait is None:
+                return await node.tx_status(h)
+            until = CERTIFIED_OR_LATER[CERTIFIED_OR_LATER.index(wait) :]
+            st = None
+            with trio.move_on_after(timeout):
+                st = await wait_certified(node, h, until=until)
+            if st is None:
+                fail(f"transaction 0x{h.hex()} is not {wait} after {timeout:g} s")
+            return st
+
+    data = run_async(go)
+    emit(data, as_json, lambda d: render_kv({k: "-" if v is None else v for k, v in d.items()}))
+    if data.get("status") == "unknown":
+        fail(
+            f"the node at {node_url} does not know transaction 0x{h.hex()} (never received, "
+            f"dropped, or another chain); ask another node or send it again"
+        )

@@ -1,0 +1,215 @@
+"""A small fake of a sequencer node's RPC (docs/node-api.md contract) for the CLI tests.
+
+It keeps accounts, checks signatures and nonces like the mempool, and a "block" task
+certifies every pending transaction each ``block_time`` seconds; the block after, they are
+"batched" into an L1 block. Enough for ``seqctl`` to be tested without the real node.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import trio
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from sequencer_node.wire.codec import CodecError, decode
+from sequencer_node.wire.crypto import address_of, verify_message
+from sequencer_node.wire.messages import Transaction, tx_hash
+
+CHAIN_ID = 901
+
+
+@dataclass
+class FakeTx:
+    tx: Transaction
+    status: str = "pending"
+    height: int | None = None
+    batch: int | None = None
+    l1_block: int | None = None
+
+
+@dataclass
+class FakeNode:
+    balances: dict[bytes, int] = field(default_factory=dict)
+    nonces: dict[bytes, int] = field(default_factory=dict)
+    txs: dict[bytes, FakeTx] = field(default_factory=dict)
+    height: int = 10
+    batch: int = 0
+    block_time: float = 0.02
+    #: Every n-th submission is refused with 429 (0: never).
+    overload_every: int = 0
+    submissions: int = 0
+    status_extra: dict[str, Any] = field(default_factory=dict)
+    evidence: list[dict[str, Any]] = field(default_factory=list)
+    batches: list[dict[str, Any]] = field(default_factory=list)
+
+    def _pending_from(self, sender: bytes) -> int:
+        return sum(1 for t in self.txs.values() if t.status == "pending" and t.tx.sender == sender)
+
+    async def post_tx(self, request: Request) -> JSONResponse:
+        self.submissions += 1
+        if self.overload_every and self.submissions % self.overload_every == 0:
+            return _error(429, "OVERLOADED", "mempool full, retry later")
+        body = await request.json()
+        try:
+            tx = decode(bytes.fromhex(body["tx"].removeprefix("0x")), Transaction)
+        except (KeyError, ValueError, CodecError) as e:
+            return _error(400, "MALFORMED", f"not an encoded Transaction: {e}")
+        if not verify_message(tx, tx.sender, CHAIN_ID):
+            return _error(422, "BAD_SIGNATURE", "signature does not verify on chain 901")
+        sender = address_of(tx.sender)
+        expected = self.nonces.get(sender, 0) + self._pending_from(tx.sender)
+        if tx.nonce < expected:
+            return _error(422, "NONCE_TOO_LOW", f"nonce {tx.nonce} < next nonce {expected}")
+        if tx.nonce > expected:
+            return _error(422, "NONCE_GAP", f"nonce {tx.nonce} > next nonce {expected}")
+        if tx.amount + tx.fee > self.balances.get(sender, 0):
+            return _error(422, "INSUFFICIENT_BALANCE", "amount + fee exceeds the balance")
+        h = tx_hash(tx)
+        self.txs[h] = FakeTx(tx)
+        return JSONResponse({"tx_hash": "0x" + h.hex(), "status": "pending"})
+
+    async def get_tx(self, request: Request) -> JSONResponse:
+        h = bytes.fromhex(request.path_params["h"].removeprefix("0x"))
+        t = self.txs.get(h)
+        if t is None:
+            return JSONResponse(
+                {
+                    "tx_hash": "0x" + h.hex(),
+                    "status": "unknown",
+                    "height": None,
+                    "batch": None,
+                    "l1_block": None,
+                }
+            )
+        return JSONResponse(
+            {
+                "tx_hash": "0x" + h.hex(),
+                "status": t.status,
+                "height": t.height,
+                "batch": t.batch,
+                "l1_block": t.l1_block,
+            }
+        )
+
+    async def get_account(self, request: Request) -> JSONResponse:
+        a = bytes.fromhex(request.path_params["a"].removeprefix("0x"))
+        return JSONResponse(
+            {
+                "address": "0x" + a.hex(),
+                "balance": str(self.balances.get(a, 0)),
+                "nonce": self.nonces.get(a, 0),
+            }
+        )
+
+    async def get_status(self, request: Request) -> JSONResponse:
+        head = {"height": self.height, "hash": "0x" + bytes(32).hex()}
+        data: dict[str, Any] = {
+            "chain_id": CHAIN_ID,
+            "node_id": "0x" + "11" * 32,
+            "role": "leader",
+            "epoch": 3,
+            "round": 42,
+            "leader": "0x" + "11" * 32,
+            "peers": 2,
+            "peer_list": [
+                {"id": "0x" + "22" * 32, "address": "127.0.0.1:9001", "score": 10},
+                {"id": "0x" + "33" * 32, "address": "127.0.0.1:9002", "score": -3},
+            ],
+            "mempool_size": sum(1 for t in self.txs.values() if t.status == "pending"),
+            "heads": {
+                "unsafe": {**head, "height": self.height + 1},
+                "certified": head,
+                "safe": {**head, "height": max(0, self.height - 5)},
+                "finalized": {**head, "height": max(0, self.height - 9)},
+            },
+            "state_root": "0x" + "ab" * 32,
+            "l1": {"head": 120, "finalized": 56},
+            "last_batch": {
+                "number": self.batch,
+                "first_height": 1,
+                "last_height": self.height,
+                "l1_block": 118,
+                "state": "posted",
+            },
+            "da": "blobs",
+        }
+        data.update(self.status_extra)
+        return JSONResponse(data)
+
+    async def get_schedule(self, request: Request) -> JSONResponse:
+        cur = ["0x" + "11" * 32, "0x" + "22" * 32, "0x" + "33" * 32]
+        return JSONResponse(
+            {
+                "epoch": 3,
+                "current": {"epoch": 3, "leaders": cur},
+                "next": {"epoch": 4, "leaders": cur[1:] + cur[:1]},
+            }
+        )
+
+    async def get_evidence(self, request: Request) -> JSONResponse:
+        return JSONResponse({"evidence": self.evidence})
+
+    async def get_batches(self, request: Request) -> JSONResponse:
+        return JSONResponse({"batches": self.batches})
+
+    async def health(self, request: Request) -> JSONResponse:
+        return JSONResponse({"ok": True})
+
+    def app(self) -> Starlette:
+        return Starlette(
+            routes=[
+                Route("/v1/tx", self.post_tx, methods=["POST"]),
+                Route("/v1/tx/{h}", self.get_tx),
+                Route("/v1/account/{a}", self.get_account),
+                Route("/v1/status", self.get_status),
+                Route("/v1/schedule", self.get_schedule),
+                Route("/v1/evidence", self.get_evidence),
+                Route("/v1/batches", self.get_batches),
+                Route("/health", self.health),
+            ]
+        )
+
+    def tick(self) -> None:
+        """One block: certified -> batched, pending -> certified (nonces advance)."""
+        self.height += 1
+        for t in self.txs.values():
+            if t.status == "certified":
+                t.status, t.batch, t.l1_block = "batched", self.batch, 100 + self.batch
+        self.batch += 1
+        for t in self.txs.values():
+            if t.status == "pending":
+                sender = address_of(t.tx.sender)
+                self.nonces[sender] = self.nonces.get(sender, 0) + 1
+                self.balances[sender] -= t.tx.amount + t.tx.fee
+                self.balances[t.tx.to] = self.balances.get(t.tx.to, 0) + t.tx.amount
+                t.status, t.height = "certified", self.height
+
+    async def serve(self, task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED) -> None:
+        from hypercorn.config import Config
+        from hypercorn.trio import serve
+
+        config = Config()
+        config.bind = ["127.0.0.1:0"]
+        config.accesslog = None
+        config.errorlog = logging.getLogger("fake-node")
+        config.graceful_timeout = 0.5
+        async with trio.open_nursery() as nursery:
+            binds = await nursery.start(serve, self.app(), config)
+
+            async def blocks() -> None:
+                while True:
+                    await trio.sleep(self.block_time)
+                    self.tick()
+
+            nursery.start_soon(blocks)
+            task_status.started(binds[0])
+
+
+def _error(status: int, code: str, message: str) -> JSONResponse:
+    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status)
