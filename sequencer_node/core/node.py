@@ -120,7 +120,8 @@ class SequencerCore:
         self._recent: OrderedDict[int, CertifiedBlock] = OrderedDict()
         self._recent_heights: dict[bytes, int] = {}
         self._epoch_first: dict[int, BlockHeader] = {}
-        self._epochs: dict[int, tuple[dict[bytes, int], tuple[bytes, ...], int]] = {}
+        self._epochs: dict[tuple[int, bytes], tuple[dict[bytes, int], tuple[bytes, ...], int]] = {}
+        self._anchor_memo: OrderedDict[tuple[int, bytes], bytes] = OrderedDict()
         self._snapshots: dict[int, api.StakeSnapshot] = {
             genesis.snapshot.l1_epoch: genesis.snapshot
         }
@@ -264,21 +265,49 @@ class SequencerCore:
     def _first_height(self, epoch: int) -> int:
         return epoch * self.cfg.epoch_length + 1
 
-    def epoch_info(self, epoch: int) -> tuple[dict[bytes, int], tuple[bytes, ...], int] | None:
+    def _anchor(self, epoch: int, via: bytes | None) -> BlockHeader | None:
+        """The block at the first height of epoch ``epoch - 1`` on the chain through ``via``."""
+        height = self._first_height(epoch - 1)
+        committed = self._epoch_first.get(epoch - 1)
+        if committed is not None or height <= self.committed_height or via is None:
+            return committed  # committed: every valid chain goes through it
+        memo = self._anchor_memo.get((epoch, via))
+        if memo is not None:
+            return self._headers.get(memo)
+        cur = via
+        for _ in range(3 * self.cfg.epoch_length + 2):
+            header = self._headers.get(cur)
+            if header is None or header.height < height:
+                return None
+            if header.height == height:
+                self._anchor_memo[(epoch, via)] = cur
+                if len(self._anchor_memo) > 4_096:
+                    self._anchor_memo.popitem(last=False)
+                return header
+            cur = header.parent_hash
+        return None
+
+    def epoch_info(
+        self, epoch: int, via: bytes | None = None
+    ) -> tuple[dict[bytes, int], tuple[bytes, ...], int] | None:
         """(stake table, leader order, L1 stake epoch) of an L2 epoch, or None if unknown yet.
 
         Epoch 0 uses the genesis snapshot. Epoch e >= 1 uses the L1 snapshot named by the
-        *committed* block at the first height of epoch e - 1: L1 epoch
-        ``l1_origin // slots_per_epoch - snapshot_lag_epochs`` (never before genesis).
+        block at the first height of epoch e - 1 *on the chain being judged* (``via`` is a
+        block of that chain at or above that height; once that height is committed, the
+        committed block): L1 epoch ``l1_origin // slots_per_epoch - snapshot_lag_epochs``,
+        never before genesis. See docs/protocol.md, section 2.
         """
-        cached = self._epochs.get(epoch)
-        if cached is not None:
-            return cached
         snap = self.genesis.snapshot
+        anchor_hash = self.genesis_hash
         if epoch > 0:
-            anchor = self._epoch_first.get(epoch - 1)
+            anchor = self._anchor(epoch, via)
             if anchor is None:
                 return None
+            anchor_hash = block_hash(anchor)
+            cached = self._epochs.get((epoch, anchor_hash))
+            if cached is not None:
+                return cached
             l1_epoch = max(
                 self.genesis.snapshot.l1_epoch,
                 anchor.l1_origin // self.cfg.l1_slots_per_epoch - self.cfg.snapshot_lag_epochs,
@@ -287,24 +316,29 @@ class SequencerCore:
             if found is None:
                 return None
             snap = found
+        else:
+            cached = self._epochs.get((0, anchor_hash))
+            if cached is not None:
+                return cached
         table = snap.table()
         info = (table, weighted_order(table, epoch_seed(snap.seed, epoch)), snap.l1_epoch)
-        self._epochs[epoch] = info
-        if len(self._epochs) > 16:
-            del self._epochs[min(self._epochs)]
+        self._epochs[(epoch, anchor_hash)] = info
+        if len(self._epochs) > 32:
+            self._epochs.pop(next(iter(self._epochs)))
         return info
 
-    def _leader_after(self, parent: BlockHeader, round_: int) -> bytes | None:
+    def _leader_after(self, parent: BlockHeader, round_: int, parent_hash: bytes) -> bytes | None:
         epoch = self._epoch_of(parent.height + 1)
-        info = self.epoch_info(epoch)
+        info = self.epoch_info(epoch, parent_hash)
         if info is None or round_ <= parent.round:
             return None
         same = parent.height >= 1 and self._epoch_of(parent.height) == epoch
         return leader_for(info[1], round_, parent.round, parent.proposer if same else None)
 
     def _leader_of_round(self, round_: int) -> bytes | None:
-        parent = self._headers.get(self._qc_hash(self.high_qc))
-        return None if parent is None else self._leader_after(parent, round_)
+        parent_hash = self._qc_hash(self.high_qc)
+        parent = self._headers.get(parent_hash)
+        return None if parent is None else self._leader_after(parent, round_, parent_hash)
 
     # --- small helpers ----------------------------------------------------------------------
 
@@ -333,7 +367,7 @@ class SequencerCore:
         key = message_id(qc)
         if key in self._verified:
             return
-        info = self.epoch_info(qc.epoch)
+        info = self.epoch_info(qc.epoch, qc.block_hash)
         if info is None:
             raise _Wait(f"epoch {qc.epoch} table unknown")
         if qc.epoch != self._epoch_of(qc.height):
@@ -359,7 +393,7 @@ class SequencerCore:
             return
         if tc.epoch != self._epoch_of(self._qc_height(tc.high_qc) + 1):
             raise CertificateError("TC epoch does not follow its high QC")
-        info = self.epoch_info(tc.epoch)
+        info = self.epoch_info(tc.epoch, self._qc_hash(tc.high_qc))
         if info is None:
             raise _Wait(f"epoch {tc.epoch} table unknown")
         verify_tc(tc, info[0], self.cfg.chain_id)
@@ -535,7 +569,7 @@ class SequencerCore:
             return "round does not increase"
         if h.height <= self.committed_height:
             return "height already committed"
-        leader = self._leader_after(parent, h.round)
+        leader = self._leader_after(parent, h.round, h.parent_hash)
         if leader is None:
             raise _Wait("epoch table unknown")
         if h.proposer != leader:
@@ -653,7 +687,7 @@ class SequencerCore:
         bucket[vote.voter] = vote
         if vote.block_hash in self._qc_of and self._qc_of[vote.block_hash].round == vote.round:
             return
-        info = self.epoch_info(vote.epoch)
+        info = self.epoch_info(vote.epoch, vote.block_hash)
         if info is None or vote.epoch != self._epoch_of(vote.height):
             return
         table = info[0]
@@ -867,22 +901,35 @@ class SequencerCore:
     def _try_form_tc(self, round_: int, now_ms: int, out: list[api.Effect]) -> None:
         if self.last_tc is not None and self.last_tc.round >= round_:
             return
-        timeouts = list(self._timeouts.get(round_, {}).values())
-        if not timeouts:
-            return
-        best = max(timeouts, key=lambda t: (t.high_qc_round, t.high_qc_block))
-        high_qc = None
-        if best.high_qc_round > 0:
-            high_qc = self._timeout_qcs.get((best.high_qc_round, best.high_qc_block))
-            if high_qc is None:
+        timeouts = [
+            t
+            for t in self._timeouts.get(round_, {}).values()
+            if t.high_qc_round == 0 or (t.high_qc_round, t.high_qc_block) in self._timeout_qcs
+        ]
+        # The TC's high QC must be the highest among the timeouts it carries, and its epoch
+        # (whose table counts the stake) follows that QC; filtering by the table can change
+        # the highest, so settle both together (a few passes at most).
+        usable = timeouts
+        for _ in range(3):
+            if not usable:
                 return
-        epoch = self._epoch_of(self._qc_height(high_qc) + 1)
-        info = self.epoch_info(epoch)
-        if info is None:
+            best = max(usable, key=lambda t: t.high_qc_round)
+            high_qc = self._timeout_qcs.get((best.high_qc_round, best.high_qc_block))
+            epoch = self._epoch_of(self._qc_height(high_qc) + 1)
+            info = self.epoch_info(epoch, self._qc_hash(high_qc))
+            if info is None:
+                return
+            table = info[0]
+            kept = [t for t in usable if t.epoch <= epoch and table.get(t.voter, 0) > 0]
+            if len(kept) == len(usable):
+                break
+            usable = kept
+        else:
             return
-        table = info[0]
-        usable = sorted((t for t in timeouts if t.epoch <= epoch and table.get(t.voter, 0) > 0),
-                        key=lambda t: t.voter)  # fmt: skip
+        usable = sorted(usable, key=lambda t: t.voter)
+        top = max(usable, key=lambda t: t.high_qc_round)  # what verify_tc will pick
+        if (top.high_qc_round, top.high_qc_block) != (best.high_qc_round, best.high_qc_block):
+            return
         if not has_quorum(sum(table[t.voter] for t in usable), sum(table.values())):
             return
         tc = TimeoutCertificate(round_, epoch, tuple(usable), high_qc)
@@ -986,7 +1033,7 @@ class SequencerCore:
         parent = self._headers.get(parent_hash)
         if parent is None or parent_hash not in self._ledgers:
             return
-        if self._leader_after(parent, self.round) != self.pk:
+        if self._leader_after(parent, self.round, parent_hash) != self.pk:
             return
         jr = self._qc_round(self.high_qc)
         tc = None
