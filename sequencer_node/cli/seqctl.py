@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from sequencer_node.cli.devnet import devnet
 from sequencer_node.cli.keys import keys
 from sequencer_node.cli.stake import sequencers, stake
 from sequencer_node.cli.tx import tx
@@ -20,6 +21,7 @@ def main() -> None:
 
 
 main.add_command(keys)
+main.add_command(devnet)
 main.add_command(stake)
 main.add_command(sequencers)
 main.add_command(tx)

@@ -1,0 +1,256 @@
+"""Devnet set-up: keys, genesis files, and staking through the operator's own L1 calls.
+
+The sequencers are registered the way an operator registers one: a signed ``registerSequencer``
+call (:mod:`sequencer_node.wire.l1calls`) sent with :class:`~sequencer_node.l1client.L1Client`.
+The L1 records a stake change in the snapshot of the *next* L1 epoch and finalizes snapshot
+``E`` once its current epoch is ``E + 2``; :func:`wait_for_snapshot` asks the L1 to mine the
+missing blocks at once (``dev_mine``) instead of waiting about three epochs of slots. The L1
+genesis time is set that many slots in the past so the L1 clock still matches the wall clock.
+The L2 genesis then names that finalized snapshot (its epoch, seed and stakes).
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from sequencer_node.devnet.config import (
+    L1_FUNDING_TOKENS,
+    L2_FUNDING,
+    LOAD_ACCOUNTS,
+    TOKEN,
+    DevnetConfig,
+    DevnetError,
+    ensure_private_dir,
+    stake_tokens,
+    write_json,
+)
+from sequencer_node.files import atomic_write
+from sequencer_node.keystore import KeystoreError, load_keystore, save_keystore
+from sequencer_node.l1client import L1Client, L1Error, StakeSnapshot
+from sequencer_node.wire.crypto import SigningKey
+from sequencer_node.wire.l1calls import GWEI, RegisterSequencer
+
+SLOTS_PER_EPOCH = 32
+#: Devnet keystores protect throw-away keys: a cheaper scrypt keeps start-up fast.
+DEVNET_SCRYPT_N = 1 << 14
+#: Blocks ``up`` expects to mine while staking (the L1 genesis time is back-dated by as many slots).
+EXPECTED_MINED_BLOCKS = 3 * SLOTS_PER_EPOCH
+
+Say = Callable[[str], None]
+
+
+def load_key(i: int) -> SigningKey:
+    """The i-th load account (deterministic, so any tool can find the devnet's funded keys)."""
+    return SigningKey.deterministic(f"devnet-load-{i}")
+
+
+def dev_key(i: int) -> SigningKey:
+    """The L1 mock's well-known dev accounts, funded on the devnet's L1 and L2 as well."""
+    return SigningKey.deterministic(f"dev-{i}")
+
+
+def create_keys(cfg: DevnetConfig) -> list[SigningKey]:
+    """Create (or re-open) one keystore per sequencer and the shared devnet password file."""
+    ensure_private_dir(cfg.keys_dir)
+    if cfg.password_file.exists():
+        password = cfg.password_file.read_text().splitlines()[0]
+    else:
+        password = secrets.token_hex(16)
+        atomic_write(cfg.password_file, (password + "\n").encode(), mode=0o600, overwrite=False)
+    keys: list[SigningKey] = []
+    for i in range(cfg.nodes):
+        path = cfg.key_file(i)
+        if path.exists():
+            try:
+                keys.append(load_keystore(path, password))
+            except KeystoreError as e:
+                raise DevnetError(f"{e}; remove {cfg.directory} to start a fresh devnet") from None
+            continue
+        key = SigningKey.generate()
+        save_keystore(
+            path, key, password, description=f"devnet {cfg.name(i)}", scrypt_n=DEVNET_SCRYPT_N
+        )
+        keys.append(key)
+    return keys
+
+
+def funded_accounts(cfg: DevnetConfig, keys: list[SigningKey]) -> list[SigningKey]:
+    return [*keys, *(load_key(i) for i in range(LOAD_ACCOUNTS)), *(dev_key(i) for i in range(10))]
+
+
+def l1_genesis_json(cfg: DevnetConfig, keys: list[SigningKey], now: float) -> dict[str, Any]:
+    back = EXPECTED_MINED_BLOCKS * cfg.slot_time
+    genesis_time = int(now) - back
+    genesis_time -= genesis_time % cfg.slot_time
+    return {
+        "config": {
+            "chain_id": cfg.l1_chain_id,
+            "l2_chain_id": cfg.l2_chain_id,
+            "genesis_time": genesis_time,
+            "slot_time": cfg.slot_time,
+            "forks": [[0, cfg.fork]],
+            "sequencing_window": cfg.sequencing_window,
+        },
+        "balances": {
+            "0x" + k.address.hex(): str(L1_FUNDING_TOKENS * TOKEN)
+            for k in funded_accounts(cfg, keys)
+        },
+        "sequencers": [],
+    }
+
+
+def write_l1_genesis(cfg: DevnetConfig, keys: list[SigningKey]) -> None:
+    if not cfg.l1_genesis.exists():
+        write_json(cfg.l1_genesis, l1_genesis_json(cfg, keys, time.time()))
+
+
+def prepare_files(cfg: DevnetConfig) -> list[SigningKey]:
+    """Keys, password and L1 genesis (what must exist before the L1 starts)."""
+    cfg.directory.mkdir(parents=True, exist_ok=True)
+    cfg.logs_dir.mkdir(exist_ok=True)
+    cfg.save()
+    keys = create_keys(cfg)
+    write_l1_genesis(cfg, keys)
+    return keys
+
+
+async def wait_l1(url: str, deadline_s: float, alive: Callable[[], bool] = lambda: True) -> int:
+    """Wait until the L1 answers JSON-RPC; return its chain id."""
+    async with L1Client(url, timeout=2.0) as l1:
+        with trio.move_on_after(deadline_s):
+            while True:
+                if not alive():
+                    raise DevnetError("the L1 mock exited while starting")
+                try:
+                    return await l1.chain_id()
+                except L1Error:
+                    await trio.sleep(0.2)
+    raise DevnetError(f"the L1 at {url} did not answer within {deadline_s:.0f}s")
+
+
+async def register_sequencers(cfg: DevnetConfig, keys: list[SigningKey], say: Say) -> int:
+    """Register and stake every sequencer not yet registered; return the highest L1 block
+    that included a registration (or the current head when nothing had to be done)."""
+    stakes = stake_tokens(cfg.stakes)
+    async with L1Client(cfg.l1_url) as l1:
+        sent: list[tuple[int, bytes]] = []
+        for i, key in enumerate(keys):
+            existing = await l1.sequencer(key.public_key)
+            if existing is not None:
+                continue
+            params = RegisterSequencer(
+                signing_key=key.public_key,
+                p2p_address=cfg.p2p_address(i),
+                rpc_address=cfg.advertised_rpc(i),
+                stake_gwei=stakes[i] * GWEI,
+            )
+            try:
+                tx = await l1.submit(params, key)
+            except L1Error as e:
+                raise DevnetError(f"registering {cfg.name(i)} on the L1 failed: {e}") from None
+            say(f"registered {cfg.name(i)} with {stakes[i]:,} tokens staked (tx 0x{tx.hex()[:12]})")
+            sent.append((i, tx))
+        last = (await l1.head()).number
+        for i, tx in sent:
+            try:
+                with trio.fail_after(10 * cfg.slot_time + 10):
+                    receipt = await l1.wait_receipt(tx)
+            except trio.TooSlowError:
+                raise DevnetError(f"{cfg.name(i)}'s registration was not mined in time") from None
+            if receipt.status != 1:
+                raise DevnetError(f"{cfg.name(i)}'s registration failed on L1: {receipt.reason}")
+            last = max(last, receipt.block_number)
+        return last
+
+
+async def wait_for_snapshot(
+    cfg: DevnetConfig, keys: list[SigningKey], registered_at: int, say: Say
+) -> StakeSnapshot:
+    """Mine until the snapshot holding every sequencer is finalized; return it."""
+    epoch = registered_at // SLOTS_PER_EPOCH + 1
+    need_head = (epoch + 2) * SLOTS_PER_EPOCH
+    async with L1Client(cfg.l1_url) as l1:
+        head = await l1.block_number()
+        if head < need_head:
+            say(
+                f"mining {need_head - head} L1 blocks (dev_mine) so that stake snapshot "
+                f"{epoch} is finalized"
+            )
+            await l1.dev_mine(need_head - head)
+        with trio.fail_after(30):
+            while True:
+                try:
+                    snap = await l1.stake_snapshot(epoch)
+                except L1Error:
+                    snap = None
+                if snap is not None and snap.finalized:
+                    break
+                await l1.dev_mine(1)
+    want = {k.public_key for k in keys}
+    if set(snap.stakes) != want:
+        raise DevnetError(
+            f"L1 stake snapshot {epoch} has {len(snap.entries)} sequencers, expected the "
+            f"{len(keys)} devnet sequencers; the L1 data in {cfg.l1_data} belongs to another "
+            f"devnet: remove {cfg.directory} and run again"
+        )
+    return snap
+
+
+def l2_genesis_json(
+    cfg: DevnetConfig, keys: list[SigningKey], snap: StakeSnapshot, now_ms: int
+) -> dict[str, Any]:
+    accounts = [*(load_key(i) for i in range(LOAD_ACCOUNTS)), *(dev_key(i) for i in range(10))]
+    return {
+        "chain_id": cfg.l2_chain_id,
+        "l1_chain_id": cfg.l1_chain_id,
+        "timestamp_ms": now_ms,
+        "stake_epoch": snap.epoch,
+        "seed": "0x" + snap.seed.hex(),
+        "validators": [
+            {"public_key": "0x" + e.signing_key.hex(), "stake": str(e.stake)} for e in snap.entries
+        ],
+        "balances": {"0x" + k.address.hex(): str(L2_FUNDING) for k in accounts},
+        "params": {
+            "block_time_ms": cfg.block_time_ms,
+            "timeout_base_ms": cfg.timeout_base_ms,
+            "epoch_length": cfg.epoch_length,
+            "sequencing_window": cfg.sequencing_window,
+        },
+    }
+
+
+def write_l2_genesis(cfg: DevnetConfig, data: dict[str, Any]) -> None:
+    """Write the L2 genesis through the node's own genesis module when it is available, so a
+    file the node would refuse is caught here."""
+    try:
+        from sequencer_node import genesis as node_genesis
+    except ImportError:
+        node_genesis = None  # type: ignore[assignment,unused-ignore]
+    write_json(cfg.l2_genesis, data)
+    if node_genesis is not None:
+        try:
+            parsed = node_genesis.load_genesis(cfg.l2_genesis)
+            node_genesis.write_genesis(cfg.l2_genesis, parsed)
+        except Exception as e:
+            raise DevnetError(f"the node refuses the devnet's L2 genesis: {e}") from None
+
+
+async def stake_and_genesis(cfg: DevnetConfig, keys: list[SigningKey], say: Say) -> None:
+    """Register the sequencers, wait for their snapshot, write the L2 genesis (idempotent)."""
+    if cfg.l2_genesis.exists():
+        return
+    registered_at = await register_sequencers(cfg, keys, say)
+    snap = await wait_for_snapshot(cfg, keys, registered_at, say)
+    write_l2_genesis(cfg, l2_genesis_json(cfg, keys, snap, int(time.time() * 1000)))
+    say(f"L2 genesis written to {cfg.l2_genesis} (stake snapshot {snap.epoch})")
+
+
+def read_json(path: Path) -> Any:
+    return json.loads(path.read_text())
