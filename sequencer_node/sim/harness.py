@@ -37,6 +37,7 @@ from sequencer_node.wire.crypto import SigningKey, sign_message
 from sequencer_node.wire.messages import (
     Block,
     CertifiedBlock,
+    ForcedTransaction,
     Proposal,
     Timeout,
     TimeoutMessage,
@@ -174,6 +175,7 @@ class Simulation:
         self._l1_head = -1
         self._finalized_epoch = -1
         self.equivocations: list[tuple[object, object]] = []
+        self.forced: list[ForcedTransaction] = []
         for inst in self.instances:
             self._boot(inst)
 
@@ -200,6 +202,8 @@ class Simulation:
         snaps = [self.snapshot(e) for e in range(self._finalized_epoch + 1)]
         for snap in snaps:
             core.handle(api.StakeSnapshotAvailable(snap), self.local_now(inst))
+        if self.forced:
+            core.handle(api.ForcedEntriesSeen(tuple(self.forced)), self.local_now(inst))
         if self._l1_head >= 0:
             core.handle(api.L1HeadChanged(self._l1_head, max(0, self._l1_head - 4)),
                         self.local_now(inst))  # fmt: skip
@@ -484,6 +488,21 @@ class Simulation:
         if any(isinstance(e, api.TxResult) and e.accepted for e in effects):
             self._nonces[user] += 1
         self._route(inst, effects)
+
+    def queue_forced(self, user: int, amount: int = 1) -> ForcedTransaction:
+        """Queue a transfer on the simulated L1 (forced inclusion); every node reads it."""
+        key = self.users[user]
+        tx = Transaction(key.public_key, self.users[(user + 2) % len(self.users)].address,
+                         amount, self._nonces[user], 1, bytes(64))  # fmt: skip
+        tx = sign_message(tx, key, CHAIN_ID)
+        self._nonces[user] += 1
+        entry = ForcedTransaction(len(self.forced), max(0, self._l1_head), tx)
+        self.forced.append(entry)
+        for inst in self.instances:
+            if inst.core is not None:
+                ev = api.ForcedEntriesSeen((entry,))
+                self._route(inst, inst.core.handle(ev, self.local_now(inst)))
+        return entry
 
     def stop_faults(self) -> None:
         self.net = NetParams(delay_min_ms=self.net.delay_min_ms, delay_max_ms=self.net.delay_max_ms)

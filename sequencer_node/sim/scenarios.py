@@ -88,6 +88,8 @@ def run_random(seed: int, *, fault_ms: int = 6_000, actions: int = 12) -> Outcom
         else:
             for _ in range(rng.randint(1, 5)):
                 sim.submit_tx(rng.randint(0, 3), rng.choice(honest))
+            if rng.chance(0.5):
+                sim.queue_forced(rng.randint(0, 3))
         sim.run_for(step_ms)
     recovery = sim.check_liveness()
     heights = tuple(len(i.committed) for i in sim.instances)

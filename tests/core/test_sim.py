@@ -12,11 +12,12 @@ import pytest
 
 from sequencer_node.core import api
 from sequencer_node.core.election import epoch_seed, weighted_order
+from sequencer_node.core.node import SequencerCore
 from sequencer_node.sim.harness import CHAIN_ID, NetParams, Simulation, Violation
 from sequencer_node.sim.scenarios import run_random
 from sequencer_node.wire.certificates import verify_downtime_certificate, verify_evidence
 from sequencer_node.wire.crypto import SigningKey
-from sequencer_node.wire.messages import Block, block_hash
+from sequencer_node.wire.messages import Block, Transaction, block_hash
 
 SOAK = os.environ.get("SEQ_SIM_PROFILE") == "soak"
 ONE_SEED = os.environ.get("SEQ_SIM_SEED")
@@ -211,3 +212,47 @@ def test_negative_control_skipping_the_watermark_double_signs() -> None:
 def test_with_the_watermark_a_restarted_node_refuses_the_conflicting_vote() -> None:
     sim = _vote_then_amnesia(amnesia=False)
     sim.check_liveness()
+
+
+def test_forced_transactions_are_included_before_the_window_closes() -> None:
+    sim = Simulation(13)
+    sim.run_for(1_000)
+    sim.crash(2)  # a crashed node re-reads the L1 queue on restart
+    entries = [sim.queue_forced(0), sim.queue_forced(1)]
+    window_ms = int(sim.config_kw["sequencing_window"]) * sim.l1_block_ms
+    sim.run_for(window_ms)
+    sim.restart(2)
+    sim.check_liveness()
+    for inst in sim.honest():
+        assert inst.core is not None
+        assert inst.core.committed_ledger.forced_index() == len(entries), inst.name
+    receiver = sim.users[2].address
+    assert sim.instances[0].core.committed_ledger.balance(receiver) == 10**12 + 1  # type: ignore[union-attr]
+
+
+def test_a_follower_validates_and_commits_but_never_signs() -> None:
+    sim = Simulation(14)
+    follower = SequencerCore(
+        api.CoreConfig(key=None, **sim.config_kw),
+        sim.genesis,
+    )
+    sim.run_for(2_000)
+    effects: list[api.Effect] = []
+    for inst in sim.instances[:1]:
+        for cb in inst.store:
+            effects += follower.handle(api.CertifiedBlocksReceived((cb,)), sim.now)
+    assert follower.committed_height >= len(sim.instances[0].store) - 2
+    assert not [e for e in effects if isinstance(e, api.PersistWatermark | api.Broadcast)]
+
+
+def test_a_transaction_with_a_bad_signature_is_rejected_with_a_reason() -> None:
+    sim = Simulation(15)
+    core = sim.instances[0].core
+    assert core is not None
+    key = sim.users[0]
+    tx = Transaction(key.public_key, sim.users[1].address, 1, 0, 1, bytes(64))
+    out = core.handle(api.TxSubmitted(tx), 0)
+    result = next(e for e in out if isinstance(e, api.TxResult))
+    assert not result.accepted
+    assert result.reason == "bad_signature"
+    assert not [e for e in out if isinstance(e, api.Broadcast)]
