@@ -1,0 +1,311 @@
+"""Posting certified batches to the L1 inbox, durably, exactly once, in order.
+
+State of one batch (the node's Store, :class:`~sequencer_node.shell.store.BatchState`, plus
+:class:`~sequencer_node.batcher.ledger_db.BatcherDB` for the certificate and the call)::
+
+    certified() : BUILT -> SIGNED          (certificate saved)
+    post()      : SIGNED -> POSTED(tx h)   written BEFORE the call leaves the process
+                  send the call
+    post()/sync : POSTED -> ACCEPTED       once the inbox holds the batch
+
+Restart reconciliation (:meth:`Poster.post` on a batch found SIGNED or POSTED): the L1 inbox
+is the truth. If it holds the batch, record ACCEPTED (whoever posted it). Otherwise, for
+POSTED, look the recorded tx hash up: in a block with status 1 -> ACCEPTED; pending in the
+L1 pool -> wait; in a block with status 0 -> post again with a fresh nonce and fee; unknown
+(the process died before the call reached the L1) -> resend the *same* call (same nonce,
+fee and bytes, hence the same hash: the blobs are rebuilt byte-identically from the chain).
+So a crash between signing and posting re-posts once, a crash between posting and
+recording posts nothing more, and the inbox's own rule (batch number = last + 1, parent
+hash) refuses any duplicate cleanly, which the poster reads as "accepted by someone".
+
+Fee policy: ``maxFeePerBlobGas = blob base fee of the next block * (1 + margin)``, capped.
+Above the cap the poster does not send and says so; every new attempt (after a failed
+block, a refused nonce, a restart) prices from the current base fee, so a spike is met with
+a raised fee. The mock L1 has no replace-by-fee, so a call already in the pool waits there
+until the base fee falls under its cap (logged as stuck).
+
+Fault injection: ``fault(point)`` is called at ``after_sign``, ``before_send`` and
+``after_send``; tests raise (or kill the process) there to simulate crashes.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Literal
+
+import trio
+
+from sequencer_node.batcher.config import BatcherConfig, max_fee_per_blob_gas
+from sequencer_node.batcher.kzg_worker import Prepared
+from sequencer_node.batcher.ledger_db import BatchCost, BatcherDB, Inflight
+from sequencer_node.l1client import InboxBatch, L1Client, L1Rejected
+from sequencer_node.shell.store import BatchState, Store, StoreError
+from sequencer_node.wire.codec import decode, encode, message_id
+from sequencer_node.wire.crypto import SigningKey
+from sequencer_node.wire.l1calls import SubmitBatch, make_call
+from sequencer_node.wire.messages import BatchCertificate, BatchHeader
+
+log = logging.getLogger("seqnet.batcher.poster")
+
+FaultHook = Callable[[str], None]
+Rebuild = Callable[[BatchHeader, int], Awaitable[Prepared]]
+TxCount = Callable[[int, int], Awaitable[int]]
+Outcome = Literal["sent", "accepted", "waiting", "not_next", "fee_above_cap", "rejected"]
+#: Prepared batches kept in memory for re-sending without a rebuild.
+_MAX_CACHED = 8
+_MAX_NONCE_RETRIES = 3
+
+
+class PosterError(Exception):
+    """The poster cannot go on with a batch (the message says why and what to do)."""
+
+
+@dataclass(frozen=True, slots=True)
+class PostResult:
+    outcome: Outcome
+    detail: str = ""
+    tx_hash: bytes | None = None
+
+
+class Poster:
+    """Posts this node's certified batches; see the module docstring for the protocol."""
+
+    def __init__(
+        self,
+        *,
+        store: Store,
+        db: BatcherDB,
+        l1: L1Client,
+        key: SigningKey,
+        l1_chain_id: int,
+        config: BatcherConfig,
+        rebuild: Rebuild,
+        tx_count: TxCount | None = None,
+        fault: FaultHook | None = None,
+    ) -> None:
+        self.store = store
+        self.db = db
+        self.l1 = l1
+        self.key = key
+        self.l1_chain_id = l1_chain_id
+        self.config = config
+        self._rebuild = rebuild
+        self._tx_count = tx_count
+        self._fault = fault or (lambda point: None)
+        self._prepared: OrderedDict[int, Prepared] = OrderedDict()
+
+    async def _io(self, fn: Callable[..., object], *args: object, **kw: object) -> object:
+        return await trio.to_thread.run_sync(lambda: fn(*args, **kw))
+
+    # --- recording ---------------------------------------------------------------------------
+
+    async def certified(self, cert: BatchCertificate, prepared: Prepared) -> None:
+        """Record a certified batch durably (BUILT -> SIGNED, certificate kept)."""
+        header = cert.header
+        n = header.batch_number
+        await self._io(self.store.record_batch, n, encode(header))
+        await self._io(self.db.save_certificate, cert, prepared.draft.algorithm)
+        rec = self.store.get_batch(n)
+        if rec is not None and rec.state < BatchState.SIGNED:
+            await self._io(self.store.advance_batch, n, BatchState.SIGNED)
+        self._remember(n, prepared)
+        self._fault("after_sign")
+
+    def _remember(self, n: int, prepared: Prepared) -> None:
+        self._prepared[n] = prepared
+        while len(self._prepared) > _MAX_CACHED:
+            self._prepared.popitem(last=False)
+
+    async def note_accepted(self, ib: InboxBatch) -> BatchCost | None:
+        """Record that the inbox holds ``ib`` (posted by anyone) and what it cost."""
+        n = ib.header.batch_number
+        enc = encode(ib.header)
+        rec = self.store.get_batch(n)
+        try:
+            if rec is None:
+                await self._io(self.store.record_batch, n, enc)
+            elif rec.header != enc:
+                log.warning(
+                    "batch %d: the inbox accepted another header than the one recorded here "
+                    "(another proposal won); keeping the inbox's in the cost records",
+                    n,
+                )
+            if rec is None or (rec.header == enc and rec.state < BatchState.ACCEPTED):
+                await self._io(
+                    self.store.advance_batch, n, BatchState.ACCEPTED, l1_tx_hash=ib.tx_hash
+                )
+        except StoreError as e:
+            log.warning("batch %d: could not record acceptance: %s", n, e)
+        cost = await self._record_cost(ib)
+        self._prepared.pop(n, None)
+        return cost
+
+    async def _record_cost(self, ib: InboxBatch) -> BatchCost | None:
+        r = await self.l1.receipt(ib.tx_hash)
+        if r is None:
+            return None
+        blk = await self.l1.block(r.block_number)
+        h = ib.header
+        blob_fee = r.blob_gas_used * r.blob_gas_price
+        fee = r.gas_used * blk.base_fee_per_gas + blob_fee
+        prepared = self._prepared.get(h.batch_number)
+        if prepared is not None:
+            txs = prepared.draft.tx_count
+        elif self._tx_count is not None:
+            txs = await self._tx_count(h.first_height, h.last_height)
+        else:
+            txs = 0
+        inflight = self.db.inflight(h.batch_number)
+        blobs = len(h.blob_hashes)
+        cost = BatchCost(
+            batch_number=h.batch_number,
+            first_height=h.first_height,
+            last_height=h.last_height,
+            l1_block=ib.l1_block,
+            l1_tx=ib.tx_hash,
+            da="blobs" if blobs else "calldata",
+            blobs=blobs,
+            posted_bytes=blobs * 131072 if blobs else h.data_bytes,
+            payload_bytes=h.data_bytes,
+            txs=txs,
+            fee_paid=fee,
+            blob_fee=blob_fee,
+            by_us=inflight is not None and inflight.tx_hash == ib.tx_hash,
+        )
+        await self._io(self.db.save_cost, cost)
+        return cost
+
+    # --- posting -----------------------------------------------------------------------------
+
+    async def _inbox_has(self, n: int) -> InboxBatch | None:
+        found = await self.l1.inbox_batches(n, 1)
+        return found[0] if found and found[0].header.batch_number == n else None
+
+    async def post(self, batch_number: int) -> PostResult:
+        """Move batch ``batch_number`` (recorded SIGNED or later) towards ACCEPTED by one step.
+
+        Safe to call again at any time, after a crash included.
+        """
+        n = batch_number
+        rec = self.store.get_batch(n)
+        if rec is None or rec.state < BatchState.SIGNED:
+            raise PosterError(f"batch {n} has no recorded certificate; nothing to post")
+        if rec.state == BatchState.ACCEPTED:
+            return PostResult("accepted", tx_hash=rec.l1_tx_hash)
+        ib = await self._inbox_has(n)
+        if ib is not None:
+            await self.note_accepted(ib)
+            return PostResult("accepted", "in the inbox", ib.tx_hash)
+        last = await self.l1.last_batch()
+        want = last.header.batch_number + 1 if last else 0
+        if n != want:
+            return PostResult("not_next", f"the inbox expects batch {want}")
+        header = decode(rec.header, BatchHeader)
+        if rec.state == BatchState.POSTED:
+            inflight = self.db.inflight(n)
+            if inflight is not None:
+                r = await self.l1.receipt(inflight.tx_hash)
+                if r is None:
+                    pending = await self.l1.rpc("seq_pendingCalls")
+                    if "0x" + inflight.tx_hash.hex() in pending:
+                        base = await self.l1.blob_base_fee() if header.blob_hashes else 0
+                        if header.blob_hashes and base > inflight.max_fee:
+                            log.warning(
+                                "batch %d: call 0x%s is stuck: blob base fee %d wei is above "
+                                "its max fee %d wei (the L1 has no replace-by-fee; waiting)",
+                                n,
+                                inflight.tx_hash.hex()[:16],
+                                base,
+                                inflight.max_fee,
+                            )
+                        return PostResult("waiting", "in the L1 pool", inflight.tx_hash)
+                    # Never reached the L1 (died before sending): send the very same call.
+                    return await self._send(header, reuse=inflight)
+                if r.status == 1:
+                    ib = await self._inbox_has(n)
+                    if ib is not None:
+                        await self.note_accepted(ib)
+                        return PostResult("accepted", "", ib.tx_hash)
+                log.warning("batch %d: call failed in L1 block %d: %s", n, r.block_number, r.reason)
+        return await self._send(header, reuse=None)
+
+    async def _send(self, header: BatchHeader, *, reuse: Inflight | None) -> PostResult:
+        n = header.batch_number
+        saved = self.db.certificate(n)
+        if saved is None:
+            raise PosterError(f"batch {n} is SIGNED but its certificate is missing from the DB")
+        cert, algorithm = saved
+        prepared = self._prepared.get(n)
+        if prepared is None:
+            prepared = await self._rebuild(header, algorithm)
+            self._remember(n, prepared)
+        if prepared.blob_hashes != header.blob_hashes or prepared.draft.data_hash != (
+            header.data_hash
+        ):
+            raise PosterError(
+                f"batch {n}: the rebuilt data does not match the certified header; this "
+                "node's chain differs from the one the batch was certified on"
+            )
+        blobs = bool(prepared.draft.blobs)
+        attempts = (reuse.attempts if reuse else 0) + 1
+        for _ in range(_MAX_NONCE_RETRIES):
+            if reuse is not None:
+                nonce, fee = reuse.nonce, reuse.max_fee
+            else:
+                fee = 0
+                if blobs:
+                    base = await self.l1.blob_base_fee()
+                    if base > self.config.fee_cap_wei:
+                        return PostResult(
+                            "fee_above_cap",
+                            f"blob base fee {base} wei is above the cap of "
+                            f"{self.config.fee_cap_wei} wei; waiting for it to fall",
+                        )
+                    fee = max_fee_per_blob_gas(
+                        base, self.config.fee_margin, self.config.fee_cap_wei
+                    )
+                nonce = await self.l1.nonce(self.key.address, pending=True)
+            params = SubmitBatch(
+                cert,
+                fee,
+                prepared.draft.blobs,
+                prepared.commitments,
+                prepared.proofs,
+                b"" if blobs else prepared.draft.payload,
+            )
+            call = make_call(params, self.key, nonce, self.l1_chain_id)
+            h = message_id(call)
+            if reuse is None or reuse.tx_hash != h:
+                await self._io(self.db.save_inflight, Inflight(n, nonce, fee, h, attempts))
+            await self._io(self.store.advance_batch, n, BatchState.POSTED, l1_tx_hash=h)
+            self._fault("before_send")
+            try:
+                await self.l1.send_call(call)
+            except L1Rejected as e:
+                if "already known" in e.reason:
+                    return PostResult("waiting", "already sent", h)
+                ib = await self._inbox_has(n)
+                if ib is not None:
+                    await self.note_accepted(ib)
+                    return PostResult("accepted", "posted by another sequencer", ib.tx_hash)
+                if "nonce" in e.reason:
+                    log.info("batch %d: nonce %d refused (%s); retrying", n, nonce, e.reason)
+                    reuse = None
+                    continue
+                return PostResult("rejected", e.reason, h)
+            self._fault("after_send")
+            log.info(
+                "batch %d posted: call 0x%s, nonce %d, max fee per blob gas %d wei",
+                n,
+                h.hex()[:16],
+                nonce,
+                fee,
+            )
+            return PostResult("sent", "", h)
+        return PostResult("rejected", "nonce kept changing; will retry")
+
+
+__all__ = ["FaultHook", "PostResult", "Poster", "PosterError"]
