@@ -6,6 +6,7 @@ import click
 
 from sequencer_node.cli.devnet import devnet
 from sequencer_node.cli.keys import keys
+from sequencer_node.cli.network import batches, blob, evidence, leaders, status
 from sequencer_node.cli.stake import sequencers, stake
 from sequencer_node.cli.tx import tx
 
@@ -25,3 +26,8 @@ main.add_command(devnet)
 main.add_command(stake)
 main.add_command(sequencers)
 main.add_command(tx)
+main.add_command(status)
+main.add_command(leaders)
+main.add_command(evidence)
+main.add_command(batches)
+main.add_command(blob)

@@ -137,6 +137,38 @@ def _write_options(f: F) -> F:
     return f
 
 
+async def submit_and_wait(
+    l1: L1Client, params: Any, key: SigningKey, action: str, wait: bool, wait_seconds: float
+) -> dict[str, Any]:
+    """Sign and submit ``params``; with ``wait``, follow the call until a block includes it.
+
+    Exits 1 when the L1 refuses the call, when its block fails it (with the L1's reason), or
+    when it is not included within ``wait_seconds``.
+    """
+    try:
+        tx_hash = await l1.submit(params, key)
+    except L1Rejected as e:
+        fail(f"the L1 refused the {action}: {e.reason}")
+    out: dict[str, Any] = {"tx_hash": "0x" + tx_hash.hex(), "state": "submitted"}
+    if not wait:
+        return out
+    receipt = None
+    with trio.move_on_after(wait_seconds):
+        receipt = await l1.wait_receipt(tx_hash, poll=0.05)
+    if receipt is None:
+        fail(
+            f"the {action} 0x{tx_hash.hex()} was accepted by the L1 but not included within "
+            f"{wait_seconds:g} s; check its receipt later (or raise --timeout)"
+        )
+    if receipt.status != 1:
+        fail(
+            f"the {action} 0x{tx_hash.hex()} failed in L1 block {receipt.block_number}: "
+            f"{receipt.reason or 'no reason given'}"
+        )
+    out.update(state="included", l1_block=receipt.block_number)
+    return out
+
+
 async def _submit(
     url: str,
     key: SigningKey,
@@ -159,34 +191,14 @@ async def _submit(
                 f"to add stake"
             )
         params = make_params(info)
-        try:
-            tx_hash = await l1.submit(params, key)
-        except L1Rejected as e:
-            fail(f"the L1 refused the {action}: {e.reason}")
         out: dict[str, Any] = {
             "action": action,
             "account": format_address(key.address),
             "sequencer": "0x" + sequencer.hex(),
-            "tx_hash": "0x" + tx_hash.hex(),
-            "state": "submitted",
         }
+        out.update(await submit_and_wait(l1, params, key, action, wait, wait_seconds))
         if not wait:
             return out
-        receipt = None
-        with trio.move_on_after(wait_seconds):
-            receipt = await l1.wait_receipt(tx_hash, poll=0.05)
-        if receipt is None:
-            fail(
-                f"the {action} 0x{tx_hash.hex()} was accepted by the L1 but not included within "
-                f"{wait_seconds:g} s; check later with `seqctl sequencers` (or raise --timeout)"
-            )
-        out["l1_block"] = receipt.block_number
-        if receipt.status != 1:
-            fail(
-                f"the {action} 0x{tx_hash.hex()} failed in L1 block {receipt.block_number}: "
-                f"{receipt.reason or 'no reason given'}"
-            )
-        out["state"] = "included"
         after = await l1.sequencer(sequencer)
         if after is not None:
             out["after"] = sequencer_json(after)

@@ -11,6 +11,7 @@ import dataclasses
 import queue
 import threading
 from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -80,11 +81,12 @@ class L1:
         self.bg.call(self.node.mine, n)
 
 
-@pytest.fixture
-def l1(tmp_path: Path) -> Iterator[L1]:
-    g = genesis()
+@contextmanager
+def running_l1(data_dir: Path, **config: Any) -> Iterator[L1]:
+    """A real L1 mock (test genesis of tests/l1/helpers.py with ``config`` overrides)."""
+    g = genesis(**config)
     g = dataclasses.replace(g, config=dataclasses.replace(g.config, genesis_time=1_700_000_000))
-    node = L1Node.open(g, NodeSettings(tmp_path / "l1", 2, auto_mine=False))
+    node = L1Node.open(g, NodeSettings(data_dir, 2, auto_mine=False))
 
     async def start(task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED) -> None:
         async with trio.open_nursery() as nursery:
@@ -99,9 +101,17 @@ def l1(tmp_path: Path) -> Iterator[L1]:
             nursery.start_soon(miner)
             task_status.started(url)
 
-    with Background(start) as bg:
-        yield L1(bg.value, node, bg)
-    node.store.close()
+    try:
+        with Background(start) as bg:
+            yield L1(bg.value, node, bg)
+    finally:
+        node.store.close()
+
+
+@pytest.fixture
+def l1(tmp_path: Path) -> Iterator[L1]:
+    with running_l1(tmp_path / "l1") as chain:
+        yield chain
 
 
 @pytest.fixture
