@@ -1,8 +1,30 @@
-"""``sequencer-node`` / ``python -m sequencer_node``: the sequencer node's command line."""
+"""``sequencer-node`` / ``python -m sequencer_node``: the sequencer node's command line.
+
+``run`` starts a node (see ``docs/node-api.md``); ``follow`` (registered when the derivation
+module is present) rebuilds the L2 state from L1 only.
+
+Exit codes of ``run``: 0 clean stop (SIGTERM/SIGINT) or ``--check-config`` passed; 1 the node
+failed while running; 2 usage or configuration error (bad genesis, data directory, address,
+port in use); 3 the L1 could not be reached at start or has the wrong chain id; 4 the keystore
+could not be opened (missing file, wrong password).
+"""
 
 from __future__ import annotations
 
+import json
+import logging
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
 import click
+
+from sequencer_node.cli.common import EXIT_KEYSTORE, EXIT_UNREACHABLE, EXIT_USAGE, read_password
+
+log = logging.getLogger("sequencer_node.cli")
+
+EXIT_FAILED = 1
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -13,3 +35,359 @@ def main() -> None:
     Every option is also read from a SEQ_* environment variable (e.g. --l1-url from
     SEQ_L1_URL); flags win over the environment.
     """
+
+
+class _ConfigError(Exception):
+    def __init__(self, message: str, code: int = EXIT_USAGE) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def _die(message: str, code: int) -> None:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(code)
+
+
+def _listen(text: str, what: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or int(port) > 65535:
+        raise _ConfigError(f"{what} {text!r} is not HOST:PORT (e.g. 127.0.0.1:9000; port 0 = any)")
+    return host.strip("[]"), int(port)
+
+
+def _build_settings(opts: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+    """Validate every option; return (NodeSettings, summary). Raises _ConfigError."""
+    from sequencer_node.genesis import GenesisError, load_genesis
+    from sequencer_node.keystore import KeystoreError, load_keystore
+    from sequencer_node.shell.node import NodeSettings
+    from sequencer_node.shell.peers import PeerAddress
+
+    if opts["genesis"] is None:
+        raise _ConfigError("no genesis file: pass --genesis FILE or set SEQ_GENESIS")
+    try:
+        genesis = load_genesis(opts["genesis"])
+    except GenesisError as e:
+        raise _ConfigError(f"bad genesis: {e}") from None
+    key = None
+    if opts["key"] is not None:
+        if not Path(opts["key"]).is_file():
+            raise _ConfigError(f"key file {opts['key']} does not exist (--key / SEQ_KEY_FILE)",
+                               EXIT_KEYSTORE)  # fmt: skip
+        try:
+            password = read_password(opts["password_file"])
+        except click.ClickException as e:
+            raise _ConfigError(e.format_message(), EXIT_KEYSTORE) from None
+        try:
+            key = load_keystore(opts["key"], password)
+        except KeystoreError as e:
+            raise _ConfigError(f"cannot open the key: {e}", EXIT_KEYSTORE) from None
+    data_dir: Path = opts["data_dir"]
+    if data_dir.exists() and not data_dir.is_dir():
+        raise _ConfigError(f"--data-dir {data_dir} exists and is not a directory")
+    p2p_host, p2p_port = _listen(opts["p2p_listen"], "--p2p-listen")
+    rpc_host, rpc_port = _listen(opts["rpc_listen"], "--rpc-listen")
+    peers = []
+    for text in [p.strip() for p in (opts["peers"] or "").split(",") if p.strip()]:
+        try:
+            peers.append(PeerAddress.parse(text))
+        except ValueError as e:
+            raise _ConfigError(f"--peers: {e}") from None
+    allow = set()
+    for text in [p.strip() for p in (opts["allow_peers"] or "").split(",") if p.strip()]:
+        try:
+            raw = bytes.fromhex(text.removeprefix("0x"))
+        except ValueError:
+            raw = b""
+        if len(raw) != 32:
+            raise _ConfigError(f"--allow-peers: {text!r} is not a 32-byte 0x-hex public key")
+        allow.add(raw)
+    settings = NodeSettings(
+        data_dir=data_dir,
+        genesis=genesis,
+        key=key,
+        l1_url=opts["l1_url"],
+        p2p_host=p2p_host,
+        p2p_port=p2p_port,
+        peers=tuple(peers),
+        rpc_host=rpc_host,
+        rpc_port=rpc_port,
+        da=opts["da"],
+        l1_poll_s=opts["l1_poll"],
+        l1_start_timeout_s=opts["l1_start_timeout"],
+        shutdown_timeout_s=opts["shutdown_timeout"],
+        allow_peers=frozenset(allow),
+        batcher=opts["batcher"],
+    )
+    summary = {
+        "chain_id": genesis.chain_id,
+        "l1_chain_id": genesis.l1_chain_id,
+        "validators": len(genesis.validators),
+        "node_id": None if key is None else "0x" + key.public_key.hex(),
+        "role": "follower" if key is None else (
+            "validator" if key.public_key in genesis.validator_keys() else "sequencer"
+        ),
+        "data_dir": str(data_dir),
+        "l1_url": opts["l1_url"],
+        "p2p_listen": f"{p2p_host}:{p2p_port}",
+        "rpc_listen": f"{rpc_host}:{rpc_port}",
+        "peers": [str(p) for p in peers],
+        "da": opts["da"],
+        "params": genesis.params,
+    }  # fmt: skip
+    return settings, summary
+
+
+def _check_data_dir(settings: Any) -> None:
+    """Open the store once (ownership check) without starting anything."""
+    from sequencer_node.shell.node import FOLLOWER_IDENTITY, _lock_data_dir
+    from sequencer_node.shell.store import Store, StoreError
+
+    try:
+        fd = _lock_data_dir(settings.data_dir)
+    except OSError as e:
+        raise _ConfigError(f"--data-dir {settings.data_dir}: {e}") from None
+    except Exception as e:
+        raise _ConfigError(str(e)) from None
+    import os
+
+    try:
+        identity = settings.key.public_key if settings.key is not None else FOLLOWER_IDENTITY
+        Store.open(settings.data_dir, chain_id=settings.genesis.chain_id, identity=identity).close()
+    except StoreError as e:
+        raise _ConfigError(str(e)) from None
+    finally:
+        os.close(fd)
+
+
+async def _run_node(settings: Any) -> None:
+    import trio
+
+    from sequencer_node.shell.node import Node
+
+    node = Node(settings)
+    node.open()
+    async with trio.open_nursery() as nursery:
+
+        async def on_signals() -> None:
+            with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+                async for signum in signals:
+                    if node._stop.is_set():
+                        log.warning("second signal: stopping now")
+                        nursery.cancel_scope.cancel()
+                        return
+                    log.info("received %s: stopping", signal.Signals(signum).name)
+                    node.stop()
+
+        nursery.start_soon(on_signals)
+        await node.run()
+        nursery.cancel_scope.cancel()
+
+
+@main.command("run")
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    envvar="SEQ_DATA_DIR",
+    show_envvar=True,
+    required=True,
+    help="Directory of the node's database (blocks, watermark, batches). One per key.",
+)
+@click.option(
+    "--key",
+    type=click.Path(dir_okay=False, path_type=Path),
+    envvar="SEQ_KEY_FILE",
+    show_envvar=True,
+    default=None,
+    help="Keystore of the sequencer signing key (seqctl keys new). Omit for a non-signing node.",
+)
+@click.option(
+    "--password-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    envvar="SEQ_PASSWORD_FILE",
+    show_envvar=True,
+    default=None,
+    help="File whose first line is the keystore password (else $SEQ_PASSWORD, else a prompt).",
+)
+@click.option(
+    "--genesis",
+    type=click.Path(dir_okay=False, path_type=Path),
+    envvar="SEQ_GENESIS",
+    show_envvar=True,
+    default=None,
+    help="The L2 genesis JSON file (required).",
+)
+@click.option(
+    "--l1-url",
+    envvar="SEQ_L1_URL",
+    show_envvar=True,
+    default="http://127.0.0.1:8545",
+    show_default=True,
+    help="JSON-RPC URL of the L1.",
+)
+@click.option(
+    "--p2p-listen",
+    envvar="SEQ_P2P_LISTEN",
+    show_envvar=True,
+    default="0.0.0.0:9000",
+    show_default=True,
+    help="HOST:PORT for peer connections (port 0: any free port).",
+)
+@click.option(
+    "--peers",
+    envvar="SEQ_PEERS",
+    show_envvar=True,
+    default="",
+    help="Static peers HOST:PORT,... dialled in addition to the p2p addresses registered on L1.",
+)
+@click.option(
+    "--allow-peers",
+    envvar="SEQ_ALLOW_PEERS",
+    show_envvar=True,
+    default="",
+    help="Extra public keys (0x-hex, comma separated) accepted as peers besides the "
+    "genesis validators and the sequencers registered on L1.",
+)
+@click.option(
+    "--rpc-listen",
+    envvar="SEQ_RPC_LISTEN",
+    show_envvar=True,
+    default="127.0.0.1:8600",
+    show_default=True,
+    help="HOST:PORT of the HTTP API, /health and /metrics.",
+)
+@click.option(
+    "--da",
+    type=click.Choice(["blobs", "calldata"]),
+    envvar="SEQ_DA",
+    show_envvar=True,
+    default="blobs",
+    show_default=True,
+    help="How batches are posted to L1.",
+)
+@click.option(
+    "--batcher/--no-batcher",
+    envvar="SEQ_BATCHER",
+    show_envvar=True,
+    default=True,
+    show_default=True,
+    help="Build, co-sign and post batches (off: consensus only).",
+)
+@click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    envvar="SEQ_LOG_FORMAT",
+    show_envvar=True,
+    default="text",
+    show_default=True,
+    help="Log lines for people (text) or one JSON object per line (json).",
+)
+@click.option(
+    "--log-level",
+    type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
+    envvar="SEQ_LOG_LEVEL",
+    show_envvar=True,
+    default="INFO",
+    show_default=True,
+    help="Log verbosity.",
+)
+@click.option(
+    "--l1-poll",
+    type=click.FloatRange(0.05, 60),
+    envvar="SEQ_L1_POLL",
+    show_envvar=True,
+    default=1.0,
+    show_default=True,
+    help="Seconds between two reads of the L1 head.",
+)
+@click.option(
+    "--l1-start-timeout",
+    type=click.FloatRange(0, 3600),
+    envvar="SEQ_L1_START_TIMEOUT",
+    show_envvar=True,
+    default=30.0,
+    show_default=True,
+    help="Seconds to keep retrying an unreachable L1 at start before giving up.",
+)
+@click.option(
+    "--shutdown-timeout",
+    type=click.FloatRange(0.1, 600),
+    envvar="SEQ_SHUTDOWN_TIMEOUT",
+    show_envvar=True,
+    default=10.0,
+    show_default=True,
+    help="Deadline of the graceful shutdown after SIGTERM/SIGINT.",
+)
+@click.option(
+    "--check-config",
+    is_flag=True,
+    default=False,
+    help="Validate key, password, genesis and data dir, print a summary, exit 0 without starting.",
+)
+def run_command(**opts: Any) -> None:
+    """Run a sequencer node: p2p consensus, L1 follower, RPC, metrics and batcher."""
+    from sequencer_node.shell.logging import setup_logging
+
+    setup_logging(opts["log_format"], opts["log_level"])
+    try:
+        settings, summary = _build_settings(opts)
+        if opts["check_config"]:
+            _check_data_dir(settings)
+            click.echo(json.dumps({"ok": True, **summary}, indent=2))
+            return
+    except _ConfigError as e:
+        _die(str(e), e.code)
+        return
+    import trio
+
+    from sequencer_node.shell.l1_follower import L1StartError
+    from sequencer_node.shell.node import NodeStartError
+    from sequencer_node.shell.store import StoreError
+
+    try:
+        try:
+            trio.run(_run_node, settings)
+        except BaseExceptionGroup as group:
+            raise _first_leaf(group) from None
+    except L1StartError as e:
+        _die(str(e), EXIT_UNREACHABLE)
+    except (NodeStartError, StoreError) as e:
+        _die(str(e), EXIT_USAGE)
+    except KeyboardInterrupt:
+        pass
+    except Exception as e:
+        log.exception("the node failed: %s", e)
+        _die(f"the node failed: {type(e).__name__}: {e}", EXIT_FAILED)
+
+
+def _first_leaf(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The most telling exception in a (nested) group: a start error if there is one."""
+    leaves: list[BaseException] = []
+
+    def walk(e: BaseException) -> None:
+        if isinstance(e, BaseExceptionGroup):
+            for x in e.exceptions:
+                walk(x)
+        else:
+            leaves.append(e)
+
+    walk(group)
+    from sequencer_node.shell.l1_follower import L1StartError
+    from sequencer_node.shell.node import NodeStartError
+
+    for e in leaves:
+        if isinstance(e, (L1StartError, NodeStartError)):
+            return e
+    return leaves[0] if leaves else group
+
+
+def _register_follow() -> None:
+    try:
+        from sequencer_node.derivation.cli import (  # type: ignore[import-not-found,unused-ignore]
+            follow_command,
+        )
+    except ImportError:
+        return
+    main.add_command(follow_command)
+
+
+_register_follow()

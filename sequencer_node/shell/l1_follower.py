@@ -1,0 +1,377 @@
+"""The node's view of L1: head and finality, stake snapshots, registered sequencers, the
+forced-inclusion queue and the batch inbox; and the queue that submits slashing evidence and
+downtime certificates.
+
+Theory of operation
+-------------------
+* One polling loop (every ``poll_s``) reads the L1 head and finalized block and, when they
+  move, the finalized stake snapshots it has not seen, new forced-queue entries and new inbox
+  batches. What the core must know goes into the node's inbound channel as core events
+  (:class:`L1HeadChanged`, :class:`StakeSnapshotAvailable`, :class:`ForcedEntriesSeen`); the
+  rest (registered sequencers and their p2p addresses, inbox batches) is state read by the
+  runner and the RPC.
+* **Outages never crash the node.** Every L1 error (unreachable, 5xx, garbage, refusal) is
+  logged once per outage, counted, and retried with capped exponential backoff and jitter; the
+  consensus keeps running on the last known L1 view (the core only needs L1 for new epochs and
+  forced entries). When the L1 comes back, the loop resumes where it was.
+* **Submissions** go through a bounded queue (``submit_queue`` items; when full the newest is
+  dropped and counted: evidence is re-found by every honest node, so one loss is not fatal).
+  One task sends them in order, retrying an unreachable L1 up to ``submit_attempts`` times;
+  a refusal (e.g. already slashed, not enough balance for fees) is final and logged.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
+
+import trio
+
+from sequencer_node.core import api
+from sequencer_node.l1client import L1Client, L1Error, L1Rejected, SequencerInfo
+from sequencer_node.shell.metrics import NodeMetrics
+from sequencer_node.wire.crypto import SigningKey
+from sequencer_node.wire.messages import (
+    DoubleProposal,
+    DoubleTimeout,
+    DoubleVote,
+    DowntimeCertificate,
+    Evidence,
+)
+
+log = logging.getLogger(__name__)
+
+SLOTS_PER_EPOCH = 32
+#: Stake snapshots fetched per poll at most, and how far back the first poll looks.
+_SNAPSHOTS_PER_POLL = 8
+_SNAPSHOT_LOOKBACK = 64
+_INBOX_KEEP = 4096
+
+
+class L1StartError(Exception):
+    """The L1 could not be used at start (unreachable after retries, wrong chain id)."""
+
+
+@dataclass(slots=True)
+class Submission:
+    """One evidence or downtime certificate on its way to L1 (shown by ``/v1/evidence``)."""
+
+    kind: str  # double_proposal, double_vote, double_timeout, downtime
+    offender: bytes
+    round: int
+    item: Evidence | DowntimeCertificate
+    submitted: bool = False
+    l1_tx: bytes | None = None
+    error: str | None = None
+    attempts: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "offender": "0x" + self.offender.hex(),
+            "round": self.round,
+            "submitted": self.submitted,
+            "l1_tx": None if self.l1_tx is None else "0x" + self.l1_tx.hex(),
+            "error": self.error,
+            "attempts": self.attempts,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class InboxEntry:
+    batch_number: int
+    first_height: int
+    last_height: int
+    l1_block: int
+    tx_hash: bytes
+
+
+def describe_evidence(evidence: Evidence) -> tuple[str, int]:
+    """(kind, round) of an equivocation."""
+    if isinstance(evidence, DoubleProposal):
+        return "double_proposal", evidence.a.header.round
+    if isinstance(evidence, DoubleVote):
+        return "double_vote", evidence.a.round
+    if isinstance(evidence, DoubleTimeout):
+        return "double_timeout", evidence.a.round
+    raise TypeError(f"not evidence: {type(evidence).__name__}")
+
+
+def backoff(attempt: int, rng: random.Random, initial: float = 0.25, cap: float = 10.0) -> float:
+    base: float = min(cap, initial * 2.0 ** min(attempt, 30))
+    return base / 2 + rng.uniform(0, base / 2)
+
+
+async def connect_l1(
+    l1: L1Client, *, expected_chain_id: int, timeout_s: float, rng: random.Random | None = None
+) -> int:
+    """Wait (up to ``timeout_s``) until the L1 answers; check its chain id; return it.
+
+    Raises:
+        L1StartError: unreachable for ``timeout_s`` (the message names the URL, how long and
+            how many attempts, and the last error), or the chain id differs from the genesis.
+    """
+    rng = rng or random.Random()
+    start = trio.current_time()
+    attempt = 0
+    last: Exception | None = None
+    chain_id: Any = None
+    with trio.move_on_after(timeout_s):
+        while True:
+            attempt += 1
+            try:
+                chain_id = await l1.rpc("eth_chainId")
+                break
+            except L1Error as e:
+                last = e
+                log.warning("L1 at %s not answering yet (attempt %d): %s", l1.url, attempt, e)
+            await trio.sleep(backoff(attempt, rng, cap=2.0))
+    if chain_id is None:
+        waited = trio.current_time() - start
+        raise L1StartError(
+            f"the L1 at {l1.url} is unreachable: tried for {waited:.1f} s ({attempt} attempts); "
+            f"last error: {last}. Start the L1 or fix --l1-url / SEQ_L1_URL"
+        )
+    got = int(chain_id, 16) if isinstance(chain_id, str) else int(chain_id)
+    if got != expected_chain_id:
+        raise L1StartError(
+            f"the L1 at {l1.url} has chain id {got}, but the genesis file says l1_chain_id "
+            f"{expected_chain_id}; point --l1-url at the right L1 or fix the genesis"
+        )
+    return got
+
+
+class L1Follower:
+    """See the module docstring. ``await nursery.start(follower.run)``."""
+
+    def __init__(
+        self,
+        l1: L1Client,
+        *,
+        events: trio.MemorySendChannel[Any],
+        key: SigningKey | None,
+        genesis_stake_epoch: int,
+        forced_start: int = 0,
+        metrics: NodeMetrics | None = None,
+        poll_s: float = 1.0,
+        sequencers_every: int = 10,
+        submit_queue: int = 64,
+        submit_attempts: int = 8,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.l1 = l1
+        self._events = events
+        self.key = key
+        self.metrics = metrics
+        self.poll_s = poll_s
+        self._sequencers_every = sequencers_every
+        self._submit_attempts = submit_attempts
+        self._rng = rng or random.Random()
+        self.head = 0
+        self.finalized = 0
+        self.head_slot = 0
+        self.up = False
+        self.registered: dict[bytes, SequencerInfo] = {}
+        self.inbox: deque[InboxEntry] = deque(maxlen=_INBOX_KEEP)
+        self._inbox_next = 0
+        self._forced_next = forced_start
+        self._snapshot_next = genesis_stake_epoch + 1
+        self._snapshot_floor_set = False
+        self._polls = 0
+        self._failures = 0
+        self.submissions: deque[Submission] = deque(maxlen=256)
+        self._submit_send, self._submit_recv = trio.open_memory_channel[Submission](submit_queue)
+        self.dropped_submissions = 0
+
+    # --- read side -------------------------------------------------------------------------
+
+    def safe_height(self) -> int:
+        """L2 height covered by the last batch accepted on L1 (0 if none)."""
+        return self.inbox[-1].last_height if self.inbox else 0
+
+    def finalized_height(self) -> int:
+        """L2 height covered by the last accepted batch whose L1 block is finalized."""
+        for entry in reversed(self.inbox):
+            if entry.l1_block <= self.finalized:
+                return entry.last_height
+        return 0
+
+    def batch_of(self, height: int) -> InboxEntry | None:
+        for entry in reversed(self.inbox):
+            if entry.first_height <= height <= entry.last_height:
+                return entry
+            if entry.last_height < height:
+                return None
+        return None
+
+    # --- run -------------------------------------------------------------------------------
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._submitter)
+            task_status.started()
+            await self._poll_loop()
+
+    async def refresh_sequencers(self) -> None:
+        """Read the registered sequencers (their keys and p2p addresses) now."""
+        seqs = await self.l1.sequencers()
+        self.registered = {s.signing_key: s for s in seqs}
+
+    async def _poll_loop(self) -> None:
+        while True:
+            try:
+                await self.poll_once()
+            except L1Error as e:
+                self._failed(e)
+            except Exception as e:  # a bug or an L1 answer we did not foresee: never crash
+                log.exception("L1 follower error (will retry): %s", e)
+                self._failed(e)
+            if self._failures:
+                await trio.sleep(backoff(self._failures, self._rng))
+            else:
+                await trio.sleep(self.poll_s)
+
+    def _failed(self, e: Exception) -> None:
+        if self.up or self._failures == 0:
+            log.warning("L1 at %s unavailable: %s (retrying with backoff)", self.l1.url, e)
+        self.up = False
+        self._failures += 1
+        if self.metrics is not None:
+            self.metrics.l1_errors.inc()
+            self.metrics.l1_up.set(0)
+
+    async def poll_once(self) -> None:
+        """One round of reads (raises L1Error on failure; the loop retries)."""
+        head = await self.l1.head()
+        fin = await self.l1.finalized()
+        if not self.up and self._failures:
+            log.info("L1 at %s is back (head %d)", self.l1.url, head.number)
+        self.up = True
+        self._failures = 0
+        if self.metrics is not None:
+            self.metrics.l1_up.set(1)
+            self.metrics.l1_head.set(head.number)
+            self.metrics.l1_finalized.set(fin.number)
+        self.head_slot = head.slot
+        if head.number != self.head or fin.number != self.finalized:
+            self.head = max(self.head, head.number)
+            self.finalized = max(self.finalized, fin.number)
+            await self._events.send(api.L1HeadChanged(self.head, self.finalized))
+        await self._snapshots(head.slot // SLOTS_PER_EPOCH)
+        await self._forced()
+        await self._inbox()
+        if self._polls % self._sequencers_every == 0:
+            await self.refresh_sequencers()
+        self._polls += 1
+
+    async def _snapshots(self, current_epoch: int) -> None:
+        final_epoch = current_epoch - 2
+        if not self._snapshot_floor_set:
+            self._snapshot_floor_set = True
+            self._snapshot_next = max(self._snapshot_next, final_epoch - _SNAPSHOT_LOOKBACK)
+        fetched = 0
+        while self._snapshot_next <= final_epoch and fetched < _SNAPSHOTS_PER_POLL:
+            epoch = self._snapshot_next
+            try:
+                snap = await self.l1.stake_snapshot(epoch)
+            except L1Rejected as e:  # dropped by the L1 (too old): nothing to learn
+                log.info("L1 has no stake snapshot %d: %s", epoch, e)
+                self._snapshot_next += 1
+                continue
+            if not snap.finalized:
+                return
+            stakes = tuple(sorted((e.signing_key, e.stake) for e in snap.entries))
+            await self._events.send(
+                api.StakeSnapshotAvailable(api.StakeSnapshot(snap.epoch, stakes, snap.seed))
+            )
+            self._snapshot_next += 1
+            fetched += 1
+
+    async def _forced(self) -> None:
+        q = await self.l1.forced_queue(self._forced_next, 100)
+        if q.entries:
+            await self._events.send(api.ForcedEntriesSeen(q.entries))
+            self._forced_next = q.entries[-1].queue_index + 1
+
+    async def _inbox(self) -> None:
+        while True:
+            batches = await self.l1.inbox_batches(self._inbox_next, 100)
+            for b in batches:
+                h = b.header
+                self.inbox.append(
+                    InboxEntry(h.batch_number, h.first_height, h.last_height, b.l1_block, b.tx_hash)
+                )
+            self._inbox_next += len(batches)
+            if len(batches) < 100:
+                return
+
+    # --- submissions -----------------------------------------------------------------------
+
+    def submit_evidence(self, evidence: Evidence, offender: bytes) -> Submission:
+        kind, round_ = describe_evidence(evidence)
+        return self._enqueue(Submission(kind, offender, round_, evidence))
+
+    def submit_downtime(self, cert: DowntimeCertificate) -> Submission:
+        r = cert.report
+        return self._enqueue(Submission("downtime", r.offender, r.to_height, cert))
+
+    def _enqueue(self, sub: Submission) -> Submission:
+        self.submissions.append(sub)
+        if self.key is None:
+            sub.error = "follower node: no key to sign L1 calls"
+            return sub
+        try:
+            self._submit_send.send_nowait(sub)
+        except trio.WouldBlock:
+            self.dropped_submissions += 1
+            sub.error = "submission queue full"
+            log.warning("L1 submission queue full; dropping %s of %s", sub.kind, sub.offender.hex())
+        return sub
+
+    async def _submitter(self) -> None:
+        async for sub in self._submit_recv:
+            await self._submit_one(sub)
+
+    async def _submit_one(self, sub: Submission) -> None:
+        assert self.key is not None
+        for attempt in range(1, self._submit_attempts + 1):
+            sub.attempts = attempt
+            try:
+                if isinstance(sub.item, DowntimeCertificate):
+                    tx = await self.l1.report_downtime(sub.item, self.key)
+                else:
+                    tx = await self.l1.submit_evidence(sub.item, self.key)
+            except L1Rejected as e:
+                sub.error = e.reason
+                log.warning("L1 refused %s against %s: %s", sub.kind, sub.offender.hex()[:16], e)
+                self._count(sub, "rejected")
+                return
+            except L1Error as e:
+                sub.error = str(e)
+                await trio.sleep(backoff(attempt, self._rng))
+                continue
+            sub.submitted, sub.l1_tx, sub.error = True, tx, None
+            log.info("submitted %s against %s in L1 tx %s", sub.kind, sub.offender.hex()[:16],
+                     tx.hex())  # fmt: skip
+            self._count(sub, "submitted")
+            return
+        log.warning("gave up submitting %s after %d attempts", sub.kind, self._submit_attempts)
+        self._count(sub, "failed")
+
+    def _count(self, sub: Submission, outcome: str) -> None:
+        if self.metrics is not None:
+            self.metrics.slashing_submissions.labels(sub.kind, outcome).inc()
+
+
+__all__ = [
+    "InboxEntry",
+    "L1Follower",
+    "L1StartError",
+    "Submission",
+    "backoff",
+    "connect_l1",
+    "describe_evidence",
+]

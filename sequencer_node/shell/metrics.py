@@ -1,0 +1,84 @@
+"""Prometheus metrics of one node (``GET /metrics``).
+
+Each :class:`NodeMetrics` has its own registry, so several nodes in one test process do not
+collide. Names are prefixed ``seqnet_``; the list is in ``docs/node-api.md``.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+HEADS = ("unsafe", "certified", "safe", "finalized")
+
+
+class NodeMetrics:
+    """Every metric the node exports; the runner, the follower and the batcher update them."""
+
+    content_type = CONTENT_TYPE_LATEST
+
+    def __init__(self) -> None:
+        r = self.registry = CollectorRegistry()
+        self.head_height = Gauge("seqnet_head_height", "L2 height per head", ["head"], registry=r)
+        self.round = Gauge("seqnet_round", "Current consensus round", registry=r)
+        self.epoch = Gauge("seqnet_epoch", "Current L2 epoch", registry=r)
+        self.is_leader = Gauge("seqnet_is_leader", "1 if this node leads the round", registry=r)
+        self.certificate_latency = Histogram(
+            "seqnet_certificate_latency_seconds",
+            "Time from a block's timestamp to its commit on this node",
+            buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 4, 8, 16, 32),
+            registry=r,
+        )
+        self.blocks_committed = Counter(
+            "seqnet_blocks_committed", "Blocks committed by the BFT rule", registry=r
+        )
+        self.txs_committed = Counter(
+            "seqnet_transactions_committed", "Transactions in committed blocks", registry=r
+        )
+        self.peers = Gauge("seqnet_peers", "Connected peers", registry=r)
+        self.mempool_size = Gauge("seqnet_mempool_size", "Transactions in the mempool", registry=r)
+        self.invalid_messages = Counter(
+            "seqnet_invalid_messages", "Invalid inbound input by kind", ["kind"], registry=r
+        )
+        self.leader_changes = Counter(
+            "seqnet_leader_changes", "Rounds whose leader differs from the previous one", registry=r
+        )
+        self.round_changes = Counter(
+            "seqnet_round_changes", "Round changes by cause", ["via"], registry=r
+        )
+        self.evidence = Counter(
+            "seqnet_evidence_found", "Equivocation evidence found, by kind", ["kind"], registry=r
+        )
+        self.slashing_submissions = Counter(
+            "seqnet_slashing_submissions",
+            "Evidence/downtime certificates sent to L1, by kind and outcome",
+            ["kind", "outcome"],
+            registry=r,
+        )
+        self.downtime_certificates = Counter(
+            "seqnet_downtime_certificates", "Downtime certificates formed", registry=r
+        )
+        self.rpc_tx = Counter(
+            "seqnet_rpc_transactions",
+            "Transactions submitted over RPC by outcome",
+            ["outcome"],
+            registry=r,
+        )
+        self.l1_head = Gauge("seqnet_l1_head", "L1 head block seen", registry=r)
+        self.l1_finalized = Gauge("seqnet_l1_finalized", "L1 finalized block seen", registry=r)
+        self.l1_errors = Counter("seqnet_l1_errors", "Failed L1 requests", registry=r)
+        self.l1_up = Gauge("seqnet_l1_up", "1 while the L1 answers", registry=r)
+        # Filled by the batcher (through the ``metrics`` argument of BatcherService).
+        self.batches = Counter("seqnet_batches", "Batches by state reached", ["state"], registry=r)
+        self.batch_cost_wei = Counter(
+            "seqnet_batch_cost_wei", "L1 fees paid for batches (wei)", registry=r
+        )
+        self.batch_bytes = Counter("seqnet_batch_bytes", "Bytes posted in batches", registry=r)
+        for h in HEADS:
+            self.head_height.labels(h).set(0)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+__all__ = ["HEADS", "NodeMetrics"]

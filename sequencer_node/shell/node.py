@@ -1,0 +1,832 @@
+"""The node runner: one sequencer process built from the core, the store, the peer manager,
+the L1 follower, the RPC server and (when present) the batcher.
+
+Theory of operation
+-------------------
+* **Restore.** The store is opened (and the data directory locked), the watermark and the
+  stored certified chain are read, and the core is rebuilt by replaying that chain (the core
+  re-executes it and checks every state root). The core's constructor takes no ledger
+  snapshot, so a restart replays from height 1.
+* **One owner.** A single task owns the core. It consumes ONE bounded channel into which
+  everything else feeds: peer messages (forwarded from the peer manager), transaction
+  submissions from the RPC (each with a slot for its answer), and L1 events from the follower;
+  a periodic tick (``tick_s``) lets time pass. RPC *reads* (status, blocks, accounts) look at
+  the core between two events; Trio's cooperative scheduling makes each read consistent.
+* **Effects in order.** ``PersistWatermark`` is written and fsynced
+  (:meth:`Store.write_watermark`) and ``WatermarkPersisted`` is fed back at once, before any
+  other input, so a signature never leaves before its record is durable. ``Broadcast`` /
+  ``SendTo`` go to the peer manager (client transactions through the ingress batcher, as
+  ``TxBatch`` frames). ``BlockCommitted`` is written to the store (one transaction per handled
+  input, off the event loop), then handed to the batcher and the metrics. Evidence and
+  downtime certificates go to the follower's bounded L1 submission queue. ``TxResult``
+  answers the waiting RPC request. ``PeerMisbehaved`` charges the peer.
+* **Gossip hygiene.** A validate hook checks the signature of votes, proposals and timeouts
+  before the peer manager relays them, so a bad signature is charged to the peer that sent it
+  and never travels on (a relaying honest node is never blamed for it).
+* **Shutdown.** :meth:`Node.stop` (SIGTERM/SIGINT in the CLI): the RPC stops accepting, the
+  core loop stops, pending store writes finish, peers are closed, the store is closed; all
+  within ``shutdown_timeout_s``, after which the rest is cancelled.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import random
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from sequencer_node.core import api
+from sequencer_node.core.node import RECENT_COMMITTED, SequencerCore
+from sequencer_node.genesis import L2Genesis
+from sequencer_node.l1client import L1Client, L1Error
+from sequencer_node.shell.l1_follower import L1Follower, connect_l1
+from sequencer_node.shell.metrics import NodeMetrics
+from sequencer_node.shell.p2p_messages import TxBatch
+from sequencer_node.shell.peers import PeerAddress, PeerConfig, PeerManager, run_tx_ingress
+from sequencer_node.shell.scoring import Offense
+from sequencer_node.shell.store import DB_FILENAME, Store
+from sequencer_node.wire.codec import decode, encode, message_id
+from sequencer_node.wire.crypto import SigningKey, verify_message
+from sequencer_node.wire.messages import (
+    Block,
+    CertifiedBlock,
+    Timeout,
+    TimeoutMessage,
+    Transaction,
+    Vote,
+    block_hash,
+)
+
+log = logging.getLogger(__name__)
+
+#: Identity recorded in the data directory of a node that runs without a signing key.
+FOLLOWER_IDENTITY = bytes(32)
+_TX_INDEX = 200_000
+LOCK_FILENAME = "LOCK"
+
+
+class NodeStartError(Exception):
+    """The node cannot start; the message says what is wrong and what to do."""
+
+
+class Overloaded(Exception):
+    """The node's input queue is full: the client should retry later (HTTP 429)."""
+
+
+@dataclass(frozen=True, slots=True)
+class NodeSettings:
+    data_dir: Path
+    genesis: L2Genesis
+    key: SigningKey | None
+    l1_url: str = "http://127.0.0.1:8545"
+    p2p_host: str = "0.0.0.0"
+    p2p_port: int = 9000
+    peers: tuple[PeerAddress, ...] = ()
+    rpc_host: str = "127.0.0.1"
+    rpc_port: int = 8600
+    da: str = "blobs"
+    #: How often the core's clock ticks (timeouts, proposing).
+    tick_s: float = 0.05
+    l1_poll_s: float = 1.0
+    l1_start_timeout_s: float = 30.0
+    shutdown_timeout_s: float = 10.0
+    inbound_buffer: int = 4096
+    tx_wait_s: float = 5.0
+    peer_config: PeerConfig = field(default_factory=PeerConfig)
+    #: Extra identities allowed as peers besides the genesis validators and the keys
+    #: registered on L1 (tests, private networks).
+    allow_peers: frozenset[bytes] = frozenset()
+    #: Run the batcher (if this build has one).
+    batcher: bool = True
+    #: Node-local CoreConfig bounds (mempool sizes...).
+    core_overrides: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class NodeAddresses:
+    p2p_port: int
+    rpc_url: str
+
+
+@dataclass(slots=True)
+class _TxRequest:
+    tx: Transaction
+    done: trio.Event = field(default_factory=trio.Event)
+    result: api.TxResult | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class _PeerInput:
+    sender: bytes
+    message: Any
+
+
+def offense_for(reason: str) -> Offense:
+    """The scoring offense for a core ``PeerMisbehaved`` reason."""
+    return Offense.INVALID_SIGNATURE if "signature" in reason else Offense.INVALID_MESSAGE
+
+
+def _hex(b: bytes | None) -> str | None:
+    return None if b is None else "0x" + b.hex()
+
+
+def _lock_data_dir(data_dir: Path) -> int:
+    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    fd = os.open(data_dir / LOCK_FILENAME, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        raise NodeStartError(
+            f"{data_dir} is in use by another node process (lock {data_dir / LOCK_FILENAME}); "
+            "stop it first, or give this node its own --data-dir"
+        ) from None
+    return fd
+
+
+def load_chain(store: Store) -> list[CertifiedBlock]:
+    """Every stored certified block from height 1, in order (stops at the first gap)."""
+    chain: list[CertifiedBlock] = []
+    top = store.highest_height() or 0
+    while len(chain) < top:
+        part = store.get_blocks(len(chain) + 1, top)
+        if not part:
+            break
+        chain.extend(part)
+    return chain
+
+
+class Node:
+    """One node process. ``addresses = await nursery.start(node.run)``; ``node.stop()``."""
+
+    def __init__(
+        self,
+        settings: NodeSettings,
+        *,
+        metrics: NodeMetrics | None = None,
+        clock: Callable[[], float] = time.time,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.settings = settings
+        self.genesis = settings.genesis
+        self.key = settings.key
+        self.pk = settings.key.public_key if settings.key is not None else None
+        self.metrics = metrics or NodeMetrics()
+        self._clock = clock
+        self._rng = rng or random.Random()
+        self._send, self._recv = trio.open_memory_channel[Any](settings.inbound_buffer)
+        self._stop = trio.Event()
+        self._rpc_stop = trio.Event()
+        self.store: Store | None = None
+        self.core: SequencerCore | None = None
+        self.pm: PeerManager | None = None
+        self.follower: L1Follower | None = None
+        self.batcher: Any | None = None
+        self._tx_send: trio.MemorySendChannel[Transaction] | None = None
+        self._tx_index: OrderedDict[bytes, int] = OrderedDict()
+        self._committed: list[api.BlockCommitted] = []
+        self._unsafe: tuple[int, bytes] = (0, b"")
+        #: (height, hash, state root) of the last committed block written to the store: what
+        #: the RPC reports as the certified head, so /v1/blocks/{height} always has it.
+        self._stored: tuple[int, bytes, bytes] = (0, b"", b"")
+        self._last_leader: bytes | None = None
+        self._lock_fd: int | None = None
+        self._core_scope = trio.CancelScope()
+        self.started_at = 0.0
+        self.addresses: NodeAddresses | None = None
+
+    # --- lifecycle -------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Begin a graceful shutdown (idempotent)."""
+        self._stop.set()
+
+    def open(self) -> None:
+        """Lock the data directory, open the store and rebuild the core from it."""
+        s = self.settings
+        self._lock_fd = _lock_data_dir(s.data_dir)
+        try:
+            identity = self.pk if self.pk is not None else FOLLOWER_IDENTITY
+            self.store = Store.open(s.data_dir, chain_id=self.genesis.chain_id, identity=identity)
+            raw = self.store.read_watermark()
+            persisted = decode(raw, api.PersistedState) if raw is not None else None
+            chain = load_chain(self.store)
+            t0 = time.monotonic()
+            self.core = SequencerCore(
+                self.genesis.core_config(self.key, **s.core_overrides),
+                self.genesis.core_genesis(),
+                persisted=persisted,
+                chain=chain,
+            )
+            st = self.core.status()
+            self._stored = (st.committed_height, st.committed_hash, st.state_root)
+            log.info(
+                "restored %d certified blocks in %.2f s (watermark: %s)",
+                len(chain),
+                time.monotonic() - t0,
+                "none" if persisted is None else f"vote round {persisted.vote_round}",
+                extra={"fields": {"height": len(chain)}},
+            )
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        if self.store is not None:
+            self.store.close()
+            self.store = None
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    async def run(
+        self, *, task_status: trio.TaskStatus[NodeAddresses] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Start everything, report the bound addresses, serve until :meth:`stop`."""
+        s = self.settings
+        if self.store is None:
+            self.open()
+        assert self.core is not None
+        assert self.store is not None
+        self.started_at = self._clock()
+        try:
+            async with L1Client(s.l1_url) as l1:
+                await connect_l1(
+                    l1, expected_chain_id=self.genesis.l1_chain_id, timeout_s=s.l1_start_timeout_s
+                )
+                self.follower = L1Follower(
+                    l1,
+                    events=self._send.clone(),
+                    key=self.key,
+                    genesis_stake_epoch=self.genesis.stake_epoch,
+                    forced_start=self.core.forced.next_index,
+                    metrics=self.metrics,
+                    poll_s=s.l1_poll_s,
+                    rng=self._rng,
+                )
+                try:
+                    await self.follower.refresh_sequencers()
+                except L1Error as e:
+                    log.warning("could not read the registered sequencers yet: %s", e)
+                await self._serve(l1, task_status)
+        finally:
+            self.close()
+
+    async def _serve(self, l1: L1Client, task_status: trio.TaskStatus[NodeAddresses]) -> None:
+        from sequencer_node.shell.rpc import serve_rpc
+
+        s = self.settings
+        identity = self.key if self.key is not None else SigningKey.generate()
+        self.pm = PeerManager(
+            identity,
+            self.genesis.chain_id,
+            is_allowed=self.is_allowed,
+            peers=self._dial_list(),
+            listen_host=s.p2p_host,
+            listen_port=s.p2p_port,
+            config=s.peer_config,
+            rng=self._rng,
+            validate=self._validate,
+        )
+        tx_send, tx_recv = trio.open_memory_channel[Transaction](4096)
+        self._tx_send = tx_send
+        async with trio.open_nursery() as nursery:
+            try:
+                p2p_port = await nursery.start(self.pm.run)
+            except OSError as e:
+                raise NodeStartError(
+                    f"cannot listen for p2p on {s.p2p_host}:{s.p2p_port}: {e.strerror or e} "
+                    "(port in use? choose another with --p2p-listen)"
+                ) from None
+            self._start_batcher(l1)
+            if self.batcher is not None:
+                await nursery.start(self.batcher.run)
+            await nursery.start(self.follower.run)  # type: ignore[union-attr]
+            nursery.start_soon(self._forward_peers)
+            nursery.start_soon(run_tx_ingress, self.pm, tx_recv)
+            core_done = trio.Event()
+            nursery.start_soon(self._core_loop, core_done)
+            try:
+                rpc_url = await nursery.start(
+                    serve_rpc, self, s.rpc_host, s.rpc_port, self._rpc_stop.wait
+                )
+            except OSError as e:
+                raise NodeStartError(
+                    f"cannot serve the RPC on {s.rpc_host}:{s.rpc_port}: {e.strerror or e} "
+                    "(port in use? choose another with --rpc-listen)"
+                ) from None
+            self.addresses = NodeAddresses(p2p_port, rpc_url)
+            log.info(
+                "node running: p2p port %d, rpc %s, role %s",
+                p2p_port,
+                rpc_url,
+                self.role(),
+                extra={"fields": {"p2p_port": p2p_port, "rpc": rpc_url}},
+            )
+            task_status.started(self.addresses)
+            await self._stop.wait()
+            log.info("shutting down (deadline %.1f s)", s.shutdown_timeout_s)
+            with trio.move_on_after(s.shutdown_timeout_s) as scope:
+                self._rpc_stop.set()  # hypercorn stops accepting and drains requests
+                # The core loop stops between two inputs; a block write in flight finishes.
+                self._core_scope.cancel()
+                await core_done.wait()
+                await tx_send.aclose()
+            if scope.cancelled_caught:
+                log.warning("graceful shutdown deadline passed; cancelling the rest")
+            self.pm.close()
+            nursery.cancel_scope.cancel()
+        log.info("stopped")
+
+    def _start_batcher(self, l1: L1Client) -> None:
+        if not self.settings.batcher:
+            log.info("batching disabled (--no-batcher)")
+            return
+        try:
+            from sequencer_node.batcher import service  # type: ignore[attr-defined,unused-ignore]
+        except ImportError:
+            log.info("batcher not available in this build: running without batching")
+            return
+        BatcherService: Any = service.BatcherService
+        BatcherConfig: Any = getattr(service, "BatcherConfig", None)
+        if BatcherConfig is None:
+            from sequencer_node.batcher.config import BatcherConfig
+        assert self.store is not None
+        try:
+            config = BatcherConfig(da=self.settings.da)
+        except TypeError:
+            config = BatcherConfig()
+        self.batcher = BatcherService(
+            config=config,
+            store=self.store,
+            l1=l1,
+            key=self.key,
+            chain_id=self.genesis.chain_id,
+            l1_chain_id=self.genesis.l1_chain_id,
+            broadcast=self._batcher_broadcast,
+            schedule=self.posting_order,
+            stake_view=self.stake_view,
+            metrics=self.metrics,
+        )
+
+    def _batcher_broadcast(self, msg: object) -> None:
+        if self.pm is not None:
+            self.pm.broadcast(msg)
+
+    # --- peers -----------------------------------------------------------------------------
+
+    def is_allowed(self, pubkey: bytes) -> bool:
+        """Genesis validators, keys registered on L1, and the explicit allowlist."""
+        if pubkey in self.settings.allow_peers or pubkey in self.genesis.validator_keys():
+            return True
+        return self.follower is not None and pubkey in self.follower.registered
+
+    def _dial_list(self) -> list[PeerAddress]:
+        out = list(self.settings.peers)
+        seen = {str(a) for a in out}
+        own = {f"{self.settings.p2p_host}:{self.settings.p2p_port}"}
+        if self.follower is not None:
+            for pk, info in sorted(self.follower.registered.items()):
+                if pk == self.pk or not info.p2p_address or info.p2p_address in seen | own:
+                    continue
+                try:
+                    out.append(PeerAddress.parse(info.p2p_address))
+                except ValueError:
+                    log.warning("sequencer %s registered a bad p2p address %r", pk.hex()[:16],
+                                info.p2p_address)  # fmt: skip
+                    continue
+                seen.add(info.p2p_address)
+        return out
+
+    def _validate(self, sender: bytes, msg: Any) -> Offense | None:
+        """Cheap signature checks before delivery and relay (see the module docstring)."""
+        chain = self.genesis.chain_id
+        if isinstance(msg, Vote):
+            ok = verify_message(msg, msg.voter, chain)
+        elif isinstance(msg, Block):
+            ok = verify_message(msg.proposal, msg.proposal.header.proposer, chain)
+        elif isinstance(msg, TimeoutMessage):
+            t: Timeout = msg.timeout
+            ok = verify_message(t, t.voter, chain)
+        else:
+            return None
+        if not ok:
+            self.metrics.invalid_messages.labels(Offense.INVALID_SIGNATURE.value).inc()
+            return Offense.INVALID_SIGNATURE
+        return None
+
+    async def _forward_peers(self) -> None:
+        assert self.pm is not None
+        try:
+            async for sender, msg in self.pm.inbound:
+                await self._send.send(_PeerInput(sender, msg))
+        except (trio.ClosedResourceError, trio.BrokenResourceError):
+            return  # shutting down
+
+    # --- the core-owning task --------------------------------------------------------------
+
+    def now_ms(self) -> int:
+        return int(self._clock() * 1000)
+
+    async def _core_loop(self, done: trio.Event) -> None:
+        assert self.core is not None
+        tick_s = self.settings.tick_s
+        next_tick = trio.current_time()
+        try:
+            with self._core_scope:
+                while True:
+                    if trio.current_time() >= next_tick:
+                        await self._apply(self.core.tick(self.now_ms()))
+                        self._update_gauges()
+                        next_tick = trio.current_time() + tick_s
+                    with trio.move_on_at(next_tick):
+                        try:
+                            item = await self._recv.receive()
+                        except (trio.EndOfChannel, trio.ClosedResourceError):
+                            return
+                        await self._handle(item)
+        finally:
+            done.set()
+
+    async def _handle(self, item: Any) -> None:
+        core = self.core
+        assert core is not None
+        now = self.now_ms()
+        if isinstance(item, _PeerInput):
+            msg = item.message
+            if self.batcher is not None and self.batcher.handles(msg):
+                self.batcher.message_received(item.sender, msg)
+                return
+            if isinstance(msg, TxBatch):
+                for tx in msg.transactions:
+                    await self._apply(core.handle(api.MessageReceived(item.sender, tx), now))
+                return
+            if isinstance(msg, api.SyncRequest) and self._serve_old_sync(item.sender, msg):
+                return
+            if isinstance(msg, Block):
+                self._saw_block(msg)
+            await self._apply(core.handle(api.MessageReceived(item.sender, msg), now))
+        elif isinstance(item, _TxRequest):
+            effects = core.handle(api.TxSubmitted(item.tx), now)
+            for e in effects:
+                if isinstance(e, api.TxResult) and item.result is None:
+                    item.result = e
+            item.done.set()
+            await self._apply(effects)
+        else:  # an L1 event from the follower
+            await self._apply(core.handle(item, now))
+
+    def _serve_old_sync(self, sender: bytes, req: api.SyncRequest) -> bool:
+        """Answer a catch-up request below the core's in-memory window from the store."""
+        assert self.core is not None
+        assert self.store is not None
+        assert self.pm is not None
+        committed = self.core.committed_height
+        if req.to_height < req.from_height or req.from_height > committed - RECENT_COMMITTED // 2:
+            return False
+        top = min(req.to_height, committed, req.from_height + api.MAX_SYNC_BLOCKS - 1)
+        blocks = self.store.get_blocks(req.from_height, top)
+        self.pm.send_to(sender, api.SyncResponse(tuple(blocks), None))
+        return True
+
+    def _saw_block(self, block: Block) -> None:
+        h = block.proposal.header
+        if h.height > self._unsafe[0]:
+            self._unsafe = (h.height, block_hash(h))
+
+    async def _apply(self, effects: Sequence[api.Effect], *, nested: bool = False) -> None:
+        assert self.core is not None
+        assert self.store is not None
+        assert self.pm is not None
+        for e in effects:
+            if isinstance(e, api.PersistWatermark):
+                # Durable before anything signed leaves; then release it at once.
+                self.store.write_watermark(encode(e.record))
+                await self._apply(
+                    self.core.handle(api.WatermarkPersisted(e.seq), self.now_ms()), nested=True
+                )
+            elif isinstance(e, api.Broadcast):
+                msg = e.message
+                if isinstance(msg, Transaction) and self._tx_send is not None:
+                    try:
+                        self._tx_send.send_nowait(msg)
+                        continue
+                    except (trio.WouldBlock, trio.ClosedResourceError):
+                        pass
+                if isinstance(msg, Block):
+                    self._saw_block(msg)
+                self.pm.broadcast(msg)
+            elif isinstance(e, api.SendTo):
+                self.pm.send_to(e.peer, e.message)
+            elif isinstance(e, api.BlockCommitted):
+                self._committed.append(e)
+            elif isinstance(e, api.EvidenceFound):
+                assert self.follower is not None
+                sub = self.follower.submit_evidence(e.evidence, e.offender)
+                self.metrics.evidence.labels(sub.kind).inc()
+                log.warning("equivocation found: %s by %s at round %d", sub.kind,
+                            e.offender.hex()[:16], sub.round)  # fmt: skip
+            elif isinstance(e, api.DowntimeCertificateReady):
+                assert self.follower is not None
+                self.follower.submit_downtime(e.certificate)
+                self.metrics.downtime_certificates.inc()
+            elif isinstance(e, api.TxResult):
+                self.metrics.rpc_tx.labels("accepted" if e.accepted else "rejected").inc()
+            elif isinstance(e, api.RoundChanged):
+                self.metrics.round_changes.labels(e.via).inc()
+                if e.leader != self._last_leader:
+                    if self._last_leader is not None:
+                        self.metrics.leader_changes.inc()
+                        log.info("leader changed to %s at round %d (%s)",
+                                 _hex(e.leader), e.round, e.via)  # fmt: skip
+                    self._last_leader = e.leader
+            elif isinstance(e, api.PeerMisbehaved):
+                offense = offense_for(e.reason)
+                self.metrics.invalid_messages.labels(offense.value).inc()
+                if e.peer in (b"", b"l1") or e.peer == self.pk:
+                    log.warning("core refused input from %r: %s", e.peer[:8], e.reason)
+                else:
+                    log.info("peer %s misbehaved: %s", e.peer.hex()[:16], e.reason)
+                    self.pm.penalize(e.peer, offense)
+        if not nested and self._committed:
+            await self._flush_committed()
+
+    async def _flush_committed(self) -> None:
+        assert self.store is not None
+        done, self._committed = self._committed, []
+        store = self.store
+        # Index first: the core already counts these blocks (accounts, nonces) for readers.
+        for c in done:
+            for tx in c.certified.block.transactions:
+                self._tx_index[message_id(tx)] = c.certified.block.header.height
+        await trio.to_thread.run_sync(store.put_blocks, [c.certified for c in done])
+        now = self._clock()
+        for c in done:
+            h = c.certified.block.header
+            self.metrics.blocks_committed.inc()
+            self.metrics.txs_committed.inc(len(c.certified.block.transactions))
+            self.metrics.certificate_latency.observe(max(0.0, now - h.timestamp_ms / 1000))
+            if self.batcher is not None:
+                self.batcher.block_committed(c.certified, c.state_root)
+        while len(self._tx_index) > _TX_INDEX:
+            self._tx_index.popitem(last=False)
+        last = done[-1]
+        self._stored = (last.certified.block.header.height,
+                        block_hash(last.certified.block.header), last.state_root)  # fmt: skip
+        log.debug("committed up to height %d", self._stored[0])
+
+    def _update_gauges(self) -> None:
+        assert self.core is not None
+        st = self.core.status()
+        m = self.metrics
+        m.round.set(st.round)
+        m.epoch.set(st.epoch)
+        m.is_leader.set(1 if st.leader is not None and st.leader == self.pk else 0)
+        m.mempool_size.set(st.mempool_size)
+        m.peers.set(0 if self.pm is None else len(self.pm.peers()))
+        heads = self.heads()
+        for name, head in heads.items():
+            m.head_height.labels(name).set(head["height"])
+
+    # --- RPC-facing reads and writes -------------------------------------------------------
+
+    async def submit_tx(self, tx: Transaction) -> api.TxResult:
+        """Give ``tx`` to the core; raises Overloaded if the input queue is full."""
+        req = _TxRequest(tx)
+        try:
+            self._send.send_nowait(req)
+        except trio.WouldBlock:
+            self.metrics.rpc_tx.labels("overloaded").inc()
+            raise Overloaded("the node's input queue is full; retry later") from None
+        except (trio.ClosedResourceError, trio.BrokenResourceError):
+            raise Overloaded("the node is shutting down") from None
+        with trio.fail_after(self.settings.tx_wait_s):
+            await req.done.wait()
+        assert req.result is not None
+        return req.result
+
+    def role(self) -> str:
+        if self.core is None or self.pk is None:
+            return "follower"
+        st = self.core.status()
+        if st.leader == self.pk:
+            return "leader"
+        info = self.core.epoch_info(st.epoch)
+        if info is not None and self.pk in info[0]:
+            return "validator"
+        return "follower"
+
+    def _block_hash_at(self, height: int) -> bytes:
+        assert self.core is not None
+        assert self.store is not None
+        if height <= 0:
+            return self.core.genesis_hash
+        if height == self._stored[0]:
+            return self._stored[1]
+        cb = self.store.get_block(height)
+        return block_hash(cb.block.header) if cb is not None else b""
+
+    def heads(self) -> dict[str, dict[str, Any]]:
+        assert self.core is not None
+        committed, committed_hash, _ = self._stored
+        unsafe_h, unsafe_hash = self._unsafe
+        if unsafe_h <= committed:
+            unsafe_h, unsafe_hash = committed, committed_hash
+        safe = min(committed, self.follower.safe_height() if self.follower else 0)
+        final = min(safe, self.follower.finalized_height() if self.follower else 0)
+
+        def head(h: int, hh: bytes | None = None) -> dict[str, Any]:
+            return {"height": h, "hash": _hex(hh if hh is not None else self._block_hash_at(h))}
+
+        return {
+            "unsafe": head(unsafe_h, unsafe_hash),
+            "certified": head(committed, committed_hash),
+            "safe": head(safe),
+            "finalized": head(final),
+        }
+
+    def status_json(self) -> dict[str, Any]:
+        assert self.core is not None
+        st = self.core.status()
+        peers = self.pm.peers() if self.pm is not None else []
+        last_batch = None
+        if self.batcher is not None:
+            try:
+                last_batch = self.batcher.status()
+            except Exception as e:  # the batcher's view must not break status
+                last_batch = {"error": str(e)}
+        f = self.follower
+        return {
+            "chain_id": self.genesis.chain_id,
+            "node_id": _hex(self.pk),
+            "role": self.role(),
+            "epoch": st.epoch,
+            "round": st.round,
+            "leader": _hex(st.leader),
+            "peers": len(peers),
+            "peer_list": [
+                {
+                    "id": _hex(p.identity),
+                    "address": p.address,
+                    "score": round(p.score, 2),
+                    "direction": p.direction,
+                }
+                for p in peers
+            ],
+            "mempool_size": st.mempool_size,
+            "heads": self.heads(),
+            "state_root": _hex(self._stored[2]),
+            "l1": {
+                "head": f.head if f else 0,
+                "finalized": f.finalized if f else 0,
+                "up": f.up if f else False,
+            },
+            "last_batch": last_batch,
+            "da": self.settings.da,
+            "uptime_s": round(self._clock() - self.started_at, 3),
+        }
+
+    def block_json(self, height: int) -> dict[str, Any] | None:
+        assert self.store is not None
+        cb = self.store.get_block(height)
+        if cb is None:
+            return None
+        h = cb.block.header
+        return {
+            "height": h.height,
+            "hash": _hex(block_hash(h)),
+            "parent_hash": _hex(h.parent_hash),
+            "round": h.round,
+            "epoch": h.epoch,
+            "timestamp_ms": h.timestamp_ms,
+            "proposer": _hex(h.proposer),
+            "state_root": _hex(h.state_root),
+            "tx_count": len(cb.block.transactions),
+            "forced_count": len(cb.block.forced),
+            "transactions": [
+                {
+                    "hash": _hex(message_id(tx)),
+                    "from": _hex(tx.sender),
+                    "to": _hex(tx.to),
+                    "amount": str(tx.amount),
+                    "nonce": tx.nonce,
+                    "fee": str(tx.fee),
+                }
+                for tx in cb.block.transactions
+            ],
+            "qc_signers": [_hex(e.signer) for e in cb.qc.signatures],
+        }
+
+    def tx_json(self, tx_hash: bytes) -> dict[str, Any]:
+        assert self.core is not None
+        out: dict[str, Any] = {"tx_hash": _hex(tx_hash), "status": "unknown", "height": None,
+                               "batch": None, "l1_block": None}  # fmt: skip
+        height = self._tx_index.get(tx_hash)
+        if height is None:
+            if tx_hash in self.core.mempool:
+                out["status"] = "pending"
+            return out
+        out["status"], out["height"] = "certified", height
+        loc = None
+        if self.batcher is not None:
+            try:
+                loc = self.batcher.tx_location(tx_hash)
+            except Exception:
+                loc = None
+        if loc is not None:
+            out["batch"], out["l1_block"] = loc[0], loc[1]
+            out["status"] = "finalized" if loc[2] else "batched"
+        elif self.follower is not None:
+            entry = self.follower.batch_of(height)
+            if entry is not None:
+                out["batch"], out["l1_block"] = entry.batch_number, entry.l1_block
+                fin = entry.l1_block <= self.follower.finalized
+                out["status"] = "finalized" if fin else "batched"
+        return out
+
+    def account_json(self, address: bytes) -> dict[str, Any]:
+        assert self.core is not None
+        ledger = self.core.committed_ledger
+        return {
+            "address": _hex(address),
+            "balance": str(ledger.balance(address)),
+            "nonce": ledger.nonce(address),
+            "height": self.core.committed_height,
+        }
+
+    def schedule_json(self) -> dict[str, Any]:
+        assert self.core is not None
+        epoch = self.core.status().epoch
+
+        def one(e: int) -> dict[str, Any] | None:
+            info = self.core.epoch_info(e) if self.core is not None else None
+            if info is None:
+                return None
+            table, order, stake_epoch = info
+            return {
+                "epoch": e,
+                "stake_epoch": stake_epoch,
+                "leaders": [_hex(pk) for pk in order],
+                "stakes": {_hex(pk): str(s) for pk, s in sorted(table.items())},
+            }
+
+        return {"epoch": epoch, "current": one(epoch), "next": one(epoch + 1)}
+
+    def evidence_json(self) -> dict[str, Any]:
+        subs = list(self.follower.submissions) if self.follower is not None else []
+        return {"evidence": [s.to_json() for s in subs]}
+
+    def batches_json(self) -> dict[str, Any]:
+        if self.batcher is None:
+            return {"batches": [], "batcher": "not running"}
+        return {"batches": self.batcher.batches()}
+
+    # --- batcher views ---------------------------------------------------------------------
+
+    def posting_order(self) -> Sequence[bytes]:
+        """Current leader first, then the epoch's back-ups in schedule order."""
+        if self.core is None:
+            return ()
+        st = self.core.status()
+        info = self.core.epoch_info(st.epoch)
+        if info is None:
+            return ()
+        order = list(dict.fromkeys(info[1]))
+        if st.leader in order:
+            i = order.index(st.leader)
+            order = order[i:] + order[:i]
+        return order
+
+    def stake_view(self) -> tuple[int, dict[bytes, int]]:
+        assert self.core is not None
+        info = self.core.epoch_info(self.core.status().epoch)
+        if info is None:
+            return self.genesis.stake_epoch, dict(self.genesis.validators)
+        return info[2], dict(info[0])
+
+
+def data_dir_summary(data_dir: Path) -> dict[str, Any]:
+    """What a data directory holds (for --check-config)."""
+    db = data_dir / DB_FILENAME
+    return {"data_dir": str(data_dir), "database": str(db), "exists": db.exists()}
+
+
+__all__ = [
+    "FOLLOWER_IDENTITY",
+    "Node",
+    "NodeAddresses",
+    "NodeSettings",
+    "NodeStartError",
+    "Overloaded",
+    "data_dir_summary",
+    "load_chain",
+    "offense_for",
+]

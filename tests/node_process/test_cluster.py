@@ -1,0 +1,116 @@
+"""Four node processes and the L1 mock on loopback: agreement, RPC, leader failover, restart.
+
+Budget: about 60-90 s on 2 cores (marked slow).
+"""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from tests.node_process.helpers import USERS, Cluster, make_tx, tx_body
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+async def cluster(tmp_path: Path) -> AsyncIterator[Cluster]:
+    c = Cluster(tmp_path)
+    c.prepare()
+    try:
+        c.start_l1()
+        yield c
+    finally:
+        c.teardown()
+        await c.client.aclose()
+
+
+async def test_four_nodes_agree_fail_over_and_catch_up(cluster: Cluster) -> None:
+    c = cluster
+    for i in range(4):
+        c.start_node(i)
+    all4 = [0, 1, 2, 3]
+    await c.wait_height(all4, 3, limit_s=60)
+
+    # Transactions through the RPC of different nodes.
+    alice, bob = USERS[0], USERS[1]
+    hashes = []
+    for nonce in range(6):
+        node = nonce % 4
+        tx = make_tx(alice, bob.address, 1000 + nonce, nonce)
+        r = await c.client.post(c.nodes[node].rpc + "/v1/tx", json=tx_body(tx))
+        assert r.status_code == 200, r.text
+        assert r.json()["status"] == "pending"
+        hashes.append(r.json()["tx_hash"])
+    # A replay of nonce 0 is refused with a clear code.
+    r = await c.client.post(c.nodes[1].rpc + "/v1/tx", json=tx_body(make_tx(alice, bob.address,
+                                                                             1000, 0)))  # fmt: skip
+    assert r.status_code == 422
+    assert r.json()["error"]["code"] in ("NONCE_TOO_LOW", "DUPLICATE")
+    r = await c.client.post(c.nodes[1].rpc + "/v1/tx", json={"tx": "0xdeadbeef"})
+    assert r.status_code == 400
+
+    async def all_applied() -> bool:
+        for i in all4:
+            acct = await c.get(i, "/v1/account/0x" + alice.address.hex())
+            if acct["nonce"] != 6:
+                return False
+        return True
+
+    await c.wait_for("all nodes apply the 6 transfers", all_applied, 30)
+    for h in hashes:
+        st = await c.get(2, f"/v1/tx/{h}")
+        assert st["status"] == "certified"
+        assert st["height"] >= 1
+    bal = await c.get(3, "/v1/account/0x" + bob.address.hex())
+    assert int(bal["balance"]) == 10**15 + sum(1000 + n for n in range(6))
+
+    # Every node certified the same blocks with the same state roots.
+    top = min(await c.heights(all4))
+    for height in range(1, top + 1):
+        views = {await c.block_hash(i, height) for i in all4}
+        assert len(views) == 1, f"height {height}: {views}\n{c.logs()}"
+        assert None not in views
+
+    # Status, schedule and metrics.
+    st = await c.get(0, "/v1/status")
+    assert st["peers"] == 3
+    assert st["role"] in ("leader", "validator")
+    assert set(st["heads"]) == {"unsafe", "certified", "safe", "finalized"}
+    assert st["heads"]["unsafe"]["height"] >= st["heads"]["certified"]["height"]
+    sched = await c.get(0, "/v1/schedule")
+    assert len(sched["current"]["leaders"]) >= 1
+    metrics = (await c.client.get(c.nodes[0].rpc + "/metrics")).text
+    assert "seqnet_head_height" in metrics
+    assert "seqnet_certificate_latency_seconds_bucket" in metrics
+
+    # Kill the leader with SIGKILL: the others move on under a new leader.
+    leader = st["leader"]
+    victim = next(n.index for n in c.nodes if "0x" + n.key.public_key.hex() == leader)
+    others = [i for i in all4 if i != victim]
+    before = max(await c.heights(others))
+    c.kill(victim, signal.SIGKILL)
+
+    async def new_leader() -> bool:
+        s = await c.status(others[0])
+        return s is not None and s["leader"] not in (None, leader)
+
+    await c.wait_for("a new leader", new_leader, 30)
+    await c.wait_height(others, before + 5, limit_s=40)
+    tx = make_tx(alice, bob.address, 7, 6)
+    r = await c.client.post(c.nodes[others[0]].rpc + "/v1/tx", json=tx_body(tx))
+    assert r.status_code == 200, r.text
+
+    # Restart the killed node from its data directory: it catches up.
+    c.start_node(victim)
+    target = max(await c.heights(others))
+    await c.wait_height([victim], target + 2, limit_s=60)
+    for height in (1, target // 2, target):
+        views = {await c.block_hash(i, height) for i in all4}
+        assert len(views) == 1, f"height {height}: {views}\n{c.logs()}"
+
+    # A graceful stop exits 0.
+    assert c.kill(others[1], signal.SIGTERM) == 0
