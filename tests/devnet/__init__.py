@@ -1,0 +1,1 @@
+"""Tests of the local devnet (seqctl devnet) and the docker-compose files."""
