@@ -152,6 +152,25 @@ def _lock_data_dir(data_dir: Path) -> int:
     return fd
 
 
+def _find_os_error(exc: BaseException) -> OSError | None:
+    if isinstance(exc, OSError):
+        return exc
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            found = _find_os_error(inner)
+            if found is not None:
+                return found
+    return None
+
+
+def _os_error(exc: BaseException) -> OSError:
+    """The OSError inside ``exc`` (possibly nested in exception groups), else re-raise."""
+    found = _find_os_error(exc)
+    if found is None:
+        raise exc
+    return found
+
+
 def load_chain(store: Store) -> list[CertifiedBlock]:
     """Every stored certified block from height 1, in order (stops at the first gap)."""
     chain: list[CertifiedBlock] = []
@@ -301,7 +320,8 @@ class Node:
         async with trio.open_nursery() as nursery:
             try:
                 p2p_port = await nursery.start(self.pm.run)
-            except OSError as e:
+            except (OSError, BaseExceptionGroup) as exc:
+                e = _os_error(exc)
                 raise NodeStartError(
                     f"cannot listen for p2p on {s.p2p_host}:{s.p2p_port}: {e.strerror or e} "
                     "(port in use? choose another with --p2p-listen)"
@@ -318,7 +338,8 @@ class Node:
                 rpc_url = await nursery.start(
                     serve_rpc, self, s.rpc_host, s.rpc_port, self._rpc_stop.wait
                 )
-            except OSError as e:
+            except (OSError, BaseExceptionGroup) as exc:
+                e = _os_error(exc)
                 raise NodeStartError(
                     f"cannot serve the RPC on {s.rpc_host}:{s.rpc_port}: {e.strerror or e} "
                     "(port in use? choose another with --rpc-listen)"

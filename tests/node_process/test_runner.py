@@ -1,0 +1,326 @@
+"""In-process tests of the node runner, the genesis file and the L1 follower.
+
+A one-validator chain certifies on its own, so the whole runner (store, core task, RPC, L1
+follower) runs in the test's Trio loop against an in-process L1 mock. Budget: ~10 s.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import socket
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import trio
+
+from l1_mock.chain.ledger import TOKEN, ChainConfig, GenesisSequencer
+from l1_mock.genesis import dev_genesis
+from l1_mock.server import L1Node
+from l1_mock.server import NodeSettings as L1Settings
+from l1_mock.server import serve as serve_l1
+from sequencer_node.core import api
+from sequencer_node.genesis import GenesisError, L2Genesis, load_genesis, write_genesis
+from sequencer_node.l1client import L1Client
+from sequencer_node.shell.l1_follower import L1Follower, L1StartError
+from sequencer_node.shell.node import Node, NodeSettings, NodeStartError
+from sequencer_node.wire.codec import decode
+from sequencer_node.wire.messages import Block, TimeoutMessage, Vote
+from tests.node_process.helpers import L1_CHAIN, L2_CHAIN, USERS, make_tx, tx_body
+
+KEY = USERS[2]  # any key: the single validator of these tests
+GENESIS = L2Genesis(
+    chain_id=L2_CHAIN,
+    l1_chain_id=L1_CHAIN,
+    validators=((KEY.public_key, 50_000 * TOKEN),),
+    balances=((USERS[0].address, 10**12),),
+    seed=bytes(32),
+    params={"block_time_ms": 50, "timeout_base_ms": 1000, "epoch_length": 20},
+)
+
+
+def l1_genesis() -> Any:
+    g = dev_genesis(
+        ChainConfig(chain_id=L1_CHAIN, l2_chain_id=L2_CHAIN, genesis_time=1_700_000_000),
+        (GenesisSequencer(KEY.public_key, KEY.address, "", "", 50_000 * TOKEN),),
+    )
+    return g
+
+
+@pytest.fixture
+async def l1_url(tmp_path: Path) -> AsyncIterator[str]:
+    node = L1Node.open(l1_genesis(), L1Settings(tmp_path / "l1", 1, auto_mine=False))
+    async with trio.open_nursery() as nursery:
+        url: str = await nursery.start(serve_l1, node, "127.0.0.1", 0)
+        yield url
+        nursery.cancel_scope.cancel()
+    node.store.close()
+
+
+def settings(tmp_path: Path, l1_url: str, **kw: Any) -> NodeSettings:
+    base = NodeSettings(
+        data_dir=tmp_path / "node",
+        genesis=GENESIS,
+        key=KEY,
+        l1_url=l1_url,
+        p2p_host="127.0.0.1",
+        p2p_port=0,
+        rpc_host="127.0.0.1",
+        rpc_port=0,
+        tick_s=0.02,
+        l1_poll_s=0.1,
+        l1_start_timeout_s=2.0,
+        shutdown_timeout_s=3.0,
+        batcher=False,
+    )
+    return dataclasses.replace(base, **kw)
+
+
+async def wait_until(what: str, check: Any, limit_s: float = 15.0) -> Any:
+    with trio.fail_after(limit_s):
+        while True:
+            got = await check()
+            if got:
+                return got
+            await trio.sleep(0.02)
+    raise AssertionError(what)  # pragma: no cover
+
+
+# --- genesis -----------------------------------------------------------------------------
+
+
+def test_genesis_round_trip(tmp_path: Path) -> None:
+    path = tmp_path / "g.json"
+    write_genesis(path, GENESIS)
+    assert load_genesis(path) == GENESIS
+    doc = json.loads(path.read_text())
+    assert doc["validators"][0]["stake"] == str(50_000 * TOKEN)  # decimal string, exact
+    assert GENESIS.core_config(KEY).block_time_ms == 50
+    assert GENESIS.core_genesis().snapshot.table() == {KEY.public_key: 50_000 * TOKEN}
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda d: d.pop("chain_id"), "missing field 'chain_id'"),
+        (lambda d: d["validators"][0].update(stake="-5"), r"validators\[0\].stake"),
+        (lambda d: d["validators"][0].update(public_key="0x12"), r"validators\[0\].public_key"),
+        (lambda d: d["params"].update(block_tim_ms=5), "params.block_tim_ms: unknown"),
+        (lambda d: d["params"].update(epoch_length=1), "epoch_length must be at least 3"),
+        (lambda d: d.update(validators=[]), "validators"),
+        (lambda d: d.update(l1_chain_id=L2_CHAIN), "must differ"),
+    ],
+)
+def test_genesis_errors_name_the_field(tmp_path: Path, edit: Any, message: str) -> None:
+    doc = GENESIS.to_json()
+    edit(doc)
+    path = tmp_path / "g.json"
+    path.write_text(json.dumps(doc))
+    with pytest.raises(GenesisError, match=message):
+        load_genesis(path)
+
+
+def test_genesis_file_errors(tmp_path: Path) -> None:
+    with pytest.raises(GenesisError, match="no such genesis file"):
+        load_genesis(tmp_path / "missing.json")
+    (tmp_path / "bad.json").write_text("{nope")
+    with pytest.raises(GenesisError, match="not valid JSON"):
+        load_genesis(tmp_path / "bad.json")
+
+
+# --- the runner --------------------------------------------------------------------------
+
+
+async def test_runner_certifies_persists_before_signing_and_restarts(
+    tmp_path: Path, l1_url: str
+) -> None:
+    node = Node(settings(tmp_path, l1_url))
+    log: list[tuple[str, Any]] = []
+    async with httpx.AsyncClient(timeout=5) as http, trio.open_nursery() as nursery:
+        addrs = await nursery.start(node.run)
+        assert node.store is not None
+        assert node.pm is not None
+        # Record the order of durable watermark writes and outgoing signed messages.
+        real_write, real_broadcast = node.store.write_watermark, node.pm.broadcast
+
+        def write(record: bytes) -> None:
+            real_write(record)
+            log.append(("persist", decode(record, api.PersistedState)))
+
+        def broadcast(msg: Any, **kw: Any) -> int:
+            log.append(("send", msg))
+            return real_broadcast(msg, **kw)
+
+        node.store.write_watermark = write  # type: ignore[method-assign]
+        node.pm.broadcast = broadcast  # type: ignore[method-assign]
+
+        async def height() -> int:
+            r = await http.get(addrs.rpc_url + "/v1/status")
+            return int(r.json()["heads"]["certified"]["height"])
+
+        await wait_until("height 3", lambda: _ge(height, 3))
+        r = await http.get(addrs.rpc_url + "/health")
+        assert r.json() == {"ok": True}
+        tx = make_tx(USERS[0], USERS[1].address, 5, 0)
+        r = await http.post(addrs.rpc_url + "/v1/tx", json=tx_body(tx))
+        assert r.status_code == 200, r.text
+        tx_hash = r.json()["tx_hash"]
+
+        async def certified() -> bool:
+            doc = (await http.get(f"{addrs.rpc_url}/v1/tx/{tx_hash}")).json()
+            return bool(doc["status"] == "certified")
+
+        await wait_until("tx certified", certified)
+        st = (await http.get(addrs.rpc_url + "/v1/status")).json()
+        assert st["role"] == "leader"
+        assert st["l1"]["up"] is True
+        acct = (await http.get(f"{addrs.rpc_url}/v1/account/0x{USERS[1].address.hex()}")).json()
+        assert acct["balance"] == "5"
+        assert (await http.get(addrs.rpc_url + "/v1/blocks/99999")).status_code == 404
+        assert (await http.get(addrs.rpc_url + "/v1/account/0x12")).status_code == 400
+        metrics = (await http.get(addrs.rpc_url + "/metrics")).text
+        assert 'seqnet_head_height{head="certified"}' in metrics
+        node.stop()
+    assert node.store is None  # closed by the graceful stop
+    # Never sign twice: each signed message left after a durable record that covers it.
+    persisted: api.PersistedState | None = None
+    sent = 0
+    for kind, item in log:
+        if kind == "persist":
+            persisted = item
+            continue
+        if isinstance(item, (Block, Vote, TimeoutMessage)):
+            assert persisted is not None
+            if isinstance(item, Block):
+                assert persisted.proposal_round >= item.proposal.header.round
+            elif isinstance(item, Vote):
+                assert persisted.vote_round >= item.round
+            else:
+                assert persisted.timeout_round >= item.timeout.round
+            sent += 1
+    assert sent >= 3
+    top = st["heads"]["certified"]["height"]
+
+    # Restart from the data directory: the chain and the watermark are restored.
+    node2 = Node(settings(tmp_path, l1_url))
+    node2.open()
+    assert node2.core is not None
+    assert node2.core.committed_height >= top
+    assert node2.core.record is not None
+    assert persisted is not None
+    assert node2.core.record.proposal_round >= persisted.proposal_round
+    async with trio.open_nursery() as nursery:
+        await nursery.start(node2.run)
+        await wait_until(
+            "progress after restart", _async(lambda: node2.core.committed_height > top + 2)
+        )
+        node2.stop()
+
+
+async def _ge(f: Any, n: int) -> bool:
+    return bool(await f() >= n)
+
+
+def _async(f: Any) -> Any:
+    async def g() -> Any:
+        return f()
+
+    return g
+
+
+async def test_second_process_on_the_same_data_dir_is_refused(tmp_path: Path) -> None:
+    a = Node(settings(tmp_path, "http://127.0.0.1:1"))
+    a.open()
+    try:
+        with pytest.raises(NodeStartError, match="in use by another node process"):
+            Node(settings(tmp_path, "http://127.0.0.1:1")).open()
+    finally:
+        a.close()
+
+
+async def test_unreachable_l1_at_start_says_where_and_how_long(tmp_path: Path) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    node = Node(settings(tmp_path, f"http://127.0.0.1:{port}", l1_start_timeout_s=0.5))
+    with pytest.raises(L1StartError, match=rf"127.0.0.1:{port} is unreachable: tried for"):
+        await node.run()
+    assert node.store is None
+
+
+async def test_wrong_l1_chain_is_refused(tmp_path: Path, l1_url: str) -> None:
+    g = dataclasses.replace(GENESIS, l1_chain_id=12345)
+    node = Node(settings(tmp_path, l1_url, genesis=g))
+    with pytest.raises(L1StartError, match="chain id 900, but the genesis file says"):
+        await node.run()
+
+
+async def test_rpc_port_in_use_is_named(tmp_path: Path, l1_url: str) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        node = Node(settings(tmp_path, l1_url, rpc_port=port))
+        with pytest.raises(BaseException) as info:  # noqa: PT011 - a group from the nursery
+            await node.run()
+        assert f"127.0.0.1:{port}" in _flatten(info.value)
+        assert "port in use" in _flatten(info.value)
+        assert node.store is None
+
+
+def _flatten(e: BaseException) -> str:
+    if isinstance(e, BaseExceptionGroup):
+        return " | ".join(_flatten(x) for x in e.exceptions)
+    return str(e)
+
+
+# --- the L1 follower ---------------------------------------------------------------------
+
+
+async def test_follower_survives_an_l1_outage(tmp_path: Path) -> None:
+    l1node = L1Node.open(l1_genesis(), L1Settings(tmp_path / "l1", 1, auto_mine=False))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    send, recv = trio.open_memory_channel[Any](100)
+    async with trio.open_nursery() as outer:
+        scope = trio.CancelScope()
+
+        async def serve_until_cancelled(
+            task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED,
+        ) -> None:
+            with scope:
+                await serve_l1(l1node, "127.0.0.1", port, task_status=task_status)
+
+        await outer.start(serve_until_cancelled)
+        async with L1Client(f"http://127.0.0.1:{port}", timeout=1.0) as l1:
+            follower = L1Follower(l1, events=send, key=KEY, genesis_stake_epoch=0, poll_s=0.05)
+            await outer.start(follower.run)
+            await l1.dev_mine(3)
+            heads = await _receive_head(recv, 3)
+            assert heads.head >= 3
+            scope.cancel()  # the L1 goes away
+            await wait_until("follower notices the outage", _async(lambda: not follower.up))
+            await trio.sleep(0.3)  # a few failed polls (backoff), and no crash
+            assert not follower.up
+            # The L1 comes back on the same port, with more blocks.
+            scope = trio.CancelScope()
+            await outer.start(serve_until_cancelled)
+            await l1.dev_mine(2)
+            await wait_until("follower resumes", _async(lambda: follower.up and follower.head >= 5))
+            heads = await _receive_head(recv, 5)
+            assert heads.head >= 5
+            scope.cancel()
+        outer.cancel_scope.cancel()
+    l1node.store.close()
+
+
+async def _receive_head(recv: trio.MemoryReceiveChannel[Any], at_least: int) -> Any:
+    with trio.fail_after(10):
+        while True:
+            ev = await recv.receive()
+            if isinstance(ev, api.L1HeadChanged) and ev.head >= at_least:
+                return ev
