@@ -1,0 +1,615 @@
+"""``BatcherService``: the batcher inside a node process (the seam with the node shell).
+
+The node calls :meth:`BatcherService.block_committed` for every certified block,
+routes the batcher's p2p messages (:meth:`handles` / :meth:`message_received`), and runs
+:meth:`BatcherService.run` in its nursery. Everything else happens in ``run``:
+
+* **inbox sync** (every ``poll_interval_s``): the L1 inbox is the truth about which batches
+  exist. Each accepted batch is recorded ACCEPTED (whoever posted it) with its cost;
+  proposals and approvals for older batch numbers are dropped.
+* **proposing**: the first key of ``schedule()`` cuts the next batch from its certified
+  blocks (size / max age, :func:`~sequencer_node.batcher.builder.pick_count`), prepares
+  payload + KZG in the worker process, broadcasts a :class:`BatchProposal` and its own
+  approval.
+* **co-signing**: every validator that gets a proposal rebuilds that range from its own
+  chain and approves only an identical header (:mod:`~sequencer_node.batcher.cosign`).
+  Approvals are broadcast, so every validator that reviewed the header assembles the
+  certificate (> 2/3 of ``stake_view()``'s stake) and holds the data to post it.
+* **posting**: the node at index *i* of ``schedule()`` posts a certified batch once it has
+  been certified for ``i * posting_deadline_s`` and the inbox still lacks it
+  (:class:`~sequencer_node.batcher.poster.Poster`: durable, exactly once, in order). On
+  start, batches the store holds SIGNED or POSTED are reconciled with the inbox first.
+
+A node without a key (a follower) only syncs the inbox, for ``batches()`` and
+``tx_location()``. Message handlers never block: inbound messages go through a bounded
+channel (dropped, and counted, when full).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import trio
+
+from sequencer_node.batcher.builder import BatchTooLarge, make_header, pick_count
+from sequencer_node.batcher.config import BatcherConfig
+from sequencer_node.batcher.cosign import ApprovalCollector, review, sign_approval
+from sequencer_node.batcher.kzg_worker import KzgWorker, Prepared
+from sequencer_node.batcher.ledger_db import BatchCost, BatcherDB
+from sequencer_node.batcher.messages import BatchProposal
+from sequencer_node.batcher.poster import FaultHook, Poster, PosterError
+from sequencer_node.batching.codec import BatchFormatError
+from sequencer_node.l1client import InboxBatch, L1Client, L1Error
+from sequencer_node.shell.store import BatchState, Store
+from sequencer_node.wire.blobs import BLOB_SCHEDULE
+from sequencer_node.wire.codec import decode, encode, message_id
+from sequencer_node.wire.crypto import SigningKey
+from sequencer_node.wire.l1calls import MAX_CALLDATA
+from sequencer_node.wire.messages import (
+    ZERO_HASH,
+    BatchApproval,
+    BatchCertificate,
+    BatchHeader,
+    CertifiedBlock,
+    batch_hash,
+    tx_hash,
+)
+
+log = logging.getLogger("seqnet.batcher")
+
+#: Certified blocks kept in memory waiting for a batch (older ones are read from the store).
+MAX_PENDING_BLOCKS = 50_000
+#: Transactions whose block height is remembered for ``tx_location``.
+MAX_TX_INDEX = 200_000
+#: Inbound batcher messages waiting to be handled.
+INBOX_QUEUE = 256
+#: Accepted batches whose height ranges are kept for ``tx_location``.
+MAX_RANGES = 10_000
+
+__all__ = ["BatcherConfig", "BatcherService"]
+
+
+@dataclass
+class _Open:
+    """A batch this node reviewed (proposed or approved): the data it can post."""
+
+    header: BatchHeader
+    prepared: Prepared
+    since: float
+    certified_at: float | None = None
+
+
+class BatcherService:
+    """See the module docstring; the constructor signature is the node contract."""
+
+    def __init__(
+        self,
+        *,
+        config: BatcherConfig,
+        store: Store,
+        l1: L1Client,
+        key: SigningKey | None,
+        chain_id: int,
+        l1_chain_id: int,
+        broadcast: Callable[[object], None],
+        schedule: Callable[[], Sequence[bytes]],
+        stake_view: Callable[[], tuple[int, Mapping[bytes, int]]],
+        metrics: Any | None = None,
+        worker_processes: int = 1,
+        fault: FaultHook | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.l1 = l1
+        self.key = key
+        self.chain_id = chain_id
+        self.l1_chain_id = l1_chain_id
+        self._broadcast = broadcast
+        self._schedule = schedule
+        self._stake_view = stake_view
+        self.metrics = metrics
+        self._clock = clock
+        self._worker = KzgWorker(worker_processes)
+        self.db = BatcherDB.open(store.path.parent)
+        self._fault = fault
+        self.poster: Poster | None = None
+        self._collector = ApprovalCollector(chain_id)
+        self._pending: OrderedDict[int, CertifiedBlock] = OrderedDict()
+        self._tx_height: OrderedDict[bytes, int] = OrderedDict()
+        self._ranges: OrderedDict[int, tuple[int, int, int]] = OrderedDict()  # n -> first,last,l1
+        self._open: dict[bytes, _Open] = {}  # header id -> reviewed batch
+        self._posting: dict[int, bytes] = {}  # batch number -> header id being posted
+        self._inbox_next = 0
+        self._last_header: BatchHeader | None = None
+        self._l1_finalized = 0
+        self._fork_max_blobs: int | None = None
+        self._ratio = 0.95
+        self._dropped = 0
+        self._send, self._recv = trio.open_memory_channel[tuple[bytes, object]](INBOX_QUEUE)
+        self._last_error: str | None = None
+
+    # --- the node seam -----------------------------------------------------------------------
+
+    @property
+    def public_key(self) -> bytes | None:
+        return None if self.key is None else self.key.public_key
+
+    def block_committed(self, certified: CertifiedBlock, state_root: bytes) -> None:
+        h = certified.block.header
+        if self._last_header is not None and h.height <= self._last_header.last_height:
+            return
+        self._pending[h.height] = certified
+        while len(self._pending) > MAX_PENDING_BLOCKS:
+            self._pending.popitem(last=False)
+        for tx in certified.block.transactions:
+            self._tx_height[tx_hash(tx)] = h.height
+        for f in certified.block.forced:
+            self._tx_height[tx_hash(f.tx)] = h.height
+        while len(self._tx_height) > MAX_TX_INDEX:
+            self._tx_height.popitem(last=False)
+
+    def handles(self, msg: object) -> bool:
+        return isinstance(msg, BatchProposal | BatchApproval)
+
+    def message_received(self, sender: bytes, msg: object) -> None:
+        try:
+            self._send.send_nowait((sender, msg))
+        except trio.WouldBlock:
+            self._dropped += 1
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        self._worker.start()
+        try:
+            if self.key is not None:
+                self.poster = Poster(
+                    store=self.store,
+                    db=self.db,
+                    l1=self.l1,
+                    key=self.key,
+                    l1_chain_id=self.l1_chain_id,
+                    config=self.config,
+                    rebuild=self._rebuild,
+                    tx_count=self._tx_count,
+                    fault=self._fault,
+                )
+            self._restore()
+            task_status.started()
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._inbound_loop)
+                await self._main_loop()
+        finally:
+            with trio.CancelScope(shield=True):
+                await trio.to_thread.run_sync(self._worker.close)
+            self.db.close()
+
+    # --- views -------------------------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        costs = self.db.costs()
+        last = costs[-1] if costs else None
+        txs = sum(c.txs for c in costs)
+        fee = sum(c.fee_paid for c in costs)
+        posted = sum(c.posted_bytes for c in costs)
+        out: dict[str, Any] = _cost_json(last) if last else {"number": None}
+        out.update(
+            {
+                "da": self.config.da,
+                "inbox_next": self._inbox_next,
+                "pending_blocks": len(self._pending),
+                "in_flight": [r.batch_number for r in self.store.batches(BatchState.POSTED)],
+                "dropped_messages": self._dropped,
+                "error": self._last_error,
+                "totals": {
+                    "batches": len(costs),
+                    "txs": txs,
+                    "fee_paid": str(fee),
+                    "bytes": posted,
+                    "fee_per_tx": str(fee // txs) if txs else None,
+                    "bytes_per_tx": round(posted / txs, 1) if txs else None,
+                },
+            }
+        )
+        return out
+
+    def batches(self) -> list[dict[str, Any]]:
+        costs = {c.batch_number: c for c in self.db.costs()}
+        out: list[dict[str, Any]] = []
+        for rec in self.store.batches()[-1000:]:
+            cost = costs.pop(rec.batch_number, None)
+            if cost is not None:
+                row = _cost_json(cost)
+            else:
+                h = decode(rec.header, BatchHeader)
+                row = {
+                    "number": rec.batch_number,
+                    "first_height": h.first_height,
+                    "last_height": h.last_height,
+                    "l1_block": None,
+                    "l1_tx": _hex(rec.l1_tx_hash),
+                    "blobs": len(h.blob_hashes),
+                    "bytes": h.data_bytes,
+                    "txs": None,
+                    "fee_paid": None,
+                    "fee_per_tx": None,
+                    "bytes_per_tx": None,
+                }
+            row["state"] = rec.state.name.lower()
+            out.append(row)
+        for cost in costs.values():
+            out.append({**_cost_json(cost), "state": "accepted"})
+        out.sort(key=lambda r: r["number"])
+        return out
+
+    def tx_location(self, tx_hash: bytes) -> tuple[int, int | None, bool] | None:
+        height = self._tx_height.get(tx_hash)
+        if height is None:
+            return None
+        for n, (first, last, l1_block) in reversed(self._ranges.items()):
+            if first <= height <= last:
+                return n, l1_block, l1_block <= self._l1_finalized
+            if last < height:
+                break
+        return None
+
+    # --- loops -------------------------------------------------------------------------------
+
+    def _restore(self) -> None:
+        now = self._clock()
+        for rec in self.store.batches():
+            if rec.state in (BatchState.SIGNED, BatchState.POSTED):
+                # Reconciled with the inbox on the first tick (posted or not, exactly once).
+                self._posting[rec.batch_number] = b""
+                log.info(
+                    "batch %d found %s at start; reconciling", rec.batch_number, rec.state.name
+                )
+        self._restored_at = now
+
+    async def _main_loop(self) -> None:
+        while True:
+            try:
+                await self._tick()
+                self._last_error = None
+            except L1Error as e:
+                self._last_error = f"L1: {e}"
+                log.warning("batcher: L1 error: %s", e)
+            except PosterError as e:
+                self._last_error = str(e)
+                log.error("batcher: %s", e)
+            await trio.sleep(self.config.poll_interval_s)
+
+    async def _tick(self) -> None:
+        await self._sync_inbox()
+        if self.key is None:
+            return
+        await self._post_due()
+        await self._maybe_propose()
+
+    async def _inbound_loop(self) -> None:
+        async for sender, msg in self._recv:
+            try:
+                if isinstance(msg, BatchProposal):
+                    await self._on_proposal(sender, msg)
+                elif isinstance(msg, BatchApproval):
+                    cert = self._collector.add(msg)
+                    if cert is not None:
+                        await self._on_certified(cert)
+            except L1Error as e:
+                log.warning("batcher: L1 error while handling %s: %s", type(msg).__name__, e)
+            except PosterError as e:
+                log.error("batcher: %s", e)
+
+    # --- inbox -------------------------------------------------------------------------------
+
+    async def _sync_inbox(self) -> None:
+        if self._fork_max_blobs is None:
+            st = await self.l1.status()
+            params = BLOB_SCHEDULE.get(str(st.get("fork", "")))
+            self._fork_max_blobs = params.max_per_tx if params else 6
+        for _ in range(64):  # bounded catch-up per tick
+            page = await self.l1.inbox_batches(self._inbox_next, 100)
+            if not page:
+                break
+            for ib in page:
+                await self._accepted(ib)
+        fin = await self.l1.finalized()
+        self._l1_finalized = fin.number
+
+    async def _accepted(self, ib: InboxBatch) -> None:
+        h = ib.header
+        if self.poster is not None:
+            cost = await self.poster.note_accepted(ib)
+        else:
+            cost = await self._record_observed(ib)
+        if cost is not None and self.metrics is not None:
+            _metric(self.metrics, "batch_cost_wei", cost.fee_paid)
+            _metric(self.metrics, "batch_bytes", cost.posted_bytes)
+            batches = getattr(self.metrics, "batches", None)
+            if batches is not None:
+                batches.labels("accepted").inc()
+        self._ranges[h.batch_number] = (h.first_height, h.last_height, ib.l1_block)
+        while len(self._ranges) > MAX_RANGES:
+            self._ranges.popitem(last=False)
+        self._inbox_next = h.batch_number + 1
+        self._last_header = h
+        self._posting.pop(h.batch_number, None)
+        self._collector.forget_below(self._inbox_next)
+        for hid in [k for k, o in self._open.items() if o.header.batch_number <= h.batch_number]:
+            del self._open[hid]
+        for height in [x for x in self._pending if x <= h.last_height]:
+            del self._pending[height]
+
+    async def _record_observed(self, ib: InboxBatch) -> BatchCost | None:
+        # A keyless node keeps the same bookkeeping rows (for /v1/batches).
+        enc = encode(ib.header)
+        n = ib.header.batch_number
+        rec = self.store.get_batch(n)
+        if rec is None:
+            await trio.to_thread.run_sync(self.store.record_batch, n, enc)
+            await trio.to_thread.run_sync(
+                lambda: self.store.advance_batch(n, BatchState.ACCEPTED, l1_tx_hash=ib.tx_hash)
+            )
+        return None
+
+    # --- chain access ------------------------------------------------------------------------
+
+    async def _blocks(self, first: int, last: int) -> list[CertifiedBlock] | None:
+        """Blocks ``first..last`` from memory or the store, or None if some are missing."""
+        out: list[CertifiedBlock] = []
+        h = first
+        while h <= last:
+            cb = self._pending.get(h)
+            if cb is None:
+                stored = await trio.to_thread.run_sync(self._read_blocks, h, last)
+                if not stored or stored[0].block.header.height != h:
+                    return None
+                out.extend(stored)
+                h = stored[-1].block.header.height + 1
+                continue
+            out.append(cb)
+            h += 1
+        return out
+
+    def _read_blocks(self, first: int, last: int) -> list[CertifiedBlock]:
+        return self.store.get_blocks(first, last, max_bytes=64 * 1024 * 1024)
+
+    async def _rebuild(self, header: BatchHeader, algorithm: int) -> Prepared:
+        blocks = await self._blocks(header.first_height, header.last_height)
+        if blocks is None:
+            raise PosterError(
+                f"batch {header.batch_number}: L2 blocks {header.first_height}-"
+                f"{header.last_height} are not all in this node's store; cannot rebuild it"
+            )
+        return await self._worker.prepare(
+            [encode(b) for b in blocks],
+            algorithm=algorithm,
+            da="blobs" if header.blob_hashes else "calldata",
+            max_payload=MAX_CALLDATA,
+            fit=False,
+        )
+
+    async def _tx_count(self, first: int, last: int) -> int:
+        blocks = await self._blocks(first, last)
+        if blocks is None:
+            return 0
+        return sum(len(b.block.transactions) + len(b.block.forced) for b in blocks)
+
+    # --- proposing ---------------------------------------------------------------------------
+
+    def _parent_batch_hash(self) -> bytes:
+        return batch_hash(self._last_header) if self._last_header else ZERO_HASH
+
+    def _next_height(self) -> int:
+        return self._last_header.last_height + 1 if self._last_header else 1
+
+    async def _maybe_propose(self) -> None:
+        assert self.key is not None
+        order = self._schedule()
+        if not order or order[0] != self.key.public_key:
+            return
+        n = self._inbox_next
+        now = self._clock()
+        if n in self._posting:
+            return
+        for o in self._open.values():
+            if o.header.batch_number == n and now - o.since < self.config.proposal_timeout_s:
+                return
+        first = self._next_height()
+        pending: list[CertifiedBlock] = []
+        h = first
+        while h in self._pending and len(pending) < 10_000:
+            pending.append(self._pending[h])
+            h += 1
+        if not pending:
+            stored = await self._blocks(first, first)
+            if stored is None:
+                return
+            pending = await trio.to_thread.run_sync(self._read_blocks, first, first + 9_999)
+        max_payload = self.config.max_payload(self._fork_max_blobs)
+        count = pick_count(
+            pending,
+            now_ms=int(now * 1000),
+            max_payload=max_payload,
+            fill_target=self.config.fill_target,
+            max_age_ms=self.config.max_age_ms,
+            ratio=self._ratio,
+        )
+        if count == 0:
+            return
+        try:
+            prepared = await self._worker.prepare(
+                [encode(b) for b in pending[:count]],
+                algorithm=int(self.config.algorithm),
+                da=self.config.da,
+                max_payload=max_payload,
+                fit=True,
+            )
+        except (BatchTooLarge, BatchFormatError) as e:
+            log.error("cannot build batch %d from L2 block %d: %s", n, first, e)
+            return
+        d = prepared.draft
+        body_estimate = sum(len(encode(b)) for b in pending[: d.last_height - first + 1])
+        if body_estimate:
+            self._ratio = max(0.05, len(d.payload) / body_estimate * 1.1)
+        stake_epoch, stakes = self._stake_view()
+        header = make_header(
+            d,
+            chain_id=self.chain_id,
+            batch_number=n,
+            parent_batch_hash=self._parent_batch_hash(),
+            stake_epoch=stake_epoch,
+            blob_hashes=prepared.blob_hashes,
+        )
+        log.info(
+            "proposing batch %d: L2 blocks %d-%d, %d txs, %d payload bytes, %d blobs (fill %.0f%%)",
+            n,
+            d.first_height,
+            d.last_height,
+            d.tx_count,
+            len(d.payload),
+            len(d.blobs),
+            d.blob_fill * 100,
+        )
+        self._open[message_id(header)] = _Open(header, prepared, now)
+        self._broadcast(BatchProposal(header, d.algorithm))
+        await self._approve(header, stakes)
+
+    async def _approve(self, header: BatchHeader, stakes: Mapping[bytes, int]) -> None:
+        assert self.key is not None
+        cert = self._collector.track(header, stakes)
+        approval = sign_approval(header, self.key, self.chain_id)
+        cert = self._collector.add(approval) or cert
+        self._broadcast(approval)
+        if cert is not None:
+            await self._on_certified(cert)
+
+    async def _on_proposal(self, sender: bytes, prop: BatchProposal) -> None:
+        if self.key is None:
+            return
+        h = prop.header
+        if h.batch_number != self._inbox_next:
+            await self._sync_inbox()
+            if h.batch_number != self._inbox_next:
+                log.debug("ignoring proposal for batch %d (inbox expects %d)", h.batch_number,
+                          self._inbox_next)  # fmt: skip
+                return
+        hid = message_id(h)
+        if hid in self._open:
+            return
+        blocks = await self._blocks(h.first_height, h.last_height)
+        if blocks is None:
+            log.info("cannot review batch %d yet: L2 blocks %d-%d are not all certified here",
+                     h.batch_number, h.first_height, h.last_height)  # fmt: skip
+            return
+        try:
+            prepared = await self._worker.prepare(
+                [encode(b) for b in blocks],
+                algorithm=prop.algorithm,
+                da="blobs" if h.blob_hashes else "calldata",
+                max_payload=MAX_CALLDATA,
+                fit=False,
+            )
+        except (BatchTooLarge, BatchFormatError, ValueError) as e:
+            log.warning("refusing to co-sign batch %d: cannot rebuild it: %s", h.batch_number, e)
+            return
+        stake_epoch, stakes = self._stake_view()
+        _, why = review(
+            h,
+            prepared,
+            chain_id=self.chain_id,
+            batch_number=self._inbox_next,
+            parent_batch_hash=self._parent_batch_hash(),
+            stake_epoch=stake_epoch,
+        )
+        if why is not None:
+            log.warning(
+                "refusing to co-sign batch %d proposed by %s: rebuilt header differs: %s",
+                h.batch_number,
+                sender.hex()[:16],
+                why,
+            )
+            return
+        self._open[hid] = _Open(h, prepared, self._clock())
+        await self._approve(h, stakes)
+
+    # --- posting -----------------------------------------------------------------------------
+
+    async def _on_certified(self, cert: BatchCertificate) -> None:
+        hid = message_id(cert.header)
+        o = self._open.get(hid)
+        if o is None or o.certified_at is not None or self.poster is None:
+            return
+        n = cert.header.batch_number
+        if n < self._inbox_next or n in self._posting:
+            return
+        o.certified_at = self._clock()
+        await self.poster.certified(cert, o.prepared)
+        self._posting[n] = hid
+        if self.metrics is not None and getattr(self.metrics, "batches", None) is not None:
+            self.metrics.batches.labels("certified").inc()
+        log.info("batch %d certified (%d signers)", n, len(cert.signatures))
+        await self._post_due()
+
+    def _my_delay(self) -> float | None:
+        assert self.key is not None
+        order = list(self._schedule())
+        if self.key.public_key not in order:
+            return None
+        return order.index(self.key.public_key) * self.config.posting_deadline_s
+
+    async def _post_due(self) -> None:
+        if self.poster is None:
+            return
+        now = self._clock()
+        for n in sorted(self._posting):
+            if n < self._inbox_next:
+                continue
+            hid = self._posting[n]
+            o = self._open.get(hid)
+            since = o.certified_at if o is not None and o.certified_at else self._restored_at
+            rec = self.store.get_batch(n)
+            delay = self._my_delay()
+            in_flight = rec is not None and rec.state == BatchState.POSTED
+            if not in_flight and (delay is None or now - since < delay):
+                continue
+            result = await self.poster.post(n)
+            if result.outcome in ("rejected", "fee_above_cap"):
+                log.warning("batch %d: %s: %s", n, result.outcome, result.detail)
+            if result.outcome == "not_next":
+                break
+
+
+def _metric(metrics: Any, name: str, value: float) -> None:
+    m = getattr(metrics, name, None)
+    if m is not None and value > 0 and math.isfinite(value):
+        m.inc(value)
+
+
+def _hex(b: bytes | None) -> str | None:
+    return None if b is None else "0x" + b.hex()
+
+
+def _cost_json(c: BatchCost) -> dict[str, Any]:
+    return {
+        "number": c.batch_number,
+        "first_height": c.first_height,
+        "last_height": c.last_height,
+        "l1_block": c.l1_block,
+        "l1_tx": "0x" + c.l1_tx.hex(),
+        "da": c.da,
+        "blobs": c.blobs,
+        "bytes": c.posted_bytes,
+        "payload_bytes": c.payload_bytes,
+        "txs": c.txs,
+        "fee_paid": str(c.fee_paid),
+        "blob_fee": str(c.blob_fee),
+        "fee_per_tx": str(c.fee_paid // c.txs) if c.txs else None,
+        "bytes_per_tx": round(c.bytes_per_tx, 1) if c.txs else None,
+        "posted_by_us": c.by_us,
+    }
