@@ -6,6 +6,7 @@ import click
 
 from sequencer_node.cli.devnet import devnet
 from sequencer_node.cli.keys import keys
+from sequencer_node.cli.load import load
 from sequencer_node.cli.network import batches, blob, evidence, leaders, status
 from sequencer_node.cli.stake import sequencers, stake
 from sequencer_node.cli.tx import tx
@@ -31,3 +32,4 @@ main.add_command(leaders)
 main.add_command(evidence)
 main.add_command(batches)
 main.add_command(blob)
+main.add_command(load)

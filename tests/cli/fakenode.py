@@ -47,6 +47,10 @@ class FakeNode:
     status_extra: dict[str, Any] = field(default_factory=dict)
     evidence: list[dict[str, Any]] = field(default_factory=list)
     batches: list[dict[str, Any]] = field(default_factory=list)
+    #: height -> hashes of the transactions certified in that block
+    blocks: dict[int, list[bytes]] = field(default_factory=dict)
+    #: every tick also posts a batch of the previous block (with an L1 block)
+    auto_batch: bool = False
 
     def _pending_from(self, sender: bytes) -> int:
         return sum(1 for t in self.txs.values() if t.status == "pending" and t.tx.sender == sender)
@@ -96,6 +100,23 @@ class FakeNode:
                 "l1_block": t.l1_block,
             }
         )
+
+    async def get_block(self, request: Request) -> JSONResponse:
+        height = int(request.path_params["height"])
+        if height not in self.blocks:
+            return _error(404, "NOT_FOUND", f"no block {height}")
+        txs = [
+            {
+                "hash": "0x" + h.hex(),
+                "from": "0x" + address_of(self.txs[h].tx.sender).hex(),
+                "to": "0x" + self.txs[h].tx.to.hex(),
+                "amount": str(self.txs[h].tx.amount),
+                "nonce": self.txs[h].tx.nonce,
+                "fee": str(self.txs[h].tx.fee),
+            }
+            for h in self.blocks[height]
+        ]
+        return JSONResponse({"height": height, "tx_count": len(txs), "transactions": txs})
 
     async def get_account(self, request: Request) -> JSONResponse:
         a = bytes.fromhex(request.path_params["a"].removeprefix("0x"))
@@ -167,6 +188,7 @@ class FakeNode:
                 Route("/v1/tx", self.post_tx, methods=["POST"]),
                 Route("/v1/tx/{h}", self.get_tx),
                 Route("/v1/account/{a}", self.get_account),
+                Route("/v1/blocks/{height:int}", self.get_block),
                 Route("/v1/status", self.get_status),
                 Route("/v1/schedule", self.get_schedule),
                 Route("/v1/evidence", self.get_evidence),
@@ -181,9 +203,21 @@ class FakeNode:
         for t in self.txs.values():
             if t.status == "certified":
                 t.status, t.batch, t.l1_block = "batched", self.batch, 100 + self.batch
+        if self.auto_batch:
+            self.batches.append(
+                {
+                    "number": self.batch,
+                    "first_height": self.height - 1,
+                    "last_height": self.height - 1,
+                    "l1_block": 100 + self.batch,
+                    "txs": 0,
+                }
+            )
         self.batch += 1
-        for t in self.txs.values():
+        self.blocks[self.height] = []
+        for h, t in self.txs.items():
             if t.status == "pending":
+                self.blocks[self.height].append(h)
                 sender = address_of(t.tx.sender)
                 self.nonces[sender] = self.nonces.get(sender, 0) + 1
                 self.balances[sender] -= t.tx.amount + t.tx.fee

@@ -1,0 +1,551 @@
+"""``seqctl load``: the load generator (signed L2 transfers at a rate, followed to L1).
+
+Senders are the deterministic dev accounts :func:`dev_account_key` ``(0 .. --accounts-1)``,
+which the devnet's L2 genesis prefunds (``sequencer_node.devnet`` funds the first 32), or any
+accounts when ``--fund-from KEYSTORE`` first pays each of them ``--fund-amount``.
+
+How it works (Trio + httpx, bounded): a ticker starts one send every ``1/rate`` seconds, round
+robin over the accounts; at most ``--max-in-flight`` sends run at once (a tick that finds them
+all busy is counted as ``skipped``, so the client never queues without bound). Each account is
+pinned to one node (round robin over ``--node-url``) and its sends are serialised, so its
+nonces arrive in order; after a nonce refusal or a lost answer its nonce is re-read from
+``/v1/account``. A follower reads every new certified block (``/v1/blocks/{h}``) from the first
+node and the batches (``/v1/batches``): a transaction is *certified* when it appears in a
+block (latency = submit -> block seen, polled every 100 ms) and *in L1* when a batch with an
+L1 block covers its height. After the sending phase it waits up to ``--drain`` seconds for
+the accepted transactions to be certified (and in L1 with ``--wait-l1``).
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+import click
+import trio
+
+from sequencer_node.cli.common import (
+    EXIT_FAILED,
+    emit,
+    fail,
+    json_option,
+    open_key,
+    password_file_option,
+    render_kv,
+    render_table,
+)
+from sequencer_node.cli.nodeclient import NodeClient, NodeError, NodeRejected, NodeUnavailable
+from sequencer_node.cli.runner import run_async
+from sequencer_node.cli.tx import U64_MAX, make_transfer, wait_certified
+from sequencer_node.wire.crypto import SigningKey
+from sequencer_node.wire.messages import tx_hash
+
+#: Accounts the devnet genesis funds (``sequencer_node.devnet.config.LOAD_ACCOUNTS``).
+DEVNET_FUNDED_ACCOUNTS = 32
+MAX_ACCOUNTS = 10_000
+#: Latency samples kept (beyond that, the percentiles are over the first ones).
+MAX_SAMPLES = 1_000_000
+FOLLOW_POLL = 0.1
+BATCH_POLL = 1.0
+
+
+def dev_account_key(i: int) -> SigningKey:
+    """The ``i``-th deterministic load account (same as ``devnet.setup.load_key``).
+
+    The devnet prefunds ``dev_account_key(0) .. dev_account_key(31)`` in its L2 genesis, so
+    ``seqctl load`` works on a devnet without any funding step. These keys are public: never
+    fund them on a real network.
+    """
+    if i < 0:
+        raise ValueError("account index must be >= 0")
+    return SigningKey.deterministic(f"devnet-load-{i}")
+
+
+def percentile(sorted_values: list[float], p: float) -> float | None:
+    """Nearest-rank percentile of an ascending list (None when empty)."""
+    if not sorted_values:
+        return None
+    rank = max(1, math.ceil(p / 100 * len(sorted_values)))
+    return sorted_values[min(rank, len(sorted_values)) - 1]
+
+
+@dataclass
+class LoadStats:
+    """Counters of a run. Pure: times are passed in (seconds on any monotonic clock)."""
+
+    submitted: int = 0
+    accepted: int = 0
+    skipped: int = 0
+    rejected: Counter[str] = field(default_factory=Counter)
+    #: tx hash -> submit time, for transactions sent and not yet seen in a block
+    pending: dict[bytes, float] = field(default_factory=dict)
+    #: tx hash -> height, once seen in a certified block
+    certified: dict[bytes, int] = field(default_factory=dict)
+    latencies: list[float] = field(default_factory=list)
+    #: every height up to this one is in a batch that has an L1 block
+    l1_height: int = -1
+
+    def sending(self, h: bytes, now: float) -> None:
+        self.submitted += 1
+        self.pending[h] = now
+
+    def accepted_tx(self) -> None:
+        self.accepted += 1
+
+    def refused(self, h: bytes, reason: str) -> None:
+        self.pending.pop(h, None)
+        self.rejected[reason] += 1
+
+    def block_seen(self, height: int, hashes: list[bytes], now: float) -> None:
+        for h in hashes:
+            t0 = self.pending.pop(h, None)
+            if t0 is None:
+                continue  # not ours (or already counted)
+            self.certified[h] = height
+            if len(self.latencies) < MAX_SAMPLES:
+                self.latencies.append(now - t0)
+
+    def l1_covers(self, height: int) -> None:
+        self.l1_height = max(self.l1_height, height)
+
+    @property
+    def in_l1(self) -> int:
+        return sum(1 for h in self.certified.values() if h <= self.l1_height)
+
+    def summary(self, elapsed: float, rate: float) -> dict[str, Any]:
+        lat = sorted(self.latencies)
+        return {
+            "duration_s": round(elapsed, 3),
+            "target_rate": rate,
+            "achieved_rate": round(self.accepted / elapsed, 2) if elapsed > 0 else 0.0,
+            "submitted": self.submitted,
+            "accepted": self.accepted,
+            "certified": len(self.certified),
+            "in_l1": self.in_l1,
+            "not_certified": self.accepted - len(self.certified),
+            "rejected": dict(sorted(self.rejected.items())),
+            "rejected_total": sum(self.rejected.values()),
+            "skipped_max_in_flight": self.skipped,
+            "latency_s": {
+                "samples": len(lat),
+                "p50": _round(percentile(lat, 50)),
+                "p90": _round(percentile(lat, 90)),
+                "p99": _round(percentile(lat, 99)),
+                "max": _round(lat[-1] if lat else None),
+            },
+        }
+
+
+def _round(x: float | None) -> float | None:
+    return None if x is None else round(x, 4)
+
+
+@dataclass
+class Account:
+    key: SigningKey
+    node: int
+    to: bytes
+    nonce: int | None = None
+    lock: trio.Lock = field(default_factory=trio.Lock)
+
+
+@dataclass(frozen=True)
+class LoadConfig:
+    node_urls: tuple[str, ...]
+    rate: float
+    duration: float
+    accounts: int
+    max_in_flight: int
+    amount: int
+    fee: int
+    drain: float
+    wait_l1: bool
+    chain_id: int | None
+    fund_from: SigningKey | None
+    fund_amount: int
+
+
+class LoadRun:
+    """One run of the load generator (see the module docstring)."""
+
+    def __init__(self, cfg: LoadConfig, progress: TextIO | None) -> None:
+        self.cfg = cfg
+        self.stats = LoadStats()
+        self.progress = progress
+        self.in_flight = 0
+        self.sending_done = False
+        self.start = 0.0
+        self.follow_errors = 0
+        #: set (and replaced) after every poll of the follower
+        self._followed = trio.Event()
+
+    async def run(self) -> dict[str, Any]:
+        cfg = self.cfg
+        conns = max(4, cfg.max_in_flight // len(cfg.node_urls) + 2)
+        clients = [NodeClient(u, max_connections=conns) for u in cfg.node_urls]
+        try:
+            return await self._run(clients)
+        finally:
+            for c in clients:
+                await c.__aexit__(None, None, None)
+
+    async def _run(self, clients: list[NodeClient]) -> dict[str, Any]:
+        cfg = self.cfg
+        status = await clients[0].status()
+        chain_id = cfg.chain_id if cfg.chain_id is not None else int(status["chain_id"])
+        start_height = int(status["heads"]["certified"]["height"])
+        keys = [dev_account_key(i) for i in range(cfg.accounts)]
+        if cfg.fund_from is not None:
+            await self._fund(clients[0], cfg.fund_from, keys, chain_id)
+        # each account pays the next one (a single account pays the next dev account)
+        nxt = [*keys[1:], keys[0] if len(keys) > 1 else dev_account_key(1)]
+        accounts = [Account(k, i % len(clients), nxt[i].address) for i, k in enumerate(keys)]
+        await self._check_balances(clients, accounts)
+        self.start = trio.current_time()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._follow, clients[0], start_height)
+            if self.progress is not None:
+                nursery.start_soon(self._report)
+            async with trio.open_nursery() as senders:
+                await self._tick(senders, clients, accounts, chain_id)
+            sent_at = trio.current_time()
+            self.sending_done = True
+            with trio.move_on_after(cfg.drain):
+                while not self._drained():
+                    await self._followed.wait()
+            elapsed = sent_at - self.start
+            nursery.cancel_scope.cancel()
+        if self.progress is not None and self.progress.isatty():
+            self.progress.write("\n")
+        out = self.stats.summary(elapsed, cfg.rate)
+        out.update(
+            nodes=list(cfg.node_urls),
+            accounts=cfg.accounts,
+            chain_id=chain_id,
+            follow_errors=self.follow_errors,
+        )
+        return out
+
+    def _drained(self) -> bool:
+        if self.stats.pending:
+            return False
+        if self.cfg.wait_l1:
+            return self.stats.in_l1 == len(self.stats.certified)
+        return True
+
+    async def _tick(
+        self,
+        nursery: trio.Nursery,
+        clients: list[NodeClient],
+        accounts: list[Account],
+        chain_id: int,
+    ) -> None:
+        cfg = self.cfg
+        interval = 1.0 / cfg.rate
+        total = max(1, round(cfg.rate * cfg.duration))
+        for n in range(total):
+            await trio.sleep_until(self.start + n * interval)
+            if self.in_flight >= cfg.max_in_flight:
+                self.stats.skipped += 1
+                continue
+            acct = accounts[n % len(accounts)]
+            self.in_flight += 1
+            nursery.start_soon(self._send, clients[acct.node], acct, chain_id)
+
+    async def _send(self, client: NodeClient, acct: Account, chain_id: int) -> None:
+        try:
+            async with acct.lock:
+                if acct.nonce is None:
+                    try:
+                        acct.nonce = int((await client.account(acct.key.address))["nonce"])
+                    except (NodeError, KeyError, ValueError, TypeError):
+                        self.stats.rejected["NONCE_UNKNOWN"] += 1
+                        return
+                cfg = self.cfg
+                tx = make_transfer(acct.key, acct.to, cfg.amount, acct.nonce, cfg.fee, chain_id)
+                h = tx_hash(tx)
+                self.stats.sending(h, trio.current_time())
+                try:
+                    await client.send_tx(tx)
+                except NodeRejected as e:
+                    self.stats.refused(h, e.code or f"HTTP_{e.status}")
+                    if e.code.startswith("NONCE"):
+                        acct.nonce = None
+                    return
+                except NodeUnavailable:
+                    # The node may or may not have taken it: re-read the nonce before the
+                    # next send from this account.
+                    self.stats.refused(h, "UNREACHABLE")
+                    acct.nonce = None
+                    return
+                acct.nonce += 1
+                self.stats.accepted_tx()
+        finally:
+            self.in_flight -= 1
+
+    async def _follow(self, client: NodeClient, height: int) -> None:
+        next_batches = 0.0
+        while True:
+            try:
+                st = await client.status()
+                top = int(st["heads"]["certified"]["height"])
+                while height < top:
+                    block = await client.block(height + 1)
+                    height += 1
+                    hashes = [bytes.fromhex(t["hash"][2:]) for t in block["transactions"]]
+                    self.stats.block_seen(height, hashes, trio.current_time())
+                if trio.current_time() >= next_batches:
+                    next_batches = trio.current_time() + BATCH_POLL
+                    for b in await client.batches():
+                        if b.get("l1_block") is not None and b.get("last_height") is not None:
+                            self.stats.l1_covers(int(b["last_height"]))
+            except (NodeError, KeyError, ValueError, TypeError):
+                self.follow_errors += 1
+            self._followed.set()
+            self._followed = trio.Event()
+            await trio.sleep(FOLLOW_POLL)
+
+    def _line(self) -> str:
+        s = self.stats
+        lat = sorted(s.latencies)
+        p50 = percentile(lat, 50)
+        rej = sum(s.rejected.values())
+        return (
+            f"t={trio.current_time() - self.start:6.1f}s sent {s.submitted} ok {s.accepted} "
+            f"rejected {rej} certified {len(s.certified)} in-L1 {s.in_l1} "
+            f"in-flight {self.in_flight} p50 {'-' if p50 is None else f'{p50:.2f}s'}"
+            + (" (draining)" if self.sending_done else "")
+        )
+
+    async def _report(self) -> None:
+        assert self.progress is not None
+        tty = self.progress.isatty()
+        while True:
+            await trio.sleep(0.5 if tty else 5.0)
+            if tty:
+                self.progress.write("\r\x1b[2K" + self._line())
+            else:
+                self.progress.write(self._line() + "\n")
+            self.progress.flush()
+
+    async def _check_balances(self, clients: list[NodeClient], accounts: list[Account]) -> None:
+        empty: list[int] = []
+        limiter = trio.CapacityLimiter(16)
+
+        async def one(i: int, acct: Account) -> None:
+            async with limiter:
+                info = await clients[acct.node].account(acct.key.address)
+            acct.nonce = int(info["nonce"])
+            if int(info["balance"]) < self.cfg.amount + self.cfg.fee:
+                empty.append(i)
+
+        async with trio.open_nursery() as nursery:
+            for i, acct in enumerate(accounts):
+                nursery.start_soon(one, i, acct)
+        if len(empty) == len(accounts):
+            fail(
+                f"none of the {len(accounts)} load accounts has an L2 balance: the devnet "
+                f"genesis funds dev_account_key(0..{DEVNET_FUNDED_ACCOUNTS - 1}); on another "
+                f"network pass --fund-from KEYSTORE"
+            )
+        if empty and self.progress is not None:
+            self.progress.write(
+                f"warning: {len(empty)} of {len(accounts)} load accounts have no balance "
+                f"(first: #{min(empty)}); their sends will be refused\n"
+            )
+
+    async def _fund(
+        self, client: NodeClient, funder: SigningKey, keys: list[SigningKey], chain_id: int
+    ) -> None:
+        nonce = int((await client.account(funder.address))["nonce"])
+        sent: list[bytes] = []
+        for k in keys:
+            tx = make_transfer(
+                funder, k.address, self.cfg.fund_amount, nonce, self.cfg.fee, chain_id
+            )
+            try:
+                await client.send_tx(tx)
+            except NodeRejected as e:
+                fail(f"funding load account 0x{k.address.hex()} was refused: {e}")
+            sent.append(tx_hash(tx))
+            nonce += 1
+        if self.progress is not None:
+            self.progress.write(f"funding {len(keys)} accounts; waiting until certified\n")
+        with trio.move_on_after(max(30.0, self.cfg.drain)) as scope:
+            for h in sent:
+                await wait_certified(client, h, poll=FOLLOW_POLL)
+        if scope.cancelled_caught:
+            fail(
+                "the funding transfers were not certified in time; is the network producing blocks?"
+            )
+
+
+def _parse_duration(text: str) -> float:
+    units = {"s": 1.0, "m": 60.0, "h": 3600.0}
+    t = text.strip().lower()
+    mult = 1.0
+    if t and t[-1] in units:
+        mult, t = units[t[-1]], t[:-1]
+    try:
+        value = float(t) * mult
+    except ValueError:
+        raise click.BadParameter(f"{text!r} is not a duration like 30, 30s, 5m or 1h") from None
+    if not 0 < value <= 7 * 86400:
+        raise click.BadParameter(f"{text!r}: a duration between 0 and 7 days")
+    return value
+
+
+def _human(d: dict[str, Any]) -> str:
+    lat = d["latency_s"]
+
+    def sec(x: float | None) -> str:
+        return "-" if x is None else f"{x:.3f} s"
+
+    kv = {
+        "duration": f"{d['duration_s']} s (target {d['target_rate']} tx/s, achieved "
+        f"{d['achieved_rate']} tx/s)",
+        "submitted": d["submitted"],
+        "accepted": d["accepted"],
+        "certified": d["certified"],
+        "in L1": d["in_l1"],
+        "not certified": d["not_certified"],
+        "rejected": d["rejected_total"],
+        "skipped": f"{d['skipped_max_in_flight']} (max in flight reached)",
+        "latency": f"p50 {sec(lat['p50'])}  p90 {sec(lat['p90'])}  p99 {sec(lat['p99'])}  "
+        f"max {sec(lat['max'])}  ({lat['samples']} samples, submit -> certified)",
+    }
+    out = render_kv(kv)
+    if d["rejected"]:
+        out += "\n\n" + render_table(["rejected because", "count"], list(d["rejected"].items()))
+    return out
+
+
+@click.command("load")
+@click.option(
+    "--node-url",
+    "node_urls",
+    multiple=True,
+    envvar="SEQ_NODE_URL",
+    show_envvar=True,
+    help="Node RPC URL; repeat (or separate with commas) to spread accounts round robin. "
+    "[default: http://127.0.0.1:8600]",
+)
+@click.option(
+    "--rate",
+    type=click.FloatRange(min=0.1, max=100_000),
+    default=50.0,
+    show_default=True,
+    help="Transactions per second to submit.",
+)
+@click.option(
+    "--duration",
+    default="30s",
+    show_default=True,
+    help="How long to send: seconds, or with s/m/h (90s, 5m).",
+)
+@click.option(
+    "--accounts",
+    type=click.IntRange(1, MAX_ACCOUNTS),
+    default=16,
+    show_default=True,
+    help=f"Sender accounts: dev_account_key(0..N-1); the devnet funds the first "
+    f"{DEVNET_FUNDED_ACCOUNTS}.",
+)
+@click.option(
+    "--max-in-flight",
+    type=click.IntRange(1, 10_000),
+    default=256,
+    show_default=True,
+    help="Most requests open at once (ticks beyond it are skipped and counted).",
+)
+@click.option(
+    "--amount",
+    type=click.IntRange(0, U64_MAX),
+    default=1,
+    show_default=True,
+    help="Amount of each transfer (smallest unit).",
+)
+@click.option(
+    "--fee",
+    type=click.IntRange(0, U64_MAX),
+    default=1,
+    show_default=True,
+    help="Fee of each transfer (smallest unit).",
+)
+@click.option(
+    "--drain",
+    type=click.FloatRange(min=0),
+    default=30.0,
+    show_default=True,
+    help="Seconds to keep following after sending, until every accepted tx is certified.",
+)
+@click.option(
+    "--wait-l1", is_flag=True, help="While draining, also wait until the txs are in L1 batches."
+)
+@click.option(
+    "--chain-id",
+    type=click.IntRange(0, U64_MAX),
+    envvar="SEQ_CHAIN_ID",
+    show_envvar=True,
+    help="L2 chain id (default: the node's).",
+)
+@click.option(
+    "--fund-from",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Keystore of a funded L2 account that first pays every load account --fund-amount.",
+)
+@click.option(
+    "--fund-amount",
+    type=click.IntRange(1, U64_MAX),
+    default=10**12,
+    show_default=True,
+    help="What --fund-from pays each load account (smallest unit).",
+)
+@password_file_option
+@click.option("--quiet", is_flag=True, help="No progress output.")
+@json_option
+def load(
+    node_urls: tuple[str, ...],
+    rate: float,
+    duration: str,
+    accounts: int,
+    max_in_flight: int,
+    amount: int,
+    fee: int,
+    drain: float,
+    wait_l1: bool,
+    chain_id: int | None,
+    fund_from: Path | None,
+    fund_amount: int,
+    password_file: Path | None,
+    quiet: bool,
+    as_json: bool,
+) -> None:
+    """Generate load: signed transfers at --rate for --duration from many accounts, then a
+    summary: submitted, accepted, certified, in L1, rejected by reason, and the latency
+    percentiles p50/p90/p99 from submission to certification."""
+    urls = tuple(u.strip() for x in node_urls for u in x.split(",") if u.strip())
+    if not urls:
+        urls = ("http://127.0.0.1:8600",)
+    try:
+        seconds = _parse_duration(duration)
+    except click.BadParameter as e:
+        fail(f"--duration: {e.message}")
+    funder = open_key(fund_from, password_file) if fund_from is not None else None
+    cfg = LoadConfig(
+        urls, rate, seconds, accounts, max_in_flight, amount, fee, drain, wait_l1, chain_id,
+        funder, fund_amount,
+    )  # fmt: skip
+    progress = None if quiet else sys.stderr
+    result = run_async(LoadRun(cfg, progress).run)
+    emit(result, as_json, _human)
+    if result["accepted"] == 0:
+        click.echo("error: no transaction was accepted; see the rejection reasons", err=True)
+        sys.exit(EXIT_FAILED)
+
+
+__all__ = ["LoadStats", "dev_account_key", "load", "percentile"]

@@ -1,0 +1,116 @@
+"""``seqctl load`` against the fake node: counts, latencies, refusals, funding, errors."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from sequencer_node.cli.common import EXIT_FAILED, EXIT_UNREACHABLE
+from sequencer_node.cli.load import LoadStats, dev_account_key, percentile
+from sequencer_node.wire.crypto import SigningKey
+from tests.cli.conftest import Node, seqctl
+from tests.l1.helpers import USER
+
+Keystore = Callable[[SigningKey], Path]
+
+
+def test_percentiles_and_stats_are_exact() -> None:
+    values = [float(v) for v in range(1, 101)]
+    assert (percentile(values, 50), percentile(values, 90), percentile(values, 99)) == (
+        50.0, 90.0, 99.0,
+    )  # fmt: skip
+    assert percentile([], 50) is None
+    assert percentile([3.0], 99) == 3.0
+    s = LoadStats()
+    s.sending(b"a", 1.0)
+    s.sending(b"b", 1.5)
+    s.sending(b"c", 2.0)
+    s.refused(b"c", "NONCE_TOO_LOW")
+    s.accepted_tx()
+    s.accepted_tx()
+    s.block_seen(7, [b"a", b"zz"], 3.0)
+    s.block_seen(8, [b"b", b"a"], 4.0)  # "a" again: counted once
+    s.l1_covers(7)
+    out = s.summary(2.0, 1.5)
+    assert (out["submitted"], out["accepted"], out["certified"], out["in_l1"]) == (3, 2, 2, 1)
+    assert out["rejected"] == {"NONCE_TOO_LOW": 1}
+    assert out["latency_s"]["p50"] == 2.0
+    assert out["latency_s"]["max"] == 2.5
+    assert out["achieved_rate"] == 1.0
+
+
+def test_dev_accounts_are_the_ones_the_devnet_funds() -> None:
+    setup = pytest.importorskip("sequencer_node.devnet.setup")
+    assert [dev_account_key(i).public_key for i in range(3)] == [
+        setup.load_key(i).public_key for i in range(3)
+    ]
+    with pytest.raises(ValueError, match=">= 0"):
+        dev_account_key(-1)
+
+
+def _fund(node: Node, n: int) -> None:
+    for i in range(n):
+        node.fake.balances[dev_account_key(i).address] = 10**9
+
+
+def test_load_run_counts_everything(fake_node: Node) -> None:
+    _fund(fake_node, 4)
+    fake_node.fake.auto_batch = True
+    r = seqctl("load", "--node-url", fake_node.url, "--node-url", fake_node.url, "--rate", "200",
+               "--duration", "0.5", "--accounts", "4", "--drain", "10", "--wait-l1", "--json",
+               "--quiet")  # fmt: skip
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.stdout)
+    assert out["submitted"] == 100
+    assert out["accepted"] + out["rejected_total"] + out["skipped_max_in_flight"] == 100
+    assert out["accepted"] >= 95
+    assert out["certified"] == out["accepted"]
+    assert out["in_l1"] == out["certified"]
+    lat = out["latency_s"]
+    assert lat["samples"] == out["certified"]
+    assert 0 < lat["p50"] <= lat["p90"] <= lat["p99"] <= lat["max"] < 5
+    assert len(fake_node.fake.txs) == out["accepted"]
+    # every account's nonces went out in order: the fake node certified them all
+    assert (
+        sum(fake_node.fake.nonces.get(dev_account_key(i).address, 0) for i in range(4))
+        == (out["accepted"])
+    )
+
+
+def test_load_counts_refusals_by_reason(fake_node: Node) -> None:
+    _fund(fake_node, 2)
+    fake_node.fake.overload_every = 5
+    r = seqctl("load", "--node-url", fake_node.url, "--rate", "100", "--duration", "0.4",
+               "--accounts", "2", "--drain", "5", "--max-in-flight", "8")  # fmt: skip
+    assert r.exit_code == 0, r.output
+    assert "OVERLOADED" in r.stdout
+    assert "rejected because" in r.stdout
+    assert "p50" in r.stdout
+    # progress goes to stderr when not quiet (plain lines without a TTY, at least the last)
+    assert "error" not in r.stderr
+
+
+def test_load_funds_accounts_first(fake_node: Node, keystore: Keystore, pwfile: Path) -> None:
+    fake_node.fake.balances[USER.address] = 10**15
+    r = seqctl("load", "--node-url", fake_node.url, "--rate", "50", "--duration", "0.2",
+               "--accounts", "3", "--fund-from", str(keystore(USER)), "--password-file",
+               str(pwfile), "--fund-amount", "1000", "--json", "--quiet")  # fmt: skip
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.stdout)
+    assert out["accepted"] == 10
+    assert fake_node.fake.nonces[USER.address] == 3
+
+
+def test_load_errors(fake_node: Node) -> None:
+    r = seqctl("load", "--node-url", fake_node.url, "--duration", "1", "--accounts", "2")
+    assert r.exit_code == EXIT_FAILED
+    assert "none of the 2 load accounts has an L2 balance" in r.stderr
+    assert "--fund-from" in r.stderr
+    r = seqctl("load", "--node-url", "http://127.0.0.1:9", "--duration", "1")
+    assert r.exit_code == EXIT_UNREACHABLE
+    r = seqctl("load", "--node-url", fake_node.url, "--duration", "soon")
+    assert r.exit_code == EXIT_FAILED
+    assert "not a duration" in r.stderr
