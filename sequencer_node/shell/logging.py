@@ -17,6 +17,7 @@ from typing import Any, TextIO
 
 FORMATS = ("text", "json")
 LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+_HANDLER_NAME = "seqnet-node"
 
 
 def _ts(created: float) -> str:
@@ -55,14 +56,17 @@ class TextFormatter(logging.Formatter):
 
 
 def setup_logging(fmt: str = "text", level: str = "INFO", stream: TextIO | None = None) -> None:
-    """Configure the root logger (replacing handlers) for the node process."""
+    """Configure the root logger for the node process (replacing a handler installed by an
+    earlier call; other handlers, e.g. a test runner's, are left alone)."""
     if fmt not in FORMATS:
         raise ValueError(f"log format must be one of {FORMATS}, not {fmt!r}")
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
+    handler.set_name(_HANDLER_NAME)
     root = logging.getLogger()
     for h in list(root.handlers):
-        root.removeHandler(h)
+        if h.get_name() == _HANDLER_NAME:
+            root.removeHandler(h)
     root.addHandler(handler)
     root.setLevel(level.upper())
     # hypercorn and httpx are chatty at INFO (one line per request).
