@@ -143,6 +143,7 @@ class SequencerCore:
         self._sync_asked_ms: dict[bytes, int] = {}
         self._helped_ms: dict[bytes, int] = {}
         self._my_timeout: TimeoutMessage | None = None
+        self._leader_memo: tuple[tuple[int, bytes], bytes | None] | None = None
         self._l1_head = 0
         self._l1_finalized = 0
         self.mempool = Mempool(
@@ -407,6 +408,8 @@ class SequencerCore:
         last = self._sync_asked_ms.get(peer)
         if last is not None and now_ms - last < self.cfg.block_time_ms:
             return
+        if len(self._sync_asked_ms) > 1024:
+            self._sync_asked_ms.clear()
         self._sync_asked_ms[peer] = now_ms
         start = self.committed_height + 1
         top = max(start, min(to_height, start + api.MAX_SYNC_BLOCKS - 1))
@@ -541,7 +544,9 @@ class SequencerCore:
                 h.height > self.committed_height
                 and len(self._orphans) < self.cfg.max_pending_blocks
             ):
-                self._orphans.setdefault(h.parent_hash, []).append((sender, block))
+                waiting = self._orphans.setdefault(h.parent_hash, [])
+                if len(waiting) < 8:  # a flood of siblings of one parent stays bounded
+                    waiting.append((sender, block))
             self._ask_sync(sender, h.height - 1, now_ms, out)
             return
         try:
@@ -569,6 +574,8 @@ class SequencerCore:
             return "round does not increase"
         if h.height <= self.committed_height:
             return "height already committed"
+        if len(self._headers) >= self.cfg.max_pending_blocks:
+            raise _Wait("block tree full: waiting for commits to prune it")
         leader = self._leader_after(parent, h.round, h.parent_hash)
         if leader is None:
             raise _Wait("epoch table unknown")
@@ -745,6 +752,7 @@ class SequencerCore:
             del self._timeouts[r]
         for k3 in [k for k in self._timeout_qcs if k[0] < floor]:
             del self._timeout_qcs[k3]
+        self._evidence_keys = {k for k in self._evidence_keys if k[2] >= floor}
 
     # --- commit -----------------------------------------------------------------------------
 
@@ -1033,7 +1041,13 @@ class SequencerCore:
         parent = self._headers.get(parent_hash)
         if parent is None or parent_hash not in self._ledgers:
             return
-        if self._leader_after(parent, self.round, parent_hash) != self.pk:
+        key = (self.round, parent_hash)
+        if self._leader_memo is None or self._leader_memo[0] != key:
+            leader = self._leader_after(parent, self.round, parent_hash)
+            if leader is None:
+                return  # table not known yet: ask again next time (no memo)
+            self._leader_memo = (key, leader)
+        if self._leader_memo[1] != self.pk:
             return
         jr = self._qc_round(self.high_qc)
         tc = None
