@@ -474,6 +474,7 @@ def load_cmd(
     from sequencer_node.devnet.loadgen import run_load
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request is noise
     genesis = genesis or directory / "genesis.json"
     try:
         chain_id = int(json.loads(genesis.read_text())["chain_id"])
