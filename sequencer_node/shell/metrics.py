@@ -40,6 +40,16 @@ class NodeMetrics:
         self.invalid_messages = Counter(
             "seqnet_invalid_messages", "Invalid inbound input by kind", ["kind"], registry=r
         )
+        self.peer_offenses = Gauge(
+            "seqnet_peer_offenses",
+            "Offenses charged to peers since start, by kind (framing, crypto, flood, ...)",
+            ["kind"],
+            registry=r,
+        )
+        self.peer_bans = Gauge("seqnet_peer_bans", "Peers banned since start", registry=r)
+        self.handshake_failures = Gauge(
+            "seqnet_handshake_failures", "Inbound handshakes refused or failed", registry=r
+        )
         self.leader_changes = Counter(
             "seqnet_leader_changes", "Rounds whose leader differs from the previous one", registry=r
         )

@@ -612,7 +612,13 @@ class Node:
         m.epoch.set(st.epoch)
         m.is_leader.set(1 if st.leader is not None and st.leader == self.pk else 0)
         m.mempool_size.set(st.mempool_size)
-        m.peers.set(0 if self.pm is None else len(self.pm.peers()))
+        if self.pm is not None:
+            pst = self.pm.statistics()
+            m.peers.set(pst.connected)
+            for kind, n in pst.offenses.items():
+                m.peer_offenses.labels(kind).set(n)
+            m.peer_bans.set(pst.bans)
+            m.handshake_failures.set(pst.handshake_failures)
         heads = self.heads()
         for name, head in heads.items():
             m.head_height.labels(name).set(head["height"])
@@ -710,9 +716,25 @@ class Node:
                 "finalized": f.finalized if f else 0,
                 "up": f.up if f else False,
             },
+            "p2p": self._p2p_stats(),
             "last_batch": last_batch,
             "da": self.settings.da,
             "uptime_s": round(self._clock() - self.started_at, 3),
+        }
+
+    def _p2p_stats(self) -> dict[str, Any]:
+        if self.pm is None:
+            return {}
+        st = self.pm.statistics()
+        return {
+            "messages_in": st.messages_in,
+            "messages_out": st.messages_out,
+            "duplicates_dropped": st.duplicates_dropped,
+            "rejected": st.rejected,
+            "handshake_failures": st.handshake_failures,
+            "slow_peer_drops": st.slow_peer_drops,
+            "bans": st.bans,
+            "offenses": dict(st.offenses),
         }
 
     def block_json(self, height: int) -> dict[str, Any] | None:
