@@ -854,7 +854,9 @@ class SequencerCore:
         if self.pk is None:
             return
         if self._my_timeout is not None and self._my_timeout.timeout.round == self.round:
-            out.append(api.Broadcast(self._my_timeout))
+            # Retransmit, but never before the shell acknowledged the watermark.
+            if not any(m is self._my_timeout for p in self._pending for m in p.messages):
+                out.append(api.Broadcast(self._my_timeout))
             return
         hq = self.high_qc
         t = Timeout(
