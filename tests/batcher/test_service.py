@@ -47,7 +47,7 @@ class Net:
             raw = encode(msg)
             for pk, svc in list(self.services.items()):
                 if pk != me:
-                    m = decode(raw)
+                    m: object = decode(raw)
                     if self.tampered is not None:
                         m = self.tampered(pk, m)
                     if svc.handles(m):
@@ -89,8 +89,8 @@ def feed(svc: BatcherService, blocks: list[CertifiedBlock]) -> None:
         svc.block_committed(b, b.block.header.state_root)
 
 
-async def mine_until(l1: L1Client, cond: Callable[[], Any], timeout: float = 60) -> None:
-    with trio.fail_after(timeout):
+async def mine_until(l1: L1Client, cond: Callable[[], Any], deadline: float = 60) -> None:
+    with trio.fail_after(deadline):
         while not await cond():
             await l1.dev_mine(1)
             await trio.sleep(0.05)
@@ -133,7 +133,9 @@ async def test_four_services_cosign_post_and_a_follower_derives_the_same_root(
         assert {d.da for d in derived} == {da}
         # every node records every batch ACCEPTED with its cost
         with trio.fail_after(10):
-            while any(s.status()["inbox_next"] < len(batches) for s in services):
+            while True:
+                if all(s.status()["inbox_next"] >= len(batches) for s in services):
+                    break
                 await trio.sleep(0.05)
         for s in services:
             rows = s.batches()
@@ -144,7 +146,8 @@ async def test_four_services_cosign_post_and_a_follower_derives_the_same_root(
         assert await l1.nonce(KEYS[0].address) == len(batches)
         assert await l1.nonce(KEYS[1].address) == 0
         loc = services[2].tx_location(_first_tx_hash(chain[0]))
-        assert loc is not None and loc[0] == 0
+        assert loc is not None
+        assert loc[0] == 0
         nursery.cancel_scope.cancel()
     for s in services:
         s.store.close()
@@ -188,7 +191,8 @@ async def test_leader_crashes_before_sending_backup_posts_and_restart_posts_noth
         assert await l1.nonce(KEYS[0].address) == 0  # the leader never got its call out
         assert await l1.nonce(KEYS[1].address) >= 1  # the first back-up posted
         rec = services[0].store.get_batch(0)
-        assert rec is not None and rec.state == BatchState.POSTED
+        assert rec is not None
+        assert rec.state == BatchState.POSTED
         # the leader restarts over the same data directory
         services[0].store.close()
         del net.services[KEYS[0].public_key]
