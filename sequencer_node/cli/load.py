@@ -276,10 +276,10 @@ class LoadRun:
                     if e.code.startswith("NONCE"):
                         acct.nonce = None
                     return
-                except NodeUnavailable:
+                except NodeUnavailable as e:
                     # The node may or may not have taken it: re-read the nonce before the
                     # next send from this account.
-                    self.stats.refused(h, "UNREACHABLE")
+                    self.stats.refused(h, e.code)
                     acct.nonce = None
                     return
                 acct.nonce += 1

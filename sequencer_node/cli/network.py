@@ -80,7 +80,7 @@ def status(node_url: str, as_json: bool) -> None:
             "mempool": d.get("mempool_size"),
             "l1": f"head {_dash(l1.get('head'))}, finalized {_dash(l1.get('finalized'))}",
             "last batch": "none"
-            if not lb
+            if not lb or lb.get("number") is None
             else f"#{_dash(lb.get('number'))} heights {_dash(lb.get('first_height'))}-"
             f"{_dash(lb.get('last_height'))} {_dash(lb.get('state'))}, "
             f"L1 block {_dash(lb.get('l1_block'))}",
@@ -127,12 +127,15 @@ def leaders(node_url: str, as_json: bool) -> None:
         for which in ("current", "next"):
             sched = d.get(which)
             if not sched:
-                rows.append([which, "-", "-", "not known yet"])
+                rows.append([which, "-", "-", "-", "not known yet"])
                 continue
+            stakes = sched.get("stakes") or {}
+            total = sum(int(v) for v in stakes.values())
             for first, last, key in _runs(list(sched.get("leaders", []))):
                 pos = str(first) if first == last else f"{first}-{last}"
-                rows.append([which, sched.get("epoch"), pos, key])
-        return render_table(["schedule", "epoch", "position", "leader"], rows)
+                share = f"{100 * int(stakes[key]) / total:.1f}%" if key in stakes and total else "-"
+                rows.append([which, sched.get("epoch"), pos, key, share])
+        return render_table(["schedule", "epoch", "position", "leader", "stake"], rows)
 
     emit(data, as_json, human)
 
@@ -338,11 +341,14 @@ def batches(l1_url: str, node_url: str | None, last: int, start: int | None, as_
                     continue
                 txs = int(nb["txs"])
                 row["txs"] = txs
-                if txs:
-                    if nb.get("bytes") is not None:
-                        row["bytes_per_tx"] = round(int(nb["bytes"]) / txs, 1)
-                    if row["fee_wei"] is not None:
-                        row["fee_per_tx_wei"] = str(int(row["fee_wei"]) // txs)
+                if not txs:
+                    continue
+                if nb.get("bytes_per_tx") is not None:
+                    row["bytes_per_tx"] = float(nb["bytes_per_tx"])
+                elif nb.get("bytes") is not None:
+                    row["bytes_per_tx"] = round(int(nb["bytes"]) / txs, 1)
+                if row["fee_wei"] is not None:
+                    row["fee_per_tx_wei"] = str(int(row["fee_wei"]) // txs)
         return {"batches": rows, "total": total, "enriched": enriched}
 
     data = run_async(go)

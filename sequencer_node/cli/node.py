@@ -117,6 +117,7 @@ def _build_settings(opts: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
         shutdown_timeout_s=opts["shutdown_timeout"],
         allow_peers=frozenset(allow),
         batcher=opts["batcher"],
+        batch_max_age_ms=opts["batch_max_age_ms"],
     )
     summary = {
         "chain_id": genesis.chain_id,
@@ -271,6 +272,15 @@ async def _run_node(settings: Any) -> None:
     default=True,
     show_default=True,
     help="Build, co-sign and post batches (off: consensus only).",
+)
+@click.option(
+    "--batch-max-age-ms",
+    type=click.IntRange(100, 3_600_000),
+    envvar="SEQ_BATCH_MAX_AGE_MS",
+    show_envvar=True,
+    default=None,
+    help="Post a batch at the latest when its oldest block is this old (default: the "
+    "batcher's, 10 s).",
 )
 @click.option(
     "--log-format",

@@ -19,7 +19,12 @@ class NodeError(Exception):
 
 
 class NodeUnavailable(NodeError):
-    """The node could not be reached or answered something that is not its API."""
+    """The node could not be reached, timed out, failed (5xx) or answered something that is
+    not its API; ``code`` is the node's error code when it sent one, else UNREACHABLE."""
+
+    def __init__(self, message: str, code: str = "UNREACHABLE") -> None:
+        super().__init__(message)
+        self.code = code
 
 
 class NodeRejected(NodeError):
@@ -57,17 +62,25 @@ class NodeClient:
             raise NodeUnavailable(
                 f"node at {self.url} unreachable: {type(e).__name__}: {e}".rstrip(": ")
             ) from e
-        if r.status_code >= 500:
-            raise NodeUnavailable(f"node at {self.url} answered HTTP {r.status_code} on {path}")
         try:
             data = r.json()
         except ValueError:
+            if r.status_code >= 500:
+                raise NodeUnavailable(
+                    f"node at {self.url} answered HTTP {r.status_code} on {path}", "UNAVAILABLE"
+                ) from None
             raise NodeUnavailable(
                 f"node at {self.url} answered non-JSON (HTTP {r.status_code}) on {path}; "
                 f"is that URL a seqnet node's RPC?"
             ) from None
+        err = data.get("error") if isinstance(data, dict) else None
+        if r.status_code >= 500:
+            code = str(err.get("code", "UNAVAILABLE")) if isinstance(err, dict) else "UNAVAILABLE"
+            msg = str(err.get("message", "")) if isinstance(err, dict) else ""
+            raise NodeUnavailable(
+                f"node at {self.url} answered HTTP {r.status_code} {code} on {path}: {msg}", code
+            )
         if r.status_code >= 400:
-            err = data.get("error") if isinstance(data, dict) else None
             if isinstance(err, dict):
                 raise NodeRejected(
                     r.status_code, str(err.get("code", "")), str(err.get("message", ""))

@@ -165,11 +165,12 @@ class FakeNode:
 
     async def get_schedule(self, request: Request) -> JSONResponse:
         cur = ["0x" + "11" * 32, "0x" + "22" * 32, "0x" + "33" * 32]
+        stakes = {cur[0]: "50", cur[1]: "30", cur[2]: "20"}
         return JSONResponse(
             {
                 "epoch": 3,
-                "current": {"epoch": 3, "leaders": cur},
-                "next": {"epoch": 4, "leaders": cur[1:] + cur[:1]},
+                "current": {"epoch": 3, "stake_epoch": 0, "leaders": cur, "stakes": stakes},
+                "next": {"epoch": 4, "leaders": [*cur[1:], cur[0], cur[0]]},
             }
         )
 

@@ -44,13 +44,13 @@ def test_leaders(fake_node: Node) -> None:
     assert r.exit_code == 0, r.output
     data = json.loads(r.stdout)
     assert data["current"]["epoch"] == 3
-    assert len(data["next"]["leaders"]) == 3
+    assert len(data["next"]["leaders"]) == 4
     r = seqctl("leaders", "--node-url", fake_node.url)
     assert r.exit_code == 0
     lines = r.stdout.splitlines()
-    assert lines[0].split() == ["schedule", "epoch", "position", "leader"]
-    assert lines[2].split() == ["current", "3", "0", "0x" + "11" * 32]
-    assert lines[-1].split() == ["next", "4", "2", "0x" + "11" * 32]
+    assert lines[0].split() == ["schedule", "epoch", "position", "leader", "stake"]
+    assert lines[2].split() == ["current", "3", "0", "0x" + "11" * 32, "50.0%"]
+    assert lines[-1].split() == ["next", "4", "2-3", "0x" + "11" * 32, "-"]
 
 
 def test_evidence_list_and_submit(
