@@ -143,6 +143,8 @@ class SequencerCore:
         self._sync_asked_ms: dict[bytes, int] = {}
         self._helped_ms: dict[bytes, int] = {}
         self._my_timeout: TimeoutMessage | None = None
+        #: Blocks that passed the proposal-time checks (clock, L1 view, forced window).
+        self._fully_checked: set[bytes] = set()
         self._leader_memo: tuple[tuple[int, bytes], bytes | None] | None = None
         self._l1_head = 0
         self._l1_finalized = 0
@@ -620,6 +622,8 @@ class SequencerCore:
         self._headers[bh] = h
         self._blocks[bh] = block
         self._ledgers[bh] = ledger
+        if proposal:
+            self._fully_checked.add(bh)
         if block.justify is not None:
             self._qc_of.setdefault(block.justify.block_hash, block.justify)
         return None
@@ -632,7 +636,7 @@ class SequencerCore:
                 if ch in self._headers:
                     continue
                 try:
-                    if self._validate(child, now_ms, proposal=False) is None:
+                    if self._validate(child, now_ms, proposal=True) is None:
                         self._maybe_vote(child, now_ms, out)
                         queue.append(ch)
                 except _Wait:
@@ -654,8 +658,8 @@ class SequencerCore:
         if not ok:
             return
         bh = block_hash(h)
-        if bh not in self._headers:
-            return
+        if bh not in self._fully_checked:
+            return  # known only from catch-up: its proposal-time checks never ran here
         vote = Vote(bh, h.height, h.round, h.epoch, self.pk, bytes(64))
         signed = self._sign(Kind.VOTE, h.round, bh, vote)
         if signed is not None:
@@ -810,6 +814,7 @@ class SequencerCore:
             if bh == self.genesis_hash:
                 continue
             self._headers.pop(bh, None)
+            self._fully_checked.discard(bh)
             self._blocks.pop(bh, None)
             self._ledgers.pop(bh, None)
             self._qc_of.pop(bh, None)
