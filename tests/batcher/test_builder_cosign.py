@@ -1,0 +1,126 @@
+"""Pure parts: cutting batches by size and age, fitting payloads into blobs, header
+comparison, and approval aggregation by stake."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from sequencer_node.batcher.builder import (
+    BatchTooLarge,
+    draft_batch,
+    fit_draft,
+    header_mismatch,
+    make_header,
+    pick_count,
+)
+from sequencer_node.batcher.cosign import ApprovalCollector, sign_approval
+from sequencer_node.batcher.messages import BatchProposal
+from sequencer_node.batching.blobs import MAX_BLOB_DATA_SIZE, unpack_blobs
+from sequencer_node.batching.codec import decode_payload
+from sequencer_node.batching.sample import sample_chain
+from sequencer_node.wire.codec import decode, encode
+from sequencer_node.wire.messages import DA_BLOBS, DA_CALLDATA, ZERO_HASH, BatchHeader
+from tests.batcher.helpers import GENESIS_TS, KEYS, L2_CHAIN, STAKES, l2_chain
+
+CHAIN = l2_chain(20, 5)
+
+
+def header_of(da: str = "blobs") -> BatchHeader:
+    d = draft_batch(CHAIN[:4], algorithm=3, da=da, max_payload=10**6)
+    hashes = [bytes([1]) + bytes(31)] * len(d.blobs)
+    return make_header(
+        d, chain_id=L2_CHAIN, batch_number=0, parent_batch_hash=ZERO_HASH, stake_epoch=0,
+        blob_hashes=hashes,
+    )  # fmt: skip
+
+
+def test_pick_count_waits_for_size_or_age() -> None:
+    young = GENESIS_TS + 1_000  # block 1's timestamp
+    args = dict(max_payload=130_044, fill_target=0.9, max_age_ms=10_000)
+    assert pick_count([], now_ms=young, **args) == 0  # type: ignore[arg-type]
+    # 20 small blocks are far below 90 % of a blob: wait ...
+    assert pick_count(CHAIN, now_ms=young, **args) == 0  # type: ignore[arg-type]
+    # ... until the oldest is max_age old: take them all
+    assert pick_count(CHAIN, now_ms=young + 10_000, **args) == 20  # type: ignore[arg-type]
+    # a small payload limit: cut where the estimate fills it, without waiting
+    n = pick_count(CHAIN, now_ms=young, max_payload=2_000, fill_target=0.9, max_age_ms=10**9)
+    assert 1 <= n < 20
+
+
+def test_fit_draft_shrinks_to_the_limit_and_drafts_are_exact() -> None:
+    full = draft_batch(CHAIN, algorithm=3, da="blobs", max_payload=10**6)
+    limit = len(full.payload) // 2
+    fitted = fit_draft(CHAIN, algorithm=3, da="blobs", max_payload=limit)
+    assert len(fitted.payload) <= limit
+    assert 1 <= fitted.last_height < 20
+    assert fitted.first_height == 1
+    with pytest.raises(BatchTooLarge):
+        draft_batch(CHAIN, algorithm=3, da="blobs", max_payload=limit)
+    # the payload decodes back to the blocks and the blobs carry the payload
+    batch = decode_payload(unpack_blobs(full.blobs))
+    assert batch.last_block_hash() == full.last_block_hash
+    assert full.tx_count == 100
+    assert full.state_root == CHAIN[-1].block.header.state_root
+    calldata = draft_batch(CHAIN, algorithm=3, da="calldata", max_payload=10**6)
+    assert (calldata.blobs, calldata.da_kind, calldata.payload) == ((), DA_CALLDATA, full.payload)
+    assert full.da_kind == DA_BLOBS
+
+
+def test_a_big_batch_needs_several_blobs_and_fills_them() -> None:
+    _, blocks = sample_chain(accounts=2000, blocks=10, txs_per_block=250)
+    d = fit_draft(blocks, algorithm=0, da="blobs", max_payload=6 * MAX_BLOB_DATA_SIZE)
+    assert len(d.blobs) >= 2
+    assert len(d.payload) > (len(d.blobs) - 1) * MAX_BLOB_DATA_SIZE
+    assert 0 < d.blob_fill <= 1
+
+
+def test_header_mismatch_names_the_fields() -> None:
+    h = header_of()
+    assert header_mismatch(h, h) is None
+    other = dataclasses.replace(h, state_root=bytes(32), last_height=h.last_height)
+    assert "state_root" in (header_mismatch(other, h) or "")
+    other = dataclasses.replace(h, blob_hashes=(), da_kind=DA_BLOBS)
+    why = header_mismatch(other, h) or ""
+    assert "blob_hashes" in why
+
+
+def test_proposal_round_trips_on_the_wire() -> None:
+    p = BatchProposal(header_of(), 3)
+    assert decode(encode(p)) == p
+
+
+def test_collector_needs_more_than_two_thirds_of_stake() -> None:
+    h = header_of()
+    c = ApprovalCollector(L2_CHAIN)
+    c.track(h, STAKES)
+    assert c.add(sign_approval(h, KEYS[0], L2_CHAIN)) is None
+    assert c.add(sign_approval(h, KEYS[1], L2_CHAIN)) is None  # 2 of 4 equal stakes: 50 %
+    # a bad signature and a signer without stake are ignored
+    forged = dataclasses.replace(sign_approval(h, KEYS[2], L2_CHAIN), signature=bytes(64))
+    assert c.add(forged) is None
+    from sequencer_node.wire.crypto import SigningKey
+
+    assert c.add(sign_approval(h, SigningKey.deterministic("nobody"), L2_CHAIN)) is None
+    # an approval of another header does not count for this one
+    other = dataclasses.replace(h, state_root=bytes(32))
+    assert c.add(sign_approval(other, KEYS[2], L2_CHAIN)) is None
+    cert = c.add(sign_approval(h, KEYS[2], L2_CHAIN))
+    assert cert is not None
+    assert {e.signer for e in cert.signatures} == {k.public_key for k in KEYS[:3]}
+    from sequencer_node.wire.certificates import verify_batch_certificate
+
+    verify_batch_certificate(cert, STAKES, L2_CHAIN)
+
+
+def test_collector_counts_approvals_that_came_before_the_review() -> None:
+    h = header_of()
+    c = ApprovalCollector(L2_CHAIN)
+    for k in KEYS[1:]:
+        assert c.add(sign_approval(h, k, L2_CHAIN)) is None
+    cert = c.track(h, STAKES)
+    assert cert is not None
+    assert len(cert.signatures) == 3
+    c.forget_below(1)
+    assert c.certificate(h) is None
