@@ -106,6 +106,8 @@ class NodeSettings:
     allow_peers: frozenset[bytes] = frozenset()
     #: Run the batcher (if this build has one).
     batcher: bool = True
+    #: Cut a batch when its oldest block is this old (None: the batcher's default).
+    batch_max_age_ms: int | None = None
     #: Node-local CoreConfig bounds (mempool sizes...).
     core_overrides: dict[str, int] = field(default_factory=dict)
 
@@ -381,10 +383,10 @@ class Node:
         if BatcherConfig is None:
             from sequencer_node.batcher.config import BatcherConfig
         assert self.store is not None
-        try:
-            config = BatcherConfig(da=self.settings.da)
-        except TypeError:
-            config = BatcherConfig()
+        extra: dict[str, Any] = {}
+        if self.settings.batch_max_age_ms is not None:
+            extra["max_age_ms"] = self.settings.batch_max_age_ms
+        config = BatcherConfig(da=self.settings.da, **extra)
         self.batcher = BatcherService(
             config=config,
             store=self.store,
@@ -468,11 +470,14 @@ class Node:
                         await self._apply(self.core.tick(self.now_ms()))
                         self._update_gauges()
                         next_tick = trio.current_time() + tick_s
+                    # Only the wait is bounded by the tick: handling an input is never cut short.
+                    item: Any = None
                     with trio.move_on_at(next_tick):
                         try:
                             item = await self._recv.receive()
                         except (trio.EndOfChannel, trio.ClosedResourceError):
                             return
+                    if item is not None:
                         await self._handle(item)
         finally:
             done.set()
@@ -588,7 +593,9 @@ class Node:
         for c in done:
             for tx in c.certified.block.transactions:
                 self._tx_index[message_id(tx)] = c.certified.block.header.height
-        await trio.to_thread.run_sync(store.put_blocks, [c.certified for c in done])
+        # Shielded: a shutdown must not drop blocks the core already counts as committed.
+        with trio.CancelScope(shield=True):
+            await trio.to_thread.run_sync(store.put_blocks, [c.certified for c in done])
         now = self._clock()
         for c in done:
             h = c.certified.block.header

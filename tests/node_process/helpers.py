@@ -10,6 +10,7 @@ genesis names the same keys and stakes. Stakes 30/25/25/20 % make any three node
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import signal
@@ -120,6 +121,11 @@ class Cluster:
             for n, stake in zip(self.nodes, STAKES, strict=True)
         )
         l1_genesis = dev_genesis(ChainConfig(chain_id=L1_CHAIN, l2_chain_id=L2_CHAIN), seqs)
+        # The signing keys pay the L1 fees of batches and evidence.
+        l1_genesis = dataclasses.replace(
+            l1_genesis,
+            balances=l1_genesis.balances + tuple((k.address, 1000 * TOKEN) for k in KEYS),
+        )
         (self.root / "l1-genesis.json").write_text(dumps(l1_genesis))
         l2 = L2Genesis(
             chain_id=L2_CHAIN,
@@ -149,12 +155,14 @@ class Cluster:
             "--password-file", str(self.root / "keys" / "password.txt"),
             "--genesis", str(self.genesis_path), "--l1-url", self.l1_url,
             "--p2p-listen", f"127.0.0.1:{n.p2p_port}", "--rpc-listen", f"127.0.0.1:{n.rpc_port}",
-            "--no-batcher", "--l1-poll", "0.5", "--l1-start-timeout", "20",
+            "--l1-poll", "0.5", "--l1-start-timeout", "20",
             "--shutdown-timeout", "5", *extra,
         ]  # fmt: skip
 
-    def start_node(self, i: int, *extra: str) -> None:
+    def start_node(self, i: int, *extra: str, batcher: bool = False) -> None:
         n = self.nodes[i]
+        if not batcher:
+            extra = ("--no-batcher", *extra)
         log = open(n.log_path, "ab")  # noqa: SIM115 - owned by the child
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         n.proc = subprocess.Popen(
