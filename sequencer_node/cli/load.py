@@ -19,7 +19,9 @@ the accepted transactions to be certified (and in L1 with ``--wait-l1``).
 from __future__ import annotations
 
 import math
+import signal
 import sys
+import threading
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -182,6 +184,9 @@ class LoadRun:
         self.follow_errors = 0
         #: set (and replaced) after every poll of the follower
         self._followed = trio.Event()
+        self._tick_scope = trio.CancelScope()
+        self._drain_scope = trio.CancelScope()
+        self.interrupted = False
 
     async def run(self) -> dict[str, Any]:
         cfg = self.cfg
@@ -210,11 +215,16 @@ class LoadRun:
             nursery.start_soon(self._follow, clients[0], start_height)
             if self.progress is not None:
                 nursery.start_soon(self._report)
+            if threading.current_thread() is threading.main_thread():
+                nursery.start_soon(self._interrupts)
+            # Cancelling the tick loop (Ctrl-C) stops new sends; the ones in flight finish.
             async with trio.open_nursery() as senders:
-                await self._tick(senders, clients, accounts, chain_id)
+                with self._tick_scope:
+                    await self._tick(senders, clients, accounts, chain_id)
             sent_at = trio.current_time()
             self.sending_done = True
-            with trio.move_on_after(cfg.drain):
+            with self._drain_scope:
+                self._drain_scope.deadline = trio.current_time() + cfg.drain
                 while not self._drained():
                     await self._followed.wait()
             elapsed = sent_at - self.start
@@ -227,8 +237,23 @@ class LoadRun:
             accounts=cfg.accounts,
             chain_id=chain_id,
             follow_errors=self.follow_errors,
+            interrupted=self.interrupted,
         )
         return out
+
+    async def _interrupts(self) -> None:
+        """First Ctrl-C: stop sending and drain; second: stop draining (summary either way)."""
+        with trio.open_signal_receiver(signal.SIGINT) as signals:
+            async for _ in signals:
+                self.interrupted = True
+                if not self._tick_scope.cancel_called:
+                    self._tick_scope.cancel()
+                    if self.progress is not None:
+                        self.progress.write(
+                            "\ninterrupted: stopped sending, draining (Ctrl-C again to stop)\n"
+                        )
+                else:
+                    self._drain_scope.cancel()
 
     def _drained(self) -> bool:
         if self.stats.pending:

@@ -8,6 +8,7 @@ certifies every pending transaction each ``block_time`` seconds; the block after
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -44,6 +45,8 @@ class FakeNode:
     #: Every n-th submission is refused with 429 (0: never).
     overload_every: int = 0
     submissions: int = 0
+    #: Called (in the server's thread) with the submission count on every POST /v1/tx.
+    on_submission: Callable[[int], None] | None = None
     status_extra: dict[str, Any] = field(default_factory=dict)
     evidence: list[dict[str, Any]] = field(default_factory=list)
     batches: list[dict[str, Any]] = field(default_factory=list)
@@ -57,6 +60,8 @@ class FakeNode:
 
     async def post_tx(self, request: Request) -> JSONResponse:
         self.submissions += 1
+        if self.on_submission is not None:
+            self.on_submission(self.submissions)
         if self.overload_every and self.submissions % self.overload_every == 0:
             return _error(429, "OVERLOADED", "mempool full, retry later")
         body = await request.json()

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 from collections.abc import Callable
 from pathlib import Path
 
@@ -114,3 +116,21 @@ def test_load_errors(fake_node: Node) -> None:
     r = seqctl("load", "--node-url", fake_node.url, "--duration", "soon")
     assert r.exit_code == EXIT_FAILED
     assert "not a duration" in r.stderr
+
+
+def test_ctrl_c_stops_sending_and_still_prints_the_summary(fake_node: Node) -> None:
+    _fund(fake_node, 2)
+
+    def interrupt(n: int) -> None:
+        if n == 10:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    fake_node.fake.on_submission = interrupt
+    r = seqctl("load", "--node-url", fake_node.url, "--rate", "50", "--duration", "60",
+               "--accounts", "2", "--drain", "10", "--json")  # fmt: skip
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.stdout)
+    assert out["interrupted"] is True
+    assert 10 <= out["submitted"] < 50  # stopped long before 60 s x 50 tx/s
+    assert out["certified"] == out["accepted"]
+    assert "interrupted: stopped sending" in r.stderr
