@@ -291,6 +291,9 @@ def stake_register(
     rpc_address: str,
 ) -> None:
     """Register a sequencer owned by the --from account and lock its first stake."""
+    host, _, port = p2p_address.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        fail(f"--p2p-address {p2p_address!r} is not HOST:PORT (e.g. 10.0.0.5:9000)")
     gwei = amount_gwei(amount, "--stake")
     _run_write(
         "register",

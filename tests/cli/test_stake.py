@@ -52,6 +52,12 @@ def test_register_lock_unlock_withdraw_claim(l1: L1, keystore: Keystore, pwfile:
     assert out["after"]["status"] == "active"
     assert l1.node.chain.sequencers[new.public_key].stake == 20_000 * TOKEN_WEI
 
+    r = seqctl(
+        "stake", "register", *common, "--sequencer", new.public_key.hex(), "--stake", "20000",
+        "--p2p-address", "localhost",
+    )  # fmt: skip
+    assert r.exit_code == EXIT_FAILED
+    assert "is not HOST:PORT" in r.stderr
     # registering twice is refused before anything is signed
     r = seqctl(
         "stake", "register", *common, "--sequencer", new.public_key.hex(), "--stake", "20000",
