@@ -6,7 +6,6 @@ The work is in :mod:`sequencer_node.devnet`; this module is the command line.
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from collections.abc import Callable
@@ -16,11 +15,10 @@ from typing import Any, TypeVar
 import click
 import trio
 
-from sequencer_node.cli.common import EXIT_FAILED, emit, fail, json_option, render_table
+from sequencer_node.cli.common import emit, fail, json_option, render_table
 from sequencer_node.devnet import monitor
 from sequencer_node.devnet.config import (
     DEFAULT_STAKES,
-    LOAD_ACCOUNTS,
     DevnetConfig,
     DevnetError,
     default_stakes,
@@ -435,68 +433,3 @@ def logs_cmd(directory: Path, name: str | None, follow: bool, lines: int) -> Non
                     time.sleep(0.3)
     except KeyboardInterrupt:
         return
-
-
-@devnet.command("load", hidden=True)
-@dir_option
-@click.option(
-    "--rpc-urls",
-    default=None,
-    envvar="SEQ_DEVNET_RPC_URLS",
-    show_envvar=True,
-    help="Comma-separated node RPC URLs (default: the nodes recorded in --dir).",
-)
-@click.option(
-    "--genesis",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    envvar="SEQ_GENESIS",
-    show_envvar=True,
-    help="L2 genesis (for the chain id; default: --dir/genesis.json).",
-)
-@click.option(
-    "--rate",
-    type=click.FloatRange(0.1, 10_000),
-    default=5.0,
-    show_default=True,
-    envvar="SEQ_DEVNET_LOAD_RATE",
-    show_envvar=True,
-    help="Transfers per second.",
-)
-@click.option("--duration", type=float, default=None, help="Seconds to run (default: forever).")
-def load_cmd(
-    directory: Path, rpc_urls: str | None, genesis: Path | None, rate: float, duration: float | None
-) -> None:
-    """The devnet's built-in load: transfers between the funded load accounts."""
-    import logging
-    import signal
-
-    from sequencer_node.devnet.loadgen import run_load
-
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request is noise
-    genesis = genesis or directory / "genesis.json"
-    try:
-        chain_id = int(json.loads(genesis.read_text())["chain_id"])
-        if rpc_urls:
-            urls = [u.strip() for u in rpc_urls.split(",") if u.strip()]
-        else:
-            urls = [n["rpc_url"] for n in read_state(directory.resolve()).get("nodes", [])]
-    except (DevnetError, OSError, ValueError, KeyError) as e:
-        fail(f"cannot read the devnet in {directory}: {e}")
-    if not urls:
-        fail("no node RPC URLs to send to (see --rpc-urls)", EXIT_FAILED)
-
-    async def main() -> None:
-        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as sigs:
-            async with trio.open_nursery() as nursery:
-
-                async def stop_on_signal() -> None:
-                    async for _ in sigs:
-                        nursery.cancel_scope.cancel()
-
-                nursery.start_soon(stop_on_signal)
-                await run_load(urls, chain_id, rate, LOAD_ACCOUNTS, duration)
-                nursery.cancel_scope.cancel()
-
-    trio.run(main)

@@ -23,6 +23,7 @@ import trio
 
 from sequencer_node.devnet import monitor
 from sequencer_node.devnet.config import (
+    LOAD_ACCOUNTS,
     DevnetConfig,
     DevnetError,
     read_state,
@@ -45,6 +46,8 @@ Say = Callable[[str], None]
 
 L1_START_DEADLINE_S = 30.0
 FIRST_BLOCK_DEADLINE_S = 120.0
+#: ``seqctl load`` runs for a bounded time; the longest it accepts.
+LOAD_DURATION = "168h"
 
 
 def node_argv(cfg: DevnetConfig, i: int) -> list[str]:
@@ -94,15 +97,26 @@ def l1_argv(cfg: DevnetConfig) -> list[str]:
 
 
 def load_argv(cfg: DevnetConfig) -> list[str]:
+    """The operator's load generator (``seqctl load``) on the devnet's funded accounts."""
+    seqctl = Path(sys.executable).parent / "seqctl"
+    prog = (
+        [str(seqctl)]
+        if seqctl.exists()
+        else [sys.executable, "-c", "from sequencer_node.cli.seqctl import main; main()"]
+    )
     return [
-        sys.executable,
-        "-m",
-        "sequencer_node.devnet",
+        *prog,
         "load",
-        "--dir",
-        str(cfg.directory),
+        "--node-url",
+        ",".join(cfg.rpc_url(i) for i in range(cfg.nodes)),
         "--rate",
-        str(cfg.load_rate),
+        f"{cfg.load_rate:g}",
+        "--duration",
+        LOAD_DURATION,
+        "--accounts",
+        str(LOAD_ACCOUNTS),
+        "--drain",
+        "0",
     ]
 
 
@@ -301,11 +315,14 @@ def prepare_directory(cfg: DevnetConfig, fresh: bool, say: Say) -> DevnetConfig:
         say(f"removing the previous devnet in {d} (--fresh)")
         shutil.rmtree(d)
     elif is_devnet:
-        stored = DevnetConfig.read(d)
-        if dataclasses.replace(stored, directory=cfg.directory) != cfg:
+        # the network's shape is fixed at creation; the load settings are per run
+        stored = dataclasses.replace(
+            DevnetConfig.read(d), directory=cfg.directory, load=cfg.load, load_rate=cfg.load_rate
+        )
+        if stored != cfg:
             say(
-                f"resuming the devnet in {d} with its stored settings (flags that differ are "
-                f"ignored; pass --fresh to start a new devnet there)"
+                f"resuming the devnet in {d} with its stored settings (network flags that "
+                f"differ are ignored; pass --fresh to start a new devnet there)"
             )
         return stored
     return cfg
