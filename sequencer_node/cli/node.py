@@ -172,7 +172,7 @@ async def _run_node(settings: Any) -> None:
         async def on_signals() -> None:
             with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
                 async for signum in signals:
-                    if node._stop.is_set():
+                    if node.stopping:
                         log.warning("second signal: stopping now")
                         nursery.cancel_scope.cancel()
                         return

@@ -230,6 +230,10 @@ class Node:
         """Begin a graceful shutdown (idempotent)."""
         self._stop.set()
 
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
     def open(self) -> None:
         """Lock the data directory, open the store and rebuild the core from it."""
         s = self.settings
@@ -249,6 +253,9 @@ class Node:
             )
             st = self.core.status()
             self._stored = (st.committed_height, st.committed_hash, st.state_root)
+            for cb in chain[-_TX_INDEX:]:  # tx status survives a restart
+                for tx in cb.block.transactions:
+                    self._tx_index[message_id(tx)] = cb.block.header.height
             log.info(
                 "restored %d certified blocks in %.2f s (watermark: %s)",
                 len(chain),

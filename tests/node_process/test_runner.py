@@ -212,6 +212,7 @@ async def test_runner_certifies_persists_before_signing_and_restarts(
     assert node2.core.record is not None
     assert persisted is not None
     assert node2.core.record.proposal_round >= persisted.proposal_round
+    assert node2.tx_json(bytes.fromhex(tx_hash[2:]))["status"] == "certified"
     async with trio.open_nursery() as nursery:
         await nursery.start(node2.run)
         await wait_until(
