@@ -112,5 +112,29 @@ async def test_four_nodes_agree_fail_over_and_catch_up(cluster: Cluster) -> None
         views = {await c.block_hash(i, height) for i in all4}
         assert len(views) == 1, f"height {height}: {views}\n{c.logs()}"
 
+    # The L1 dies (SIGKILL) and comes back from its data directory: the nodes keep certifying
+    # meanwhile and their followers reconnect.
+    assert c.l1_proc is not None
+    c.l1_proc.kill()
+    c.l1_proc.wait(timeout=10)
+
+    async def l1_down() -> bool:
+        s = await c.status(others[0])
+        return s is not None and s["l1"]["up"] is False
+
+    await c.wait_for("the nodes notice the L1 outage", l1_down, 20)
+    top = max(await c.heights(all4))
+    await c.wait_height(all4, top + 3, limit_s=30)
+    c.start_l1()
+
+    async def l1_back() -> bool:
+        for i in all4:
+            s = await c.status(i)
+            if s is None or s["l1"]["up"] is not True:
+                return False
+        return True
+
+    await c.wait_for("the nodes reconnect to the L1", l1_back, 30)
+
     # A graceful stop exits 0.
     assert c.kill(others[1], signal.SIGTERM) == 0

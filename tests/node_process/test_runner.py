@@ -325,3 +325,32 @@ async def _receive_head(recv: trio.MemoryReceiveChannel[Any], at_least: int) -> 
             ev = await recv.receive()
             if isinstance(ev, api.L1HeadChanged) and ev.head >= at_least:
                 return ev
+
+
+async def test_follower_submits_evidence_to_l1(tmp_path: Path, l1_url: str) -> None:
+    from l1_mock.genesis import dev_key
+    from sequencer_node.wire.crypto import sign_message
+    from sequencer_node.wire.messages import DoubleVote
+
+    a = sign_message(Vote(b"\x01" * 32, 5, 5, 0, KEY.public_key, bytes(64)), KEY, L2_CHAIN)
+    b = sign_message(Vote(b"\x02" * 32, 5, 5, 0, KEY.public_key, bytes(64)), KEY, L2_CHAIN)
+    send, _recv = trio.open_memory_channel[Any](100)
+    async with L1Client(l1_url) as l1, trio.open_nursery() as nursery:
+        follower = L1Follower(l1, events=send, key=dev_key(0), genesis_stake_epoch=0, poll_s=0.05)
+        await nursery.start(follower.run)
+        sub = follower.submit_evidence(DoubleVote(a, b), KEY.public_key)
+        assert (sub.kind, sub.round) == ("double_vote", 5)
+        await wait_until("submitted", _async(lambda: sub.submitted))
+        assert sub.l1_tx is not None
+        await l1.dev_mine(1)
+        receipt = await l1.receipt(sub.l1_tx)
+        assert receipt is not None
+        assert receipt.status == 1, receipt.reason
+        info = await l1.sequencer(KEY.public_key)
+        assert info is not None
+        assert info.status == "slashed"
+        # The same offence again is refused by L1: recorded, not retried forever.
+        again = follower.submit_evidence(DoubleVote(a, b), KEY.public_key)
+        await wait_until("refused", _async(lambda: again.error is not None))
+        assert not again.submitted
+        nursery.cancel_scope.cancel()

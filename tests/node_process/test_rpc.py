@@ -1,0 +1,82 @@
+"""The HTTP layer alone (``make_app`` over httpx's ASGI transport) against a stub node:
+status codes and error bodies for each kind of request. Budget: < 1 s."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import trio
+
+from sequencer_node.core import api
+from sequencer_node.shell.metrics import NodeMetrics
+from sequencer_node.shell.node import Overloaded
+from sequencer_node.shell.rpc import MAX_BODY, make_app
+from tests.node_process.helpers import USERS, make_tx, tx_body
+
+
+class StubNode:
+    def __init__(self) -> None:
+        self.metrics = NodeMetrics()
+        self.result: api.TxResult | BaseException = api.TxResult(b"\x07" * 32, True)
+
+    async def submit_tx(self, tx: Any) -> api.TxResult:
+        if isinstance(self.result, BaseException):
+            raise self.result
+        return self.result
+
+    def tx_json(self, h: bytes) -> dict[str, Any]:
+        return {"tx_hash": "0x" + h.hex(), "status": "unknown"}
+
+    def block_json(self, height: int) -> dict[str, Any] | None:
+        return {"height": height} if height == 1 else None
+
+    def account_json(self, address: bytes) -> dict[str, Any]:
+        return {"address": "0x" + address.hex(), "balance": "0", "nonce": 0}
+
+    def status_json(self) -> dict[str, Any]:
+        return {"role": "follower"}
+
+    schedule_json = evidence_json = batches_json = status_json
+
+
+async def test_rpc_status_codes() -> None:
+    node = StubNode()
+    transport = httpx.ASGITransport(app=make_app(node))  # type: ignore[arg-type]
+    async with httpx.AsyncClient(transport=transport, base_url="http://node") as http:
+        body = tx_body(make_tx(USERS[0], USERS[1].address, 1, 0))
+        r = await http.post("/v1/tx", json=body)
+        assert (r.status_code, r.json()) == (
+            200,
+            {"tx_hash": "0x" + "07" * 32, "status": "pending"},
+        )
+        node.result = api.TxResult(b"\x07" * 32, False, "nonce_too_low", "expected 3")
+        r = await http.post("/v1/tx", json=body)
+        assert r.status_code == 422
+        assert r.json()["error"] == {
+            "code": "NONCE_TOO_LOW",
+            "message": "nonce_too_low: expected 3",
+        }
+        node.result = Overloaded("full")
+        assert (await http.post("/v1/tx", json=body)).status_code == 429
+        node.result = trio.TooSlowError()
+        assert (await http.post("/v1/tx", json=body)).status_code == 503
+        for bad in ({"tx": "0xzz"}, {"nope": 1}, {"tx": "0x" + "00" * 10}):
+            r = await http.post("/v1/tx", json=bad)
+            assert r.status_code == 400, bad
+            assert r.json()["error"]["code"] == "MALFORMED"
+        r = await http.post("/v1/tx", content=b"x" * (MAX_BODY + 1))
+        assert r.status_code == 413
+        assert (await http.get("/v1/tx/0x12")).status_code == 400
+        assert (await http.get("/v1/tx/0x" + "ab" * 32)).json()["status"] == "unknown"
+        assert (await http.get("/v1/blocks/1")).status_code == 200
+        assert (await http.get("/v1/blocks/2")).status_code == 404
+        assert (await http.get("/v1/blocks/-1")).status_code == 400
+        assert (await http.get("/v1/account/0x" + "11" * 20)).status_code == 200
+        assert (await http.get("/v1/account/0x11")).status_code == 400
+        assert (await http.get("/health")).json() == {"ok": True}
+        r = await http.get("/metrics")
+        assert r.headers["content-type"].startswith("text/plain")
+        assert "seqnet_peers" in r.text
+        for path in ("/v1/status", "/v1/schedule", "/v1/evidence", "/v1/batches"):
+            assert (await http.get(path)).status_code == 200
