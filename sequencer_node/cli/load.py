@@ -9,11 +9,12 @@ robin over the accounts; at most ``--max-in-flight`` sends run at once (a tick t
 all busy is counted as ``skipped``, so the client never queues without bound). Each account is
 pinned to one node (round robin over ``--node-url``) and its sends are serialised, so its
 nonces arrive in order; after a nonce refusal or a lost answer its nonce is re-read from
-``/v1/account``. A follower reads every new certified block (``/v1/blocks/{h}``) from the first
-node and the batches (``/v1/batches``): a transaction is *certified* when it appears in a
-block (latency = submit -> block seen, polled every 100 ms) and *in L1* when a batch with an
-L1 block covers its height. After the sending phase it waits up to ``--drain`` seconds for
-the accepted transactions to be certified (and in L1 with ``--wait-l1``).
+``/v1/account``. A follower reads every new certified block (``/v1/blocks/{h}``) and the
+batches (``/v1/batches``) from the first node (the next one after an error): a transaction is
+*certified* when it appears in a block (latency = submit -> block seen, polled every 100 ms)
+and *in L1* when a batch with an L1 block covers its height. After the sending phase it waits
+up to ``--drain`` seconds for the accepted transactions to be certified (and in L1 with
+``--wait-l1``).
 """
 
 from __future__ import annotations
@@ -200,7 +201,7 @@ class LoadRun:
 
     async def _run(self, clients: list[NodeClient]) -> dict[str, Any]:
         cfg = self.cfg
-        status = await clients[0].status()
+        status = await self._first_status(clients)
         chain_id = cfg.chain_id if cfg.chain_id is not None else int(status["chain_id"])
         start_height = int(status["heads"]["certified"]["height"])
         keys = [dev_account_key(i) for i in range(cfg.accounts)]
@@ -212,7 +213,7 @@ class LoadRun:
         await self._check_balances(clients, accounts)
         self.start = trio.current_time()
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(self._follow, clients[0], start_height)
+            nursery.start_soon(self._follow, clients, start_height)
             if self.progress is not None:
                 nursery.start_soon(self._report)
             if threading.current_thread() is threading.main_thread():
@@ -240,6 +241,17 @@ class LoadRun:
             interrupted=self.interrupted,
         )
         return out
+
+    @staticmethod
+    async def _first_status(clients: list[NodeClient]) -> dict[str, Any]:
+        """``/v1/status`` of the first node that answers (raises the last error if none)."""
+        for i, client in enumerate(clients):
+            try:
+                return await client.status()
+            except NodeUnavailable:
+                if i == len(clients) - 1:
+                    raise
+        raise AssertionError("no node URL")
 
     async def _interrupts(self) -> None:
         """First Ctrl-C: stop sending and drain; second: stop draining (summary either way)."""
@@ -287,8 +299,11 @@ class LoadRun:
                 if acct.nonce is None:
                     try:
                         acct.nonce = int((await client.account(acct.key.address))["nonce"])
-                    except (NodeError, KeyError, ValueError, TypeError):
-                        self.stats.rejected["NONCE_UNKNOWN"] += 1
+                    except (NodeError, KeyError, ValueError, TypeError) as e:
+                        # a send attempt that failed before its POST
+                        self.stats.submitted += 1
+                        code = e.code if isinstance(e, NodeUnavailable) else "NONCE_UNKNOWN"
+                        self.stats.rejected[code] += 1
                         return
                 cfg = self.cfg
                 tx = make_transfer(acct.key, acct.to, cfg.amount, acct.nonce, cfg.fee, chain_id)
@@ -312,9 +327,12 @@ class LoadRun:
         finally:
             self.in_flight -= 1
 
-    async def _follow(self, client: NodeClient, height: int) -> None:
+    async def _follow(self, clients: list[NodeClient], height: int) -> None:
+        """Read new certified blocks and batches; after an error, follow the next node."""
         next_batches = 0.0
+        which = 0
         while True:
+            client = clients[which % len(clients)]
             try:
                 st = await client.status()
                 top = int(st["heads"]["certified"]["height"])
@@ -330,6 +348,7 @@ class LoadRun:
                             self.stats.l1_covers(int(b["last_height"]))
             except (NodeError, KeyError, ValueError, TypeError):
                 self.follow_errors += 1
+                which += 1
             self._followed.set()
             self._followed = trio.Event()
             await trio.sleep(FOLLOW_POLL)
@@ -363,7 +382,10 @@ class LoadRun:
 
         async def one(i: int, acct: Account) -> None:
             async with limiter:
-                info = await clients[acct.node].account(acct.key.address)
+                try:
+                    info = await clients[acct.node].account(acct.key.address)
+                except NodeUnavailable:
+                    return  # counted when its sends fail; another node may be up
             acct.nonce = int(info["nonce"])
             if int(info["balance"]) < self.cfg.amount + self.cfg.fee:
                 empty.append(i)

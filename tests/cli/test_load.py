@@ -134,3 +134,16 @@ def test_ctrl_c_stops_sending_and_still_prints_the_summary(fake_node: Node) -> N
     assert 10 <= out["submitted"] < 50  # stopped long before 60 s x 50 tx/s
     assert out["certified"] == out["accepted"]
     assert "interrupted: stopped sending" in r.stderr
+
+
+def test_a_dead_node_is_counted_and_the_follower_moves_on(fake_node: Node) -> None:
+    _fund(fake_node, 2)
+    dead = "http://127.0.0.1:9"
+    r = seqctl("load", "--node-url", f"{dead},{fake_node.url}", "--rate", "100", "--duration",
+               "0.2", "--accounts", "2", "--drain", "5", "--json", "--quiet")  # fmt: skip
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.stdout)
+    assert out["rejected"] == {"UNREACHABLE": 10}  # account 0 is pinned to the dead node
+    assert out["accepted"] == 10
+    assert out["certified"] == 10  # followed through the live node
+    assert out["follow_errors"] >= 1
