@@ -16,6 +16,9 @@ import trio
 
 from sequencer_node.l1client import L1Client, L1Error
 
+#: Per request. The L1 can pause for a few seconds while it checks a blob batch's KZG proofs.
+POLL_TIMEOUT_S = 5.0
+
 
 @dataclass
 class NodeView:
@@ -80,7 +83,7 @@ async def poll_node(http: httpx.AsyncClient, name: str, url: str) -> NodeView:
 async def poll_l1(url: str) -> L1View:
     view = L1View(url)
     try:
-        async with L1Client(url, timeout=2.0) as l1:
+        async with L1Client(url, timeout=POLL_TIMEOUT_S) as l1:
             st = await l1.status()
             view.head = int(st.get("head", 0))
             fin = st.get("finalizedBlock", st.get("finalized_block"))
@@ -99,7 +102,7 @@ async def poll_l1(url: str) -> L1View:
 
 async def poll(l1_url: str, nodes: Sequence[tuple[str, str]]) -> Snapshot:
     snap = Snapshot(L1View(l1_url), [NodeView(n, u) for n, u in nodes], time.time())
-    async with httpx.AsyncClient(timeout=2.0) as http:
+    async with httpx.AsyncClient(timeout=POLL_TIMEOUT_S) as http:
 
         async def one(i: int, name: str, url: str) -> None:
             snap.nodes[i] = await poll_node(http, name, url)
