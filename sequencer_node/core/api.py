@@ -251,6 +251,16 @@ class BlockCommitted:
 
 
 @dataclass(frozen=True, slots=True)
+class BlockCertified:
+    """A block above the committed head got a QC here (once per block). Optional to store:
+    a shell that keeps these (until committed) and passes them back as
+    ``SequencerCore(..., certified=...)`` after a crash lets the node rebuild on its restored
+    high QC even when no peer has that block any more. No fsync needed."""
+
+    certified: CertifiedBlock
+
+
+@dataclass(frozen=True, slots=True)
 class EvidenceFound:
     evidence: Evidence
     offender: bytes
@@ -292,6 +302,7 @@ Effect = (
     | SendTo
     | PersistWatermark
     | BlockCommitted
+    | BlockCertified
     | EvidenceFound
     | DowntimeCertificateReady
     | TxResult
@@ -318,6 +329,7 @@ class CoreStatus:
 
 __all__ = [
     "MAX_SYNC_BLOCKS",
+    "BlockCertified",
     "BlockCommitted",
     "Broadcast",
     "CertifiedBlocksReceived",

@@ -91,6 +91,11 @@ class SequencerCore:
         persisted: the last durable :class:`~sequencer_node.core.api.PersistedState`, if any.
         chain: this node's stored committed chain (certified blocks from height 1, in order),
             trusted as committed; replayed to rebuild the state.
+        certified: blocks this node saw certified above its committed chain (the
+            :class:`~sequencer_node.core.api.BlockCertified` effects it stored), in height
+            order; checked like catch-up blocks once the needed stake tables are known. After
+            a crash they let the node propose on top of its restored high QC even if no peer
+            still has that block.
     """
 
     def __init__(
@@ -100,6 +105,7 @@ class SequencerCore:
         *,
         persisted: api.PersistedState | None = None,
         chain: Sequence[CertifiedBlock] = (),
+        certified: Sequence[CertifiedBlock] = (),
     ) -> None:
         self.cfg = config
         self.genesis = genesis
@@ -143,6 +149,10 @@ class SequencerCore:
         self._sync_asked_ms: dict[bytes, int] = {}
         self._helped_ms: dict[bytes, int] = {}
         self._my_timeout: TimeoutMessage | None = None
+        self._certified_emitted: set[bytes] = set()
+        self._restore: list[CertifiedBlock] = list(certified)
+        self._peers: OrderedDict[bytes, None] = OrderedDict()
+        self._sync_turn = 0
         #: Blocks that passed the proposal-time checks (clock, L1 view, forced window).
         self._fully_checked: set[bytes] = set()
         self._leader_memo: tuple[tuple[int, bytes], bytes | None] | None = None
@@ -236,12 +246,37 @@ class SequencerCore:
     def tick(self, now_ms: int) -> list[api.Effect]:
         """Let time pass: round timeouts, retransmission, proposing."""
         out: list[api.Effect] = []
+        if self._restore:
+            self._restore_certified(now_ms, out)
+        self._sync_if_stuck(now_ms, out)
         if self._deadline_ms is None:
             self._deadline_ms = now_ms + self._timeout_ms()
         elif now_ms >= self._deadline_ms:
             self._local_timeout(now_ms, out)
         self._step(now_ms, out)
         return self._flush(out)
+
+    def _restore_certified(self, now_ms: int, out: list[api.Effect]) -> None:
+        blocks, self._restore = self._restore, []
+        try:
+            self._on_certified(b"", blocks, now_ms, out)
+        except _Wait:
+            if len(blocks) < 10_000:  # retry later: the stake tables may still be on the way
+                self._restore = [b for b in blocks if b.block.header.height > self.committed_height]
+        except CertificateError as exc:
+            out.append(api.PeerMisbehaved(b"store", f"stored certified block refused: {exc}"))
+
+    def _sync_if_stuck(self, now_ms: int, out: list[api.Effect]) -> None:
+        # A restored or gossiped high QC whose block this node lacks: without the block it
+        # cannot lead or judge the next proposal. Ask the peers in turn.
+        hq = self.high_qc
+        if hq is None or hq.block_hash in self._headers or not self._peers:
+            return
+        if hq.height <= self.committed_height:
+            return
+        peers = list(self._peers)
+        self._sync_turn += 1
+        self._ask_sync(peers[self._sync_turn % len(peers)], hq.height, now_ms, out)
 
     def status(self) -> api.CoreStatus:
         return api.CoreStatus(
@@ -446,6 +481,10 @@ class SequencerCore:
     # --- dispatch ---------------------------------------------------------------------------
 
     def _on_message(self, sender: bytes, msg: object, now_ms: int, out: list[api.Effect]) -> None:
+        if sender and sender != self.pk and sender not in self._peers:
+            self._peers[sender] = None
+            if len(self._peers) > 64:
+                self._peers.popitem(last=False)
         try:
             if isinstance(msg, Block):
                 self._on_block(sender, msg, now_ms, out)
@@ -455,7 +494,7 @@ class SequencerCore:
                 self._on_timeout(sender, msg, now_ms, out)
             elif isinstance(msg, TimeoutCertificate):
                 self._check_tc(msg)
-                self._on_tc(msg, now_ms, out)
+                self._on_tc(msg, now_ms, out, sender)
             elif isinstance(msg, QuorumCertificate):
                 self._check_qc(msg)
                 self._on_qc(sender, msg, now_ms, out)
@@ -465,7 +504,7 @@ class SequencerCore:
                 self._on_certified(sender, msg.blocks, now_ms, out)
                 if msg.last_tc is not None:
                     self._check_tc(msg.last_tc)
-                    self._on_tc(msg.last_tc, now_ms, out)
+                    self._on_tc(msg.last_tc, now_ms, out, sender)
             elif isinstance(msg, Transaction):
                 tip = self._ledgers.get(self._qc_hash(self.high_qc), self.committed_ledger)
                 self.mempool.add(msg, tip)
@@ -536,7 +575,7 @@ class SequencerCore:
         if block.justify is not None:
             self._on_qc(sender, block.justify, now_ms, out)
         if block.timeout_cert is not None:
-            self._on_tc(block.timeout_cert, now_ms, out)
+            self._on_tc(block.timeout_cert, now_ms, out, sender)
         bh = block_hash(h)
         if bh in self._headers:
             self._maybe_vote(block, now_ms, out)
@@ -624,6 +663,7 @@ class SequencerCore:
         self._ledgers[bh] = ledger
         if proposal:
             self._fully_checked.add(bh)
+        self._note_certified(bh)
         if block.justify is not None:
             self._qc_of.setdefault(block.justify.block_hash, block.justify)
         return None
@@ -721,6 +761,7 @@ class SequencerCore:
         known = self._qc_of.get(qc.block_hash)
         if known is None:
             self._qc_of[qc.block_hash] = qc
+        self._note_certified(qc.block_hash)
         if qc.round > self._qc_round(self.high_qc):
             self.high_qc = qc
         self._enter_round(qc.round + 1, now_ms, "qc", out)
@@ -728,6 +769,17 @@ class SequencerCore:
             self._try_commit(qc.block_hash, out)
         elif qc.height > self.committed_height:
             self._ask_sync(sender, qc.height, now_ms, out)
+
+    def _note_certified(self, bh: bytes) -> None:
+        """Emit BlockCertified once per block that has both its body and a QC here."""
+        if bh in self._certified_emitted or bh not in self._blocks or bh not in self._qc_of:
+            return
+        if self._headers[bh].height <= self.committed_height:
+            return
+        self._certified_emitted.add(bh)
+        self._side_effects.append(
+            api.BlockCertified(CertifiedBlock(self._blocks[bh], self._qc_of[bh]))
+        )
 
     def _enter_round(self, round_: int, now_ms: int, via: str, out: list[api.Effect]) -> None:
         if round_ <= self.round and not (round_ == self.round and self._deadline_ms is None):
@@ -815,6 +867,7 @@ class SequencerCore:
                 continue
             self._headers.pop(bh, None)
             self._fully_checked.discard(bh)
+            self._certified_emitted.discard(bh)
             self._blocks.pop(bh, None)
             self._ledgers.pop(bh, None)
             self._qc_of.pop(bh, None)
@@ -951,11 +1004,13 @@ class SequencerCore:
         self._remember_verified(message_id(tc))
         self._on_tc(tc, now_ms, out)
 
-    def _on_tc(self, tc: TimeoutCertificate, now_ms: int, out: list[api.Effect]) -> None:
+    def _on_tc(
+        self, tc: TimeoutCertificate, now_ms: int, out: list[api.Effect], sender: bytes = b""
+    ) -> None:
         if self.last_tc is None or tc.round > self.last_tc.round:
             self.last_tc = tc
         if tc.high_qc is not None:
-            self._on_qc(b"", tc.high_qc, now_ms, out)
+            self._on_qc(sender, tc.high_qc, now_ms, out)
         self._enter_round(tc.round + 1, now_ms, "tc", out)
 
     def _help(self, peer: bytes, t: Timeout, now_ms: int, out: list[api.Effect]) -> None:

@@ -72,6 +72,7 @@ class Instance:
     core: SequencerCore | None = None
     durable: api.PersistedState | None = None
     store: list[CertifiedBlock] = field(default_factory=list)
+    certified: dict[bytes, CertifiedBlock] = field(default_factory=dict)
     committed: list[bytes] = field(default_factory=list)
     skew_ms: int = 0
     paused_until: int = 0
@@ -193,8 +194,13 @@ class Simulation:
 
     def _boot(self, inst: Instance) -> None:
         persisted = None if "amnesia" in inst.behaviours else inst.durable
+        above = sorted(inst.certified.values(), key=lambda cb: cb.block.header.height)
         inst.core = SequencerCore(
-            self.config_for(inst), self.genesis, persisted=persisted, chain=tuple(inst.store)
+            self.config_for(inst),
+            self.genesis,
+            persisted=persisted,
+            chain=tuple(inst.store),
+            certified=tuple(above),
         )
         inst.incarnation += 1
         inst.committed = [block_hash(cb.block.header) for cb in inst.store]
@@ -255,6 +261,8 @@ class Simulation:
                 self._push(self.now + 1, src.idx, "ack", (src.incarnation, eff.seq))
             elif isinstance(eff, api.BlockCommitted):
                 self._on_commit(src, eff)
+            elif isinstance(eff, api.BlockCertified):
+                src.certified[block_hash(eff.certified.block.header)] = eff.certified
             elif isinstance(eff, api.EvidenceFound):
                 kind, signer, rnd, _ = _kind_of_evidence(eff)
                 src.evidence.add((kind, signer, rnd))
@@ -325,6 +333,8 @@ class Simulation:
         h = eff.certified.block.header
         bh = block_hash(h)
         inst.store.append(eff.certified)
+        for k in [k for k, cb in inst.certified.items() if cb.block.header.height <= h.height]:
+            del inst.certified[k]
         if h.height != len(inst.committed) + 1:
             self._fail(f"ROLLBACK/GAP: {inst.name} committed height {h.height} after "
                        f"{len(inst.committed)}")  # fmt: skip
