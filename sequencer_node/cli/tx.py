@@ -161,6 +161,8 @@ def tx_send(
                 hint = ""
                 if e.code.startswith("NONCE"):
                     hint = " (omit --nonce to use the account's next nonce)"
+                elif e.status == 429:
+                    hint = " (the node is overloaded: retry in a moment or use another node)"
                 fail(f"the node refused the transaction: {e}{hint}")
             if answer.get("tx_hash", "0x" + h.hex()) != "0x" + h.hex():
                 fail(

@@ -75,6 +75,13 @@ def test_refusals_and_errors(fake_node: Node, keystore: Keystore, pwfile: Path,
     assert "BAD_SIGNATURE" in r.stderr
     assert not fake.txs
 
+    fake.overload_every = 1
+    r = seqctl("tx", "send", *base, "--amount", "1")
+    assert r.exit_code == EXIT_FAILED
+    assert "OVERLOADED" in r.stderr
+    assert "retry in a moment" in r.stderr
+    fake.overload_every = 0
+
     bad = tmp_path / "bad.txt"
     bad.write_text("wrong\n")
     r = seqctl("tx", "send", *base[:2], "--password-file", str(bad), *base[4:], "--amount", "1")
