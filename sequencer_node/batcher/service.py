@@ -46,7 +46,7 @@ from sequencer_node.batcher.messages import BatchProposal
 from sequencer_node.batcher.poster import FaultHook, Poster, PosterError
 from sequencer_node.batching.codec import BatchFormatError
 from sequencer_node.l1client import InboxBatch, L1Client, L1Error
-from sequencer_node.shell.store import BatchState, Store
+from sequencer_node.shell.store import BatchState, Store, StoreError
 from sequencer_node.wire.blobs import BLOB_SCHEDULE
 from sequencer_node.wire.codec import decode, encode, message_id
 from sequencer_node.wire.crypto import SigningKey
@@ -279,7 +279,7 @@ class BatcherService:
             except L1Error as e:
                 self._last_error = f"L1: {e}"
                 log.warning("batcher: L1 error: %s", e)
-            except PosterError as e:
+            except (PosterError, StoreError) as e:
                 self._last_error = str(e)
                 log.error("batcher: %s", e)
             await trio.sleep(self.config.poll_interval_s)
@@ -302,7 +302,7 @@ class BatcherService:
                         await self._on_certified(cert)
             except L1Error as e:
                 log.warning("batcher: L1 error while handling %s: %s", type(msg).__name__, e)
-            except PosterError as e:
+            except (PosterError, StoreError) as e:
                 log.error("batcher: %s", e)
 
     # --- inbox -------------------------------------------------------------------------------
