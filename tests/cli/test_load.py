@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import signal
@@ -11,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from sequencer_node.cli.common import EXIT_FAILED, EXIT_UNREACHABLE
-from sequencer_node.cli.load import LoadStats, dev_account_key, percentile
+from sequencer_node.cli.load import LoadConfig, LoadRun, LoadStats, dev_account_key, percentile
 from sequencer_node.wire.crypto import SigningKey
 from tests.cli.conftest import Node, seqctl
 from tests.l1.helpers import USER
@@ -147,3 +148,23 @@ def test_a_dead_node_is_counted_and_the_follower_moves_on(fake_node: Node) -> No
     assert out["accepted"] == 10
     assert out["certified"] == 10  # followed through the live node
     assert out["follow_errors"] >= 1
+
+
+class _Tty(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+async def test_progress_is_one_refreshing_line_on_a_terminal(fake_node: Node) -> None:
+    _fund(fake_node, 2)
+    cfg = LoadConfig((fake_node.url,), rate=50, duration=1.2, accounts=2, max_in_flight=8,
+                     amount=1, fee=1, drain=5, wait_l1=False, chain_id=None, fund_from=None,
+                     fund_amount=1)  # fmt: skip
+    tty = _Tty()
+    out = await LoadRun(cfg, tty).run()
+    assert out["certified"] == out["accepted"] == 60
+    text = tty.getvalue()
+    assert text.count("\r\x1b[2K") >= 2  # refreshed in place, at least twice
+    assert "\r\x1b[2Kt=" in text
+    assert "sent " in text
+    assert text.endswith("\n")  # the summary starts on its own line
