@@ -71,6 +71,8 @@ MAX_TX_INDEX = 200_000
 INBOX_QUEUE = 256
 #: Accepted batches whose height ranges are kept for ``tx_location``.
 MAX_RANGES = 10_000
+#: Reviewed (proposed or approved) batch headers kept with their prepared data.
+MAX_OPEN = 16
 
 __all__ = ["BatcherConfig", "BatcherService"]
 
@@ -476,9 +478,22 @@ class BatcherService:
             len(d.blobs),
             d.blob_fill * 100,
         )
-        self._open[message_id(header)] = _Open(header, prepared, now)
+        self._remember_open(header, prepared, now)
         self._broadcast(BatchProposal(header, d.algorithm))
         await self._approve(header, stakes)
+
+    def _remember_open(self, header: BatchHeader, prepared: Prepared, now: float) -> None:
+        self._open[message_id(header)] = _Open(header, prepared, now)
+        # Bounded: re-proposals under leader churn add headers until the inbox moves on.
+        while len(self._open) > MAX_OPEN:
+            oldest = min(
+                (k for k, o in self._open.items() if o.certified_at is None),
+                key=lambda k: self._open[k].since,
+                default=None,
+            )
+            if oldest is None:
+                break
+            del self._open[oldest]
 
     async def _approve(self, header: BatchHeader, stakes: Mapping[bytes, int]) -> None:
         assert self.key is not None
@@ -535,7 +550,7 @@ class BatcherService:
                 why,
             )
             return
-        self._open[hid] = _Open(h, prepared, self._clock())
+        self._remember_open(h, prepared, self._clock())
         await self._approve(h, stakes)
 
     # --- posting -----------------------------------------------------------------------------

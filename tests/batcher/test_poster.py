@@ -236,3 +236,35 @@ async def test_process_worker_matches_the_in_thread_path() -> None:
         b = await t.prepare(blocks, algorithm=3, da="blobs", max_payload=10**6, fit=False)
     assert a == b
     assert len(a.commitments) == 1
+
+
+async def test_blob_fee_above_the_cap_waits_and_a_spike_is_priced_with_the_margin(
+    env: Env,
+) -> None:
+    """The L1's blob base fee is read through a client whose answer the test controls
+    (everything else is the real L1): above the cap nothing is sent or recorded as posted;
+    once under it, the call's maxFeePerBlobGas is base fee x (1 + margin)."""
+    quoted = {"fee": 2 * 10**12}
+
+    class SpikyL1(L1Client):
+        async def blob_base_fee(self) -> int:
+            return quoted["fee"]
+
+    cert, prepared = await certified_batch(env, 0, 1, 6, ZERO_HASH)
+    poster, store, db = open_poster(env, KEYS[0], "n0")
+    async with SpikyL1(env.l1.url) as spiky:
+        poster.l1 = spiky
+        await poster.certified(cert, prepared)
+        result = await poster.post(0)
+        assert result.outcome == "fee_above_cap"
+        assert "above the cap" in result.detail
+        assert store.get_batch(0).state == BatchState.SIGNED  # type: ignore[union-attr]
+        assert db.inflight(0) is None
+        quoted["fee"] = 3 * 10**11  # the market calms down below the cap of 10**12
+        assert (await poster.post(0)).outcome == "sent"
+        inflight = db.inflight(0)
+        assert inflight is not None
+        assert inflight.max_fee == 6 * 10**11  # margin 1.0
+        await env.l1.dev_mine(1)
+        assert (await poster.post(0)).outcome == "accepted"
+    close(store, db)
