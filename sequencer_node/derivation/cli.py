@@ -136,7 +136,20 @@ async def _follow(
     help="Keep the derived state here, to resume (and to outlive blob pruning).",
 )
 @click.option(
-    "--once", is_flag=True, help="Derive what the L1 holds now, print a summary and exit."
+    "--once",
+    is_flag=True,
+    envvar="SEQ_FOLLOW_ONCE",
+    show_envvar=True,
+    help="Derive what the L1 holds now, print a summary and exit.",
+)
+@click.option(
+    "--log-level",
+    type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
+    default="INFO",
+    envvar="SEQ_LOG_LEVEL",
+    show_envvar=True,
+    show_default=True,
+    help="Log level (logs go to stderr).",
 )
 @click.option(
     "--rpc-listen",
@@ -161,9 +174,13 @@ def follow_command(
     once: bool,
     rpc_listen: str | None,
     poll_interval: float,
+    log_level: str,
     as_json: bool,
 ) -> None:
     """Derive the L2 chain from L1 alone (inbox, blobs, calldata) and report state roots."""
+    logging.basicConfig(
+        level=log_level.upper(), format="%(asctime)s %(levelname)-7s %(name)s: %(message)s"
+    )
     genesis = load_follower_genesis(genesis_path)
     if rpc_listen and ":" not in rpc_listen:
         fail(f"--rpc-listen wants HOST:PORT, got {rpc_listen!r}", 2)

@@ -188,3 +188,37 @@ async def test_a_certified_batch_with_wrong_state_roots_is_named(tmp_path: Path)
         with pytest.raises(InvalidBatch, match="L2 block 2: state root after re-execution"):
             await Follower(l1, l2_genesis()).derive_available()
         posting.close()
+
+
+async def test_follow_serves_its_status_while_following(tmp_path: Path) -> None:
+    import socket
+
+    import httpx
+
+    from sequencer_node.derivation.cli import _follow
+
+    chain = l2_chain(5, 2)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    async with running_l1(tmp_path) as (_node, l1), KzgWorker(0) as worker:
+        posting = Posting(l1, worker, chain, tmp_path)
+        await posting.post(1, 5)
+        async with trio.open_nursery() as nursery, httpx.AsyncClient() as http:
+            nursery.start_soon(_follow, l1.url, l2_genesis(), None, f"127.0.0.1:{port}", 0.1)
+            with trio.fail_after(30):
+                while True:
+                    try:
+                        st = (await http.get(f"http://127.0.0.1:{port}/v1/status")).json()
+                    except httpx.HTTPError:
+                        st = {}
+                    if st.get("height") == 5:
+                        break
+                    await trio.sleep(0.1)
+            assert st["state_root"] == "0x" + chain[-1].block.header.state_root.hex()
+            assert st["role"] == "follower"
+            assert st["error"] is None
+            health = await http.get(f"http://127.0.0.1:{port}/health")
+            assert health.json() == {"ok": True, "height": 5}
+            nursery.cancel_scope.cancel()
+        posting.close()
