@@ -264,7 +264,7 @@ class SequencerCore:
             if len(blocks) < 10_000:  # retry later: the stake tables may still be on the way
                 self._restore = [b for b in blocks if b.block.header.height > self.committed_height]
         except CertificateError as exc:
-            out.append(api.PeerMisbehaved(b"store", f"stored certified block refused: {exc}"))
+            out.append(api.PeerMisbehaved(b"", f"stored certified block refused: {exc}"))
 
     def _sync_if_stuck(self, now_ms: int, out: list[api.Effect]) -> None:
         # A restored or gossiped high QC whose block this node lacks: without the block it
