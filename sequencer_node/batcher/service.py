@@ -127,6 +127,7 @@ class BatcherService:
         self._tx_height: OrderedDict[bytes, int] = OrderedDict()
         self._ranges: OrderedDict[int, tuple[int, int, int]] = OrderedDict()  # n -> first,last,l1
         self._open: dict[bytes, _Open] = {}  # header id -> reviewed batch
+        self._heard: dict[int, float] = {}  # batch number -> when a proposal last came in
         self._posting: dict[int, bytes] = {}  # batch number -> header id being posted
         self._inbox_next = 0
         self._last_header: BatchHeader | None = None
@@ -422,6 +423,9 @@ class BatcherService:
         for o in self._open.values():
             if o.header.batch_number == n and now - o.since < self.config.proposal_timeout_s:
                 return
+        heard = self._heard.get(n)
+        if heard is not None and now - heard < self.config.proposal_timeout_s:
+            return  # another leader's proposal for n is being reviewed: give it time
         first = self._next_height()
         pending: list[CertifiedBlock] = []
         h = first
@@ -508,6 +512,10 @@ class BatcherService:
         if self.key is None:
             return
         h = prop.header
+        if h.batch_number >= self._inbox_next:
+            self._heard[h.batch_number] = self._clock()
+            while len(self._heard) > MAX_OPEN:
+                del self._heard[min(self._heard)]
         if h.batch_number != self._inbox_next:
             await self._sync_inbox()
             if h.batch_number != self._inbox_next:
