@@ -185,6 +185,8 @@ class BatcherService:
             self._restore()
             task_status.started()
             async with trio.open_nursery() as nursery:
+                # Spawn the worker and load its trusted setup now, not at the first batch.
+                nursery.start_soon(self._worker.commit, [])
                 nursery.start_soon(self._inbound_loop)
                 await self._main_loop()
         finally:
