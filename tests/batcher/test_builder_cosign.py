@@ -6,6 +6,8 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from sequencer_node.batcher.builder import (
     BatchTooLarge,
@@ -124,3 +126,29 @@ def test_collector_counts_approvals_that_came_before_the_review() -> None:
     assert len(cert.signatures) == 3
     c.forget_below(1)
     assert c.certificate(h) is None
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    n=st.integers(1, 20),
+    limit=st.integers(300, 6000),
+    algorithm=st.sampled_from([0, 1, 2, 3]),
+    da=st.sampled_from(["blobs", "calldata"]),
+)
+def test_fit_draft_is_the_exact_draft_of_a_fitting_prefix(
+    n: int, limit: int, algorithm: int, da: str
+) -> None:
+    """What the proposer fits, a co-signer rebuilds byte for byte from the same range."""
+    blocks = CHAIN[:n]
+    try:
+        fitted = fit_draft(blocks, algorithm=algorithm, da=da, max_payload=limit)
+    except BatchTooLarge:
+        with pytest.raises(BatchTooLarge):
+            draft_batch(blocks[:1], algorithm=algorithm, da=da, max_payload=limit)
+        return
+    assert len(fitted.payload) <= limit
+    assert fitted.first_height == 1
+    k = fitted.last_height
+    assert k <= n
+    again = draft_batch(blocks[:k], algorithm=algorithm, da=da, max_payload=10**6)
+    assert again == fitted
