@@ -888,8 +888,14 @@ class SequencerCore:
                 raise ValueError(f"stored chain is broken at height {h.height}")
             parent_ledger = self._ledgers[h.parent_hash]
             try:
+                # chain_id: forced entries' signatures are checked exactly as when the block
+                # was first executed (a forged entry is skipped); without it the replay would
+                # execute the forgery and disagree with the stored state root.
                 ledger, _ = parent_ledger.apply_block(
-                    block.transactions, block.forced, proposer=h.proposer
+                    block.transactions,
+                    block.forced,
+                    proposer=h.proposer,
+                    chain_id=self.cfg.chain_id,
                 )
             except InvalidBlock as exc:
                 raise ValueError(f"stored block {h.height} does not execute: {exc}") from exc
@@ -1137,16 +1143,12 @@ class SequencerCore:
         forced = self.forced.available(
             l1_origin, self.cfg.max_block_forced, from_index=pledger.forced_index()
         )
-        txs = self.mempool.select(pledger, self.cfg.max_block_txs)
-        try:
-            ledger, _ = pledger.apply_block(
-                txs, forced, proposer=self.pk, chain_id=self.cfg.chain_id
-            )
-        except InvalidBlock:
-            txs = []
-            ledger, _ = pledger.apply_block(
-                txs, forced, proposer=self.pk, chain_id=self.cfg.chain_id
-            )
+        candidates = self.mempool.select(pledger, self.cfg.max_block_txs)
+        # Forced entries run first and may spend a balance or nonce the selection counted
+        # on: leave out only the candidates that fail instead of proposing an empty block.
+        ledger, txs, _, _ = pledger.build_block(
+            candidates, forced, proposer=self.pk, chain_id=self.cfg.chain_id
+        )
         height = parent.height + 1
         header = BlockHeader(
             height, self.round, self._epoch_of(height), parent_hash,
