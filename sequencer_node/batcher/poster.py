@@ -71,7 +71,10 @@ class PostResult:
 
 
 class Poster:
-    """Posts this node's certified batches; see the module docstring for the protocol."""
+    """Posts this node's certified batches; see the module docstring for the protocol.
+
+    With ``key=None`` it only records what the inbox accepted (and its cost).
+    """
 
     def __init__(
         self,
@@ -79,7 +82,7 @@ class Poster:
         store: Store,
         db: BatcherDB,
         l1: L1Client,
-        key: SigningKey,
+        key: SigningKey | None,
         l1_chain_id: int,
         config: BatcherConfig,
         rebuild: Rebuild,
@@ -234,6 +237,9 @@ class Poster:
 
     async def _send(self, header: BatchHeader, *, reuse: Inflight | None) -> PostResult:
         n = header.batch_number
+        if self.key is None:
+            raise PosterError("this node has no signing key; it records batches but never posts")
+        key = self.key
         saved = self.db.certificate(n)
         if saved is None:
             raise PosterError(f"batch {n} is SIGNED but its certificate is missing from the DB")
@@ -267,7 +273,7 @@ class Poster:
                     fee = max_fee_per_blob_gas(
                         base, self.config.fee_margin, self.config.fee_cap_wei
                     )
-                nonce = await self.l1.nonce(self.key.address, pending=True)
+                nonce = await self.l1.nonce(key.address, pending=True)
             params = SubmitBatch(
                 cert,
                 fee,
@@ -276,7 +282,7 @@ class Poster:
                 prepared.proofs,
                 b"" if blobs else prepared.draft.payload,
             )
-            call = make_call(params, self.key, nonce, self.l1_chain_id)
+            call = make_call(params, key, nonce, self.l1_chain_id)
             h = message_id(call)
             if reuse is None or reuse.tx_hash != h:
                 await self._io(self.db.save_inflight, Inflight(n, nonce, fee, h, attempts))

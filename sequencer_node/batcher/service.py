@@ -170,23 +170,24 @@ class BatcherService:
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         self._worker.start()
         try:
-            if self.key is not None:
-                self.poster = Poster(
-                    store=self.store,
-                    db=self.db,
-                    l1=self.l1,
-                    key=self.key,
-                    l1_chain_id=self.l1_chain_id,
-                    config=self.config,
-                    rebuild=self._rebuild,
-                    tx_count=self._tx_count,
-                    fault=self._fault,
-                )
+            # A keyless node keeps the same records (the poster then never posts).
+            self.poster = Poster(
+                store=self.store,
+                db=self.db,
+                l1=self.l1,
+                key=self.key,
+                l1_chain_id=self.l1_chain_id,
+                config=self.config,
+                rebuild=self._rebuild,
+                tx_count=self._tx_count,
+                fault=self._fault,
+            )
             self._restore()
             task_status.started()
             async with trio.open_nursery() as nursery:
                 # Spawn the worker and load its trusted setup now, not at the first batch.
-                nursery.start_soon(self._worker.commit, [])
+                if self.key is not None:
+                    nursery.start_soon(self._worker.commit, [])
                 nursery.start_soon(self._inbound_loop)
                 await self._main_loop()
         finally:
@@ -328,10 +329,8 @@ class BatcherService:
 
     async def _accepted(self, ib: InboxBatch) -> None:
         h = ib.header
-        if self.poster is not None:
-            cost = await self.poster.note_accepted(ib)
-        else:
-            cost = await self._record_observed(ib)
+        assert self.poster is not None
+        cost = await self.poster.note_accepted(ib)
         if cost is not None and self.metrics is not None:
             _metric(self.metrics, "batch_cost_wei", cost.fee_paid)
             _metric(self.metrics, "batch_bytes", cost.posted_bytes)
@@ -349,18 +348,6 @@ class BatcherService:
             del self._open[hid]
         for height in [x for x in self._pending if x <= h.last_height]:
             del self._pending[height]
-
-    async def _record_observed(self, ib: InboxBatch) -> BatchCost | None:
-        # A keyless node keeps the same bookkeeping rows (for /v1/batches).
-        enc = encode(ib.header)
-        n = ib.header.batch_number
-        rec = self.store.get_batch(n)
-        if rec is None:
-            await trio.to_thread.run_sync(self.store.record_batch, n, enc)
-            await trio.to_thread.run_sync(
-                lambda: self.store.advance_batch(n, BatchState.ACCEPTED, l1_tx_hash=ib.tx_hash)
-            )
-        return None
 
     # --- chain access ------------------------------------------------------------------------
 
@@ -568,7 +555,7 @@ class BatcherService:
     async def _on_certified(self, cert: BatchCertificate) -> None:
         hid = message_id(cert.header)
         o = self._open.get(hid)
-        if o is None or o.certified_at is not None or self.poster is None:
+        if o is None or o.certified_at is not None or self.poster is None or self.key is None:
             return
         n = cert.header.batch_number
         if n < self._inbox_next or n in self._posting:
@@ -589,7 +576,7 @@ class BatcherService:
         return order.index(self.key.public_key) * self.config.posting_deadline_s
 
     async def _post_due(self) -> None:
-        if self.poster is None:
+        if self.poster is None or self.key is None:
             return
         now = self._clock()
         for n in sorted(self._posting):

@@ -57,9 +57,16 @@ class Net:
 
 
 def make_service(
-    tmp: Path, l1: L1Client, key: SigningKey, net: Net, *, da: str = "blobs", fault: Any = None
+    tmp: Path,
+    l1: L1Client,
+    key: SigningKey | None,
+    net: Net,
+    *,
+    da: str = "blobs",
+    fault: Any = None,
 ) -> BatcherService:
-    store = Store.open(tmp / key.public_key.hex()[:8], chain_id=L2_CHAIN, identity=key.public_key)
+    identity = key.public_key if key is not None else bytes(32)
+    store = Store.open(tmp / identity.hex()[:8], chain_id=L2_CHAIN, identity=identity)
     svc = BatcherService(
         config=BatcherConfig(
             da=da,  # type: ignore[arg-type]
@@ -73,13 +80,13 @@ def make_service(
         key=key,
         chain_id=L2_CHAIN,
         l1_chain_id=L1_CHAIN,
-        broadcast=net.broadcaster(key.public_key),
+        broadcast=net.broadcaster(identity),
         schedule=lambda: [k.public_key for k in KEYS],
         stake_view=lambda: (0, STAKES),
         worker_processes=0,
         fault=fault,
     )
-    net.services[key.public_key] = svc
+    net.services[identity] = svc
     return svc
 
 
@@ -115,6 +122,7 @@ async def test_four_services_cosign_post_and_a_follower_derives_the_same_root(
     net = Net()
     async with running_l1(tmp_path) as (_node, l1), trio.open_nursery() as nursery:
         services = [make_service(tmp_path, l1, k, net, da=da) for k in KEYS]
+        services.append(make_service(tmp_path, l1, None, net, da=da))  # keyless observer
         for s in services:
             feed(s, chain[:6])
             await nursery.start(s.run)
