@@ -51,6 +51,7 @@ from sequencer_node.shell.l1_follower import L1Follower, connect_l1
 from sequencer_node.shell.metrics import NodeMetrics
 from sequencer_node.shell.p2p_messages import TxBatch
 from sequencer_node.shell.peers import PeerAddress, PeerConfig, PeerManager, run_tx_ingress
+from sequencer_node.shell.rpc import Overloaded, serve_rpc
 from sequencer_node.shell.scoring import Offense
 from sequencer_node.shell.store import DB_FILENAME, Store
 from sequencer_node.wire.codec import decode, encode, message_id
@@ -75,10 +76,6 @@ LOCK_FILENAME = "LOCK"
 
 class NodeStartError(Exception):
     """The node cannot start; the message says what is wrong and what to do."""
-
-
-class Overloaded(Exception):
-    """The node's input queue is full: the client should retry later (HTTP 429)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -309,8 +306,6 @@ class Node:
             self.close()
 
     async def _serve(self, l1: L1Client, task_status: trio.TaskStatus[NodeAddresses]) -> None:
-        from sequencer_node.shell.rpc import serve_rpc
-
         s = self.settings
         identity = self.key if self.key is not None else SigningKey.generate()
         self.pm = PeerManager(
@@ -343,10 +338,18 @@ class Node:
             nursery.start_soon(run_tx_ingress, self.pm, tx_recv)
             core_done = trio.Event()
             nursery.start_soon(self._core_loop, core_done)
+            rpc_done = trio.Event()
+
+            async def rpc(task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED) -> None:
+                try:
+                    await serve_rpc(
+                        self, s.rpc_host, s.rpc_port, self._rpc_stop.wait, task_status=task_status
+                    )
+                finally:
+                    rpc_done.set()
+
             try:
-                rpc_url = await nursery.start(
-                    serve_rpc, self, s.rpc_host, s.rpc_port, self._rpc_stop.wait
-                )
+                rpc_url = await nursery.start(rpc)
             except (OSError, BaseExceptionGroup) as exc:
                 e = _os_error(exc)
                 raise NodeStartError(
@@ -366,6 +369,7 @@ class Node:
             log.info("shutting down (deadline %.1f s)", s.shutdown_timeout_s)
             with trio.move_on_after(s.shutdown_timeout_s) as scope:
                 self._rpc_stop.set()  # hypercorn stops accepting and drains requests
+                await rpc_done.wait()
                 # The core loop stops between two inputs; a block write in flight finishes.
                 self._core_scope.cancel()
                 await core_done.wait()
@@ -575,7 +579,7 @@ class Node:
                 self.metrics.rpc_tx.labels("accepted" if e.accepted else "rejected").inc()
             elif isinstance(e, api.RoundChanged):
                 self.metrics.round_changes.labels(e.via).inc()
-                if e.leader != self._last_leader:
+                if e.leader is not None and e.leader != self._last_leader:
                     if self._last_leader is not None:
                         self.metrics.leader_changes.inc()
                         log.info("leader changed to %s at round %d (%s)",

@@ -13,7 +13,7 @@ import functools
 import json
 import logging
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import trio
 from starlette.applications import Starlette
@@ -21,17 +21,36 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from sequencer_node.core import api
+from sequencer_node.shell.metrics import NodeMetrics
 from sequencer_node.wire.codec import CodecError, decode
 from sequencer_node.wire.crypto import parse_address
 from sequencer_node.wire.messages import Transaction
-
-if TYPE_CHECKING:
-    from sequencer_node.shell.node import Node
 
 log = logging.getLogger(__name__)
 
 #: A transaction is ~200 bytes; 64 KiB leaves room and bounds what a client can make us read.
 MAX_BODY = 64 * 1024
+
+
+class Overloaded(Exception):
+    """The node's input queue is full: the client should retry later (HTTP 429)."""
+
+
+class NodeApi(Protocol):
+    """What the API needs from the node (implemented by :class:`~sequencer_node.shell.node.Node`;
+    a Protocol so that this module does not import the runner)."""
+
+    metrics: NodeMetrics
+
+    async def submit_tx(self, tx: Transaction) -> api.TxResult: ...
+    def tx_json(self, tx_hash: bytes) -> dict[str, Any]: ...
+    def block_json(self, height: int) -> dict[str, Any] | None: ...
+    def account_json(self, address: bytes) -> dict[str, Any]: ...
+    def status_json(self) -> dict[str, Any]: ...
+    def schedule_json(self) -> dict[str, Any]: ...
+    def evidence_json(self) -> dict[str, Any]: ...
+    def batches_json(self) -> dict[str, Any]: ...
 
 
 def _error(status: int, code: str, message: str) -> JSONResponse:
@@ -48,9 +67,7 @@ def _hex_arg(text: str, size: int, what: str) -> bytes:
     return raw
 
 
-def make_app(node: Node) -> Starlette:
-    from sequencer_node.shell.node import Overloaded
-
+def make_app(node: NodeApi) -> Starlette:
     async def submit_tx(request: Request) -> Response:
         body = b""
         async for chunk in request.stream():
@@ -129,7 +146,7 @@ def make_app(node: Node) -> Starlette:
 
 
 async def serve_rpc(
-    node: Node,
+    node: NodeApi,
     host: str,
     port: int,
     shutdown_trigger: Callable[[], Awaitable[Any]],

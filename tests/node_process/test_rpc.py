@@ -42,7 +42,7 @@ class StubNode:
 
 async def test_rpc_status_codes() -> None:
     node = StubNode()
-    transport = httpx.ASGITransport(app=make_app(node))  # type: ignore[arg-type]
+    transport = httpx.ASGITransport(app=make_app(node))
     async with httpx.AsyncClient(transport=transport, base_url="http://node") as http:
         body = tx_body(make_tx(USERS[0], USERS[1].address, 1, 0))
         r = await http.post("/v1/tx", json=body)
