@@ -88,13 +88,15 @@ def pick_count(
     fill_target: float,
     max_age_ms: int,
     ratio: float = 0.95,
+    max_age_empty_ms: int | None = None,
 ) -> int:
     """How many of ``pending`` (consecutive, oldest first) to batch now; 0 means wait.
 
     ``ratio`` is the expected payload/body size ratio (compression), learned from the
     previous batch. A batch is cut when the blocks would fill ``fill_target`` of
     ``max_payload`` (or more blocks are pending than fit), or when the oldest pending block
-    is ``max_age_ms`` old.
+    is ``max_age_ms`` old (``max_age_empty_ms`` when no pending block carries a transaction:
+    a quiet chain need not pay for a nearly empty blob every few seconds).
     """
     if not pending:
         return 0
@@ -109,7 +111,12 @@ def pick_count(
         total += size
     if total >= fill_target * budget:
         return n
-    if now_ms - pending[0].block.header.timestamp_ms >= max_age_ms:
+    age_limit = max_age_ms
+    if max_age_empty_ms is not None and not any(
+        cb.block.transactions or cb.block.forced for cb in pending[:n]
+    ):
+        age_limit = max(max_age_ms, max_age_empty_ms)
+    if now_ms - pending[0].block.header.timestamp_ms >= age_limit:
         return n
     return 0
 

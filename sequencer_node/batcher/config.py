@@ -28,6 +28,8 @@ class BatcherConfig:
     max_batch_bytes: int = 6 * MAX_BLOB_DATA_SIZE
     fill_target: float = 0.9
     max_age_ms: int = 10_000
+    #: The age cut when the pending blocks carry no transaction at all.
+    max_age_empty_ms: int = 60_000
     algorithm: Algorithm = DEFAULT_ALGORITHM
     #: maxFeePerBlobGas = blob base fee * (1 + fee_margin), at most fee_cap_wei.
     fee_margin: float = 1.0

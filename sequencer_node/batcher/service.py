@@ -434,6 +434,7 @@ class BatcherService:
             fill_target=self.config.fill_target,
             max_age_ms=self.config.max_age_ms,
             ratio=self._ratio,
+            max_age_empty_ms=self.config.max_age_empty_ms,
         )
         if count == 0:
             return

@@ -49,6 +49,12 @@ def test_pick_count_waits_for_size_or_age() -> None:
     # a small payload limit: cut where the estimate fills it, without waiting
     n = pick_count(CHAIN, now_ms=young, max_payload=2_000, fill_target=0.9, max_age_ms=10**9)
     assert 1 <= n < 20
+    # blocks without transactions wait for the longer age
+    empty = l2_chain(3, 0)
+    quiet = dict(max_payload=130_044, fill_target=0.9, max_age_ms=10_000, max_age_empty_ms=60_000)
+    assert pick_count(empty, now_ms=young + 10_000, **quiet) == 0  # type: ignore[arg-type]
+    assert pick_count(empty, now_ms=young + 60_000, **quiet) == 3  # type: ignore[arg-type]
+    assert pick_count(CHAIN[:3], now_ms=young + 10_000, **quiet) == 3  # type: ignore[arg-type]
 
 
 def test_fit_draft_shrinks_to_the_limit_and_drafts_are_exact() -> None:
