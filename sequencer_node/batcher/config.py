@@ -41,8 +41,6 @@ class BatcherConfig:
     poll_interval_s: float = 1.0
     #: A proposal that has not gathered > 2/3 of stake within this time is proposed again.
     proposal_timeout_s: float = 10.0
-    #: Most L1 blocks a posted call may wait in the pool before the poster re-checks it.
-    max_pending_l1_blocks: int = 64
 
     def __post_init__(self) -> None:
         if self.da not in ("blobs", "calldata"):
