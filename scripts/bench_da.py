@@ -58,9 +58,9 @@ def costs(d: Draft, fork: str, base_fee: int, blob_fee: int) -> tuple[int, int]:
 def fmt_wei(w: float) -> str:
     if w >= 10**15:
         return f"{w / 10**18:.6f} ETH"
-    if w >= 10**6:
+    if w >= GWEI:
         return f"{w / GWEI:.1f} gwei"
-    return f"{w:.0f} wei"
+    return f"{w:,.0f} wei"
 
 
 async def prep_time(blocks: list[bytes]) -> list[float]:
