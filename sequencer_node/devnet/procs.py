@@ -29,7 +29,7 @@ from sequencer_node.devnet.config import DevnetError
 STOP_DEADLINE_S = 15.0
 
 
-def _start_time(pid: int) -> int | None:
+def process_start_time(pid: int) -> int | None:
     """The process start time in clock ticks since boot (Linux), or None if unknown/gone."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
@@ -54,7 +54,7 @@ def is_running(pid: int, start_time: int | None) -> bool:
     except PermissionError:
         return False
     if start_time is not None and Path("/proc").is_dir():
-        now = _start_time(pid)
+        now = process_start_time(pid)
         if now is None or now != start_time:
             return False
         # a zombie (exited, not yet reaped by its parent) counts as stopped
@@ -122,7 +122,7 @@ def spawn(
             )
         except OSError as e:
             raise DevnetError(f"cannot start {name} ({argv[0]}): {e.strerror}") from None
-    return Child(name, p, p.pid, _start_time(p.pid), log)
+    return Child(name, p, p.pid, process_start_time(p.pid), log)
 
 
 def adopt(name: str, record: dict[str, object]) -> Child:

@@ -31,10 +31,10 @@ from sequencer_node.devnet.config import (
 )
 from sequencer_node.devnet.procs import (
     Child,
-    _start_time,
     adopt,
     check_ports_free,
     is_running,
+    process_start_time,
     spawn,
     stop,
     tail,
@@ -180,11 +180,12 @@ class Devnet:
     def state(self) -> dict[str, Any]:
         cfg = self.cfg
         me = os.getpid()
+        supervisor = {"pid": me, "start_time": process_start_time(me)}
         return {
             "dir": str(cfg.directory),
             "started_at": self.started_at,
             "detached": self.detach,
-            "supervisor": None if self.detach else {"pid": me, "start_time": _start_time(me)},
+            "supervisor": None if self.detach else supervisor,
             "l1": None
             if self.l1 is None
             else {"url": cfg.l1_url, "data_dir": str(cfg.l1_data), **self.l1.record()},

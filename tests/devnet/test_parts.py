@@ -15,10 +15,10 @@ import pytest
 from sequencer_node.devnet.config import DevnetConfig, DevnetError, stake_tokens
 from sequencer_node.devnet.procs import (
     Child,
-    _start_time,
     adopt,
     check_ports_free,
     is_running,
+    process_start_time,
     spawn,
     stop,
 )
@@ -112,7 +112,7 @@ def test_stop_escalates_to_sigkill_and_reaps(tmp_path: Path) -> None:
 def test_a_recorded_pid_is_trusted_only_with_its_start_time() -> None:
     p = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
-        st = _start_time(p.pid)
+        st = process_start_time(p.pid)
         assert st is not None
         assert is_running(p.pid, st)
         assert not is_running(p.pid, st + 1)  # a recycled pid: another process
