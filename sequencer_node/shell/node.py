@@ -45,6 +45,7 @@ import trio
 
 from sequencer_node.core import api
 from sequencer_node.core.node import RECENT_COMMITTED, SequencerCore
+from sequencer_node.files import atomic_write
 from sequencer_node.genesis import L2Genesis
 from sequencer_node.l1client import L1Client, L1Error
 from sequencer_node.shell.l1_follower import L1Follower, connect_l1
@@ -72,6 +73,8 @@ log = logging.getLogger(__name__)
 FOLLOWER_IDENTITY = bytes(32)
 _TX_INDEX = 200_000
 LOCK_FILENAME = "LOCK"
+#: Seed of the p2p identity of a node that runs without a signing key.
+P2P_IDENTITY_FILENAME = "p2p-identity.key"
 
 
 class NodeStartError(Exception):
@@ -264,6 +267,21 @@ class Node:
             self.close()
             raise
 
+    def p2p_identity(self) -> SigningKey:
+        """The key this node shows its peers: the signing key, or for a node without one a
+        stable identity kept in the data directory (so operators can allowlist it)."""
+        if self.key is not None:
+            return self.key
+        path = self.settings.data_dir / P2P_IDENTITY_FILENAME
+        if path.exists():
+            seed = path.read_bytes()
+            if len(seed) != 32:
+                raise NodeStartError(f"{path} is damaged (expected 32 bytes); delete it")
+            return SigningKey.from_seed(seed)
+        key = SigningKey.generate()
+        atomic_write(path, key.seed(), mode=0o600, overwrite=False)
+        return key
+
     def close(self) -> None:
         if self.store is not None:
             self.store.close()
@@ -307,7 +325,7 @@ class Node:
 
     async def _serve(self, l1: L1Client, task_status: trio.TaskStatus[NodeAddresses]) -> None:
         s = self.settings
-        identity = self.key if self.key is not None else SigningKey.generate()
+        identity = self.p2p_identity()
         self.pm = PeerManager(
             identity,
             self.genesis.chain_id,
@@ -712,6 +730,7 @@ class Node:
         return {
             "chain_id": self.genesis.chain_id,
             "node_id": _hex(self.pk),
+            "p2p_id": _hex(self.pm.identity.public_key) if self.pm is not None else None,
             "role": self.role(),
             "epoch": st.epoch,
             "round": st.round,

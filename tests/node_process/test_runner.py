@@ -354,3 +354,37 @@ async def test_follower_submits_evidence_to_l1(tmp_path: Path, l1_url: str) -> N
         await wait_until("refused", _async(lambda: again.error is not None))
         assert not again.submitted
         nursery.cancel_scope.cancel()
+
+
+async def test_keyless_follower_node_follows_a_validator(tmp_path: Path, l1_url: str) -> None:
+    from sequencer_node.shell.peers import PeerAddress
+
+    follower = Node(settings(tmp_path, l1_url, key=None, data_dir=tmp_path / "follower"))
+    follower.open()
+    fid = follower.p2p_identity()
+    assert follower.p2p_identity().public_key == fid.public_key  # stable across calls/restarts
+    follower.close()
+    validator = Node(settings(tmp_path, l1_url, allow_peers=frozenset({fid.public_key})))
+    async with trio.open_nursery() as nursery:
+        vaddr = await nursery.start(validator.run)
+        await wait_until("validator at 5", _async(lambda: validator.core.committed_height >= 5))
+        follower = Node(
+            settings(
+                tmp_path,
+                l1_url,
+                key=None,
+                data_dir=tmp_path / "follower",
+                peers=(PeerAddress("127.0.0.1", vaddr.p2p_port),),
+            )
+        )
+        await nursery.start(follower.run)
+        target = validator.core.committed_height + 3
+        await wait_until(
+            "follower catches up", _async(lambda: follower.core.committed_height >= target)
+        )
+        assert follower.p2p_identity().public_key == fid.public_key
+        assert follower.role() == "follower"
+        assert follower.status_json()["node_id"] is None
+        assert follower.block_json(target) == validator.block_json(target)
+        follower.stop()
+        validator.stop()
