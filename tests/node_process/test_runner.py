@@ -367,7 +367,7 @@ async def test_keyless_follower_node_follows_a_validator(tmp_path: Path, l1_url:
     validator = Node(settings(tmp_path, l1_url, allow_peers=frozenset({fid.public_key})))
     async with trio.open_nursery() as nursery:
         vaddr = await nursery.start(validator.run)
-        await wait_until("validator at 5", _async(lambda: validator.core.committed_height >= 5))
+        await wait_until("validator at 5", _async(lambda: _height(validator) >= 5))
         follower = Node(
             settings(
                 tmp_path,
@@ -378,13 +378,16 @@ async def test_keyless_follower_node_follows_a_validator(tmp_path: Path, l1_url:
             )
         )
         await nursery.start(follower.run)
-        target = validator.core.committed_height + 3
-        await wait_until(
-            "follower catches up", _async(lambda: follower.core.committed_height >= target)
-        )
+        target = _height(validator) + 3
+        await wait_until("follower catches up", _async(lambda: _height(follower) >= target))
         assert follower.p2p_identity().public_key == fid.public_key
         assert follower.role() == "follower"
         assert follower.status_json()["node_id"] is None
         assert follower.block_json(target) == validator.block_json(target)
         follower.stop()
         validator.stop()
+
+
+def _height(node: Node) -> int:
+    assert node.core is not None
+    return node.core.committed_height
