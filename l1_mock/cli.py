@@ -165,7 +165,7 @@ def run(
         NodeSettings,
         default_genesis_time,
         default_retention_epochs,
-        serve,
+        serve_until_signal,
     )
 
     logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -201,9 +201,7 @@ def run(
         click.echo(f"error: {e}", err=True)
         sys.exit(2)
     try:
-        trio.run(serve, node, host, port)
-    except KeyboardInterrupt:
-        pass
+        trio.run(serve_until_signal, node, host, port)
     finally:
         node.store.close()
 

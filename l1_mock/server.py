@@ -4,8 +4,8 @@ hypercorn's Trio worker.
 
 One :class:`L1Node` owns the pure :class:`~l1_mock.chain.ledger.Chain`. Every mutation (a call
 accepted, a block mined) happens under one lock together with its SQLite write, so the disk and
-the in-memory chain never disagree. KZG checks run in a worker thread (ckzg holds the GIL for
-milliseconds per blob, so at most one runs at a time) before the lock is taken.
+the in-memory chain never disagree. KZG checks run in a worker process (ckzg holds the GIL, so
+a thread would stall the event loop; see :mod:`l1_mock.kzg_pool`) before the lock is taken.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import dataclasses
 import json
 import logging
 import math
+import signal
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -36,11 +37,11 @@ from l1_mock.chain.ledger import (
     L1Block,
     retention_floor_epoch,
 )
+from l1_mock.kzg_pool import KzgVerifier
 from l1_mock.store import Store
 from sequencer_node.wire.blobs import SLOTS_PER_EPOCH, kzg_to_versioned_hash
 from sequencer_node.wire.codec import CodecError, decode, encode
 from sequencer_node.wire.crypto import address_of
-from sequencer_node.wire.kzg import verify_blobs_batch
 from sequencer_node.wire.l1calls import SubmitBatch, decode_params
 from sequencer_node.wire.messages import L1Call
 
@@ -102,6 +103,8 @@ class NodeSettings:
     data_dir: Path
     slot_time: float
     auto_mine: bool = True
+    #: Processes that verify KZG proofs; 0 verifies in a thread (stalls the loop; tests only).
+    kzg_workers: int = 1
 
 
 class L1Node:
@@ -112,7 +115,7 @@ class L1Node:
         self.store = store
         self.settings = settings
         self.lock = trio.Lock()
-        self.kzg_limiter = trio.CapacityLimiter(1)
+        self.kzg = KzgVerifier(settings.kzg_workers)
         self.new_block = trio.Event()
         self._pool_seq = 0
 
@@ -184,9 +187,7 @@ class L1Node:
             raise CallRejected(f"the call's parameters are invalid: {e}") from None
         hashes = None
         if isinstance(p, SubmitBatch) and p.blobs:
-            check = await trio.to_thread.run_sync(
-                verify_blobs_batch, p.blobs, p.commitments, p.proofs, limiter=self.kzg_limiter
-            )
+            check = await self.kzg.verify(p.blobs, p.commitments, p.proofs)
             if not check.ok:
                 raise CallRejected(f"invalid blob: {check.error}")
             hashes = check.versioned_hashes
@@ -766,12 +767,28 @@ async def serve(
     config.errorlog = logging.getLogger("hypercorn.error")
     config.h11_max_incomplete_size = 64 * 1024
     config.graceful_timeout = 1.0
-    async with trio.open_nursery() as nursery:
-        binds = await nursery.start(hypercorn_serve, make_app(node), config)
-        url = binds[0]
-        log.info("L1 mock listening on %s (chain id %d)", url, node.chain.config.chain_id)
-        nursery.start_soon(node.run_miner)
-        task_status.started(url)
+    try:
+        async with trio.open_nursery() as nursery:
+            # Load the trusted setup in the KZG worker now, not on the first blob batch.
+            nursery.start_soon(node.kzg.warm_up)
+            binds = await nursery.start(hypercorn_serve, make_app(node), config)
+            url = binds[0]
+            log.info("L1 mock listening on %s (chain id %d)", url, node.chain.config.chain_id)
+            nursery.start_soon(node.run_miner)
+            task_status.started(url)
+    finally:
+        node.kzg.close()
+
+
+async def serve_until_signal(node: L1Node, host: str, port: int) -> None:
+    """Serve until SIGTERM or SIGINT, then stop gracefully (the CLI's ``run``)."""
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(serve, node, host, port)
+            async for signum in signals:
+                log.info("%s received: stopping", signal.Signals(signum).name)
+                nursery.cancel_scope.cancel()
+                break
 
 
 def default_genesis_time(slot_time: int) -> int:

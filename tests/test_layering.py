@@ -119,7 +119,14 @@ def test_l1_and_node_stay_apart() -> None:
                 m
                 for m in deps
                 if _in(m, "sequencer_node")
-                and not any(_in(m, ok) for ok in ("sequencer_node.wire", "sequencer_node.files"))
+                and not any(
+                    _in(m, ok)
+                    for ok in (
+                        "sequencer_node.wire",
+                        "sequencer_node.files",
+                        "sequencer_node.parent_death",
+                    )
+                )
             }
             assert not bad, f"{name} imports node internals {bad}"
         else:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import multiprocessing
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
@@ -22,6 +23,7 @@ from typing import TypeVar
 import trio
 
 from sequencer_node.batcher.builder import Draft, draft_batch, fit_draft
+from sequencer_node.parent_death import die_with_parent
 from sequencer_node.wire import kzg
 from sequencer_node.wire.blobs import kzg_to_versioned_hash
 from sequencer_node.wire.codec import decode
@@ -43,7 +45,9 @@ class Prepared:
         return tuple(kzg_to_versioned_hash(c) for c in self.commitments)
 
 
-def _init_worker() -> None:
+def _init_worker(parent_pid: int) -> None:
+    # A SIGKILLed node must not leave its KZG worker behind as an orphan.
+    die_with_parent(parent_pid)
     kzg.trusted_setup()
 
 
@@ -85,6 +89,7 @@ class KzgWorker:
                 max_workers=self._processes,
                 mp_context=multiprocessing.get_context("spawn"),
                 initializer=_init_worker,
+                initargs=(os.getpid(),),
             )
 
     def close(self) -> None:
