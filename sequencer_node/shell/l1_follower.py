@@ -160,6 +160,7 @@ class L1Follower:
         sequencers_every: int = 10,
         submit_queue: int = 64,
         submit_attempts: int = 8,
+        backoff_cap_s: float = 10.0,
         rng: random.Random | None = None,
     ) -> None:
         self.l1 = l1
@@ -169,6 +170,7 @@ class L1Follower:
         self.poll_s = poll_s
         self._sequencers_every = sequencers_every
         self._submit_attempts = submit_attempts
+        self._backoff_cap_s = backoff_cap_s
         self._rng = rng or random.Random()
         self.head = 0
         self.finalized = 0
@@ -230,7 +232,7 @@ class L1Follower:
                 log.exception("L1 follower error (will retry): %s", e)
                 self._failed(e)
             if self._failures:
-                await trio.sleep(backoff(self._failures, self._rng))
+                await trio.sleep(backoff(self._failures, self._rng, cap=self._backoff_cap_s))
             else:
                 await trio.sleep(self.poll_s)
 
@@ -351,7 +353,7 @@ class L1Follower:
                 return
             except L1Error as e:
                 sub.error = str(e)
-                await trio.sleep(backoff(attempt, self._rng))
+                await trio.sleep(backoff(attempt, self._rng, cap=self._backoff_cap_s))
                 continue
             sub.submitted, sub.l1_tx, sub.error = True, tx, None
             log.info("submitted %s against %s in L1 tx %s", sub.kind, sub.offender.hex()[:16],

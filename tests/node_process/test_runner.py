@@ -298,7 +298,9 @@ async def test_follower_survives_an_l1_outage(tmp_path: Path) -> None:
 
         await outer.start(serve_until_cancelled)
         async with L1Client(f"http://127.0.0.1:{port}", timeout=1.0) as l1:
-            follower = L1Follower(l1, events=send, key=KEY, genesis_stake_epoch=0, poll_s=0.05)
+            follower = L1Follower(
+                l1, events=send, key=KEY, genesis_stake_epoch=0, poll_s=0.05, backoff_cap_s=0.5
+            )
             await outer.start(follower.run)
             await l1.dev_mine(3)
             heads = await _receive_head(recv, 3)
