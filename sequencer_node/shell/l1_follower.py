@@ -25,6 +25,7 @@ from __future__ import annotations
 import logging
 import random
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -161,6 +162,7 @@ class L1Follower:
         submit_queue: int = 64,
         submit_attempts: int = 8,
         backoff_cap_s: float = 10.0,
+        on_sequencers: Callable[[dict[bytes, SequencerInfo]], None] | None = None,
         rng: random.Random | None = None,
     ) -> None:
         self.l1 = l1
@@ -171,6 +173,7 @@ class L1Follower:
         self._sequencers_every = sequencers_every
         self._submit_attempts = submit_attempts
         self._backoff_cap_s = backoff_cap_s
+        self._on_sequencers = on_sequencers
         self._rng = rng or random.Random()
         self.head = 0
         self.finalized = 0
@@ -218,9 +221,14 @@ class L1Follower:
             await self._poll_loop()
 
     async def refresh_sequencers(self) -> None:
-        """Read the registered sequencers (their keys and p2p addresses) now."""
+        """Read the registered sequencers (their keys and p2p addresses) now. Those that
+        withdrew everything are left out (they are no longer admitted as peers)."""
         seqs = await self.l1.sequencers()
-        self.registered = {s.signing_key: s for s in seqs}
+        registered = {s.signing_key: s for s in seqs if s.status != "withdrawn"}
+        changed = registered != self.registered
+        self.registered = registered
+        if changed and self._on_sequencers is not None:
+            self._on_sequencers(registered)
 
     async def _poll_loop(self) -> None:
         while True:

@@ -313,6 +313,7 @@ class Node:
                     forced_start=self.core.forced.next_index,
                     metrics=self.metrics,
                     poll_s=s.l1_poll_s,
+                    on_sequencers=self._sequencers_changed,
                     rng=self._rng,
                 )
                 try:
@@ -440,6 +441,16 @@ class Node:
         if pubkey in self.settings.allow_peers or pubkey in self.genesis.validator_keys():
             return True
         return self.follower is not None and pubkey in self.follower.registered
+
+    def _sequencers_changed(self, registered: dict[bytes, Any]) -> None:
+        """The registered set changed on L1: drop peers that are no longer admitted."""
+        if self.pm is None:
+            return
+        for p in self.pm.peers():
+            if not self.is_allowed(p.identity):
+                log.info("peer %s is no longer registered on L1; disconnecting",
+                         p.identity.hex()[:16])  # fmt: skip
+                self.pm.disconnect(p.identity)
 
     def _dial_list(self) -> list[PeerAddress]:
         out = list(self.settings.peers)

@@ -393,3 +393,37 @@ async def test_keyless_follower_node_follows_a_validator(tmp_path: Path, l1_url:
 def _height(node: Node) -> int:
     assert node.core is not None
     return node.core.committed_height
+
+
+async def test_registered_set_changes_drop_peers_no_longer_admitted(
+    tmp_path: Path, l1_url: str
+) -> None:
+    seen: list[set[bytes]] = []
+    send, _recv = trio.open_memory_channel[Any](10)
+    async with L1Client(l1_url) as l1:
+        follower = L1Follower(
+            l1, events=send, key=None, genesis_stake_epoch=0,
+            on_sequencers=lambda reg: seen.append(set(reg)),
+        )  # fmt: skip
+        await follower.refresh_sequencers()
+        await follower.refresh_sequencers()  # unchanged: no second call
+    assert seen == [{KEY.public_key}]
+
+    class FakePeers:
+        def __init__(self) -> None:
+            self.dropped: list[bytes] = []
+
+        def peers(self) -> list[Any]:
+            return [
+                type("P", (), {"identity": KEY.public_key})(),
+                type("P", (), {"identity": USERS[0].public_key})(),
+            ]
+
+        def disconnect(self, peer: bytes) -> None:
+            self.dropped.append(peer)
+
+    node = Node(settings(tmp_path, l1_url))
+    fake = FakePeers()
+    node.pm = fake  # type: ignore[assignment]
+    node._sequencers_changed({})
+    assert fake.dropped == [USERS[0].public_key]  # KEY stays: it is a genesis validator
