@@ -72,6 +72,11 @@ log = logging.getLogger(__name__)
 #: Identity recorded in the data directory of a node that runs without a signing key.
 FOLLOWER_IDENTITY = bytes(32)
 _TX_INDEX = 200_000
+#: Catch-up requests starting this far below the committed head are answered from the store
+#: (the core keeps only the latest RECENT_COMMITTED blocks in memory).
+_STORE_SYNC_LAG = RECENT_COMMITTED // 2
+#: Least time between two catch-up answers served from the store to one peer.
+_OLD_SYNC_INTERVAL_S = 0.05
 LOCK_FILENAME = "LOCK"
 #: Seed of the p2p identity of a node that runs without a signing key.
 P2P_IDENTITY_FILENAME = "p2p-identity.key"
@@ -221,6 +226,7 @@ class Node:
         self._last_leader: bytes | None = None
         self._lock_fd: int | None = None
         self._core_scope = trio.CancelScope()
+        self._sync_served: dict[bytes, float] = {}
         self.started_at = 0.0
         self.addresses: NodeAddresses | None = None
 
@@ -556,8 +562,17 @@ class Node:
         assert self.store is not None
         assert self.pm is not None
         committed = self.core.committed_height
-        if req.to_height < req.from_height or req.from_height > committed - RECENT_COMMITTED // 2:
+        if req.to_height < req.from_height or req.from_height > committed - _STORE_SYNC_LAG:
             return False
+        # Reading the store costs real I/O: one old-range answer per peer per interval.
+        now = trio.current_time()
+        last = self._sync_served.get(sender)
+        if last is not None and now - last < _OLD_SYNC_INTERVAL_S:
+            self.pm.penalize(sender, Offense.FLOOD)
+            return True
+        if len(self._sync_served) > 1024:
+            self._sync_served.clear()
+        self._sync_served[sender] = now
         top = min(req.to_height, committed, req.from_height + api.MAX_SYNC_BLOCKS - 1)
         blocks = self.store.get_blocks(req.from_height, top)
         self.pm.send_to(sender, api.SyncResponse(tuple(blocks), None))

@@ -427,3 +427,40 @@ async def test_registered_set_changes_drop_peers_no_longer_admitted(
     node.pm = fake  # type: ignore[assignment]
     node._sequencers_changed({})
     assert fake.dropped == [USERS[0].public_key]  # KEY stays: it is a genesis validator
+
+
+async def test_old_catch_up_ranges_are_served_from_the_store_and_rate_limited(
+    tmp_path: Path, l1_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sequencer_node.shell.node as node_mod
+    from sequencer_node.shell.scoring import Offense
+
+    node = Node(settings(tmp_path, l1_url))
+    async with trio.open_nursery() as nursery:
+        await nursery.start(node.run)
+        await wait_until("height 6", _async(lambda: _height(node) >= 6))
+        node.stop()
+    node = Node(settings(tmp_path, l1_url))
+    node.open()
+    sent: list[tuple[bytes, Any]] = []
+    charged: list[Offense] = []
+
+    class FakePeers:
+        def send_to(self, peer: bytes, msg: Any) -> bool:
+            sent.append((peer, msg))
+            return True
+
+        def penalize(self, peer: bytes, offense: Offense) -> None:
+            charged.append(offense)
+
+    node.pm = FakePeers()  # type: ignore[assignment]
+    monkeypatch.setattr(node_mod, "_STORE_SYNC_LAG", 0)
+    try:
+        assert node._serve_old_sync(b"p" * 32, api.SyncRequest(2, 4))
+        assert node._serve_old_sync(b"p" * 32, api.SyncRequest(2, 4))  # too soon: charged
+    finally:
+        node.close()
+    assert len(sent) == 1
+    heights = [cb.block.header.height for cb in sent[0][1].blocks]
+    assert heights == [2, 3, 4]
+    assert charged == [Offense.FLOOD]
