@@ -399,6 +399,8 @@ class Node:
                 self._core_scope.cancel()
                 await core_done.wait()
                 await tx_send.aclose()
+                # Flush what is queued to each peer (e.g. our last votes), then close.
+                await self.pm.shutdown(timeout_s=min(2.0, s.shutdown_timeout_s / 2))
             if scope.cancelled_caught:
                 log.warning("graceful shutdown deadline passed; cancelling the rest")
             self.pm.close()
