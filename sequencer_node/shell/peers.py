@@ -191,6 +191,7 @@ class PeerManager:
         )
         self._changed = trio.Event()
         self._run_scope: trio.CancelScope | None = None
+        self._dial_nursery: trio.Nursery | None = None
         self._pending_handshakes = 0
         self._closing = False
         self._stats = dict.fromkeys(
@@ -222,16 +223,27 @@ class PeerManager:
         try:
             with trio.CancelScope() as self._run_scope:
                 async with trio.open_nursery() as nursery:
+                    self._dial_nursery = nursery
                     for listener in listeners:
                         nursery.start_soon(self._accept_loop, listener, nursery)
                     for address in self._addresses:
                         nursery.start_soon(self._dial_loop, address)
                     task_status.started(port)
         finally:
+            self._dial_nursery = None
             with trio.CancelScope(shield=True):
                 for listener in listeners:
                     await listener.aclose()
                 await self._inbound_send.aclose()
+
+    def add_peer(self, address: PeerAddress) -> bool:
+        """Also dial ``address`` from now on (e.g. a sequencer registered on L1 after start).
+        False if it is already dialled, or the manager is not running or is closing."""
+        if address in self._addresses or self._dial_nursery is None or self._closing:
+            return False
+        self._addresses.append(address)
+        self._dial_nursery.start_soon(self._dial_loop, address)
+        return True
 
     def close(self) -> None:
         """Stop now: close the listener and every connection (``run`` returns)."""
