@@ -451,9 +451,13 @@ class Node:
         return self.follower is not None and pubkey in self.follower.registered
 
     def _sequencers_changed(self, registered: dict[bytes, Any]) -> None:
-        """The registered set changed on L1: drop peers that are no longer admitted."""
+        """The registered set changed on L1: dial new sequencers, drop peers that are no
+        longer admitted."""
         if self.pm is None:
             return
+        for address in self._dial_list():
+            if self.pm.add_peer(address):
+                log.info("dialling %s (registered on L1)", address)
         for p in self.pm.peers():
             if not self.is_allowed(p.identity):
                 log.info("peer %s is no longer registered on L1; disconnecting",

@@ -422,6 +422,9 @@ async def test_registered_set_changes_drop_peers_no_longer_admitted(
         def disconnect(self, peer: bytes) -> None:
             self.dropped.append(peer)
 
+        def add_peer(self, address: Any) -> bool:
+            return False
+
     node = Node(settings(tmp_path, l1_url))
     fake = FakePeers()
     node.pm = fake  # type: ignore[assignment]
@@ -464,3 +467,24 @@ async def test_old_catch_up_ranges_are_served_from_the_store_and_rate_limited(
     heights = [cb.block.header.height for cb in sent[0][1].blocks]
     assert heights == [2, 3, 4]
     assert charged == [Offense.FLOOD]
+
+
+async def test_peer_manager_dials_a_peer_added_while_running() -> None:
+    from sequencer_node.shell.peers import PeerAddress, PeerManager
+
+    a_key, b_key = KEY, USERS[0]
+    members = {a_key.public_key, b_key.public_key}
+    a = PeerManager(a_key, L2_CHAIN, is_allowed=lambda pk: pk in members)
+    b = PeerManager(b_key, L2_CHAIN, is_allowed=lambda pk: pk in members)
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(a.run)
+            b_port = await nursery.start(b.run)
+            address = PeerAddress("127.0.0.1", b_port)
+            assert a.add_peer(address)
+            assert not a.add_peer(address)  # already dialled
+            await a.wait_peers(1)
+            assert a.is_connected(b_key.public_key)
+            a.close()
+            b.close()
+    assert not a.add_peer(PeerAddress("127.0.0.1", 1))  # not running
