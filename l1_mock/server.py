@@ -305,6 +305,22 @@ def _to_address(call: L1Call) -> bytes:
     return STAKING_ADDRESS
 
 
+def call_input(call: L1Call) -> bytes:
+    """What ``eth_getTransaction*`` report as ``input``: the canonical encoding of the call.
+
+    A blob batch's blobs, commitments and proofs are left out of it (so its signature no
+    longer verifies over these bytes): as on Ethereum, blob bodies are sidecars served by the
+    Beacon API, and the block lists their versioned hashes. A calldata batch carries its data
+    here, which is where a derivation follower reads it.
+    """
+    if call.method == "submitBatch":
+        p = decode_params(call)
+        if isinstance(p, SubmitBatch) and p.blobs:
+            stripped = dataclasses.replace(p, blobs=(), commitments=(), proofs=())
+            call = dataclasses.replace(call, params=encode(stripped))
+    return encode(call)
+
+
 def tx_json(b: L1Block, i: int, call: L1Call) -> dict[str, Any]:
     r = b.receipts[i]
     hashes = b.blob_hashes[i]
@@ -321,7 +337,7 @@ def tx_json(b: L1Block, i: int, call: L1Call) -> dict[str, Any]:
         "gasPrice": q(r.effective_gas_price),
         "maxFeePerGas": q(r.effective_gas_price),
         "maxPriorityFeePerGas": "0x0",
-        "input": "0x",
+        "input": d(call_input(call)),
         "type": "0x3" if hashes else "0x2",
         "chainId": "0x0",
         "accessList": [],

@@ -99,6 +99,9 @@ class Poster:
         self._tx_count = tx_count
         self._fault = fault or (lambda point: None)
         self._prepared: OrderedDict[int, Prepared] = OrderedDict()
+        # post() reads the recorded state, then awaits (disk, L1) before recording POSTED;
+        # two concurrent calls for one batch would both see SIGNED and both send.
+        self._post_lock = trio.Lock()
 
     async def _io(self, fn: Callable[..., object], *args: object, **kw: object) -> object:
         return await trio.to_thread.run_sync(lambda: fn(*args, **kw))
@@ -190,8 +193,13 @@ class Poster:
     async def post(self, batch_number: int) -> PostResult:
         """Move batch ``batch_number`` (recorded SIGNED or later) towards ACCEPTED by one step.
 
-        Safe to call again at any time, after a crash included.
+        Safe to call again at any time, after a crash included, and from several tasks: calls
+        are serialized, so each sees the state the previous one recorded.
         """
+        async with self._post_lock:
+            return await self._post(batch_number)
+
+    async def _post(self, batch_number: int) -> PostResult:
         n = batch_number
         rec = self.store.get_batch(n)
         if rec is None or rec.state < BatchState.SIGNED:

@@ -147,10 +147,6 @@ async def test_pruned_blobs_give_a_clear_error_and_later_batches_still_derive(
         posting.close()
 
 
-@pytest.mark.xfail(
-    reason="the L1 mock answers input 0x for every transaction; calldata derivation needs it",
-    strict=True,
-)
 async def test_follower_derives_blob_and_calldata_batches_to_the_same_root(
     tmp_path: Path,
 ) -> None:

@@ -188,6 +188,55 @@ async def test_duplicate_submission_is_refused_cleanly_and_counts_as_accepted(en
     close(s1, d1, s2, d2)
 
 
+class _GatedL1:
+    """Delegates to the real client, but a second ``nonce`` lookup waits until the first
+    call was sent: the interleaving in which an unserialized ``post`` sends twice."""
+
+    def __init__(self, l1: L1Client) -> None:
+        self._l1 = l1
+        self._nonce_calls = 0
+        self._sent = trio.Event()
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._l1, name)
+
+    async def nonce(self, address: bytes, pending: bool = True) -> int:
+        self._nonce_calls += 1
+        if self._nonce_calls > 1:
+            await self._sent.wait()
+        return await self._l1.nonce(address, pending)
+
+    async def send_call(self, call: object) -> object:
+        try:
+            return await self._l1.send_call(call)  # type: ignore[arg-type]
+        finally:
+            self._sent.set()
+
+
+@pytest.mark.parametrize("da", ["blobs", "calldata"])
+async def test_concurrent_posts_of_one_batch_send_one_call(env: Env, da: str) -> None:
+    """The service posts from its periodic loop and when a certificate completes: both may
+    ask for the same batch at once. Exactly one call may leave."""
+    cert, prepared = await certified_batch(env, 0, 1, 6, ZERO_HASH, da)
+    poster, store, db = open_poster(env, KEYS[0], "n0", da=da)
+    poster.l1 = _GatedL1(env.l1)  # type: ignore[assignment]
+    await poster.certified(cert, prepared)
+    outcomes: list[str] = []
+
+    async def post() -> None:
+        outcomes.append((await poster.post(0)).outcome)
+
+    with trio.fail_after(30):
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(post)
+            nursery.start_soon(post)
+    assert sorted(outcomes) == ["sent", "waiting"]
+    await env.l1.dev_mine(1)
+    assert await inbox_numbers(env.l1) == [0]
+    assert await env.l1.nonce(KEYS[0].address) == 1  # one call, not one per post()
+    close(store, db)
+
+
 async def test_out_of_order_batch_waits_for_its_turn(env: Env) -> None:
     cert0, p0 = await certified_batch(env, 0, 1, 6, ZERO_HASH)
     cert1, p1 = await certified_batch(env, 1, 7, 12, batch_hash(cert0.header))

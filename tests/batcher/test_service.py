@@ -108,13 +108,7 @@ async def inbox_last_height(l1: L1Client) -> int:
     return 0 if last is None else last.header.last_height
 
 
-CALLDATA_NEEDS_L1_INPUT = pytest.mark.xfail(
-    reason="the L1 mock answers input 0x for every transaction; calldata derivation needs it",
-    strict=True,
-)
-
-
-@pytest.mark.parametrize("da", ["blobs", pytest.param("calldata", marks=CALLDATA_NEEDS_L1_INPUT)])
+@pytest.mark.parametrize("da", ["blobs", "calldata"])
 async def test_four_services_cosign_post_and_a_follower_derives_the_same_root(
     tmp_path: Path, da: str
 ) -> None:
