@@ -64,6 +64,7 @@ def make_service(
     *,
     da: str = "blobs",
     fault: Any = None,
+    deadline: float = 30.0,
 ) -> BatcherService:
     identity = key.public_key if key is not None else bytes(32)
     store = Store.open(tmp / identity.hex()[:8], chain_id=L2_CHAIN, identity=identity)
@@ -71,7 +72,10 @@ def make_service(
         config=BatcherConfig(
             da=da,  # type: ignore[arg-type]
             poll_interval_s=0.05,
-            posting_deadline_s=0.5,
+            # Long by default: under a loaded machine a short deadline lets a back-up post
+            # (correctly) before the leader's call is mined, which the failover test wants
+            # and the others do not.
+            posting_deadline_s=deadline,
             proposal_timeout_s=5.0,
             max_age_ms=0,
         ),
@@ -182,8 +186,8 @@ async def test_leader_crashes_before_sending_backup_posts_and_restart_posts_noth
             pass
 
     async with running_l1(tmp_path) as (_node, l1), trio.open_nursery() as nursery:
-        services = [make_service(tmp_path, l1, KEYS[0], net, fault=crash)]
-        services += [make_service(tmp_path, l1, k, net) for k in KEYS[1:]]
+        services = [make_service(tmp_path, l1, KEYS[0], net, fault=crash, deadline=0.5)]
+        services += [make_service(tmp_path, l1, k, net, deadline=0.5) for k in KEYS[1:]]
         for s in services:
             feed(s, chain)
         nursery.start_soon(run_until_crash, services[0])
@@ -198,7 +202,7 @@ async def test_leader_crashes_before_sending_backup_posts_and_restart_posts_noth
         # the leader restarts over the same data directory
         services[0].store.close()
         del net.services[KEYS[0].public_key]
-        again = make_service(tmp_path, l1, KEYS[0], net)
+        again = make_service(tmp_path, l1, KEYS[0], net, deadline=0.5)
         await nursery.start(again.run)
         with trio.fail_after(20):
             while (r := again.store.get_batch(0)) is None or r.state != BatchState.ACCEPTED:
