@@ -135,7 +135,14 @@ def verify_downtime_certificate(
 
     def statement(signer: bytes) -> bytes:
         stmt = DowntimeReport(
-            r.stake_epoch, r.offender, r.from_height, r.to_height, r.missed, r.duties, signer, _NO_SIG
+            r.stake_epoch,
+            r.offender,
+            r.from_height,
+            r.to_height,
+            r.missed,
+            r.duties,
+            signer,
+            _NO_SIG,
         )
         return signing_bytes(stmt, chain_id)
 
