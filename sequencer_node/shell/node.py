@@ -481,9 +481,35 @@ class Node:
                 seen.add(info.p2p_address)
         return out
 
+    def _max_plausible_round(self) -> int:
+        """A round no honest node can have reached yet.
+
+        Rounds are paced: a proposal waits a block time after its parent, and a timeout
+        certificate needs honest validators to wait out their round timer. So an honest round is
+        at most about ``elapsed / min(block time, base timeout)``; twice that plus a margin
+        leaves room for clock skew. Bounding by time, not by this node's own round, keeps a
+        node that lags from punishing the honest peers that are ahead of it.
+        """
+        cfg = self.core.cfg if self.core is not None else None
+        pace = min(cfg.block_time_ms, cfg.timeout_base_ms) if cfg is not None else 1
+        elapsed = max(0, self.now_ms() - self.genesis.timestamp_ms)
+        return 2 * elapsed // max(1, pace) + 1_000
+
     def _validate(self, sender: bytes, msg: Any) -> Offense | None:
-        """Cheap signature checks before delivery and relay (see the module docstring)."""
+        """Cheap checks before delivery and relay (see the module docstring): a round that
+        cannot exist yet, then signatures."""
         chain = self.genesis.chain_id
+        if isinstance(msg, Vote):
+            round_ = msg.round
+        elif isinstance(msg, Block):
+            round_ = msg.proposal.header.round
+        elif isinstance(msg, TimeoutMessage):
+            round_ = msg.timeout.round
+        else:
+            return None
+        if round_ > self._max_plausible_round():
+            self.metrics.invalid_messages.labels(Offense.OUT_OF_RANGE.value).inc()
+            return Offense.OUT_OF_RANGE
         if isinstance(msg, Vote):
             ok = verify_message(msg, msg.voter, chain)
         elif isinstance(msg, Block):

@@ -22,14 +22,15 @@ from sequencer_node.shell.errors import HandshakeError
 from sequencer_node.shell.p2p_messages import TxBatch
 from sequencer_node.shell.transport import SecureConnection, TransportConfig, secure_connect
 from sequencer_node.wire.codec import encode
-from sequencer_node.wire.crypto import SigningKey
+from sequencer_node.wire.crypto import SigningKey, sign_message
 from sequencer_node.wire.messages import Vote
 from tests.node_process.helpers import L2_CHAIN, USERS, Cluster, make_tx
 
 pytestmark = pytest.mark.slow
 
 ATTACKERS = {name: SigningKey.deterministic(f"attacker-{name}") for name in
-             ("oversized", "truncated", "garbage", "badsig", "replay", "flood")}  # fmt: skip
+             ("oversized", "truncated", "garbage", "badsig", "replay", "flood",
+              "far_round")}  # fmt: skip
 STRANGER = SigningKey.deterministic("attacker-stranger")
 
 
@@ -112,6 +113,15 @@ async def test_bad_input_costs_the_sender_and_the_node_keeps_certifying(cluster:
     mine = [p for p in peers if p["id"] == "0x" + key.public_key.hex()]
     assert mine
     assert mine[0]["score"] < 0
+    await conn.aclose()
+
+    # A correctly signed vote for a round no honest node can have reached: out of range.
+    key = ATTACKERS["far_round"]
+    conn = await connect(c, key)
+    far = sign_message(Vote(bytes(32), 1, 2**62, 0, key.public_key, bytes(64)), key, L2_CHAIN)
+    await conn.send_message(far, gossip=True)
+    await charged("out_of_range")
+    assert (await offenses(c)).get("invalid_signature", 0) == 1  # only the badsig vote above
     await conn.aclose()
 
     # A replayed frame: the same sealed bytes again fail the AEAD nonce check.
