@@ -8,7 +8,10 @@ Every write is an :class:`~sequencer_node.wire.messages.L1Call` signed by an acc
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -40,8 +43,6 @@ from sequencer_node.wire.l1calls import (
     UnlockStake,
     WithdrawStake,
 )
-
-F = Callable[..., Any]
 
 
 def parse_public_key(text: str) -> bytes:
@@ -94,7 +95,31 @@ def _unknown(key: bytes, url: str) -> str:
 # --- options shared by the write commands --------------------------------------------------
 
 
-def _write_options(f: F) -> F:
+@dataclass(frozen=True, slots=True)
+class WriteOptions:
+    """The options every signed staking call takes (see :func:`_write_options`)."""
+
+    from_: Path
+    sequencer: str | None
+    password_file: Path | None
+    l1_url: str
+    wait: bool
+    timeout: float
+    as_json: bool
+
+
+_WRITE_FIELDS = tuple(f.name for f in dataclasses.fields(WriteOptions))
+
+
+def _write_options(f: Callable[..., None]) -> Callable[..., None]:
+    """Add the shared options of a signed call and hand them to ``f`` as one ``opts``."""
+
+    @functools.wraps(f)
+    def collect(**kwargs: Any) -> None:
+        opts = WriteOptions(**{name: kwargs.pop(name) for name in _WRITE_FIELDS})
+        f(opts, **kwargs)
+
+    cmd: Callable[..., None] = collect
     for deco in reversed(
         [
             click.option(
@@ -133,8 +158,8 @@ def _write_options(f: F) -> F:
             json_option,
         ]
     ):
-        f = deco(f)
-    return f
+        cmd = deco(cmd)
+    return cmd
 
 
 async def submit_and_wait(
@@ -221,33 +246,27 @@ def _human_result(data: dict[str, Any]) -> str:
 
 def _run_write(
     action: str,
-    from_: Path,
-    sequencer: str | None,
-    password_file: Path | None,
-    l1_url: str,
-    wait: bool,
-    timeout: float,
-    as_json: bool,
+    opts: WriteOptions,
     make_params: Callable[[SequencerInfo | None, bytes], Any],
     *,
     must_exist: bool = True,
 ) -> None:
-    seq_key = parse_public_key(sequencer) if sequencer else None
-    key: SigningKey = open_key(from_, password_file)
+    seq_key = parse_public_key(opts.sequencer) if opts.sequencer else None
+    key: SigningKey = open_key(opts.from_, opts.password_file)
     target = seq_key if seq_key is not None else key.public_key
     data = run_async(
         lambda: _submit(
-            l1_url,
+            opts.l1_url,
             key,
             target,
             lambda info: make_params(info, target),
             must_exist=must_exist,
-            wait=wait,
-            wait_seconds=timeout,
+            wait=opts.wait,
+            wait_seconds=opts.timeout,
             action=action,
         )
     )
-    emit(data, as_json, _human_result)
+    emit(data, opts.as_json, _human_result)
 
 
 @click.group()
@@ -279,13 +298,7 @@ def stake() -> None:
     help="URL of the node's RPC (advertised on L1; optional).",
 )
 def stake_register(
-    from_: Path,
-    sequencer: str | None,
-    password_file: Path | None,
-    l1_url: str,
-    wait: bool,
-    timeout: float,
-    as_json: bool,
+    opts: WriteOptions,
     amount: int,
     p2p_address: str,
     rpc_address: str,
@@ -297,13 +310,7 @@ def stake_register(
     gwei = amount_gwei(amount, "--stake")
     _run_write(
         "register",
-        from_,
-        sequencer,
-        password_file,
-        l1_url,
-        wait,
-        timeout,
-        as_json,
+        opts,
         lambda _info, k: RegisterSequencer(k, p2p_address, rpc_address, gwei),
         must_exist=False,
     )
@@ -318,26 +325,14 @@ def stake_register(
     help="Stake to add, in tokens (e.g. 5000) or with a unit.",
 )
 def stake_lock(
-    from_: Path,
-    sequencer: str | None,
-    password_file: Path | None,
-    l1_url: str,
-    wait: bool,
-    timeout: float,
-    as_json: bool,
+    opts: WriteOptions,
     amount: int,
 ) -> None:
     """Add stake to a sequencer (the total must stay within the L1's bounds)."""
     gwei = amount_gwei(amount, "--amount")
     _run_write(
         "lock",
-        from_,
-        sequencer,
-        password_file,
-        l1_url,
-        wait,
-        timeout,
-        as_json,
+        opts,
         lambda _info, k: LockStake(k, gwei),
     )
 
@@ -351,13 +346,7 @@ def stake_lock(
     help="Stake to start unbonding, in tokens or with a unit, or 'all'.",
 )
 def stake_unlock(
-    from_: Path,
-    sequencer: str | None,
-    password_file: Path | None,
-    l1_url: str,
-    wait: bool,
-    timeout: float,
-    as_json: bool,
+    opts: WriteOptions,
     amount: str,
 ) -> None:
     """Start unbonding stake; `stake withdraw` returns it once the unbonding period passed."""
@@ -370,88 +359,40 @@ def stake_unlock(
         gwei = amount_gwei(wei, "--amount")
     _run_write(
         "unlock",
-        from_,
-        sequencer,
-        password_file,
-        l1_url,
-        wait,
-        timeout,
-        as_json,
+        opts,
         lambda _info, k: UnlockStake(k, gwei),
     )
 
 
 @stake.command("withdraw")
 @_write_options
-def stake_withdraw(
-    from_: Path,
-    sequencer: str | None,
-    password_file: Path | None,
-    l1_url: str,
-    wait: bool,
-    timeout: float,
-    as_json: bool,
-) -> None:
+def stake_withdraw(opts: WriteOptions) -> None:
     """Return the unbonding entries whose period has passed to the owner's balance."""
     _run_write(
         "withdraw",
-        from_,
-        sequencer,
-        password_file,
-        l1_url,
-        wait,
-        timeout,
-        as_json,
+        opts,
         lambda _info, k: WithdrawStake(k),
     )
 
 
 @stake.command("claim")
 @_write_options
-def stake_claim(
-    from_: Path,
-    sequencer: str | None,
-    password_file: Path | None,
-    l1_url: str,
-    wait: bool,
-    timeout: float,
-    as_json: bool,
-) -> None:
+def stake_claim(opts: WriteOptions) -> None:
     """Move a sequencer's accrued rewards to the owner's balance."""
     _run_write(
         "claim",
-        from_,
-        sequencer,
-        password_file,
-        l1_url,
-        wait,
-        timeout,
-        as_json,
+        opts,
         lambda _info, k: ClaimRewards(k),
     )
 
 
 @stake.command("unjail")
 @_write_options
-def stake_unjail(
-    from_: Path,
-    sequencer: str | None,
-    password_file: Path | None,
-    l1_url: str,
-    wait: bool,
-    timeout: float,
-    as_json: bool,
-) -> None:
+def stake_unjail(opts: WriteOptions) -> None:
     """Reactivate a jailed sequencer after its cool-down (stake must be at least the minimum)."""
     _run_write(
         "unjail",
-        from_,
-        sequencer,
-        password_file,
-        l1_url,
-        wait,
-        timeout,
-        as_json,
+        opts,
         lambda _info, k: Unjail(k),
     )
 
