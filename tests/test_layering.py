@@ -125,6 +125,7 @@ def test_l1_and_node_stay_apart() -> None:
                         "sequencer_node.wire",
                         "sequencer_node.files",
                         "sequencer_node.parent_death",
+                        "sequencer_node.worker_pool",
                     )
                 )
             }

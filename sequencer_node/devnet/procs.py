@@ -12,7 +12,6 @@ recorded with it (``/proc/<pid>/stat``), so a recycled pid is never killed by ``
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import os
 import signal
 import socket
@@ -23,6 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from sequencer_node import parent_death
 from sequencer_node.devnet.config import DevnetError
 
 #: How long a child gets between SIGTERM and SIGKILL.
@@ -66,9 +66,8 @@ def is_running(pid: int, start_time: int | None) -> bool:
 
 
 def _set_pdeathsig() -> None:
-    libc = ctypes.CDLL(None, use_errno=True)
-    pr_set_pdeathsig = 1
-    libc.prctl(pr_set_pdeathsig, signal.SIGTERM, 0, 0, 0)
+    # SIGTERM, not SIGKILL: a devnet child still gets to stop gracefully.
+    parent_death.die_with_parent(sig=signal.SIGTERM)
 
 
 @dataclass
