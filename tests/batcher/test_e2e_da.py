@@ -16,21 +16,15 @@ import trio
 from sequencer_node.derivation.follower import DerivedBatch, Follower, FollowerGenesis
 from sequencer_node.genesis import load_genesis
 from sequencer_node.l1client import L1Client, L1Unavailable
-from tests.node_process.helpers import USERS, Cluster, make_tx, tx_body
+from tests.node_process.helpers import USERS, Cluster, make_tx, running_cluster, tx_body
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
 async def cluster(tmp_path: Path) -> AsyncIterator[Cluster]:
-    c = Cluster(tmp_path)
-    c.prepare()
-    try:
-        c.start_l1()
+    async with running_cluster(tmp_path) as c:
         yield c
-    finally:
-        c.teardown()
-        await c.client.aclose()
 
 
 async def derive_all(follower: Follower) -> list[DerivedBatch]:

@@ -18,6 +18,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -246,3 +247,21 @@ class Cluster:
 
 def dump_json(path: Path, doc: Any) -> None:
     path.write_text(json.dumps(doc))
+
+
+@contextlib.asynccontextmanager
+async def running_cluster(
+    tmp_path: Path, start_nodes: Callable[[Cluster], None] | None = None
+) -> AsyncIterator[Cluster]:
+    """A prepared cluster with its L1 running (and ``start_nodes`` applied); every child
+    process is stopped on exit, even when the test fails."""
+    c = Cluster(tmp_path)
+    c.prepare()
+    try:
+        c.start_l1()
+        if start_nodes is not None:
+            start_nodes(c)
+        yield c
+    finally:
+        c.teardown()
+        await c.client.aclose()

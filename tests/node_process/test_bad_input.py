@@ -24,7 +24,7 @@ from sequencer_node.shell.transport import SecureConnection, TransportConfig, se
 from sequencer_node.wire.codec import encode
 from sequencer_node.wire.crypto import SigningKey, sign_message
 from sequencer_node.wire.messages import Vote
-from tests.node_process.helpers import L2_CHAIN, USERS, Cluster, make_tx
+from tests.node_process.helpers import L2_CHAIN, USERS, Cluster, make_tx, running_cluster
 
 pytestmark = pytest.mark.slow
 
@@ -36,18 +36,14 @@ STRANGER = SigningKey.deterministic("attacker-stranger")
 
 @pytest.fixture
 async def cluster(tmp_path: Path) -> AsyncIterator[Cluster]:
-    c = Cluster(tmp_path)
-    c.prepare()
-    try:
-        c.start_l1()
+    def start_nodes(c: Cluster) -> None:
         allow = ",".join("0x" + k.public_key.hex() for k in ATTACKERS.values())
         c.start_node(0, "--allow-peers", allow)
         c.start_node(1)
         c.start_node(2)
+
+    async with running_cluster(tmp_path, start_nodes) as c:
         yield c
-    finally:
-        c.teardown()
-        await c.client.aclose()
 
 
 async def connect(c: Cluster, key: SigningKey) -> SecureConnection:

@@ -11,21 +11,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.node_process.helpers import USERS, Cluster, make_tx, tx_body
+from tests.node_process.helpers import USERS, Cluster, make_tx, running_cluster, tx_body
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
 async def cluster(tmp_path: Path) -> AsyncIterator[Cluster]:
-    c = Cluster(tmp_path)
-    c.prepare()
-    try:
-        c.start_l1()
+    async with running_cluster(tmp_path) as c:
         yield c
-    finally:
-        c.teardown()
-        await c.client.aclose()
 
 
 async def test_nodes_batch_certified_blocks_to_l1(cluster: Cluster) -> None:
