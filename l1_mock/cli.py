@@ -6,12 +6,16 @@ import dataclasses
 import logging
 import re
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
 import click
 import trio
 
 from sequencer_node.wire.blobs import FORKS, LATEST_FORK
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 _DURATION = re.compile(r"^(\d+)([smhd]?)$")
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -22,6 +26,46 @@ def _duration(ctx: click.Context, param: click.Parameter, value: str) -> int:
     if not m:
         raise click.BadParameter(f"{value!r} is not a duration like 604800, 90m, 12h or 7d")
     return int(m.group(1)) * _UNITS[m.group(2)]
+
+
+def _chain_options(note: str) -> Callable[[F], F]:
+    """``--chain-id``, ``--l2-chain-id`` and ``--fork``, shared by ``run`` and ``dev-genesis``."""
+    options = [
+        click.option(
+            "--chain-id",
+            default=900,
+            type=int,
+            envvar="SEQ_L1_CHAIN_ID",
+            show_envvar=True,
+            show_default=True,
+            help=f"L1 chain id{note}.",
+        ),
+        click.option(
+            "--l2-chain-id",
+            default=901,
+            type=int,
+            envvar="SEQ_L1_L2_CHAIN_ID",
+            show_envvar=True,
+            show_default=True,
+            help=f"L2 chain id whose certificates the inbox checks{note}.",
+        ),
+        click.option(
+            "--fork",
+            default=LATEST_FORK,
+            type=click.Choice(FORKS),
+            envvar="SEQ_L1_FORK",
+            show_envvar=True,
+            show_default=True,
+            help=f"Blob schedule and fee rules to follow{note}.",
+        ),
+    ]
+
+    def apply(f: F) -> F:
+        for option in reversed(options):
+            f = option(f)
+        return f
+
+    return apply
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -72,24 +116,7 @@ def main() -> None:
     help="Genesis JSON (see docs/l1-api.md). Default: ten funded dev accounts. "
     "Ignored when the data directory already holds a chain.",
 )
-@click.option(
-    "--chain-id",
-    default=900,
-    type=int,
-    envvar="SEQ_L1_CHAIN_ID",
-    show_envvar=True,
-    show_default=True,
-    help="L1 chain id (when no --genesis is given).",
-)
-@click.option(
-    "--l2-chain-id",
-    default=901,
-    type=int,
-    envvar="SEQ_L1_L2_CHAIN_ID",
-    show_envvar=True,
-    show_default=True,
-    help="L2 chain id whose certificates the inbox checks (when no --genesis).",
-)
+@_chain_options(" (when no --genesis is given)")
 @click.option(
     "--slot-time",
     default=2,
@@ -98,15 +125,6 @@ def main() -> None:
     show_envvar=True,
     show_default=True,
     help="Seconds per slot (Ethereum: 12). One block is mined per slot.",
-)
-@click.option(
-    "--fork",
-    default=LATEST_FORK,
-    type=click.Choice(FORKS),
-    envvar="SEQ_L1_FORK",
-    show_envvar=True,
-    show_default=True,
-    help="Blob schedule / fee rules to follow.",
 )
 @click.option(
     "--blob-retention-epochs",
@@ -215,33 +233,7 @@ def run(
     show_envvar=True,
     help="File to write.",
 )
-@click.option(
-    "--chain-id",
-    default=900,
-    type=int,
-    envvar="SEQ_L1_CHAIN_ID",
-    show_envvar=True,
-    show_default=True,
-    help="L1 chain id.",
-)
-@click.option(
-    "--l2-chain-id",
-    default=901,
-    type=int,
-    envvar="SEQ_L1_L2_CHAIN_ID",
-    show_envvar=True,
-    show_default=True,
-    help="L2 chain id.",
-)
-@click.option(
-    "--fork",
-    default=LATEST_FORK,
-    type=click.Choice(FORKS),
-    envvar="SEQ_L1_FORK",
-    show_envvar=True,
-    show_default=True,
-    help="Blob schedule.",
-)
+@_chain_options("")
 @click.option(
     "--sequencer",
     "sequencers",
