@@ -24,9 +24,9 @@ from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
-from sequencer_node.core.ledger import SIGNATURE_CACHE, Account, Ledger, _with_changes
+from sequencer_node.core.ledger import Account, Ledger, _with_changes
 from sequencer_node.core.mempool import Mempool
-from sequencer_node.wire.crypto import SigningKey, sign_message
+from sequencer_node.wire.crypto import SIGNATURE_CACHE, SigningKey, sign_message
 from sequencer_node.wire.messages import Transaction
 
 RUNS = 5

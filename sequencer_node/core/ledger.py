@@ -31,9 +31,9 @@ transactions (queued on L1) run first, in queue order; one that fails (bad signa
 balance) is skipped with a failed receipt but still consumes its queue index, because L1
 queued it unconditionally. A normal transaction that fails makes the whole block invalid.
 
-Signatures: :func:`verify_tx_signature` checks the domain-separated Ed25519 signature once
-per transaction hash and remembers successes in a bounded cache, because verification is the
-node's CPU bottleneck (about 12 k/s per core).
+Signatures: :func:`verify_tx_signature` checks the domain-separated Ed25519 signature; good
+signatures are remembered process-wide by :func:`sequencer_node.wire.crypto.verify`, because
+verification is the node's CPU bottleneck (about 12 k/s per core).
 """
 
 from __future__ import annotations
@@ -92,59 +92,17 @@ class Receipt:
     fee_paid: int
 
 
-# --- signature cache -------------------------------------------------------------------------
+# --- signatures ------------------------------------------------------------------------------
 
 
-class SignatureCache:
-    """A bounded set of ``(chain_id, tx_hash)`` whose signature was verified good.
-
-    Two generations: when the current one is full it becomes the old one and the oldest
-    generation is dropped. Lookups and inserts are single set operations, so concurrent use
-    from worker threads can at worst lose an entry, never corrupt the cache.
-    """
-
-    def __init__(self, max_entries: int = 200_000) -> None:
-        if max_entries < 2:
-            raise ValueError("a signature cache needs room for at least 2 entries")
-        self._half = max_entries // 2
-        self._current: set[tuple[int, bytes]] = set()
-        self._old: set[tuple[int, bytes]] = set()
-
-    def __contains__(self, key: tuple[int, bytes]) -> bool:
-        return key in self._current or key in self._old
-
-    def add(self, key: tuple[int, bytes]) -> None:
-        if len(self._current) >= self._half:
-            self._old = self._current
-            self._current = set()
-        self._current.add(key)
-
-    def __len__(self) -> int:
-        return len(self._current) + len(self._old)
-
-    def clear(self) -> None:
-        self._current = set()
-        self._old = set()
-
-
-#: The process-wide cache used by :func:`verify_tx_signature`. Caching never changes a
-#: result (only good signatures are cached, keyed by the hash of the whole signed tx), so the
-#: core stays deterministic.
-SIGNATURE_CACHE = SignatureCache()
-
-
-def verify_tx_signature(tx: Transaction, chain_id: int, *, tx_id: bytes | None = None) -> bool:
+def verify_tx_signature(tx: Transaction, chain_id: int) -> bool:
     """True iff ``tx`` carries its sender's valid signature for ``chain_id``.
 
-    ``tx_id`` is the transaction hash if the caller already has it (saves one encoding).
+    Good signatures are remembered process-wide (:data:`~sequencer_node.wire.crypto.
+    SIGNATURE_CACHE`), so a transfer checked by the mempool costs nothing when a block
+    includes it.
     """
-    key = (chain_id, tx_id if tx_id is not None else message_id(tx))
-    if key in SIGNATURE_CACHE:
-        return True
-    if not verify(tx.sender, tx.signature, signing_bytes(tx, chain_id)):
-        return False
-    SIGNATURE_CACHE.add(key)
-    return True
+    return verify(tx.sender, tx.signature, signing_bytes(tx, chain_id))
 
 
 def tx_root(txs: Sequence[Transaction], forced: Sequence[ForcedTransaction]) -> bytes:
@@ -401,7 +359,7 @@ class Ledger:
             return acct if acct is not None else self._get(addr)
 
         def run(tx: Transaction, tx_id: bytes) -> str | None:
-            if chain_id is not None and not verify_tx_signature(tx, chain_id, tx_id=tx_id):
+            if chain_id is not None and not verify_tx_signature(tx, chain_id):
                 return "bad signature"
             sender = address_of(tx.sender)
             acct = get(sender)

@@ -166,7 +166,7 @@ class Mempool:
                 f"balance {balance} does not cover {cost} (this transaction's amount + fee "
                 f"plus the sender's pending transactions before it)",
             )
-        if not verify_tx_signature(tx, self.chain_id, tx_id=h):
+        if not verify_tx_signature(tx, self.chain_id):
             return reject(
                 RejectReason.BAD_SIGNATURE,
                 f"the signature is not the sender's signature for chain {self.chain_id}",

@@ -10,14 +10,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sequencer_node.core.ledger import (
-    SIGNATURE_CACHE,
     InvalidBlock,
     Ledger,
-    SignatureCache,
     tx_root,
     verify_tx_signature,
 )
-from sequencer_node.wire.crypto import address_of
+from sequencer_node.wire.crypto import SIGNATURE_CACHE, SignatureCache, address_of
 from sequencer_node.wire.messages import Transaction
 
 from .helpers import CHAIN_ID, KEYS, PROPOSER, forced, transfer
