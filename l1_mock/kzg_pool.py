@@ -2,7 +2,7 @@
 
 ckzg holds the GIL while it works (about 2 ms per blob to verify, and 1.6-2.5 s to load the
 trusted setup), so a thread would stall block production and every HTTP answer. The worker
-(:class:`~sequencer_node.worker_pool.WorkerPool`) loads the trusted setup once; the server
+(:class:`~sequencer_node.system.worker_pool.WorkerPool`) loads the trusted setup once; the server
 calls :meth:`KzgVerifier.warm_up` at start so that happens before the first blob batch.
 """
 
@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from sequencer_node.system.worker_pool import WorkerPool
 from sequencer_node.wire import kzg
 from sequencer_node.wire.kzg import BlobCheck, verify_blobs_batch
-from sequencer_node.worker_pool import WorkerPool
 
 
 class KzgVerifier:

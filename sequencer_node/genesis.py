@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from sequencer_node.core.api import CoreConfig, Genesis, StakeSnapshot
-from sequencer_node.files import atomic_write
+from sequencer_node.system.files import atomic_write
 from sequencer_node.wire.crypto import SigningKey
 
 #: CoreConfig fields a genesis file may set (the rest are per node: key, chain id).

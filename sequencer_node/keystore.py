@@ -27,7 +27,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
-from sequencer_node.files import atomic_write
+from sequencer_node.system.files import atomic_write
 from sequencer_node.wire.crypto import SigningKey, address_of, format_address
 
 KEYSTORE_VERSION = 1

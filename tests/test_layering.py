@@ -123,9 +123,9 @@ def test_l1_and_node_stay_apart() -> None:
                     _in(m, ok)
                     for ok in (
                         "sequencer_node.wire",
-                        "sequencer_node.files",
-                        "sequencer_node.parent_death",
-                        "sequencer_node.worker_pool",
+                        "sequencer_node.system.files",
+                        "sequencer_node.system.parent_death",
+                        "sequencer_node.system.worker_pool",
                     )
                 )
             }

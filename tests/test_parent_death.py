@@ -13,7 +13,7 @@ import pytest
 
 PARENT = """
 import concurrent.futures, multiprocessing, os, sys, time
-from sequencer_node.parent_death import die_with_parent
+from sequencer_node.system.parent_death import die_with_parent
 
 def noop(*args):
     pass

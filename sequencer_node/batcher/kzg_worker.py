@@ -3,7 +3,7 @@
 ckzg holds the GIL for about 87 ms per blob and brotli for tens of milliseconds per batch,
 so neither may run on the node's event loop, nor in a thread of the node's process (the GIL
 would stall consensus just the same). :class:`KzgWorker` runs them in a
-:class:`~sequencer_node.worker_pool.WorkerPool` whose workers load the trusted setup once, at
+:class:`~sequencer_node.system.worker_pool.WorkerPool` whose workers load the trusted setup once, at
 start (``processes=0``: a Trio thread, for tests and tools).
 """
 
@@ -16,11 +16,11 @@ from typing import TypeVar
 import trio
 
 from sequencer_node.batcher.builder import Draft, draft_batch, fit_draft
+from sequencer_node.system.worker_pool import WorkerPool
 from sequencer_node.wire import kzg
 from sequencer_node.wire.blobs import kzg_to_versioned_hash
 from sequencer_node.wire.codec import decode
 from sequencer_node.wire.messages import CertifiedBlock
-from sequencer_node.worker_pool import WorkerPool
 
 T = TypeVar("T")
 

@@ -41,7 +41,7 @@ import trio
 from sequencer_node.batcher.config import BatcherConfig, max_fee_per_blob_gas
 from sequencer_node.batcher.kzg_worker import Prepared
 from sequencer_node.batcher.ledger_db import BatchCost, BatcherDB, Inflight
-from sequencer_node.l1client import InboxBatch, L1Client, L1Rejected
+from sequencer_node.clients.l1 import InboxBatch, L1Client, L1Rejected
 from sequencer_node.shell.store import BatchState, Store, StoreError
 from sequencer_node.wire.codec import decode, encode, message_id
 from sequencer_node.wire.crypto import SigningKey

@@ -45,7 +45,7 @@ from sequencer_node.batcher.ledger_db import BatchCost, BatcherDB
 from sequencer_node.batcher.messages import BatchProposal
 from sequencer_node.batcher.poster import FaultHook, Poster, PosterError
 from sequencer_node.batching.codec import BatchFormatError
-from sequencer_node.l1client import InboxBatch, L1Client, L1Error
+from sequencer_node.clients.l1 import InboxBatch, L1Client, L1Error
 from sequencer_node.shell.store import BatchState, Store, StoreError
 from sequencer_node.wire.blobs import BLOB_SCHEDULE
 from sequencer_node.wire.codec import decode, encode, message_id

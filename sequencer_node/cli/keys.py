@@ -16,7 +16,6 @@ from sequencer_node.cli.common import (
     password_file_option,
     read_password,
 )
-from sequencer_node.files import atomic_write
 from sequencer_node.keystore import (
     DEFAULT_SCRYPT_N,
     KeystoreError,
@@ -25,6 +24,7 @@ from sequencer_node.keystore import (
     read_public_info,
     save_keystore,
 )
+from sequencer_node.system.files import atomic_write
 from sequencer_node.wire.crypto import SigningKey, format_address
 
 scrypt_option = click.option(

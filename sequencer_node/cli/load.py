@@ -41,9 +41,9 @@ from sequencer_node.cli.common import (
     render_kv,
     render_table,
 )
-from sequencer_node.cli.nodeclient import NodeClient, NodeError, NodeRejected, NodeUnavailable
 from sequencer_node.cli.runner import run_async
 from sequencer_node.cli.tx import U64_MAX, make_transfer, wait_certified
+from sequencer_node.clients.node import NodeClient, NodeError, NodeRejected, NodeUnavailable
 from sequencer_node.wire.crypto import SigningKey
 from sequencer_node.wire.messages import tx_hash
 

@@ -25,11 +25,11 @@ from sequencer_node.cli.common import (
     render_kv,
     render_table,
 )
-from sequencer_node.cli.nodeclient import NodeClient, NodeError
 from sequencer_node.cli.runner import run_async
 from sequencer_node.cli.stake import submit_and_wait
-from sequencer_node.files import atomic_write
-from sequencer_node.l1client import BlobsPruned, L1Client, L1Rejected
+from sequencer_node.clients.l1 import BlobsPruned, L1Client, L1Rejected
+from sequencer_node.clients.node import NodeClient, NodeError
+from sequencer_node.system.files import atomic_write
 from sequencer_node.wire.blobs import kzg_to_versioned_hash
 from sequencer_node.wire.codec import CodecError, decode
 from sequencer_node.wire.crypto import SigningKey

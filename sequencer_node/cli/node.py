@@ -59,7 +59,7 @@ def _build_settings(opts: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
     """Validate every option; return (NodeSettings, summary). Raises _ConfigError."""
     from sequencer_node.genesis import GenesisError, load_genesis
     from sequencer_node.keystore import KeystoreError, load_keystore
-    from sequencer_node.shell.node import NodeSettings
+    from sequencer_node.shell.node_service import NodeSettings
     from sequencer_node.shell.peers import PeerAddress
 
     if opts["genesis"] is None:
@@ -140,7 +140,7 @@ def _build_settings(opts: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
 
 def _check_data_dir(settings: Any) -> None:
     """Open the store once (ownership check) without starting anything."""
-    from sequencer_node.shell.node import FOLLOWER_IDENTITY, _lock_data_dir
+    from sequencer_node.shell.node_service import FOLLOWER_IDENTITY, _lock_data_dir
     from sequencer_node.shell.store import Store, StoreError
 
     try:
@@ -163,7 +163,7 @@ def _check_data_dir(settings: Any) -> None:
 async def _run_node(settings: Any) -> None:
     import trio
 
-    from sequencer_node.shell.node import Node
+    from sequencer_node.shell.node_service import Node
 
     node = Node(settings)
     node.open()
@@ -334,7 +334,7 @@ async def _run_node(settings: Any) -> None:
     help="Validate key, password, genesis and data dir, print a summary, exit 0 without starting.",
 )
 def run_command(**opts: Any) -> None:
-    """Run a sequencer node: p2p consensus, L1 follower, RPC, metrics and batcher."""
+    """Run a sequencer node: p2p consensus, L1 watcher, RPC, metrics and batcher."""
     from sequencer_node.shell.logging import setup_logging
 
     setup_logging(opts["log_format"], opts["log_level"])
@@ -349,8 +349,8 @@ def run_command(**opts: Any) -> None:
         return
     import trio
 
-    from sequencer_node.shell.l1_follower import L1StartError
-    from sequencer_node.shell.node import NodeStartError
+    from sequencer_node.shell.l1_watcher import L1StartError
+    from sequencer_node.shell.node_service import NodeStartError
     from sequencer_node.shell.store import StoreError
 
     try:
@@ -381,8 +381,8 @@ def _first_leaf(group: BaseExceptionGroup[BaseException]) -> BaseException:
             leaves.append(e)
 
     walk(group)
-    from sequencer_node.shell.l1_follower import L1StartError
-    from sequencer_node.shell.node import NodeStartError
+    from sequencer_node.shell.l1_watcher import L1StartError
+    from sequencer_node.shell.node_service import NodeStartError
 
     for e in leaves:
         if isinstance(e, (L1StartError, NodeStartError)):

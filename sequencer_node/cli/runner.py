@@ -8,8 +8,8 @@ from typing import Any, TypeVar
 import trio
 
 from sequencer_node.cli.common import EXIT_UNREACHABLE, fail
-from sequencer_node.cli.nodeclient import NodeRejected, NodeUnavailable
-from sequencer_node.l1client import BlobsPruned, L1Rejected, L1Unavailable
+from sequencer_node.clients.l1 import BlobsPruned, L1Rejected, L1Unavailable
+from sequencer_node.clients.node import NodeRejected, NodeUnavailable
 
 T = TypeVar("T")
 

@@ -32,8 +32,8 @@ from sequencer_node.cli.common import (
     render_table,
 )
 from sequencer_node.cli.runner import run_async
+from sequencer_node.clients.l1 import L1Client, L1Rejected, SequencerInfo
 from sequencer_node.keystore import KeystoreError, read_public_info
-from sequencer_node.l1client import L1Client, L1Rejected, SequencerInfo
 from sequencer_node.wire.crypto import SigningKey, format_address, parse_address
 from sequencer_node.wire.l1calls import (
     ClaimRewards,

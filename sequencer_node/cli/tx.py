@@ -22,8 +22,8 @@ from sequencer_node.cli.common import (
     password_file_option,
     render_kv,
 )
-from sequencer_node.cli.nodeclient import NodeClient, NodeRejected
 from sequencer_node.cli.runner import run_async
+from sequencer_node.clients.node import NodeClient, NodeRejected
 from sequencer_node.keystore import KeystoreError, read_public_info
 from sequencer_node.wire.crypto import SigningKey, parse_address, sign_message
 from sequencer_node.wire.messages import Transaction, tx_hash

@@ -1,6 +1,7 @@
 """The public face of the protocol core: configuration, genesis, events in, effects out.
 
-The node shell (Trio) and the simulator drive one :class:`~sequencer_node.core.node.SequencerCore`
+The node shell (Trio) and the simulator drive one
+:class:`~sequencer_node.core.sequencer.SequencerCore`
 through this vocabulary and nothing else::
 
     core = SequencerCore(config, genesis, persisted=record_or_None, chain=stored_blocks)

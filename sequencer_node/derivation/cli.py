@@ -20,6 +20,7 @@ import click
 import trio
 
 from sequencer_node.cli.common import EXIT_UNREACHABLE, fail, json_option
+from sequencer_node.clients.l1 import L1Client, L1Error, L1Unavailable
 from sequencer_node.derivation.follower import (
     DerivationError,
     Follower,
@@ -27,7 +28,6 @@ from sequencer_node.derivation.follower import (
     PrunedData,
     describe,
 )
-from sequencer_node.l1client import L1Client, L1Error, L1Unavailable
 
 log = logging.getLogger("seqnet.derivation")
 

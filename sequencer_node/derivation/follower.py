@@ -37,9 +37,9 @@ import trio
 
 from sequencer_node.batching.blobs import BlobDecodeError, unpack_blobs
 from sequencer_node.batching.codec import Batch, BatchFormatError, decode_payload
+from sequencer_node.clients.l1 import BlobsPruned, InboxBatch, L1Client, L1Rejected
 from sequencer_node.core.ledger import InvalidBlock, Ledger
-from sequencer_node.files import atomic_write
-from sequencer_node.l1client import BlobsPruned, InboxBatch, L1Client, L1Rejected
+from sequencer_node.system.files import atomic_write
 from sequencer_node.wire.blobs import kzg_to_versioned_hash
 from sequencer_node.wire.codec import CodecError, decode
 from sequencer_node.wire.kzg import verify_blobs_batch

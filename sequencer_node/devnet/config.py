@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sequencer_node.files import atomic_write
+from sequencer_node.system.files import atomic_write
 
 TOKEN = 10**18
 #: The L1 mock's default staking bounds (tokens); stakes are derived from the percentages.

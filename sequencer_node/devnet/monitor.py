@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import trio
 
-from sequencer_node.l1client import L1Client, L1Error
+from sequencer_node.clients.l1 import L1Client, L1Error
 
 #: Per request. The L1 can pause for a few seconds while it checks a blob batch's KZG proofs.
 POLL_TIMEOUT_S = 5.0

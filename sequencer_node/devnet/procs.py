@@ -22,8 +22,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from sequencer_node import parent_death
 from sequencer_node.devnet.config import DevnetError
+from sequencer_node.system import parent_death
 
 #: How long a child gets between SIGTERM and SIGKILL.
 STOP_DEADLINE_S = 15.0

@@ -1,7 +1,7 @@
 """Devnet set-up: keys, genesis files, and staking through the operator's own L1 calls.
 
 The sequencers are registered the way an operator registers one: a signed ``registerSequencer``
-call (:mod:`sequencer_node.wire.l1calls`) sent with :class:`~sequencer_node.l1client.L1Client`.
+call (:mod:`sequencer_node.wire.l1calls`) sent with :class:`~sequencer_node.clients.l1.L1Client`.
 The L1 records a stake change in the snapshot of the *next* L1 epoch and finalizes snapshot
 ``E`` once its current epoch is ``E + 2``; :func:`wait_for_snapshot` asks the L1 to mine the
 missing blocks at once (``dev_mine``) instead of waiting about three epochs of slots. The L1
@@ -20,6 +20,7 @@ from typing import Any
 
 import trio
 
+from sequencer_node.clients.l1 import L1Client, L1Error, StakeSnapshot
 from sequencer_node.devnet.config import (
     L1_FUNDING_TOKENS,
     L2_FUNDING,
@@ -31,9 +32,8 @@ from sequencer_node.devnet.config import (
     stake_tokens,
     write_json,
 )
-from sequencer_node.files import atomic_write
 from sequencer_node.keystore import KeystoreError, load_keystore, save_keystore
-from sequencer_node.l1client import L1Client, L1Error, StakeSnapshot
+from sequencer_node.system.files import atomic_write
 from sequencer_node.wire.crypto import SigningKey
 from sequencer_node.wire.l1calls import GWEI, RegisterSequencer
 

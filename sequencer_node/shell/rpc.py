@@ -38,7 +38,8 @@ class Overloaded(Exception):
 
 
 class NodeApi(Protocol):
-    """What the API needs from the node (implemented by :class:`~sequencer_node.shell.node.Node`;
+    """What the API needs from the node (implemented by
+    :class:`~sequencer_node.shell.node_service.Node`;
     a Protocol so that this module does not import the runner)."""
 
     metrics: NodeMetrics

@@ -30,7 +30,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 from sequencer_node.core import api
-from sequencer_node.core.node import SequencerCore
+from sequencer_node.core.sequencer import SequencerCore
 from sequencer_node.sim.rng import Rng
 from sequencer_node.wire.codec import signing_bytes
 from sequencer_node.wire.crypto import SigningKey, sign_message

@@ -18,7 +18,7 @@ from sequencer_node.batcher.config import BatcherConfig
 from sequencer_node.batcher.kzg_worker import KzgWorker, Prepared
 from sequencer_node.batcher.ledger_db import BatcherDB
 from sequencer_node.batcher.poster import Poster
-from sequencer_node.l1client import L1Client
+from sequencer_node.clients.l1 import L1Client
 from sequencer_node.shell.store import Store
 from sequencer_node.wire.codec import encode
 from sequencer_node.wire.messages import ZERO_HASH, BatchHeader

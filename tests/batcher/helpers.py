@@ -13,9 +13,9 @@ import trio
 from l1_mock.chain.ledger import TOKEN, ChainConfig, Genesis, GenesisSequencer
 from l1_mock.server import L1Node, NodeSettings, serve
 from sequencer_node.batcher.cosign import ApprovalCollector, sign_approval
+from sequencer_node.clients.l1 import L1Client
 from sequencer_node.core.ledger import Ledger, tx_root
 from sequencer_node.derivation.follower import FollowerGenesis, genesis_block_hash
-from sequencer_node.l1client import L1Client
 from sequencer_node.wire.crypto import SigningKey, sign_message
 from sequencer_node.wire.messages import (
     BatchCertificate,

@@ -15,10 +15,10 @@ from sequencer_node.batcher.config import BatcherConfig
 from sequencer_node.batcher.kzg_worker import KzgWorker, Prepared
 from sequencer_node.batcher.ledger_db import BatcherDB
 from sequencer_node.batcher.poster import Poster
+from sequencer_node.clients.l1 import L1Client
 from sequencer_node.derivation.cli import follow_command
 from sequencer_node.derivation.follower import Follower, InvalidBatch, PrunedData
 from sequencer_node.genesis import L2Genesis, write_genesis
-from sequencer_node.l1client import L1Client
 from sequencer_node.shell.store import Store
 from sequencer_node.wire.codec import encode
 from sequencer_node.wire.messages import ZERO_HASH, BatchHeader, CertifiedBlock, batch_hash

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 import trio
 
+from sequencer_node.clients.l1 import L1Client, L1Unavailable
 from sequencer_node.derivation.follower import DerivedBatch, Follower, FollowerGenesis
 from sequencer_node.genesis import load_genesis
-from sequencer_node.l1client import L1Client, L1Unavailable
 from tests.node_process.helpers import USERS, Cluster, make_tx, running_cluster, tx_body
 
 pytestmark = pytest.mark.slow

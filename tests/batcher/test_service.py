@@ -14,8 +14,8 @@ import trio
 from sequencer_node.batcher.config import BatcherConfig
 from sequencer_node.batcher.messages import BatchProposal
 from sequencer_node.batcher.service import BatcherService
+from sequencer_node.clients.l1 import L1Client
 from sequencer_node.derivation.follower import Follower
-from sequencer_node.l1client import L1Client
 from sequencer_node.shell.store import BatchState, Store
 from sequencer_node.wire.codec import decode, encode
 from sequencer_node.wire.crypto import SigningKey

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sequencer_node.core.api import CoreConfig, Genesis, StakeSnapshot
 from sequencer_node.core.ledger import tx_root
-from sequencer_node.core.node import SequencerCore
+from sequencer_node.core.sequencer import SequencerCore
 from sequencer_node.wire.crypto import SigningKey
 from sequencer_node.wire.messages import (
     Block,

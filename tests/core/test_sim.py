@@ -12,7 +12,7 @@ import pytest
 
 from sequencer_node.core import api
 from sequencer_node.core.election import epoch_seed, weighted_order
-from sequencer_node.core.node import SequencerCore
+from sequencer_node.core.sequencer import SequencerCore
 from sequencer_node.sim.harness import CHAIN_ID, NetParams, Simulation, Violation
 from sequencer_node.sim.scenarios import run_random
 from sequencer_node.wire.certificates import verify_downtime_certificate, verify_evidence

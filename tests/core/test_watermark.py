@@ -29,7 +29,7 @@ def test_record_round_trips_through_the_codec() -> None:
 
 
 def _lonely_core() -> tuple[object, int]:
-    from sequencer_node.core.node import SequencerCore
+    from sequencer_node.core.sequencer import SequencerCore
     from sequencer_node.sim.harness import Simulation
 
     sim = Simulation(21)
@@ -39,7 +39,7 @@ def _lonely_core() -> tuple[object, int]:
 
 
 def test_no_signature_leaves_before_the_watermark_is_acknowledged() -> None:
-    from sequencer_node.core.node import SequencerCore
+    from sequencer_node.core.sequencer import SequencerCore
     from sequencer_node.wire.messages import TimeoutMessage
 
     core, timeout_ms = _lonely_core()
@@ -60,7 +60,7 @@ def test_no_signature_leaves_before_the_watermark_is_acknowledged() -> None:
 
 
 def test_a_core_restarted_from_its_record_starts_above_every_signed_round() -> None:
-    from sequencer_node.core.node import SequencerCore
+    from sequencer_node.core.sequencer import SequencerCore
     from sequencer_node.sim.harness import Simulation
 
     sim = Simulation(22)

@@ -156,9 +156,9 @@ def _rewrite(value: str, devnet: Path, data: Path) -> str:
 
 def test_nodes_pass_the_node_dry_run(compose: dict[str, Any], tmp_path: Path) -> None:
     """The node services' environment on files laid out as the compose jobs lay them out."""
+    from sequencer_node.clients.l1 import SnapshotEntry, StakeSnapshot
     from sequencer_node.devnet.config import DevnetConfig
     from sequencer_node.devnet.setup import l2_genesis_json, prepare_files, write_l2_genesis
-    from sequencer_node.l1client import SnapshotEntry, StakeSnapshot
 
     genesis_job = [str(a) for a in compose["services"]["genesis"]["command"]]
     assert genesis_job[:3] == ["seqctl", "devnet", "init"]

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from sequencer_node.clients.l1 import SnapshotEntry, StakeSnapshot
 from sequencer_node.devnet.config import DevnetConfig, DevnetError, stake_tokens
 from sequencer_node.devnet.procs import (
     Child,
@@ -29,7 +30,6 @@ from sequencer_node.devnet.setup import (
     load_key,
     prepare_files,
 )
-from sequencer_node.l1client import SnapshotEntry, StakeSnapshot
 
 
 def test_default_stakes_are_40_30_20_10_percent_within_the_l1_bounds() -> None:

@@ -12,7 +12,7 @@ import trio
 
 from l1_mock.chain.ledger import Genesis
 from l1_mock.server import L1Node, NodeSettings, serve
-from sequencer_node.l1client import BlobsPruned, L1Client, L1Rejected, L1Unavailable
+from sequencer_node.clients.l1 import BlobsPruned, L1Client, L1Rejected, L1Unavailable
 from sequencer_node.wire.l1calls import Transfer, UnlockStake, make_call
 from tests.l1.helpers import (
     L1_CHAIN,

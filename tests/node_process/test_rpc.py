@@ -10,7 +10,7 @@ import trio
 
 from sequencer_node.core import api
 from sequencer_node.shell.metrics import NodeMetrics
-from sequencer_node.shell.node import Overloaded
+from sequencer_node.shell.node_service import Overloaded
 from sequencer_node.shell.rpc import MAX_BODY, make_app
 from tests.node_process.helpers import USERS, make_tx, tx_body
 

@@ -1,4 +1,4 @@
-"""In-process tests of the node runner, the genesis file and the L1 follower.
+"""In-process tests of the node runner, the genesis file and the L1 watcher.
 
 A one-validator chain certifies on its own, so the whole runner (store, core task, RPC, L1
 follower) runs in the test's Trio loop against an in-process L1 mock. Budget: ~10 s.
@@ -22,11 +22,11 @@ from l1_mock.genesis import dev_genesis
 from l1_mock.server import L1Node
 from l1_mock.server import NodeSettings as L1Settings
 from l1_mock.server import serve as serve_l1
+from sequencer_node.clients.l1 import L1Client
 from sequencer_node.core import api
 from sequencer_node.genesis import GenesisError, L2Genesis, load_genesis, write_genesis
-from sequencer_node.l1client import L1Client
-from sequencer_node.shell.l1_follower import L1Follower, L1StartError
-from sequencer_node.shell.node import Node, NodeSettings, NodeStartError
+from sequencer_node.shell.l1_watcher import L1StartError, L1Watcher
+from sequencer_node.shell.node_service import Node, NodeSettings, NodeStartError
 from sequencer_node.wire.codec import decode
 from sequencer_node.wire.messages import Block, TimeoutMessage, Vote
 from tests.node_process.helpers import L1_CHAIN, L2_CHAIN, USERS, make_tx, tx_body
@@ -278,7 +278,7 @@ def _flatten(e: BaseException) -> str:
     return str(e)
 
 
-# --- the L1 follower ---------------------------------------------------------------------
+# --- the L1 watcher ---------------------------------------------------------------------
 
 
 async def test_follower_survives_an_l1_outage(tmp_path: Path) -> None:
@@ -298,7 +298,7 @@ async def test_follower_survives_an_l1_outage(tmp_path: Path) -> None:
 
         await outer.start(serve_until_cancelled)
         async with L1Client(f"http://127.0.0.1:{port}", timeout=1.0) as l1:
-            follower = L1Follower(
+            follower = L1Watcher(
                 l1, events=send, key=KEY, genesis_stake_epoch=0, poll_s=0.05, backoff_cap_s=0.5
             )
             await outer.start(follower.run)
@@ -338,7 +338,7 @@ async def test_follower_submits_evidence_to_l1(tmp_path: Path, l1_url: str) -> N
     b = sign_message(Vote(b"\x02" * 32, 5, 5, 0, KEY.public_key, bytes(64)), KEY, L2_CHAIN)
     send, _recv = trio.open_memory_channel[Any](100)
     async with L1Client(l1_url) as l1, trio.open_nursery() as nursery:
-        follower = L1Follower(l1, events=send, key=dev_key(0), genesis_stake_epoch=0, poll_s=0.05)
+        follower = L1Watcher(l1, events=send, key=dev_key(0), genesis_stake_epoch=0, poll_s=0.05)
         await nursery.start(follower.run)
         sub = follower.submit_evidence(DoubleVote(a, b), KEY.public_key)
         assert (sub.kind, sub.round) == ("double_vote", 5)
@@ -401,7 +401,7 @@ async def test_registered_set_changes_drop_peers_no_longer_admitted(
     seen: list[set[bytes]] = []
     send, _recv = trio.open_memory_channel[Any](10)
     async with L1Client(l1_url) as l1:
-        follower = L1Follower(
+        follower = L1Watcher(
             l1, events=send, key=None, genesis_stake_epoch=0,
             on_sequencers=lambda reg: seen.append(set(reg)),
         )  # fmt: skip
@@ -435,7 +435,7 @@ async def test_registered_set_changes_drop_peers_no_longer_admitted(
 async def test_old_catch_up_ranges_are_served_from_the_store_and_rate_limited(
     tmp_path: Path, l1_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import sequencer_node.shell.node as node_mod
+    import sequencer_node.shell.node_service as node_mod
     from sequencer_node.shell.scoring import Offense
 
     node = Node(settings(tmp_path, l1_url))

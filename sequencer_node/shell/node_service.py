@@ -1,5 +1,5 @@
 """The node runner: one sequencer process built from the core, the store, the peer manager,
-the L1 follower, the RPC server and (when present) the batcher.
+the L1 watcher, the RPC server and (when present) the batcher.
 
 Theory of operation
 -------------------
@@ -43,18 +43,18 @@ from typing import Any
 
 import trio
 
+from sequencer_node.clients.l1 import L1Client, L1Error
 from sequencer_node.core import api
-from sequencer_node.core.node import RECENT_COMMITTED, SequencerCore
-from sequencer_node.files import atomic_write
+from sequencer_node.core.sequencer import RECENT_COMMITTED, SequencerCore
 from sequencer_node.genesis import L2Genesis
-from sequencer_node.l1client import L1Client, L1Error
-from sequencer_node.shell.l1_follower import L1Follower, connect_l1
+from sequencer_node.shell.l1_watcher import L1Watcher, connect_l1
 from sequencer_node.shell.metrics import NodeMetrics
 from sequencer_node.shell.p2p_messages import TxBatch
 from sequencer_node.shell.peers import PeerAddress, PeerConfig, PeerManager, run_tx_ingress
 from sequencer_node.shell.rpc import Overloaded, serve_rpc
 from sequencer_node.shell.scoring import Offense
 from sequencer_node.shell.store import DB_FILENAME, Store
+from sequencer_node.system.files import atomic_write
 from sequencer_node.wire.codec import decode, encode, message_id
 from sequencer_node.wire.crypto import SigningKey, verify_message
 from sequencer_node.wire.messages import (
@@ -214,7 +214,7 @@ class Node:
         self.store: Store | None = None
         self.core: SequencerCore | None = None
         self.pm: PeerManager | None = None
-        self.follower: L1Follower | None = None
+        self.follower: L1Watcher | None = None
         self.batcher: Any | None = None
         self._tx_send: trio.MemorySendChannel[Transaction] | None = None
         self._tx_index: OrderedDict[bytes, int] = OrderedDict()
@@ -311,7 +311,7 @@ class Node:
                 await connect_l1(
                     l1, expected_chain_id=self.genesis.l1_chain_id, timeout_s=s.l1_start_timeout_s
                 )
-                self.follower = L1Follower(
+                self.follower = L1Watcher(
                     l1,
                     events=self._send.clone(),
                     key=self.key,

@@ -3,7 +3,7 @@
 ckzg and brotli hold the GIL while they work, so running them in a *thread* still stalls the
 event loop. :class:`WorkerPool` owns a small ``ProcessPoolExecutor`` (spawned, not forked: the
 parent runs Trio and threads) whose workers run an initializer once (e.g. loading the KZG
-trusted setup) and die with their parent (:mod:`sequencer_node.parent_death`). Results are
+trusted setup) and die with their parent (:mod:`sequencer_node.system.parent_death`). Results are
 awaited in a Trio thread that waits on the future, so the event loop stays free. At most
 ``processes`` jobs are submitted at once: the executor's own queue is unbounded.
 
@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 
 import trio
 
-from sequencer_node.parent_death import die_with_parent
+from sequencer_node.system.parent_death import die_with_parent
 
 T = TypeVar("T")
 

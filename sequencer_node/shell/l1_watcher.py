@@ -31,8 +31,8 @@ from typing import Any
 
 import trio
 
+from sequencer_node.clients.l1 import L1Client, L1Error, L1Rejected, SequencerInfo
 from sequencer_node.core import api
-from sequencer_node.l1client import L1Client, L1Error, L1Rejected, SequencerInfo
 from sequencer_node.shell.metrics import NodeMetrics
 from sequencer_node.wire.crypto import SigningKey
 from sequencer_node.wire.messages import (
@@ -145,7 +145,7 @@ async def connect_l1(
     return got
 
 
-class L1Follower:
+class L1Watcher:
     """See the module docstring. ``await nursery.start(follower.run)``."""
 
     def __init__(
@@ -237,7 +237,7 @@ class L1Follower:
             except L1Error as e:
                 self._failed(e)
             except Exception as e:  # a bug or an L1 answer we did not foresee: never crash
-                log.exception("L1 follower error (will retry): %s", e)
+                log.exception("L1 watcher error (will retry): %s", e)
                 self._failed(e)
             if self._failures:
                 await trio.sleep(backoff(self._failures, self._rng, cap=self._backoff_cap_s))
@@ -378,7 +378,7 @@ class L1Follower:
 
 __all__ = [
     "InboxEntry",
-    "L1Follower",
+    "L1Watcher",
     "L1StartError",
     "Submission",
     "backoff",
