@@ -145,7 +145,12 @@ def _hex(b: bytes | None) -> str | None:
     return None if b is None else "0x" + b.hex()
 
 
-def _lock_data_dir(data_dir: Path) -> int:
+def lock_data_dir(data_dir: Path) -> int:
+    """Create ``data_dir`` and lock it for this process (one node per data directory).
+
+    Returns the lock's file descriptor (close it to release); raises NodeStartError when
+    another process holds it. ``sequencer-node run --check-config`` uses it too.
+    """
     data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     fd = os.open(data_dir / LOCK_FILENAME, os.O_RDWR | os.O_CREAT, 0o600)
     try:
@@ -243,7 +248,7 @@ class Node:
     def open(self) -> None:
         """Lock the data directory, open the store and rebuild the core from it."""
         s = self.settings
-        self._lock_fd = _lock_data_dir(s.data_dir)
+        self._lock_fd = lock_data_dir(s.data_dir)
         try:
             identity = self.pk if self.pk is not None else FOLLOWER_IDENTITY
             self.store = Store.open(s.data_dir, chain_id=self.genesis.chain_id, identity=identity)
