@@ -19,7 +19,6 @@ from typing import Any
 import click
 import trio
 
-from sequencer_node.cli.common import EXIT_UNREACHABLE, fail, json_option
 from sequencer_node.clients.l1 import L1Client, L1Error, L1Unavailable
 from sequencer_node.derivation.follower import (
     DerivationError,
@@ -28,6 +27,7 @@ from sequencer_node.derivation.follower import (
     PrunedData,
     describe,
 )
+from sequencer_node.system.commandline import EXIT_UNREACHABLE, fail, json_option
 
 log = logging.getLogger("seqnet.derivation")
 
