@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from sequencer_node.cli.common import EXIT_FAILED, EXIT_KEYSTORE
 from sequencer_node.cli.seqctl import main
 from sequencer_node.keystore import load_keystore
+from sequencer_node.system.commandline import EXIT_FAILED, EXIT_KEYSTORE
 from sequencer_node.wire.crypto import SigningKey, format_address
 
 FAST = ["--scrypt-n", "1024"]

@@ -1,12 +1,8 @@
-"""Conventions shared by every ``seqctl`` command: exit codes, errors, output, passwords.
+"""What the ``seqctl`` commands share: passwords, output (tables, key-value, JSON), amounts,
+the --l1-url/--node-url options, opening a keystore.
 
-Exit codes (documented in docs/cli.md):
-
-* 0  success
-* 1  the request was understood but failed (refused by L1 or the node, not found, bad data)
-* 2  usage error (click's own: unknown option, missing argument)
-* 3  a node or the L1 could not be reached
-* 4  a keystore could not be opened (wrong password, damaged file)
+Exit codes and the error that ends a command are the project-wide conventions of
+:mod:`sequencer_node.system.commandline`.
 """
 
 from __future__ import annotations
@@ -16,52 +12,15 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, NoReturn, TypeVar
+from typing import Any
 
 import click
 
-EXIT_FAILED = 1
-EXIT_USAGE = 2
-EXIT_UNREACHABLE = 3
-EXIT_KEYSTORE = 4
+from sequencer_node.system.commandline import EXIT_KEYSTORE, F, fail
+from sequencer_node.wire.crypto import SigningKey
+from sequencer_node.wire.hexstr import to_hex
 
 PASSWORD_ENV = "SEQ_PASSWORD"
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-class CliError(click.ClickException):
-    """An error that ends the command with a message saying what was wrong and what to do."""
-
-    exit_code = EXIT_FAILED
-
-    def show(self, file: Any = None) -> None:
-        click.echo(f"error: {self.format_message()}", err=True)
-
-
-class UnreachableError(CliError):
-    exit_code = EXIT_UNREACHABLE
-
-
-class KeystoreCliError(CliError):
-    exit_code = EXIT_KEYSTORE
-
-
-_BY_CODE: dict[int, type[CliError]] = {
-    EXIT_FAILED: CliError,
-    EXIT_UNREACHABLE: UnreachableError,
-    EXIT_KEYSTORE: KeystoreCliError,
-}
-
-
-def fail(message: str, exit_code: int = EXIT_FAILED) -> NoReturn:
-    raise _BY_CODE[exit_code](message)
-
-
-def json_option(f: F) -> F:
-    return click.option(
-        "--json", "as_json", is_flag=True, help="Print machine-readable JSON instead of a table."
-    )(f)
 
 
 def password_file_option(f: F) -> F:
@@ -224,7 +183,7 @@ def node_url_option(f: F) -> F:
     )(f)
 
 
-def open_key(path: Path, password_file: Path | None) -> Any:
+def open_key(path: Path, password_file: Path | None) -> SigningKey:
     """Decrypt the keystore at ``path`` (exit 4 with what to do when that fails)."""
     from sequencer_node.keystore import KeystoreError, WrongPassword, load_keystore
 
@@ -238,7 +197,7 @@ def open_key(path: Path, password_file: Path | None) -> Any:
 
 def short_hex(data: bytes | str, keep: int = 8) -> str:
     """``0x1234abcd…9f00`` for tables (JSON output always has the full value)."""
-    text = data if isinstance(data, str) else "0x" + data.hex()
+    text = data if isinstance(data, str) else to_hex(data)
     body = text.removeprefix("0x")
     if len(body) <= 2 * keep + 1:
         return "0x" + body

@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 import click
 import trio
 
-from sequencer_node.cli.common import emit, fail, json_option, render_table
+from sequencer_node.cli.common import emit, render_table
 from sequencer_node.devnet import monitor
 from sequencer_node.devnet.config import (
     DEFAULT_STAKES,
@@ -25,6 +25,7 @@ from sequencer_node.devnet.config import (
     read_state,
 )
 from sequencer_node.devnet.procs import adopt, tail
+from sequencer_node.system.commandline import fail, json_option
 
 F = TypeVar("F", bound=Callable[..., Any])
 FORKS = ("cancun", "prague", "osaka", "bpo1", "bpo2")

@@ -8,14 +8,7 @@ from typing import TextIO
 
 import click
 
-from sequencer_node.cli.common import (
-    EXIT_KEYSTORE,
-    emit,
-    fail,
-    json_option,
-    password_file_option,
-    read_password,
-)
+from sequencer_node.cli.common import emit, password_file_option, read_password
 from sequencer_node.keystore import (
     DEFAULT_SCRYPT_N,
     KeystoreError,
@@ -24,6 +17,7 @@ from sequencer_node.keystore import (
     read_public_info,
     save_keystore,
 )
+from sequencer_node.system.commandline import EXIT_KEYSTORE, fail, json_option
 from sequencer_node.system.files import atomic_write
 from sequencer_node.wire.crypto import SigningKey, format_address
 

@@ -31,19 +31,11 @@ from typing import Any, TextIO
 import click
 import trio
 
-from sequencer_node.cli.common import (
-    EXIT_FAILED,
-    emit,
-    fail,
-    json_option,
-    open_key,
-    password_file_option,
-    render_kv,
-    render_table,
-)
+from sequencer_node.cli.common import emit, open_key, password_file_option, render_kv, render_table
 from sequencer_node.cli.runner import run_async
 from sequencer_node.cli.tx import U64_MAX, make_transfer, wait_certified
 from sequencer_node.clients.node import NodeClient, NodeError, NodeRejected, NodeUnavailable
+from sequencer_node.system.commandline import EXIT_FAILED, fail, json_option
 from sequencer_node.wire.crypto import SigningKey
 from sequencer_node.wire.messages import tx_hash
 

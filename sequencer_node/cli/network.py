@@ -15,9 +15,7 @@ import click
 
 from sequencer_node.cli.common import (
     emit,
-    fail,
     format_tokens,
-    json_option,
     l1_url_option,
     node_url_option,
     open_key,
@@ -29,6 +27,7 @@ from sequencer_node.cli.runner import run_async
 from sequencer_node.cli.stake import submit_and_wait
 from sequencer_node.clients.l1 import BlobsPruned, L1Client, L1Rejected
 from sequencer_node.clients.node import NodeClient, NodeError
+from sequencer_node.system.commandline import fail, json_option
 from sequencer_node.system.files import atomic_write
 from sequencer_node.wire.blobs import kzg_to_versioned_hash
 from sequencer_node.wire.codec import CodecError, decode

@@ -7,9 +7,9 @@ from typing import Any, TypeVar
 
 import trio
 
-from sequencer_node.cli.common import EXIT_UNREACHABLE, fail
 from sequencer_node.clients.l1 import BlobsPruned, L1Rejected, L1Unavailable
 from sequencer_node.clients.node import NodeRejected, NodeUnavailable
+from sequencer_node.system.commandline import EXIT_UNREACHABLE, fail
 
 T = TypeVar("T")
 

@@ -1,7 +1,8 @@
 """``sequencer-node`` / ``python -m sequencer_node``: the sequencer node's command line.
 
-``run`` starts a node (see ``docs/node-api.md``); ``follow`` (registered when the derivation
-module is present) rebuilds the L2 state from L1 only.
+``run`` starts a node (see ``docs/node-api.md``); ``follow`` (:mod:`sequencer_node.derivation.cli`)
+rebuilds the L2 state from L1 only. (``seqctl``, the operator's tool, is
+:mod:`sequencer_node.cli.seqctl`.)
 
 Exit codes of ``run``: 0 clean stop (SIGTERM/SIGINT) or ``--check-config`` passed; 1 the node
 failed while running; 2 usage or configuration error (bad genesis, data directory, address,
@@ -13,18 +14,31 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import signal
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from sequencer_node.cli.common import EXIT_KEYSTORE, EXIT_UNREACHABLE, EXIT_USAGE, read_password
+from sequencer_node.cli.common import read_password
+from sequencer_node.derivation.cli import follow_command
+from sequencer_node.system.commandline import (
+    EXIT_FAILED,
+    EXIT_KEYSTORE,
+    EXIT_UNREACHABLE,
+    EXIT_USAGE,
+)
+from sequencer_node.system.hostport import HostPort
+from sequencer_node.wire.hexstr import from_hex, opt_hex
+
+if TYPE_CHECKING:
+    from sequencer_node.genesis import L2Genesis
+    from sequencer_node.shell.node_service import NodeSettings
+    from sequencer_node.wire.crypto import SigningKey
 
 log = logging.getLogger("sequencer_node.cli")
-
-EXIT_FAILED = 1
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -35,6 +49,9 @@ def main() -> None:
     Every option is also read from a SEQ_* environment variable (e.g. --l1-url from
     SEQ_L1_URL); flags win over the environment.
     """
+
+
+main.add_command(follow_command)
 
 
 class _ConfigError(Exception):
@@ -48,74 +65,95 @@ def _die(message: str, code: int) -> None:
     sys.exit(code)
 
 
-def _listen(text: str, what: str) -> tuple[str, int]:
-    host, sep, port = text.rpartition(":")
-    if not sep or not host or not port.isdigit() or int(port) > 65535:
-        raise _ConfigError(f"{what} {text!r} is not HOST:PORT (e.g. 127.0.0.1:9000; port 0 = any)")
-    return host.strip("[]"), int(port)
+def _listen(text: str, what: str) -> HostPort:
+    try:
+        return HostPort.parse(text, any_port=True)
+    except ValueError as e:
+        raise _ConfigError(f"{what} {e}") from None
 
 
-def _build_settings(opts: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
-    """Validate every option; return (NodeSettings, summary). Raises _ConfigError."""
+def _comma_list(text: str | None) -> list[str]:
+    return [p.strip() for p in (text or "").split(",") if p.strip()]
+
+
+def _genesis(path: Path | None) -> L2Genesis:
     from sequencer_node.genesis import GenesisError, load_genesis
+
+    if path is None:
+        raise _ConfigError("no genesis file: pass --genesis FILE or set SEQ_GENESIS")
+    try:
+        return load_genesis(path)
+    except GenesisError as e:
+        raise _ConfigError(f"bad genesis: {e}") from None
+
+
+def _key(path: Path | None, password_file: Path | None) -> SigningKey | None:
     from sequencer_node.keystore import KeystoreError, load_keystore
+
+    if path is None:
+        return None
+    if not path.is_file():
+        raise _ConfigError(f"key file {path} does not exist (--key / SEQ_KEY_FILE)", EXIT_KEYSTORE)
+    try:
+        password = read_password(password_file)
+    except click.ClickException as e:
+        raise _ConfigError(e.format_message(), EXIT_KEYSTORE) from None
+    try:
+        return load_keystore(path, password)
+    except KeystoreError as e:
+        raise _ConfigError(f"cannot open the key: {e}", EXIT_KEYSTORE) from None
+
+
+def _allow_peers(text: str | None) -> frozenset[bytes]:
+    allow = set()
+    for item in _comma_list(text):
+        try:
+            allow.add(from_hex(item, 32))
+        except ValueError:
+            raise _ConfigError(
+                f"--allow-peers: {item!r} is not a 32-byte 0x-hex public key"
+            ) from None
+    return frozenset(allow)
+
+
+def _peers(text: str | None) -> list[HostPort]:
+    peers = []
+    for item in _comma_list(text):
+        try:
+            peers.append(HostPort.parse(item))
+        except ValueError as e:
+            raise _ConfigError(f"--peers: {e}") from None
+    return peers
+
+
+def _build_settings(opts: dict[str, Any]) -> tuple[NodeSettings, dict[str, Any]]:
+    """Validate every option; return (NodeSettings, summary). Raises _ConfigError."""
     from sequencer_node.shell.node_service import NodeSettings
     from sequencer_node.shell.peers import PeerAddress
 
-    if opts["genesis"] is None:
-        raise _ConfigError("no genesis file: pass --genesis FILE or set SEQ_GENESIS")
-    try:
-        genesis = load_genesis(opts["genesis"])
-    except GenesisError as e:
-        raise _ConfigError(f"bad genesis: {e}") from None
-    key = None
-    if opts["key"] is not None:
-        if not Path(opts["key"]).is_file():
-            raise _ConfigError(f"key file {opts['key']} does not exist (--key / SEQ_KEY_FILE)",
-                               EXIT_KEYSTORE)  # fmt: skip
-        try:
-            password = read_password(opts["password_file"])
-        except click.ClickException as e:
-            raise _ConfigError(e.format_message(), EXIT_KEYSTORE) from None
-        try:
-            key = load_keystore(opts["key"], password)
-        except KeystoreError as e:
-            raise _ConfigError(f"cannot open the key: {e}", EXIT_KEYSTORE) from None
+    genesis = _genesis(opts["genesis"])
+    key = _key(opts["key"], opts["password_file"])
     data_dir: Path = opts["data_dir"]
     if data_dir.exists() and not data_dir.is_dir():
         raise _ConfigError(f"--data-dir {data_dir} exists and is not a directory")
-    p2p_host, p2p_port = _listen(opts["p2p_listen"], "--p2p-listen")
-    rpc_host, rpc_port = _listen(opts["rpc_listen"], "--rpc-listen")
-    peers = []
-    for text in [p.strip() for p in (opts["peers"] or "").split(",") if p.strip()]:
-        try:
-            peers.append(PeerAddress.parse(text))
-        except ValueError as e:
-            raise _ConfigError(f"--peers: {e}") from None
-    allow = set()
-    for text in [p.strip() for p in (opts["allow_peers"] or "").split(",") if p.strip()]:
-        try:
-            raw = bytes.fromhex(text.removeprefix("0x"))
-        except ValueError:
-            raw = b""
-        if len(raw) != 32:
-            raise _ConfigError(f"--allow-peers: {text!r} is not a 32-byte 0x-hex public key")
-        allow.add(raw)
+    p2p = _listen(opts["p2p_listen"], "--p2p-listen")
+    rpc = _listen(opts["rpc_listen"], "--rpc-listen")
+    peers = _peers(opts["peers"])
     settings = NodeSettings(
         data_dir=data_dir,
         genesis=genesis,
         key=key,
         l1_url=opts["l1_url"],
-        p2p_host=p2p_host,
-        p2p_port=p2p_port,
-        peers=tuple(peers),
-        rpc_host=rpc_host,
-        rpc_port=rpc_port,
+        p2p_host=p2p.host,
+        p2p_port=p2p.port,
+        peers=tuple(PeerAddress(p.host, p.port) for p in peers),
+        rpc_host=rpc.host,
+        rpc_port=rpc.port,
         da=opts["da"],
         l1_poll_s=opts["l1_poll"],
         l1_start_timeout_s=opts["l1_start_timeout"],
         shutdown_timeout_s=opts["shutdown_timeout"],
-        allow_peers=frozenset(allow),
+        allow_peers=_allow_peers(opts["allow_peers"]),
         batcher=opts["batcher"],
         batch_max_age_ms=opts["batch_max_age_ms"],
     )
@@ -123,34 +161,40 @@ def _build_settings(opts: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
         "chain_id": genesis.chain_id,
         "l1_chain_id": genesis.l1_chain_id,
         "validators": len(genesis.validators),
-        "node_id": None if key is None else "0x" + key.public_key.hex(),
-        "role": "follower" if key is None else (
-            "validator" if key.public_key in genesis.validator_keys() else "sequencer"
-        ),
+        "node_id": opt_hex(None if key is None else key.public_key),
+        "role": _role(genesis, key),
         "data_dir": str(data_dir),
         "l1_url": opts["l1_url"],
-        "p2p_listen": f"{p2p_host}:{p2p_port}",
-        "rpc_listen": f"{rpc_host}:{rpc_port}",
-        "peers": [str(p) for p in peers],
+        "p2p_listen": f"{p2p.host}:{p2p.port}",
+        "rpc_listen": f"{rpc.host}:{rpc.port}",
+        "peers": [f"{p.host}:{p.port}" for p in peers],
         "da": opts["da"],
         "params": genesis.params,
-    }  # fmt: skip
+    }
     return settings, summary
 
 
-def _check_data_dir(settings: Any) -> None:
+def _role(genesis: L2Genesis, key: SigningKey | None) -> str:
+    if key is None:
+        return "follower"
+    return "validator" if key.public_key in genesis.validator_keys() else "sequencer"
+
+
+def _check_data_dir(settings: NodeSettings) -> None:
     """Open the store once (ownership check) without starting anything."""
-    from sequencer_node.shell.node_service import FOLLOWER_IDENTITY, _lock_data_dir
+    from sequencer_node.shell.node_service import (
+        FOLLOWER_IDENTITY,
+        NodeStartError,
+        lock_data_dir,
+    )
     from sequencer_node.shell.store import Store, StoreError
 
     try:
-        fd = _lock_data_dir(settings.data_dir)
+        fd = lock_data_dir(settings.data_dir)
     except OSError as e:
         raise _ConfigError(f"--data-dir {settings.data_dir}: {e}") from None
-    except Exception as e:
+    except NodeStartError as e:
         raise _ConfigError(str(e)) from None
-    import os
-
     try:
         identity = settings.key.public_key if settings.key is not None else FOLLOWER_IDENTITY
         Store.open(settings.data_dir, chain_id=settings.genesis.chain_id, identity=identity).close()
@@ -160,7 +204,7 @@ def _check_data_dir(settings: Any) -> None:
         os.close(fd)
 
 
-async def _run_node(settings: Any) -> None:
+async def _run_node(settings: NodeSettings) -> None:
     import trio
 
     from sequencer_node.shell.node_service import Node
@@ -388,16 +432,3 @@ def _first_leaf(group: BaseExceptionGroup[BaseException]) -> BaseException:
         if isinstance(e, (L1StartError, NodeStartError)):
             return e
     return leaves[0] if leaves else group
-
-
-def _register_follow() -> None:
-    try:
-        from sequencer_node.derivation.cli import (  # type: ignore[import-not-found,unused-ignore]
-            follow_command,
-        )
-    except ImportError:
-        return
-    main.add_command(follow_command)
-
-
-_register_follow()

@@ -22,9 +22,7 @@ from sequencer_node.cli.common import (
     AmountType,
     amount_gwei,
     emit,
-    fail,
     format_tokens,
-    json_option,
     l1_url_option,
     open_key,
     password_file_option,
@@ -34,6 +32,7 @@ from sequencer_node.cli.common import (
 from sequencer_node.cli.runner import run_async
 from sequencer_node.clients.l1 import L1Client, L1Rejected, SequencerInfo
 from sequencer_node.keystore import KeystoreError, read_public_info
+from sequencer_node.system.commandline import fail, json_option
 from sequencer_node.wire.crypto import SigningKey, format_address, parse_address
 from sequencer_node.wire.l1calls import (
     ClaimRewards,

@@ -15,8 +15,6 @@ import trio
 
 from sequencer_node.cli.common import (
     emit,
-    fail,
-    json_option,
     node_url_option,
     open_key,
     password_file_option,
@@ -25,6 +23,7 @@ from sequencer_node.cli.common import (
 from sequencer_node.cli.runner import run_async
 from sequencer_node.clients.node import NodeClient, NodeRejected
 from sequencer_node.keystore import KeystoreError, read_public_info
+from sequencer_node.system.commandline import fail, json_option
 from sequencer_node.wire.crypto import SigningKey, parse_address, sign_message
 from sequencer_node.wire.messages import Transaction, tx_hash
 

@@ -99,11 +99,7 @@ def l1_argv(cfg: DevnetConfig) -> list[str]:
 def load_argv(cfg: DevnetConfig) -> list[str]:
     """The operator's load generator (``seqctl load``) on the devnet's funded accounts."""
     seqctl = Path(sys.executable).parent / "seqctl"
-    prog = (
-        [str(seqctl)]
-        if seqctl.exists()
-        else [sys.executable, "-c", "from sequencer_node.cli.seqctl import main; main()"]
-    )
+    prog = [str(seqctl)] if seqctl.exists() else [sys.executable, "-m", "sequencer_node.cli"]
     return [
         *prog,
         "load",

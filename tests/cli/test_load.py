@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from sequencer_node.cli.common import EXIT_FAILED, EXIT_UNREACHABLE
 from sequencer_node.cli.load import LoadConfig, LoadRun, LoadStats, dev_account_key, percentile
+from sequencer_node.system.commandline import EXIT_FAILED, EXIT_UNREACHABLE
 from sequencer_node.wire.crypto import SigningKey
 from tests.cli.conftest import Node, seqctl
 from tests.l1.helpers import USER

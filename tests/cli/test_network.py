@@ -6,8 +6,8 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
-from sequencer_node.cli.common import EXIT_FAILED, EXIT_UNREACHABLE
 from sequencer_node.clients.l1 import L1Client
+from sequencer_node.system.commandline import EXIT_FAILED, EXIT_UNREACHABLE
 from sequencer_node.wire.blobs import BYTES_PER_BLOB, kzg_to_versioned_hash
 from sequencer_node.wire.codec import encode
 from sequencer_node.wire.crypto import SigningKey

@@ -6,14 +6,8 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
-from sequencer_node.cli.common import (
-    EXIT_FAILED,
-    EXIT_KEYSTORE,
-    EXIT_UNREACHABLE,
-    TOKEN_WEI,
-    format_tokens,
-    parse_amount,
-)
+from sequencer_node.cli.common import TOKEN_WEI, format_tokens, parse_amount
+from sequencer_node.system.commandline import EXIT_FAILED, EXIT_KEYSTORE, EXIT_UNREACHABLE
 from sequencer_node.wire.crypto import SigningKey
 from tests.cli.conftest import L1, seqctl
 from tests.l1.helpers import OTHER, OWNERS, SEQ_KEYS, USER

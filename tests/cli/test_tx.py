@@ -6,7 +6,7 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
-from sequencer_node.cli.common import EXIT_FAILED, EXIT_KEYSTORE, EXIT_UNREACHABLE
+from sequencer_node.system.commandline import EXIT_FAILED, EXIT_KEYSTORE, EXIT_UNREACHABLE
 from sequencer_node.wire.crypto import SigningKey, verify_message
 from tests.cli.conftest import Node, seqctl
 from tests.cli.fakenode import CHAIN_ID

@@ -40,7 +40,7 @@ def free_bases(nodes: int) -> tuple[int, int, int]:
 
 def seqctl() -> list[str]:
     exe = BIN / "seqctl"
-    return [str(exe)] if exe.exists() else [sys.executable, "-m", "sequencer_node.devnet"]
+    return [str(exe)] if exe.exists() else [sys.executable, "-m", "sequencer_node.cli"]
 
 
 def devnet_command() -> list[str]:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from sequencer_node.cli.node import main
+from sequencer_node.cli.sequencer_node_command import main
 from sequencer_node.genesis import write_genesis
 from sequencer_node.keystore import save_keystore
 from sequencer_node.shell.logging import JsonFormatter
