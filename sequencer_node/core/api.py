@@ -25,6 +25,7 @@ stores the record with :func:`sequencer_node.wire.codec.encode` and reads it bac
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass, field
 from typing import Annotated
 
@@ -280,6 +281,14 @@ class TxResult:
     detail: str = ""
 
 
+class RoundCause(enum.Enum):
+    """How the node left its round: a QC (progress) or a TC (a timed-out round). The values
+    are metric labels."""
+
+    QC = "qc"
+    TC = "tc"
+
+
 @dataclass(frozen=True, slots=True)
 class RoundChanged:
     """Informational (logs, metrics): the node entered ``round``; ``leader`` is its leader."""
@@ -287,15 +296,65 @@ class RoundChanged:
     round: int
     epoch: int
     leader: bytes | None
-    via: str  # "qc", "tc", "sync", "start"
+    via: RoundCause
+
+
+class Fault(enum.Enum):
+    """What was wrong with a refused input. The values name it in logs."""
+
+    #: A signature that does not verify (in a message, a certificate or evidence).
+    BAD_SIGNATURE = "bad_signature"
+    #: A certificate (QC, TC, certified block) that does not prove what it claims.
+    INVALID_CERTIFICATE = "invalid_certificate"
+    #: A well-signed block that breaks a validity rule (wrong leader, state root...).
+    INVALID_BLOCK = "invalid_block"
+    #: A message of a type the core does not take from peers.
+    UNEXPECTED_MESSAGE = "unexpected_message"
+    #: L1 data that contradicts what was read before (forced queue, stake snapshot).
+    INCONSISTENT_L1 = "inconsistent_l1"
+
+
+@dataclass(frozen=True, slots=True)
+class Offense:
+    """Why the core refused an input: a kind to act on and a sentence for the log."""
+
+    fault: Fault
+    detail: str
+
+    def __str__(self) -> str:
+        return f"{self.fault.value}: {self.detail}"
+
+
+class LocalSource(enum.Enum):
+    """Where an input came from when it was not a peer."""
+
+    #: Data the shell read from the L1 (stake snapshots, forced entries).
+    L1 = "l1"
+    #: The node's own store (stored certified blocks after a restart).
+    STORE = "store"
+    #: This node's own signed messages, fed back after the watermark was persisted.
+    SELF = "self"
+
+
+#: Who an input came from: a peer (its public key) or a local source.
+Source = bytes | LocalSource
 
 
 @dataclass(frozen=True, slots=True)
 class PeerMisbehaved:
-    """A peer sent something invalid (bad signature, malformed certificate...)."""
+    """A peer sent something invalid (bad signature, malformed certificate...): charge it."""
 
     peer: bytes
-    reason: str
+    offense: Offense
+
+
+@dataclass(frozen=True, slots=True)
+class InputRefused:
+    """A local input was refused (L1 data, stored blocks, the node's own message): no peer to
+    charge; the shell logs it, since it points at a bug or a broken L1 or store."""
+
+    source: LocalSource
+    offense: Offense
 
 
 Effect = (
@@ -309,6 +368,7 @@ Effect = (
     | TxResult
     | RoundChanged
     | PeerMisbehaved
+    | InputRefused
 )
 
 
@@ -340,15 +400,21 @@ __all__ = [
     "Effect",
     "Event",
     "EvidenceFound",
+    "Fault",
     "ForcedEntriesSeen",
     "Genesis",
+    "InputRefused",
     "L1HeadChanged",
+    "LocalSource",
     "MessageReceived",
+    "Offense",
     "PeerMisbehaved",
     "PersistWatermark",
     "PersistedState",
+    "RoundCause",
     "RoundChanged",
     "SendTo",
+    "Source",
     "StakeSnapshot",
     "StakeSnapshotAvailable",
     "SyncRequest",

@@ -17,12 +17,36 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from sequencer_node.wire.messages import ForcedTransaction
 
 
 class ForcedQueueError(ValueError):
     """An entry that does not continue the L1 queue (gap, reordering, conflicting content)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ForcedInvalid:
+    """A block's forced entries break the queue or the sequencing window: refuse the block."""
+
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class ForcedUnknown:
+    """A block includes an entry this node has not read from L1 yet: judge it later, once the
+    node's L1 view has caught up (not a fault of the proposer)."""
+
+    queue_index: int
+
+    @property
+    def reason(self) -> str:
+        return f"forced entry {self.queue_index} is not known on L1 (yet) at this node"
+
+
+#: Why a block's forced entries cannot be accepted now (see :meth:`ForcedQueue.check_block`).
+ForcedProblem = ForcedInvalid | ForcedUnknown
 
 
 class ForcedQueue:
@@ -126,35 +150,48 @@ class ForcedQueue:
         start_index: int,
         l1_origin: int,
         window: int,
-    ) -> str | None:
+    ) -> ForcedProblem | None:
         """Why a block's forced entries break the queue or the window (None if they are fine).
 
         ``start_index`` is the parent's ``forced_index``. The entries must be exactly the
         queue's entries from there on, all visible at ``l1_origin``, and after them no entry
         that is due at ``l1_origin`` may be left out. Entries this node has not read from L1
-        yet cannot be checked: the caller should wait for its L1 view to reach ``l1_origin``.
+        yet cannot be checked (:class:`ForcedUnknown`): the caller should wait for its L1 view to
+        reach ``l1_origin``.
         """
-        if start_index < self._first:
-            return f"block starts at forced index {start_index}, already consumed here"
-        for i, entry in enumerate(forced):
-            idx = start_index + i
-            if entry.queue_index != idx:
-                return f"forced entry {i} has queue index {entry.queue_index}, expected {idx}"
-            if idx >= self.next_index:
-                return f"forced entry {idx} is not known on L1 (yet) at this node"
-            if self._entries[idx - self._first] != entry:
-                return f"forced entry {idx} differs from the one queued on L1"
-            if entry.l1_block > l1_origin:
-                return (
-                    f"forced entry {idx} was queued in L1 block {entry.l1_block}, "
-                    f"after the block's L1 origin {l1_origin}"
-                )
+        problem = self._check_entries(forced, start_index, l1_origin)
+        if problem is not None:
+            return problem
         left = self.due(l1_origin, window, from_index=start_index + len(forced))
         if left:
             e = left[0]
-            return (
+            return ForcedInvalid(
                 f"forced entry {e.queue_index} (queued in L1 block {e.l1_block}) is past the "
                 f"sequencing window of {window} L1 blocks at L1 origin {l1_origin} "
                 "and must be included"
             )
+        return None
+
+    def _check_entries(
+        self, forced: Sequence[ForcedTransaction], start_index: int, l1_origin: int
+    ) -> ForcedProblem | None:
+        if start_index < self._first:
+            return ForcedInvalid(
+                f"block starts at forced index {start_index}, already consumed here"
+            )
+        for i, entry in enumerate(forced):
+            idx = start_index + i
+            if entry.queue_index != idx:
+                return ForcedInvalid(
+                    f"forced entry {i} has queue index {entry.queue_index}, expected {idx}"
+                )
+            if idx >= self.next_index:
+                return ForcedUnknown(idx)
+            if self._entries[idx - self._first] != entry:
+                return ForcedInvalid(f"forced entry {idx} differs from the one queued on L1")
+            if entry.l1_block > l1_origin:
+                return ForcedInvalid(
+                    f"forced entry {idx} was queued in L1 block {entry.l1_block}, "
+                    f"after the block's L1 origin {l1_origin}"
+                )
         return None

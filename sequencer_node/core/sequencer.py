@@ -30,12 +30,13 @@ from dataclasses import dataclass
 from sequencer_node.core import api
 from sequencer_node.core.downtime import DowntimeTracker
 from sequencer_node.core.election import epoch_seed, leader_for, weighted_order
-from sequencer_node.core.forced import ForcedQueue, ForcedQueueError
+from sequencer_node.core.forced import ForcedQueue, ForcedQueueError, ForcedUnknown
 from sequencer_node.core.ledger import InvalidBlock, Ledger, tx_root
 from sequencer_node.core.mempool import Mempool
 from sequencer_node.core.watermark import Kind, empty_record, may_sign, record_signature
 from sequencer_node.wire.certificates import (
     CertificateError,
+    SignatureError,
     has_quorum,
     verify_qc,
     verify_tc,
@@ -55,6 +56,7 @@ from sequencer_node.wire.messages import (
     DowntimeReport,
     Endorsement,
     Evidence,
+    EvidenceKind,
     Proposal,
     QuorumCertificate,
     Timeout,
@@ -74,6 +76,11 @@ _VERIFIED_CACHE = 8_192
 
 class _Wait(Exception):
     """A block cannot be judged yet (unknown parent, epoch table or L1 data): retry later."""
+
+
+def _fault_of(exc: CertificateError) -> api.Fault:
+    return api.Fault.BAD_SIGNATURE if isinstance(exc, SignatureError) else (
+        api.Fault.INVALID_CERTIFICATE)  # fmt: skip
 
 
 @dataclass(slots=True)
@@ -142,9 +149,9 @@ class SequencerCore:
         self._timeout_slot: dict[tuple[bytes, int], Timeout] = {}
         self._timeout_qcs: dict[tuple[int, bytes], QuorumCertificate] = {}
         self._proposal_slot: dict[tuple[bytes, int], Proposal] = {}
-        self._evidence_keys: set[tuple[str, bytes, int]] = set()
+        self._evidence_keys: set[tuple[EvidenceKind, bytes, int]] = set()
         self.evidence: list[Evidence] = []
-        self._orphans: dict[bytes, list[tuple[bytes, Block]]] = {}
+        self._orphans: dict[bytes, list[Block]] = {}
         self._verified: OrderedDict[bytes, None] = OrderedDict()
         self._sync_asked_ms: dict[bytes, int] = {}
         self._helped_ms: dict[bytes, int] = {}
@@ -212,13 +219,14 @@ class SequencerCore:
                 try:
                     self.forced.push(entry)
                 except ForcedQueueError as exc:
-                    out.append(api.PeerMisbehaved(b"l1", f"forced entry refused: {exc}"))
+                    self._refuse(api.LocalSource.L1, api.Fault.INCONSISTENT_L1,
+                                 f"forced entry refused: {exc}", out)  # fmt: skip
                     break
         elif isinstance(event, api.L1HeadChanged):
             self._l1_head = max(self._l1_head, event.head)
             self._l1_finalized = max(self._l1_finalized, event.finalized)
         elif isinstance(event, api.CertifiedBlocksReceived):
-            self._on_certified(b"", event.blocks, now_ms, out)
+            self._on_certified(api.LocalSource.STORE, event.blocks, now_ms, out)
         else:
             raise TypeError(f"unknown event {type(event).__name__}")
         self._step(now_ms, out)
@@ -237,7 +245,8 @@ class SequencerCore:
         if snap.l1_epoch <= self.genesis.snapshot.l1_epoch or known == snap:
             return
         if known is not None:
-            out.append(api.PeerMisbehaved(b"l1", f"stake snapshot {snap.l1_epoch} changed"))
+            self._refuse(api.LocalSource.L1, api.Fault.INCONSISTENT_L1,
+                         f"stake snapshot {snap.l1_epoch} changed", out)  # fmt: skip
             return
         self._snapshots[snap.l1_epoch] = snap
         if len(self._snapshots) > 256:
@@ -259,12 +268,13 @@ class SequencerCore:
     def _restore_certified(self, now_ms: int, out: list[api.Effect]) -> None:
         blocks, self._restore = self._restore, []
         try:
-            self._on_certified(b"", blocks, now_ms, out)
+            self._on_certified(api.LocalSource.STORE, blocks, now_ms, out)
         except _Wait:
             if len(blocks) < 10_000:  # retry later: the stake tables may still be on the way
                 self._restore = [b for b in blocks if b.block.header.height > self.committed_height]
         except CertificateError as exc:
-            out.append(api.PeerMisbehaved(b"", f"stored certified block refused: {exc}"))
+            self._refuse(api.LocalSource.STORE, _fault_of(exc),
+                         f"stored certified block refused: {exc}", out)  # fmt: skip
 
     def _sync_if_stuck(self, now_ms: int, out: list[api.Effect]) -> None:
         # A restored or gossiped high QC whose block this node lacks: without the block it
@@ -423,7 +433,7 @@ class SequencerCore:
             vote = vote_for(qc, e.signer, e.signature)
             prev = self._vote_slot.setdefault((e.signer, qc.round), vote)
             if prev != vote:
-                self._equivocation("vote", e.signer, qc.round, prev, vote, self._side_effects)
+                self._equivocation(prev, vote, self._side_effects)
 
     def _check_tc(self, tc: TimeoutCertificate) -> None:
         key = message_id(tc)
@@ -439,8 +449,10 @@ class SequencerCore:
             self._check_qc(tc.high_qc)
         self._remember_verified(key)
 
-    def _ask_sync(self, peer: bytes, to_height: int, now_ms: int, out: list[api.Effect]) -> None:
-        if not peer or peer == self.pk:
+    def _ask_sync(
+        self, peer: api.Source, to_height: int, now_ms: int, out: list[api.Effect]
+    ) -> None:
+        if not isinstance(peer, bytes) or peer == self.pk:
             return
         last = self._sync_asked_ms.get(peer)
         if last is not None and now_ms - last < self.cfg.block_time_ms:
@@ -476,12 +488,14 @@ class SequencerCore:
             for m in p.messages:
                 out.append(api.Broadcast(m))
                 if self.pk is not None:
-                    self._on_message(self.pk, m, now_ms, out)
+                    self._on_message(api.LocalSource.SELF, m, now_ms, out)
 
     # --- dispatch ---------------------------------------------------------------------------
 
-    def _on_message(self, sender: bytes, msg: object, now_ms: int, out: list[api.Effect]) -> None:
-        if sender and sender != self.pk and sender not in self._peers:
+    def _on_message(
+        self, sender: api.Source, msg: object, now_ms: int, out: list[api.Effect]
+    ) -> None:
+        if isinstance(sender, bytes) and sender != self.pk and sender not in self._peers:
             self._peers[sender] = None
             if len(self._peers) > 64:
                 self._peers.popitem(last=False)
@@ -511,13 +525,25 @@ class SequencerCore:
             elif isinstance(msg, DowntimeReport):
                 self._on_downtime_report(msg, out)
             else:
-                out.append(api.PeerMisbehaved(sender, f"unexpected {type(msg).__name__}"))
+                self._refuse(sender, api.Fault.UNEXPECTED_MESSAGE,
+                             f"unexpected {type(msg).__name__}", out)  # fmt: skip
         except CertificateError as exc:
-            out.append(api.PeerMisbehaved(sender, str(exc)))
+            self._refuse(sender, _fault_of(exc), str(exc), out)
         except _Wait:
             # Usually: the message belongs to an epoch whose table this node cannot derive
             # yet because it lags behind. Catch up from the sender.
             self._ask_sync(sender, self.committed_height + api.MAX_SYNC_BLOCKS, now_ms, out)
+
+    def _refuse(
+        self, source: api.Source, fault: api.Fault, detail: str, out: list[api.Effect]
+    ) -> None:
+        offense = api.Offense(fault, detail)
+        if isinstance(source, api.LocalSource):
+            out.append(api.InputRefused(source, offense))
+        elif source == self.pk:  # a twin or a loop back of our own key: no peer to charge
+            out.append(api.InputRefused(api.LocalSource.SELF, offense))
+        else:
+            out.append(api.PeerMisbehaved(source, offense))
 
     def _on_tx(self, event: api.TxSubmitted, out: list[api.Effect]) -> None:
         tip = self._ledgers.get(self._qc_hash(self.high_qc), self.committed_ledger)
@@ -534,14 +560,12 @@ class SequencerCore:
         return any(who in info[0] for info in self._epochs.values())
 
     def _equivocation(
-        self, kind: str, who: bytes, round_: int, old: object, new: object, out: list[api.Effect]
+        self, old: Proposal | Vote | Timeout, new: Proposal | Vote | Timeout, out: list[api.Effect]
     ) -> None:
+        """Record evidence (once per kind, signer and round) that ``old`` and ``new``, signed
+        statements of one slot, differ."""
         if signing_bytes(old, self.cfg.chain_id) == signing_bytes(new, self.cfg.chain_id):
             return
-        key = (kind, who, round_)
-        if key in self._evidence_keys:
-            return
-        self._evidence_keys.add(key)
         ev: Evidence
         if isinstance(old, Proposal) and isinstance(new, Proposal):
             ev = DoubleProposal(old, new)
@@ -551,23 +575,29 @@ class SequencerCore:
             ev = DoubleTimeout(old, new)
         else:  # pragma: no cover - callers pass matching kinds
             raise AssertionError("mismatched evidence kinds")
+        key = (ev.kind, ev.offender, ev.round)
+        if key in self._evidence_keys:
+            return
+        self._evidence_keys.add(key)
         self.evidence.append(ev)
         if len(self.evidence) > 1024:
             del self.evidence[0]
-        out.append(api.EvidenceFound(ev, who))
+        out.append(api.EvidenceFound(ev, ev.offender))
 
     # --- proposals --------------------------------------------------------------------------
 
-    def _on_block(self, sender: bytes, block: Block, now_ms: int, out: list[api.Effect]) -> None:
+    def _on_block(
+        self, sender: api.Source, block: Block, now_ms: int, out: list[api.Effect]
+    ) -> None:
         h = block.header
         # Evidence first: it needs only the signature, not the (maybe unknown) epoch tables.
         if not verify_message(block.proposal, h.proposer, self.cfg.chain_id):
-            raise CertificateError("bad proposal signature")
+            raise SignatureError("bad proposal signature")
         if self._known_signer(h.proposer) and h.round + ROUND_HISTORY > self.round:
             slot = (h.proposer, h.round)
             prev = self._proposal_slot.setdefault(slot, block.proposal)
             if prev is not block.proposal:
-                self._equivocation("proposal", h.proposer, h.round, prev, block.proposal, out)
+                self._equivocation(prev, block.proposal, out)
         if block.justify is not None:
             self._check_qc(block.justify)
         if block.timeout_cert is not None:
@@ -587,7 +617,7 @@ class SequencerCore:
             ):
                 waiting = self._orphans.setdefault(h.parent_hash, [])
                 if len(waiting) < 8:  # a flood of siblings of one parent stays bounded
-                    waiting.append((sender, block))
+                    waiting.append(block)
             self._ask_sync(sender, h.height - 1, now_ms, out)
             return
         try:
@@ -595,7 +625,8 @@ class SequencerCore:
         except _Wait:
             return
         if reason is not None:
-            out.append(api.PeerMisbehaved(sender, f"invalid block {h.height}/{h.round}: {reason}"))
+            self._refuse(sender, api.Fault.INVALID_BLOCK,
+                         f"invalid block {h.height}/{h.round}: {reason}", out)  # fmt: skip
             return
         self._maybe_vote(block, now_ms, out)
         self._adopt_orphans(bh, now_ms, out)
@@ -641,10 +672,10 @@ class SequencerCore:
                 l1_origin=h.l1_origin,
                 window=self.cfg.sequencing_window,
             )
+            if isinstance(problem, ForcedUnknown):
+                raise _Wait(problem.reason)
             if problem is not None:
-                if "not known" in problem:
-                    raise _Wait(problem)
-                return problem
+                return problem.reason
         if tx_root(block.transactions, block.forced) != h.tx_root:
             return "tx root mismatch"
         try:
@@ -671,7 +702,7 @@ class SequencerCore:
     def _adopt_orphans(self, parent: bytes, now_ms: int, out: list[api.Effect]) -> None:
         queue = [parent]
         while queue:
-            for _sender, child in self._orphans.pop(queue.pop(), []):
+            for child in self._orphans.pop(queue.pop(), []):
                 ch = block_hash(child.header)
                 if ch in self._headers:
                     continue
@@ -717,7 +748,7 @@ class SequencerCore:
 
     # --- votes and QCs ----------------------------------------------------------------------
 
-    def _on_vote(self, sender: bytes, vote: Vote, now_ms: int, out: list[api.Effect]) -> None:
+    def _on_vote(self, sender: api.Source, vote: Vote, now_ms: int, out: list[api.Effect]) -> None:
         if vote.round + ROUND_HISTORY < self.round:
             return
         if vote.round > self.round + self.cfg.max_future_rounds:
@@ -729,9 +760,9 @@ class SequencerCore:
         if not self._known_signer(vote.voter):
             return
         if not verify_message(vote, vote.voter, self.cfg.chain_id):
-            raise CertificateError("bad vote signature")
+            raise SignatureError("bad vote signature")
         if prev is not None:
-            self._equivocation("vote", vote.voter, vote.round, prev, vote, out)
+            self._equivocation(prev, vote, out)
             return
         self._vote_slot[slot] = vote
         bucket = self._votes.setdefault((vote.round, vote.block_hash), {})
@@ -756,7 +787,7 @@ class SequencerCore:
         self._on_qc(sender, qc, now_ms, out)
 
     def _on_qc(
-        self, sender: bytes, qc: QuorumCertificate, now_ms: int, out: list[api.Effect]
+        self, sender: api.Source, qc: QuorumCertificate, now_ms: int, out: list[api.Effect]
     ) -> None:
         known = self._qc_of.get(qc.block_hash)
         if known is None:
@@ -764,7 +795,7 @@ class SequencerCore:
         self._note_certified(qc.block_hash)
         if qc.round > self._qc_round(self.high_qc):
             self.high_qc = qc
-        self._enter_round(qc.round + 1, now_ms, "qc", out)
+        self._enter_round(qc.round + 1, now_ms, api.RoundCause.QC, out)
         if qc.block_hash in self._headers:
             self._try_commit(qc.block_hash, out)
         elif qc.height > self.committed_height:
@@ -781,12 +812,14 @@ class SequencerCore:
             api.BlockCertified(CertifiedBlock(self._blocks[bh], self._qc_of[bh]))
         )
 
-    def _enter_round(self, round_: int, now_ms: int, via: str, out: list[api.Effect]) -> None:
+    def _enter_round(
+        self, round_: int, now_ms: int, via: api.RoundCause, out: list[api.Effect]
+    ) -> None:
         if round_ <= self.round and not (round_ == self.round and self._deadline_ms is None):
             return
-        if via == "qc":
+        if via is api.RoundCause.QC:
             self._consecutive_timeouts = 0
-        elif via == "tc":
+        else:
             self._consecutive_timeouts += 1
         self.round = round_
         self._deadline_ms = now_ms + self._timeout_ms()
@@ -872,7 +905,7 @@ class SequencerCore:
             self._ledgers.pop(bh, None)
             self._qc_of.pop(bh, None)
         for ph in [p for p, kids in self._orphans.items()
-                   if all(k.header.height <= keep for _, k in kids)]:  # fmt: skip
+                   if all(k.header.height <= keep for k in kids)]:  # fmt: skip
             del self._orphans[ph]
         if self.genesis_hash != self.committed_hash:
             self._ledgers.pop(self.genesis_hash, None)
@@ -939,7 +972,7 @@ class SequencerCore:
         self._queue([self._my_timeout], out)
 
     def _on_timeout(
-        self, sender: bytes, tm: TimeoutMessage, now_ms: int, out: list[api.Effect]
+        self, sender: api.Source, tm: TimeoutMessage, now_ms: int, out: list[api.Effect]
     ) -> None:
         t = tm.timeout
         if t.round > self.round + self.cfg.max_future_rounds:
@@ -950,9 +983,9 @@ class SequencerCore:
             if not self._known_signer(t.voter):
                 return
             if not verify_message(t, t.voter, self.cfg.chain_id):
-                raise CertificateError("bad timeout signature")
+                raise SignatureError("bad timeout signature")
             if prev is not None:
-                self._equivocation("timeout", t.voter, t.round, prev, t, out)
+                self._equivocation(prev, t, out)
                 return
             if t.round + ROUND_HISTORY >= self.round:
                 self._timeout_slot[slot] = t
@@ -968,7 +1001,8 @@ class SequencerCore:
             self._timeout_qcs[(tm.high_qc.round, tm.high_qc.block_hash)] = tm.high_qc
             self._on_qc(sender, tm.high_qc, now_ms, out)
         if t.round < self.round:
-            self._help(sender, t, now_ms, out)
+            if isinstance(sender, bytes):
+                self._help(sender, t, now_ms, out)
             return
         self._try_form_tc(t.round, now_ms, out)
 
@@ -1011,13 +1045,17 @@ class SequencerCore:
         self._on_tc(tc, now_ms, out)
 
     def _on_tc(
-        self, tc: TimeoutCertificate, now_ms: int, out: list[api.Effect], sender: bytes = b""
+        self,
+        tc: TimeoutCertificate,
+        now_ms: int,
+        out: list[api.Effect],
+        sender: api.Source = api.LocalSource.SELF,
     ) -> None:
         if self.last_tc is None or tc.round > self.last_tc.round:
             self.last_tc = tc
         if tc.high_qc is not None:
             self._on_qc(sender, tc.high_qc, now_ms, out)
-        self._enter_round(tc.round + 1, now_ms, "tc", out)
+        self._enter_round(tc.round + 1, now_ms, api.RoundCause.TC, out)
 
     def _help(self, peer: bytes, t: Timeout, now_ms: int, out: list[api.Effect]) -> None:
         """A peer is stuck in an old round: send it what moved us on."""
@@ -1062,15 +1100,21 @@ class SequencerCore:
                     out.append(cb)
         return out[: api.MAX_SYNC_BLOCKS]
 
-    def _on_sync_request(self, sender: bytes, req: api.SyncRequest, out: list[api.Effect]) -> None:
-        if req.to_height < req.from_height:
+    def _on_sync_request(
+        self, sender: api.Source, req: api.SyncRequest, out: list[api.Effect]
+    ) -> None:
+        if req.to_height < req.from_height or not isinstance(sender, bytes):
             return
         blocks = self._certified_range(req.from_height, req.to_height)
         if blocks or self.last_tc is not None:
             out.append(api.SendTo(sender, api.SyncResponse(tuple(blocks), self.last_tc)))
 
     def _on_certified(
-        self, sender: bytes, blocks: Iterable[CertifiedBlock], now_ms: int, out: list[api.Effect]
+        self,
+        sender: api.Source,
+        blocks: Iterable[CertifiedBlock],
+        now_ms: int,
+        out: list[api.Effect],
     ) -> None:
         for cb in blocks:
             h = cb.block.header
@@ -1087,7 +1131,7 @@ class SequencerCore:
                     self._check_qc(cb.block.justify)
                 self._check_qc(cb.qc)
                 if not verify_message(cb.block.proposal, h.proposer, self.cfg.chain_id):
-                    raise CertificateError("bad proposal signature in a certified block")
+                    raise SignatureError("bad proposal signature in a certified block")
                 reason = self._validate(cb.block, now_ms, proposal=False)
                 if reason is not None:
                     raise CertificateError(f"certified block {h.height} is invalid: {reason}")
@@ -1203,7 +1247,7 @@ class SequencerCore:
         if table is None or table.get(r.signer, 0) <= 0:
             return
         if not verify_message(r, r.signer, self.cfg.chain_id):
-            raise CertificateError("bad downtime report signature")
+            raise SignatureError("bad downtime report signature")
         bucket = self._downtime_reports.setdefault(key, {})
         if len(self._downtime_reports) > 1024:
             self._downtime_reports.pop(next(iter(self._downtime_reports)))

@@ -26,6 +26,7 @@ from sequencer_node.wire.messages import (
     QuorumCertificate,
     TimeoutCertificate,
     Vote,
+    signed_slot,
 )
 
 #: Stake per sequencer public key, for one epoch.
@@ -36,6 +37,11 @@ _NO_SIG = bytes(64)
 
 class CertificateError(ValueError):
     """A certificate or piece of evidence that does not prove what it claims."""
+
+
+class SignatureError(CertificateError):
+    """A signature that does not verify (a forger or a corrupted message, never an honest
+    node that is merely behind)."""
 
 
 def has_quorum(signed_stake: int, total_stake: int) -> bool:
@@ -58,7 +64,7 @@ def endorsed_stake(
         if stake <= 0:
             raise CertificateError(f"signer {e.signer.hex()[:16]} has no stake in this epoch")
         if not verify(e.signer, e.signature, signing_input(e.signer)):
-            raise CertificateError(f"bad signature from {e.signer.hex()[:16]}")
+            raise SignatureError(f"bad signature from {e.signer.hex()[:16]}")
         total += stake
     return total
 
@@ -105,7 +111,7 @@ def verify_tc(tc: TimeoutCertificate, stakes: StakeTable, chain_id: int) -> None
         if stake <= 0:
             raise CertificateError(f"voter {t.voter.hex()[:16]} has no stake in this epoch")
         if not verify_message(t, t.voter, chain_id):
-            raise CertificateError(f"bad timeout signature from {t.voter.hex()[:16]}")
+            raise SignatureError(f"bad timeout signature from {t.voter.hex()[:16]}")
         total += stake
     _require_quorum(total, stakes, "timeout certificate")
     best = max(tc.timeouts, key=lambda t: t.high_qc_round)
@@ -157,35 +163,25 @@ def verify_evidence(evidence: Evidence, chain_id: int) -> bytes:
     Two messages of the same kind, signed by the same key, for the same round, that differ.
     Needs no other state: the L1 can verify it alone.
     """
-    if isinstance(evidence, DoubleProposal):
-        a, b = evidence.a, evidence.b
-        signer, slot_a, slot_b = a.header.proposer, a.header.round, b.header.round
-        if b.header.proposer != signer:
-            raise CertificateError("the two proposals have different proposers")
-    elif isinstance(evidence, DoubleVote):
-        a, b = evidence.a, evidence.b  # type: ignore[assignment]
-        signer, slot_a, slot_b = evidence.a.voter, evidence.a.round, evidence.b.round
-        if evidence.b.voter != signer:
-            raise CertificateError("the two votes have different voters")
-    elif isinstance(evidence, DoubleTimeout):
-        a, b = evidence.a, evidence.b  # type: ignore[assignment]
-        signer, slot_a, slot_b = evidence.a.voter, evidence.a.round, evidence.b.round
-        if evidence.b.voter != signer:
-            raise CertificateError("the two timeouts have different voters")
-    else:
+    if not isinstance(evidence, DoubleProposal | DoubleVote | DoubleTimeout):
         raise CertificateError(f"{type(evidence).__name__} is not evidence")
+    a, b = evidence.a, evidence.b
+    (signer, slot_a), (signer_b, slot_b) = signed_slot(a), signed_slot(b)
+    if signer_b != signer:
+        raise CertificateError("the two statements have different signers")
     if slot_a != slot_b:
         raise CertificateError(f"the messages are for different rounds ({slot_a}, {slot_b})")
     if signing_bytes(a, chain_id) == signing_bytes(b, chain_id):
         raise CertificateError("the two messages are the same statement")
     for m in (a, b):
         if not verify_message(m, signer, chain_id):
-            raise CertificateError("a signature in the evidence does not verify")
+            raise SignatureError("a signature in the evidence does not verify")
     return signer
 
 
 __all__ = [
     "CertificateError",
+    "SignatureError",
     "StakeTable",
     "has_quorum",
     "verify_batch_certificate",

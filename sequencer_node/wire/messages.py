@@ -19,6 +19,7 @@ stake is counted in, so that the L1 can check a certificate without knowing L2 e
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -281,11 +282,40 @@ class DowntimeCertificate:
 # --- evidence -------------------------------------------------------------------------------
 
 
+class EvidenceKind(enum.Enum):
+    """What a key signed twice for one round; the values name the kind in APIs and metrics."""
+
+    DOUBLE_PROPOSAL = "double_proposal"
+    DOUBLE_VOTE = "double_vote"
+    DOUBLE_TIMEOUT = "double_timeout"
+
+
+def signed_slot(statement: Proposal | Vote | Timeout) -> tuple[bytes, int]:
+    """(signer, round) of a signed consensus statement: its slot for the never-sign-twice rule."""
+    if isinstance(statement, Proposal):
+        return statement.header.proposer, statement.header.round
+    return statement.voter, statement.round
+
+
 @wire_message(30)
 @dataclass(frozen=True, slots=True)
 class DoubleProposal:
     a: Proposal
     b: Proposal
+
+    @property
+    def kind(self) -> EvidenceKind:
+        return EvidenceKind.DOUBLE_PROPOSAL
+
+    @property
+    def round(self) -> int:
+        """The round of the first statement (a valid piece of evidence has one round)."""
+        return self.a.header.round
+
+    @property
+    def offender(self) -> bytes:
+        """The claimed signer of the first statement (``verify_evidence`` checks both)."""
+        return self.a.header.proposer
 
 
 @wire_message(31)
@@ -294,12 +324,36 @@ class DoubleVote:
     a: Vote
     b: Vote
 
+    @property
+    def kind(self) -> EvidenceKind:
+        return EvidenceKind.DOUBLE_VOTE
+
+    @property
+    def round(self) -> int:
+        return self.a.round
+
+    @property
+    def offender(self) -> bytes:
+        return self.a.voter
+
 
 @wire_message(32)
 @dataclass(frozen=True, slots=True)
 class DoubleTimeout:
     a: Timeout
     b: Timeout
+
+    @property
+    def kind(self) -> EvidenceKind:
+        return EvidenceKind.DOUBLE_TIMEOUT
+
+    @property
+    def round(self) -> int:
+        return self.a.round
+
+    @property
+    def offender(self) -> bytes:
+        return self.a.voter
 
 
 Evidence = DoubleProposal | DoubleVote | DoubleTimeout

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from sequencer_node.core.forced import ForcedQueue, ForcedQueueError
+from sequencer_node.core.forced import (
+    ForcedInvalid,
+    ForcedProblem,
+    ForcedQueue,
+    ForcedQueueError,
+    ForcedUnknown,
+)
 
 from .helpers import KEYS, forced, transfer
 
@@ -58,23 +64,28 @@ def test_mark_consumed():
     assert q.next_index == 7
 
 
+def _why(problem: ForcedProblem | None) -> str:
+    assert isinstance(problem, ForcedInvalid), problem
+    return problem.reason
+
+
 def test_check_block():
     q = queue()
     e = q.entries()
     assert q.check_block([], start_index=0, l1_origin=14, window=5) is None
-    msg = q.check_block([], start_index=0, l1_origin=15, window=5)
-    assert msg is not None
+    msg = _why(q.check_block([], start_index=0, l1_origin=15, window=5))
     assert "forced entry 0" in msg
     assert "sequencing window" in msg
     assert q.check_block(e[:2], start_index=0, l1_origin=15, window=5) is None
-    assert "after the block's L1 origin" in (
-        q.check_block(e[:3], start_index=0, l1_origin=11, window=5) or ""
+    assert "after the block's L1 origin" in _why(
+        q.check_block(e[:3], start_index=0, l1_origin=11, window=5)
     )
-    assert "expected 0" in (q.check_block(e[1:2], start_index=0, l1_origin=15, window=5) or "")
+    assert "expected 0" in _why(q.check_block(e[1:2], start_index=0, l1_origin=15, window=5))
     other = entry(0, 10)
     other = type(other)(0, 10, transfer(B, A.address, 1, 0))
-    assert "differs" in (q.check_block([other], start_index=0, l1_origin=15, window=5) or "")
-    assert "not known" in (
-        q.check_block([*e, entry(4, 20)], start_index=0, l1_origin=40, window=5) or ""
-    )
+    assert "differs" in _why(q.check_block([other], start_index=0, l1_origin=15, window=5))
+    # An entry this node has not read from L1 yet: wait, not invalid.
+    unknown = q.check_block([*e, entry(4, 20)], start_index=0, l1_origin=40, window=5)
+    assert unknown == ForcedUnknown(4)
+    assert "not known" in unknown.reason
     assert q.check_block(e[2:], start_index=2, l1_origin=40, window=5) is None
