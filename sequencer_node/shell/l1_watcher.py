@@ -36,9 +36,6 @@ from sequencer_node.core import api
 from sequencer_node.shell.metrics import NodeMetrics
 from sequencer_node.wire.crypto import SigningKey
 from sequencer_node.wire.messages import (
-    DoubleProposal,
-    DoubleTimeout,
-    DoubleVote,
     DowntimeCertificate,
     Evidence,
 )
@@ -88,17 +85,6 @@ class InboxEntry:
     last_height: int
     l1_block: int
     tx_hash: bytes
-
-
-def describe_evidence(evidence: Evidence) -> tuple[str, int]:
-    """(kind, round) of an equivocation."""
-    if isinstance(evidence, DoubleProposal):
-        return "double_proposal", evidence.a.header.round
-    if isinstance(evidence, DoubleVote):
-        return "double_vote", evidence.a.round
-    if isinstance(evidence, DoubleTimeout):
-        return "double_timeout", evidence.a.round
-    raise TypeError(f"not evidence: {type(evidence).__name__}")
 
 
 def backoff(attempt: int, rng: random.Random, initial: float = 0.25, cap: float = 10.0) -> float:
@@ -321,8 +307,7 @@ class L1Watcher:
     # --- submissions -----------------------------------------------------------------------
 
     def submit_evidence(self, evidence: Evidence, offender: bytes) -> Submission:
-        kind, round_ = describe_evidence(evidence)
-        return self._enqueue(Submission(kind, offender, round_, evidence))
+        return self._enqueue(Submission(evidence.kind.value, offender, evidence.round, evidence))
 
     def submit_downtime(self, cert: DowntimeCertificate) -> Submission:
         r = cert.report
@@ -383,5 +368,4 @@ __all__ = [
     "Submission",
     "backoff",
     "connect_l1",
-    "describe_evidence",
 ]

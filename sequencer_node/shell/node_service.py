@@ -136,9 +136,11 @@ class _PeerInput:
     message: Any
 
 
-def offense_for(reason: str) -> Offense:
-    """The scoring offense for a core ``PeerMisbehaved`` reason."""
-    return Offense.INVALID_SIGNATURE if "signature" in reason else Offense.INVALID_MESSAGE
+def offense_for(offense: api.Offense) -> Offense:
+    """The scoring offense for what the core found wrong with a peer's input."""
+    if offense.fault is api.Fault.BAD_SIGNATURE:
+        return Offense.INVALID_SIGNATURE
+    return Offense.INVALID_MESSAGE
 
 
 def _hex(b: bytes | None) -> str | None:
@@ -659,21 +661,21 @@ class Node:
             elif isinstance(e, api.TxResult):
                 self.metrics.rpc_tx.labels("accepted" if e.accepted else "rejected").inc()
             elif isinstance(e, api.RoundChanged):
-                self.metrics.round_changes.labels(e.via).inc()
+                self.metrics.round_changes.labels(e.via.value).inc()
                 if e.leader is not None and e.leader != self._last_leader:
                     if self._last_leader is not None:
                         self.metrics.leader_changes.inc()
                         log.info("leader changed to %s at round %d (%s)",
-                                 _hex(e.leader), e.round, e.via)  # fmt: skip
+                                 _hex(e.leader), e.round, e.via.value)  # fmt: skip
                     self._last_leader = e.leader
             elif isinstance(e, api.PeerMisbehaved):
-                offense = offense_for(e.reason)
+                offense = offense_for(e.offense)
                 self.metrics.invalid_messages.labels(offense.value).inc()
-                if e.peer in (b"", b"l1") or e.peer == self.pk:
-                    log.warning("core refused input from %r: %s", e.peer[:8], e.reason)
-                else:
-                    log.info("peer %s misbehaved: %s", e.peer.hex()[:16], e.reason)
-                    self.pm.penalize(e.peer, offense)
+                log.info("peer %s misbehaved: %s", e.peer.hex()[:16], e.offense)
+                self.pm.penalize(e.peer, offense)
+            elif isinstance(e, api.InputRefused):
+                self.metrics.invalid_messages.labels(offense_for(e.offense).value).inc()
+                log.warning("core refused input from %s: %s", e.source.value, e.offense)
         if not nested and self._committed:
             await self._flush_committed()
 

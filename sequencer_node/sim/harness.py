@@ -37,9 +37,9 @@ from sequencer_node.wire.crypto import SigningKey, sign_message
 from sequencer_node.wire.messages import (
     Block,
     CertifiedBlock,
+    EvidenceKind,
     ForcedTransaction,
     Proposal,
-    Timeout,
     TimeoutMessage,
     Transaction,
     Vote,
@@ -553,15 +553,17 @@ def _valid_signature(stmt: object, signer: bytes) -> bool:
     return verify_message(stmt, signer, CHAIN_ID)
 
 
+#: The sim's name for the kind of statement each kind of evidence shows signed twice.
+_STATEMENT_OF = {
+    EvidenceKind.DOUBLE_PROPOSAL: "proposal",
+    EvidenceKind.DOUBLE_VOTE: "vote",
+    EvidenceKind.DOUBLE_TIMEOUT: "timeout",
+}
+
+
 def _kind_of_evidence(eff: api.EvidenceFound) -> tuple[str, bytes, int, object]:
     ev = eff.evidence
-    a = ev.a
-    if isinstance(a, Proposal):
-        return ("proposal", eff.offender, a.header.round, a)
-    if isinstance(a, Vote):
-        return ("vote", eff.offender, a.round, a)
-    assert isinstance(a, Timeout)
-    return ("timeout", eff.offender, a.round, a)
+    return (_STATEMENT_OF[ev.kind], ev.offender, ev.round, ev.a)
 
 
 __all__ = ["CHAIN_ID", "Instance", "NetParams", "Simulation", "Violation"]
