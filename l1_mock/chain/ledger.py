@@ -69,8 +69,7 @@ from sequencer_node.wire.messages import (
     DA_CALLDATA,
     ZERO_HASH,
     BatchHeader,
-    DoubleProposal,
-    DoubleVote,
+    EvidenceKind,
     ForcedTransaction,
     L1Call,
     batch_hash,
@@ -333,7 +332,7 @@ class Chain:
         self.forced: list[ForcedTransaction] = []
         self.batches: list[AcceptedBatch] = []
         self.snapshots: dict[int, StakeSnapshot] = {}
-        self.offences: set[tuple[bytes, str, int]] = set()
+        self.offences: set[tuple[bytes, EvidenceKind, int]] = set()
         self.downtime_reports: set[bytes] = set()
         self.blocks: list[L1Block] = []
         self.block_by_hash: dict[bytes, int] = {}
@@ -858,15 +857,11 @@ class Chain:
             offender = verify_evidence(ev, self.config.l2_chain_id)
         except CertificateError as e:
             raise CallFailed(f"invalid evidence: {e}") from None
-        if isinstance(ev, DoubleProposal):
-            kind, rnd = "proposal", ev.a.header.round
-        elif isinstance(ev, DoubleVote):
-            kind, rnd = "vote", ev.a.round
-        else:
-            kind, rnd = "timeout", ev.a.round
-        key = (offender, kind, rnd)
+        key = (offender, ev.kind, ev.round)
         if key in self.offences:
-            raise CallFailed(f"this offence ({kind} at round {rnd}) was already slashed")
+            raise CallFailed(
+                f"this offence ({ev.kind.value} at round {ev.round}) was already slashed"
+            )
         s = self.sequencers.get(offender)
         if s is None or s.stake + s.unbonding_total == 0:
             raise CallFailed("the offender has no bonded or unbonding stake")

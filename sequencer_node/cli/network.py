@@ -243,7 +243,7 @@ def evidence_submit(
         fail(f"{file} is larger than {MAX_EVIDENCE_FILE} bytes; evidence is a few hundred bytes")
     params = read_evidence(file.read_bytes(), str(file))
     ev = params.evidence
-    offender = ev.a.header.proposer if isinstance(ev, DoubleProposal) else ev.a.voter
+    offender = ev.offender
     key: SigningKey = open_key(from_, password_file)
 
     async def go() -> dict[str, Any]:
