@@ -26,6 +26,7 @@ from typing import Any
 from sequencer_node.core.api import CoreConfig, Genesis, StakeSnapshot
 from sequencer_node.system.files import atomic_write
 from sequencer_node.wire.crypto import SigningKey
+from sequencer_node.wire.hexstr import to_hex
 
 #: CoreConfig fields a genesis file may set (the rest are per node: key, chain id).
 PARAM_FIELDS = frozenset(f.name for f in dataclasses.fields(CoreConfig)) - {"chain_id", "key"}
@@ -65,17 +66,16 @@ class L2Genesis:
             "l1_chain_id": self.l1_chain_id,
             "timestamp_ms": self.timestamp_ms,
             "stake_epoch": self.stake_epoch,
-            "seed": "0x" + self.seed.hex(),
+            "seed": to_hex(self.seed),
             "validators": [
-                {"public_key": "0x" + pk.hex(), "stake": str(stake)}
-                for pk, stake in self.validators
+                {"public_key": to_hex(pk), "stake": str(stake)} for pk, stake in self.validators
             ],
-            "balances": {"0x" + a.hex(): str(v) for a, v in self.balances},
+            "balances": {to_hex(a): str(v) for a, v in self.balances},
             "params": dict(self.params),
         }
 
 
-def _hex(value: Any, size: int, where: str) -> bytes:
+def _hex_field(value: Any, size: int, where: str) -> bytes:
     if not isinstance(value, str):
         raise GenesisError(f"{where}: expected a 0x-hex string of {size} bytes, got {value!r}")
     try:
@@ -125,7 +125,7 @@ def parse_genesis(data: Any) -> L2Genesis:
     for i, v in enumerate(vals):
         if not isinstance(v, dict) or set(v) != {"public_key", "stake"}:
             raise GenesisError(f"validators[{i}]: expected {{'public_key', 'stake'}}")
-        pk = _hex(v["public_key"], 32, f"validators[{i}].public_key")
+        pk = _hex_field(v["public_key"], 32, f"validators[{i}].public_key")
         validators.append((pk, _int(v["stake"], f"validators[{i}].stake", positive=True)))
     if len({pk for pk, _ in validators}) != len(validators):
         raise GenesisError("validators: a public key appears twice")
@@ -133,7 +133,8 @@ def parse_genesis(data: Any) -> L2Genesis:
     if not isinstance(raw_bal, dict):
         raise GenesisError("balances: expected an object {address: amount}")
     balances = tuple(
-        (_hex(a, 20, f"balances[{a!r}]"), _int(b, f"balances[{a!r}]")) for a, b in raw_bal.items()
+        (_hex_field(a, 20, f"balances[{a!r}]"), _int(b, f"balances[{a!r}]"))
+        for a, b in raw_bal.items()
     )
     params_raw = data.get("params", {})
     if not isinstance(params_raw, dict):
@@ -150,7 +151,7 @@ def parse_genesis(data: Any) -> L2Genesis:
         balances=balances,
         timestamp_ms=_int(data.get("timestamp_ms", 0), "timestamp_ms"),
         stake_epoch=_int(data.get("stake_epoch", 0), "stake_epoch"),
-        seed=_hex(data.get("seed", "0x" + "00" * 32), 32, "seed"),
+        seed=_hex_field(data.get("seed", "0x" + "00" * 32), 32, "seed"),
         params=params,
     )
     try:

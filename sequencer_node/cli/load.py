@@ -1,6 +1,7 @@
 """``seqctl load``: the load generator (signed L2 transfers at a rate, followed to L1).
 
-Senders are the deterministic dev accounts :func:`dev_account_key` ``(0 .. --accounts-1)``,
+Senders are the devnet's deterministic load accounts
+:func:`~sequencer_node.devnet.accounts.load_account_key` ``(0 .. --accounts-1)``,
 which the devnet's L2 genesis prefunds (``sequencer_node.devnet`` funds the first 32), or any
 accounts when ``--fund-from KEYSTORE`` first pays each of them ``--fund-amount``.
 
@@ -35,29 +36,17 @@ from sequencer_node.cli.common import emit, open_key, password_file_option, rend
 from sequencer_node.cli.runner import run_async
 from sequencer_node.cli.tx import U64_MAX, make_transfer, wait_certified
 from sequencer_node.clients.node import NodeClient, NodeError, NodeRejected, NodeUnavailable
+from sequencer_node.devnet.accounts import LOAD_ACCOUNTS, load_account_key
 from sequencer_node.system.commandline import EXIT_FAILED, fail, json_option
 from sequencer_node.wire.crypto import SigningKey
+from sequencer_node.wire.hexstr import to_hex
 from sequencer_node.wire.messages import tx_hash
 
-#: Accounts the devnet genesis funds (``sequencer_node.devnet.config.LOAD_ACCOUNTS``).
-DEVNET_FUNDED_ACCOUNTS = 32
 MAX_ACCOUNTS = 10_000
 #: Latency samples kept (beyond that, the percentiles are over the first ones).
 MAX_SAMPLES = 1_000_000
 FOLLOW_POLL = 0.1
 BATCH_POLL = 1.0
-
-
-def dev_account_key(i: int) -> SigningKey:
-    """The ``i``-th deterministic load account (same as ``devnet.setup.load_key``).
-
-    The devnet prefunds ``dev_account_key(0) .. dev_account_key(31)`` in its L2 genesis, so
-    ``seqctl load`` works on a devnet without any funding step. These keys are public: never
-    fund them on a real network.
-    """
-    if i < 0:
-        raise ValueError("account index must be >= 0")
-    return SigningKey.deterministic(f"devnet-load-{i}")
 
 
 def percentile(sorted_values: list[float], p: float) -> float | None:
@@ -140,7 +129,7 @@ def _round(x: float | None) -> float | None:
 
 
 @dataclass
-class Account:
+class LoadAccount:
     key: SigningKey
     node: int
     to: bytes
@@ -196,12 +185,12 @@ class LoadRun:
         status = await self._first_status(clients)
         chain_id = cfg.chain_id if cfg.chain_id is not None else int(status["chain_id"])
         start_height = int(status["heads"]["certified"]["height"])
-        keys = [dev_account_key(i) for i in range(cfg.accounts)]
+        keys = [load_account_key(i) for i in range(cfg.accounts)]
         if cfg.fund_from is not None:
             await self._fund(clients[0], cfg.fund_from, keys, chain_id)
         # each account pays the next one (a single account pays the next dev account)
-        nxt = [*keys[1:], keys[0] if len(keys) > 1 else dev_account_key(1)]
-        accounts = [Account(k, i % len(clients), nxt[i].address) for i, k in enumerate(keys)]
+        nxt = [*keys[1:], keys[0] if len(keys) > 1 else load_account_key(1)]
+        accounts = [LoadAccount(k, i % len(clients), nxt[i].address) for i, k in enumerate(keys)]
         await self._check_balances(clients, accounts)
         self.start = trio.current_time()
         async with trio.open_nursery() as nursery:
@@ -270,7 +259,7 @@ class LoadRun:
         self,
         nursery: trio.Nursery,
         clients: list[NodeClient],
-        accounts: list[Account],
+        accounts: list[LoadAccount],
         chain_id: int,
     ) -> None:
         cfg = self.cfg
@@ -285,7 +274,7 @@ class LoadRun:
             self.in_flight += 1
             nursery.start_soon(self._send, clients[acct.node], acct, chain_id)
 
-    async def _send(self, client: NodeClient, acct: Account, chain_id: int) -> None:
+    async def _send(self, client: NodeClient, acct: LoadAccount, chain_id: int) -> None:
         try:
             async with acct.lock:
                 if acct.nonce is None:
@@ -368,11 +357,11 @@ class LoadRun:
                 self.progress.write(self._line() + "\n")
             self.progress.flush()
 
-    async def _check_balances(self, clients: list[NodeClient], accounts: list[Account]) -> None:
+    async def _check_balances(self, clients: list[NodeClient], accounts: list[LoadAccount]) -> None:
         empty: list[int] = []
         limiter = trio.CapacityLimiter(16)
 
-        async def one(i: int, acct: Account) -> None:
+        async def one(i: int, acct: LoadAccount) -> None:
             async with limiter:
                 try:
                     info = await clients[acct.node].account(acct.key.address)
@@ -388,7 +377,7 @@ class LoadRun:
         if len(empty) == len(accounts):
             fail(
                 f"none of the {len(accounts)} load accounts has an L2 balance: the devnet "
-                f"genesis funds dev_account_key(0..{DEVNET_FUNDED_ACCOUNTS - 1}); on another "
+                f"genesis funds load accounts 0..{LOAD_ACCOUNTS - 1}; on another "
                 f"network pass --fund-from KEYSTORE"
             )
         if empty and self.progress is not None:
@@ -409,7 +398,7 @@ class LoadRun:
             try:
                 await client.send_tx(tx)
             except NodeRejected as e:
-                fail(f"funding load account 0x{k.address.hex()} was refused: {e}")
+                fail(f"funding load account {to_hex(k.address)} was refused: {e}")
             sent.append(tx_hash(tx))
             nonce += 1
         if self.progress is not None:
@@ -491,8 +480,8 @@ def _human(d: dict[str, Any]) -> str:
     type=click.IntRange(1, MAX_ACCOUNTS),
     default=16,
     show_default=True,
-    help=f"Sender accounts: dev_account_key(0..N-1); the devnet funds the first "
-    f"{DEVNET_FUNDED_ACCOUNTS}.",
+    help=f"Sender accounts: the devnet's load accounts 0..N-1; the devnet funds the first "
+    f"{LOAD_ACCOUNTS}.",
 )
 @click.option(
     "--max-in-flight",
@@ -587,4 +576,4 @@ def load(
         sys.exit(EXIT_FAILED)
 
 
-__all__ = ["LoadStats", "dev_account_key", "load", "percentile"]
+__all__ = ["LoadStats", "load", "percentile"]

@@ -25,13 +25,14 @@ from sequencer_node.cli.common import (
 )
 from sequencer_node.cli.runner import run_async
 from sequencer_node.cli.stake import submit_and_wait
-from sequencer_node.clients.l1 import BlobsPruned, L1Client, L1Rejected
+from sequencer_node.clients.l1 import BlobsPruned, InboxBatch, L1Client, L1Rejected
 from sequencer_node.clients.node import NodeClient, NodeError
 from sequencer_node.system.commandline import fail, json_option
 from sequencer_node.system.files import atomic_write
 from sequencer_node.wire.blobs import kzg_to_versioned_hash
 from sequencer_node.wire.codec import CodecError, decode
 from sequencer_node.wire.crypto import SigningKey
+from sequencer_node.wire.hexstr import to_hex
 from sequencer_node.wire.l1calls import SubmitEvidence
 from sequencer_node.wire.messages import DA_BLOBS, DoubleProposal, DoubleTimeout, DoubleVote
 
@@ -248,7 +249,7 @@ def evidence_submit(
 
     async def go() -> dict[str, Any]:
         async with L1Client(l1_url) as l1:
-            out: dict[str, Any] = {"kind": type(ev).__name__, "offender": "0x" + offender.hex()}
+            out: dict[str, Any] = {"kind": type(ev).__name__, "offender": to_hex(offender)}
             out.update(await submit_and_wait(l1, params, key, "evidence", wait, timeout))
             if wait:
                 s = await l1.sequencer(offender)
@@ -260,6 +261,109 @@ def evidence_submit(
 
 
 # --- batches -------------------------------------------------------------------------------
+
+
+async def _batch_fee(l1: L1Client, tx_hash: bytes) -> int | None:
+    """What the batch's L1 transaction paid (execution gas + blob gas), in wei."""
+    r = await l1.rpc("eth_getTransactionReceipt", to_hex(tx_hash))
+    if r is None:
+        return None
+    fee = int(r["gasUsed"], 16) * int(r.get("effectiveGasPrice", "0x0"), 16)
+    return fee + int(r.get("blobGasUsed", "0x0"), 16) * int(r.get("blobGasPrice", "0x0"), 16)
+
+
+def _batch_row(b: InboxBatch, fee: int | None) -> dict[str, Any]:
+    h = b.header
+    return {
+        "number": h.batch_number,
+        "first_height": h.first_height,
+        "last_height": h.last_height,
+        "blocks": h.last_height - h.first_height + 1,
+        "da": "blobs" if h.da_kind == DA_BLOBS else "calldata",
+        "blobs": len(h.blob_hashes),
+        "bytes": h.data_bytes,
+        "stake_epoch": h.stake_epoch,
+        "l1_block": b.l1_block,
+        "l1_tx": to_hex(b.tx_hash),
+        "signers": len(b.signers),
+        "fee_wei": None if fee is None else str(fee),
+        "fee": None if fee is None else format_tokens(fee),
+        "txs": None,
+        "payload_bytes_per_tx": None,
+        "bytes_per_tx": None,
+        "fee_per_tx_wei": None,
+    }
+
+
+async def _node_batches(node_url: str) -> dict[int, dict[str, Any]]:
+    try:
+        async with NodeClient(node_url) as node:
+            return {int(x["number"]): x for x in await node.batches()}
+    except NodeError as e:
+        click.echo(f"warning: no transaction counts ({e})", err=True)
+        return {}
+
+
+def _add_tx_counts(row: dict[str, Any], nb: dict[str, Any] | None) -> None:
+    """Per-transaction figures from the node's view of the batch (when it knows the count)."""
+    if nb is None or nb.get("txs") is None:
+        return
+    txs = int(nb["txs"])
+    row["txs"] = txs
+    if not txs:
+        return
+    row["payload_bytes_per_tx"] = round(int(row["bytes"]) / txs, 1)
+    if nb.get("bytes_per_tx") is not None:
+        row["bytes_per_tx"] = float(nb["bytes_per_tx"])
+    elif nb.get("bytes") is not None:
+        row["bytes_per_tx"] = round(int(nb["bytes"]) / txs, 1)
+    if row["fee_wei"] is not None:
+        row["fee_per_tx_wei"] = str(int(row["fee_wei"]) // txs)
+
+
+async def _batches_data(
+    l1_url: str, node_url: str | None, last: int, start: int | None
+) -> dict[str, Any]:
+    async with L1Client(l1_url) as l1:
+        newest = await l1.last_batch()
+        if newest is None:
+            return {"batches": [], "total": 0, "enriched": False}
+        total = newest.header.batch_number + 1
+        first = max(0, total - last) if start is None else start
+        found = await l1.inbox_batches(first, last) if first < total else []
+        rows = [_batch_row(b, await _batch_fee(l1, b.tx_hash)) for b in found]
+    known = await _node_batches(node_url) if node_url else {}
+    for row in rows:
+        _add_tx_counts(row, known.get(row["number"]))
+    return {"batches": rows, "total": total, "enriched": bool(known)}
+
+
+def _render_batches(d: dict[str, Any]) -> str:
+    if not d["batches"]:
+        return "no batches on the L1 yet"
+    rows = [
+        [
+            b["number"],
+            f"{b['first_height']}-{b['last_height']}",
+            b["da"] if b["da"] == "calldata" else f"blobs x{b['blobs']}",
+            b["bytes"],
+            b["l1_block"],
+            _dash(b["fee"]),
+            _dash(b["txs"]),
+            _dash(b.get("payload_bytes_per_tx")),
+            _dash(b["bytes_per_tx"]),
+        ]
+        for b in d["batches"]
+    ]
+    headers = ["batch", "L2 heights", "da", "payload bytes", "L1 block", "fee (tokens)", "txs"]
+    table = render_table([*headers, "payload B/tx", "posted B/tx"], rows)
+    note = (
+        "payload bytes: the batch's compressed payload; posted B/tx: bytes the batcher posted "
+        "to L1 (whole blobs) per transaction"
+    )
+    if not d["enriched"]:
+        note += "\n(txs and bytes per tx: pass --node-url)"
+    return f"{table}\n{d['total']} batches on the L1\n{note}"
 
 
 @click.command("batches")
@@ -287,95 +391,9 @@ def batches(l1_url: str, node_url: str | None, last: int, start: int | None, as_
     """The L1 batch inbox: number, L2 heights, DA (blobs/calldata), bytes, L1 block, fee paid,
     and with --node-url the transactions and bytes per transaction."""
 
-    async def go() -> dict[str, Any]:
-        async with L1Client(l1_url) as l1:
-            newest = await l1.last_batch()
-            if newest is None:
-                return {"batches": [], "total": 0, "enriched": False}
-            total = newest.header.batch_number + 1
-            first = max(0, total - last) if start is None else start
-            found = await l1.inbox_batches(first, last) if first < total else []
-            rows: list[dict[str, Any]] = []
-            for b in found:
-                h = b.header
-                r = await l1.rpc("eth_getTransactionReceipt", "0x" + b.tx_hash.hex())
-                fee = None
-                if r is not None:
-                    fee = int(r["gasUsed"], 16) * int(r.get("effectiveGasPrice", "0x0"), 16)
-                    fee += int(r.get("blobGasUsed", "0x0"), 16) * int(
-                        r.get("blobGasPrice", "0x0"), 16
-                    )
-                rows.append(
-                    {
-                        "number": h.batch_number,
-                        "first_height": h.first_height,
-                        "last_height": h.last_height,
-                        "blocks": h.last_height - h.first_height + 1,
-                        "da": "blobs" if h.da_kind == DA_BLOBS else "calldata",
-                        "blobs": len(h.blob_hashes),
-                        "bytes": h.data_bytes,
-                        "stake_epoch": h.stake_epoch,
-                        "l1_block": b.l1_block,
-                        "l1_tx": "0x" + b.tx_hash.hex(),
-                        "signers": len(b.signers),
-                        "fee_wei": None if fee is None else str(fee),
-                        "fee": None if fee is None else format_tokens(fee),
-                        "txs": None,
-                        "bytes_per_tx": None,
-                        "fee_per_tx_wei": None,
-                    }
-                )
-        enriched = False
-        if node_url:
-            try:
-                async with NodeClient(node_url) as node:
-                    known = {int(x["number"]): x for x in await node.batches()}
-            except NodeError as e:
-                click.echo(f"warning: no transaction counts ({e})", err=True)
-                known = {}
-            enriched = bool(known)
-            for row in rows:
-                nb = known.get(row["number"])
-                if nb is None or nb.get("txs") is None:
-                    continue
-                txs = int(nb["txs"])
-                row["txs"] = txs
-                if not txs:
-                    continue
-                if nb.get("bytes_per_tx") is not None:
-                    row["bytes_per_tx"] = float(nb["bytes_per_tx"])
-                elif nb.get("bytes") is not None:
-                    row["bytes_per_tx"] = round(int(nb["bytes"]) / txs, 1)
-                if row["fee_wei"] is not None:
-                    row["fee_per_tx_wei"] = str(int(row["fee_wei"]) // txs)
-        return {"batches": rows, "total": total, "enriched": enriched}
+    data = run_async(_batches_data, l1_url, node_url, last, start)
 
-    data = run_async(go)
-
-    def human(d: dict[str, Any]) -> str:
-        if not d["batches"]:
-            return "no batches on the L1 yet"
-        rows = [
-            [
-                b["number"],
-                f"{b['first_height']}-{b['last_height']}",
-                b["da"] if b["da"] == "calldata" else f"blobs x{b['blobs']}",
-                b["bytes"],
-                b["l1_block"],
-                _dash(b["fee"]),
-                _dash(b["txs"]),
-                _dash(b["bytes_per_tx"]),
-            ]
-            for b in d["batches"]
-        ]
-        table = render_table(
-            ["batch", "L2 heights", "da", "bytes", "L1 block", "fee (tokens)", "txs", "bytes/tx"],
-            rows,
-        )
-        note = "" if d["enriched"] else "\n(txs and bytes/tx: pass --node-url)"
-        return f"{table}\n{d['total']} batches on the L1{note}"
-
-    emit(data, as_json, human)
+    emit(data, as_json, _render_batches)
 
 
 # --- blob get ------------------------------------------------------------------------------
@@ -384,6 +402,50 @@ def batches(l1_url: str, node_url: str | None, last: int, start: int | None, as_
 @click.group()
 def blob() -> None:
     """Blobs from the L1's Beacon API."""
+
+
+async def _blobs_data(l1_url: str, block: str, index: int | None) -> dict[str, Any]:
+    async with L1Client(l1_url) as l1:
+        if block.isdigit():
+            try:
+                head = await l1.block(int(block))
+            except L1Rejected:
+                fail(f"L1 block {block} does not exist yet (head is {await l1.block_number()})")
+            block_id = to_hex(head.hash)
+            number: int | None = head.number
+        elif block in ("head", "finalized", "genesis") or block.startswith("0x"):
+            block_id, number = block, None
+        else:
+            fail(f"{block!r} is not a block: use a number, head, finalized or a 0x block hash")
+        try:
+            sidecars = await l1.blob_sidecars(block_id)
+        except BlobsPruned as e:
+            fail(
+                f"the blobs of L1 block {block} are no longer served: {e.message}. Blobs are "
+                f"kept for the retention window only; read the batch from a node's data or "
+                f"an archive"
+            )
+        except L1Rejected as e:
+            fail(f"the L1's Beacon API refused block {block}: {e.reason}")
+    if index is not None:
+        sidecars = [s for s in sidecars if s.index == index]
+        if not sidecars:
+            fail(f"L1 block {block} has no blob at index {index}")
+    return {
+        "block": number if number is not None else block,
+        "blobs": [
+            {
+                "index": s.index,
+                "versioned_hash": to_hex(kzg_to_versioned_hash(s.kzg_commitment)),
+                "kzg_commitment": to_hex(s.kzg_commitment),
+                "kzg_proof": to_hex(s.kzg_proof),
+                "bytes": len(s.blob),
+                "used_bytes": len(s.blob.rstrip(b"\0")),
+            }
+            for s in sidecars
+        ],
+        "_data": b"".join(s.blob for s in sorted(sidecars, key=lambda s: s.index)),
+    }
 
 
 @blob.command("get")
@@ -404,50 +466,7 @@ def blob_get(
     """The blobs of an L1 BLOCK (a number, head, finalized, or a 0x block hash): index,
     versioned hash, KZG commitment and proof; --out writes the blob bytes."""
 
-    async def go() -> dict[str, Any]:
-        async with L1Client(l1_url) as l1:
-            if block.isdigit():
-                try:
-                    head = await l1.block(int(block))
-                except L1Rejected:
-                    fail(f"L1 block {block} does not exist yet (head is {await l1.block_number()})")
-                block_id = "0x" + head.hash.hex()
-                number: int | None = head.number
-            elif block in ("head", "finalized", "genesis") or block.startswith("0x"):
-                block_id, number = block, None
-            else:
-                fail(f"{block!r} is not a block: use a number, head, finalized or a 0x block hash")
-            try:
-                sidecars = await l1.blob_sidecars(block_id)
-            except BlobsPruned as e:
-                fail(
-                    f"the blobs of L1 block {block} are no longer served: {e.message}. Blobs are "
-                    f"kept for the retention window only; read the batch from a node's data or "
-                    f"an archive"
-                )
-            except L1Rejected as e:
-                fail(f"the L1's Beacon API refused block {block}: {e.reason}")
-        if index is not None:
-            sidecars = [s for s in sidecars if s.index == index]
-            if not sidecars:
-                fail(f"L1 block {block} has no blob at index {index}")
-        return {
-            "block": number if number is not None else block,
-            "blobs": [
-                {
-                    "index": s.index,
-                    "versioned_hash": "0x" + kzg_to_versioned_hash(s.kzg_commitment).hex(),
-                    "kzg_commitment": "0x" + s.kzg_commitment.hex(),
-                    "kzg_proof": "0x" + s.kzg_proof.hex(),
-                    "bytes": len(s.blob),
-                    "used_bytes": len(s.blob.rstrip(b"\0")),
-                }
-                for s in sidecars
-            ],
-            "_data": b"".join(s.blob for s in sorted(sidecars, key=lambda s: s.index)),
-        }
-
-    data = run_async(go)
+    data = run_async(_blobs_data, l1_url, block, index)
     raw: bytes = data.pop("_data")
     if out is not None:
         if str(out) == "-":

@@ -34,6 +34,7 @@ from sequencer_node.clients.l1 import L1Client, L1Rejected, SequencerInfo
 from sequencer_node.keystore import KeystoreError, read_public_info
 from sequencer_node.system.commandline import fail, json_option
 from sequencer_node.wire.crypto import SigningKey, format_address, parse_address
+from sequencer_node.wire.hexstr import to_hex
 from sequencer_node.wire.l1calls import (
     ClaimRewards,
     LockStake,
@@ -66,7 +67,7 @@ def parse_public_key(text: str) -> bytes:
 
 def sequencer_json(s: SequencerInfo) -> dict[str, Any]:
     return {
-        "signing_key": "0x" + s.signing_key.hex(),
+        "signing_key": to_hex(s.signing_key),
         "owner": format_address(s.owner),
         "p2p_address": s.p2p_address,
         "rpc_address": s.rpc_address,
@@ -85,7 +86,7 @@ def sequencer_json(s: SequencerInfo) -> dict[str, Any]:
 
 def _unknown(key: bytes, url: str) -> str:
     return (
-        f"unknown sequencer 0x{key.hex()}: not registered on the L1 at {url}; check the key "
+        f"unknown sequencer {to_hex(key)}: not registered on the L1 at {url}; check the key "
         f"(`seqctl sequencers` lists the registered ones) or register it with "
         f"`seqctl stake register`"
     )
@@ -173,7 +174,7 @@ async def submit_and_wait(
         tx_hash = await l1.submit(params, key)
     except L1Rejected as e:
         fail(f"the L1 refused the {action}: {e.reason}")
-    out: dict[str, Any] = {"tx_hash": "0x" + tx_hash.hex(), "state": "submitted"}
+    out: dict[str, Any] = {"tx_hash": to_hex(tx_hash), "state": "submitted"}
     if not wait:
         return out
     receipt = None
@@ -181,12 +182,12 @@ async def submit_and_wait(
         receipt = await l1.wait_receipt(tx_hash, poll=0.05)
     if receipt is None:
         fail(
-            f"the {action} 0x{tx_hash.hex()} was accepted by the L1 but not included within "
+            f"the {action} {to_hex(tx_hash)} was accepted by the L1 but not included within "
             f"{wait_seconds:g} s; check its receipt later (or raise --timeout)"
         )
     if receipt.status != 1:
         fail(
-            f"the {action} 0x{tx_hash.hex()} failed in L1 block {receipt.block_number}: "
+            f"the {action} {to_hex(tx_hash)} failed in L1 block {receipt.block_number}: "
             f"{receipt.reason or 'no reason given'}"
         )
     out.update(state="included", l1_block=receipt.block_number)
@@ -210,7 +211,7 @@ async def _submit(
             fail(_unknown(sequencer, url))
         if not must_exist and info is not None:
             fail(
-                f"sequencer 0x{sequencer.hex()} is already registered (owner "
+                f"sequencer {to_hex(sequencer)} is already registered (owner "
                 f"{format_address(info.owner)}, status {info.status}); use `seqctl stake lock` "
                 f"to add stake"
             )
@@ -218,7 +219,7 @@ async def _submit(
         out: dict[str, Any] = {
             "action": action,
             "account": format_address(key.address),
-            "sequencer": "0x" + sequencer.hex(),
+            "sequencer": to_hex(sequencer),
         }
         out.update(await submit_and_wait(l1, params, key, action, wait, wait_seconds))
         if not wait:
@@ -433,7 +434,7 @@ def stake_rewards(
     seqs = run_async(go)
     rows = [
         {
-            "signing_key": "0x" + s.signing_key.hex(),
+            "signing_key": to_hex(s.signing_key),
             "owner": format_address(s.owner),
             "status": s.status,
             "rewards": format_tokens(s.rewards),
@@ -455,6 +456,77 @@ def stake_rewards(
     )
 
 
+async def _stake_table(l1_url: str, epoch: int | None) -> dict[str, Any]:
+    async with L1Client(l1_url) as l1:
+        st = await l1.status()
+        current = int(st["epoch"])
+        want = current if epoch is None else epoch
+        if want > current:
+            fail(f"epoch {want} has not started; the L1 is in epoch {current}")
+        try:
+            snap = await l1.stake_snapshot(want)
+        except L1Rejected as e:
+            fail(
+                f"no stake snapshot for epoch {want}: {e.reason} (the L1 keeps only recent "
+                f"epochs; it is in epoch {current})"
+            )
+        seqs = await l1.sequencers()
+    total = sum(e.stake for e in snap.entries)
+    in_snap = {e.signing_key: e.stake for e in snap.entries}
+    rows = []
+    for s in sorted(seqs, key=lambda s: (-in_snap.get(s.signing_key, 0), s.signing_key)):
+        snap_stake = in_snap.get(s.signing_key, 0)
+        row = sequencer_json(s)
+        row["epoch_stake"] = format_tokens(snap_stake)
+        row["epoch_stake_wei"] = str(snap_stake)
+        row["share"] = round(snap_stake / total, 6) if total else 0.0
+        row["in_snapshot"] = s.signing_key in in_snap
+        rows.append(row)
+    return {
+        "epoch": snap.epoch,
+        "current_epoch": current,
+        "finalized": snap.finalized,
+        "seed": to_hex(snap.seed),
+        "total_stake": format_tokens(total),
+        "total_stake_wei": str(total),
+        "sequencers": rows,
+    }
+
+
+def _render_stake_table(data: dict[str, Any]) -> str:
+    head = (
+        f"epoch {data['epoch']} (current {data['current_epoch']}, "
+        f"{'finalized' if data['finalized'] else 'not finalized'}), total stake "
+        f"{data['total_stake']} tokens, {len(data['sequencers'])} sequencers"
+    )
+    table = render_table(
+        [
+            "signing key",
+            "owner",
+            "epoch stake",
+            "share",
+            "status",
+            "bonded now",
+            "unbonding",
+            "rewards",
+        ],
+        [
+            [
+                r["signing_key"],
+                r["owner"],
+                r["epoch_stake"],
+                f"{100 * r['share']:.1f}%",
+                r["status"],
+                r["stake"],
+                format_tokens(sum(int(u["amount_wei"]) for u in r["unbonding"])),
+                r["rewards"],
+            ]
+            for r in data["sequencers"]
+        ],
+    )
+    return f"{head}\n{table}"
+
+
 @click.command("sequencers")
 @click.option(
     "--epoch",
@@ -467,73 +539,4 @@ def sequencers(epoch: int | None, l1_url: str, as_json: bool) -> None:
     """The stake table: every sequencer with its stake in an epoch's snapshot, its status
     (active/jailed/slashed/unbonding/withdrawn), bonded stake now and unclaimed rewards."""
 
-    async def go() -> dict[str, Any]:
-        async with L1Client(l1_url) as l1:
-            st = await l1.status()
-            current = int(st["epoch"])
-            want = current if epoch is None else epoch
-            if want > current:
-                fail(f"epoch {want} has not started; the L1 is in epoch {current}")
-            try:
-                snap = await l1.stake_snapshot(want)
-            except L1Rejected as e:
-                fail(
-                    f"no stake snapshot for epoch {want}: {e.reason} (the L1 keeps only recent "
-                    f"epochs; it is in epoch {current})"
-                )
-            seqs = await l1.sequencers()
-        total = sum(e.stake for e in snap.entries)
-        in_snap = {e.signing_key: e.stake for e in snap.entries}
-        rows = []
-        for s in sorted(seqs, key=lambda s: (-in_snap.get(s.signing_key, 0), s.signing_key)):
-            snap_stake = in_snap.get(s.signing_key, 0)
-            row = sequencer_json(s)
-            row["epoch_stake"] = format_tokens(snap_stake)
-            row["epoch_stake_wei"] = str(snap_stake)
-            row["share"] = round(snap_stake / total, 6) if total else 0.0
-            row["in_snapshot"] = s.signing_key in in_snap
-            rows.append(row)
-        return {
-            "epoch": snap.epoch,
-            "current_epoch": current,
-            "finalized": snap.finalized,
-            "seed": "0x" + snap.seed.hex(),
-            "total_stake": format_tokens(total),
-            "total_stake_wei": str(total),
-            "sequencers": rows,
-        }
-
-    def human(data: dict[str, Any]) -> str:
-        head = (
-            f"epoch {data['epoch']} (current {data['current_epoch']}, "
-            f"{'finalized' if data['finalized'] else 'not finalized'}), total stake "
-            f"{data['total_stake']} tokens, {len(data['sequencers'])} sequencers"
-        )
-        table = render_table(
-            [
-                "signing key",
-                "owner",
-                "epoch stake",
-                "share",
-                "status",
-                "bonded now",
-                "unbonding",
-                "rewards",
-            ],
-            [
-                [
-                    r["signing_key"],
-                    r["owner"],
-                    r["epoch_stake"],
-                    f"{100 * r['share']:.1f}%",
-                    r["status"],
-                    r["stake"],
-                    format_tokens(sum(int(u["amount_wei"]) for u in r["unbonding"])),
-                    r["rewards"],
-                ]
-                for r in data["sequencers"]
-            ],
-        )
-        return f"{head}\n{table}"
-
-    emit(run_async(go), as_json, human)
+    emit(run_async(_stake_table, l1_url, epoch), as_json, _render_stake_table)

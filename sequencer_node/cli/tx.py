@@ -25,6 +25,7 @@ from sequencer_node.clients.node import NodeClient, NodeRejected
 from sequencer_node.keystore import KeystoreError, read_public_info
 from sequencer_node.system.commandline import fail, json_option
 from sequencer_node.wire.crypto import SigningKey, parse_address, sign_message
+from sequencer_node.wire.hexstr import to_hex
 from sequencer_node.wire.messages import Transaction, tx_hash
 
 U64_MAX = (1 << 64) - 1
@@ -75,6 +76,37 @@ async def wait_certified(
         if st.get("status") in until:
             return st
         await trio.sleep(poll)
+
+
+async def _submit(node: NodeClient, signed: Transaction, h: bytes) -> str:
+    """Send ``signed``; its status as the node answers (exit 1 with a hint when refused)."""
+    try:
+        answer = await node.send_tx(signed)
+    except NodeRejected as e:
+        hint = ""
+        if e.code.startswith("NONCE"):
+            hint = " (omit --nonce to use the account's next nonce)"
+        elif e.status == 429:
+            hint = " (the node is overloaded: retry in a moment or use another node)"
+        fail(f"the node refused the transaction: {e}{hint}")
+    if answer.get("tx_hash", to_hex(h)) != to_hex(h):
+        fail(
+            f"the node reports hash {answer.get('tx_hash')} for a transaction whose "
+            f"hash is {to_hex(h)}: is it the same chain and version?"
+        )
+    return str(answer.get("status", "pending"))
+
+
+async def _wait_or_fail(node: NodeClient, h: bytes, seconds: float) -> dict[str, Any]:
+    st = None
+    with trio.move_on_after(seconds):
+        st = await wait_certified(node, h)
+    if st is None:
+        fail(
+            f"transaction {to_hex(h)} was accepted but not certified within "
+            f"{seconds:g} s; follow it with `seqctl tx status {to_hex(h)}`"
+        )
+    return st
 
 
 @click.group()
@@ -154,39 +186,18 @@ def tx_send(
             n = nonce if nonce is not None else int((await node.account(key.address))["nonce"])
             signed = make_transfer(key, dest, amount, n, fee, cid)
             h = tx_hash(signed)
-            try:
-                answer = await node.send_tx(signed)
-            except NodeRejected as e:
-                hint = ""
-                if e.code.startswith("NONCE"):
-                    hint = " (omit --nonce to use the account's next nonce)"
-                elif e.status == 429:
-                    hint = " (the node is overloaded: retry in a moment or use another node)"
-                fail(f"the node refused the transaction: {e}{hint}")
-            if answer.get("tx_hash", "0x" + h.hex()) != "0x" + h.hex():
-                fail(
-                    f"the node reports hash {answer.get('tx_hash')} for a transaction whose "
-                    f"hash is 0x{h.hex()}: is it the same chain and version?"
-                )
             out: dict[str, Any] = {
-                "tx_hash": "0x" + h.hex(),
-                "status": answer.get("status", "pending"),
-                "from": "0x" + key.address.hex(),
-                "to": "0x" + dest.hex(),
+                "tx_hash": to_hex(h),
+                "status": await _submit(node, signed, h),
+                "from": to_hex(key.address),
+                "to": to_hex(dest),
                 "amount": amount,
                 "fee": fee,
                 "nonce": n,
                 "chain_id": cid,
             }
             if wait:
-                st = None
-                with trio.move_on_after(timeout):
-                    st = await wait_certified(node, h)
-                if st is None:
-                    fail(
-                        f"transaction 0x{h.hex()} was accepted but not certified within "
-                        f"{timeout:g} s; follow it with `seqctl tx status 0x{h.hex()}`"
-                    )
+                st = await _wait_or_fail(node, h, timeout)
                 out.update(status=st["status"], height=st.get("height"))
             return out
 
@@ -231,13 +242,13 @@ def tx_status(
             with trio.move_on_after(timeout):
                 st = await wait_certified(node, h, until=until)
             if st is None:
-                fail(f"transaction 0x{h.hex()} is not {wait} after {timeout:g} s")
+                fail(f"transaction {to_hex(h)} is not {wait} after {timeout:g} s")
             return st
 
     data = run_async(go)
     emit(data, as_json, lambda d: render_kv({k: "-" if v is None else v for k, v in d.items()}))
     if data.get("status") == "unknown":
         fail(
-            f"the node at {node_url} does not know transaction 0x{h.hex()} (never received, "
+            f"the node at {node_url} does not know transaction {to_hex(h)} (never received, "
             f"dropped, or another chain); ask another node or send it again"
         )

@@ -21,6 +21,7 @@ import trio
 
 from sequencer_node.wire.codec import CodecError, decode, encode
 from sequencer_node.wire.crypto import SigningKey
+from sequencer_node.wire.hexstr import from_hex, to_hex
 from sequencer_node.wire.l1calls import (
     QueueForced,
     ReportDowntime,
@@ -76,7 +77,7 @@ class L1Head:
 
 
 @dataclass(frozen=True, slots=True)
-class SnapshotEntry:
+class L1StakeEntry:
     signing_key: bytes
     owner: bytes
     p2p_address: str
@@ -85,11 +86,11 @@ class SnapshotEntry:
 
 
 @dataclass(frozen=True, slots=True)
-class StakeSnapshot:
+class L1StakeSnapshot:
     epoch: int
     seed: bytes
     finalized: bool
-    entries: tuple[SnapshotEntry, ...]
+    entries: tuple[L1StakeEntry, ...]
 
     @property
     def stakes(self) -> dict[bytes, int]:
@@ -125,7 +126,7 @@ class ForcedQueue:
 
 
 @dataclass(frozen=True, slots=True)
-class Receipt:
+class L1Receipt:
     tx_hash: bytes
     block_number: int
     status: int
@@ -144,7 +145,7 @@ class BlobSidecar:
 
 
 def _b(s: str) -> bytes:
-    return bytes.fromhex(s.removeprefix("0x"))
+    return from_hex(s)
 
 
 def _i(s: Any) -> int:
@@ -226,11 +227,11 @@ class L1Client:
         return _i(await self.rpc("eth_blobBaseFee"))
 
     async def balance(self, address: bytes) -> int:
-        return _i(await self.rpc("eth_getBalance", "0x" + address.hex(), "latest"))
+        return _i(await self.rpc("eth_getBalance", to_hex(address), "latest"))
 
     async def nonce(self, address: bytes, pending: bool = True) -> int:
         tag = "pending" if pending else "latest"
-        return _i(await self.rpc("eth_getTransactionCount", "0x" + address.hex(), tag))
+        return _i(await self.rpc("eth_getTransactionCount", to_hex(address), tag))
 
     async def config(self) -> dict[str, Any]:
         cfg: dict[str, Any] = await self.rpc("seq_getConfig")
@@ -240,14 +241,14 @@ class L1Client:
         st: dict[str, Any] = await self.rpc("seq_status")
         return st
 
-    async def stake_snapshot(self, epoch: int) -> StakeSnapshot:
+    async def stake_snapshot(self, epoch: int) -> L1StakeSnapshot:
         s = await self.rpc("staking_getSnapshot", epoch)
-        return StakeSnapshot(
+        return L1StakeSnapshot(
             s["epoch"],
             _b(s["seed"]),
             bool(s["finalized"]),
             tuple(
-                SnapshotEntry(
+                L1StakeEntry(
                     _b(e["signingKey"]),
                     _b(e["owner"]),
                     e["p2pAddress"],
@@ -262,7 +263,7 @@ class L1Client:
         return [self._seq(s) for s in await self.rpc("staking_getSequencers")]
 
     async def sequencer(self, signing_key: bytes) -> SequencerInfo | None:
-        s = await self.rpc("staking_getSequencer", "0x" + signing_key.hex())
+        s = await self.rpc("staking_getSequencer", to_hex(signing_key))
         return None if s is None else self._seq(s)
 
     @staticmethod
@@ -304,11 +305,11 @@ class L1Client:
             header, int(b["l1Block"]), _b(b["txHash"]), tuple(_b(s) for s in b["signers"])
         )
 
-    async def receipt(self, tx_hash: bytes) -> Receipt | None:
-        r = await self.rpc("eth_getTransactionReceipt", "0x" + tx_hash.hex())
+    async def receipt(self, tx_hash: bytes) -> L1Receipt | None:
+        r = await self.rpc("eth_getTransactionReceipt", to_hex(tx_hash))
         if r is None:
             return None
-        return Receipt(
+        return L1Receipt(
             tx_hash,
             _i(r["blockNumber"]),
             _i(r["status"]),
@@ -318,7 +319,7 @@ class L1Client:
             _i(r.get("blobGasPrice", "0x0")),
         )
 
-    async def wait_receipt(self, tx_hash: bytes, poll: float = 0.25) -> Receipt:
+    async def wait_receipt(self, tx_hash: bytes, poll: float = 0.25) -> L1Receipt:
         """Poll until the call is in a block (bound it with ``trio.fail_after``)."""
         while True:
             r = await self.receipt(tx_hash)
@@ -330,7 +331,7 @@ class L1Client:
 
     async def send_call(self, call: L1Call) -> bytes:
         """Submit a signed call; return its tx hash (raises L1Rejected with the reason)."""
-        return _b(await self.rpc("seq_sendCall", "0x" + encode(call).hex()))
+        return _b(await self.rpc("seq_sendCall", to_hex(encode(call))))
 
     async def submit(self, params: Any, key: SigningKey, nonce: int | None = None) -> bytes:
         """Sign ``params`` (a :mod:`~sequencer_node.wire.l1calls` message) and submit it."""
@@ -385,7 +386,7 @@ class L1Client:
     ) -> list[bytes]:
         query = {}
         if versioned_hashes:
-            query["versioned_hashes"] = ",".join("0x" + h.hex() for h in versioned_hashes)
+            query["versioned_hashes"] = ",".join(to_hex(h) for h in versioned_hashes)
         return [_b(x) for x in await self._beacon("/eth/v1/beacon/blobs", str(block_id), query)]
 
 
@@ -399,8 +400,8 @@ __all__ = [
     "L1Head",
     "L1Rejected",
     "L1Unavailable",
-    "Receipt",
+    "L1Receipt",
     "SequencerInfo",
-    "SnapshotEntry",
-    "StakeSnapshot",
+    "L1StakeEntry",
+    "L1StakeSnapshot",
 ]

@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 
 from sequencer_node.wire.codec import encode
+from sequencer_node.wire.hexstr import to_hex
 from sequencer_node.wire.messages import Transaction
 
 
@@ -103,14 +104,14 @@ class NodeClient:
         return list((await self._request("GET", "/v1/batches")).get("batches", []))
 
     async def account(self, address: bytes) -> dict[str, Any]:
-        return await self._request("GET", f"/v1/account/0x{address.hex()}")  # type: ignore[no-any-return]
+        return await self._request("GET", f"/v1/account/{to_hex(address)}")  # type: ignore[no-any-return]
 
     async def block(self, height: int) -> dict[str, Any]:
         return await self._request("GET", f"/v1/blocks/{height}")  # type: ignore[no-any-return]
 
     async def send_tx(self, tx: Transaction) -> dict[str, Any]:
-        body = {"tx": "0x" + encode(tx).hex()}
+        body = {"tx": to_hex(encode(tx))}
         return await self._request("POST", "/v1/tx", body)  # type: ignore[no-any-return]
 
     async def tx_status(self, tx_hash: bytes) -> dict[str, Any]:
-        return await self._request("GET", f"/v1/tx/0x{tx_hash.hex()}")  # type: ignore[no-any-return]
+        return await self._request("GET", f"/v1/tx/{to_hex(tx_hash)}")  # type: ignore[no-any-return]

@@ -32,7 +32,6 @@ L1_FUNDING_TOKENS = 1_000_000
 #: Every load account's L2 balance (in the L2's smallest unit).
 L2_FUNDING = 10**21
 DEFAULT_STAKES = (40, 30, 20, 10)
-LOAD_ACCOUNTS = 32
 
 
 class DevnetError(Exception):

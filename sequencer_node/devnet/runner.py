@@ -22,8 +22,8 @@ from typing import Any
 import trio
 
 from sequencer_node.devnet import monitor
+from sequencer_node.devnet.accounts import LOAD_ACCOUNTS
 from sequencer_node.devnet.config import (
-    LOAD_ACCOUNTS,
     DevnetConfig,
     DevnetError,
     read_state,
@@ -370,8 +370,16 @@ def up(cfg: DevnetConfig, *, detach: bool, fresh: bool, say: Say, interactive: b
     if ok and not interrupted and error is None:
         return 0
     # stopping: Ctrl-C, a failure, or an interrupted start
+    _stop(net, ok, say)
+    if error is not None:
+        raise error
+    return 0
+
+
+def _stop(net: Devnet, started: bool, say: Say) -> None:
+    """Stop every child in order, print the summary, record the stop in the state file."""
     summary: list[str] = []
-    if ok:
+    if started:
         try:
             summary = trio.run(net.summary)
         except (KeyboardInterrupt, Exception):  # the summary is best effort
@@ -381,13 +389,10 @@ def up(cfg: DevnetConfig, *, detach: bool, fresh: bool, say: Say, interactive: b
     say("stopped: " + ", ".join(f"{k} {v}" for k, v in outcome.items()))
     for line in summary:
         say(line)
-    say(f"logs and data kept in {cfg.directory}")
+    say(f"logs and data kept in {net.cfg.directory}")
     state = net.state()
     state["stopped_at"] = time.time()
-    write_json(cfg.state_file, state)
-    if error is not None:
-        raise error
-    return 0
+    write_json(net.cfg.state_file, state)
 
 
 def _describe(net: Devnet) -> list[str]:

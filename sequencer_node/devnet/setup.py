@@ -20,11 +20,11 @@ from typing import Any
 
 import trio
 
-from sequencer_node.clients.l1 import L1Client, L1Error, StakeSnapshot
+from sequencer_node.clients.l1 import L1Client, L1Error, L1StakeSnapshot
+from sequencer_node.devnet.accounts import funded_user_keys
 from sequencer_node.devnet.config import (
     L1_FUNDING_TOKENS,
     L2_FUNDING,
-    LOAD_ACCOUNTS,
     TOKEN,
     DevnetConfig,
     DevnetError,
@@ -35,6 +35,7 @@ from sequencer_node.devnet.config import (
 from sequencer_node.keystore import KeystoreError, load_keystore, save_keystore
 from sequencer_node.system.files import atomic_write
 from sequencer_node.wire.crypto import SigningKey
+from sequencer_node.wire.hexstr import to_hex
 from sequencer_node.wire.l1calls import GWEI, RegisterSequencer
 
 SLOTS_PER_EPOCH = 32
@@ -44,16 +45,6 @@ DEVNET_SCRYPT_N = 1 << 14
 EXPECTED_MINED_BLOCKS = 3 * SLOTS_PER_EPOCH
 
 Say = Callable[[str], None]
-
-
-def load_key(i: int) -> SigningKey:
-    """The i-th load account (deterministic, so any tool can find the devnet's funded keys)."""
-    return SigningKey.deterministic(f"devnet-load-{i}")
-
-
-def dev_key(i: int) -> SigningKey:
-    """The L1 mock's well-known dev accounts, funded on the devnet's L1 and L2 as well."""
-    return SigningKey.deterministic(f"dev-{i}")
 
 
 def create_keys(cfg: DevnetConfig) -> list[SigningKey]:
@@ -82,7 +73,7 @@ def create_keys(cfg: DevnetConfig) -> list[SigningKey]:
 
 
 def funded_accounts(cfg: DevnetConfig, keys: list[SigningKey]) -> list[SigningKey]:
-    return [*keys, *(load_key(i) for i in range(LOAD_ACCOUNTS)), *(dev_key(i) for i in range(10))]
+    return [*keys, *funded_user_keys()]
 
 
 def l1_genesis_json(cfg: DevnetConfig, keys: list[SigningKey], now: float) -> dict[str, Any]:
@@ -99,8 +90,7 @@ def l1_genesis_json(cfg: DevnetConfig, keys: list[SigningKey], now: float) -> di
             "sequencing_window": cfg.sequencing_window,
         },
         "balances": {
-            "0x" + k.address.hex(): str(L1_FUNDING_TOKENS * TOKEN)
-            for k in funded_accounts(cfg, keys)
+            to_hex(k.address): str(L1_FUNDING_TOKENS * TOKEN) for k in funded_accounts(cfg, keys)
         },
         "sequencers": [],
     }
@@ -172,7 +162,7 @@ async def register_sequencers(cfg: DevnetConfig, keys: list[SigningKey], say: Sa
 
 async def wait_for_snapshot(
     cfg: DevnetConfig, keys: list[SigningKey], registered_at: int, say: Say
-) -> StakeSnapshot:
+) -> L1StakeSnapshot:
     """Mine until the snapshot holding every sequencer is finalized; return it."""
     epoch = registered_at // SLOTS_PER_EPOCH + 1
     need_head = (epoch + 2) * SLOTS_PER_EPOCH
@@ -204,19 +194,19 @@ async def wait_for_snapshot(
 
 
 def l2_genesis_json(
-    cfg: DevnetConfig, keys: list[SigningKey], snap: StakeSnapshot, now_ms: int
+    cfg: DevnetConfig, keys: list[SigningKey], snap: L1StakeSnapshot, now_ms: int
 ) -> dict[str, Any]:
-    accounts = [*(load_key(i) for i in range(LOAD_ACCOUNTS)), *(dev_key(i) for i in range(10))]
+    accounts = funded_user_keys()
     return {
         "chain_id": cfg.l2_chain_id,
         "l1_chain_id": cfg.l1_chain_id,
         "timestamp_ms": now_ms,
         "stake_epoch": snap.epoch,
-        "seed": "0x" + snap.seed.hex(),
+        "seed": to_hex(snap.seed),
         "validators": [
-            {"public_key": "0x" + e.signing_key.hex(), "stake": str(e.stake)} for e in snap.entries
+            {"public_key": to_hex(e.signing_key), "stake": str(e.stake)} for e in snap.entries
         ],
-        "balances": {"0x" + k.address.hex(): str(L2_FUNDING) for k in accounts},
+        "balances": {to_hex(k.address): str(L2_FUNDING) for k in accounts},
         "params": {
             "block_time_ms": cfg.block_time_ms,
             "timeout_base_ms": cfg.timeout_base_ms,

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from sequencer_node.cli.load import LoadConfig, LoadRun, LoadStats, dev_account_key, percentile
+from sequencer_node.cli.load import LoadConfig, LoadRun, LoadStats, percentile
+from sequencer_node.devnet.accounts import load_account_key
 from sequencer_node.system.commandline import EXIT_FAILED, EXIT_UNREACHABLE
 from sequencer_node.wire.crypto import SigningKey
 from tests.cli.conftest import Node, seqctl
@@ -46,17 +47,18 @@ def test_percentiles_and_stats_are_exact() -> None:
 
 
 def test_dev_accounts_are_the_ones_the_devnet_funds() -> None:
-    setup = pytest.importorskip("sequencer_node.devnet.setup")
-    assert [dev_account_key(i).public_key for i in range(3)] == [
-        setup.load_key(i).public_key for i in range(3)
+    # docs/cli.md tells users these seeds; the devnet's genesis funds exactly these keys
+    # (tests/devnet/test_parts.py checks the genesis side).
+    assert [load_account_key(i).public_key for i in range(3)] == [
+        SigningKey.deterministic(f"devnet-load-{i}").public_key for i in range(3)
     ]
     with pytest.raises(ValueError, match=">= 0"):
-        dev_account_key(-1)
+        load_account_key(-1)
 
 
 def _fund(node: Node, n: int) -> None:
     for i in range(n):
-        node.fake.balances[dev_account_key(i).address] = 10**9
+        node.fake.balances[load_account_key(i).address] = 10**9
 
 
 def test_load_run_counts_everything(fake_node: Node) -> None:
@@ -78,7 +80,7 @@ def test_load_run_counts_everything(fake_node: Node) -> None:
     assert len(fake_node.fake.txs) == out["accepted"]
     # every account's nonces went out in order: the fake node certified them all
     assert (
-        sum(fake_node.fake.nonces.get(dev_account_key(i).address, 0) for i in range(4))
+        sum(fake_node.fake.nonces.get(load_account_key(i).address, 0) for i in range(4))
         == (out["accepted"])
     )
 

@@ -156,7 +156,7 @@ def _rewrite(value: str, devnet: Path, data: Path) -> str:
 
 def test_nodes_pass_the_node_dry_run(compose: dict[str, Any], tmp_path: Path) -> None:
     """The node services' environment on files laid out as the compose jobs lay them out."""
-    from sequencer_node.clients.l1 import SnapshotEntry, StakeSnapshot
+    from sequencer_node.clients.l1 import L1StakeEntry, L1StakeSnapshot
     from sequencer_node.devnet.config import DevnetConfig
     from sequencer_node.devnet.setup import l2_genesis_json, prepare_files, write_l2_genesis
 
@@ -166,11 +166,11 @@ def test_nodes_pass_the_node_dry_run(compose: dict[str, Any], tmp_path: Path) ->
     cfg = DevnetConfig(devnet, advertise_host="node-{i}", same_ports=True)
     keys = prepare_files(cfg)
     # what the `stake` job writes after the L1 snapshot is final (here without an L1)
-    snap = StakeSnapshot(
+    snap = L1StakeSnapshot(
         1,
         bytes(32),
         True,
-        tuple(SnapshotEntry(k.public_key, k.address, "", "", 10**22) for k in keys),
+        tuple(L1StakeEntry(k.public_key, k.address, "", "", 10**22) for k in keys),
     )
     write_l2_genesis(cfg, l2_genesis_json(cfg, keys, snap, 0))
     for name in NODE_SERVICES:

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from sequencer_node.clients.l1 import SnapshotEntry, StakeSnapshot
+from sequencer_node.clients.l1 import L1StakeEntry, L1StakeSnapshot
+from sequencer_node.devnet.accounts import load_account_key
 from sequencer_node.devnet.config import DevnetConfig, DevnetError, stake_tokens
 from sequencer_node.devnet.procs import (
     Child,
@@ -27,7 +28,6 @@ from sequencer_node.devnet.setup import (
     EXPECTED_MINED_BLOCKS,
     l1_genesis_json,
     l2_genesis_json,
-    load_key,
     prepare_files,
 )
 
@@ -69,22 +69,22 @@ def test_files_are_private_and_genesis_funds_every_account(tmp_path: Path) -> No
     g = l1_genesis_json(cfg, keys, now=1_000_000.0)
     funded = set(g["balances"])
     assert {"0x" + k.address.hex() for k in keys} <= funded
-    assert "0x" + load_key(31).address.hex() in funded
+    assert "0x" + load_account_key(31).address.hex() in funded
     assert g["sequencers"] == []  # they register through the staking calls
     assert g["config"]["genesis_time"] <= 1_000_000 - EXPECTED_MINED_BLOCKS * cfg.slot_time
     assert g["config"]["l2_chain_id"] == cfg.l2_chain_id
 
-    snap = StakeSnapshot(
+    snap = L1StakeSnapshot(
         3,
         b"\x07" * 32,
         True,
-        tuple(SnapshotEntry(k.public_key, k.address, "", "", 5) for k in keys),
+        tuple(L1StakeEntry(k.public_key, k.address, "", "", 5) for k in keys),
     )
     l2 = l2_genesis_json(cfg, keys, snap, now_ms=42)
     assert l2["stake_epoch"] == 3
     assert l2["seed"] == "0x" + "07" * 32
     assert [v["public_key"] for v in l2["validators"]] == ["0x" + k.public_key.hex() for k in keys]
-    assert "0x" + load_key(0).address.hex() in l2["balances"]
+    assert "0x" + load_account_key(0).address.hex() in l2["balances"]
     assert l2["params"]["sequencing_window"] == g["config"]["sequencing_window"]
 
 
