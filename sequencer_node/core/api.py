@@ -26,7 +26,9 @@ stores the record with :func:`sequencer_node.wire.codec.encode` and reads it bac
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Annotated
 
 from sequencer_node.wire.codec import U64, Hash32, MaxItems, PubKey, wire_message
@@ -103,6 +105,27 @@ class StakeSnapshot:
 
     def table(self) -> dict[bytes, int]:
         return {pk: s for pk, s in self.stakes if s > 0}
+
+
+@dataclass(frozen=True, slots=True)
+class EpochInfo:
+    """Who counts in one L2 epoch: the stake table, the leader schedule and the L1 epoch whose
+    stake snapshot gave them."""
+
+    #: Stake per sequencer public key (read-only; only staked sequencers appear).
+    table: Mapping[bytes, int]
+    #: The epoch's stake-weighted leader order (see :mod:`sequencer_node.core.election`).
+    order: tuple[bytes, ...]
+    #: The L1 epoch of the stake snapshot.
+    stake_epoch: int
+
+    @staticmethod
+    def of(snapshot: StakeSnapshot, order: tuple[bytes, ...]) -> EpochInfo:
+        return EpochInfo(MappingProxyType(snapshot.table()), order, snapshot.l1_epoch)
+
+    @property
+    def total_stake(self) -> int:
+        return sum(self.table.values())
 
 
 @dataclass(frozen=True, slots=True)
@@ -385,6 +408,9 @@ class CoreStatus:
     state_root: bytes
     mempool_size: int
     pending_evidence: int = 0
+    #: The next forced-queue index this node expects to read from L1 (where an L1 reader
+    #: starts).
+    forced_next_index: int = 0
     extra: dict[str, int] = field(default_factory=dict)
 
 
@@ -398,6 +424,7 @@ __all__ = [
     "CoreStatus",
     "DowntimeCertificateReady",
     "Effect",
+    "EpochInfo",
     "Event",
     "EvidenceFound",
     "Fault",

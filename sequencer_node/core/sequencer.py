@@ -133,7 +133,7 @@ class SequencerCore:
         self._recent: OrderedDict[int, CertifiedBlock] = OrderedDict()
         self._recent_heights: dict[bytes, int] = {}
         self._epoch_first: dict[int, BlockHeader] = {}
-        self._epochs: dict[tuple[int, bytes], tuple[dict[bytes, int], tuple[bytes, ...], int]] = {}
+        self._epochs: dict[tuple[int, bytes], api.EpochInfo] = {}
         self._anchor_memo: OrderedDict[tuple[int, bytes], bytes] = OrderedDict()
         self._snapshots: dict[int, api.StakeSnapshot] = {
             genesis.snapshot.l1_epoch: genesis.snapshot
@@ -299,7 +299,16 @@ class SequencerCore:
             state_root=self._ledgers[self.committed_hash].state_root(),
             mempool_size=len(self.mempool),
             pending_evidence=len(self.evidence),
+            forced_next_index=self.forced.next_index,
         )
+
+    @property
+    def config(self) -> api.CoreConfig:
+        return self.cfg
+
+    def is_pending(self, tx_hash: bytes) -> bool:
+        """Whether ``tx_hash`` waits in this node's mempool."""
+        return tx_hash in self.mempool
 
     @property
     def committed_ledger(self) -> Ledger:
@@ -335,10 +344,8 @@ class SequencerCore:
             cur = header.parent_hash
         return None
 
-    def epoch_info(
-        self, epoch: int, via: bytes | None = None
-    ) -> tuple[dict[bytes, int], tuple[bytes, ...], int] | None:
-        """(stake table, leader order, L1 stake epoch) of an L2 epoch, or None if unknown yet.
+    def epoch_info(self, epoch: int, via: bytes | None = None) -> api.EpochInfo | None:
+        """Stake table, leader order and L1 stake epoch of an L2 epoch, or None if unknown yet.
 
         Epoch 0 uses the genesis snapshot. Epoch e >= 1 uses the L1 snapshot named by the
         block at the first height of epoch e - 1 *on the chain being judged* (``via`` is a
@@ -368,8 +375,7 @@ class SequencerCore:
             cached = self._epochs.get((0, anchor_hash))
             if cached is not None:
                 return cached
-        table = snap.table()
-        info = (table, weighted_order(table, epoch_seed(snap.seed, epoch)), snap.l1_epoch)
+        info = api.EpochInfo.of(snap, weighted_order(snap.table(), epoch_seed(snap.seed, epoch)))
         self._epochs[(epoch, anchor_hash)] = info
         if len(self._epochs) > 32:
             self._epochs.pop(next(iter(self._epochs)))
@@ -381,7 +387,7 @@ class SequencerCore:
         if info is None or round_ <= parent.round:
             return None
         same = parent.height >= 1 and self._epoch_of(parent.height) == epoch
-        return leader_for(info[1], round_, parent.round, parent.proposer if same else None)
+        return leader_for(info.order, round_, parent.round, parent.proposer if same else None)
 
     def _leader_of_round(self, round_: int) -> bytes | None:
         parent_hash = self._qc_hash(self.high_qc)
@@ -420,7 +426,7 @@ class SequencerCore:
             raise _Wait(f"epoch {qc.epoch} table unknown")
         if qc.epoch != self._epoch_of(qc.height):
             raise CertificateError("QC epoch does not match its height")
-        verify_qc(qc, info[0], self.cfg.chain_id)
+        verify_qc(qc, info.table, self.cfg.chain_id)
         self._remember_verified(key)
         self._votes_from_qc(qc)
 
@@ -444,7 +450,7 @@ class SequencerCore:
         info = self.epoch_info(tc.epoch, self._qc_hash(tc.high_qc))
         if info is None:
             raise _Wait(f"epoch {tc.epoch} table unknown")
-        verify_tc(tc, info[0], self.cfg.chain_id)
+        verify_tc(tc, info.table, self.cfg.chain_id)
         if tc.high_qc is not None:
             self._check_qc(tc.high_qc)
         self._remember_verified(key)
@@ -557,7 +563,7 @@ class SequencerCore:
     # --- evidence ---------------------------------------------------------------------------
 
     def _known_signer(self, who: bytes) -> bool:
-        return any(who in info[0] for info in self._epochs.values())
+        return any(who in info.table for info in self._epochs.values())
 
     def _equivocation(
         self, old: Proposal | Vote | Timeout, new: Proposal | Vote | Timeout, out: list[api.Effect]
@@ -772,7 +778,7 @@ class SequencerCore:
         info = self.epoch_info(vote.epoch, vote.block_hash)
         if info is None or vote.epoch != self._epoch_of(vote.height):
             return
-        table = info[0]
+        table = info.table
         votes = [v for v in bucket.values() if v.epoch == vote.epoch and v.height == vote.height]
         stake = sum(table.get(v.voter, 0) for v in votes)
         if not has_quorum(stake, sum(table.values())):
@@ -1027,7 +1033,7 @@ class SequencerCore:
             info = self.epoch_info(epoch, self._qc_hash(high_qc))
             if info is None:
                 return
-            table = info[0]
+            table = info.table
             kept = [t for t in usable if t.epoch <= epoch and table.get(t.voter, 0) > 0]
             if len(kept) == len(usable):
                 break
@@ -1215,7 +1221,7 @@ class SequencerCore:
         info = self.epoch_info(header.epoch)
         if info is None:
             return
-        table, order, stake_epoch = info
+        table, order, stake_epoch = info.table, info.order, info.stake_epoch
         same = parent.height >= 1 and self._epoch_of(parent.height) == header.epoch
         failed = [
             leader_for(order, r, parent.round, parent.proposer if same else None)
@@ -1243,7 +1249,8 @@ class SequencerCore:
         key = (r.stake_epoch, r.offender, r.from_height, r.to_height, r.missed, r.duties)
         if key in self._downtime_done:
             return
-        table = next((i[0] for i in self._epochs.values() if i[2] == r.stake_epoch), None)
+        infos = self._epochs.values()
+        table = next((i.table for i in infos if i.stake_epoch == r.stake_epoch), None)
         if table is None or table.get(r.signer, 0) <= 0:
             return
         if not verify_message(r, r.signer, self.cfg.chain_id):
