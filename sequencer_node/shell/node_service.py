@@ -323,7 +323,7 @@ class Node:
                     events=self._send.clone(),
                     key=self.key,
                     genesis_stake_epoch=self.genesis.stake_epoch,
-                    forced_start=self.core.forced.next_index,
+                    forced_start=self.core.status().forced_next_index,
                     metrics=self.metrics,
                     poll_s=s.l1_poll_s,
                     on_sequencers=self._sequencers_changed,
@@ -497,7 +497,7 @@ class Node:
         leaves room for clock skew. Bounding by time, not by this node's own round, keeps a
         node that lags from punishing the honest peers that are ahead of it.
         """
-        cfg = self.core.cfg if self.core is not None else None
+        cfg = self.core.config if self.core is not None else None
         pace = min(cfg.block_time_ms, cfg.timeout_base_ms) if cfg is not None else 1
         elapsed = max(0, self.now_ms() - self.genesis.timestamp_ms)
         return 2 * elapsed // max(1, pace) + 1_000
@@ -748,7 +748,7 @@ class Node:
         if st.leader == self.pk:
             return "leader"
         info = self.core.epoch_info(st.epoch)
-        if info is not None and self.pk in info[0]:
+        if info is not None and self.pk in info.table:
             return "validator"
         return "follower"
 
@@ -876,7 +876,7 @@ class Node:
                                "batch": None, "l1_block": None}  # fmt: skip
         height = self._tx_index.get(tx_hash)
         if height is None:
-            if tx_hash in self.core.mempool:
+            if self.core.is_pending(tx_hash):
                 out["status"] = "pending"
             return out
         out["status"], out["height"] = "certified", height
@@ -915,12 +915,11 @@ class Node:
             info = self.core.epoch_info(e) if self.core is not None else None
             if info is None:
                 return None
-            table, order, stake_epoch = info
             return {
                 "epoch": e,
-                "stake_epoch": stake_epoch,
-                "leaders": [_hex(pk) for pk in order],
-                "stakes": {_hex(pk): str(s) for pk, s in sorted(table.items())},
+                "stake_epoch": info.stake_epoch,
+                "leaders": [_hex(pk) for pk in info.order],
+                "stakes": {_hex(pk): str(s) for pk, s in sorted(info.table.items())},
             }
 
         return {"epoch": epoch, "current": one(epoch), "next": one(epoch + 1)}
@@ -944,7 +943,7 @@ class Node:
         info = self.core.epoch_info(st.epoch)
         if info is None:
             return ()
-        order = list(dict.fromkeys(info[1]))
+        order = list(dict.fromkeys(info.order))
         if st.leader in order:
             i = order.index(st.leader)
             order = order[i:] + order[:i]
@@ -955,7 +954,7 @@ class Node:
         info = self.core.epoch_info(self.core.status().epoch)
         if info is None:
             return self.genesis.stake_epoch, dict(self.genesis.validators)
-        return info[2], dict(info[0])
+        return info.stake_epoch, dict(info.table)
 
 
 def data_dir_summary(data_dir: Path) -> dict[str, Any]:

@@ -119,7 +119,9 @@ def test_stake_change_takes_effect_at_an_epoch_boundary() -> None:
     core = sim.instances[0].core
     assert core is not None
     epoch = core._epoch_of(core.committed_height)
-    table, order, l1_epoch = core.epoch_info(epoch)  # type: ignore[misc]
+    info = core.epoch_info(epoch)
+    assert info is not None
+    table, order, l1_epoch = info.table, info.order, info.stake_epoch
     assert l1_epoch >= 3
     assert sim.keys[3].public_key not in order
     assert table[sim.keys[0].public_key] == 5
@@ -150,7 +152,7 @@ def test_downtime_certificate_verifies_on_l1() -> None:
     assert cert.report.offender == sim.keys[2].public_key
     core = sim.instances[0].core
     assert core is not None
-    table = core.epoch_info(0)[0]  # type: ignore[index]
+    table = core.epoch_info(0).table  # type: ignore[union-attr]
     verify_downtime_certificate(cert, table, CHAIN_ID)
 
 
