@@ -1,0 +1,244 @@
+"""Blobstream-style attestations and DA pointers: what the L1 will check. Pure.
+
+* A **data root tuple** is ``(height, share_count, data_root)`` of one DA block. Binding the
+  share count lets a verifier know the tree's shape (the share range of a pointer is then
+  unambiguous).
+* A **data commitment** attests the DA blocks ``[start, end)``: the plain RFC 6962 Merkle root
+  over their tuples, numbered by a nonce that increases by one per attestation. The DA
+  committee (Ed25519 keys and stakes, from the DA genesis) signs
+  ``seqnet/da/v1/data-commitment || 0x00 || da_chain_id || nonce || start || end || tuple_root``.
+  :func:`verify_attestation` accepts it when distinct committee members holding more than 2/3 of
+  the committee's stake signed.
+* A **DA pointer** ``(height, namespace, start, end, commitment)`` names a blob: its shares
+  ``[start, end)`` in block ``height`` and its share commitment (:mod:`l1_mock.da.nmt`).
+  :func:`verify_pointer` checks it against an attested data commitment, without the blob: the
+  tuple's inclusion in the attested root, then the blob's subtree roots (all of the pointer's
+  namespace, hashing to the commitment) placed at ``[start, end)`` with the range proof's
+  siblings give the tuple's data root.
+* :func:`verify_blob` is the reader's side: the blob's bytes give the pointer's commitment.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from l1_mock.da import merkle, nmt
+from l1_mock.da.merkle import ProofError
+from l1_mock.da.shares import (
+    NAMESPACE_BYTES,
+    ShareError,
+    blob_shares,
+    commitment_spans,
+    subtree_width,
+)
+from sequencer_node.wire.crypto import PUBLIC_KEY_BYTES, verify
+
+COMMITMENT_DOMAIN = b"seqnet/da/v1/data-commitment\x00"
+#: Most DA blocks one attestation may cover (bounds the tuple proof).
+MAX_ATTESTED_RANGE = 10_000
+
+
+class AttestationError(ValueError):
+    """An attestation or a pointer proof that does not verify; the message says why."""
+
+
+@dataclass(frozen=True, slots=True)
+class DataRootTuple:
+    height: int
+    share_count: int
+    data_root: bytes
+
+    def encode(self) -> bytes:
+        return self.height.to_bytes(8, "big") + self.share_count.to_bytes(8, "big") + self.data_root
+
+
+def tuple_root(tuples: Sequence[DataRootTuple]) -> bytes:
+    return merkle.root([merkle.plain_leaf(t.encode()) for t in tuples], merkle.plain_node)
+
+
+@dataclass(frozen=True, slots=True)
+class DataCommitment:
+    nonce: int
+    start: int  # first DA height covered
+    end: int  # exclusive
+    tuple_root: bytes
+
+    def signing_bytes(self, da_chain_id: int) -> bytes:
+        return (
+            COMMITMENT_DOMAIN
+            + da_chain_id.to_bytes(8, "big")
+            + self.nonce.to_bytes(8, "big")
+            + self.start.to_bytes(8, "big")
+            + self.end.to_bytes(8, "big")
+            + self.tuple_root
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Attestation:
+    commitment: DataCommitment
+    #: (committee member's public key, its Ed25519 signature of the signing bytes)
+    signatures: tuple[tuple[bytes, bytes], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Committee:
+    members: tuple[tuple[bytes, int], ...]  # (public key, stake)
+
+    def __post_init__(self) -> None:
+        keys = [k for k, _ in self.members]
+        if len(set(keys)) != len(keys):
+            raise ValueError("a committee member appears twice")
+        if any(len(k) != PUBLIC_KEY_BYTES or s <= 0 for k, s in self.members):
+            raise ValueError("committee members are 32-byte keys with positive stake")
+
+    @property
+    def total_stake(self) -> int:
+        return sum(s for _, s in self.members)
+
+
+def make_commitment(nonce: int, tuples: Sequence[DataRootTuple]) -> DataCommitment:
+    """The data commitment of consecutive tuples."""
+    if not tuples:
+        raise ValueError("a data commitment covers at least one block")
+    heights = [t.height for t in tuples]
+    if heights != list(range(heights[0], heights[0] + len(heights))):
+        raise ValueError("a data commitment covers consecutive heights")
+    return DataCommitment(nonce, heights[0], heights[-1] + 1, tuple_root(tuples))
+
+
+def verify_attestation(att: Attestation, committee: Committee, da_chain_id: int) -> None:
+    """Raise :class:`AttestationError` unless more than 2/3 of the committee's stake signed."""
+    c = att.commitment
+    if not 0 <= c.start < c.end or c.end - c.start > MAX_ATTESTED_RANGE:
+        raise AttestationError(f"range [{c.start}, {c.end}) is empty or longer than allowed")
+    if len(c.tuple_root) != merkle.HASH_BYTES:
+        raise AttestationError("a tuple root has 32 bytes")
+    stakes = dict(committee.members)
+    msg = c.signing_bytes(da_chain_id)
+    seen: set[bytes] = set()
+    signed = 0
+    for key, sig in att.signatures:
+        if key in seen:
+            raise AttestationError(f"signer {key.hex()[:16]} appears twice")
+        seen.add(key)
+        if key not in stakes:
+            raise AttestationError(f"signer {key.hex()[:16]} is not in the DA committee")
+        if not verify(key, sig, msg):
+            raise AttestationError(f"bad signature by {key.hex()[:16]}")
+        signed += stakes[key]
+    if 3 * signed <= 2 * committee.total_stake:
+        raise AttestationError(
+            f"signers hold {signed} of {committee.total_stake} stake; more than 2/3 is needed"
+        )
+
+
+# --- pointers ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class DAPointer:
+    height: int
+    namespace: bytes
+    start: int  # the blob's share range in that block
+    end: int
+    commitment: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class PointerProof:
+    root_tuple: DataRootTuple
+    tuple_siblings: tuple[bytes, ...]  # plain range proof of the tuple in the attestation
+    subtree_roots: tuple[bytes, ...]  # the blob's commitment subtree roots, in order
+    range_nodes: tuple[bytes, ...]  # NMT range proof of [start, end) by those subtrees
+
+
+def verify_pointer(pointer: DAPointer, proof: PointerProof, attested: DataCommitment) -> None:
+    """Raise :class:`AttestationError` unless ``pointer`` names shares of an attested block.
+
+    ``attested`` must come from a verified attestation (the L1 stores those it accepted).
+    """
+    t = proof.root_tuple
+    if t.height != pointer.height or not attested.start <= t.height < attested.end:
+        raise AttestationError(
+            f"DA height {pointer.height} is not covered by attestation {attested.nonce} "
+            f"[{attested.start}, {attested.end})"
+        )
+    if len(t.data_root) != nmt.NODE_BYTES or len(pointer.namespace) != NAMESPACE_BYTES:
+        raise AttestationError("malformed data root or namespace")
+    if not merkle.verify_plain_inclusion(
+        t.encode(),
+        t.height - attested.start,
+        attested.end - attested.start,
+        proof.tuple_siblings,
+        attested.tuple_root,
+    ):
+        raise AttestationError("the data root tuple is not in the attested tuple root")
+    _verify_range(pointer, proof, t)
+
+
+def _verify_range(pointer: DAPointer, proof: PointerProof, t: DataRootTuple) -> None:
+    n = pointer.end - pointer.start
+    if not 0 <= pointer.start < pointer.end <= t.share_count:
+        raise AttestationError(f"share range outside the block's {t.share_count} shares")
+    if pointer.start % subtree_width(n):
+        raise AttestationError("a blob starts at a multiple of its subtree width")
+    spans = commitment_spans(pointer.start, n)
+    roots = proof.subtree_roots
+    if len(roots) != len(spans) or any(len(r) != nmt.NODE_BYTES for r in roots):
+        raise AttestationError(f"expected {len(spans)} subtree roots")
+    ns = pointer.namespace
+    if any(nmt.min_ns(r) != ns or nmt.max_ns(r) != ns for r in roots):
+        raise AttestationError("a subtree root holds shares of another namespace")
+    if nmt.commitment_of_roots(roots) != pointer.commitment:
+        raise AttestationError("the subtree roots do not hash to the pointer's commitment")
+    by_span = dict(zip(spans, roots, strict=True))
+    try:
+        rec = merkle.reconstruct(
+            t.share_count,
+            pointer.start,
+            pointer.end,
+            proof.range_nodes,
+            lambda lo, hi: by_span.get((lo, hi)),
+            nmt.node_hash,
+        )
+    except ProofError as e:
+        raise AttestationError(f"bad range proof: {e}") from None
+    if rec.root != t.data_root:
+        raise AttestationError("the range proof does not give the attested data root")
+
+
+def prove_pointer(
+    block_shares: Sequence[bytes],
+    height: int,
+    start: int,
+    end: int,
+    tuples: Sequence[DataRootTuple],
+    attested: DataCommitment,
+) -> tuple[DAPointer, PointerProof]:
+    """The pointer to the blob at shares ``[start, end)`` of block ``height`` and its proof
+    against ``attested`` (whose tuples are ``tuples``). For the DA node and tests."""
+    mine = block_shares[start:end]
+    ns = mine[0][:NAMESPACE_BYTES]
+    spans = commitment_spans(start, end - start)
+    roots = tuple(nmt.root(block_shares[lo:hi]) for lo, hi in spans)
+    leaves = [nmt.leaf_hash(s) for s in block_shares]
+    nodes = tuple(merkle.range_siblings(leaves, start, end, nmt.node_hash))
+    hashed = [merkle.plain_leaf(x.encode()) for x in tuples]
+    i = height - attested.start
+    tuple_proof = tuple(merkle.range_siblings(hashed, i, i + 1, merkle.plain_node))
+    pointer = DAPointer(height, ns, start, end, nmt.commitment_of_roots(roots))
+    return pointer, PointerProof(tuples[i], tuple_proof, roots, nodes)
+
+
+def verify_blob(pointer: DAPointer, data: bytes) -> bool:
+    """True iff ``data`` is the blob ``pointer`` commits to (what a reader checks)."""
+    try:
+        shares = blob_shares(pointer.namespace, data)
+    except ShareError:
+        return False
+    return (
+        len(shares) == pointer.end - pointer.start
+        and nmt.share_commitment(shares) == pointer.commitment
+    )
