@@ -145,6 +145,26 @@ def parse_blobs(shares: Sequence[bytes]) -> list[tuple[int, int, bytes]]:
     return out
 
 
+def namespace_shares(
+    ns: bytes, start: int, end: int, blobs: Sequence[tuple[int, int, bytes]]
+) -> list[bytes]:
+    """Rebuild the shares ``[start, end)`` of namespace ``ns`` from its blobs (``(start, end,
+    data)`` with block indices): blob shares where a blob sits, padding shares between. What a
+    reader does with a DA node's answer before checking the namespace proof."""
+    out: list[bytes] = []
+    pos = start
+    for b_start, b_end, data in sorted(blobs):
+        if not pos <= b_start < b_end <= end:
+            raise ShareError(f"blob at [{b_start}, {b_end}) overlaps or leaves [{start}, {end})")
+        out += [padding_share(ns)] * (b_start - pos)
+        mine = blob_shares(ns, data)
+        if len(mine) != b_end - b_start:
+            raise ShareError(f"blob at [{b_start}, {b_end}) has {len(mine)} shares")
+        out += mine
+        pos = b_end
+    return out + [padding_share(ns)] * (end - pos)
+
+
 # --- layout and commitments ----------------------------------------------------------------
 
 

@@ -1,0 +1,251 @@
+"""``da-mock`` / ``python -m l1_mock.da``: the DA network mock's command line."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import re
+import sys
+import time
+from pathlib import Path
+
+import click
+import trio
+
+from l1_mock.da.chain import TOKEN, DAConfig, retention_blocks_for
+
+_DURATION = re.compile(r"([0-9]{1,9})([smhd]?)")
+_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def _duration(ctx: click.Context, param: click.Parameter, value: str) -> int:
+    m = _DURATION.fullmatch(value.strip())
+    if not m:
+        raise click.BadParameter(f"{value!r} is not a duration like 3600, 90m, 12h or 30d")
+    return int(m.group(1)) * _UNITS[m.group(2)]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(package_name="seqnet")
+def main() -> None:
+    """A Celestia-like data-availability network mock for seqnet: blobs under namespaces, a
+    namespaced Merkle tree per block with inclusion and completeness proofs, its own fee market
+    and retention window (docs/da.md).
+
+    Every option is also read from a SEQ_DA_* environment variable (e.g. --port from
+    SEQ_DA_PORT).
+    """
+
+
+@main.command()
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    envvar="SEQ_DA_HOST",
+    show_envvar=True,
+    show_default=True,
+    help="Address to listen on.",
+)
+@click.option(
+    "--port",
+    default=26658,
+    type=click.IntRange(0, 65535),
+    envvar="SEQ_DA_PORT",
+    show_envvar=True,
+    show_default=True,
+    help="HTTP port of the DA API (0 picks a free one).",
+)
+@click.option(
+    "--data-dir",
+    default="./da-data",
+    envvar="SEQ_DA_DATA_DIR",
+    show_envvar=True,
+    show_default=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Directory of the SQLite database; the DA chain resumes from it on restart.",
+)
+@click.option(
+    "--genesis",
+    "genesis_path",
+    default=None,
+    envvar="SEQ_DA_GENESIS",
+    show_envvar=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="DA genesis JSON (see docs/da.md). Default: the dev genesis (ten funded dev "
+    "accounts, a four-key dev committee). Ignored when the data directory holds a "
+    "chain.",
+)
+@click.option(
+    "--chain-id",
+    default=7000,
+    type=click.IntRange(0, 2**63 - 1),
+    envvar="SEQ_DA_CHAIN_ID",
+    show_envvar=True,
+    show_default=True,
+    help="DA chain id that submissions and attestations are signed for (when no "
+    "--genesis is given).",
+)
+@click.option(
+    "--slot-time",
+    default=2,
+    type=click.IntRange(1, 60),
+    envvar="SEQ_DA_SLOT_TIME",
+    show_envvar=True,
+    show_default=True,
+    help="Seconds per DA block (Celestia: about 6) (when no --genesis is given).",
+)
+@click.option(
+    "--retention",
+    default="30d",
+    callback=_duration,
+    envvar="SEQ_DA_RETENTION",
+    show_envvar=True,
+    show_default=True,
+    help="How long blob data is served (seconds, or with s/m/h/d; Celestia's "
+    "sampling window is 30 days); older blob data answers 404, headers stay.",
+)
+@click.option(
+    "--auto-produce/--no-auto-produce",
+    default=True,
+    envvar="SEQ_DA_AUTO_PRODUCE",
+    show_envvar=True,
+    show_default=True,
+    help="Produce one block per slot; with --no-auto-produce only POST "
+    "/v1/dev/produce makes blocks.",
+)
+@click.option(
+    "--dev-endpoints/--no-dev-endpoints",
+    default=False,
+    envvar="SEQ_DA_DEV_ENDPOINTS",
+    show_envvar=True,
+    show_default=True,
+    help="Serve POST /v1/dev/produce (tests and devnets only).",
+)
+@click.option(
+    "--log-level",
+    default="INFO",
+    type=click.Choice(["DEBUG", "INFO", "WARNING"]),
+    envvar="SEQ_DA_LOG_LEVEL",
+    show_envvar=True,
+    show_default=True,
+    help="Log verbosity.",
+)
+def run(
+    host: str,
+    port: int,
+    data_dir: Path,
+    genesis_path: Path | None,
+    chain_id: int,
+    slot_time: int,
+    retention: int,
+    auto_produce: bool,
+    dev_endpoints: bool,
+    log_level: str,
+) -> None:  # fmt: skip
+    """Run the DA mock."""
+    from l1_mock.da import genesis as genesis_mod
+    from l1_mock.da.server import DANode, DASettings, serve_until_signal
+
+    logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        if genesis_path is not None:
+            genesis = genesis_mod.load(genesis_path)
+            if not genesis.config.genesis_time:
+                now = int(time.time())
+                cfg = dataclasses.replace(genesis.config, genesis_time=now - now % slot_time)
+                genesis = dataclasses.replace(genesis, config=cfg)
+        else:
+            now = int(time.time())
+            config = DAConfig(
+                chain_id=chain_id, genesis_time=now - now % slot_time, slot_time=slot_time
+            )
+            genesis = genesis_mod.dev_genesis(config)
+        blocks = retention_blocks_for(retention, genesis.config.slot_time)
+        settings = DASettings(data_dir, blocks, auto_produce, dev_endpoints)
+        node = DANode.open(genesis, settings)
+    except (ValueError, RuntimeError) as e:
+        click.echo(f"error: {e}", err=True)
+        sys.exit(2)
+    try:
+        trio.run(serve_until_signal, node, host, port)
+    finally:
+        node.store.close()
+
+
+@main.command("dev-genesis")
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    envvar="SEQ_DA_GENESIS_OUT",
+    show_envvar=True,
+    help="File to write.",
+)
+@click.option(
+    "--chain-id",
+    default=7000,
+    type=click.IntRange(0, 2**63 - 1),
+    envvar="SEQ_DA_CHAIN_ID",
+    show_envvar=True,
+    show_default=True,
+    help="DA chain id.",
+)
+@click.option(
+    "--slot-time",
+    default=2,
+    type=click.IntRange(1, 60),
+    envvar="SEQ_DA_SLOT_TIME",
+    show_envvar=True,
+    show_default=True,
+    help="Seconds per DA block.",
+)
+@click.option(
+    "--fund",
+    "funds",
+    multiple=True,
+    envvar="SEQ_DA_GENESIS_FUND",
+    show_envvar=True,
+    help="Prefund ADDRESS_HEX,TOKENS besides the ten dev accounts (repeatable).",
+)
+@click.option(
+    "--committee",
+    "committee",
+    multiple=True,
+    envvar="SEQ_DA_GENESIS_COMMITTEE",
+    show_envvar=True,
+    help="A committee member KEY_HEX,STAKE (repeatable); replaces the dev committee.",
+)
+def dev_genesis(
+    out: Path, chain_id: int, slot_time: int, funds: tuple[str, ...], committee: tuple[str, ...]
+) -> None:  # fmt: skip
+    """Write a DA dev genesis: ten funded dev accounts and a committee."""
+    from l1_mock.da import genesis as genesis_mod
+
+    g = genesis_mod.dev_genesis(DAConfig(chain_id=chain_id, slot_time=slot_time))
+    extra = []
+    for spec in funds:
+        addr, _, tokens = spec.partition(",")
+        try:
+            extra.append((bytes.fromhex(addr.removeprefix("0x")), int(tokens) * TOKEN))
+        except ValueError as e:
+            raise click.BadParameter(
+                f"--fund {spec!r}: expected ADDRESS_HEX,TOKENS ({e})"
+            ) from None
+    members = []
+    for spec in committee:
+        key, _, stake = spec.partition(",")
+        try:
+            members.append((bytes.fromhex(key.removeprefix("0x")), int(stake)))
+        except ValueError as e:
+            raise click.BadParameter(
+                f"--committee {spec!r}: expected KEY_HEX,STAKE ({e})"
+            ) from None
+    g = dataclasses.replace(
+        g, balances=g.balances + tuple(extra), committee=tuple(members) or g.committee
+    )
+    try:  # the same checks as loading the file
+        genesis_mod.from_json(genesis_mod.to_json(g))
+    except ValueError as e:
+        raise click.UsageError(str(e)) from None
+    out.write_text(genesis_mod.dumps(g))
+    click.echo(f"wrote {out}")
