@@ -177,14 +177,10 @@ def run(
 ) -> None:
     """Run the mock L1 node."""
     from l1_mock import genesis as genesis_mod
-    from l1_mock.chain.ledger import ChainConfig, check_retention
-    from l1_mock.server import (
-        L1Node,
-        NodeSettings,
-        default_genesis_time,
-        default_retention_epochs,
-        serve_until_signal,
-    )
+    from l1_mock.chain import ChainConfig, check_retention
+    from l1_mock.chain.config import default_retention_epochs
+    from l1_mock.server import L1Service, L1Settings, serve_until_signal
+    from l1_mock.server.service import default_genesis_time
 
     logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     retention = blob_retention_epochs or default_retention_epochs(slot_time, fault_proof_window)
@@ -214,14 +210,14 @@ def run(
                 blob_retention_epochs=retention,
             )
             genesis = genesis_mod.dev_genesis(config)
-        node = L1Node.open(genesis, NodeSettings(data_dir, slot_time, auto_mine))
+        service = L1Service.open(genesis, L1Settings(data_dir, slot_time, auto_mine))
     except (ValueError, RuntimeError) as e:
         click.echo(f"error: {e}", err=True)
         sys.exit(2)
     try:
-        trio.run(serve_until_signal, node, host, port)
+        trio.run(serve_until_signal, service, host, port)
     finally:
-        node.store.close()
+        service.store.close()
 
 
 @main.command("dev-genesis")
@@ -261,7 +257,7 @@ def dev_genesis(
 ) -> None:
     """Write a dev genesis file: ten funded dev accounts plus the given sequencers."""
     from l1_mock import genesis as genesis_mod
-    from l1_mock.chain.ledger import TOKEN, ChainConfig, GenesisSequencer
+    from l1_mock.chain import TOKEN, Chain, ChainConfig, GenesisSequencer
 
     seqs = []
     for spec in sequencers:
@@ -295,8 +291,6 @@ def dev_genesis(
     genesis = dataclasses.replace(genesis, balances=genesis.balances + tuple(extra))
     try:  # the same checks as loading the file (key and address lengths, stake bounds)
         genesis_mod.from_json(genesis_mod.to_json(genesis))
-        from l1_mock.chain.ledger import Chain
-
         Chain(genesis)
     except ValueError as e:
         raise click.UsageError(f"invalid genesis: {e}") from None

@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from l1_mock.chain.ledger import TOKEN, ChainConfig, Genesis, GenesisSequencer
+from l1_mock.chain import TOKEN, ChainConfig, Genesis, GenesisSequencer
 from sequencer_node.wire.crypto import SigningKey
 
 DEV_ACCOUNTS = 10

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import msgpack
 
-from l1_mock.chain.ledger import L1Block, Sidecar, strip_blobs
+from l1_mock.chain.blocks import L1Block, Sidecar, strip_blobs
 from sequencer_node.wire.codec import decode, encode
 from sequencer_node.wire.messages import L1Call
 

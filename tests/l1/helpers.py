@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-from l1_mock.chain.ledger import TOKEN, Chain, ChainConfig, Genesis, GenesisSequencer
+from l1_mock.chain import TOKEN, Chain, ChainConfig, Genesis, GenesisSequencer
 from sequencer_node.wire.blobs import BYTES_PER_BLOB, kzg_to_versioned_hash
 from sequencer_node.wire.certificates import approval_for
 from sequencer_node.wire.codec import signing_bytes

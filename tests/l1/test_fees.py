@@ -147,8 +147,8 @@ def test_fake_exponential_matches_the_eip(factor: int, numerator: int, denominat
 
 
 def test_default_retention_covers_the_fault_proof_window() -> None:
-    from l1_mock.chain.ledger import check_retention
-    from l1_mock.server import default_retention_epochs
+    from l1_mock.chain import check_retention
+    from l1_mock.chain.config import default_retention_epochs
 
     assert default_retention_epochs(12, 7 * 86400) == 4096
     assert default_retention_epochs(2, 7 * 86400) == 9450

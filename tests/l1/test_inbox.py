@@ -6,7 +6,7 @@ import dataclasses
 
 import pytest
 
-from l1_mock.chain.ledger import CallRejected
+from l1_mock.chain import CallRejected
 from sequencer_node.wire.blobs import GAS_PER_BLOB
 from sequencer_node.wire.l1calls import QueueForced
 from sequencer_node.wire.messages import BatchCertificate, Transaction

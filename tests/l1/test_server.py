@@ -10,8 +10,8 @@ import httpx
 import pytest
 import trio
 
-from l1_mock.chain.ledger import Genesis
-from l1_mock.server import L1Node, NodeSettings, serve
+from l1_mock.chain import Genesis
+from l1_mock.server import L1Service, L1Settings, serve
 from sequencer_node.clients.l1 import BlobsPruned, L1Client, L1Rejected, L1Unavailable
 from sequencer_node.wire.l1calls import Transfer, UnlockStake, make_call
 from tests.l1.helpers import (
@@ -33,10 +33,10 @@ def make_genesis(**kw: object) -> Genesis:
 
 
 @pytest.fixture
-async def l1(tmp_path: Path) -> AsyncIterator[tuple[L1Node, L1Client]]:
-    node = L1Node.open(
+async def l1(tmp_path: Path) -> AsyncIterator[tuple[L1Service, L1Client]]:
+    node = L1Service.open(
         make_genesis(blob_retention_epochs=2, forks=((0, "cancun"),)),
-        NodeSettings(tmp_path / "l1", 2, auto_mine=False),
+        L1Settings(tmp_path / "l1", 2, auto_mine=False),
     )
     async with trio.open_nursery() as nursery:
         url = await nursery.start(serve, node, "127.0.0.1", 0)
@@ -46,7 +46,7 @@ async def l1(tmp_path: Path) -> AsyncIterator[tuple[L1Node, L1Client]]:
     node.store.close()
 
 
-async def test_reads_and_signed_calls_through_the_client(l1: tuple[L1Node, L1Client]) -> None:
+async def test_reads_and_signed_calls_through_the_client(l1: tuple[L1Service, L1Client]) -> None:
     _node, client = l1
     assert await client.chain_id() == L1_CHAIN
     assert await client.block_number() == 0
@@ -72,7 +72,7 @@ async def test_reads_and_signed_calls_through_the_client(l1: tuple[L1Node, L1Cli
     assert {s.status for s in seqs} == {"active"}
 
 
-async def test_blob_batch_and_retention_boundary(l1: tuple[L1Node, L1Client]) -> None:
+async def test_blob_batch_and_retention_boundary(l1: tuple[L1Service, L1Client]) -> None:
     node, client = l1
     p = batch_params(batch_header(node.chain, blobs=2))
     h = await client.submit_batch(p, OWNERS[0])
@@ -116,7 +116,7 @@ async def test_blob_batch_and_retention_boundary(l1: tuple[L1Node, L1Client]) ->
     assert head.blob_gas_used == 2 * 131072
 
 
-async def test_a_bad_blob_is_refused_with_the_reason(l1: tuple[L1Node, L1Client]) -> None:
+async def test_a_bad_blob_is_refused_with_the_reason(l1: tuple[L1Service, L1Client]) -> None:
     node, client = l1
     p = batch_params(batch_header(node.chain, blobs=1))
     with pytest.raises(L1Rejected, match="invalid blob: KZG"):
@@ -127,7 +127,7 @@ async def test_a_bad_blob_is_refused_with_the_reason(l1: tuple[L1Node, L1Client]
         await client.submit_batch(dataclasses.replace(p, blobs=(bytes(bad),)), OWNERS[0])
 
 
-async def test_web3_reads_chain_id_block_and_blob_base_fee(l1: tuple[L1Node, L1Client]) -> None:
+async def test_web3_reads_chain_id_block_and_blob_base_fee(l1: tuple[L1Service, L1Client]) -> None:
     from web3 import Web3
 
     node, client = l1
@@ -150,14 +150,14 @@ async def test_web3_reads_chain_id_block_and_blob_base_fee(l1: tuple[L1Node, L1C
 
 
 async def test_state_survives_a_restart(tmp_path: Path) -> None:
-    settings = NodeSettings(tmp_path / "l1", 2, auto_mine=False)
-    node = L1Node.open(make_genesis(), settings)
+    settings = L1Settings(tmp_path / "l1", 2, auto_mine=False)
+    node = L1Service.open(make_genesis(), settings)
     await node.submit(make_call(Transfer(OTHER.address, 5), USER, 0, L1_CHAIN))
     await node.mine(40)
     pending = await node.submit(make_call(Transfer(OTHER.address, 6), USER, 1, L1_CHAIN))
     state = (node.chain.head, node.chain.balance(OTHER.address), dict(node.chain.snapshots))
     node.store.close()
-    again = L1Node.open(make_genesis(), settings)
+    again = L1Service.open(make_genesis(), settings)
     assert (again.chain.head, again.chain.balance(OTHER.address), again.chain.snapshots) == state
     assert pending in again.chain.pool
     await again.mine(1)

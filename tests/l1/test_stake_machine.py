@@ -9,7 +9,7 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
-from l1_mock.chain.ledger import CallRejected
+from l1_mock.chain import CallRejected
 from sequencer_node.wire.l1calls import (
     ClaimRewards,
     LockStake,

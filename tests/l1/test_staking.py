@@ -6,7 +6,7 @@ import dataclasses
 
 import pytest
 
-from l1_mock.chain.ledger import TOKEN, CallRejected
+from l1_mock.chain import TOKEN, CallRejected
 from sequencer_node.wire.codec import signing_bytes
 from sequencer_node.wire.crypto import SigningKey
 from sequencer_node.wire.l1calls import (
