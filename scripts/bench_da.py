@@ -23,8 +23,8 @@ from pathlib import Path
 
 import trio
 
+from l1_mock.chain import CALL_EXECUTION_GAS
 from l1_mock.chain.fees import blob_base_fee, calldata_gas
-from l1_mock.chain.ledger import CALL_EXECUTION_GAS
 from sequencer_node.batcher.builder import Draft, draft_batch, fit_draft
 from sequencer_node.batcher.kzg_worker import KzgWorker
 from sequencer_node.batching.blobs import MAX_BLOB_DATA_SIZE

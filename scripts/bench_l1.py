@@ -23,7 +23,7 @@ import trio
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from l1_mock.server import L1Node, NodeSettings
+from l1_mock.server import L1Service, L1Settings
 from sequencer_node.wire.blobs import BLOB_SCHEDULE, kzg_to_versioned_hash
 from sequencer_node.wire.kzg import (
     blob_to_commitment_and_proof,
@@ -102,7 +102,7 @@ def bench_ledger(blob: bytes, c: bytes, p: bytes, fork: str, blocks: int) -> flo
 async def bench_node(blob: bytes, c: bytes, p: bytes, fork: str, blocks: int) -> float:
     with tempfile.TemporaryDirectory() as tmp:
         g = helpers.genesis(forks=((0, fork),))
-        node = L1Node.open(g, NodeSettings(Path(tmp), 2, auto_mine=False))
+        node = L1Service.open(g, L1Settings(Path(tmp), 2, auto_mine=False))
         elapsed = 0.0
         for _ in range(blocks):
             batches = full_block_batches(node.chain, blob, c, p, fork)

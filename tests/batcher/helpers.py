@@ -10,8 +10,8 @@ from pathlib import Path
 
 import trio
 
-from l1_mock.chain.ledger import TOKEN, ChainConfig, Genesis, GenesisSequencer
-from l1_mock.server import L1Node, NodeSettings, serve
+from l1_mock.chain import TOKEN, ChainConfig, Genesis, GenesisSequencer
+from l1_mock.server import L1Service, L1Settings, serve
 from sequencer_node.batcher.cosign import ApprovalCollector, sign_approval
 from sequencer_node.clients.l1 import L1Client
 from sequencer_node.core.ledger import Ledger, tx_root
@@ -59,9 +59,9 @@ def l1_genesis(*, retention: int = 4096, fork: str = "cancun") -> Genesis:
 @asynccontextmanager
 async def running_l1(
     tmp: Path, *, retention: int = 4096, fork: str = "cancun"
-) -> AsyncIterator[tuple[L1Node, L1Client]]:
-    node = L1Node.open(
-        l1_genesis(retention=retention, fork=fork), NodeSettings(tmp / "l1", 2, auto_mine=False)
+) -> AsyncIterator[tuple[L1Service, L1Client]]:
+    node = L1Service.open(
+        l1_genesis(retention=retention, fork=fork), L1Settings(tmp / "l1", 2, auto_mine=False)
     )
     try:
         async with trio.open_nursery() as nursery:

@@ -20,7 +20,7 @@ import pytest
 import trio
 from click.testing import CliRunner, Result
 
-from l1_mock.server import L1Node, NodeSettings, serve
+from l1_mock.server import L1Service, L1Settings, serve
 from sequencer_node.cli.seqctl import main
 from sequencer_node.keystore import save_keystore
 from sequencer_node.wire.crypto import SigningKey
@@ -74,7 +74,7 @@ class Background:
 @dataclass
 class L1:
     url: str
-    node: L1Node
+    node: L1Service
     bg: Background
 
     def mine(self, n: int = 1) -> None:
@@ -86,7 +86,7 @@ def running_l1(data_dir: Path, **config: Any) -> Iterator[L1]:
     """A real L1 mock (test genesis of tests/l1/helpers.py with ``config`` overrides)."""
     g = genesis(**config)
     g = dataclasses.replace(g, config=dataclasses.replace(g.config, genesis_time=1_700_000_000))
-    node = L1Node.open(g, NodeSettings(data_dir, 2, auto_mine=False))
+    node = L1Service.open(g, L1Settings(data_dir, 2, auto_mine=False))
 
     async def start(task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED) -> None:
         async with trio.open_nursery() as nursery:

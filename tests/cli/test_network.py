@@ -168,7 +168,7 @@ async def _submit_trusted(l1: L1, params: SubmitBatch) -> None:
     blob), which would load the trusted setup (seconds) for nothing."""
     call = make_call(params, OWNERS[0], l1.node.chain.pending_nonce(OWNERS[0].address), L1_CHAIN)
     async with l1.node.lock:
-        l1.node._submit_locked(call, tuple(kzg_to_versioned_hash(c) for c in params.commitments))
+        l1.node.pool_verified(call, tuple(kzg_to_versioned_hash(c) for c in params.commitments))
 
 
 async def _submit(url: str, params: object) -> None:

@@ -26,7 +26,7 @@ from typing import Any
 import httpx
 import trio
 
-from l1_mock.chain.ledger import TOKEN, ChainConfig, GenesisSequencer
+from l1_mock.chain import TOKEN, ChainConfig, GenesisSequencer
 from l1_mock.genesis import dev_genesis, dumps
 from sequencer_node.genesis import L2Genesis, write_genesis
 from sequencer_node.keystore import save_keystore

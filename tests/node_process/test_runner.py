@@ -17,10 +17,9 @@ import httpx
 import pytest
 import trio
 
-from l1_mock.chain.ledger import TOKEN, ChainConfig, GenesisSequencer
+from l1_mock.chain import TOKEN, ChainConfig, GenesisSequencer
 from l1_mock.genesis import dev_genesis
-from l1_mock.server import L1Node
-from l1_mock.server import NodeSettings as L1Settings
+from l1_mock.server import L1Service, L1Settings
 from l1_mock.server import serve as serve_l1
 from sequencer_node.clients.l1 import L1Client
 from sequencer_node.core import api
@@ -52,7 +51,7 @@ def l1_genesis() -> Any:
 
 @pytest.fixture
 async def l1_url(tmp_path: Path) -> AsyncIterator[str]:
-    node = L1Node.open(l1_genesis(), L1Settings(tmp_path / "l1", 1, auto_mine=False))
+    node = L1Service.open(l1_genesis(), L1Settings(tmp_path / "l1", 1, auto_mine=False))
     async with trio.open_nursery() as nursery:
         url: str = await nursery.start(serve_l1, node, "127.0.0.1", 0)
         yield url
@@ -282,7 +281,7 @@ def _flatten(e: BaseException) -> str:
 
 
 async def test_follower_survives_an_l1_outage(tmp_path: Path) -> None:
-    l1node = L1Node.open(l1_genesis(), L1Settings(tmp_path / "l1", 1, auto_mine=False))
+    l1node = L1Service.open(l1_genesis(), L1Settings(tmp_path / "l1", 1, auto_mine=False))
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
