@@ -34,11 +34,9 @@ import trio
 from sequencer_node.clients.l1 import L1Client, L1Error, L1Rejected, SequencerInfo
 from sequencer_node.core import api
 from sequencer_node.shell.metrics import NodeMetrics
+from sequencer_node.system.retry import backoff_delay
 from sequencer_node.wire.crypto import SigningKey
-from sequencer_node.wire.messages import (
-    DowntimeCertificate,
-    Evidence,
-)
+from sequencer_node.wire.messages import DowntimeCertificate, Evidence
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +45,10 @@ SLOTS_PER_EPOCH = 32
 _SNAPSHOTS_PER_POLL = 8
 _SNAPSHOT_LOOKBACK = 64
 _INBOX_KEEP = 4096
+
+
+#: What the watcher tells the core (through the node's input channel).
+L1Event = api.L1HeadChanged | api.StakeSnapshotAvailable | api.ForcedEntriesSeen
 
 
 class L1StartError(Exception):
@@ -87,9 +89,8 @@ class InboxEntry:
     tx_hash: bytes
 
 
-def backoff(attempt: int, rng: random.Random, initial: float = 0.25, cap: float = 10.0) -> float:
-    base: float = min(cap, initial * 2.0 ** min(attempt, 30))
-    return base / 2 + rng.uniform(0, base / 2)
+#: First retry delay after an L1 failure (doubling per attempt up to the cap).
+_RETRY_INITIAL_S = 0.5
 
 
 async def connect_l1(
@@ -105,7 +106,7 @@ async def connect_l1(
     start = trio.current_time()
     attempt = 0
     last: Exception | None = None
-    chain_id: Any = None
+    chain_id: object = None
     with trio.move_on_after(timeout_s):
         while True:
             attempt += 1
@@ -115,20 +116,32 @@ async def connect_l1(
             except L1Error as e:
                 last = e
                 log.warning("L1 at %s not answering yet (attempt %d): %s", l1.url, attempt, e)
-            await trio.sleep(backoff(attempt, rng, cap=2.0))
+            await trio.sleep(backoff_delay(attempt, initial_s=_RETRY_INITIAL_S, max_s=2.0, rng=rng))
     if chain_id is None:
         waited = trio.current_time() - start
         raise L1StartError(
             f"the L1 at {l1.url} is unreachable: tried for {waited:.1f} s ({attempt} attempts); "
             f"last error: {last}. Start the L1 or fix --l1-url / SEQ_L1_URL"
         )
-    got = int(chain_id, 16) if isinstance(chain_id, str) else int(chain_id)
+    got = _chain_id(chain_id)
     if got != expected_chain_id:
         raise L1StartError(
             f"the L1 at {l1.url} has chain id {got}, but the genesis file says l1_chain_id "
             f"{expected_chain_id}; point --l1-url at the right L1 or fix the genesis"
         )
     return got
+
+
+def _chain_id(answer: object) -> int | None:
+    """``eth_chainId``'s answer (hex string, or an integer from lenient servers)."""
+    if isinstance(answer, int):
+        return answer
+    if isinstance(answer, str):
+        try:
+            return int(answer, 16)
+        except ValueError:
+            return None
+    return None
 
 
 class L1Watcher:
@@ -138,7 +151,7 @@ class L1Watcher:
         self,
         l1: L1Client,
         *,
-        events: trio.MemorySendChannel[Any],
+        events: trio.MemorySendChannel[L1Event],
         key: SigningKey | None,
         genesis_stake_epoch: int,
         forced_start: int = 0,
@@ -222,13 +235,18 @@ class L1Watcher:
                 await self.poll_once()
             except L1Error as e:
                 self._failed(e)
-            except Exception as e:  # a bug or an L1 answer we did not foresee: never crash
-                log.exception("L1 watcher error (will retry): %s", e)
+            except (KeyError, TypeError, ValueError) as e:  # an answer of a shape not foreseen
+                log.exception("L1 answered something unexpected (will retry): %s", e)
                 self._failed(e)
             if self._failures:
-                await trio.sleep(backoff(self._failures, self._rng, cap=self._backoff_cap_s))
+                await trio.sleep(self._backoff(self._failures))
             else:
                 await trio.sleep(self.poll_s)
+
+    def _backoff(self, attempt: int) -> float:
+        return backoff_delay(
+            attempt, initial_s=_RETRY_INITIAL_S, max_s=self._backoff_cap_s, rng=self._rng
+        )
 
     def _failed(self, e: Exception) -> None:
         if self.up or self._failures == 0:
@@ -346,7 +364,7 @@ class L1Watcher:
                 return
             except L1Error as e:
                 sub.error = str(e)
-                await trio.sleep(backoff(attempt, self._rng, cap=self._backoff_cap_s))
+                await trio.sleep(self._backoff(attempt))
                 continue
             sub.submitted, sub.l1_tx, sub.error = True, tx, None
             log.info("submitted %s against %s in L1 tx %s", sub.kind, sub.offender.hex()[:16],
@@ -363,9 +381,9 @@ class L1Watcher:
 
 __all__ = [
     "InboxEntry",
+    "L1Event",
     "L1Watcher",
     "L1StartError",
     "Submission",
-    "backoff",
     "connect_l1",
 ]

@@ -30,7 +30,7 @@ Theory of operation
 
 from __future__ import annotations
 
-import fcntl
+import dataclasses
 import logging
 import os
 import random
@@ -43,20 +43,24 @@ from typing import Any
 
 import trio
 
-from sequencer_node.clients.l1 import L1Client, L1Error
+from sequencer_node.batcher.config import BatcherConfig, DaMode
+from sequencer_node.batcher.service import BatcherService
+from sequencer_node.clients.l1 import L1Client, L1Error, SequencerInfo
 from sequencer_node.core import api
 from sequencer_node.core.sequencer import RECENT_COMMITTED, SequencerCore
 from sequencer_node.genesis import L2Genesis
-from sequencer_node.shell.l1_watcher import L1Watcher, connect_l1
+from sequencer_node.shell.api_views import ApiViews, StoredHead
+from sequencer_node.shell.l1_watcher import L1Event, L1Watcher, connect_l1
 from sequencer_node.shell.metrics import NodeMetrics
 from sequencer_node.shell.p2p_messages import TxBatch
 from sequencer_node.shell.peers import PeerAddress, PeerConfig, PeerManager, run_tx_ingress
 from sequencer_node.shell.rpc import Overloaded, serve_rpc
 from sequencer_node.shell.scoring import Offense
 from sequencer_node.shell.store import DB_FILENAME, Store
-from sequencer_node.system.files import atomic_write
+from sequencer_node.system.files import DirectoryInUse, atomic_write, lock_directory
 from sequencer_node.wire.codec import decode, encode, message_id
 from sequencer_node.wire.crypto import SigningKey, verify_message
+from sequencer_node.wire.hexstr import opt_hex
 from sequencer_node.wire.messages import (
     Block,
     CertifiedBlock,
@@ -97,7 +101,7 @@ class NodeSettings:
     peers: tuple[PeerAddress, ...] = ()
     rpc_host: str = "127.0.0.1"
     rpc_port: int = 8600
-    da: str = "blobs"
+    da: DaMode = "blobs"
     #: How often the core's clock ticks (timeouts, proposing).
     tick_s: float = 0.05
     l1_poll_s: float = 1.0
@@ -109,7 +113,7 @@ class NodeSettings:
     #: Extra identities allowed as peers besides the genesis validators and the keys
     #: registered on L1 (tests, private networks).
     allow_peers: frozenset[bytes] = frozenset()
-    #: Run the batcher (if this build has one).
+    #: Run the batcher (``--no-batcher``: off).
     batcher: bool = True
     #: Cut a batch when its oldest block is this old (None: the batcher's default).
     batch_max_age_ms: int | None = None
@@ -133,7 +137,11 @@ class _TxRequest:
 @dataclass(frozen=True, slots=True)
 class _PeerInput:
     sender: bytes
-    message: Any
+    message: object
+
+
+#: Everything the core-owning task consumes, from its one input channel.
+_Input = _PeerInput | _TxRequest | L1Event
 
 
 def offense_for(offense: api.Offense) -> Offense:
@@ -143,27 +151,16 @@ def offense_for(offense: api.Offense) -> Offense:
     return Offense.INVALID_MESSAGE
 
 
-def _hex(b: bytes | None) -> str | None:
-    return None if b is None else "0x" + b.hex()
-
-
 def lock_data_dir(data_dir: Path) -> int:
-    """Create ``data_dir`` and lock it for this process (one node per data directory).
-
-    Returns the lock's file descriptor (close it to release); raises NodeStartError when
-    another process holds it. ``sequencer-node run --check-config`` uses it too.
-    """
-    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-    fd = os.open(data_dir / LOCK_FILENAME, os.O_RDWR | os.O_CREAT, 0o600)
+    """Lock ``data_dir`` for this process (created if missing); returns the lock's descriptor
+    (close it to unlock). Raises NodeStartError if another node process holds it."""
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        os.close(fd)
+        return lock_directory(data_dir, LOCK_FILENAME)
+    except DirectoryInUse:
         raise NodeStartError(
             f"{data_dir} is in use by another node process (lock {data_dir / LOCK_FILENAME}); "
             "stop it first, or give this node its own --data-dir"
         ) from None
-    return fd
 
 
 def _find_os_error(exc: BaseException) -> OSError | None:
@@ -215,21 +212,22 @@ class Node:
         self.metrics = metrics or NodeMetrics()
         self._clock = clock
         self._rng = rng or random.Random()
-        self._send, self._recv = trio.open_memory_channel[Any](settings.inbound_buffer)
+        self._send, self._recv = trio.open_memory_channel[_Input](settings.inbound_buffer)
         self._stop = trio.Event()
         self._rpc_stop = trio.Event()
         self.store: Store | None = None
         self.core: SequencerCore | None = None
         self.pm: PeerManager | None = None
         self.follower: L1Watcher | None = None
-        self.batcher: Any | None = None
+        self.batcher: BatcherService | None = None
+        self.views = ApiViews(self)
         self._tx_send: trio.MemorySendChannel[Transaction] | None = None
         self._tx_index: OrderedDict[bytes, int] = OrderedDict()
         self._committed: list[api.BlockCommitted] = []
         self._unsafe: tuple[int, bytes] = (0, b"")
         #: (height, hash, state root) of the last committed block written to the store: what
         #: the RPC reports as the certified head, so /v1/blocks/{height} always has it.
-        self._stored: tuple[int, bytes, bytes] = (0, b"", b"")
+        self._stored = StoredHead(0, b"", b"")
         self._last_leader: bytes | None = None
         self._lock_fd: int | None = None
         self._core_scope = trio.CancelScope()
@@ -265,7 +263,7 @@ class Node:
                 chain=chain,
             )
             st = self.core.status()
-            self._stored = (st.committed_height, st.committed_hash, st.state_root)
+            self._stored = StoredHead(st.committed_height, st.committed_hash, st.state_root)
             for cb in chain[-_TX_INDEX:]:  # tx status survives a restart
                 for tx in cb.block.transactions:
                     self._tx_index[message_id(tx)] = cb.block.header.height
@@ -339,61 +337,27 @@ class Node:
 
     async def _serve(self, l1: L1Client, task_status: trio.TaskStatus[NodeAddresses]) -> None:
         s = self.settings
-        identity = self.p2p_identity()
-        self.pm = PeerManager(
-            identity,
-            self.genesis.chain_id,
-            is_allowed=self.is_allowed,
-            peers=self._dial_list(),
-            listen_host=s.p2p_host,
-            listen_port=s.p2p_port,
-            config=s.peer_config,
-            rng=self._rng,
-            validate=self._validate,
-        )
+        assert self.follower is not None
+        pm = self.pm = self._make_peer_manager()
         tx_send, tx_recv = trio.open_memory_channel[Transaction](4096)
         self._tx_send = tx_send
+        core_done, rpc_done = trio.Event(), trio.Event()
         async with trio.open_nursery() as nursery:
-            try:
-                p2p_port = await nursery.start(self.pm.run)
-            except (OSError, BaseExceptionGroup) as exc:
-                e = _os_error(exc)
-                raise NodeStartError(
-                    f"cannot listen for p2p on {s.p2p_host}:{s.p2p_port}: {e.strerror or e} "
-                    "(port in use? choose another with --p2p-listen)"
-                ) from None
-            self._start_batcher(l1)
+            p2p_port = await self._start_p2p(nursery, pm)
+            self.batcher = self._start_batcher(l1)
             if self.batcher is not None:
                 await nursery.start(self.batcher.run)
-            await nursery.start(self.follower.run)  # type: ignore[union-attr]
+            await nursery.start(self.follower.run)
             nursery.start_soon(self._forward_peers)
-            nursery.start_soon(run_tx_ingress, self.pm, tx_recv)
-            core_done = trio.Event()
+            nursery.start_soon(run_tx_ingress, pm, tx_recv)
             nursery.start_soon(self._core_loop, core_done)
-            rpc_done = trio.Event()
-
-            async def rpc(task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED) -> None:
-                try:
-                    await serve_rpc(
-                        self, s.rpc_host, s.rpc_port, self._rpc_stop.wait, task_status=task_status
-                    )
-                finally:
-                    rpc_done.set()
-
-            try:
-                rpc_url = await nursery.start(rpc)
-            except (OSError, BaseExceptionGroup) as exc:
-                e = _os_error(exc)
-                raise NodeStartError(
-                    f"cannot serve the RPC on {s.rpc_host}:{s.rpc_port}: {e.strerror or e} "
-                    "(port in use? choose another with --rpc-listen)"
-                ) from None
+            rpc_url = await self._start_rpc(nursery, rpc_done)
             self.addresses = NodeAddresses(p2p_port, rpc_url)
             log.info(
                 "node running: p2p port %d, rpc %s, role %s",
                 p2p_port,
                 rpc_url,
-                self.role(),
+                self.views.role(),
                 extra={"fields": {"p2p_port": p2p_port, "rpc": rpc_url}},
             )
             task_status.started(self.addresses)
@@ -407,32 +371,70 @@ class Node:
                 await core_done.wait()
                 await tx_send.aclose()
                 # Flush what is queued to each peer (e.g. our last votes), then close.
-                await self.pm.shutdown(timeout_s=min(2.0, s.shutdown_timeout_s / 2))
+                await pm.shutdown(timeout_s=min(2.0, s.shutdown_timeout_s / 2))
             if scope.cancelled_caught:
                 log.warning("graceful shutdown deadline passed; cancelling the rest")
-            self.pm.close()
+            pm.close()
             nursery.cancel_scope.cancel()
         log.info("stopped")
 
-    def _start_batcher(self, l1: L1Client) -> None:
+    def _make_peer_manager(self) -> PeerManager:
+        s = self.settings
+        return PeerManager(
+            self.p2p_identity(),
+            self.genesis.chain_id,
+            is_allowed=self.is_allowed,
+            peers=self._dial_list(),
+            listen_host=s.p2p_host,
+            listen_port=s.p2p_port,
+            config=s.peer_config,
+            rng=self._rng,
+            validate=self._validate,
+        )
+
+    async def _start_p2p(self, nursery: trio.Nursery, pm: PeerManager) -> int:
+        s = self.settings
+        try:
+            port: int = await nursery.start(pm.run)
+        except (OSError, BaseExceptionGroup) as exc:
+            e = _os_error(exc)
+            raise NodeStartError(
+                f"cannot listen for p2p on {s.p2p_host}:{s.p2p_port}: {e.strerror or e} "
+                "(port in use? choose another with --p2p-listen)"
+            ) from None
+        return port
+
+    async def _start_rpc(self, nursery: trio.Nursery, done: trio.Event) -> str:
+        s = self.settings
+
+        async def rpc(task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED) -> None:
+            try:
+                await serve_rpc(
+                    self, s.rpc_host, s.rpc_port, self._rpc_stop.wait, task_status=task_status
+                )
+            finally:
+                done.set()
+
+        try:
+            url: str = await nursery.start(rpc)
+        except (OSError, BaseExceptionGroup) as exc:
+            e = _os_error(exc)
+            raise NodeStartError(
+                f"cannot serve the RPC on {s.rpc_host}:{s.rpc_port}: {e.strerror or e} "
+                "(port in use? choose another with --rpc-listen)"
+            ) from None
+        return url
+
+    def _start_batcher(self, l1: L1Client) -> BatcherService | None:
         if not self.settings.batcher:
             log.info("batching disabled (--no-batcher)")
-            return
-        try:
-            from sequencer_node.batcher import service  # type: ignore[attr-defined,unused-ignore]
-        except ImportError:
-            log.info("batcher not available in this build: running without batching")
-            return
-        BatcherService: Any = service.BatcherService
-        BatcherConfig: Any = getattr(service, "BatcherConfig", None)
-        if BatcherConfig is None:
-            from sequencer_node.batcher.config import BatcherConfig
+            return None
         assert self.store is not None
-        extra: dict[str, Any] = {}
-        if self.settings.batch_max_age_ms is not None:
-            extra["max_age_ms"] = self.settings.batch_max_age_ms
-        config = BatcherConfig(da=self.settings.da, **extra)
-        self.batcher = BatcherService(
+        s = self.settings
+        config = BatcherConfig(da=s.da)
+        if s.batch_max_age_ms is not None:
+            config = dataclasses.replace(config, max_age_ms=s.batch_max_age_ms)
+        return BatcherService(
             config=config,
             store=self.store,
             l1=l1,
@@ -457,7 +459,7 @@ class Node:
             return True
         return self.follower is not None and pubkey in self.follower.registered
 
-    def _sequencers_changed(self, registered: dict[bytes, Any]) -> None:
+    def _sequencers_changed(self, registered: dict[bytes, SequencerInfo]) -> None:
         """The registered set changed on L1: dial new sequencers, drop peers that are no
         longer admitted."""
         if self.pm is None:
@@ -502,7 +504,7 @@ class Node:
         elapsed = max(0, self.now_ms() - self.genesis.timestamp_ms)
         return 2 * elapsed // max(1, pace) + 1_000
 
-    def _validate(self, sender: bytes, msg: Any) -> Offense | None:
+    def _validate(self, sender: bytes, msg: object) -> Offense | None:
         """Cheap checks before delivery and relay (see the module docstring): a round that
         cannot exist yet, then signatures."""
         chain = self.genesis.chain_id
@@ -556,7 +558,7 @@ class Node:
                         self._update_gauges()
                         next_tick = trio.current_time() + tick_s
                     # Only the wait is bounded by the tick: handling an input is never cut short.
-                    item: Any = None
+                    item: _Input | None = None
                     with trio.move_on_at(next_tick):
                         try:
                             item = await self._recv.receive()
@@ -567,7 +569,7 @@ class Node:
         finally:
             done.set()
 
-    async def _handle(self, item: Any) -> None:
+    async def _handle(self, item: _Input) -> None:
         core = self.core
         assert core is not None
         now = self.now_ms()
@@ -622,62 +624,81 @@ class Node:
         if h.height > self._unsafe[0]:
             self._unsafe = (h.height, block_hash(h))
 
-    async def _apply(self, effects: Sequence[api.Effect], *, nested: bool = False) -> None:
+    async def _apply(self, effects: Sequence[api.Effect]) -> None:
+        """Carry out the core's effects in order; then write the blocks they committed."""
+        await self._carry_out(effects)
+        if self._committed:
+            await self._flush_committed()
+
+    async def _carry_out(self, effects: Sequence[api.Effect]) -> None:
         assert self.core is not None
         assert self.store is not None
-        assert self.pm is not None
         for e in effects:
             if isinstance(e, api.PersistWatermark):
                 # Durable before anything signed leaves; then release it at once.
                 self.store.write_watermark(encode(e.record))
-                await self._apply(
-                    self.core.handle(api.WatermarkPersisted(e.seq), self.now_ms()), nested=True
+                await self._carry_out(
+                    self.core.handle(api.WatermarkPersisted(e.seq), self.now_ms())
                 )
             elif isinstance(e, api.Broadcast):
-                msg = e.message
-                if isinstance(msg, Transaction) and self._tx_send is not None:
-                    try:
-                        self._tx_send.send_nowait(msg)
-                        continue
-                    except (trio.WouldBlock, trio.ClosedResourceError):
-                        pass
-                if isinstance(msg, Block):
-                    self._saw_block(msg)
-                self.pm.broadcast(msg)
+                self._broadcast(e.message)
             elif isinstance(e, api.SendTo):
+                assert self.pm is not None
                 self.pm.send_to(e.peer, e.message)
             elif isinstance(e, api.BlockCommitted):
                 self._committed.append(e)
-            elif isinstance(e, api.EvidenceFound):
-                assert self.follower is not None
-                sub = self.follower.submit_evidence(e.evidence, e.offender)
-                self.metrics.evidence.labels(sub.kind).inc()
-                log.warning("equivocation found: %s by %s at round %d", sub.kind,
-                            e.offender.hex()[:16], sub.round)  # fmt: skip
-            elif isinstance(e, api.DowntimeCertificateReady):
-                assert self.follower is not None
-                self.follower.submit_downtime(e.certificate)
-                self.metrics.downtime_certificates.inc()
+            elif isinstance(e, api.EvidenceFound | api.DowntimeCertificateReady):
+                self._submit_to_l1(e)
             elif isinstance(e, api.TxResult):
                 self.metrics.rpc_tx.labels("accepted" if e.accepted else "rejected").inc()
             elif isinstance(e, api.RoundChanged):
-                self.metrics.round_changes.labels(e.via.value).inc()
-                if e.leader is not None and e.leader != self._last_leader:
-                    if self._last_leader is not None:
-                        self.metrics.leader_changes.inc()
-                        log.info("leader changed to %s at round %d (%s)",
-                                 _hex(e.leader), e.round, e.via.value)  # fmt: skip
-                    self._last_leader = e.leader
+                self._round_changed(e)
             elif isinstance(e, api.PeerMisbehaved):
-                offense = offense_for(e.offense)
-                self.metrics.invalid_messages.labels(offense.value).inc()
-                log.info("peer %s misbehaved: %s", e.peer.hex()[:16], e.offense)
-                self.pm.penalize(e.peer, offense)
+                self._peer_misbehaved(e)
             elif isinstance(e, api.InputRefused):
                 self.metrics.invalid_messages.labels(offense_for(e.offense).value).inc()
                 log.warning("core refused input from %s: %s", e.source.value, e.offense)
-        if not nested and self._committed:
-            await self._flush_committed()
+
+    def _broadcast(self, msg: object) -> None:
+        """Client transactions go out through the ingress batcher (TxBatch frames); everything
+        else straight to the peer manager."""
+        assert self.pm is not None
+        if isinstance(msg, Transaction) and self._tx_send is not None:
+            try:
+                self._tx_send.send_nowait(msg)
+                return
+            except (trio.WouldBlock, trio.ClosedResourceError):
+                pass
+        if isinstance(msg, Block):
+            self._saw_block(msg)
+        self.pm.broadcast(msg)
+
+    def _submit_to_l1(self, e: api.EvidenceFound | api.DowntimeCertificateReady) -> None:
+        assert self.follower is not None
+        if isinstance(e, api.DowntimeCertificateReady):
+            self.follower.submit_downtime(e.certificate)
+            self.metrics.downtime_certificates.inc()
+            return
+        sub = self.follower.submit_evidence(e.evidence, e.offender)
+        self.metrics.evidence.labels(sub.kind).inc()
+        log.warning("equivocation found: %s by %s at round %d", sub.kind,
+                    e.offender.hex()[:16], sub.round)  # fmt: skip
+
+    def _round_changed(self, e: api.RoundChanged) -> None:
+        self.metrics.round_changes.labels(e.via.value).inc()
+        if e.leader is not None and e.leader != self._last_leader:
+            if self._last_leader is not None:
+                self.metrics.leader_changes.inc()
+                log.info("leader changed to %s at round %d (%s)",
+                         opt_hex(e.leader), e.round, e.via.value)  # fmt: skip
+            self._last_leader = e.leader
+
+    def _peer_misbehaved(self, e: api.PeerMisbehaved) -> None:
+        assert self.pm is not None
+        offense = offense_for(e.offense)
+        self.metrics.invalid_messages.labels(offense.value).inc()
+        log.info("peer %s misbehaved: %s", e.peer.hex()[:16], e.offense)
+        self.pm.penalize(e.peer, offense)
 
     async def _flush_committed(self) -> None:
         assert self.store is not None
@@ -700,10 +721,9 @@ class Node:
                 self.batcher.block_committed(c.certified, c.state_root)
         while len(self._tx_index) > _TX_INDEX:
             self._tx_index.popitem(last=False)
-        last = done[-1]
-        self._stored = (last.certified.block.header.height,
-                        block_hash(last.certified.block.header), last.state_root)  # fmt: skip
-        log.debug("committed up to height %d", self._stored[0])
+        last = done[-1].certified.block.header
+        self._stored = StoredHead(last.height, block_hash(last), done[-1].state_root)
+        log.debug("committed up to height %d", last.height)
 
     def _update_gauges(self) -> None:
         assert self.core is not None
@@ -720,11 +740,10 @@ class Node:
                 m.peer_offenses.labels(kind).set(n)
             m.peer_bans.set(pst.bans)
             m.handshake_failures.set(pst.handshake_failures)
-        heads = self.heads()
-        for name, head in heads.items():
-            m.head_height.labels(name).set(head["height"])
+        for name, head in self.views.heads().items():
+            m.head_height.labels(name).set(head.height)
 
-    # --- RPC-facing reads and writes -------------------------------------------------------
+    # --- RPC-facing writes and the state the views read -----------------------------------
 
     async def submit_tx(self, tx: Transaction) -> api.TxResult:
         """Give ``tx`` to the core; raises Overloaded if the input queue is full."""
@@ -741,197 +760,25 @@ class Node:
         assert req.result is not None
         return req.result
 
-    def role(self) -> str:
-        if self.core is None or self.pk is None:
-            return "follower"
-        st = self.core.status()
-        if st.leader == self.pk:
-            return "leader"
-        info = self.core.epoch_info(st.epoch)
-        if info is not None and self.pk in info.table:
-            return "validator"
-        return "follower"
+    @property
+    def da(self) -> str:
+        return self.settings.da
 
-    def _block_hash_at(self, height: int) -> bytes:
-        assert self.core is not None
-        assert self.store is not None
-        if height <= 0:
-            return self.core.genesis_hash
-        if height == self._stored[0]:
-            return self._stored[1]
-        cb = self.store.get_block(height)
-        return block_hash(cb.block.header) if cb is not None else b""
+    @property
+    def uptime_s(self) -> float:
+        return self._clock() - self.started_at
 
-    def heads(self) -> dict[str, dict[str, Any]]:
-        assert self.core is not None
-        committed, committed_hash, _ = self._stored
-        unsafe_h, unsafe_hash = self._unsafe
-        if unsafe_h <= committed:
-            unsafe_h, unsafe_hash = committed, committed_hash
-        safe = min(committed, self.follower.safe_height() if self.follower else 0)
-        final = min(safe, self.follower.finalized_height() if self.follower else 0)
+    @property
+    def stored_head(self) -> StoredHead:
+        return self._stored
 
-        def head(h: int, hh: bytes | None = None) -> dict[str, Any]:
-            return {"height": h, "hash": _hex(hh if hh is not None else self._block_hash_at(h))}
+    @property
+    def unsafe_head(self) -> tuple[int, bytes]:
+        return self._unsafe
 
-        return {
-            "unsafe": head(unsafe_h, unsafe_hash),
-            "certified": head(committed, committed_hash),
-            "safe": head(safe),
-            "finalized": head(final),
-        }
-
-    def status_json(self) -> dict[str, Any]:
-        assert self.core is not None
-        st = self.core.status()
-        peers = self.pm.peers() if self.pm is not None else []
-        last_batch = None
-        if self.batcher is not None:
-            try:
-                last_batch = self.batcher.status()
-            except Exception as e:  # the batcher's view must not break status
-                last_batch = {"error": str(e)}
-        f = self.follower
-        return {
-            "chain_id": self.genesis.chain_id,
-            "node_id": _hex(self.pk),
-            "p2p_id": _hex(self.pm.identity.public_key) if self.pm is not None else None,
-            "role": self.role(),
-            "epoch": st.epoch,
-            "round": st.round,
-            "leader": _hex(st.leader),
-            "peers": len(peers),
-            "peer_list": [
-                {
-                    "id": _hex(p.identity),
-                    "address": p.address,
-                    "score": round(p.score, 2),
-                    "direction": p.direction,
-                }
-                for p in peers
-            ],
-            "mempool_size": st.mempool_size,
-            "heads": self.heads(),
-            "state_root": _hex(self._stored[2]),
-            "l1": {
-                "head": f.head if f else 0,
-                "finalized": f.finalized if f else 0,
-                "up": f.up if f else False,
-            },
-            "p2p": self._p2p_stats(),
-            "last_batch": last_batch,
-            "da": self.settings.da,
-            "uptime_s": round(self._clock() - self.started_at, 3),
-        }
-
-    def _p2p_stats(self) -> dict[str, Any]:
-        if self.pm is None:
-            return {}
-        st = self.pm.statistics()
-        return {
-            "messages_in": st.messages_in,
-            "messages_out": st.messages_out,
-            "duplicates_dropped": st.duplicates_dropped,
-            "rejected": st.rejected,
-            "handshake_failures": st.handshake_failures,
-            "slow_peer_drops": st.slow_peer_drops,
-            "bans": st.bans,
-            "offenses": dict(st.offenses),
-        }
-
-    def block_json(self, height: int) -> dict[str, Any] | None:
-        assert self.store is not None
-        cb = self.store.get_block(height)
-        if cb is None:
-            return None
-        h = cb.block.header
-        return {
-            "height": h.height,
-            "hash": _hex(block_hash(h)),
-            "parent_hash": _hex(h.parent_hash),
-            "round": h.round,
-            "epoch": h.epoch,
-            "timestamp_ms": h.timestamp_ms,
-            "proposer": _hex(h.proposer),
-            "state_root": _hex(h.state_root),
-            "tx_count": len(cb.block.transactions),
-            "forced_count": len(cb.block.forced),
-            "transactions": [
-                {
-                    "hash": _hex(message_id(tx)),
-                    "from": _hex(tx.sender),
-                    "to": _hex(tx.to),
-                    "amount": str(tx.amount),
-                    "nonce": tx.nonce,
-                    "fee": str(tx.fee),
-                }
-                for tx in cb.block.transactions
-            ],
-            "qc_signers": [_hex(e.signer) for e in cb.qc.signatures],
-        }
-
-    def tx_json(self, tx_hash: bytes) -> dict[str, Any]:
-        assert self.core is not None
-        out: dict[str, Any] = {"tx_hash": _hex(tx_hash), "status": "unknown", "height": None,
-                               "batch": None, "l1_block": None}  # fmt: skip
-        height = self._tx_index.get(tx_hash)
-        if height is None:
-            if self.core.is_pending(tx_hash):
-                out["status"] = "pending"
-            return out
-        out["status"], out["height"] = "certified", height
-        loc = None
-        if self.batcher is not None:
-            try:
-                loc = self.batcher.tx_location(tx_hash)
-            except Exception:
-                loc = None
-        if loc is not None:
-            out["batch"], out["l1_block"] = loc[0], loc[1]
-            out["status"] = "finalized" if loc[2] else "batched"
-        elif self.follower is not None:
-            entry = self.follower.batch_of(height)
-            if entry is not None:
-                out["batch"], out["l1_block"] = entry.batch_number, entry.l1_block
-                fin = entry.l1_block <= self.follower.finalized
-                out["status"] = "finalized" if fin else "batched"
-        return out
-
-    def account_json(self, address: bytes) -> dict[str, Any]:
-        assert self.core is not None
-        ledger = self.core.committed_ledger
-        return {
-            "address": _hex(address),
-            "balance": str(ledger.balance(address)),
-            "nonce": ledger.nonce(address),
-            "height": self.core.committed_height,
-        }
-
-    def schedule_json(self) -> dict[str, Any]:
-        assert self.core is not None
-        epoch = self.core.status().epoch
-
-        def one(e: int) -> dict[str, Any] | None:
-            info = self.core.epoch_info(e) if self.core is not None else None
-            if info is None:
-                return None
-            return {
-                "epoch": e,
-                "stake_epoch": info.stake_epoch,
-                "leaders": [_hex(pk) for pk in info.order],
-                "stakes": {_hex(pk): str(s) for pk, s in sorted(info.table.items())},
-            }
-
-        return {"epoch": epoch, "current": one(epoch), "next": one(epoch + 1)}
-
-    def evidence_json(self) -> dict[str, Any]:
-        subs = list(self.follower.submissions) if self.follower is not None else []
-        return {"evidence": [s.to_json() for s in subs]}
-
-    def batches_json(self) -> dict[str, Any]:
-        if self.batcher is None:
-            return {"batches": [], "batcher": "not running"}
-        return {"batches": self.batcher.batches()}
+    def tx_height(self, tx_hash: bytes) -> int | None:
+        """Height of the certified block that holds ``tx_hash`` (recent ones), else None."""
+        return self._tx_index.get(tx_hash)
 
     # --- batcher views ---------------------------------------------------------------------
 

@@ -48,7 +48,6 @@ import math
 import random
 from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 import trio
 
@@ -62,6 +61,8 @@ from sequencer_node.shell.transport import (
     secure_accept,
     secure_connect,
 )
+from sequencer_node.system.hostport import HostPort
+from sequencer_node.system.retry import backoff_delay
 from sequencer_node.wire.codec import encode
 from sequencer_node.wire.crypto import SigningKey
 from sequencer_node.wire.messages import Transaction
@@ -71,21 +72,9 @@ log = logging.getLogger(__name__)
 _IO_ERRORS = (trio.BrokenResourceError, trio.ClosedResourceError, trio.TooSlowError, OSError)
 
 
-@dataclass(frozen=True, slots=True)
-class PeerAddress:
-    host: str
-    port: int
-
-    @classmethod
-    def parse(cls, text: str) -> PeerAddress:
-        """Parse ``host:port`` (``[v6]:port`` for IPv6) with an error that says what to write."""
-        host, sep, port = text.rpartition(":")
-        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-            raise ValueError(f"{text!r} is not host:port (e.g. 127.0.0.1:9000)")
-        return cls(host.strip("[]"), int(port))
-
-    def __str__(self) -> str:
-        return f"{self.host}:{self.port}"
+#: A peer's TCP address: the shared ``HOST:PORT`` type (one parser for every flag and registry
+#: field that names an endpoint).
+PeerAddress = HostPort
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,12 +95,6 @@ class PeerConfig:
     auto_relay: bool = True
     max_pending_handshakes: int = 64
     max_peers: int = 256
-
-
-def backoff_delay(attempt: int, *, initial_s: float, max_s: float, rng: random.Random) -> float:
-    """Delay before dial ``attempt`` (1-based): capped exponential with equal jitter."""
-    base: float = min(max_s, initial_s * 2.0 ** min(attempt - 1, 62))
-    return base / 2 + rng.uniform(0, base / 2)
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,7 +154,7 @@ class PeerManager:
         rng: random.Random | None = None,
         connect: Callable[[PeerAddress], Awaitable[trio.abc.Stream]] | None = None,
         listeners: Sequence[trio.abc.Listener[trio.abc.Stream]] | None = None,
-        validate: Callable[[bytes, Any], Offense | None] | None = None,
+        validate: Callable[[bytes, object], Offense | None] | None = None,
     ) -> None:
         self.identity = identity
         self.chain_id = chain_id
@@ -186,7 +169,7 @@ class PeerManager:
         self._peers: dict[bytes, _Peer] = {}
         self._scores = ScoreBoard(self.config.scoring)
         self._seen = SeenCache(self.config.seen_cache_size, self.config.seen_ttl_s)
-        self._inbound_send, self.inbound = trio.open_memory_channel[tuple[bytes, Any]](
+        self._inbound_send, self.inbound = trio.open_memory_channel[tuple[bytes, object]](
             self.config.inbound_buffer
         )
         self._changed = trio.Event()
@@ -467,14 +450,14 @@ class PeerManager:
 
     # --- API for the core-owning task ------------------------------------------------------
 
-    def broadcast(self, msg: Any, *, exclude: Collection[bytes] = ()) -> int:
+    def broadcast(self, msg: object, *, exclude: Collection[bytes] = ()) -> int:
         """Gossip ``msg`` (marked seen, so echoes are dropped); returns how many peers it was
         queued for. Never blocks; a peer whose queue is full is dropped."""
         raw = encode(msg)
         self._seen.add(hashlib.sha256(raw).digest(), trio.current_time())
         return self._gossip_raw(raw, exclude=exclude)
 
-    def relay(self, msg: Any, *, source: bytes) -> int:
+    def relay(self, msg: object, *, source: bytes) -> int:
         """Relay a message received from ``source`` (for ``auto_relay=False``)."""
         return self._gossip_raw(encode(msg), exclude=(source,))
 
@@ -484,7 +467,7 @@ class PeerManager:
         )
         return sum(self._enqueue(self._peers[t], raw, True) for t in targets)
 
-    def send_to(self, peer: bytes, msg: Any) -> bool:
+    def send_to(self, peer: bytes, msg: object) -> bool:
         """Send ``msg`` to one peer (not relayed). False if not connected or just dropped
         for being too slow. Never blocks."""
         p = self._peers.get(peer)

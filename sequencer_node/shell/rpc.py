@@ -25,6 +25,7 @@ from sequencer_node.core import api
 from sequencer_node.shell.metrics import NodeMetrics
 from sequencer_node.wire.codec import CodecError, decode
 from sequencer_node.wire.crypto import parse_address
+from sequencer_node.wire.hexstr import from_hex, to_hex
 from sequencer_node.wire.messages import Transaction
 
 log = logging.getLogger(__name__)
@@ -37,38 +38,37 @@ class Overloaded(Exception):
     """The node's input queue is full: the client should retry later (HTTP 429)."""
 
 
+class Views(Protocol):
+    """The JSON reads (implemented by :class:`~sequencer_node.shell.api_views.ApiViews`)."""
+
+    def tx(self, tx_hash: bytes) -> dict[str, Any]: ...
+    def block(self, height: int) -> dict[str, Any] | None: ...
+    def account(self, address: bytes) -> dict[str, Any]: ...
+    def status(self) -> dict[str, Any]: ...
+    def schedule(self) -> dict[str, Any]: ...
+    def evidence(self) -> dict[str, Any]: ...
+    def batches(self) -> dict[str, Any]: ...
+
+
 class NodeApi(Protocol):
     """What the API needs from the node (implemented by
     :class:`~sequencer_node.shell.node_service.Node`;
     a Protocol so that this module does not import the runner)."""
 
-    metrics: NodeMetrics
-
+    @property
+    def metrics(self) -> NodeMetrics: ...
+    @property
+    def views(self) -> Views: ...
     async def submit_tx(self, tx: Transaction) -> api.TxResult: ...
-    def tx_json(self, tx_hash: bytes) -> dict[str, Any]: ...
-    def block_json(self, height: int) -> dict[str, Any] | None: ...
-    def account_json(self, address: bytes) -> dict[str, Any]: ...
-    def status_json(self) -> dict[str, Any]: ...
-    def schedule_json(self) -> dict[str, Any]: ...
-    def evidence_json(self) -> dict[str, Any]: ...
-    def batches_json(self) -> dict[str, Any]: ...
 
 
 def _error(status: int, code: str, message: str) -> JSONResponse:
     return JSONResponse({"error": {"code": code, "message": message}}, status_code=status)
 
 
-def _hex_arg(text: str, size: int, what: str) -> bytes:
-    try:
-        raw = bytes.fromhex(text.removeprefix("0x"))
-    except ValueError:
-        raise ValueError(f"{what} must be 0x-hex") from None
-    if len(raw) != size:
-        raise ValueError(f"{what} must be {size} bytes, got {len(raw)}")
-    return raw
-
-
 def make_app(node: NodeApi) -> Starlette:
+    views = node.views
+
     async def submit_tx(request: Request) -> Response:
         body = b""
         async for chunk in request.stream():
@@ -93,20 +93,20 @@ def make_app(node: NodeApi) -> Starlette:
             code = (result.reason or "rejected").upper()
             msg = f"{result.reason}: {result.detail}" if result.detail else str(result.reason)
             return _error(422, code, msg)
-        return JSONResponse({"tx_hash": "0x" + result.tx_hash.hex(), "status": "pending"})
+        return JSONResponse({"tx_hash": to_hex(result.tx_hash), "status": "pending"})
 
     async def tx_status(request: Request) -> Response:
         try:
-            h = _hex_arg(request.path_params["tx_hash"], 32, "tx_hash")
+            h = from_hex(request.path_params["tx_hash"], 32, "tx_hash")
         except ValueError as e:
             return _error(400, "MALFORMED", str(e))
-        return JSONResponse(node.tx_json(h))
+        return JSONResponse(views.tx(h))
 
     async def block(request: Request) -> Response:
         text = request.path_params["height"]
         if not text.isdigit() or len(text) > 20:
             return _error(400, "MALFORMED", "height must be a non-negative integer")
-        doc = node.block_json(int(text))
+        doc = views.block(int(text))
         if doc is None:
             return _error(404, "NOT_FOUND", f"no certified block at height {text} on this node")
         return JSONResponse(doc)
@@ -116,7 +116,7 @@ def make_app(node: NodeApi) -> Starlette:
             address = parse_address(request.path_params["address"])
         except ValueError as e:
             return _error(400, "MALFORMED", str(e))
-        return JSONResponse(node.account_json(address))
+        return JSONResponse(views.account(address))
 
     def getter(fn: Callable[[], dict[str, Any]]) -> Callable[[Request], Awaitable[Response]]:
         async def handler(request: Request) -> Response:
@@ -135,11 +135,11 @@ def make_app(node: NodeApi) -> Starlette:
             Route("/v1/tx", submit_tx, methods=["POST"]),
             Route("/v1/tx/{tx_hash}", tx_status, methods=["GET"]),
             Route("/v1/blocks/{height}", block, methods=["GET"]),
-            Route("/v1/status", getter(node.status_json), methods=["GET"]),
+            Route("/v1/status", getter(views.status), methods=["GET"]),
             Route("/v1/account/{address}", account, methods=["GET"]),
-            Route("/v1/schedule", getter(node.schedule_json), methods=["GET"]),
-            Route("/v1/evidence", getter(node.evidence_json), methods=["GET"]),
-            Route("/v1/batches", getter(node.batches_json), methods=["GET"]),
+            Route("/v1/schedule", getter(views.schedule), methods=["GET"]),
+            Route("/v1/evidence", getter(views.evidence), methods=["GET"]),
+            Route("/v1/batches", getter(views.batches), methods=["GET"]),
             Route("/health", health, methods=["GET"]),
             Route("/metrics", metrics, methods=["GET"]),
         ]

@@ -190,6 +190,11 @@ class Store:
         rows = self._query("SELECT data FROM blocks WHERE height = ?", (height,))
         return decode(_blob(rows[0][0]), CertifiedBlock) if rows else None
 
+    def block_hash(self, height: int) -> bytes | None:
+        """The hash of the stored block at ``height`` (from its column: nothing is decoded)."""
+        rows = self._query("SELECT hash FROM blocks WHERE height = ?", (height,))
+        return _blob(rows[0][0]) if rows else None
+
     def get_blocks(
         self, from_height: int, to_height: int, *, max_bytes: int = 4 * 1024 * 1024
     ) -> list[CertifiedBlock]:

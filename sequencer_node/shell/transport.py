@@ -16,7 +16,6 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import trio
 
@@ -56,7 +55,7 @@ class TransportConfig:
 class Inbound:
     """One received message: the decoded message, its canonical bytes, and the gossip flag."""
 
-    message: Any
+    message: object
     raw: bytes
     gossip: bool
 
@@ -97,7 +96,7 @@ class SecureConnection:
 
     # --- sending ---------------------------------------------------------------------------
 
-    async def send_message(self, msg: Any, *, gossip: bool = False) -> None:
+    async def send_message(self, msg: object, *, gossip: bool = False) -> None:
         await self.send_encoded([(encode(msg), gossip)])
 
     async def send_encoded(self, items: Sequence[tuple[bytes, bool]]) -> None:
@@ -139,7 +138,7 @@ class SecureConnection:
             if flag not in (b"\x00", b"\x01"):
                 raise RemoteProtocolError(f"unknown frame flag {flag!r}", Offense.MALFORMED_FRAME)
             try:
-                msg: Any = decode(raw)
+                msg: object = decode(raw)
             except CodecError as e:
                 raise RemoteProtocolError(
                     f"malformed message: {e}", Offense.MALFORMED_MESSAGE

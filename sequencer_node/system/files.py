@@ -1,7 +1,9 @@
-"""Crash-safe file writes: a reader sees the old file or the new one, never half of either."""
+"""Crash-safe file writes (a reader sees the old file or the new one, never half of either)
+and the exclusive lock that keeps two processes out of one data directory."""
 
 from __future__ import annotations
 
+import fcntl
 import os
 from pathlib import Path
 
@@ -50,3 +52,27 @@ def atomic_write(path: Path, data: bytes, *, mode: int = 0o600, overwrite: bool 
         tmp.unlink(missing_ok=True)
         raise
     fsync_dir(path.parent)
+
+
+class DirectoryInUse(OSError):
+    """Another process holds the directory's lock."""
+
+
+def lock_directory(directory: Path, name: str = "LOCK") -> int:
+    """Create ``directory`` (mode 0700) if needed and take an exclusive lock on its file
+    ``name``; returns the open descriptor (closing it releases the lock, as does the death of
+    the process, so a crash never leaves a stale lock).
+
+    Raises:
+        DirectoryInUse: another process holds the lock.
+    """
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    fd = os.open(directory / name, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        raise DirectoryInUse(
+            f"{directory} is in use by another process (lock {directory / name})"
+        ) from None
+    return fd

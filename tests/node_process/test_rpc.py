@@ -15,29 +15,32 @@ from sequencer_node.shell.rpc import MAX_BODY, make_app
 from tests.node_process.helpers import USERS, make_tx, tx_body
 
 
+class StubViews:
+    def tx(self, h: bytes) -> dict[str, Any]:
+        return {"tx_hash": "0x" + h.hex(), "status": "unknown"}
+
+    def block(self, height: int) -> dict[str, Any] | None:
+        return {"height": height} if height == 1 else None
+
+    def account(self, address: bytes) -> dict[str, Any]:
+        return {"address": "0x" + address.hex(), "balance": "0", "nonce": 0}
+
+    def status(self) -> dict[str, Any]:
+        return {"role": "follower"}
+
+    schedule = evidence = batches = status
+
+
 class StubNode:
     def __init__(self) -> None:
         self.metrics = NodeMetrics()
+        self.views = StubViews()
         self.result: api.TxResult | BaseException = api.TxResult(b"\x07" * 32, True)
 
     async def submit_tx(self, tx: Any) -> api.TxResult:
         if isinstance(self.result, BaseException):
             raise self.result
         return self.result
-
-    def tx_json(self, h: bytes) -> dict[str, Any]:
-        return {"tx_hash": "0x" + h.hex(), "status": "unknown"}
-
-    def block_json(self, height: int) -> dict[str, Any] | None:
-        return {"height": height} if height == 1 else None
-
-    def account_json(self, address: bytes) -> dict[str, Any]:
-        return {"address": "0x" + address.hex(), "balance": "0", "nonce": 0}
-
-    def status_json(self) -> dict[str, Any]:
-        return {"role": "follower"}
-
-    schedule_json = evidence_json = batches_json = status_json
 
 
 async def test_rpc_status_codes() -> None:

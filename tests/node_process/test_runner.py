@@ -211,7 +211,7 @@ async def test_runner_certifies_persists_before_signing_and_restarts(
     assert node2.core.record is not None
     assert persisted is not None
     assert node2.core.record.proposal_round >= persisted.proposal_round
-    assert node2.tx_json(bytes.fromhex(tx_hash[2:]))["status"] == "certified"
+    assert node2.views.tx(bytes.fromhex(tx_hash[2:]))["status"] == "certified"
     async with trio.open_nursery() as nursery:
         await nursery.start(node2.run)
         await wait_until(
@@ -382,9 +382,9 @@ async def test_keyless_follower_node_follows_a_validator(tmp_path: Path, l1_url:
         target = _height(validator) + 3
         await wait_until("follower catches up", _async(lambda: _height(follower) >= target))
         assert follower.p2p_identity().public_key == fid.public_key
-        assert follower.role() == "follower"
-        assert follower.status_json()["node_id"] is None
-        assert follower.block_json(target) == validator.block_json(target)
+        assert follower.views.role() == "follower"
+        assert follower.views.status()["node_id"] is None
+        assert follower.views.block(target) == validator.views.block(target)
         follower.stop()
         validator.stop()
 

@@ -18,11 +18,11 @@ from sequencer_node.shell.peers import (
     PeerAddress,
     PeerConfig,
     PeerManager,
-    backoff_delay,
     run_tx_ingress,
 )
 from sequencer_node.shell.scoring import DEFAULT_COSTS, Offense, ScoringConfig
 from sequencer_node.shell.transport import TransportConfig, secure_accept, secure_connect
+from sequencer_node.system.retry import backoff_delay
 from sequencer_node.wire.messages import Transaction
 
 from .helpers import CHAIN, KEYS, STRANGER, MemoryNetwork, allowed, vote
@@ -323,7 +323,7 @@ def test_peer_address_parsing():
     assert PeerAddress.parse("10.0.0.1:9000") == PeerAddress("10.0.0.1", 9000)
     assert PeerAddress.parse("[::1]:9000") == PeerAddress("::1", 9000)
     for bad in ("nohost", "host:", ":90", "h:99999", "h:x"):
-        with pytest.raises(ValueError, match="host:port"):
+        with pytest.raises(ValueError, match="HOST:PORT"):
             PeerAddress.parse(bad)
 
 
