@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from l1_mock.da import merkle, nmt
 from l1_mock.da.merkle import ProofError
@@ -241,4 +242,100 @@ def verify_blob(pointer: DAPointer, data: bytes) -> bool:
     return (
         len(shares) == pointer.end - pointer.start
         and nmt.share_commitment(shares) == pointer.commitment
+    )
+
+
+# --- schedule and JSON forms ---------------------------------------------------------------
+
+
+def attestation_range(nonce: int, window: int) -> tuple[int, int]:
+    """The DA heights ``[start, end)`` attestation ``nonce`` covers: windows of ``window``
+    blocks from height 1 (the genesis block holds no data)."""
+    return 1 + nonce * window, 1 + (nonce + 1) * window
+
+
+def attestation_nonce(height: int, window: int) -> int:
+    """The nonce of the attestation covering DA ``height`` (``>= 1``)."""
+    return (height - 1) // window
+
+
+def attested_nonces(head: int, window: int) -> int:
+    """How many attestations are complete when the DA head is ``head``."""
+    return max(0, head // window)
+
+
+def _h(b: bytes) -> str:
+    return "0x" + b.hex()
+
+
+def _b(v: Any, n: int | None = None) -> bytes:
+    if not isinstance(v, str) or not v.startswith("0x"):
+        raise ValueError(f"expected 0x-hex, got {v!r}")
+    raw = bytes.fromhex(v[2:])
+    if n is not None and len(raw) != n:
+        raise ValueError(f"expected {n} bytes, got {len(raw)}")
+    return raw
+
+
+def _i(v: Any) -> int:
+    if not isinstance(v, int) or isinstance(v, bool) or v < 0:
+        raise ValueError(f"expected a non-negative integer, got {v!r}")
+    return v
+
+
+def attestation_to_json(att: Attestation) -> dict[str, Any]:
+    c = att.commitment
+    return {
+        "nonce": c.nonce,
+        "start": c.start,
+        "end": c.end,
+        "tupleRoot": _h(c.tuple_root),
+        "signatures": [{"key": _h(k), "signature": _h(s)} for k, s in att.signatures],
+    }
+
+
+def attestation_from_json(obj: Any) -> Attestation:
+    """Raises ValueError (or KeyError/TypeError on a wrong shape)."""
+    c = DataCommitment(_i(obj["nonce"]), _i(obj["start"]), _i(obj["end"]), _b(obj["tupleRoot"], 32))
+    sigs = tuple((_b(s["key"], 32), _b(s["signature"], 64)) for s in obj["signatures"])
+    return Attestation(c, sigs)
+
+
+def pointer_to_json(p: DAPointer) -> dict[str, Any]:
+    return {
+        "height": p.height,
+        "namespace": _h(p.namespace),
+        "start": p.start,
+        "end": p.end,
+        "commitment": _h(p.commitment),
+    }
+
+
+def pointer_from_json(obj: Any) -> DAPointer:
+    return DAPointer(
+        _i(obj["height"]),
+        _b(obj["namespace"], NAMESPACE_BYTES),
+        _i(obj["start"]),
+        _i(obj["end"]),
+        _b(obj["commitment"], 32),
+    )
+
+
+def pointer_proof_to_json(p: PointerProof) -> dict[str, Any]:
+    t = p.root_tuple
+    return {
+        "tuple": {"height": t.height, "shareCount": t.share_count, "dataRoot": _h(t.data_root)},
+        "tupleSiblings": [_h(x) for x in p.tuple_siblings],
+        "subtreeRoots": [_h(x) for x in p.subtree_roots],
+        "rangeNodes": [_h(x) for x in p.range_nodes],
+    }
+
+
+def pointer_proof_from_json(obj: Any) -> PointerProof:
+    t = obj["tuple"]
+    return PointerProof(
+        DataRootTuple(_i(t["height"]), _i(t["shareCount"]), _b(t["dataRoot"], nmt.NODE_BYTES)),
+        tuple(_b(x, merkle.HASH_BYTES) for x in obj["tupleSiblings"]),
+        tuple(_b(x, nmt.NODE_BYTES) for x in obj["subtreeRoots"]),
+        tuple(_b(x, nmt.NODE_BYTES) for x in obj["rangeNodes"]),
     )

@@ -13,6 +13,7 @@ import click
 import trio
 
 from l1_mock.da.chain import TOKEN, DAConfig, retention_blocks_for
+from sequencer_node.wire.crypto import SigningKey
 
 _DURATION = re.compile(r"([0-9]{1,9})([smhd]?)")
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -122,6 +123,25 @@ def main() -> None:
     help="Serve POST /v1/dev/produce (tests and devnets only).",
 )
 @click.option(
+    "--attestation-window",
+    default=10,
+    type=click.IntRange(0, 10_000),
+    envvar="SEQ_DA_ATTESTATION_WINDOW",
+    show_envvar=True,
+    show_default=True,
+    help="DA blocks per Blobstream-style attestation (0: serve none).",
+)
+@click.option(
+    "--committee-key-file",
+    default=None,
+    type=click.Path(dir_okay=False, path_type=Path),
+    envvar="SEQ_DA_COMMITTEE_KEY_FILE",
+    show_envvar=True,
+    help="File of Ed25519 seeds (hex, one per line) this process signs attestations with, "
+    "as the committee's orchestrators would. Default: the four dev committee keys. Keys not "
+    "in the genesis committee are ignored.",
+)
+@click.option(
     "--log-level",
     default="INFO",
     type=click.Choice(["DEBUG", "INFO", "WARNING"]),
@@ -140,6 +160,8 @@ def run(
     retention: int,
     auto_produce: bool,
     dev_endpoints: bool,
+    attestation_window: int,
+    committee_key_file: Path | None,
     log_level: str,
 ) -> None:  # fmt: skip
     """Run the DA mock."""
@@ -161,7 +183,10 @@ def run(
             )
             genesis = genesis_mod.dev_genesis(config)
         blocks = retention_blocks_for(retention, genesis.config.slot_time)
-        settings = DASettings(data_dir, blocks, auto_produce, dev_endpoints)
+        keys = _committee_keys(committee_key_file)
+        settings = DASettings(
+            data_dir, blocks, auto_produce, dev_endpoints, attestation_window, keys
+        )
         node = DANode.open(genesis, settings)
     except (ValueError, RuntimeError) as e:
         click.echo(f"error: {e}", err=True)
@@ -170,6 +195,19 @@ def run(
         trio.run(serve_until_signal, node, host, port)
     finally:
         node.store.close()
+
+
+def _committee_keys(path: Path | None) -> tuple[SigningKey, ...]:
+    from l1_mock.da import genesis as genesis_mod
+
+    if path is None:
+        n = len(genesis_mod.DEV_COMMITTEE_STAKES)
+        return tuple(genesis_mod.dev_committee_key(i) for i in range(n))
+    try:
+        lines = [x.strip() for x in path.read_text().splitlines() if x.strip()]
+        return tuple(SigningKey.from_seed(bytes.fromhex(x.removeprefix("0x"))) for x in lines)
+    except (OSError, ValueError) as e:
+        raise ValueError(f"--committee-key-file {path}: {e}") from None
 
 
 @main.command("dev-genesis")

@@ -13,6 +13,10 @@ API (every error is ``{"code": <http status>, "message": "..."}``):
 * ``GET /v1/headers/{height|head}``; ``GET /v1/blocks/{height}/blobs`` (what a block holds);
 * ``GET /v1/blobs/{height}/{0xnamespace}``: every blob of the namespace in that block with the
   namespace proof (inclusion + completeness, or absence); 404 once pruned;
+* ``GET /v1/attestations/{nonce|latest}``: a data commitment over ``attestation_window``
+  blocks, signed by the committee keys this process holds (it plays the orchestrators);
+* ``GET /v1/pointers/{height}/{index}``: the DA pointer of a block's blob and its proof against
+  its attestation, what a batcher hands the L1;
 * ``POST /v1/dev/produce?count=N`` (only with ``dev_endpoints``): make blocks now.
 """
 
@@ -32,8 +36,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from l1_mock.da import attest, nmt
 from l1_mock.da import genesis as genesis_mod
-from l1_mock.da import nmt
 from l1_mock.da.chain import (
     GAS_PER_BLOB_BYTE,
     MAX_BLOB_BYTES,
@@ -50,7 +54,12 @@ from l1_mock.da.chain import (
 )
 from l1_mock.da.shares import NAMESPACE_BYTES, SHARE_BYTES, blob_shares
 from l1_mock.da.store import Store, StoredBlob, decode_state
-from sequencer_node.wire.crypto import ADDRESS_BYTES, PUBLIC_KEY_BYTES, SIGNATURE_BYTES
+from sequencer_node.wire.crypto import (
+    ADDRESS_BYTES,
+    PUBLIC_KEY_BYTES,
+    SIGNATURE_BYTES,
+    SigningKey,
+)
 
 log = logging.getLogger("l1_mock.da")
 
@@ -109,6 +118,10 @@ class DASettings:
     retention_blocks: int
     auto_produce: bool = True
     dev_endpoints: bool = False
+    #: DA blocks per attestation (0: no attestations are served).
+    attestation_window: int = 10
+    #: Committee keys this process signs attestations with (the mock plays the orchestrators).
+    committee_keys: tuple[SigningKey, ...] = ()
 
 
 class DANode:
@@ -185,6 +198,27 @@ class DANode:
         floor = retention_floor(self.chain.head.height, self.settings.retention_blocks)
         if floor > 0:
             self.store.prune(floor)
+
+    def attestation(self, nonce: int) -> attest.Attestation | None:
+        """Attestation ``nonce`` signed by the committee keys held, once its window is complete
+        (Ed25519 signatures are deterministic, so it is recomputed rather than stored)."""
+        window = self.settings.attestation_window
+        if not window or nonce >= attest.attested_nonces(self.chain.head.height, window):
+            return None
+        start, end = attest.attestation_range(nonce, window)
+        tuples = [
+            attest.DataRootTuple(h.height, h.share_count, h.data_root)
+            for h in self.chain.headers[start:end]
+        ]
+        c = attest.make_commitment(nonce, tuples)
+        msg = c.signing_bytes(self.chain.config.chain_id)
+        members = {k for k, _ in self.chain.genesis.committee}
+        sigs = tuple(
+            (k.public_key, k.sign(msg))
+            for k in self.settings.committee_keys
+            if k.public_key in members
+        )
+        return attest.Attestation(c, sigs)
 
     async def run_producer(self) -> None:
         """One block per slot time (when auto-producing)."""
@@ -347,6 +381,63 @@ class Api:
             raise BadRequest(500, got)
         return JSONResponse(got)
 
+    async def attestation(self, request: Request) -> Response:
+        window = self.node.settings.attestation_window
+        if not window:
+            raise BadRequest(404, "this DA node serves no attestations (--attestation-window 0)")
+        text = request.path_params["nonce"]
+        done = attest.attested_nonces(self.chain.head.height, window)
+        if text == "latest":
+            if not done:
+                raise BadRequest(404, f"no attestation yet: the first covers heights 1..{window}")
+            nonce = done - 1
+        else:
+            nonce = parse_height(text)
+        att = self.node.attestation(nonce)
+        if att is None:
+            start, end = attest.attestation_range(nonce, window)
+            raise BadRequest(
+                404, f"attestation {nonce} (heights {start}..{end - 1}) is not complete yet"
+            )
+        return JSONResponse(attest.attestation_to_json(att))
+
+    async def pointer(self, request: Request) -> Response:
+        """The DA pointer of one included blob and its proof against its attestation."""
+        h = self._header(request.path_params["height"])
+        index = parse_height(request.path_params["index"])
+        window = self.node.settings.attestation_window
+        if h.height == 0 or not window:
+            raise BadRequest(404, "no attestation covers this height")
+        nonce = attest.attestation_nonce(h.height, window)
+        att = self.node.attestation(nonce)
+        if att is None:
+            raise BadRequest(404, f"DA block {h.height} is not attested yet (nonce {nonce})")
+        if not data_available(
+            h.height, self.chain.head.height, self.node.settings.retention_blocks
+        ):
+            raise BadRequest(404, f"pruned: blob data of DA block {h.height} is gone")
+        async with self.node.lock:
+            stored = self.node.store.blobs(h.height)
+        if index >= len(stored) or any(b.data is None for b in stored):
+            raise BadRequest(404, f"DA block {h.height} has no blob {index} (or it was pruned)")
+        start, end = attest.attestation_range(nonce, window)
+        tuples = [
+            attest.DataRootTuple(x.height, x.share_count, x.data_root)
+            for x in self.chain.headers[start:end]
+        ]
+        b = stored[index]
+        shares = await trio.to_thread.run_sync(block_shares, [x.pfb for x in stored])
+        pointer, proof = attest.prove_pointer(
+            shares, h.height, b.start, b.end, tuples, att.commitment
+        )
+        return JSONResponse(
+            {
+                "pointer": attest.pointer_to_json(pointer),
+                "attestationNonce": nonce,
+                "proof": attest.pointer_proof_to_json(proof),
+            }
+        )
+
     async def submit(self, request: Request) -> Response:
         body = await _read_body(request)
         try:
@@ -431,6 +522,8 @@ def make_app(node: DANode) -> Starlette:
         Route("/v1/blocks/{height}/blobs", _wrap(api.block_blobs), methods=["GET"]),
         Route("/v1/blobs/{height}/{namespace}", _wrap(api.namespace_blobs), methods=["GET"]),
         Route("/v1/blobs", _wrap(api.submit), methods=["POST"]),
+        Route("/v1/attestations/{nonce}", _wrap(api.attestation), methods=["GET"]),
+        Route("/v1/pointers/{height}/{index}", _wrap(api.pointer), methods=["GET"]),
     ]
     if node.settings.dev_endpoints:
         routes.append(Route("/v1/dev/produce", _wrap(api.dev_produce), methods=["POST"]))

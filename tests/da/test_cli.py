@@ -28,7 +28,8 @@ def test_every_run_option_is_a_flag_and_an_env_var_with_help() -> None:
     out = CliRunner().invoke(main, ["run", "--help"], terminal_width=200).output
     for flag in (
         "--host", "--port", "--data-dir", "--genesis", "--chain-id", "--slot-time",
-        "--retention", "--auto-produce", "--dev-endpoints", "--log-level",
+        "--retention", "--auto-produce", "--dev-endpoints", "--attestation-window",
+        "--committee-key-file", "--log-level",
     ):  # fmt: skip
         assert flag in out
         env = "SEQ_DA_" + flag[2:].upper().replace("-", "_")

@@ -64,9 +64,11 @@ class Da:
 
 
 async def _serve(
-    tmp: Path, g: DAGenesis, retention: int = 100, auto: bool = False
+    tmp: Path, g: DAGenesis, retention: int = 100, auto: bool = False, **settings: Any
 ) -> AsyncIterator[Da]:
-    node = DANode.open(g, DASettings(tmp, retention, auto_produce=auto, dev_endpoints=True))
+    node = DANode.open(
+        g, DASettings(tmp, retention, auto_produce=auto, dev_endpoints=True, **settings)
+    )
     async with trio.open_nursery() as nursery:
         url = await nursery.start(serve, node, "127.0.0.1", 0)
         async with httpx.AsyncClient(base_url=url, timeout=10) as http:
