@@ -27,20 +27,21 @@ import hashlib
 import heapq
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 from sequencer_node.core import api
 from sequencer_node.core.sequencer import SequencerCore
+from sequencer_node.sim.adversary import HOLD, NetRule, combine
+from sequencer_node.sim.instance import Instance, Strategy, kind_of
 from sequencer_node.sim.rng import Rng
 from sequencer_node.wire.codec import signing_bytes
 from sequencer_node.wire.crypto import SigningKey, sign_message
 from sequencer_node.wire.messages import (
     Block,
-    CertifiedBlock,
+    DowntimeCertificate,
     EvidenceKind,
     ForcedTransaction,
     Proposal,
-    TimeoutMessage,
     Transaction,
     Vote,
     block_hash,
@@ -62,44 +63,7 @@ class NetParams:
     delay_max_ms: int = 30
 
 
-@dataclass
-class Instance:
-    idx: int
-    name: str
-    key: SigningKey
-    honest: bool
-    behaviours: frozenset[str]
-    core: SequencerCore | None = None
-    durable: api.PersistedState | None = None
-    store: list[CertifiedBlock] = field(default_factory=list)
-    certified: dict[bytes, CertifiedBlock] = field(default_factory=dict)
-    committed: list[bytes] = field(default_factory=list)
-    skew_ms: int = 0
-    paused_until: int = 0
-    incarnation: int = 0
-    evidence: set[tuple[str, bytes, int]] = field(default_factory=set)
-    downtime_certs: int = 0
-
-    @property
-    def pk(self) -> bytes:
-        return self.key.public_key
-
-    @property
-    def up(self) -> bool:
-        return self.core is not None
-
-
-def _kind_of(msg: object) -> tuple[str, bytes, int, object] | None:
-    """(kind, signer, round, signed statement) of a slashable message, else None."""
-    if isinstance(msg, Block):
-        p = msg.proposal
-        return ("proposal", p.header.proposer, p.header.round, p)
-    if isinstance(msg, Vote):
-        return ("vote", msg.voter, msg.round, msg)
-    if isinstance(msg, TimeoutMessage):
-        t = msg.timeout
-        return ("timeout", t.voter, t.round, t)
-    return None
+_kind_of = kind_of
 
 
 class Simulation:
@@ -120,6 +84,7 @@ class Simulation:
         tick_ms: int = 20,
         downtime_window: int = 1_000,
         leader_seed: bytes | None = None,
+        strategies: Mapping[int, Sequence[Strategy]] | None = None,
     ) -> None:
         self.seed = seed
         self.rng = Rng(seed)
@@ -129,6 +94,7 @@ class Simulation:
         self.l1_block_ms = 200
         self.l1_slots = 4
         byzantine = byzantine or {}
+        strategies = strategies or {}
         twins = set(twins)
         self.config_kw = dict(
             chain_id=CHAIN_ID,
@@ -159,15 +125,21 @@ class Simulation:
         self.instances: list[Instance] = []
         for i, key in enumerate(self.keys):
             beh = frozenset(byzantine.get(i, ()))
-            honest = not (beh - {"amnesia"}) and i not in twins
+            plan = tuple(strategies.get(i, ()))
+            honest = not (beh - {"amnesia"}) and i not in twins and not plan
             copies = 2 if i in twins else 1
             for c in range(copies):
                 inst = Instance(len(self.instances), f"n{i}{'ab'[c] if copies > 1 else ''}",
-                                key, honest, beh)  # fmt: skip
+                                key, honest, beh, strategies=plan)  # fmt: skip
                 self.instances.append(inst)
         self._queue: list[tuple[int, int, int, str, object]] = []
         self._qseq = 0
         self.blocked: set[tuple[int, int]] = set()
+        #: Network adversary (see :mod:`sequencer_node.sim.adversary`) and what it held back.
+        self.rules: list[NetRule] = []
+        self.held: deque[tuple[int, int, object]] = deque(maxlen=100_000)
+        #: (instance that assembled it, certificate) of every downtime certificate formed.
+        self.downtime_certificates: list[tuple[int, DowntimeCertificate]] = []
         self._recent: deque[tuple[int, bytes, object]] = deque(maxlen=256)
         self.chain: dict[int, tuple[bytes, bytes]] = {}  # height -> (hash, state root)
         self.signed: dict[tuple[bytes, str, int], bytes] = {}
@@ -204,15 +176,16 @@ class Simulation:
         )
         inst.incarnation += 1
         inst.committed = [block_hash(cb.block.header) for cb in inst.store]
-        core = inst.core
-        snaps = [self.snapshot(e) for e in range(self._finalized_epoch + 1)]
-        for snap in snaps:
-            core.handle(api.StakeSnapshotAvailable(snap), self.local_now(inst))
+        events: list[api.Event] = [
+            api.StakeSnapshotAvailable(self.snapshot(e)) for e in range(self._finalized_epoch + 1)
+        ]
         if self.forced:
-            core.handle(api.ForcedEntriesSeen(tuple(self.forced)), self.local_now(inst))
+            events.append(api.ForcedEntriesSeen(tuple(self.forced)))
         if self._l1_head >= 0:
-            core.handle(api.L1HeadChanged(self._l1_head, max(0, self._l1_head - 4)),
-                        self.local_now(inst))  # fmt: skip
+            events.append(api.L1HeadChanged(self._l1_head, self.l1_finalized))
+        for ev in events:
+            # Effects of a fresh core's L1 events are dropped, as before strategies existed.
+            self._l1_event(inst, ev, route=False)
 
     def snapshot(self, l1_epoch: int) -> api.StakeSnapshot:
         if l1_epoch == 0:
@@ -220,6 +193,39 @@ class Simulation:
         start = max(e for e in self.stake_schedule if e <= l1_epoch)
         seed = hashlib.sha256(self._l1_seed + l1_epoch.to_bytes(8, "big")).digest()
         return api.StakeSnapshot(l1_epoch, self.stake_schedule[start], seed)
+
+    @property
+    def l1_head(self) -> int:
+        return max(0, self._l1_head)
+
+    @property
+    def l1_finalized(self) -> int:
+        return max(0, self._l1_head - 4)
+
+    @property
+    def finalized_l1_epoch(self) -> int:
+        return self._finalized_epoch
+
+    def feed(self, inst: Instance, event: api.Event) -> None:
+        """Hand ``event`` to the instance's core as is and route its effects."""
+        if inst.core is not None:
+            self._route(inst, inst.core.handle(event, self.local_now(inst)))
+
+    def _l1_event(self, inst: Instance, event: api.Event, *, route: bool = True) -> None:
+        """An L1 observation for one instance, through its strategies' filters."""
+        ev: api.Event | None = event
+        for strategy in inst.strategies:
+            if ev is not None:
+                ev = strategy.l1_event(self, inst, ev)
+        if ev is None or inst.core is None:
+            return
+        effects = inst.core.handle(ev, self.local_now(inst))
+        if route:
+            self._route(inst, effects)
+
+    def _before_input(self, inst: Instance) -> None:
+        for strategy in inst.strategies:
+            strategy.before_input(self, inst)
 
     def local_now(self, inst: Instance) -> int:
         return max(0, self.now + inst.skew_ms)
@@ -233,17 +239,39 @@ class Simulation:
         self._qseq += 1
         heapq.heappush(self._queue, (at, self._qseq, dst, kind, payload))
 
+    def send(self, src: Instance, dst: Instance, msg: object) -> None:
+        self._send(src, dst, msg)
+
     def _send(self, src: Instance, dst: Instance, msg: object) -> None:
         if (src.idx, dst.idx) in self.blocked:
             return
+        extra = combine(r.decide(src, dst, msg) for r in self.rules if r.active)
+        if extra == HOLD:
+            self.held.append((src.idx, dst.idx, msg))
+            return
         if self.rng.chance(self.net.drop):
             return
-        at = self.now + self.rng.randint(self.net.delay_min_ms, self.net.delay_max_ms)
+        at = self.now + (extra or 0)
+        at += self.rng.randint(self.net.delay_min_ms, self.net.delay_max_ms)
         self._push(at, dst.idx, "msg", (src.pk, msg))
         if self.rng.chance(self.net.duplicate):
             at2 = self.now + self.rng.randint(self.net.delay_min_ms, 4 * self.net.delay_max_ms)
             self._push(at2, dst.idx, "msg", (src.pk, msg))
         self._recent.append((dst.idx, src.pk, msg))
+
+    def add_rule(self, rule: NetRule) -> NetRule:
+        """Install a network adversary rule (see :mod:`sequencer_node.sim.adversary`)."""
+        self.rules.append(rule)
+        return rule
+
+    def release_held(self) -> int:
+        """Deliver every held-back message now (in order, with the network's usual delay)."""
+        count = len(self.held)
+        while self.held:
+            src, dst, msg = self.held.popleft()
+            at = self.now + self.rng.randint(self.net.delay_min_ms, self.net.delay_max_ms)
+            self._push(at, dst, "msg", (self.instances[src].pk, msg))
+        return count
 
     def inject(self, dst: int, sender: bytes, msg: object, delay_ms: int = 1) -> None:
         """Deliver ``msg`` to instance ``dst`` as if ``sender`` sent it (tests, byzantine)."""
@@ -269,6 +297,8 @@ class Simulation:
                 self.trace.append(f"{self.now} {src.name} evidence {kind} r{rnd}")
             elif isinstance(eff, api.DowntimeCertificateReady):
                 src.downtime_certs += 1
+                if len(self.downtime_certificates) < 10_000:
+                    self.downtime_certificates.append((src.idx, eff.certificate))
 
     def _outgoing(self, src: Instance, msg: object, dsts: list[Instance]) -> None:
         info = _kind_of(msg)
@@ -280,6 +310,12 @@ class Simulation:
                 self._fail(f"DOUBLE SIGN: honest {src.name} signed two {kind}s at round {rnd}")
         if "silent" in src.behaviours:
             return
+        for strategy in src.strategies:
+            sends = strategy.outgoing(self, src, msg, dsts)
+            if sends is not None:
+                for d, m in sends:
+                    self._send(src, d, m)
+                return
         if info is not None and info[1] == src.pk and not src.honest:
             self._byzantine_send(src, msg, dsts)
             return
@@ -377,6 +413,9 @@ class Simulation:
         if inst.paused_until > self.now:
             self._push(inst.paused_until, dst, kind, payload)
             return
+        self._before_input(inst)
+        if inst.core is None:
+            return
         now = self.local_now(inst)
         if kind == "ack":
             assert isinstance(payload, tuple)
@@ -391,6 +430,8 @@ class Simulation:
             effects = inst.core.handle(api.MessageReceived(sender, msg), now)
             self._route(inst, effects)
             self._note_delivery(inst, msg)
+            for strategy in inst.strategies:
+                strategy.observe(self, inst, msg)
             return
         self._route(inst, effects)
 
@@ -406,9 +447,8 @@ class Simulation:
             self._finalized_epoch += 1
             events.append(api.StakeSnapshotAvailable(self.snapshot(self._finalized_epoch)))
         for inst in self.instances:
-            if inst.core is not None:
-                for ev in events:
-                    self._route(inst, inst.core.handle(ev, self.local_now(inst)))
+            for ev in events:
+                self._l1_event(inst, ev)
 
     def step(self) -> None:
         """Advance the virtual clock by one tick: deliver what is due, then tick every node."""
@@ -422,7 +462,9 @@ class Simulation:
             self.inject(dst, sender, msg, self.rng.randint(1, 200))
         for inst in self.instances:
             if inst.core is not None and inst.paused_until <= self.now:
-                self._route(inst, inst.core.tick(self.local_now(inst)))
+                self._before_input(inst)
+                if inst.core is not None:
+                    self._route(inst, inst.core.tick(self.local_now(inst)))
 
     def run_for(self, ms: int) -> None:
         end = self.now + ms
@@ -509,18 +551,23 @@ class Simulation:
         entry = ForcedTransaction(len(self.forced), max(0, self._l1_head), tx)
         self.forced.append(entry)
         for inst in self.instances:
-            if inst.core is not None:
-                ev = api.ForcedEntriesSeen((entry,))
-                self._route(inst, inst.core.handle(ev, self.local_now(inst)))
+            self._l1_event(inst, api.ForcedEntriesSeen((entry,)))
         return entry
 
     def stop_faults(self) -> None:
         self.net = NetParams(delay_min_ms=self.net.delay_min_ms, delay_max_ms=self.net.delay_max_ms)
         self.heal()
+        self.rules.clear()
+        self.release_held()
         for inst in self.instances:
             inst.paused_until = 0
             if inst.honest and inst.core is None:
                 self.restart(inst.idx)
+
+    def jailed_honest(self) -> list[str]:
+        """Names of honest instances some downtime certificate names as the offender."""
+        bad = {c.report.offender for _, c in self.downtime_certificates}
+        return [i.name for i in self.honest() if i.pk in bad]
 
     def liveness_bound_ms(self) -> int:
         """Time within which a new commit must appear after faults stop.
