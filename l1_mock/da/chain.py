@@ -334,23 +334,23 @@ class DAChain:
             out.append((h, p))
         return out
 
-    def produce_block(self) -> DABlock:
-        """Make the next block from the pool (it may be empty) and apply it."""
+    def build_block(self) -> DABlock:
+        """The next block from the pool (it may be empty), without applying it: the hashing
+        can run in a worker thread while the state stays readable."""
         chosen = self._select()
         fee = self.state.base_fee
         shares, placed = layout([(p.namespace, p.data) for _, p in chosen])
-        included = []
-        for (h, p), where in zip(chosen, placed, strict=True):
-            mine = shares[where.start : where.end]
-            cost = p.gas * fee
-            self.state.balances[p.sender] = self.balance(p.sender) - cost
-            self.state.nonces[p.sender] = p.nonce + 1
-            self.state.burnt += cost
-            del self.pool[h]
-            included.append(
-                IncludedBlob(h, p, where.start, where.end, nmt.share_commitment(mine), cost)
+        included = tuple(
+            IncludedBlob(
+                h,
+                p,
+                where.start,
+                where.end,
+                nmt.share_commitment(shares[where.start : where.end]),
+                p.gas * fee,
             )
-        gas_used = sum(p.gas for _, p in chosen)
+            for (h, p), where in zip(chosen, placed, strict=True)
+        )
         parent = self.head
         header = DAHeader(
             parent.height + 1,
@@ -359,12 +359,30 @@ class DAChain:
             nmt.root(shares),
             len(shares),
             len(chosen),
-            gas_used,
+            sum(p.gas for _, p in chosen),
             fee,
         )
-        self.headers.append(header)
-        self.state.base_fee = next_base_fee(fee, gas_used, self.config)
-        return DABlock(header, tuple(included))
+        return DABlock(header, included)
+
+    def apply_block(self, block: DABlock) -> None:
+        """Apply a block :meth:`build_block` made from the current state and pool."""
+        h = block.header
+        if h.parent_hash != self.head.hash or h.base_fee_per_gas != self.state.base_fee:
+            raise ValueError("the block was not built on the current head and base fee")
+        for b in block.blobs:
+            sender = b.pfb.sender
+            self.state.balances[sender] = self.balance(sender) - b.fee
+            self.state.nonces[sender] = b.pfb.nonce + 1
+            self.state.burnt += b.fee
+            del self.pool[b.tx_hash]
+        self.headers.append(h)
+        self.state.base_fee = next_base_fee(h.base_fee_per_gas, h.gas_used, self.config)
+
+    def produce_block(self) -> DABlock:
+        """Build the next block and apply it."""
+        block = self.build_block()
+        self.apply_block(block)
+        return block
 
     def due_height(self, now: float) -> int:
         """The height the chain should have reached at wall time ``now``."""

@@ -176,7 +176,10 @@ class DANode:
         out = []
         for _ in range(n):
             async with self.lock:
-                block = self.chain.produce_block()
+                # hashing a full block takes ~0.2 s: off the event loop, the state unchanged
+                # (and readable) until the block is applied
+                block = await trio.to_thread.run_sync(self.chain.build_block)
+                self.chain.apply_block(block)
                 await trio.to_thread.run_sync(self._persist, block)
             out.append(block)
             self.new_block.set()
@@ -287,6 +290,18 @@ def _namespace_answer(
             "leaf": None if proof.leaf is None else d(proof.leaf),
         },
     }
+
+
+def _pointer_answer(
+    pfbs: list[PayForBlob],
+    height: int,
+    blob: StoredBlob,
+    tuples: list[attest.DataRootTuple],
+    commitment: attest.DataCommitment,
+) -> tuple[attest.DAPointer, attest.PointerProof]:
+    """CPU-bound (the block's shares are rebuilt and hashed): runs in a thread."""
+    shares = block_shares(pfbs)
+    return attest.prove_pointer(shares, height, blob.start, blob.end, tuples, commitment)
 
 
 class Api:
@@ -426,9 +441,8 @@ class Api:
             for x in self.chain.headers[start:end]
         ]
         b = stored[index]
-        shares = await trio.to_thread.run_sync(block_shares, [x.pfb for x in stored])
-        pointer, proof = attest.prove_pointer(
-            shares, h.height, b.start, b.end, tuples, att.commitment
+        pointer, proof = await trio.to_thread.run_sync(
+            _pointer_answer, [x.pfb for x in stored], h.height, b, tuples, att.commitment
         )
         return JSONResponse(
             {

@@ -173,3 +173,31 @@ def test_a_pointer_cannot_claim_shares_of_another_namespace() -> None:
         verify_pointer(dataclasses.replace(pb, commitment=pa.commitment), proof_b, commitment)
     with pytest.raises(AttestationError):
         verify_pointer(pb, proof_a, commitment)
+
+
+@given(st.binary(min_size=1, max_size=30_000), st.integers(0, 3), st.data())
+def test_any_flipped_byte_in_a_pointer_proof_is_caught(
+    data: bytes, before: int, draw: st.DataObject
+) -> None:
+    blobs = [(ns(1), bytes([i + 1]) * (100 + 700 * i)) for i in range(before)] + [(ns(2), data)]
+    shares, placed = layout(blobs)
+    tuples = [DataRootTuple(h, len(shares), nmt.root(shares)) for h in (1, 2, 3)]
+    commitment = make_commitment(0, tuples)
+    pointer, proof = prove_pointer(shares, 2, placed[-1].start, placed[-1].end, tuples, commitment)
+    verify_pointer(pointer, proof, commitment)
+    field = draw.draw(st.sampled_from(["subtree_roots", "range_nodes", "tuple_siblings"]))
+    items = list(getattr(proof, field))
+    if not items:
+        return
+    i = draw.draw(st.integers(0, len(items) - 1))
+    j = draw.draw(st.integers(0, len(items[i]) - 1))
+    items[i] = items[i][:j] + bytes([items[i][j] ^ 0x80]) + items[i][j + 1 :]
+    t = tuple(items)
+    if field == "subtree_roots":
+        bad = dataclasses.replace(proof, subtree_roots=t)
+    elif field == "range_nodes":
+        bad = dataclasses.replace(proof, range_nodes=t)
+    else:
+        bad = dataclasses.replace(proof, tuple_siblings=t)
+    with pytest.raises(AttestationError):
+        verify_pointer(pointer, bad, commitment)

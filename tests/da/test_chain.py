@@ -207,3 +207,16 @@ def test_restore_keeps_headers_state_and_pool() -> None:
     bad = [c.headers[0], dataclasses.replace(c.headers[1], parent_hash=bytes(32))]
     with pytest.raises(ValueError, match="extend"):
         DAChain.restore(c.genesis, bad, c.state, [])
+
+
+def test_build_block_changes_nothing_until_applied() -> None:
+    c = _chain()
+    c.submit(pfb(USERS[0], 0, ns(1), b"a"))
+    before = (c.head, dict(c.state.balances), c.state.base_fee, dict(c.pool))
+    block = c.build_block()
+    assert (c.head, c.state.balances, c.state.base_fee, c.pool) == before
+    c.apply_block(block)
+    assert c.head == block.header
+    assert not c.pool
+    with pytest.raises(ValueError, match="current head"):
+        c.apply_block(block)  # a stale block is never applied twice
