@@ -7,7 +7,9 @@ import logging
 import re
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
 import click
 import trio
@@ -15,6 +17,7 @@ import trio
 from l1_mock.da.chain import TOKEN, DAConfig, retention_blocks_for
 from sequencer_node.wire.crypto import SigningKey
 
+F = TypeVar("F", bound=Callable[..., Any])
 _DURATION = re.compile(r"([0-9]{1,9})([smhd]?)")
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
@@ -24,6 +27,42 @@ def _duration(ctx: click.Context, param: click.Parameter, value: str) -> int:
     if not m:
         raise click.BadParameter(f"{value!r} is not a duration like 3600, 90m, 12h or 30d")
     return int(m.group(1)) * _UNITS[m.group(2)]
+
+
+_DEFAULTS = DAConfig()
+#: (flag, DAConfig field, range, help) of the DA chain's configuration options.
+_CONFIG_OPTIONS = [
+    ("--chain-id", "chain_id", (0, 2**63 - 1),
+     "DA chain id that submissions and attestations are signed for"),
+    ("--slot-time", "slot_time", (1, 60), "Seconds per DA block (Celestia: about 6)"),
+    ("--max-block-shares", "max_block_shares", (1, 1 << 20),
+     "Most 512-byte shares per DA block"),
+    ("--block-gas-limit", "block_gas_limit", (1, 1 << 62),
+     "Gas per DA block; the fee market targets half of it"),
+    ("--initial-base-fee", "initial_base_fee", (1, 1 << 64),
+     "Base fee per gas of the first DA block"),
+    ("--min-base-fee", "min_base_fee", (1, 1 << 64), "Floor of the base fee per gas"),
+]  # fmt: skip
+
+
+def _config_options(note: str) -> Callable[[F], F]:
+    """The DA chain configuration flags, shared by ``run`` and ``dev-genesis``."""
+
+    def apply(f: F) -> F:
+        for flag, field, (lo, hi), text in reversed(_CONFIG_OPTIONS):
+            f = click.option(
+                flag,
+                field,
+                default=getattr(_DEFAULTS, field),
+                type=click.IntRange(lo, hi),
+                envvar="SEQ_DA_" + flag[2:].upper().replace("-", "_"),
+                show_envvar=True,
+                show_default=True,
+                help=f"{text}{note}.",
+            )(f)
+        return f
+
+    return apply
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -76,25 +115,7 @@ def main() -> None:
     "accounts, a four-key dev committee). Ignored when the data directory holds a "
     "chain.",
 )
-@click.option(
-    "--chain-id",
-    default=7000,
-    type=click.IntRange(0, 2**63 - 1),
-    envvar="SEQ_DA_CHAIN_ID",
-    show_envvar=True,
-    show_default=True,
-    help="DA chain id that submissions and attestations are signed for (when no "
-    "--genesis is given).",
-)
-@click.option(
-    "--slot-time",
-    default=2,
-    type=click.IntRange(1, 60),
-    envvar="SEQ_DA_SLOT_TIME",
-    show_envvar=True,
-    show_default=True,
-    help="Seconds per DA block (Celestia: about 6) (when no --genesis is given).",
-)
+@_config_options(" (when no --genesis is given)")
 @click.option(
     "--retention",
     default="30d",
@@ -155,14 +176,13 @@ def run(
     port: int,
     data_dir: Path,
     genesis_path: Path | None,
-    chain_id: int,
-    slot_time: int,
     retention: int,
     auto_produce: bool,
     dev_endpoints: bool,
     attestation_window: int,
     committee_key_file: Path | None,
     log_level: str,
+    **config: int,
 ) -> None:  # fmt: skip
     """Run the DA mock."""
     from l1_mock.da import genesis as genesis_mod
@@ -172,16 +192,14 @@ def run(
     try:
         if genesis_path is not None:
             genesis = genesis_mod.load(genesis_path)
-            if not genesis.config.genesis_time:
-                now = int(time.time())
-                cfg = dataclasses.replace(genesis.config, genesis_time=now - now % slot_time)
-                genesis = dataclasses.replace(genesis, config=cfg)
         else:
+            genesis = genesis_mod.dev_genesis(DAConfig(**config))
+        if not genesis.config.genesis_time:  # a fresh chain starts now, on a slot boundary
             now = int(time.time())
-            config = DAConfig(
-                chain_id=chain_id, genesis_time=now - now % slot_time, slot_time=slot_time
+            t = now - now % genesis.config.slot_time
+            genesis = dataclasses.replace(
+                genesis, config=dataclasses.replace(genesis.config, genesis_time=t)
             )
-            genesis = genesis_mod.dev_genesis(config)
         blocks = retention_blocks_for(retention, genesis.config.slot_time)
         keys = _committee_keys(committee_key_file)
         settings = DASettings(
@@ -219,24 +237,7 @@ def _committee_keys(path: Path | None) -> tuple[SigningKey, ...]:
     show_envvar=True,
     help="File to write.",
 )
-@click.option(
-    "--chain-id",
-    default=7000,
-    type=click.IntRange(0, 2**63 - 1),
-    envvar="SEQ_DA_CHAIN_ID",
-    show_envvar=True,
-    show_default=True,
-    help="DA chain id.",
-)
-@click.option(
-    "--slot-time",
-    default=2,
-    type=click.IntRange(1, 60),
-    envvar="SEQ_DA_SLOT_TIME",
-    show_envvar=True,
-    show_default=True,
-    help="Seconds per DA block.",
-)
+@_config_options("")
 @click.option(
     "--fund",
     "funds",
@@ -254,12 +255,16 @@ def _committee_keys(path: Path | None) -> tuple[SigningKey, ...]:
     help="A committee member KEY_HEX,STAKE (repeatable); replaces the dev committee.",
 )
 def dev_genesis(
-    out: Path, chain_id: int, slot_time: int, funds: tuple[str, ...], committee: tuple[str, ...]
+    out: Path, funds: tuple[str, ...], committee: tuple[str, ...], **config: int
 ) -> None:  # fmt: skip
-    """Write a DA dev genesis: ten funded dev accounts and a committee."""
+    """Write a DA dev genesis: ten funded dev accounts and a committee (genesis time 0: the
+    chain starts when ``da-mock run`` first opens it)."""
     from l1_mock.da import genesis as genesis_mod
 
-    g = genesis_mod.dev_genesis(DAConfig(chain_id=chain_id, slot_time=slot_time))
+    try:
+        g = genesis_mod.dev_genesis(DAConfig(**config))
+    except ValueError as e:
+        raise click.UsageError(str(e)) from None
     extra = []
     for spec in funds:
         addr, _, tokens = spec.partition(",")

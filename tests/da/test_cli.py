@@ -29,7 +29,8 @@ def test_every_run_option_is_a_flag_and_an_env_var_with_help() -> None:
     for flag in (
         "--host", "--port", "--data-dir", "--genesis", "--chain-id", "--slot-time",
         "--retention", "--auto-produce", "--dev-endpoints", "--attestation-window",
-        "--committee-key-file", "--log-level",
+        "--committee-key-file", "--log-level", "--max-block-shares", "--block-gas-limit",
+        "--initial-base-fee", "--min-base-fee",
     ):  # fmt: skip
         assert flag in out
         env = "SEQ_DA_" + flag[2:].upper().replace("-", "_")
@@ -51,6 +52,14 @@ def test_dev_genesis_round_trips_and_checks_input(tmp_path: Path) -> None:
     bad = CliRunner().invoke(main, ["dev-genesis", "--out", str(out), "--committee", "0x12,7"])
     assert bad.exit_code != 0
     assert "committee" in bad.output
+    small = CliRunner().invoke(main, ["dev-genesis", "--out", str(out), "--block-gas-limit", "5"])
+    assert small.exit_code != 0
+    assert "block_gas_limit must hold a blob" in small.output
+    r = CliRunner().invoke(
+        main, ["dev-genesis", "--out", str(out)], env={"SEQ_DA_INITIAL_BASE_FEE": "77"}
+    )
+    assert r.exit_code == 0, r.output
+    assert genesis_mod.load(out).config.initial_base_fee == 77
     broken = json.loads(out.read_text())
     broken["config"]["slot_time"] = "2"
     out.write_text(json.dumps(broken))
