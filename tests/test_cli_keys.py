@@ -38,7 +38,7 @@ def test_new_show_and_password_check(tmp_path: Path, pwfile: Path) -> None:
     assert info["address"] == format_address(key.address)
 
     r = run("keys", "show", str(out), "--json")
-    assert json.loads(r.output)["public_key"] == key.public_key.hex()
+    assert json.loads(r.output)["public_key"] == "0x" + key.public_key.hex()
 
     r = run("keys", "show", str(out), "--check-password", "--password-file", str(pwfile))
     assert r.exit_code == 0
@@ -131,3 +131,25 @@ def test_damaged_keystore(tmp_path: Path) -> None:
     r = run("keys", "show", str(bad))
     assert r.exit_code == EXIT_KEYSTORE
     assert "not a readable keystore" in r.output
+
+
+def test_import_dev_account_writes_the_devnet_funded_key(tmp_path: Path, pwfile: Path) -> None:
+    # issue 14, friction 2: `seqctl keys import --dev N`
+    from sequencer_node.devnet.accounts import dev_key
+
+    out = tmp_path / "dev3.json"
+    r = run("keys", "import", "--dev", "3", "--out", str(out), "--password-file", str(pwfile),
+            "--json", *FAST)  # fmt: skip
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.output)["address"] == format_address(dev_key(3).address)
+    assert load_keystore(out, "s3cret").public_key == dev_key(3).public_key
+    r = run("keys", "show", str(out))
+    assert "0x" + dev_key(3).public_key.hex() in r.output
+
+
+@pytest.mark.parametrize("flags", [[], ["--dev", "0", "--seed-file", "-"]])
+def test_import_wants_exactly_one_source(tmp_path: Path, pwfile: Path, flags: list[str]) -> None:
+    r = run("keys", "import", *flags, "--out", str(tmp_path / "k.json"),
+            "--password-file", str(pwfile), *FAST)  # fmt: skip
+    assert r.exit_code == EXIT_FAILED
+    assert "exactly one of --seed-file FILE or --dev N" in r.output

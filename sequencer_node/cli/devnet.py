@@ -176,6 +176,20 @@ def _config(directory: Path, **kw: Any) -> DevnetConfig:
         fail(str(e))
 
 
+def _given_fields(kw: dict[str, Any]) -> frozenset[str]:
+    """The config fields set by a flag or an environment variable (not by a default)."""
+    ctx = click.get_current_context()
+    given = set()
+    for name in kw:
+        source = ctx.get_parameter_source(name)
+        if source in (
+            click.core.ParameterSource.COMMANDLINE,
+            click.core.ParameterSource.ENVIRONMENT,
+        ):
+            given.add("block_time_ms" if name == "block_time" else name)
+    return frozenset(given)
+
+
 @click.group()
 def devnet() -> None:
     """Run a local devnet: the L1 mock and N sequencers as processes, with a load generator.
@@ -217,7 +231,14 @@ def up_cmd(
 
     cfg = _config(directory, load=not no_load, load_rate=load_rate, **kw)
     try:
-        code = up(cfg, detach=detach, fresh=fresh, say=_say, interactive=sys.stdout.isatty())
+        code = up(
+            cfg,
+            detach=detach,
+            fresh=fresh,
+            say=_say,
+            interactive=sys.stdout.isatty(),
+            given=_given_fields(kw),
+        )
     except DevnetError as e:
         fail(str(e))
     sys.exit(code)

@@ -9,6 +9,7 @@ from typing import TextIO
 import click
 
 from sequencer_node.cli.common import emit, password_file_option, read_password
+from sequencer_node.devnet.accounts import DEV_ACCOUNTS, dev_key
 from sequencer_node.keystore import (
     DEFAULT_SCRYPT_N,
     KeystoreError,
@@ -20,6 +21,7 @@ from sequencer_node.keystore import (
 from sequencer_node.system.commandline import EXIT_KEYSTORE, fail, json_option
 from sequencer_node.system.files import atomic_write
 from sequencer_node.wire.crypto import SigningKey, format_address
+from sequencer_node.wire.hexstr import from_hex, to_hex
 
 scrypt_option = click.option(
     "--scrypt-n",
@@ -36,7 +38,7 @@ def _describe(key: SigningKey, path: Path) -> dict[str, str]:
     return {
         "path": str(path),
         "address": format_address(key.address),
-        "public_key": key.public_key.hex(),
+        "public_key": to_hex(key.public_key),
     }
 
 
@@ -106,9 +108,10 @@ def keys_show(path: Path, check_password: bool, password_file: Path | None, as_j
         info = {"path": str(path), **read_public_info(path)}
     except KeystoreError as e:
         fail(str(e), EXIT_KEYSTORE)
+    info["public_key"] = "0x" + info["public_key"].removeprefix("0x")
     if check_password:
         key = _open(path, password_file)
-        info["password"] = "ok" if key.public_key.hex() == info["public_key"] else "mismatch"
+        info["password"] = "ok" if to_hex(key.public_key) == info["public_key"] else "mismatch"
     emit(info, as_json)
 
 
@@ -116,8 +119,14 @@ def keys_show(path: Path, check_password: bool, password_file: Path | None, as_j
 @click.option(
     "--seed-file",
     type=click.File("r"),
-    required=True,
     help="File holding the 32-byte private seed as 64 hex digits ('-' for stdin).",
+)
+@click.option(
+    "--dev",
+    "dev_index",
+    type=click.IntRange(0, DEV_ACCOUNTS - 1),
+    help="Instead of a seed: the devnet's well-known dev account N, funded on its L1 and L2 "
+    "(a public key: for devnets only).",
 )
 @click.option(
     "--out",
@@ -131,7 +140,8 @@ def keys_show(path: Path, check_password: bool, password_file: Path | None, as_j
 @password_file_option
 @json_option
 def keys_import(
-    seed_file: TextIO,
+    seed_file: TextIO | None,
+    dev_index: int | None,
     out: Path,
     description: str,
     force: bool,
@@ -139,18 +149,29 @@ def keys_import(
     password_file: Path | None,
     as_json: bool,
 ) -> None:
-    """Import a raw Ed25519 seed into a new encrypted keystore."""
+    """Import a raw Ed25519 seed (or, with --dev N, a devnet dev account) into a new encrypted
+    keystore."""
+    if (seed_file is None) == (dev_index is None):
+        fail("say which key to import: exactly one of --seed-file FILE or --dev N")
+    if dev_index is not None:
+        key = dev_key(dev_index)
+        description = description or f"devnet dev account {dev_index}"
+    else:
+        assert seed_file is not None
+        key = SigningKey.from_seed(_read_seed(seed_file))
+    _save(out, key, read_password(password_file, confirm=True), description, scrypt_n, force)
+    emit(_describe(key, out), as_json)
+
+
+def _read_seed(seed_file: TextIO) -> bytes:
     text = seed_file.read().strip()
-    text = text[2:] if text.startswith("0x") else text
     try:
-        seed = bytes.fromhex(text)
+        seed = from_hex(text)
     except ValueError:
         fail("the seed file must hold 64 hex digits (a 32-byte Ed25519 seed)")
     if len(seed) != 32:
         fail(f"the seed has {len(seed)} bytes; an Ed25519 seed has 32 (64 hex digits)")
-    key = SigningKey.from_seed(seed)
-    _save(out, key, read_password(password_file, confirm=True), description, scrypt_n, force)
-    emit(_describe(key, out), as_json)
+    return seed
 
 
 @keys.command("export")

@@ -15,6 +15,8 @@ from sequencer_node.wire.crypto import SigningKey
 LOAD_ACCOUNTS = 32
 #: L1 mock dev accounts the devnet also funds on L2.
 DEV_ACCOUNTS = 10
+#: The dev account the devnet writes to ``keys/user.json`` for the user's own transfers.
+USER_DEV_ACCOUNT = 0
 
 
 def load_account_key(i: int) -> SigningKey:

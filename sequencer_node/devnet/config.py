@@ -140,6 +140,11 @@ class DevnetConfig:
     def l1_url(self) -> str:
         return self.l1_url_override or f"http://{self.host}:{self.l1_port}"
 
+    @property
+    def user_key_file(self) -> Path:
+        """A funded L2 (and L1) account for ``seqctl tx send``: the L1 mock's dev account 0."""
+        return self.keys_dir / "user.json"
+
     def name(self, i: int) -> str:
         return f"node-{i}"
 

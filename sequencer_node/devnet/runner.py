@@ -39,7 +39,12 @@ from sequencer_node.devnet.procs import (
     stop,
     tail,
 )
-from sequencer_node.devnet.setup import prepare_files, stake_and_genesis, wait_l1
+from sequencer_node.devnet.setup import (
+    prepare_files,
+    stake_and_genesis,
+    user_account_lines,
+    wait_l1,
+)
 from sequencer_node.wire.crypto import SigningKey
 
 Say = Callable[[str], None]
@@ -234,6 +239,8 @@ class Devnet:
             f"certified block"
         )
         await self.wait_first_block()
+        for line in user_account_lines(cfg):
+            self.say(line)
         if cfg.load:
             self.load = self._spawn("load", load_argv(cfg))
             self.save()
@@ -293,8 +300,29 @@ class Devnet:
         ]
 
 
-def prepare_directory(cfg: DevnetConfig, fresh: bool, say: Say) -> DevnetConfig:
-    """Refuse a running devnet or a foreign directory; wipe with ``fresh``; resume otherwise."""
+#: The flags that shape a network (fixed when the devnet is created) and the field each sets.
+NETWORK_FLAGS = {
+    "nodes": "--nodes",
+    "stakes": "--stakes",
+    "fork": "--fork",
+    "slot_time": "--slot-time",
+    "block_time_ms": "--block-time",
+    "epoch_length": "--epoch-length",
+    "da": "--da",
+    "host": "--host",
+}
+#: Ports are where a network listens this time, not what it is: a resumed devnet takes them.
+PORT_FIELDS = ("l1_port", "rpc_port", "p2p_port")
+
+
+def prepare_directory(
+    cfg: DevnetConfig, fresh: bool, say: Say, given: frozenset[str] | None = None
+) -> DevnetConfig:
+    """Refuse a running devnet or a foreign directory; wipe with ``fresh``; resume otherwise.
+
+    ``given`` names the fields of ``cfg`` set on the command line (None: all of them). On
+    resume, the stored network is kept, with the given ports and the per-run load settings.
+    """
     d = cfg.directory
     running = running_pids(d)
     if running:
@@ -312,21 +340,56 @@ def prepare_directory(cfg: DevnetConfig, fresh: bool, say: Say) -> DevnetConfig:
         say(f"removing the previous devnet in {d} (--fresh)")
         shutil.rmtree(d)
     elif is_devnet:
-        # the network's shape is fixed at creation; the load settings are per run
-        stored = dataclasses.replace(
-            DevnetConfig.read(d), directory=cfg.directory, load=cfg.load, load_rate=cfg.load_rate
-        )
-        if stored != cfg:
-            say(
-                f"resuming the devnet in {d} with its stored settings (network flags that "
-                f"differ are ignored; pass --fresh to start a new devnet there)"
-            )
-        return stored
+        return _resume(cfg, DevnetConfig.read(d), say, given)
     return cfg
 
 
-def up(cfg: DevnetConfig, *, detach: bool, fresh: bool, say: Say, interactive: bool) -> int:
-    cfg = prepare_directory(cfg, fresh, say)
+def _resume(
+    cfg: DevnetConfig, stored: DevnetConfig, say: Say, given: frozenset[str] | None
+) -> DevnetConfig:
+    def was_given(name: str) -> bool:
+        return given is None or name in given
+
+    ports = {f: getattr(cfg, f) for f in PORT_FIELDS if was_given(f)}
+    resumed = dataclasses.replace(
+        stored, directory=cfg.directory, load=cfg.load, load_rate=cfg.load_rate, **ports
+    )
+    ignored = [
+        f"{flag} {_flag_value(getattr(cfg, name))} (this devnet: "
+        f"{_flag_value(getattr(stored, name))})"
+        for name, flag in NETWORK_FLAGS.items()
+        if was_given(name) and getattr(cfg, name) != getattr(stored, name)
+    ]
+    say(f"resuming the devnet in {cfg.directory}")
+    if ignored:
+        say(
+            f"ignored, because they would make another network: {', '.join(ignored)}; pass "
+            f"--fresh to start a new devnet there"
+        )
+    if any(getattr(resumed, f) != getattr(stored, f) for f in PORT_FIELDS):
+        say(
+            f"ports now: L1 {resumed.l1_port}, RPC from {resumed.rpc_port}, p2p from "
+            f"{resumed.p2p_port} (were {stored.l1_port}, {stored.rpc_port}, {stored.p2p_port})"
+        )
+        resumed.save()
+    return resumed
+
+
+def _flag_value(v: object) -> str:
+    return ",".join(map(str, v)) if isinstance(v, tuple) else str(v)
+
+
+def up(
+    cfg: DevnetConfig,
+    *,
+    detach: bool,
+    fresh: bool,
+    say: Say,
+    interactive: bool,
+    given: frozenset[str] | None = None,
+) -> int:
+    """Start (or resume) the devnet; ``given``: see :func:`prepare_directory`."""
+    cfg = prepare_directory(cfg, fresh, say, given)
     check_ports_free(cfg.host, cfg.ports())
     say(f"devnet directory: {cfg.directory} (logs in {cfg.logs_dir})")
     net = Devnet(cfg, say, detach)

@@ -21,7 +21,7 @@ from typing import Any
 import trio
 
 from sequencer_node.clients.l1 import L1Client, L1Error, L1StakeSnapshot
-from sequencer_node.devnet.accounts import funded_user_keys
+from sequencer_node.devnet.accounts import USER_DEV_ACCOUNT, dev_key, funded_user_keys
 from sequencer_node.devnet.config import (
     L1_FUNDING_TOKENS,
     L2_FUNDING,
@@ -69,7 +69,26 @@ def create_keys(cfg: DevnetConfig) -> list[SigningKey]:
             path, key, password, description=f"devnet {cfg.name(i)}", scrypt_n=DEVNET_SCRYPT_N
         )
         keys.append(key)
+    if not cfg.user_key_file.exists():
+        save_keystore(
+            cfg.user_key_file,
+            dev_key(USER_DEV_ACCOUNT),
+            password,
+            description=f"devnet funded user account (dev account {USER_DEV_ACCOUNT})",
+            scrypt_n=DEVNET_SCRYPT_N,
+        )
     return keys
+
+
+def user_account_lines(cfg: DevnetConfig) -> list[str]:
+    """How to send an L2 transaction from the devnet's funded user account."""
+    address = to_hex(dev_key(USER_DEV_ACCOUNT).address)
+    return [
+        f"funded L2 account {address}: keystore {cfg.user_key_file}, password file "
+        f"{cfg.password_file}",
+        f"  seqctl tx send --from {cfg.user_key_file} --password-file {cfg.password_file} "
+        f"--node-url {cfg.rpc_url(0)} --to 0x{'00' * 19}01 --amount 1",
+    ]
 
 
 def funded_accounts(cfg: DevnetConfig, keys: list[SigningKey]) -> list[SigningKey]:

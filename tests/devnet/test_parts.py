@@ -88,6 +88,28 @@ def test_files_are_private_and_genesis_funds_every_account(tmp_path: Path) -> No
     assert l2["params"]["sequencing_window"] == g["config"]["sequencing_window"]
 
 
+def test_the_devnet_writes_a_funded_user_keystore_and_says_how_to_use_it(tmp_path: Path) -> None:
+    # issue 14, friction 2: no documented way to get a funded L2 account for `seqctl tx send`
+    from sequencer_node.devnet.setup import user_account_lines
+    from sequencer_node.keystore import load_keystore
+
+    cfg = DevnetConfig(tmp_path / "d")
+    keys = prepare_files(cfg)
+    password = cfg.password_file.read_text().splitlines()[0]
+    user = load_keystore(cfg.user_key_file, password)
+    assert cfg.user_key_file.stat().st_mode & 0o777 == 0o600
+    snap = L1StakeSnapshot(
+        0, bytes(32), True, tuple(L1StakeEntry(k.public_key, k.address, "", "", 5) for k in keys)
+    )
+    l2 = l2_genesis_json(cfg, keys, snap, now_ms=0)
+    assert int(l2["balances"]["0x" + user.address.hex()]) > 0, "funded on L2"
+    text = "\n".join(user_account_lines(cfg))
+    assert str(cfg.user_key_file) in text
+    assert str(cfg.password_file) in text
+    assert "0x" + user.address.hex() in text
+    assert "seqctl tx send --from" in text
+
+
 def test_stop_escalates_to_sigkill_and_reaps(tmp_path: Path) -> None:
     # the marker is computed so that the log's "starting: <argv>" header does not contain it
     stubborn = (
@@ -133,3 +155,30 @@ def test_busy_ports_are_named() -> None:
         port = s.getsockname()[1]
         with pytest.raises(DevnetError, match=f"{port} \\(L1\\)"):
             check_ports_free("127.0.0.1", [("L1", port)])
+
+
+def test_resume_takes_new_ports_and_names_the_network_flags_it_ignores(tmp_path: Path) -> None:
+    # issue 14, friction 1: `up --l1-port ...` on a stopped devnet used the stored ports
+    from sequencer_node.devnet.runner import prepare_directory
+
+    d = tmp_path / "dn"
+    d.mkdir()
+    DevnetConfig(directory=d).save()
+    said: list[str] = []
+    moved = DevnetConfig(
+        directory=d, nodes=3, stakes=(34, 33, 33), l1_port=28545, rpc_port=28600, p2p_port=29000
+    )
+    given = frozenset({"nodes", "stakes", "l1_port", "rpc_port", "p2p_port"})
+    got = prepare_directory(moved, False, said.append, given)
+    assert (got.l1_port, got.rpc_port, got.p2p_port) == (28545, 28600, 29000)
+    assert got.nodes == 4, "the network's shape is kept"
+    assert DevnetConfig.read(d).l1_port == 28545, "the new ports are stored for status/down"
+    text = "\n".join(said)
+    assert "--nodes 3 (this devnet: 4)" in text
+    assert "--fresh" in text
+    assert "ports now: L1 28545" in text
+    # flags not given keep the stored values (here: the moved ports)
+    said.clear()
+    again = prepare_directory(DevnetConfig(directory=d), False, said.append, frozenset())
+    assert (again.l1_port, again.p2p_port) == (28545, 29000)
+    assert not any("ignored" in line for line in said)
