@@ -106,6 +106,16 @@ class Mempool:
             n += 1
         return n
 
+    def pending_nonce_of(self, address: bytes, ledger: Ledger) -> int:
+        """:meth:`pending_nonce` by account address (the RPC knows addresses, the pool senders).
+
+        A scan of the pooled senders: bounded by ``max_txs``, and asked only by the RPC.
+        """
+        for sender in self._by_sender:
+            if address_of(sender) == address:
+                return self.pending_nonce(sender, ledger)
+        return ledger.nonce(address)
+
     # --- admission ------------------------------------------------------------------------
 
     def add(self, tx: Transaction, ledger: Ledger) -> AddResult:

@@ -310,6 +310,12 @@ class SequencerCore:
         """Whether ``tx_hash`` waits in this node's mempool."""
         return tx_hash in self.mempool
 
+    def pending_nonce(self, address: bytes) -> int:
+        """The nonce the account's next new transaction should carry: its nonce at the tip the
+        pool builds on, past its transactions waiting in the pool (Ethereum's "pending")."""
+        tip = self._ledgers.get(self._qc_hash(self.high_qc), self.committed_ledger)
+        return self.mempool.pending_nonce_of(address, tip)
+
     @property
     def committed_ledger(self) -> Ledger:
         return self._ledgers[self.committed_hash]

@@ -243,6 +243,7 @@ class ApiViews:
             "address": to_hex(address),
             "balance": str(ledger.balance(address)),
             "nonce": ledger.nonce(address),
+            "pending_nonce": core.pending_nonce(address),
             "height": core.committed_height,
         }
 

@@ -145,6 +145,16 @@ def test_remove_and_pending_nonce():
     assert not mp.remove(b"\x00" * 32)
 
 
+def test_pending_nonce_by_address():
+    # the RPC asks by address (issue 14: `seqctl tx send` twice in a row)
+    mp, lg = pool(), ledger()
+    assert mp.pending_nonce_of(A.address, lg) == 0
+    mp.add(transfer(A, D.address, 1, 0), lg)
+    mp.add(transfer(A, D.address, 1, 1), lg)
+    assert mp.pending_nonce_of(A.address, lg) == 2
+    assert mp.pending_nonce_of(D.address, lg) == 0
+
+
 def test_bad_bounds_rejected():
     with pytest.raises(ValueError, match="bounds"):
         Mempool(chain_id=1, max_txs=0, max_per_sender=1, max_nonce_gap=0)
