@@ -78,14 +78,16 @@ async def wait_certified(
         await trio.sleep(poll)
 
 
-async def _submit(node: NodeClient, signed: Transaction, h: bytes) -> str:
+async def _submit(node: NodeClient, signed: Transaction, h: bytes, nonce_given: bool) -> str:
     """Send ``signed``; its status as the node answers (exit 1 with a hint when refused)."""
     try:
         answer = await node.send_tx(signed)
     except NodeRejected as e:
         hint = ""
-        if e.code.startswith("NONCE"):
+        if e.code.startswith("NONCE") and nonce_given:
             hint = " (omit --nonce to use the account's next nonce)"
+        elif e.code.startswith("NONCE"):
+            hint = " (another transaction from this account took the nonce: send again)"
         elif e.status == 429:
             hint = " (the node is overloaded: retry in a moment or use another node)"
         fail(f"the node refused the transaction: {e}{hint}")
@@ -107,6 +109,13 @@ async def _wait_or_fail(node: NodeClient, h: bytes, seconds: float) -> dict[str,
             f"{seconds:g} s; follow it with `seqctl tx status {to_hex(h)}`"
         )
     return st
+
+
+async def pending_nonce(node: NodeClient, address: bytes) -> int:
+    """The account's next nonce past its transactions waiting in the node's pool, as Ethereum
+    clients use (``nonce`` of the certified state from nodes that do not report it)."""
+    account = await node.account(address)
+    return int(account.get("pending_nonce", account["nonce"]))
 
 
 @click.group()
@@ -143,7 +152,8 @@ def tx() -> None:
 @click.option(
     "--nonce",
     type=click.IntRange(0, U64_MAX),
-    help="Account nonce (default: the next one, from the node's certified state).",
+    help="Account nonce (default: the next one, past the account's transactions waiting in "
+    "the node's pool).",
 )
 @click.option(
     "--chain-id",
@@ -183,12 +193,12 @@ def tx_send(
     async def go() -> dict[str, Any]:
         async with NodeClient(node_url) as node:
             cid = chain_id if chain_id is not None else int((await node.status())["chain_id"])
-            n = nonce if nonce is not None else int((await node.account(key.address))["nonce"])
+            n = nonce if nonce is not None else await pending_nonce(node, key.address)
             signed = make_transfer(key, dest, amount, n, fee, cid)
             h = tx_hash(signed)
             out: dict[str, Any] = {
                 "tx_hash": to_hex(h),
-                "status": await _submit(node, signed, h),
+                "status": await _submit(node, signed, h, nonce is not None),
                 "from": to_hex(key.address),
                 "to": to_hex(dest),
                 "amount": amount,

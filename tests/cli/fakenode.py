@@ -130,6 +130,12 @@ class FakeNode:
                 "address": "0x" + a.hex(),
                 "balance": str(self.balances.get(a, 0)),
                 "nonce": self.nonces.get(a, 0),
+                "pending_nonce": self.nonces.get(a, 0)
+                + sum(
+                    1
+                    for t in self.txs.values()
+                    if t.status == "pending" and address_of(t.tx.sender) == a
+                ),
             }
         )
 

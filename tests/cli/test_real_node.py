@@ -75,6 +75,14 @@ def test_commands_against_real_nodes(cluster: Cluster, tmp_path: Path) -> None:
                "certified", "--timeout", "30", "--json")  # fmt: skip
     assert r.exit_code == 0, r.output
     assert json.loads(r.stdout)["height"] == sent["height"]
+    # two sends in a row: the second takes the pending nonce (issue 14, friction 3)
+    nonces = []
+    for _ in range(2):
+        r = seqctl("tx", "send", "--from", str(alice), "--to", "0x" + USERS[1].address.hex(),
+                   "--amount", "1", *node, "--json", env=env)  # fmt: skip
+        assert r.exit_code == 0, r.output
+        nonces.append(json.loads(r.stdout)["nonce"])
+    assert nonces[1] == nonces[0] + 1
 
     r = seqctl("load", "--node-url", f"{c.nodes[1].rpc},{c.nodes[2].rpc}", "--rate", "20",
                "--duration", "1", "--accounts", "4", "--fund-from", str(alice), "--fund-amount",

@@ -54,6 +54,25 @@ def test_send_wait_and_status(fake_node: Node, keystore: Keystore, pwfile: Path)
     assert "batched" in human.stdout
 
 
+def test_two_sends_in_a_row_use_the_pending_nonce(
+    fake_node: Node, keystore: Keystore, pwfile: Path
+) -> None:
+    # issue 14, friction 3: the second send took the certified nonce and got NONCE_TOO_LOW
+    fake = fake_node.fake
+    fake.balances[USER.address] = 1000
+    fake.nonces[USER.address] = 7
+    fake.block_time = 3600.0  # nothing gets certified between the two sends
+    to = "0x" + OTHER.address.hex()
+    base = ["--from", str(keystore(USER)), "--password-file", str(pwfile), "--node-url",
+            fake_node.url, "--to", to, "--amount", "1", "--json"]  # fmt: skip
+    nonces = []
+    for _ in range(2):
+        r = seqctl("tx", "send", *base)
+        assert r.exit_code == 0, r.output
+        nonces.append(json.loads(r.stdout)["nonce"])
+    assert nonces == [7, 8]
+
+
 def test_refusals_and_errors(fake_node: Node, keystore: Keystore, pwfile: Path,
                              tmp_path: Path) -> None:  # fmt: skip
     fake = fake_node.fake
