@@ -20,11 +20,13 @@ up to ``--drain`` seconds for the accepted transactions to be certified (and in 
 
 from __future__ import annotations
 
+import contextlib
 import math
 import signal
 import sys
 import threading
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -235,18 +237,25 @@ class LoadRun:
         raise AssertionError("no node URL")
 
     async def _interrupts(self) -> None:
-        """First Ctrl-C: stop sending and drain; second: stop draining (summary either way)."""
-        with trio.open_signal_receiver(signal.SIGINT) as signals:
-            async for _ in signals:
+        """First Ctrl-C: stop sending and drain; second: stop draining. SIGTERM (``docker
+        stop``, ``seqctl devnet down``): stop sending and draining at once. The summary is
+        printed either way."""
+        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async for signum in signals:
                 self.interrupted = True
-                if not self._tick_scope.cancel_called:
+                if signum == signal.SIGTERM:
+                    self._say("\nterminated: stopped sending, summary follows\n")
                     self._tick_scope.cancel()
-                    if self.progress is not None:
-                        self.progress.write(
-                            "\ninterrupted: stopped sending, draining (Ctrl-C again to stop)\n"
-                        )
+                    self._drain_scope.cancel()
+                elif not self._tick_scope.cancel_called:
+                    self._tick_scope.cancel()
+                    self._say("\ninterrupted: stopped sending, draining (Ctrl-C again to stop)\n")
                 else:
                     self._drain_scope.cancel()
+
+    def _say(self, text: str) -> None:
+        if self.progress is not None:
+            self.progress.write(text)
 
     def _drained(self) -> bool:
         if self.stats.pending:
@@ -452,6 +461,24 @@ def _human(d: dict[str, Any]) -> str:
     return out
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def _sigterm_as_ctrl_c() -> Iterator[None]:
+    """SIGTERM before the sending starts ends the command like Ctrl-C. As PID 1 in a container
+    a process without a SIGTERM handler ignores the signal, and ``docker stop`` waits 10 s."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 @click.command("load")
 @click.option(
     "--node-url",
@@ -569,7 +596,8 @@ def load(
         funder, fund_amount,
     )  # fmt: skip
     progress = None if quiet else sys.stderr
-    result = run_async(LoadRun(cfg, progress).run)
+    with _sigterm_as_ctrl_c():
+        result = run_async(LoadRun(cfg, progress).run)
     emit(result, as_json, _human)
     if result["accepted"] == 0:
         click.echo("error: no transaction was accepted; see the rejection reasons", err=True)

@@ -49,6 +49,21 @@ def _dash(v: Any) -> Any:
 # --- status --------------------------------------------------------------------------------
 
 
+async def _status_data(node_url: str) -> dict[str, Any]:
+    """``/v1/status``, with the last batch's state from ``/v1/batches`` (status has no state)."""
+    async with NodeClient(node_url) as node:
+        data = await node.status()
+        last = data.get("last_batch")
+        if isinstance(last, dict) and last.get("number") is not None and "state" not in last:
+            try:
+                rows = await node.batches()
+            except NodeError:
+                rows = []
+            states = {r.get("number"): r.get("state") for r in rows}
+            data["last_batch"] = {**last, "state": states.get(last["number"])}
+        return data
+
+
 @click.command("status")
 @node_url_option
 @json_option
@@ -56,12 +71,7 @@ def status(node_url: str, as_json: bool) -> None:
     """One node's view: role, epoch and round, leader, heads (unsafe/certified/safe/finalized),
     peers, mempool, L1 head, and the last batch with its L1 block."""
 
-    async def go() -> dict[str, Any]:
-        async with NodeClient(node_url) as node:
-            return await node.status()
-
-    data = run_async(go)
-    data = {"node_url": node_url, **data}
+    data = {"node_url": node_url, **run_async(_status_data, node_url)}
 
     def human(d: dict[str, Any]) -> str:
         heads = d.get("heads") or {}
@@ -492,6 +502,7 @@ def blob_get(
             ],
         )
         tail = f"\nwritten to {d['out']} ({len(raw)} bytes)" if "out" in d else ""
-        return f"L1 block {d['block']}: {len(d['blobs'])} blobs\n{table}{tail}"
+        n = len(d["blobs"])
+        return f"L1 block {d['block']}: {n} blob{'' if n == 1 else 's'}\n{table}{tail}"
 
     emit(data, as_json, human)

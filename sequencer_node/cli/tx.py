@@ -33,7 +33,7 @@ U64_MAX = (1 << 64) - 1
 CERTIFIED_OR_LATER = ("certified", "batched", "finalized")
 
 
-def parse_destination(text: str) -> bytes:
+def parse_destination(text: str, what: str = "--to") -> bytes:
     """An L2 address: ``0x`` + 40 hex digits, or a keystore file (its address)."""
     try:
         return parse_address(text)
@@ -43,8 +43,8 @@ def parse_destination(text: str) -> bytes:
             try:
                 return parse_address(read_public_info(path)["address"])
             except (KeystoreError, ValueError) as e2:
-                fail(f"--to {text}: {e2}")
-        fail(f"--to: {e}, or a keystore file")
+                fail(f"{what} {text}: {e2}")
+        fail(f"{what}: {e}, or a keystore file")
 
 
 def parse_hash(text: str) -> bytes:
@@ -88,6 +88,8 @@ async def _submit(node: NodeClient, signed: Transaction, h: bytes, nonce_given: 
             hint = " (omit --nonce to use the account's next nonce)"
         elif e.code.startswith("NONCE"):
             hint = " (another transaction from this account took the nonce: send again)"
+        elif e.code == "INSUFFICIENT_BALANCE":
+            hint = " (see the balance with `seqctl account ADDRESS`)"
         elif e.status == 429:
             hint = " (the node is overloaded: retry in a moment or use another node)"
         fail(f"the node refused the transaction: {e}{hint}")
@@ -262,3 +264,29 @@ def tx_status(
             f"the node at {node_url} does not know transaction {to_hex(h)} (never received, "
             f"dropped, or another chain); ask another node or send it again"
         )
+
+
+@click.command("account")
+@click.argument("address")
+@node_url_option
+@json_option
+def account(address: str, node_url: str, as_json: bool) -> None:
+    """An L2 account's balance and nonce (ADDRESS: 0x + 40 hex digits, or a keystore file):
+    from the node's certified state, and the next nonce past its pending transactions."""
+    raw = parse_destination(address, "ADDRESS")
+
+    async def go() -> dict[str, Any]:
+        async with NodeClient(node_url) as node:
+            return await node.account(raw)
+
+    data = run_async(go)
+    human = {
+        "address": data.get("address"),
+        "balance": data.get("balance"),
+        "nonce": data.get("nonce"),
+        "next nonce": data.get("pending_nonce", data.get("nonce")),
+        "at height": data.get("height"),
+    }
+    emit(
+        data, as_json, lambda _d: render_kv({k: "-" if v is None else v for k, v in human.items()})
+    )

@@ -32,10 +32,21 @@ class NodeRejected(NodeError):
     """The node answered and refused; ``code`` is its error code (e.g. NONCE_TOO_LOW)."""
 
     def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(f"{code}: {message}" if code else message)
+        message = _without_code(code, message)
+        super().__init__(f"{code}: {message}" if code and message else code or message)
         self.status = status
         self.code = code
         self.message = message
+
+
+def _without_code(code: str, message: str) -> str:
+    """The node's message without a leading repeat of its code (``insufficient_balance: ...``)."""
+    low = code.lower()
+    if message.lower() == low:
+        return ""
+    if message.lower().startswith(low + ": "):
+        return message[len(low) + 2 :]
+    return message
 
 
 class NodeClient:

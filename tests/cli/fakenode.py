@@ -167,7 +167,6 @@ class FakeNode:
                 "first_height": 1,
                 "last_height": self.height,
                 "l1_block": 118,
-                "state": "posted",
             },
             "da": "blobs",
         }

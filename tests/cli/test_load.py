@@ -139,6 +139,27 @@ def test_ctrl_c_stops_sending_and_still_prints_the_summary(fake_node: Node) -> N
     assert "interrupted: stopped sending" in r.stderr
 
 
+def test_sigterm_stops_at_once_and_still_prints_the_summary(fake_node: Node) -> None:
+    # issue 14, friction 4: SIGTERM (docker stop; PID 1 in its container) was ignored
+    _fund(fake_node, 2)
+
+    def terminate(n: int) -> None:
+        if n == 10:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    fake_node.fake.on_submission = terminate
+    fake_node.fake.block_time = 3600.0  # nothing certified: only SIGTERM ends the drain
+    before = signal.getsignal(signal.SIGTERM)
+    r = seqctl("load", "--node-url", fake_node.url, "--rate", "50", "--duration", "60",
+               "--accounts", "2", "--drain", "60", "--json")  # fmt: skip
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.stdout)
+    assert out["interrupted"] is True
+    assert 10 <= out["submitted"] < 50
+    assert "terminated: stopped sending" in r.stderr
+    assert signal.getsignal(signal.SIGTERM) == before
+
+
 def test_a_dead_node_is_counted_and_the_follower_moves_on(fake_node: Node) -> None:
     _fund(fake_node, 2)
     dead = "http://127.0.0.1:9"

@@ -39,6 +39,19 @@ def test_status(fake_node: Node) -> None:
     assert "check --node-url" in r.stderr
 
 
+def test_status_shows_the_last_batch_state(fake_node: Node) -> None:
+    # issue 14, friction 6: the state was always "-" (/v1/status has no state; /v1/batches has)
+    fake = fake_node.fake
+    fake.status_extra["last_batch"] = {"number": 7, "first_height": 1, "last_height": 9,
+                                       "l1_block": 118}  # fmt: skip
+    fake.batches = [{"number": 7, "state": "accepted"}, {"number": 8, "state": "posted"}]
+    r = seqctl("status", "--node-url", fake_node.url, "--json")
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["last_batch"]["state"] == "accepted"
+    r = seqctl("status", "--node-url", fake_node.url)
+    assert "accepted, L1 block 118" in r.stdout
+
+
 def test_leaders(fake_node: Node) -> None:
     r = seqctl("leaders", "--node-url", fake_node.url, "--json")
     assert r.exit_code == 0, r.output
@@ -144,7 +157,7 @@ def test_batches_and_blob_get(fake_node: Node, tmp_path: Path) -> None:
         assert out.stat().st_size == 2 * BYTES_PER_BLOB
         r = seqctl("blob", "get", str(block), "--index", "1", "--l1-url", l1.url)
         assert r.exit_code == 0
-        assert "1 blobs" in r.stdout
+        assert "1 blob\n" in r.stdout
         r = seqctl("blob", "get", str(block), "--index", "5", "--l1-url", l1.url)
         assert r.exit_code == EXIT_FAILED
         assert "no blob at index 5" in r.stderr

@@ -126,3 +126,32 @@ def test_refusals_and_errors(fake_node: Node, keystore: Keystore, pwfile: Path,
     assert "not a transaction hash" in r.stderr
     r = seqctl("tx", "status", unknown, "--node-url", "http://127.0.0.1:9")
     assert r.exit_code == EXIT_UNREACHABLE
+
+
+def test_account_shows_balance_and_nonces(fake_node: Node, keystore: Keystore) -> None:
+    # issue 14, friction 6: no CLI command for an L2 balance or nonce
+    fake = fake_node.fake
+    fake.balances[USER.address] = 1234
+    fake.nonces[USER.address] = 5
+    r = seqctl("account", "0x" + USER.address.hex(), "--node-url", fake_node.url, "--json")
+    assert r.exit_code == 0, r.output
+    data = json.loads(r.stdout)
+    assert (data["balance"], data["nonce"], data["pending_nonce"]) == ("1234", 5, 5)
+    r = seqctl("account", str(keystore(USER)), "--node-url", fake_node.url)
+    assert r.exit_code == 0, r.output
+    assert "1234" in r.stdout
+    assert "next nonce" in r.stdout
+    r = seqctl("account", "0x12", "--node-url", fake_node.url)
+    assert r.exit_code == EXIT_FAILED
+
+
+def test_a_refusal_does_not_repeat_its_code() -> None:
+    # issue 14, friction 6: "INSUFFICIENT_BALANCE: insufficient_balance"
+    from sequencer_node.clients.node import NodeRejected
+
+    assert str(NodeRejected(422, "INSUFFICIENT_BALANCE", "insufficient_balance")) == (
+        "INSUFFICIENT_BALANCE"
+    )
+    e = NodeRejected(422, "INSUFFICIENT_BALANCE", "insufficient_balance: balance 1 < 2")
+    assert str(e) == "INSUFFICIENT_BALANCE: balance 1 < 2"
+    assert str(NodeRejected(422, "NONCE_GAP", "nonce 9 > next 3")) == "NONCE_GAP: nonce 9 > next 3"

@@ -123,6 +123,22 @@ def test_compose_file_shape(compose: dict[str, Any]) -> None:
     assert "8545" in services["l1"]["ports"][0]
 
 
+def _default(text: str) -> str:
+    """``${VAR:-default}`` -> ``default`` (what compose uses when VAR is not set)."""
+    return re.sub(r"\$\{[A-Z0-9_]+:-([^}]*)\}", r"\1", text)
+
+
+def test_published_ports_bind_to_localhost_by_default(compose: dict[str, Any]) -> None:
+    # issue 14, friction 5: every port was published on 0.0.0.0 (the L1's dev_mine included)
+    published = [
+        (name, str(p)) for name, svc in compose["services"].items() for p in svc.get("ports", [])
+    ]
+    assert published
+    for name, port in published:
+        assert _default(port).startswith("127.0.0.1:"), f"{name} publishes {port} on all interfaces"
+        assert port.startswith("${SEQ_COMPOSE_BIND:-127.0.0.1}:"), f"{name}: not movable"
+
+
 def test_every_command_exists_with_its_flags(compose: dict[str, Any]) -> None:
     scripts = _scripts()
     for name, svc in _services_with_commands(compose):
