@@ -36,7 +36,7 @@ import trio
 
 from sequencer_node.cli.common import emit, open_key, password_file_option, render_kv, render_table
 from sequencer_node.cli.runner import run_async
-from sequencer_node.cli.tx import U64_MAX, make_transfer, wait_certified
+from sequencer_node.cli.tx import U64_MAX, make_transfer, pending_nonce, wait_certified
 from sequencer_node.clients.node import NodeClient, NodeError, NodeRejected, NodeUnavailable
 from sequencer_node.devnet.accounts import LOAD_ACCOUNTS, load_account_key
 from sequencer_node.system.commandline import EXIT_FAILED, fail, json_option
@@ -288,7 +288,7 @@ class LoadRun:
             async with acct.lock:
                 if acct.nonce is None:
                     try:
-                        acct.nonce = int((await client.account(acct.key.address))["nonce"])
+                        acct.nonce = await pending_nonce(client, acct.key.address)
                     except (NodeError, KeyError, ValueError, TypeError) as e:
                         # a send attempt that failed before its POST
                         self.stats.submitted += 1
@@ -376,7 +376,7 @@ class LoadRun:
                     info = await clients[acct.node].account(acct.key.address)
                 except NodeUnavailable:
                     return  # counted when its sends fail; another node may be up
-            acct.nonce = int(info["nonce"])
+            acct.nonce = int(info.get("pending_nonce", info["nonce"]))
             if int(info["balance"]) < self.cfg.amount + self.cfg.fee:
                 empty.append(i)
 
@@ -398,7 +398,7 @@ class LoadRun:
     async def _fund(
         self, client: NodeClient, funder: SigningKey, keys: list[SigningKey], chain_id: int
     ) -> None:
-        nonce = int((await client.account(funder.address))["nonce"])
+        nonce = await pending_nonce(client, funder.address)
         sent: list[bytes] = []
         for k in keys:
             tx = make_transfer(
