@@ -8,12 +8,15 @@ import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 import trio
 
 from sequencer_node.wire.blobs import FORKS, LATEST_FORK
+
+if TYPE_CHECKING:
+    from l1_mock.chain import Genesis
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -153,6 +156,16 @@ def main() -> None:
     help="Mine one block per slot; with --no-auto-mine only dev_mine makes blocks.",
 )
 @click.option(
+    "--allow-remote-dev-mine",
+    "remote_dev",
+    is_flag=True,
+    default=False,
+    envvar="SEQ_L1_ALLOW_REMOTE_DEV_MINE",
+    show_envvar=True,
+    help="Serve dev_mine (mine up to 10,000 blocks at once) to callers on other hosts too; "
+    "by default only loopback callers may use it.",
+)
+@click.option(
     "--log-level",
     default="INFO",
     type=click.Choice(["DEBUG", "INFO", "WARNING"]),
@@ -173,14 +186,13 @@ def run(
     blob_retention_epochs: int | None,
     fault_proof_window: int,
     auto_mine: bool,
+    remote_dev: bool,
     log_level: str,
 ) -> None:
     """Run the mock L1 node."""
-    from l1_mock import genesis as genesis_mod
-    from l1_mock.chain import ChainConfig, check_retention
+    from l1_mock.chain import check_retention
     from l1_mock.chain.config import default_retention_epochs
     from l1_mock.server import L1Service, L1Settings, serve_until_signal
-    from l1_mock.server.service import default_genesis_time
 
     logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     retention = blob_retention_epochs or default_retention_epochs(slot_time, fault_proof_window)
@@ -189,28 +201,9 @@ def run(
     except ValueError as e:
         raise click.UsageError(str(e)) from None
     try:
-        if genesis_path is not None:
-            genesis = genesis_mod.load(genesis_path)
-            genesis = dataclasses.replace(
-                genesis,
-                config=dataclasses.replace(
-                    genesis.config,
-                    slot_time=slot_time,
-                    blob_retention_epochs=retention,
-                    genesis_time=genesis.config.genesis_time or default_genesis_time(slot_time),
-                ),
-            )
-        else:
-            config = ChainConfig(
-                chain_id=chain_id,
-                l2_chain_id=l2_chain_id,
-                genesis_time=default_genesis_time(slot_time),
-                slot_time=slot_time,
-                forks=((0, fork),),
-                blob_retention_epochs=retention,
-            )
-            genesis = genesis_mod.dev_genesis(config)
-        service = L1Service.open(genesis, L1Settings(data_dir, slot_time, auto_mine))
+        genesis = _run_genesis(genesis_path, chain_id, l2_chain_id, slot_time, fork, retention)
+        settings = L1Settings(data_dir, slot_time, auto_mine, remote_dev=remote_dev)
+        service = L1Service.open(genesis, settings)
     except (ValueError, RuntimeError) as e:
         click.echo(f"error: {e}", err=True)
         sys.exit(2)
@@ -218,6 +211,39 @@ def run(
         trio.run(serve_until_signal, service, host, port)
     finally:
         service.store.close()
+
+
+def _run_genesis(
+    genesis_path: Path | None,
+    chain_id: int,
+    l2_chain_id: int,
+    slot_time: int,
+    fork: str,
+    retention: int,
+) -> Genesis:
+    """The genesis ``run`` starts a fresh data directory with: the file, or the dev genesis."""
+    from l1_mock import genesis as genesis_mod
+    from l1_mock.chain import ChainConfig
+    from l1_mock.server.service import default_genesis_time
+
+    if genesis_path is not None:
+        genesis = genesis_mod.load(genesis_path)
+        config = dataclasses.replace(
+            genesis.config,
+            slot_time=slot_time,
+            blob_retention_epochs=retention,
+            genesis_time=genesis.config.genesis_time or default_genesis_time(slot_time),
+        )
+        return dataclasses.replace(genesis, config=config)
+    config = ChainConfig(
+        chain_id=chain_id,
+        l2_chain_id=l2_chain_id,
+        genesis_time=default_genesis_time(slot_time),
+        slot_time=slot_time,
+        forks=((0, fork),),
+        blob_retention_epochs=retention,
+    )
+    return genesis_mod.dev_genesis(config)
 
 
 @main.command("dev-genesis")

@@ -226,6 +226,23 @@ class Chain:
         For a blob batch, ``verified_blob_hashes`` must be the versioned hashes returned by a
         successful KZG batch verification of the call's sidecars.
         """
+        pending = self.check_call(call)
+        if pending.blob_count:
+            hashes = tuple(kzg_to_versioned_hash(c) for c in pending.params.commitments)
+            if verified_blob_hashes is None or tuple(verified_blob_hashes) != hashes:
+                raise CallRejected(
+                    "the blobs' KZG proofs were not verified against these commitments"
+                )
+        pending.seq = self._seq
+        self._seq += 1
+        self.pool[pending.hash] = pending
+        return pending.hash
+
+    def check_call(self, call: L1Call) -> PendingCall:
+        """Every check of :meth:`submit` except the KZG proofs, cheapest first (signature,
+        replay, nonce, pool room, blob shape, the fee cap against the balance, the call's own
+        checks): the shell runs these before it spends a KZG worker on the blobs. Raises
+        CallRejected; changes nothing."""
         try:
             params = decode_params(call)
         except (CodecError, KeyError) as e:
@@ -249,20 +266,15 @@ class Chain:
             raise CallRejected("the transaction pool is full; retry later")
         blob_count, max_fee = 0, 0
         if isinstance(params, SubmitBatch):
-            blob_count, max_fee = self._check_blobs(params, verified_blob_hashes)
-            pooled = sum(p.blob_count for p in self.pool.values())
-            if blob_count and pooled + blob_count > self.config.max_pool_blobs:
-                raise CallRejected("the blob pool is full; retry later")
+            blob_count, max_fee = self._check_blobs(params)
         if expected == nonce:
             # Check against the current state when nothing of this sender is pending before.
             self._dry_run(call, params, h)
-        self.pool[h] = PendingCall(call, params, h, self._seq, blob_count, max_fee)
-        self._seq += 1
-        return h
+        return PendingCall(call, params, h, -1, blob_count, max_fee)
 
-    def _check_blobs(self, p: SubmitBatch, verified: tuple[bytes, ...] | None) -> tuple[int, int]:
+    def _check_blobs(self, p: SubmitBatch) -> tuple[int, int]:
         """(blob count, max fee per blob gas) of a batch whose blobs fit the next block's fork
-        and match the KZG-verified hashes."""
+        and the pool, and whose header names the commitments' versioned hashes."""
         header = p.certificate.header
         try:
             check_batch_shape(header, p, self.blob_params())
@@ -271,12 +283,13 @@ class Chain:
         if not p.blobs:
             return 0, 0
         hashes = tuple(kzg_to_versioned_hash(c) for c in p.commitments)
-        if verified is None or tuple(verified) != hashes:
-            raise CallRejected("the blobs' KZG proofs were not verified against these commitments")
         if tuple(header.blob_hashes) != hashes:
             raise CallRejected(
                 "the batch header's blob_hashes are not the versioned hashes of the commitments"
             )
+        pooled = sum(x.blob_count for x in self.pool.values())
+        if pooled + len(p.blobs) > self.config.max_pool_blobs:
+            raise CallRejected("the blob pool is full; retry later")
         return len(p.blobs), p.max_fee_per_blob_gas
 
     def _dry_run(self, call: L1Call, params: Any, h: bytes) -> None:

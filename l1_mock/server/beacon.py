@@ -3,14 +3,23 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from l1_mock.chain import Chain, L1Block, Sidecar, retention_floor_epoch
+from l1_mock.server.params import MAX_QUANTITY
 from l1_mock.server.service import L1Service
 from l1_mock.server.views import d, sidecar_json
+
+#: ASCII digits only (``str.isdigit`` also accepts "²" and Arabic-Indic digits).
+_SLOT = re.compile(r"[0-9]{1,20}")
+_ROOT = re.compile(r"0x[0-9a-fA-F]{64}")
+_VERSIONED_HASH = re.compile(r"(?:0x)?[0-9a-fA-F]{64}")
+#: More indices than a block can have blobs is malformed.
+MAX_INDICES = 64
 
 
 class BeaconError(Exception):
@@ -34,42 +43,47 @@ def find_block(c: Chain, block_id: str) -> L1Block:
     if block_id == "finalized":
         return c.blocks[c.finalized_block().number]
     if block_id.startswith("0x"):
-        try:
-            root = bytes.fromhex(block_id[2:])
-        except ValueError:
-            root = b""
-        if len(root) != 32:
-            raise BeaconError(400, f"invalid block id {block_id!r}: a root is 0x + 64 hex")
-        n = c.block_by_hash.get(root)
+        if not _ROOT.fullmatch(block_id):
+            raise BeaconError(400, f"invalid block id {block_id!r:.80}: a root is 0x + 64 hex")
+        n = c.block_by_hash.get(bytes.fromhex(block_id[2:]))
         if n is None:
             raise BeaconError(404, f"block {block_id} not found")
         return c.blocks[n]
-    if block_id.isdigit():
-        b = c.block_at_slot(int(block_id))
+    if _SLOT.fullmatch(block_id):
+        slot = int(block_id)
+        if slot > MAX_QUANTITY:
+            raise BeaconError(400, f"slot {slot} is out of range (at most {MAX_QUANTITY})")
+        b = c.block_at_slot(slot)
         if b is None:
             raise BeaconError(404, f"no block at slot {block_id}")
         return b
     raise BeaconError(
-        400, f"invalid block id {block_id!r}: use head, genesis, finalized, a slot or 0x<root>"
+        400,
+        f"invalid block id {block_id!r:.80}: use head, genesis, finalized, a slot (decimal "
+        "digits) or 0x<root>",
     )
 
 
 def _indices(text: str | None) -> set[int] | None:
     if not text:
         return None
-    try:
-        return {int(x) for x in text.split(",")}
-    except ValueError:
-        raise BeaconError(400, "indices must be comma-separated integers") from None
+    parts = text.split(",")
+    if len(parts) > MAX_INDICES or not all(re.fullmatch(r"[0-9]{1,4}", x) for x in parts):
+        raise BeaconError(
+            400, f"indices must be at most {MAX_INDICES} comma-separated decimal integers"
+        )
+    return {int(x) for x in parts}
 
 
 def _versioned_hashes(text: str | None) -> set[bytes] | None:
     if not text:
         return None
-    try:
-        return {bytes.fromhex(x.removeprefix("0x")) for x in text.split(",")}
-    except ValueError:
-        raise BeaconError(400, "versioned_hashes must be comma-separated 0x hex") from None
+    parts = text.split(",")
+    if len(parts) > MAX_INDICES or not all(_VERSIONED_HASH.fullmatch(x) for x in parts):
+        raise BeaconError(
+            400, f"versioned_hashes must be at most {MAX_INDICES} comma-separated 0x + 64 hex"
+        )
+    return {bytes.fromhex(x.removeprefix("0x")) for x in parts}
 
 
 class BeaconApi:

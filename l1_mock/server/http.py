@@ -27,7 +27,11 @@ def make_app(service: L1Service) -> Starlette:
 
     return Starlette(
         routes=[
-            Route("/", jsonrpc_endpoint(JsonRpc(service)), methods=["POST"]),
+            Route(
+                "/",
+                jsonrpc_endpoint(JsonRpc(service, remote_dev=service.settings.remote_dev)),
+                methods=["POST"],
+            ),
             Route("/health", health, methods=["GET"]),
             Route("/eth/v1/beacon/blob_sidecars/{block_id}", beacon.blob_sidecars, methods=["GET"]),
             Route("/eth/v1/beacon/blobs/{block_id}", beacon.blobs, methods=["GET"]),

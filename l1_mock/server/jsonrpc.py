@@ -7,7 +7,7 @@ is the HTTP side (body size limit, JSON parsing, single or batch requests).
 
 from __future__ import annotations
 
-import json
+import ipaddress
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -19,10 +19,10 @@ from l1_mock.server.params import (
     INVALID_PARAMS,
     INVALID_REQUEST,
     METHOD_NOT_FOUND,
-    PARSE_ERROR,
     REJECTED,
     RpcError,
     param,
+    parse_body,
     parse_hex,
     parse_int,
 )
@@ -52,10 +52,15 @@ Method = Callable[[list[Any]], Awaitable[Any]]
 
 
 class JsonRpc:
-    """The JSON-RPC methods over one :class:`L1Service`: each ``rpc_<name>`` answers ``name``."""
+    """The JSON-RPC methods over one :class:`L1Service`: each ``rpc_<name>`` answers ``name``.
 
-    def __init__(self, service: L1Service) -> None:
+    ``dev_*`` methods answer loopback callers only, unless ``remote_dev`` (``l1-mock run
+    --allow-remote-dev-mine``): they let anyone move the chain forward.
+    """
+
+    def __init__(self, service: L1Service, *, remote_dev: bool = False) -> None:
         self.service = service
+        self.remote_dev = remote_dev
         self.methods: dict[str, Method] = {
             name[4:]: getattr(self, name) for name in dir(self) if name.startswith("rpc_")
         }
@@ -64,14 +69,23 @@ class JsonRpc:
     def chain(self) -> Chain:
         return self.service.chain
 
-    async def answer(self, req: Any) -> dict[str, Any]:
-        """The response object to one decoded JSON-RPC request."""
-        if not isinstance(req, dict) or not isinstance(req.get("method"), str):
+    async def answer(self, req: Any, *, loopback: bool = True) -> dict[str, Any]:
+        """The response object to one decoded JSON-RPC request; ``loopback``: whether the
+        caller connected from a loopback address."""
+        if not is_request(req):
             return error(None, INVALID_REQUEST, "invalid JSON-RPC request")
         rid = req.get("id")
-        fn = self.methods.get(req["method"])
+        method = req["method"]
+        fn = self.methods.get(method)
         if fn is None:
-            return error(rid, METHOD_NOT_FOUND, f"method {req['method']!r} does not exist")
+            return error(rid, METHOD_NOT_FOUND, f"method {method[:64]!r} does not exist")
+        if method.startswith("dev_") and not (loopback or self.remote_dev):
+            return error(
+                rid,
+                REJECTED,
+                f"{method} answers loopback callers only; start the L1 with "
+                "--allow-remote-dev-mine to allow it from other hosts",
+            )
         params = req.get("params", [])
         if not isinstance(params, list):
             return error(rid, INVALID_PARAMS, "params must be a list")
@@ -222,7 +236,7 @@ def error(rid: Any, code: int, message: str) -> dict[str, Any]:
 async def read_body(request: Request, limit: int) -> bytes | None:
     """The request body, or None when it is larger than ``limit`` bytes."""
     declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
+    if declared.isascii() and declared.isdigit() and int(declared) > limit:
         return None
     buf = bytearray()
     async for chunk in request.stream():
@@ -232,23 +246,45 @@ async def read_body(request: Request, limit: int) -> bytes | None:
     return bytes(buf)
 
 
+def is_request(req: Any) -> bool:
+    """Whether ``req`` has the shape of a JSON-RPC request (an object with a string method)."""
+    return isinstance(req, dict) and isinstance(req.get("method"), str)
+
+
+def is_loopback(host: str | None) -> bool:
+    try:
+        return host is not None and ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def jsonrpc_endpoint(api: JsonRpc) -> Callable[[Request], Awaitable[Response]]:
-    """The ``POST /`` handler: single requests and batches of up to :data:`MAX_BATCH`."""
+    """The ``POST /`` handler: single requests and batches of up to :data:`MAX_BATCH`.
+
+    A body that is not a request (too large, not JSON, nested too deeply, not a request object,
+    an empty or oversized batch) is answered with HTTP 413 or 400 and a JSON-RPC error; a
+    well-formed request is answered with HTTP 200, its error (if any) inside, as Ethereum
+    clients expect.
+    """
 
     async def endpoint(request: Request) -> Response:
         body = await read_body(request, MAX_BODY)
         if body is None:
             return JSONResponse(error(None, INVALID_REQUEST, "request too large"), status_code=413)
         try:
-            req = json.loads(body)
-        except ValueError:
-            return JSONResponse(error(None, PARSE_ERROR, "request is not valid JSON"))
+            req = parse_body(body)
+        except RpcError as e:
+            return JSONResponse(error(None, e.code, e.message), status_code=400)
+        loopback = is_loopback(request.client.host if request.client else None)
         if isinstance(req, list):
             if not req or len(req) > MAX_BATCH:
-                return JSONResponse(
-                    error(None, INVALID_REQUEST, f"a batch holds 1 to {MAX_BATCH} requests")
-                )
-            return JSONResponse([await api.answer(r) for r in req])
-        return JSONResponse(await api.answer(req))
+                message = f"a batch holds 1 to {MAX_BATCH} requests"
+                return JSONResponse(error(None, INVALID_REQUEST, message), status_code=400)
+            return JSONResponse([await api.answer(r, loopback=loopback) for r in req])
+        if not is_request(req):
+            return JSONResponse(
+                error(None, INVALID_REQUEST, "invalid JSON-RPC request"), status_code=400
+            )
+        return JSONResponse(await api.answer(req, loopback=loopback))
 
     return endpoint

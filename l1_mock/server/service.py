@@ -39,6 +39,8 @@ class L1Settings:
     auto_mine: bool = True
     #: Processes that verify KZG proofs; 0 verifies in a thread (stalls the loop; tests only).
     kzg_workers: int = 1
+    #: Serve ``dev_mine`` to callers on other hosts too (by default: loopback only).
+    remote_dev: bool = False
 
 
 class L1Service:
@@ -105,12 +107,13 @@ class L1Service:
         return h
 
     async def submit(self, call: L1Call) -> bytes:
-        """Verify blobs off the event loop, then accept ``call`` (raises CallRejected)."""
-        try:
-            p = decode_params(call)
-        except (CodecError, KeyError) as e:
-            raise CallRejected(f"the call's parameters are invalid: {e}") from None
+        """Accept ``call`` (raises CallRejected). The cheap checks (signature, nonce, fee cap,
+        the call's own checks) run first, so a call that would be refused anyway never costs
+        KZG time; then blobs are verified off the event loop and the call is checked again
+        against the state of that moment."""
+        pending = self.chain.check_call(call)
         hashes = None
+        p = pending.params
         if isinstance(p, SubmitBatch) and p.blobs:
             check = await self.kzg.verify(p.blobs, p.commitments, p.proofs)
             if not check.ok:
