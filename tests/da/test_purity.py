@@ -9,9 +9,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 DA = ROOT / "l1_mock" / "da"
-PURE = ["merkle", "shares", "nmt", "chain", "attest"]
+PURE = ["merkle", "shares", "nmt", "chain", "attest", "reader"]
 #: What a reader on the node side needs (the node may not import l1_mock: docs/da.md).
-VERIFIERS = ["merkle", "shares", "nmt", "attest"]
+VERIFIERS = ["merkle", "shares", "nmt", "attest", "reader"]
 IMPURE = {
     "trio", "socket", "time", "random", "os", "sqlite3", "asyncio", "threading", "subprocess",
     "httpx", "hypercorn", "starlette", "secrets", "datetime", "io", "pathlib", "shutil",

@@ -12,10 +12,9 @@ import httpx
 import pytest
 import trio
 
-from l1_mock.da import nmt
+from l1_mock.da import reader
 from l1_mock.da.chain import DAGenesis, PayForBlob
 from l1_mock.da.server import DANode, DASettings, serve
-from l1_mock.da.shares import namespace_shares, parse_blobs
 from tests.da.helpers import USERS, genesis, ns, pfb
 
 
@@ -43,24 +42,19 @@ class Da:
     async def submit(self, p: PayForBlob) -> httpx.Response:
         return await self.http.post("/v1/blobs", json=pfb_json(p))
 
-    async def read_namespace(self, height: int, namespace: bytes) -> list[bytes]:
-        """What a reader does: fetch, rebuild the shares, check the proof against the header."""
-        header = (await self.http.get(f"/v1/headers/{height}")).json()
+    async def answer(self, height: int, namespace: bytes) -> Any:
         r = await self.http.get(f"/v1/blobs/{height}/0x{namespace.hex()}")
         assert r.status_code == 200, r.text
-        body = r.json()
-        p = body["proof"]
-        proof = nmt.NamespaceProof(
-            p["start"],
-            p["end"],
-            tuple(bytes.fromhex(n[2:]) for n in p["nodes"]),
-            None if p["leaf"] is None else bytes.fromhex(p["leaf"][2:]),
-        )
-        blobs = [(b["start"], b["end"], bytes.fromhex(b["data"][2:])) for b in body["blobs"]]
-        shares = namespace_shares(namespace, proof.start, proof.end, blobs) if blobs else []
+        return r.json()
+
+    async def read_namespace(self, height: int, namespace: bytes, body: Any = None) -> list[bytes]:
+        """What a reader does: take the data root from the header, check the answer."""
+        header = (await self.http.get(f"/v1/headers/{height}")).json()
+        body = await self.answer(height, namespace) if body is None else body
         root = bytes.fromhex(header["dataRoot"][2:])
-        assert nmt.verify_namespace(root, header["shareCount"], namespace, shares, proof)
-        return [data for _, _, data in parse_blobs(shares)]
+        return reader.verified_blobs(
+            root, header["shareCount"], namespace, reader.answer_from_json(body)
+        )
 
 
 async def _serve(
@@ -104,6 +98,26 @@ async def test_submit_produce_and_read_back_with_proofs(da: Da) -> None:
     acct = (await da.http.get("/v1/accounts/0x" + USERS[0].address.hex())).json()
     assert acct["nonce"] == 2
     assert int(acct["balance"]) < 10**24
+
+
+async def test_a_lying_da_node_is_caught_by_the_reader(da: Da) -> None:
+    """Withholding a blob, adding one, or denying the namespace: the proof does not verify."""
+    for i, data in enumerate([b"one" * 200, b"two" * 300, b"three"]):
+        assert (await da.submit(pfb(USERS[0], i, ns(2), data))).status_code == 200
+    assert (await da.submit(pfb(USERS[1], 0, ns(3), b"neighbour"))).status_code == 200
+    await da.produce()
+    honest = await da.answer(1, ns(2))
+    assert len(await da.read_namespace(1, ns(2), honest)) == 3
+    withheld = {**honest, "blobs": honest["blobs"][:-1]}
+    denied = {**honest, "blobs": [], "proof": {"start": 0, "end": 0, "nodes": [], "leaf": None}}
+    neighbour = (await da.answer(1, ns(3)))["blobs"]
+    added = {**honest, "blobs": honest["blobs"] + neighbour}
+    changed = {**honest, "blobs": [{**honest["blobs"][0], "data": "0x" + b"ONE".hex() * 200}]}
+    for lie in (withheld, denied, added, changed):
+        with pytest.raises(reader.NotVerified):
+            await da.read_namespace(1, ns(2), lie)
+    with pytest.raises(reader.NotVerified, match="malformed"):
+        await da.read_namespace(1, ns(2), {"blobs": []})
 
 
 async def test_blob_data_is_gone_after_retention_but_headers_stay(da: Da) -> None:
