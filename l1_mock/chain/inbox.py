@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from l1_mock.chain.config import ChainConfig
 from l1_mock.chain.errors import CallFailed
+from l1_mock.chain.staking import stake_epoch_problem
 from sequencer_node.wire.blobs import BlobParams
 from sequencer_node.wire.certificates import CertificateError, verify_batch_certificate
 from sequencer_node.wire.l1calls import QueueForced, SubmitBatch
@@ -71,10 +72,9 @@ def check_batch_header(header: BatchHeader, rules: InboxRules, view: InboxView) 
     continuity with the last accepted batch, stake epoch age and finality, forced inclusion."""
     _check_continuity(header, rules, view.last)
     e = header.stake_epoch
-    if not (e == 0 or e <= view.epoch - 2):
-        raise BatchRefused(f"stake snapshot of epoch {e} is not finalized yet")
-    if e + rules.max_stake_epoch_age < view.epoch:
-        raise BatchRefused(f"stake snapshot of epoch {e} is older than the unbonding period")
+    problem = stake_epoch_problem(e, view.epoch, rules.max_stake_epoch_age)
+    if problem:
+        raise BatchRefused(problem)
     if view.last and e < view.last.stake_epoch:
         raise BatchRefused(
             f"stake epoch {e} is older than the previous batch's {view.last.stake_epoch}"

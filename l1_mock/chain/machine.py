@@ -344,7 +344,7 @@ class Chain:
         if isinstance(p, SubmitEvidence):
             return partial(self._apply_evidence, sender, st.check_evidence(p), epoch)
         if isinstance(p, ReportDowntime):
-            return partial(st.apply_downtime, p, st.check_downtime(p), epoch)
+            return partial(st.apply_downtime, p, st.check_downtime(p, epoch), epoch)
         if isinstance(p, QueueForced):
             return partial(self.inbox.apply_queue_forced, p, ctx.l1_block)
         if isinstance(p, SubmitBatch):

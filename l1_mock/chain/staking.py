@@ -103,6 +103,19 @@ class Offence:
     round: int
 
 
+def stake_epoch_problem(stake_epoch: int, current_epoch: int, max_age: int) -> str | None:
+    """Why a certificate may not name the snapshot of ``stake_epoch`` at ``current_epoch``, or
+    None: the snapshot must be finalized (epoch 0 is final from genesis) and at most
+    ``max_age`` epochs old. The batch inbox and downtime reports share this rule; with
+    ``max_age`` the unbonding period, everyone in an acceptable snapshot still has stake that
+    evidence can slash."""
+    if not (stake_epoch == 0 or stake_epoch <= current_epoch - 2):
+        return f"stake snapshot of epoch {stake_epoch} is not finalized yet"
+    if stake_epoch + max_age < current_epoch:
+        return f"stake snapshot of epoch {stake_epoch} is older than the unbonding period"
+    return None
+
+
 def downtime_report_id(r: DowntimeReport) -> bytes:
     """The identity of a report: its fields without the (per-signer) signer and signature."""
     return message_id(dataclasses.replace(r, signer=bytes(32), signature=bytes(64)))
@@ -152,8 +165,9 @@ class Staking:
         self.snapshots[epoch] = EpochStakeSnapshot(epoch, seed, entries)
 
     def prune_snapshots(self, current_epoch: int) -> None:
+        """Drop snapshots that no certificate may name any more (the genesis one too)."""
         keep_from = current_epoch - self.config.unbonding_epochs - 2
-        for e in [e for e in self.snapshots if e < keep_from and e != 0]:
+        for e in [e for e in self.snapshots if e < keep_from]:
             del self.snapshots[e]
 
     # --- register, lock, unlock, withdraw ------------------------------------------------
@@ -310,13 +324,25 @@ class Staking:
         self.offences.add(offence)
         return cut - share
 
-    def check_downtime(self, p: ReportDowntime) -> bytes:
-        """Check a downtime certificate; return the report's id."""
+    def check_downtime(self, p: ReportDowntime, epoch: int) -> bytes:
+        """Check a downtime certificate at L1 ``epoch``; return the report's id.
+
+        The report names a recent snapshot (the inbox's rule, :func:`stake_epoch_problem`),
+        and the offender and every signer are in it: nobody is judged by a table that no
+        longer has stake at risk, or that they were never part of."""
         cert = p.certificate
         r = cert.report
+        problem = stake_epoch_problem(r.stake_epoch, epoch, self.config.unbonding_epochs)
+        if problem:
+            raise CallFailed(f"downtime report: {problem}")
         snap = self.snapshots.get(r.stake_epoch)
         if snap is None:
             raise CallFailed(f"no stake snapshot for epoch {r.stake_epoch} (too old or future)")
+        if snap.stakes.get(r.offender, 0) <= 0:
+            raise CallFailed(
+                f"the reported sequencer {r.offender.hex()[:16]} is not in the stake snapshot of "
+                f"epoch {r.stake_epoch}"
+            )
         rid = downtime_report_id(r)
         if rid in self.downtime_reports:
             raise CallFailed("this downtime report was already applied")
@@ -345,4 +371,5 @@ __all__ = [
     "StakeEntry",
     "Staking",
     "downtime_report_id",
+    "stake_epoch_problem",
 ]
