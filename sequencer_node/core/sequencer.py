@@ -32,7 +32,7 @@ from sequencer_node.core.downtime import DowntimeTracker
 from sequencer_node.core.election import epoch_seed, leader_for, weighted_order
 from sequencer_node.core.forced import ForcedQueue, ForcedQueueError, ForcedUnknown
 from sequencer_node.core.ledger import InvalidBlock, Ledger, tx_root
-from sequencer_node.core.mempool import Mempool
+from sequencer_node.core.mempool import Mempool, RejectReason
 from sequencer_node.core.watermark import Kind, empty_record, may_sign, record_signature
 from sequencer_node.wire.certificates import (
     CertificateError,
@@ -532,8 +532,7 @@ class SequencerCore:
                     self._check_tc(msg.last_tc)
                     self._on_tc(msg.last_tc, now_ms, out, sender)
             elif isinstance(msg, Transaction):
-                tip = self._ledgers.get(self._qc_hash(self.high_qc), self.committed_ledger)
-                self.mempool.add(msg, tip)
+                self._on_peer_tx(sender, msg, out)
             elif isinstance(msg, DowntimeReport):
                 self._on_downtime_report(msg, out)
             else:
@@ -556,6 +555,14 @@ class SequencerCore:
             out.append(api.InputRefused(api.LocalSource.SELF, offense))
         else:
             out.append(api.PeerMisbehaved(source, offense))
+
+    def _on_peer_tx(self, sender: api.Source, tx: Transaction, out: list[api.Effect]) -> None:
+        """Pool a gossiped transaction. A bad signature is the sender's fault (an honest node
+        relays only what it checked); a stale nonce or a full pool is nobody's."""
+        tip = self._ledgers.get(self._qc_hash(self.high_qc), self.committed_ledger)
+        res = self.mempool.add(tx, tip)
+        if res.reason is RejectReason.BAD_SIGNATURE:
+            self._refuse(sender, api.Fault.BAD_SIGNATURE, f"transaction: {res.detail}", out)
 
     def _on_tx(self, event: api.TxSubmitted, out: list[api.Effect]) -> None:
         tip = self._ledgers.get(self._qc_hash(self.high_qc), self.committed_ledger)
