@@ -203,6 +203,7 @@ class ApiViews:
             "duplicates_dropped": st.duplicates_dropped,
             "rejected": st.rejected,
             "handshake_failures": st.handshake_failures,
+            "handshakes_evicted": st.handshakes_evicted,
             "slow_peer_drops": st.slow_peer_drops,
             "bans": st.bans,
             "offenses": dict(st.offenses),

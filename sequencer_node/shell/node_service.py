@@ -20,9 +20,11 @@ Theory of operation
   input, off the event loop), then handed to the batcher and the metrics. Evidence and
   downtime certificates go to the follower's bounded L1 submission queue. ``TxResult``
   answers the waiting RPC request. ``PeerMisbehaved`` charges the peer.
-* **Gossip hygiene.** A validate hook checks the signature of votes, proposals and timeouts
-  before the peer manager relays them, so a bad signature is charged to the peer that sent it
-  and never travels on (a relaying honest node is never blamed for it).
+* **Gossip hygiene.** A validate hook (:meth:`Node.check_peer_message`) checks the signature
+  of votes, proposals and timeouts, and of every transaction of a gossiped batch, before the
+  peer manager relays them, so a bad signature is charged to the peer that sent it (once per
+  forged item) and never travels on (a relaying honest node is never blamed for it). The same
+  hook holds each peer to a catch-up budget (``SyncRequest``s per second, any range).
 * **Shutdown.** :meth:`Node.stop` (SIGTERM/SIGINT in the CLI): the RPC stops accepting, the
   core loop stops, pending store writes finish, peers are closed, the store is closed; all
   within ``shutdown_timeout_s``, after which the rest is cancelled.
@@ -36,7 +38,7 @@ import os
 import random
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,6 +49,7 @@ from sequencer_node.batcher.config import BatcherConfig, DaMode
 from sequencer_node.batcher.service import BatcherService
 from sequencer_node.clients.l1 import L1Client, L1Error, SequencerInfo
 from sequencer_node.core import api
+from sequencer_node.core.ledger import verify_tx_signature
 from sequencer_node.core.sequencer import RECENT_COMMITTED, SequencerCore
 from sequencer_node.genesis import L2Genesis
 from sequencer_node.shell.api_views import ApiViews, StoredHead
@@ -55,7 +58,7 @@ from sequencer_node.shell.metrics import NodeMetrics
 from sequencer_node.shell.p2p_messages import TxBatch
 from sequencer_node.shell.peers import PeerAddress, PeerConfig, PeerManager, run_tx_ingress
 from sequencer_node.shell.rpc import Overloaded, serve_rpc
-from sequencer_node.shell.scoring import Offense
+from sequencer_node.shell.scoring import Offense, RequestBudget
 from sequencer_node.shell.store import DB_FILENAME, Store
 from sequencer_node.system.files import DirectoryInUse, atomic_write, lock_directory
 from sequencer_node.wire.codec import decode, encode, message_id
@@ -81,6 +84,10 @@ _TX_INDEX = 200_000
 _STORE_SYNC_LAG = RECENT_COMMITTED // 2
 #: Least time between two catch-up answers served from the store to one peer.
 _OLD_SYNC_INTERVAL_S = 0.05
+#: Catch-up requests one peer may send (any range): an honest core asks a peer at most once
+#: per block time, so this is several times what a lagging honest node needs.
+_SYNC_REQUESTS_PER_S = 20.0
+_SYNC_REQUEST_BURST = 40.0
 LOCK_FILENAME = "LOCK"
 #: Seed of the p2p identity of a node that runs without a signing key.
 P2P_IDENTITY_FILENAME = "p2p-identity.key"
@@ -232,6 +239,7 @@ class Node:
         self._lock_fd: int | None = None
         self._core_scope = trio.CancelScope()
         self._sync_served: dict[bytes, float] = {}
+        self._sync_budget = RequestBudget(_SYNC_REQUESTS_PER_S, _SYNC_REQUEST_BURST)
         self.started_at = 0.0
         self.addresses: NodeAddresses | None = None
 
@@ -389,7 +397,7 @@ class Node:
             listen_port=s.p2p_port,
             config=s.peer_config,
             rng=self._rng,
-            validate=self._validate,
+            validate=self.check_peer_message,
         )
 
     async def _start_p2p(self, nursery: trio.Nursery, pm: PeerManager) -> int:
@@ -504,34 +512,47 @@ class Node:
         elapsed = max(0, self.now_ms() - self.genesis.timestamp_ms)
         return 2 * elapsed // max(1, pace) + 1_000
 
-    def _validate(self, sender: bytes, msg: object) -> Offense | None:
-        """Cheap checks before delivery and relay (see the module docstring): a round that
-        cannot exist yet, then signatures."""
-        chain = self.genesis.chain_id
+    def check_peer_message(self, sender: bytes, msg: object) -> Offense | Iterator[Offense] | None:
+        """Cheap checks before delivery and relay (the peer manager's validate hook; see the
+        module docstring): the catch-up budget; a round that cannot exist yet, then signatures;
+        every transaction of a gossiped batch (one offense per invalid item)."""
+        if isinstance(msg, api.SyncRequest):
+            if self._sync_budget.take(sender, trio.current_time()):
+                return None
+            return self._charged(Offense.FLOOD)
+        if isinstance(msg, TxBatch):
+            return self._invalid_transactions(msg.transactions)
+        if isinstance(msg, Transaction):
+            return self._invalid_transactions((msg,))
+        signed: object
         if isinstance(msg, Vote):
-            round_ = msg.round
+            round_, signed, signer = msg.round, msg, msg.voter
         elif isinstance(msg, Block):
-            round_ = msg.proposal.header.round
+            p = msg.proposal
+            round_, signed, signer = p.header.round, p, p.header.proposer
         elif isinstance(msg, TimeoutMessage):
-            round_ = msg.timeout.round
+            t: Timeout = msg.timeout
+            round_, signed, signer = t.round, t, t.voter
         else:
             return None
         if round_ > self._max_plausible_round():
-            self.metrics.invalid_messages.labels(Offense.OUT_OF_RANGE.value).inc()
-            return Offense.OUT_OF_RANGE
-        if isinstance(msg, Vote):
-            ok = verify_message(msg, msg.voter, chain)
-        elif isinstance(msg, Block):
-            ok = verify_message(msg.proposal, msg.proposal.header.proposer, chain)
-        elif isinstance(msg, TimeoutMessage):
-            t: Timeout = msg.timeout
-            ok = verify_message(t, t.voter, chain)
-        else:
-            return None
-        if not ok:
-            self.metrics.invalid_messages.labels(Offense.INVALID_SIGNATURE.value).inc()
-            return Offense.INVALID_SIGNATURE
+            return self._charged(Offense.OUT_OF_RANGE)
+        if not verify_message(signed, signer, self.genesis.chain_id):
+            return self._charged(Offense.INVALID_SIGNATURE)
         return None
+
+    def _charged(self, offense: Offense) -> Offense:
+        self.metrics.invalid_messages.labels(offense.value).inc()
+        return offense
+
+    def _invalid_transactions(self, txs: Sequence[Transaction]) -> Iterator[Offense]:
+        """One INVALID_SIGNATURE per transaction whose signature fails (lazily: the peer
+        manager stops asking once the sender is banned). Good signatures are cached, so the
+        core does not verify them again."""
+        chain = self.genesis.chain_id
+        for tx in txs:
+            if not verify_tx_signature(tx, chain):
+                yield self._charged(Offense.INVALID_SIGNATURE)
 
     async def _forward_peers(self) -> None:
         assert self.pm is not None

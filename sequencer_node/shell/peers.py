@@ -28,10 +28,15 @@ Theory of operation
   :meth:`relay`), then one
   ``(peer_pubkey, message)`` into :attr:`inbound`. A full inbound channel makes the readers
   wait (TCP backpressure), which is the intended overload behaviour.
-* **Validation hook.** ``validate(peer, message) -> Offense | None`` (optional) runs after
-  dedup and before delivery and relay: a cheap stateless check (e.g. a vote's signature
-  against the stake table) so that invalid messages are charged to the sender and never
-  relayed. A repeat of an already-seen gossip message is dropped without penalty.
+* **Validation hook.** ``validate(peer, message)`` (optional) runs after dedup and before
+  delivery and relay: a cheap stateless check (e.g. a vote's signature, every transaction of a
+  gossiped batch) so that invalid messages are charged to the sender and never relayed. It
+  returns None, one :class:`Offense`, or an iterable of offenses (one per invalid item of a
+  batch), each charged in turn until the sender is banned; a message with any offense is
+  dropped. A repeat of an already-seen gossip message is dropped without penalty.
+* **Handshake slots.** Inbound connections in their handshake are admitted by
+  :class:`~sequencer_node.shell.handshake_slots.HandshakeSlots`: bounded in total, per remote
+  address and per key, strangers evicted before known validators.
 * **Scoring.** Framing, crypto and decoding errors close the connection and charge the peer;
   the core charges semantic offenses with :meth:`penalize`. A score at the threshold bans the
   identity for ``ban_s``; the node itself never stops for a peer's fault.
@@ -46,7 +51,7 @@ import hashlib
 import logging
 import math
 import random
-from collections.abc import Awaitable, Callable, Collection, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 
 import trio
@@ -54,6 +59,7 @@ import trio
 from sequencer_node.shell.errors import ConnectionClosed, HandshakeError, RemoteProtocolError
 from sequencer_node.shell.gossip import SeenCache, TxBatcher, choose_targets
 from sequencer_node.shell.handshake import IsAllowed, Role
+from sequencer_node.shell.handshake_slots import HandshakeSlots, PendingHandshake
 from sequencer_node.shell.scoring import Offense, ScoreBoard, ScoringConfig, Verdict
 from sequencer_node.shell.transport import (
     SecureConnection,
@@ -68,6 +74,10 @@ from sequencer_node.wire.crypto import SigningKey
 from sequencer_node.wire.messages import Transaction
 
 log = logging.getLogger(__name__)
+
+#: The validate hook: ``validate(peer, message)`` returns None (or nothing) if the message
+#: may be delivered and relayed, else the offense(s) to charge; an iterable is consumed lazily.
+Validate = Callable[[bytes, object], Offense | Iterable[Offense] | None]
 
 _IO_ERRORS = (trio.BrokenResourceError, trio.ClosedResourceError, trio.TooSlowError, OSError)
 
@@ -93,7 +103,11 @@ class PeerConfig:
     seen_cache_size: int = 100_000
     seen_ttl_s: float = 300.0
     auto_relay: bool = True
+    #: Inbound connections still in their handshake: in total, per remote address, per key
+    #: (see :mod:`~sequencer_node.shell.handshake_slots`).
     max_pending_handshakes: int = 64
+    max_pending_per_host: int = 8
+    max_pending_per_key: int = 2
     max_peers: int = 256
 
 
@@ -119,6 +133,7 @@ class PeerManagerStatistics:
     relayed: int
     slow_peer_drops: int
     handshake_failures: int
+    handshakes_evicted: int  # pending handshakes evicted for a newcomer (slot rules)
     refused_peer_limit: int
     bans: int
     offenses: dict[str, int]
@@ -154,7 +169,7 @@ class PeerManager:
         rng: random.Random | None = None,
         connect: Callable[[PeerAddress], Awaitable[trio.abc.Stream]] | None = None,
         listeners: Sequence[trio.abc.Listener[trio.abc.Stream]] | None = None,
-        validate: Callable[[bytes, object], Offense | None] | None = None,
+        validate: Validate | None = None,
     ) -> None:
         self.identity = identity
         self.chain_id = chain_id
@@ -175,7 +190,11 @@ class PeerManager:
         self._changed = trio.Event()
         self._run_scope: trio.CancelScope | None = None
         self._dial_nursery: trio.Nursery | None = None
-        self._pending_handshakes = 0
+        c = self.config
+        self._slots = HandshakeSlots(
+            c.max_pending_handshakes, c.max_pending_per_host, c.max_pending_per_key
+        )
+        self._slot_scopes: dict[PendingHandshake, trio.CancelScope] = {}
         self._closing = False
         self._stats = dict.fromkeys(
             (
@@ -186,6 +205,7 @@ class PeerManager:
                 "relayed",
                 "slow_peer_drops",
                 "handshake_failures",
+                "handshakes_evicted",
                 "refused_peer_limit",
                 "bans",
             ),
@@ -257,28 +277,52 @@ class PeerManager:
             nursery.start_soon(self._handle_incoming, stream)
 
     async def _handle_incoming(self, stream: trio.abc.Stream) -> None:
-        if self._closing or self._pending_handshakes >= self.config.max_pending_handshakes:
+        address = _remote_address(stream)
+        host = address.rpartition(":")[0] or address
+        admission = self._slots.admit(
+            host, known=host in self._known_hosts(), now=trio.current_time()
+        )
+        for victim in admission.evict:
+            self._stats["handshakes_evicted"] += 1
+            self._slot_scopes.pop(victim).cancel()
+        slot = admission.slot
+        if slot is None or self._closing:
+            if slot is not None:
+                self._slots.release(slot)
             await stream.aclose()
             return
-        self._pending_handshakes += 1
-        try:
-            conn = await secure_accept(
-                stream,
-                identity=self.identity,
-                chain_id=self.chain_id,
-                is_allowed=self._allowed,
-                config=self.config.transport,
-            )
-        except (HandshakeError, *_IO_ERRORS) as e:
-            self._stats["handshake_failures"] += 1
+        conn = None
+        with trio.CancelScope() as self._slot_scopes[slot]:
+            try:
+                conn = await secure_accept(
+                    stream,
+                    identity=self.identity,
+                    chain_id=self.chain_id,
+                    is_allowed=lambda pk: self._admit_key(slot, pk),
+                    config=self.config.transport,
+                )
+            except (HandshakeError, *_IO_ERRORS) as e:
+                self._stats["handshake_failures"] += 1
+                log.info("inbound handshake failed: %s", e)
+            finally:
+                self._slots.release(slot)
+                self._slot_scopes.pop(slot, None)
+        if conn is None:  # failed, or evicted for a newcomer
             self._notify()
-            log.info("inbound handshake failed: %s", e)
             with trio.CancelScope(shield=True):
                 await stream.aclose()
             return
-        finally:
-            self._pending_handshakes -= 1
-        await self._serve(conn, _remote_address(stream))
+        await self._serve(conn, address)
+
+    def _admit_key(self, slot: PendingHandshake, pubkey: bytes) -> bool:
+        allowed = self._allowed(pubkey)
+        return self._slots.present_key(slot, pubkey, allowed=allowed) and allowed
+
+    def _known_hosts(self) -> set[str]:
+        """Addresses of known validators: those we dial, and those of connected peers."""
+        hosts = {a.host for a in self._addresses}
+        hosts.update(p.address.rpartition(":")[0] for p in self._peers.values())
+        return hosts
 
     async def _dial_loop(self, address: PeerAddress) -> None:
         attempt = 0
@@ -422,19 +466,34 @@ class PeerManager:
             if inbound.gossip and not seen.add(hashlib.sha256(inbound.raw).digest(), now):
                 self._stats["duplicates_dropped"] += 1
                 continue
-            if self._validate is not None:
-                offense = self._validate(ident, inbound.message)
-                if offense is not None:
-                    self._stats["rejected"] += 1
-                    if self.penalize(ident, offense) is Verdict.BAN:
-                        return
-                    continue
+            verdict = self._check(ident, inbound.message)
+            if verdict is Verdict.BAN:
+                return
+            if verdict is not None:
+                continue
             if inbound.gossip and self.config.auto_relay:
                 self._stats["relayed"] += self._gossip_raw(inbound.raw, exclude=(ident,))
             try:
                 await self._inbound_send.send((ident, inbound.message))
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 return  # the node stopped consuming: it is shutting down
+
+    def _check(self, ident: bytes, message: object) -> Verdict | None:
+        """Run the validate hook and charge ``ident`` for each offense it finds (stopping at a
+        ban, so a long invalid batch is not checked to its end); None if the message passes."""
+        if self._validate is None:
+            return None
+        found = self._validate(ident, message)
+        if found is None:
+            return None
+        verdict: Verdict | None = None
+        for offense in (found,) if isinstance(found, Offense) else found:
+            verdict = self.penalize(ident, offense)
+            if verdict is Verdict.BAN:
+                break
+        if verdict is not None:
+            self._stats["rejected"] += 1
+        return verdict
 
     def _drop(self, peer: _Peer) -> None:
         """Forget ``peer`` now (no more sends to it) and make its tasks close the stream."""

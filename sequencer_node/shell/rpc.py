@@ -1,22 +1,27 @@
 """The node's HTTP API (starlette, served by hypercorn's Trio worker): JSON under ``/v1``,
 ``/health`` and Prometheus ``/metrics``. Documented in ``docs/node-api.md``.
 
-Conventions: bytes are ``0x`` hex, amounts decimal strings; errors are
-``{"error": {"code": "...", "message": "..."}}`` with 400 (malformed request), 404 (unknown),
-422 (a transaction the node refused), 429 (input queue full: retry later), 503 (shutting
-down or too slow). Request bodies are limited to ``MAX_BODY`` bytes.
+Conventions: bytes are ``0x`` hex, amounts decimal strings; every error, including an unknown
+path or method, is ``{"error": {"code": "...", "message": "..."}}`` with 400 (malformed
+request), 404 (unknown), 405 (wrong method), 413 (body too large), 422 (a transaction the
+node refused), 429 (input queue full: retry later), 500 (a bug: no traceback in the answer),
+503 (shutting down or too slow). Request bodies are limited to ``MAX_BODY`` bytes and JSON
+nesting to ``MAX_JSON_DEPTH``; heights are ASCII decimal numbers up to ``MAX_HEIGHT``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import logging
-from collections.abc import Awaitable, Callable
+import re
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, Protocol
 
 import trio
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -32,6 +37,12 @@ log = logging.getLogger(__name__)
 
 #: A transaction is ~200 bytes; 64 KiB leaves room and bounds what a client can make us read.
 MAX_BODY = 64 * 1024
+#: Deepest JSON nesting a request body may have (``{"tx": ...}`` needs 1).
+MAX_JSON_DEPTH = 8
+#: Heights are SQLite integers: anything above is refused before it reaches the store.
+MAX_HEIGHT = 2**63 - 1
+_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
+_BRACKETS = re.compile(rb"[\[\]{}]")
 
 
 class Overloaded(Exception):
@@ -66,23 +77,78 @@ def _error(status: int, code: str, message: str) -> JSONResponse:
     return JSONResponse({"error": {"code": code, "message": message}}, status_code=status)
 
 
+class BadRequest(ValueError):
+    """A malformed request: answered 400 with the message."""
+
+
+def json_depth(body: bytes) -> int:
+    """How deeply arrays and objects nest in ``body`` (strings skipped); not a validator."""
+    depth = deepest = 0
+    for m in _BRACKETS.finditer(_JSON_STRING.sub(b"", body)):
+        depth += 1 if m.group() in (b"[", b"{") else -1
+        deepest = max(deepest, depth)
+    return deepest
+
+
+def parse_json_body(body: bytes) -> object:
+    """The JSON document of a request body, with its nesting bounded (a deep document would
+    exhaust the parser's recursion); BadRequest otherwise."""
+    if json_depth(body) > MAX_JSON_DEPTH:
+        raise BadRequest(f"JSON nested deeper than {MAX_JSON_DEPTH} levels")
+    try:
+        return json.loads(body)
+    except (ValueError, RecursionError) as e:
+        raise BadRequest(f"not JSON: {e}") from None
+
+
+def parse_height(text: str) -> int:
+    """A block height in a path: ASCII decimal digits (not every character that
+    ``str.isdigit`` accepts, such as superscripts or Arabic-Indic digits), at most
+    :data:`MAX_HEIGHT`."""
+    if not (text.isascii() and text.isdigit()) or len(text) > len(str(MAX_HEIGHT)):
+        raise BadRequest("height must be a non-negative decimal integer")
+    height = int(text)
+    if height > MAX_HEIGHT:
+        raise BadRequest(f"height must be at most {MAX_HEIGHT}")
+    return height
+
+
+def parse_tx_body(body: bytes) -> Transaction:
+    """``{"tx": "0x<canonical Transaction>"}``; BadRequest otherwise."""
+    doc = parse_json_body(body)
+    if not isinstance(doc, dict) or not isinstance(doc.get("tx"), str):
+        raise BadRequest('expected {"tx": "0x<encoded Transaction>"}')
+    try:
+        return decode(from_hex(doc["tx"], what="tx"), Transaction)
+    except ValueError as e:
+        raise BadRequest(f'expected {{"tx": "0x<encoded Transaction>"}}: {e}') from None
+    except CodecError as e:
+        raise BadRequest(f"not a canonical Transaction: {e}") from None
+
+
+@contextlib.contextmanager
+def _malformed_on_value_error() -> Iterator[None]:
+    """A parser's ValueError is the client's mistake here (elsewhere it would be a bug)."""
+    try:
+        yield
+    except ValueError as e:
+        raise BadRequest(str(e)) from None
+
+
+async def _read_body(request: Request) -> bytes:
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_BODY:
+            raise HTTPException(413, f"request body over {MAX_BODY} bytes")
+    return body
+
+
 def make_app(node: NodeApi) -> Starlette:
     views = node.views
 
     async def submit_tx(request: Request) -> Response:
-        body = b""
-        async for chunk in request.stream():
-            body += chunk
-            if len(body) > MAX_BODY:
-                return _error(413, "TOO_LARGE", f"request body over {MAX_BODY} bytes")
-        try:
-            doc = json.loads(body)
-            raw = bytes.fromhex(str(doc["tx"]).removeprefix("0x"))
-            tx = decode(raw, Transaction)
-        except (ValueError, KeyError, TypeError) as e:
-            return _error(400, "MALFORMED", f'expected {{"tx": "0x<encoded Transaction>"}}: {e}')
-        except CodecError as e:
-            return _error(400, "MALFORMED", f"not a canonical Transaction: {e}")
+        tx = parse_tx_body(await _read_body(request))
         try:
             result = await node.submit_tx(tx)
         except Overloaded as e:
@@ -96,26 +162,20 @@ def make_app(node: NodeApi) -> Starlette:
         return JSONResponse({"tx_hash": to_hex(result.tx_hash), "status": "pending"})
 
     async def tx_status(request: Request) -> Response:
-        try:
-            h = from_hex(request.path_params["tx_hash"], 32, "tx_hash")
-        except ValueError as e:
-            return _error(400, "MALFORMED", str(e))
-        return JSONResponse(views.tx(h))
+        with _malformed_on_value_error():
+            tx_hash = from_hex(request.path_params["tx_hash"], 32, "tx_hash")
+        return JSONResponse(views.tx(tx_hash))
 
     async def block(request: Request) -> Response:
-        text = request.path_params["height"]
-        if not text.isdigit() or len(text) > 20:
-            return _error(400, "MALFORMED", "height must be a non-negative integer")
-        doc = views.block(int(text))
+        height = parse_height(request.path_params["height"])
+        doc = views.block(height)
         if doc is None:
-            return _error(404, "NOT_FOUND", f"no certified block at height {text} on this node")
+            return _error(404, "NOT_FOUND", f"no certified block at height {height} on this node")
         return JSONResponse(doc)
 
     async def account(request: Request) -> Response:
-        try:
+        with _malformed_on_value_error():
             address = parse_address(request.path_params["address"])
-        except ValueError as e:
-            return _error(400, "MALFORMED", str(e))
         return JSONResponse(views.account(address))
 
     def getter(fn: Callable[[], dict[str, Any]]) -> Callable[[Request], Awaitable[Response]]:
@@ -131,6 +191,11 @@ def make_app(node: NodeApi) -> Starlette:
         return Response(node.metrics.render(), media_type=node.metrics.content_type)
 
     return Starlette(
+        exception_handlers={
+            BadRequest: _malformed,
+            HTTPException: _http_error,
+            Exception: _internal_error,
+        },
         routes=[
             Route("/v1/tx", submit_tx, methods=["POST"]),
             Route("/v1/tx/{tx_hash}", tx_status, methods=["GET"]),
@@ -142,8 +207,26 @@ def make_app(node: NodeApi) -> Starlette:
             Route("/v1/batches", getter(views.batches), methods=["GET"]),
             Route("/health", health, methods=["GET"]),
             Route("/metrics", metrics, methods=["GET"]),
-        ]
+        ],
     )
+
+
+async def _malformed(request: Request, exc: Exception) -> Response:
+    return _error(400, "MALFORMED", str(exc))
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    code = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED", 413: "TOO_LARGE"}.get(
+        exc.status_code, "BAD_REQUEST"
+    )
+    return _error(exc.status_code, code, str(exc.detail))
+
+
+async def _internal_error(request: Request, exc: Exception) -> Response:
+    """A bug: logged with its traceback, answered with a JSON error that carries none."""
+    log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
+    return _error(500, "INTERNAL", "internal error; see the node's log")
 
 
 async def serve_rpc(

@@ -174,3 +174,25 @@ class ScoreBoard:
             return PeerScoreStatus(0.0, None, 0)
         self._refresh(e, now)
         return PeerScoreStatus(e.score, e.banned_until, e.offenses)
+
+
+class RequestBudget:
+    """Per-peer token buckets for one kind of request (e.g. catch-up): ``rate_per_s`` on
+    average, ``burst`` at once. Pure (``now`` is an argument); at most ``max_tracked`` peers
+    are remembered (the least recently seen are forgotten, which only refills their bucket)."""
+
+    def __init__(self, rate_per_s: float, burst: float, max_tracked: int = 1024) -> None:
+        self.rate_per_s = rate_per_s
+        self.burst = burst
+        self.max_tracked = max_tracked
+        self._buckets: OrderedDict[bytes, tuple[float, float]] = OrderedDict()  # tokens, at
+
+    def take(self, peer: bytes, now: float, cost: float = 1.0) -> bool:
+        """Spend ``cost`` tokens of ``peer``'s bucket; False (refuse the request) if short."""
+        tokens, at = self._buckets.pop(peer, (self.burst, now))
+        tokens = min(self.burst, tokens + max(0.0, now - at) * self.rate_per_s)
+        ok = tokens >= cost
+        self._buckets[peer] = (tokens - cost if ok else tokens, max(at, now))
+        while len(self._buckets) > self.max_tracked:
+            self._buckets.popitem(last=False)
+        return ok

@@ -20,6 +20,8 @@ class StubViews:
         return {"tx_hash": "0x" + h.hex(), "status": "unknown"}
 
     def block(self, height: int) -> dict[str, Any] | None:
+        if height >= 2**63:
+            raise OverflowError("Python int too large to convert to SQLite INTEGER")
         return {"height": height} if height == 1 else None
 
     def account(self, address: bytes) -> dict[str, Any]:
@@ -83,3 +85,35 @@ async def test_rpc_status_codes() -> None:
         assert "seqnet_peers" in r.text
         for path in ("/v1/status", "/v1/schedule", "/v1/evidence", "/v1/batches"):
             assert (await http.get(path)).status_code == 200
+
+
+async def test_every_malformed_request_is_a_json_400() -> None:
+    """Issue 12, finding 4: deeply nested JSON (RecursionError), a 20-digit height (SQLite
+    OverflowError) and non-ASCII digits (``str.isdigit``) were 500s or answered a block."""
+    transport = httpx.ASGITransport(app=make_app(StubNode()))
+    async with httpx.AsyncClient(transport=transport, base_url="http://node") as http:
+        bad_bodies = [
+            b"[" * 30_000 + b"]" * 30_000,
+            b'{"tx": ' + b"[" * 20 + b"]" * 20 + b"}",
+            b'{"tx": 5}',
+            b"[1, 2]",
+            b'"0x00"',
+            b"\xff\xfe",
+            b"",
+        ]
+        for body in bad_bodies:
+            r = await http.post("/v1/tx", content=body)
+            assert r.status_code == 400, body[:40]
+            assert r.json()["error"]["code"] == "MALFORMED"
+        for height in ("18446744073709551616", "99999999999999999999", "9223372036854775808",
+                       "\u00b2", "\u0663", "\u0661\u0662", "1.0", "+1", " 1", "0x1"):  # fmt: skip
+            r = await http.get(f"/v1/blocks/{height}")
+            assert r.status_code == 400, height
+            assert r.json()["error"]["code"] == "MALFORMED"
+        assert (await http.get("/v1/blocks/9223372036854775807")).status_code == 404
+        r = await http.get("/v1/nothing-here")
+        assert (r.status_code, r.json()["error"]["code"]) == (404, "NOT_FOUND")
+        r = await http.delete("/v1/status")
+        assert (r.status_code, r.json()["error"]["code"]) == (405, "METHOD_NOT_ALLOWED")
+        r = await http.post("/v1/tx", content=b"x" * (MAX_BODY + 1))
+        assert (r.status_code, r.json()["error"]["code"]) == (413, "TOO_LARGE")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import itertools
 import random
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import pytest
 import trio
@@ -432,16 +432,121 @@ async def test_connection_limits(nursery):
     cfg = PeerConfig(max_peers=1, max_pending_handshakes=1)
     a = manager(net, 0, [], config=cfg)
     await nursery.start(a.run)
-    # One half-open connection occupies the only handshake slot; the next one is hung up on.
+    # One half-open connection occupies the only handshake slot; a newcomer evicts it (the
+    # idle one is hung up on), so the slots stay bounded.
     idle = await net.connect(addr("a"))
     with trio.fail_after(10):
         await trio.testing.wait_all_tasks_blocked()
         second = await net.connect(addr("a"))
-        assert await second.receive_some() == b""
-        await idle.aclose()
+        assert await idle.receive_some() == b""
+        assert a.statistics().handshakes_evicted == 1
+        await second.aclose()
         b, c = manager(net, 1, ["a"]), manager(net, 2, ["a"])
         await nursery.start(b.run)
         await a.wait_peers(1)
         await nursery.start(c.run)
         await a.wait_until(lambda: a.statistics().refused_peer_limit >= 1)
     assert [p.identity for p in a.peers()] == [KEYS[1].public_key]
+
+
+async def test_idle_sockets_cannot_starve_a_validators_handshake(nursery):
+    """Issue 12, finding 3: 70 idle sockets held every pending-handshake slot, and a real
+    validator's handshake failed 8 of 8 times. Now the newcomer evicts the oldest stranger."""
+    net = MemoryNetwork()
+    slow = TransportConfig(handshake_timeout_s=3600)  # idle sockets would hold slots for good
+    cfg = PeerConfig(max_pending_handshakes=8, max_pending_per_host=64, transport=slow)
+    a = manager(net, 0, [], config=cfg)
+    await nursery.start(a.run)
+    idle = []
+    with trio.fail_after(10):
+        for _ in range(70):
+            idle.append(await net.connect(addr("a")))
+            await trio.testing.wait_all_tasks_blocked()
+        b = manager(net, 1, ["a"])
+        await nursery.start(b.run)
+        await a.wait_peers(1)
+    assert a.statistics().handshakes_evicted >= 62
+    for stream in idle:
+        await stream.aclose()
+
+
+async def test_a_validator_over_its_per_key_limit_is_refused(nursery):
+    """Per-key limit: an identity may hold only ``max_pending_per_key`` handshakes."""
+    from sequencer_node.shell.handshake_slots import HandshakeSlots
+
+    slots = HandshakeSlots(max_pending=8, max_per_host=8, max_per_key=1)
+    first = slots.admit("h1", known=False, now=0).slot
+    second = slots.admit("h2", known=False, now=1).slot
+    assert first is not None
+    assert second is not None
+    assert slots.present_key(first, KEYS[1].public_key, allowed=True)
+    assert not slots.present_key(second, KEYS[1].public_key, allowed=True)
+    slots.release(first)
+    assert slots.present_key(second, KEYS[1].public_key, allowed=True)
+
+
+def test_handshake_slots_evict_strangers_before_known_validators():
+    from sequencer_node.shell.handshake_slots import HandshakeSlots
+
+    slots = HandshakeSlots(max_pending=3, max_per_host=2, max_per_key=2)
+    known = slots.admit("10.0.0.1", known=True, now=0)
+    s1 = slots.admit("6.6.6.6", known=False, now=1)
+    s2 = slots.admit("7.7.7.7", known=False, now=2)
+    assert all(x.slot is not None and not x.evict for x in (known, s1, s2))
+    # Full: a newcomer (stranger or not) takes the oldest stranger's slot, never the validator's.
+    s3 = slots.admit("8.8.8.8", known=False, now=3)
+    assert s3.evict == (s1.slot,)
+    s4 = slots.admit("10.0.0.2", known=True, now=4)
+    assert s4.evict == (s2.slot,)
+    # Only known validators left besides one stranger; then a stranger is refused outright.
+    s5 = slots.admit("9.9.9.9", known=False, now=5)
+    assert s5.evict == (s3.slot,)
+    assert slots.admit("5.5.5.5", known=True, now=6).evict == (s5.slot,)
+    refused = slots.admit("4.4.4.4", known=False, now=7)
+    assert refused.slot is None
+    assert refused.evict == ()
+    # Per address: the third handshake from one host takes that host's oldest slot.
+    many = HandshakeSlots(max_pending=10, max_per_host=2, max_per_key=2)
+    h = [many.admit("6.6.6.6", known=False, now=t) for t in range(3)]
+    assert h[2].evict == (h[0].slot,)
+    assert len(many) == 2
+
+
+async def test_validate_hook_charges_every_invalid_item_until_the_ban(nursery):
+    """Issue 12, finding 1: a batch with invalid items is charged once per item (stopping at
+    the ban) and is neither delivered nor relayed."""
+    net = MemoryNetwork()
+    checked: list[int] = []
+
+    def validate(peer: bytes, msg: object):
+        height = getattr(msg, "height", 0)
+        if height != 13:
+            return None
+
+        def items() -> Iterator[Offense]:
+            for i in range(1000):  # a "batch" of 1000 bad items
+                checked.append(i)
+                yield Offense.INVALID_SIGNATURE
+
+        return items()
+
+    b = PeerManager(
+        KEYS[1],
+        CHAIN,
+        is_allowed=allowed,
+        config=PeerConfig(backoff_initial_s=0.01, backoff_max_s=0.05),
+        connect=net.connect,
+        listeners=[net.listen("b:1")],
+        validate=validate,
+    )
+    a, c = manager(net, 0, ["b"]), manager(net, 2, ["b"])
+    for pm in (a, b, c):
+        await nursery.start(pm.run)
+    with trio.fail_after(10):
+        await b.wait_peers(2)
+        a.broadcast(vote(13))
+        await b.wait_disconnected(KEYS[0].public_key)
+    assert b.is_banned(KEYS[0].public_key)
+    assert len(checked) == 3  # 3 x 40 reaches the ban threshold of 100: no more checking
+    assert await drain(b) == []
+    assert await drain(c) == []
