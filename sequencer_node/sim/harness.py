@@ -209,7 +209,7 @@ class Simulation:
     def feed(self, inst: Instance, event: api.Event) -> None:
         """Hand ``event`` to the instance's core as is and route its effects."""
         if inst.core is not None:
-            self._route(inst, inst.core.handle(event, self.local_now(inst)))
+            self._route(inst, self._handle(inst, event))
 
     def _l1_event(self, inst: Instance, event: api.Event, *, route: bool = True) -> None:
         """An L1 observation for one instance, through its strategies' filters."""
@@ -219,9 +219,29 @@ class Simulation:
                 ev = strategy.l1_event(self, inst, ev)
         if ev is None or inst.core is None:
             return
-        effects = inst.core.handle(ev, self.local_now(inst))
+        effects = self._handle(inst, ev)
         if route:
             self._route(inst, effects)
+
+    def _handle(
+        self, inst: Instance, event: api.Event | None, now: int | None = None
+    ) -> list[api.Effect]:
+        """One input to the instance's core (None: a tick). A core that finds its own chain
+        contradicted (``SAFETY`` assertion) saw a fork: a violation on an honest instance; a
+        byzantine instance (a twin fed conflicting certificates) just crashes."""
+        core = inst.core
+        if core is None:
+            return []
+        at = self.local_now(inst) if now is None else now
+        try:
+            return core.tick(at) if event is None else core.handle(event, at)
+        except AssertionError as exc:
+            if not str(exc).startswith("SAFETY") or isinstance(exc, Violation):
+                raise
+            if inst.honest:
+                self._fail(f"FORK: {inst.name}'s core found a conflicting commit: {exc}")
+            self.crash(inst.idx)
+            return []
 
     def _before_input(self, inst: Instance) -> None:
         for strategy in inst.strategies:
@@ -422,12 +442,12 @@ class Simulation:
             incarnation, seq = payload
             if incarnation != inst.incarnation:
                 return
-            effects = inst.core.handle(api.WatermarkPersisted(int(seq)), now)
+            effects = self._handle(inst, api.WatermarkPersisted(int(seq)), now)
         else:
             assert isinstance(payload, tuple)
             sender, msg = payload
             assert isinstance(sender, bytes)
-            effects = inst.core.handle(api.MessageReceived(sender, msg), now)
+            effects = self._handle(inst, api.MessageReceived(sender, msg), now)
             self._route(inst, effects)
             self._note_delivery(inst, msg)
             for strategy in inst.strategies:
@@ -464,7 +484,7 @@ class Simulation:
             if inst.core is not None and inst.paused_until <= self.now:
                 self._before_input(inst)
                 if inst.core is not None:
-                    self._route(inst, inst.core.tick(self.local_now(inst)))
+                    self._route(inst, self._handle(inst, None))
 
     def run_for(self, ms: int) -> None:
         end = self.now + ms
@@ -536,7 +556,7 @@ class Simulation:
         inst = self.instances[to_node]
         if inst.core is None:
             return
-        effects = inst.core.handle(api.TxSubmitted(tx), self.local_now(inst))
+        effects = self._handle(inst, api.TxSubmitted(tx))
         if any(isinstance(e, api.TxResult) and e.accepted for e in effects):
             self._nonces[user] += 1
         self._route(inst, effects)

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from sequencer_node.sim.adversary import Equivocate, FreezeOrigin, WithholdVotes, slow_node
 from sequencer_node.sim.harness import NetParams, Simulation
+from sequencer_node.sim.instance import Strategy
 from sequencer_node.sim.rng import Rng
 
 BEHAVIOURS = ("equivocate", "double_vote", "twin", "silent", "malformed", "none")
@@ -94,3 +96,138 @@ def run_random(seed: int, *, fault_ms: int = 6_000, actions: int = 12) -> Outcom
     recovery = sim.check_liveness()
     heights = tuple(len(i.committed) for i in sim.instances)
     return Outcome(seed, heights, recovery, behaviour)
+
+
+# --- stake changes at every epoch boundary ------------------------------------------------------
+
+#: How the stake table may change between two L1 epochs (anything the L1 allows in one epoch).
+CHANGES = ("same", "reweigh", "half", "full", "register")
+STAKE_BEHAVIOURS = ("none", "equivocate", "twin", "withhold", "silent", "freeze")
+
+
+@dataclass(frozen=True)
+class StakeOutcome:
+    seed: int
+    heights: tuple[int, ...]
+    behaviour: str
+    changes: tuple[str, ...]
+    jailed_honest: tuple[str, ...]
+
+
+def _next_table(rng: Rng, table: list[int], change: str) -> list[int]:
+    """A new stake per key (0: not in the table) after ``change``. Key 0 is the faulty one."""
+    n = len(table)
+    members = [i for i in range(n) if table[i] > 0]
+    outside = [i for i in range(n) if table[i] == 0]
+    new = list(table)
+    if change == "reweigh":
+        new = [rng.randint(1, 5) if s else 0 for s in table]
+    elif change in ("half", "full"):
+        leaving = list(members)
+        rng.shuffle(leaving)
+        leaving = leaving[: len(members) if change == "full" else max(1, len(members) // 2)]
+        joining = list(outside)
+        rng.shuffle(joining)
+        for i in leaving:
+            new[i] = 0
+        for i in joining[: max(len(leaving), 4 - (len(members) - len(leaving)))]:
+            new[i] = rng.randint(1, 5)
+    elif change == "register":
+        for i in outside[: rng.randint(1, max(1, len(outside)))]:
+            new[i] = rng.randint(1, 5)
+    if sum(1 for s in new if s > 0) < 4:
+        return table  # the L1 keeps enough sequencers staked (the sweep needs > 3 for f < 1/3)
+    return new
+
+
+def _cap_faulty(table: list[int], faulty: int, majority: bool) -> list[int]:
+    """Give the faulty keys (0..faulty-1) < 1/3 of the stake, or > 1/3 when ``majority``."""
+    t = list(table)
+    honest = sum(s for i, s in enumerate(t) if i >= faulty)
+    for i in range(faulty):
+        if majority:
+            t[i] = max(1, honest)  # each alone holds half of the honest stake or more
+        elif t[i] > 0:
+            t[i] = max(1, min(t[i], (honest - 1) // (2 * faulty)))
+            if 3 * sum(t[:faulty]) >= sum(t):
+                t[i] = 0
+    return t
+
+
+def run_stake_sweep(seed: int, *, fault_ms: int = 6_000, majority: bool = False) -> StakeOutcome:
+    """One seeded run with a new stake table at every L1 epoch (so at every L2 epoch boundary).
+
+    The table changes by any amount the L1 allows: reweighing, half of the stake moving, a
+    full rotation (every member unbonds, new sequencers register), new registrations. One key
+    is faulty with < 1/3 of every table (``majority``: two twin keys with > 1/3, the negative
+    control that must fork). The network delays, drops and briefly partitions; one honest node
+    may be slow by up to a quarter of the round timeout. Then liveness is asserted.
+    """
+    rng = Rng(seed ^ 0x57A4E)
+    n = rng.randint(6, 8)
+    behaviour = "twin" if majority else rng.choice(STAKE_BEHAVIOURS)
+    faulty = 2 if majority else (0 if behaviour == "none" else 1)
+    table = [rng.randint(1, 5) if i < 4 else 0 for i in range(n)]
+    sim = _stake_sim(seed, rng, _cap_faulty(table, faulty, majority), behaviour, majority)
+    epochs = fault_ms // (sim.l1_block_ms * sim.l1_slots) + 4
+    changes: list[str] = []
+    for l1_epoch in range(1, epochs):
+        change = rng.choice(CHANGES)
+        table = _next_table(rng, table, change)
+        changes.append(change)
+        sim.change_stakes(l1_epoch, _cap_faulty(table, faulty, majority))
+    _network_faults(sim, rng, fault_ms, split_twins=majority)
+    sim.check_liveness()
+    return StakeOutcome(seed, tuple(len(i.committed) for i in sim.instances), behaviour,
+                        tuple(changes), tuple(sim.jailed_honest()))  # fmt: skip
+
+
+def _stake_sim(
+    seed: int, rng: Rng, stakes: list[int], behaviour: str, majority: bool
+) -> Simulation:
+    strategies: dict[int, list[Strategy]] = {}
+    byz: dict[int, list[str]] = {}
+    twins: list[int] = [0, 1] if majority else []
+    if behaviour == "twin" and not majority:
+        twins = [0]
+    elif behaviour == "equivocate":
+        strategies = {0: [Equivocate()]}
+    elif behaviour == "withhold":
+        strategies = {0: [WithholdVotes()]}
+    elif behaviour == "freeze":
+        strategies = {0: [FreezeOrigin()]}
+    elif behaviour == "silent":
+        byz = {0: ["silent"]}
+    net = NetParams(drop=rng.choice((0.0, 0.01, 0.05)), delay_min_ms=1,
+                    delay_max_ms=rng.choice((10, 30, 60)))  # fmt: skip
+    return Simulation(seed, stakes=stakes, byzantine=byz, twins=twins, strategies=strategies,
+                      net=net, epoch_length=rng.choice((4, 8)), downtime_window=20)  # fmt: skip
+
+
+def _network_faults(sim: Simulation, rng: Rng, fault_ms: int, *, split_twins: bool) -> None:
+    honest = [i.idx for i in sim.instances if i.honest]
+    if rng.chance(0.5):
+        # One honest node slower than the rest by up to a quarter of the round timeout.
+        quarter = sim.config_kw["timeout_base_ms"] // 4
+        sim.add_rule(slow_node(rng.choice(honest), rng.randint(1, quarter)))
+    step = 500
+    for _ in range(fault_ms // step):
+        if split_twins and rng.chance(0.5):
+            # Twins on opposite sides, every other node on a random side (Twins).
+            sides: list[list[int]] = [[], []]
+            for inst in sim.instances:
+                twin = inst.name[-1] in "ab"
+                sides[(inst.name[-1] == "b") if twin else rng.randint(0, 1)].append(inst.idx)
+            sim.partition(sides)
+            sim.run_for(rng.randint(200, 600))
+            sim.heal()
+        elif rng.chance(0.25):
+            members = [i.idx for i in sim.instances]
+            rng.shuffle(members)
+            cut = rng.randint(1, len(members) - 1)
+            sim.partition([members[:cut], members[cut:]])
+            sim.run_for(rng.randint(100, 400))
+            sim.heal()
+        if rng.chance(0.3):
+            sim.submit_tx(rng.randint(0, 3), rng.choice(honest))
+        sim.run_for(step)

@@ -28,6 +28,7 @@ from sequencer_node.sim.adversary import (
 )
 from sequencer_node.sim.harness import Simulation, Violation
 from sequencer_node.sim.instance import Instance
+from sequencer_node.sim.scenarios import run_stake_sweep
 from sequencer_node.wire.messages import Block, BlockHeader, TimeoutMessage, Vote, block_hash
 
 
@@ -186,6 +187,18 @@ def test_finding3_an_honest_node_40ms_slower_is_never_jailed() -> None:
             jailed.append((seed, sim.jailed_honest()))
     if jailed:
         raise FindingReproduced(f"downtime certificates against honest nodes: {jailed}")
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=FindingReproduced,
+    reason="issue 11 finding 3: in the stake-change sweep (one honest node up to a quarter of "
+    "the round timeout slower, short partitions) honest nodes get downtime certificates",
+)
+def test_finding3_the_stake_change_sweep_jails_no_honest_node() -> None:
+    jailed = [(o.seed, o.jailed_honest) for o in map(run_stake_sweep, range(25)) if o.jailed_honest]
+    if jailed:
+        raise FindingReproduced(f"honest nodes jailed in the sweep: {jailed}")
 
 
 # --- finding 4: a 1/4-stake leader freezing l1_origin censors forced transactions ------------

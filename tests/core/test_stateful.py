@@ -1,9 +1,14 @@
-"""Hypothesis drives the simulator: any interleaving of faults, then liveness.
+"""Hypothesis drives the simulator: any interleaving of faults and stake changes, then liveness.
 
 The simulator checks agreement, no rollback, signer safety, evidence and state roots after every
 delivery (it raises :class:`Violation`); the teardown stops the faults and asserts a new commit
 within the bound derived from the timeouts. A failing example shrinks to a short program of
 rules that replays deterministically.
+
+Eight honest keys run from the start, four of them staked; the stake table changes (from an L1
+epoch on, so at an L2 epoch boundary) by any amount the L1 allows in one epoch: reweighing, half
+of the members unbonding while others register, a full rotation (every member unbonds, only new
+sequencers are staked), new registrations. The byzantine key keeps < 1/3 of every table.
 """
 
 from __future__ import annotations
@@ -14,7 +19,8 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 
 from sequencer_node.sim.harness import NetParams, Simulation
 
-N = 4  # instances 0..3 honest, 4 = byzantine key with < 1/3 stake (twin at 4 and 5)
+N = 8  # honest keys = instances 0..7; key 8 = byzantine with < 1/3 stake (twin: 8 and 9)
+FIRST = (3, 3, 3, 3, 0, 0, 0, 0)
 
 
 class SimMachine(RuleBasedStateMachine):
@@ -25,10 +31,11 @@ class SimMachine(RuleBasedStateMachine):
         behaviour=st.sampled_from(["equivocate", "double_vote", "malformed", "silent", "twin"]),
     )
     def start(self, seed: int, behaviour: str) -> None:
-        twins = [4] if behaviour == "twin" else []
-        byz = {4: ["equivocate"] if behaviour == "twin" else [behaviour]}
+        twins = [N] if behaviour == "twin" else []
+        byz = {N: ["equivocate"] if behaviour == "twin" else [behaviour]}
+        self.table = list(FIRST)
         self.sim = Simulation(
-            seed, stakes=(3, 3, 3, 3, 2), byzantine=byz, twins=twins, epoch_length=5,
+            seed, stakes=(*FIRST, 2), byzantine=byz, twins=twins, epoch_length=5,
             net=NetParams(drop=0.02, duplicate=0.05, replay=0.05, delay_max_ms=40),
         )  # fmt: skip
         self.honest = [i.idx for i in self.sim.instances if i.honest]
@@ -91,13 +98,34 @@ class SimMachine(RuleBasedStateMachine):
         self._then(step_ms)
 
     @rule(
-        stakes=st.lists(st.integers(1, 5), min_size=4, max_size=4),
+        kind=st.sampled_from(["reweigh", "half", "full", "register"]),
+        stakes=st.lists(st.integers(1, 5), min_size=N, max_size=N),
+        order=st.permutations(range(N)),
         byz=st.integers(0, 1),
         step_ms=st.integers(50, 1_000),
     )
-    def stake_change(self, stakes: list[int], byz: int, step_ms: int) -> None:
-        # The byzantine key keeps < 1/3 of the stake.
-        self.sim.change_stakes(self.sim._finalized_epoch + 2, [*stakes, byz])
+    def stake_change(
+        self, kind: str, stakes: list[int], order: list[int], byz: int, step_ms: int
+    ) -> None:
+        members = [i for i in order if self.table[i] > 0]
+        outside = [i for i in order if self.table[i] == 0]
+        new = list(self.table)
+        if kind == "reweigh":
+            new = [stakes[i] if s else 0 for i, s in enumerate(new)]
+        elif kind in ("half", "full"):
+            leaving = members if kind == "full" else members[: len(members) // 2]
+            for i in leaving:
+                new[i] = 0
+            for i in outside[: max(len(leaving), 4 - len(members) + len(leaving))]:
+                new[i] = stakes[i]
+        else:
+            for i in outside[: 1 + stakes[0] % len(outside)] if outside else []:
+                new[i] = stakes[i]
+        if sum(1 for s in new if s > 0) < 4:
+            new = self.table  # too few left: the L1 keeps the table
+        self.table = new
+        # The byzantine key keeps < 1/3 of the stake (1 of at least 4).
+        self.sim.change_stakes(self.sim.finalized_l1_epoch + 2, [*new, byz])
         self._then(step_ms)
 
     @invariant()
