@@ -14,6 +14,7 @@ from typing import Any
 
 from l1_mock.chain import TOKEN, ChainConfig, Genesis, GenesisSequencer
 from sequencer_node.wire.crypto import SigningKey
+from sequencer_node.wire.hexstr import from_hex, to_hex
 
 DEV_ACCOUNTS = 10
 DEV_BALANCE = 1_000_000 * TOKEN
@@ -28,20 +29,6 @@ def dev_genesis(config: ChainConfig, sequencers: tuple[GenesisSequencer, ...] = 
     return Genesis(config, balances, sequencers)
 
 
-def _hex(b: bytes) -> str:
-    return "0x" + b.hex()
-
-
-def _unhex(s: str, n: int, what: str) -> bytes:
-    try:
-        raw = bytes.fromhex(s[2:] if s.startswith("0x") else s)
-    except ValueError:
-        raise ValueError(f"genesis: {what} {s!r} is not hex") from None
-    if len(raw) != n:
-        raise ValueError(f"genesis: {what} {s!r} must have {n} bytes, has {len(raw)}")
-    return raw
-
-
 def to_json(genesis: Genesis) -> dict[str, Any]:
     cfg = dataclasses.asdict(genesis.config)
     cfg["forks"] = [list(f) for f in genesis.config.forks]
@@ -49,11 +36,11 @@ def to_json(genesis: Genesis) -> dict[str, Any]:
         cfg[k] = str(cfg[k])
     return {
         "config": cfg,
-        "balances": {_hex(a): str(b) for a, b in genesis.balances},
+        "balances": {to_hex(a): str(b) for a, b in genesis.balances},
         "sequencers": [
             {
-                "signing_key": _hex(s.signing_key),
-                "owner": _hex(s.owner),
+                "signing_key": to_hex(s.signing_key),
+                "owner": to_hex(s.owner),
                 "p2p_address": s.p2p_address,
                 "rpc_address": s.rpc_address,
                 "stake": str(s.stake),
@@ -75,12 +62,13 @@ def from_json(data: dict[str, Any]) -> Genesis:
     config = ChainConfig(**cfg)
     config.validate()
     balances = tuple(
-        (_unhex(a, 20, "address"), int(b)) for a, b in dict(data.get("balances", {})).items()
+        (from_hex(a, 20, "genesis: address"), int(b))
+        for a, b in dict(data.get("balances", {})).items()
     )
     seqs = tuple(
         GenesisSequencer(
-            _unhex(s["signing_key"], 32, "signing_key"),
-            _unhex(s["owner"], 20, "owner"),
+            from_hex(s["signing_key"], 32, "genesis: signing_key"),
+            from_hex(s["owner"], 20, "genesis: owner"),
             str(s.get("p2p_address", "")),
             str(s.get("rpc_address", "")),
             int(s["stake"]),

@@ -52,6 +52,7 @@ from sequencer_node.wire.blobs import (
 )
 from sequencer_node.wire.codec import CodecError
 from sequencer_node.wire.crypto import address_of, verify_message
+from sequencer_node.wire.hexstr import to_hex
 from sequencer_node.wire.l1calls import (
     ClaimRewards,
     LockStake,
@@ -249,12 +250,12 @@ class Chain:
             raise CallRejected(f"the call's parameters are invalid: {e}") from None
         if not verify_message(call, call.sender, self.config.chain_id):
             raise CallRejected(
-                f"bad signature: the call is not signed by {call.sender.hex()} for L1 chain "
+                f"bad signature: the call is not signed by {to_hex(call.sender)} for L1 chain "
                 f"{self.config.chain_id}"
             )
         h = tx_hash_of(call)
         if h in self.pool or h in self.receipts:
-            raise CallRejected(f"transaction 0x{h.hex()} is already known (replay)")
+            raise CallRejected(f"transaction {to_hex(h)} is already known (replay)")
         address = address_of(call.sender)
         nonce = self.nonce(address)
         if call.nonce < nonce:

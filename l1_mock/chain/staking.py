@@ -26,6 +26,7 @@ from sequencer_node.wire.certificates import (
     verify_evidence,
 )
 from sequencer_node.wire.codec import message_id
+from sequencer_node.wire.hexstr import to_hex
 from sequencer_node.wire.l1calls import (
     GWEI,
     ClaimRewards,
@@ -148,8 +149,8 @@ class Staking:
             raise CallFailed(f"no sequencer is registered with signing key {key.hex()}")
         if s.owner != sender:
             raise CallFailed(
-                f"sequencer {key.hex()[:16]} belongs to account 0x{s.owner.hex()}, "
-                f"not to the caller 0x{sender.hex()}"
+                f"sequencer {key.hex()[:16]} belongs to account {to_hex(s.owner)}, "
+                f"not to the caller {to_hex(sender)}"
             )
         return s
 

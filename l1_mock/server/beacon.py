@@ -12,7 +12,8 @@ from starlette.responses import JSONResponse, Response
 from l1_mock.chain import Chain, L1Block, Sidecar, retention_floor_epoch
 from l1_mock.server.params import MAX_QUANTITY
 from l1_mock.server.service import L1Service
-from l1_mock.server.views import d, sidecar_json
+from l1_mock.server.views import sidecar_json
+from sequencer_node.wire.hexstr import to_hex
 
 #: ASCII digits only (``str.isdigit`` also accepts "²" and Arabic-Indic digits).
 _SLOT = re.compile(r"[0-9]{1,20}")
@@ -138,7 +139,7 @@ class BeaconApi:
             b, sidecars = await self._sidecars(request)
         except BeaconError as e:
             return e.response()
-        data = [d(s.blob) for s in sidecars if wanted is None or s.versioned_hash in wanted]
+        data = [to_hex(s.blob) for s in sidecars if wanted is None or s.versioned_hash in wanted]
         return JSONResponse(
             {"execution_optimistic": False, "finalized": self._final(b), "data": data}
         )

@@ -31,7 +31,6 @@ from l1_mock.server.views import (
     batch_json,
     block_json,
     config_json,
-    d,
     q,
     receipt_json,
     sequencer_json,
@@ -39,6 +38,7 @@ from l1_mock.server.views import (
     status_json,
 )
 from sequencer_node.wire.codec import CodecError, decode, encode
+from sequencer_node.wire.hexstr import to_hex
 from sequencer_node.wire.messages import L1Call
 
 MAX_DEV_MINE = 10_000
@@ -168,12 +168,12 @@ class JsonRpc:
         except CodecError as e:
             raise RpcError(INVALID_PARAMS, f"not an encoded L1Call: {e}") from None
         try:
-            return d(await self.service.submit(call))
+            return to_hex(await self.service.submit(call))
         except CallRejected as e:
             raise RpcError(REJECTED, str(e)) from None
 
     async def rpc_seq_pendingCalls(self, p: list[Any]) -> Any:
-        return [d(h) for h in list(self.chain.pool)[:MAX_LIST]]
+        return [to_hex(h) for h in list(self.chain.pool)[:MAX_LIST]]
 
     async def rpc_seq_getConfig(self, p: list[Any]) -> Any:
         return config_json(self.chain)
@@ -216,7 +216,7 @@ class JsonRpc:
         return {
             "length": len(self.chain.forced),
             "consumed": self.chain.inbox.forced_consumed(),
-            "entries": [d(encode(f)) for f in self.chain.forced[self._range(p)]],
+            "entries": [to_hex(encode(f)) for f in self.chain.forced[self._range(p)]],
         }
 
     # --- dev_* -----------------------------------------------------------------------------

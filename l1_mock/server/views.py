@@ -16,6 +16,7 @@ from l1_mock.chain.staking import EpochStakeSnapshot, Sequencer
 from sequencer_node.wire.blobs import SLOTS_PER_EPOCH
 from sequencer_node.wire.codec import encode
 from sequencer_node.wire.crypto import address_of
+from sequencer_node.wire.hexstr import to_hex
 from sequencer_node.wire.l1calls import SubmitBatch, decode_params
 from sequencer_node.wire.messages import L1Call
 
@@ -25,28 +26,23 @@ def q(n: int) -> str:
     return hex(n)
 
 
-def d(b: bytes) -> str:
-    """Ethereum JSON-RPC data."""
-    return "0x" + b.hex()
-
-
 def block_json(b: L1Block, full: bool) -> dict[str, Any]:
     h = b.header
     txs: list[Any] = [
-        tx_json(b, i, call) if full else d(r.tx_hash)
+        tx_json(b, i, call) if full else to_hex(r.tx_hash)
         for i, (call, r) in enumerate(zip(b.calls, b.receipts, strict=True))
     ]
     return {
         "number": q(h.number),
-        "hash": d(b.hash),
-        "parentHash": d(h.parent_hash),
+        "hash": to_hex(b.hash),
+        "parentHash": to_hex(h.parent_hash),
         "nonce": "0x0000000000000000",
-        "sha3Uncles": d(bytes(32)),
-        "logsBloom": d(bytes(256)),
-        "transactionsRoot": d(h.tx_root),
-        "stateRoot": d(bytes(32)),
-        "receiptsRoot": d(bytes(32)),
-        "miner": d(bytes(20)),
+        "sha3Uncles": to_hex(bytes(32)),
+        "logsBloom": to_hex(bytes(256)),
+        "transactionsRoot": to_hex(h.tx_root),
+        "stateRoot": to_hex(bytes(32)),
+        "receiptsRoot": to_hex(bytes(32)),
+        "miner": to_hex(bytes(20)),
         "difficulty": "0x0",
         "totalDifficulty": "0x0",
         "extraData": "0x",
@@ -59,10 +55,10 @@ def block_json(b: L1Block, full: bool) -> dict[str, Any]:
         "baseFeePerGas": q(h.base_fee_per_gas),
         "blobGasUsed": q(h.blob_gas_used),
         "excessBlobGas": q(h.excess_blob_gas),
-        "mixHash": d(bytes(32)),
+        "mixHash": to_hex(bytes(32)),
         "withdrawals": [],
-        "withdrawalsRoot": d(bytes(32)),
-        "parentBeaconBlockRoot": d(h.parent_hash),
+        "withdrawalsRoot": to_hex(bytes(32)),
+        "parentBeaconBlockRoot": to_hex(h.parent_hash),
         # not Ethereum: the slot and fork of this block, for humans
         "slot": q(h.slot),
         "fork": h.fork,
@@ -98,19 +94,19 @@ def tx_json(b: L1Block, i: int, call: L1Call) -> dict[str, Any]:
     r = b.receipts[i]
     hashes = b.blob_hashes[i]
     out: dict[str, Any] = {
-        "hash": d(r.tx_hash),
-        "blockHash": d(b.hash),
+        "hash": to_hex(r.tx_hash),
+        "blockHash": to_hex(b.hash),
         "blockNumber": q(b.header.number),
         "transactionIndex": q(i),
-        "from": d(address_of(call.sender)),
-        "to": d(to_address(call)),
+        "from": to_hex(address_of(call.sender)),
+        "to": to_hex(to_address(call)),
         "nonce": q(call.nonce),
         "value": "0x0",
         "gas": q(r.gas_used),
         "gasPrice": q(r.effective_gas_price),
         "maxFeePerGas": q(r.effective_gas_price),
         "maxPriorityFeePerGas": "0x0",
-        "input": d(call_input(call)),
+        "input": to_hex(call_input(call)),
         "type": "0x3" if hashes else "0x2",
         "chainId": "0x0",
         "accessList": [],
@@ -119,7 +115,7 @@ def tx_json(b: L1Block, i: int, call: L1Call) -> dict[str, Any]:
     if hashes:
         p = decode_params(call)
         out["maxFeePerBlobGas"] = q(p.max_fee_per_blob_gas)
-        out["blobVersionedHashes"] = [d(x) for x in hashes]
+        out["blobVersionedHashes"] = [to_hex(x) for x in hashes]
     return out
 
 
@@ -127,18 +123,18 @@ def receipt_json(b: L1Block, r: CallReceipt) -> dict[str, Any]:
     call = b.calls[r.index]
     cumulative = sum(x.gas_used for x in b.receipts[: r.index + 1])
     out: dict[str, Any] = {
-        "transactionHash": d(r.tx_hash),
+        "transactionHash": to_hex(r.tx_hash),
         "transactionIndex": q(r.index),
-        "blockHash": d(b.hash),
+        "blockHash": to_hex(b.hash),
         "blockNumber": q(r.block_number),
-        "from": d(address_of(r.sender)),
-        "to": d(to_address(call)),
+        "from": to_hex(address_of(r.sender)),
+        "to": to_hex(to_address(call)),
         "cumulativeGasUsed": q(cumulative),
         "gasUsed": q(r.gas_used),
         "effectiveGasPrice": q(r.effective_gas_price),
         "contractAddress": None,
         "logs": [],
-        "logsBloom": d(bytes(256)),
+        "logsBloom": to_hex(bytes(256)),
         "status": q(r.status),
         "type": "0x3" if r.blob_gas_used else "0x2",
         "method": r.method,
@@ -170,8 +166,8 @@ def config_json(chain: Chain) -> dict[str, Any]:
         "sequencingWindow": c.sequencing_window,
         "blobRetentionEpochs": c.blob_retention_epochs,
         "inboxFirstHeight": c.inbox_first_height,
-        "inboxAddress": d(INBOX_ADDRESS),
-        "stakingAddress": d(STAKING_ADDRESS),
+        "inboxAddress": to_hex(INBOX_ADDRESS),
+        "stakingAddress": to_hex(STAKING_ADDRESS),
     }
 
 
@@ -190,8 +186,8 @@ def status_json(c: Chain) -> dict[str, Any]:
 
 def sequencer_json(s: Sequencer) -> dict[str, Any]:
     return {
-        "signingKey": d(s.signing_key),
-        "owner": d(s.owner),
+        "signingKey": to_hex(s.signing_key),
+        "owner": to_hex(s.owner),
         "p2pAddress": s.p2p_address,
         "rpcAddress": s.rpc_address,
         "stake": str(s.stake),
@@ -205,13 +201,13 @@ def sequencer_json(s: Sequencer) -> dict[str, Any]:
 def snapshot_json(snap: EpochStakeSnapshot, finalized: bool) -> dict[str, Any]:
     return {
         "epoch": snap.epoch,
-        "seed": d(snap.seed),
+        "seed": to_hex(snap.seed),
         "finalized": finalized,
         "totalStake": str(sum(e.stake for e in snap.entries)),
         "entries": [
             {
-                "signingKey": d(e.signing_key),
-                "owner": d(e.owner),
+                "signingKey": to_hex(e.signing_key),
+                "owner": to_hex(e.owner),
                 "p2pAddress": e.p2p_address,
                 "rpcAddress": e.rpc_address,
                 "stake": str(e.stake),
@@ -224,10 +220,10 @@ def snapshot_json(snap: EpochStakeSnapshot, finalized: bool) -> dict[str, Any]:
 def batch_json(b: AcceptedBatch) -> dict[str, Any]:
     return {
         "batchNumber": b.header.batch_number,
-        "header": d(encode(b.header)),
+        "header": to_hex(encode(b.header)),
         "l1Block": b.l1_block,
-        "txHash": d(b.tx_hash),
-        "signers": [d(s) for s in b.signers],
+        "txHash": to_hex(b.tx_hash),
+        "signers": [to_hex(s) for s in b.signers],
     }
 
 
@@ -237,18 +233,18 @@ def sidecar_json(b: L1Block, s: Sidecar) -> dict[str, Any]:
     h = b.header
     return {
         "index": str(s.index),
-        "blob": d(s.blob),
-        "kzg_commitment": d(s.commitment),
-        "kzg_proof": d(s.proof),
+        "blob": to_hex(s.blob),
+        "kzg_commitment": to_hex(s.commitment),
+        "kzg_proof": to_hex(s.proof),
         "signed_block_header": {
             "message": {
                 "slot": str(h.slot),
                 "proposer_index": "0",
-                "parent_root": d(h.parent_hash),
-                "state_root": d(bytes(32)),
-                "body_root": d(b.hash),
+                "parent_root": to_hex(h.parent_hash),
+                "state_root": to_hex(bytes(32)),
+                "body_root": to_hex(b.hash),
             },
-            "signature": d(bytes(96)),
+            "signature": to_hex(bytes(96)),
         },
-        "kzg_commitment_inclusion_proof": [d(bytes(32))] * 17,
+        "kzg_commitment_inclusion_proof": [to_hex(bytes(32))] * 17,
     }
