@@ -17,6 +17,7 @@ from typing import Any
 import click
 
 from sequencer_node.system.commandline import EXIT_KEYSTORE, F, fail
+from sequencer_node.system.terminal import table_text
 from sequencer_node.wire.crypto import SigningKey
 from sequencer_node.wire.hexstr import to_hex
 
@@ -74,14 +75,9 @@ def render_kv(data: dict[str, Any]) -> str:
 
 
 def render_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    """A plain aligned text table (no colours, so it pipes well)."""
-    cells = [[str(h) for h in headers]] + [[str(c) for c in r] for r in rows]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
-    lines = [
-        "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in cells
-    ]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)
+    """A table for standard output: drawn with ``rich`` on a terminal, plain aligned text
+    otherwise (pipes, files: the columns stay easy to cut)."""
+    return table_text(headers, rows)
 
 
 # --- shared by the commands that talk to the L1 or a node -------------------------------------

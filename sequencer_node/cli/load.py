@@ -33,6 +33,8 @@ from typing import Any, TextIO
 
 import click
 import trio
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from sequencer_node.cli.common import emit, open_key, password_file_option, render_kv, render_table
 from sequencer_node.cli.runner import run_async
@@ -40,6 +42,7 @@ from sequencer_node.cli.tx import U64_MAX, make_transfer, pending_nonce, wait_ce
 from sequencer_node.clients.node import NodeClient, NodeError, NodeRejected, NodeUnavailable
 from sequencer_node.devnet.accounts import LOAD_ACCOUNTS, load_account_key
 from sequencer_node.system.commandline import EXIT_FAILED, fail, json_option
+from sequencer_node.system.terminal import on_terminal
 from sequencer_node.wire.crypto import SigningKey
 from sequencer_node.wire.hexstr import to_hex
 from sequencer_node.wire.messages import tx_hash
@@ -356,15 +359,30 @@ class LoadRun:
         )
 
     async def _report(self) -> None:
+        """A progress bar over the sending time on a terminal; else a line every 5 s."""
         assert self.progress is not None
-        tty = self.progress.isatty()
+        if on_terminal(self.progress):
+            await self._report_bar(self.progress)
         while True:
-            await trio.sleep(0.5 if tty else 5.0)
-            if tty:
-                self.progress.write("\r\x1b[2K" + self._line())
-            else:
-                self.progress.write(self._line() + "\n")
+            await trio.sleep(5.0)
+            self.progress.write(self._line() + "\n")
             self.progress.flush()
+
+    async def _report_bar(self, stream: TextIO) -> None:
+        columns = (
+            TextColumn("{task.description:<8}"),
+            BarColumn(bar_width=24),
+            TextColumn("{task.fields[line]}"),
+            TimeElapsedColumn(),
+        )
+        with Progress(*columns, console=Console(file=stream)) as bar:
+            task = bar.add_task("sending", total=self.cfg.duration, line="")
+            while True:
+                await trio.sleep(0.5)
+                phase = "draining" if self.sending_done else "sending"
+                elapsed = trio.current_time() - self.start
+                bar.update(task, completed=min(elapsed, self.cfg.duration), description=phase,
+                           line=self._line())  # fmt: skip
 
     async def _check_balances(self, clients: list[NodeClient], accounts: list[LoadAccount]) -> None:
         empty: list[int] = []

@@ -33,6 +33,7 @@ from sequencer_node.cli.runner import run_async
 from sequencer_node.clients.l1 import L1Client, L1Rejected, SequencerInfo
 from sequencer_node.keystore import KeystoreError, read_public_info
 from sequencer_node.system.commandline import fail, json_option
+from sequencer_node.system.terminal import waiting
 from sequencer_node.wire.crypto import SigningKey, format_address, parse_address
 from sequencer_node.wire.hexstr import to_hex
 from sequencer_node.wire.l1calls import (
@@ -178,8 +179,9 @@ async def submit_and_wait(
     if not wait:
         return out
     receipt = None
-    with trio.move_on_after(wait_seconds):
-        receipt = await l1.wait_receipt(tx_hash, poll=0.05)
+    with waiting(f"waiting for an L1 block to include the {action}", wait_seconds):
+        with trio.move_on_after(wait_seconds):
+            receipt = await l1.wait_receipt(tx_hash, poll=0.05)
     if receipt is None:
         fail(
             f"the {action} {to_hex(tx_hash)} was accepted by the L1 but not included within "

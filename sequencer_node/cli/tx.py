@@ -19,11 +19,13 @@ from sequencer_node.cli.common import (
     open_key,
     password_file_option,
     render_kv,
+    short_hex,
 )
 from sequencer_node.cli.runner import run_async
 from sequencer_node.clients.node import NodeClient, NodeRejected
 from sequencer_node.keystore import KeystoreError, read_public_info
 from sequencer_node.system.commandline import fail, json_option
+from sequencer_node.system.terminal import Waiting, waiting
 from sequencer_node.wire.crypto import SigningKey, parse_address, sign_message
 from sequencer_node.wire.hexstr import to_hex
 from sequencer_node.wire.messages import Transaction, tx_hash
@@ -68,13 +70,22 @@ def make_transfer(
 
 
 async def wait_certified(
-    node: NodeClient, h: bytes, *, poll: float = 0.1, until: tuple[str, ...] = CERTIFIED_OR_LATER
+    node: NodeClient,
+    h: bytes,
+    *,
+    poll: float = 0.1,
+    until: tuple[str, ...] = CERTIFIED_OR_LATER,
+    shown: Waiting | None = None,
 ) -> dict[str, Any]:
-    """Poll ``/v1/tx`` until the status is one of ``until`` (bound it with a cancel scope)."""
+    """Poll ``/v1/tx`` until the status is one of ``until`` (bound it with a cancel scope);
+    ``shown`` displays the status seen so far."""
     while True:
         st = await node.tx_status(h)
         if st.get("status") in until:
             return st
+        if shown is not None:
+            height = st.get("height")
+            shown.update(f"{st.get('status')}" + ("" if height is None else f" at {height}"))
         await trio.sleep(poll)
 
 
@@ -103,8 +114,9 @@ async def _submit(node: NodeClient, signed: Transaction, h: bytes, nonce_given: 
 
 async def _wait_or_fail(node: NodeClient, h: bytes, seconds: float) -> dict[str, Any]:
     st = None
-    with trio.move_on_after(seconds):
-        st = await wait_certified(node, h)
+    with waiting(f"waiting for {short_hex(h)} to be certified", seconds) as shown:
+        with trio.move_on_after(seconds):
+            st = await wait_certified(node, h, shown=shown)
     if st is None:
         fail(
             f"transaction {to_hex(h)} was accepted but not certified within "
@@ -251,8 +263,9 @@ def tx_status(
                 return await node.tx_status(h)
             until = CERTIFIED_OR_LATER[CERTIFIED_OR_LATER.index(wait) :]
             st = None
-            with trio.move_on_after(timeout):
-                st = await wait_certified(node, h, until=until)
+            with waiting(f"waiting for {short_hex(h)} to be {wait}", timeout) as shown:
+                with trio.move_on_after(timeout):
+                    st = await wait_certified(node, h, until=until, shown=shown)
             if st is None:
                 fail(f"transaction {to_hex(h)} is not {wait} after {timeout:g} s")
             return st

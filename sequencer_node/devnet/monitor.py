@@ -13,6 +13,10 @@ from typing import Any
 
 import httpx
 import trio
+from rich import box
+from rich.console import Group, RenderableType
+from rich.table import Table
+from rich.text import Text
 
 from sequencer_node.clients.l1 import L1Client, L1Error
 
@@ -121,27 +125,35 @@ def _fmt(v: object) -> str:
     return "-" if v is None else str(v)
 
 
-def render(snap: Snapshot, names_by_key: dict[str, str], alive: dict[str, bool]) -> list[str]:
-    """The live view: one line for the L1, one per node."""
+def live_view(
+    snap: Snapshot, names_by_key: dict[str, str], alive: dict[str, bool], footer: str
+) -> RenderableType:
+    """The live view for a terminal (``rich``): the L1 and leader lines, a table of nodes."""
     l1 = snap.l1
-    lines = [
-        f"L1 {l1.url}  head {_fmt(l1.head)}  finalized {_fmt(l1.finalized)}  "
-        f"batches on L1 {_fmt(l1.batches)}  blob base fee {_fmt(l1.blob_base_fee)} wei"
-        + (f"  ({l1.error})" if l1.error else ""),
-        f"leader {snap.leader_name(names_by_key)}",
-        f"{'node':<8} {'state':<8} {'role':<10} {'unsafe':>7} {'certified':>9} {'safe':>6} "
-        f"{'final':>6} {'peers':>5} {'mempool':>7}",
-    ]
+    head = Text.assemble(
+        ("L1 ", "bold"),
+        f"{l1.url}  head {_fmt(l1.head)}  finalized {_fmt(l1.finalized)}  batches on L1 "
+        f"{_fmt(l1.batches)}  blob base fee {_fmt(l1.blob_base_fee)} wei",
+        (f"  ({l1.error})" if l1.error else "", "red"),
+    )
+    leader = Text.assemble(("leader ", "bold"), snap.leader_name(names_by_key))
+    table = Table(box=box.SIMPLE_HEAD, header_style="bold", pad_edge=False)
+    for col in ("node", "state", "role"):
+        table.add_column(col)
+    for col in ("unsafe", "certified", "safe", "final", "peers", "mempool"):
+        table.add_column(col, justify="right")
     for n in snap.nodes:
-        state = "up" if alive.get(n.name, True) else "EXITED"
+        up = alive.get(n.name, True)
         st = n.status or {}
-        lines.append(
-            f"{n.name:<8} {state:<8} {_fmt(st.get('role') if n.status else n.error):<10} "
-            f"{_fmt(n.height('unsafe')):>7} {_fmt(n.height('certified')):>9} "
-            f"{_fmt(n.height('safe')):>6} {_fmt(n.height('finalized')):>6} "
-            f"{_fmt(st.get('peers')):>5} {_fmt(st.get('mempool_size')):>7}"
+        table.add_row(
+            n.name,
+            Text("up", "green") if up else Text("EXITED", "bold red"),
+            _fmt(st.get("role") if n.status else n.error),
+            *(_fmt(n.height(h)) for h in ("unsafe", "certified", "safe", "finalized")),
+            _fmt(st.get("peers")),
+            _fmt(st.get("mempool_size")),
         )
-    return lines
+    return Group(head, leader, table, Text(footer, "dim"))
 
 
 def one_line(snap: Snapshot, names_by_key: dict[str, str]) -> str:

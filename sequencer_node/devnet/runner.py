@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import trio
+from rich.console import Console
+from rich.live import Live
 
 from sequencer_node.devnet import monitor
 from sequencer_node.devnet.accounts import LOAD_ACCOUNTS
@@ -45,11 +47,14 @@ from sequencer_node.devnet.setup import (
     user_account_lines,
     wait_l1,
 )
+from sequencer_node.system.terminal import waiting
 from sequencer_node.wire.crypto import SigningKey
 
 Say = Callable[[str], None]
 
 L1_START_DEADLINE_S = 30.0
+#: Without a terminal, the status is one line this often.
+PLAIN_EVERY_S = 5.0
 FIRST_BLOCK_DEADLINE_S = 120.0
 #: ``seqctl load`` runs for a bounded time; the longest it accepts.
 LOAD_DURATION = "168h"
@@ -228,7 +233,8 @@ class Devnet:
         self.l1 = self._spawn("l1", l1_argv(cfg))
         self.save()
         l1 = self.l1
-        await wait_l1(cfg.l1_url, L1_START_DEADLINE_S, l1.alive)
+        with waiting("waiting for the L1 mock", L1_START_DEADLINE_S):
+            await wait_l1(cfg.l1_url, L1_START_DEADLINE_S, l1.alive)
         self.say(f"L1 mock up at {cfg.l1_url} (pid {l1.pid}, log {l1.log})")
         await stake_and_genesis(cfg, self.keys, self.say)
         for i in range(cfg.nodes):
@@ -250,7 +256,8 @@ class Devnet:
         return [(self.cfg.name(i), self.cfg.rpc_url(i)) for i in range(len(self.nodes))]
 
     async def wait_first_block(self) -> None:
-        with trio.move_on_after(FIRST_BLOCK_DEADLINE_S):
+        shown = waiting("waiting for the first certified block", FIRST_BLOCK_DEADLINE_S)
+        with shown, trio.move_on_after(FIRST_BLOCK_DEADLINE_S):
             while True:
                 self._check_alive()
                 snap = await monitor.poll(self.cfg.l1_url, self.node_urls())
@@ -268,27 +275,32 @@ class Devnet:
         return {k.public_key.hex(): self.cfg.name(i) for i, k in enumerate(self.keys)}
 
     async def watch(self, interactive: bool) -> None:
-        """Refresh the status until cancelled (Ctrl-C) or the L1 exits."""
-        shown = 0
-        last_plain = 0.0
-        while True:
-            snap = await monitor.poll(self.cfg.l1_url, self.node_urls())
-            alive = {c.name: c.alive() for c in self.children()}
-            if self.l1 is not None and not self.l1.alive():
-                raise DevnetError(
-                    f"the L1 mock exited; last lines of {self.l1.log}:\n{tail(self.l1.log)}"
-                )
-            if interactive:
-                lines = monitor.render(snap, self.names_by_key(), alive)
-                lines.append(f"logs and data: {self.cfg.directory}   (Ctrl-C stops the devnet)")
-                out = (f"\x1b[{shown}F" if shown else "") + "\x1b[J" + "\n".join(lines) + "\n"
-                sys.stdout.write(out)
-                sys.stdout.flush()
-                shown = len(lines)
-            elif time.monotonic() - last_plain >= 5:
-                last_plain = time.monotonic()
-                print(monitor.one_line(snap, self.names_by_key()), flush=True)
-            await trio.sleep(1.0)
+        """Refresh the status until cancelled (Ctrl-C) or the L1 exits: a live view redrawn in
+        place on a terminal (``rich``), one line every 5 s otherwise."""
+        if not interactive:
+            last_line = -PLAIN_EVERY_S
+            while True:
+                snap = await self._poll_checked()
+                if trio.current_time() - last_line >= PLAIN_EVERY_S:
+                    last_line = trio.current_time()
+                    print(monitor.one_line(snap, self.names_by_key()), flush=True)
+                await trio.sleep(1.0)
+        footer = f"logs and data: {self.cfg.directory}   (Ctrl-C stops the devnet)"
+        with Live(console=Console(file=sys.stdout), auto_refresh=False) as live:
+            while True:
+                snap = await self._poll_checked()
+                alive = {c.name: c.alive() for c in self.children()}
+                view = monitor.live_view(snap, self.names_by_key(), alive, footer)
+                live.update(view, refresh=True)
+                await trio.sleep(1.0)
+
+    async def _poll_checked(self) -> monitor.Snapshot:
+        snap = await monitor.poll(self.cfg.l1_url, self.node_urls())
+        if self.l1 is not None and not self.l1.alive():
+            raise DevnetError(
+                f"the L1 mock exited; last lines of {self.l1.log}:\n{tail(self.l1.log)}"
+            )
+        return snap
 
     async def summary(self) -> list[str]:
         snap = await monitor.poll(self.cfg.l1_url, self.node_urls())
