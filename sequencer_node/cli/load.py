@@ -358,6 +358,15 @@ class LoadRun:
             + (" (draining)" if self.sending_done else "")
         )
 
+    def _short_line(self) -> str:
+        """:meth:`_line` for the progress bar (fits beside it on 100 columns)."""
+        s = self.stats
+        p50 = percentile(sorted(s.latencies), 50)
+        return (
+            f"sent {s.submitted} ok {s.accepted} rej {sum(s.rejected.values())} "
+            f"cert {len(s.certified)} L1 {s.in_l1} p50 {'-' if p50 is None else f'{p50:.2f}s'}"
+        )
+
     async def _report(self) -> None:
         """A progress bar over the sending time on a terminal; else a line every 5 s."""
         assert self.progress is not None
@@ -371,18 +380,19 @@ class LoadRun:
     async def _report_bar(self, stream: TextIO) -> None:
         columns = (
             TextColumn("{task.description:<8}"),
-            BarColumn(bar_width=24),
-            TextColumn("{task.fields[line]}"),
+            BarColumn(bar_width=16),
             TimeElapsedColumn(),
+            TextColumn("{task.fields[line]}"),
         )
-        with Progress(*columns, console=Console(file=stream)) as bar:
+        # refreshed from this task, not from rich's thread: the sender keeps the CPU
+        with Progress(*columns, console=Console(file=stream), auto_refresh=False) as bar:
             task = bar.add_task("sending", total=self.cfg.duration, line="")
             while True:
                 await trio.sleep(0.5)
                 phase = "draining" if self.sending_done else "sending"
                 elapsed = trio.current_time() - self.start
                 bar.update(task, completed=min(elapsed, self.cfg.duration), description=phase,
-                           line=self._line())  # fmt: skip
+                           line=self._short_line(), refresh=True)  # fmt: skip
 
     async def _check_balances(self, clients: list[NodeClient], accounts: list[LoadAccount]) -> None:
         empty: list[int] = []
