@@ -142,9 +142,8 @@ class DANode:
         store = Store(settings.data_dir / "da.sqlite")
         stored = store.get_meta("genesis")
         if stored is None:
-            store.set_meta("genesis", genesis_mod.dumps(genesis).encode())
             chain = DAChain(genesis)
-            store.write_header(chain.head)
+            store.initialize(genesis_mod.dumps(genesis).encode(), chain.head)
         else:
             genesis = genesis_mod.from_json(json.loads(stored))
             raw = store.get_meta("state")

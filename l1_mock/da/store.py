@@ -101,6 +101,17 @@ class Store:
              h.gas_used, _u128(h.base_fee_per_gas)),
         )  # fmt: skip
 
+    def initialize(self, genesis_json: bytes, genesis_header: DAHeader) -> None:
+        """Record a new chain's genesis and its block 0, atomically."""
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            self.set_meta("genesis", genesis_json)
+            self.write_header(genesis_header)
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
+
     def write_block(self, block: DABlock, state: DAState) -> None:
         """Persist ``block`` and the state after it, atomically."""
         h = block.header
