@@ -313,8 +313,14 @@ class Ledger:
             InvalidBlock: a normal transaction fails, or ``forced`` does not continue the
                 queue at :meth:`forced_index` with consecutive indices.
         """
-        ledger, _, receipts, _ = self._execute(txs, forced, proposer, chain_id, skip_invalid=False)
-        return ledger, receipts
+        run = _BlockRun(self, proposer, chain_id, forced)
+        for i, tx in enumerate(txs):
+            tid = message_id(tx)
+            reason = run.transfer(tx)
+            if reason is not None:
+                raise InvalidBlock(f"transaction {i} (0x{tid.hex()[:16]}): {reason}")
+            run.receipts.append(Receipt(tid, True, None, tx.fee))
+        return run.finish(), run.receipts
 
     def build_block(
         self,
@@ -337,69 +343,18 @@ class Ledger:
         Raises:
             InvalidBlock: ``forced`` does not continue the queue.
         """
-        return self._execute(candidates, forced, proposer, chain_id, skip_invalid=True)
-
-    def _execute(
-        self,
-        txs: Sequence[Transaction],
-        forced: Sequence[ForcedTransaction],
-        proposer: bytes,
-        chain_id: int | None,
-        *,
-        skip_invalid: bool,
-    ) -> tuple[Ledger, list[Transaction], list[Receipt], list[tuple[Transaction, str]]]:
-        if len(proposer) != 32:
-            raise InvalidBlock(f"proposer must be a 32-byte public key, got {len(proposer)} bytes")
-        fee_to = address_of(proposer)
-        overlay: dict[bytes, Account] = {}
-        receipts: list[Receipt] = []
-
-        def get(addr: bytes) -> Account:
-            acct = overlay.get(addr)
-            return acct if acct is not None else self._get(addr)
-
-        def run(tx: Transaction, tx_id: bytes) -> str | None:
-            if chain_id is not None and not verify_tx_signature(tx, chain_id):
-                return "bad signature"
-            sender = address_of(tx.sender)
-            acct = get(sender)
-            reason = _check_transfer(tx, acct)
-            if reason is not None:
-                return reason
-            overlay[sender] = Account(acct.balance - tx.amount - tx.fee, acct.nonce + 1)
-            to = get(tx.to)
-            overlay[tx.to] = Account(to.balance + tx.amount, to.nonce)
-            if tx.fee:
-                p = get(fee_to)
-                overlay[fee_to] = Account(p.balance + tx.fee, p.nonce)
-            return None
-
-        next_index = self._forced_index
-        for i, entry in enumerate(forced):
-            if entry.queue_index != next_index:
-                raise InvalidBlock(
-                    f"forced entry {i} has queue index {entry.queue_index}, expected {next_index}"
-                )
-            next_index += 1
-            fid = message_id(entry.tx)
-            reason = run(entry.tx, fid)
-            receipts.append(Receipt(fid, reason is None, reason, entry.tx.fee if not reason else 0))
-
+        run = _BlockRun(self, proposer, chain_id, forced)
         included: list[Transaction] = []
         dropped: list[tuple[Transaction, str]] = []
-        for i, tx in enumerate(txs):
+        for tx in candidates:
             tid = message_id(tx)
-            reason = run(tx, tid)
+            reason = run.transfer(tx)
             if reason is not None:
-                if skip_invalid:
-                    dropped.append((tx, reason))
-                    continue
-                raise InvalidBlock(f"transaction {i} (0x{tid.hex()[:16]}): {reason}")
+                dropped.append((tx, reason))
+                continue
             included.append(tx)
-            receipts.append(Receipt(tid, True, None, tx.fee))
-
-        shards, delta = _with_changes(self._shards, overlay)
-        return Ledger(shards, next_index, self._count + delta), included, receipts, dropped
+            run.receipts.append(Receipt(tid, True, None, tx.fee))
+        return run.finish(), included, run.receipts, dropped
 
     # --- snapshots ------------------------------------------------------------------------
 
@@ -474,6 +429,63 @@ class Ledger:
             f"Ledger(accounts={self._count}, forced_index={self._forced_index}, "
             f"root={self._root.hex()[:16]}...)"
         )
+
+
+class _BlockRun:
+    """One block's execution on top of ``base``: forced entries first (at construction),
+    then transfers one by one; an overlay of changed accounts until :meth:`finish`."""
+
+    def __init__(
+        self,
+        base: Ledger,
+        proposer: bytes,
+        chain_id: int | None,
+        forced: Sequence[ForcedTransaction],
+    ) -> None:
+        if len(proposer) != 32:
+            raise InvalidBlock(f"proposer must be a 32-byte public key, got {len(proposer)} bytes")
+        self._base = base
+        self._fee_to = address_of(proposer)
+        self._chain_id = chain_id
+        self._overlay: dict[bytes, Account] = {}
+        self.receipts: list[Receipt] = []
+        self._next_index = base.forced_index()
+        for i, entry in enumerate(forced):
+            if entry.queue_index != self._next_index:
+                raise InvalidBlock(
+                    f"forced entry {i} has queue index {entry.queue_index}, "
+                    f"expected {self._next_index}"
+                )
+            self._next_index += 1
+            fid = message_id(entry.tx)
+            reason = self.transfer(entry.tx)
+            fee = entry.tx.fee if not reason else 0
+            self.receipts.append(Receipt(fid, reason is None, reason, fee))
+
+    def _get(self, addr: bytes) -> Account:
+        acct = self._overlay.get(addr)
+        return acct if acct is not None else self._base._get(addr)
+
+    def transfer(self, tx: Transaction) -> str | None:
+        """Apply ``tx`` to the overlay, or say why it fails (and change nothing)."""
+        if self._chain_id is not None and not verify_tx_signature(tx, self._chain_id):
+            return "bad signature"
+        sender = address_of(tx.sender)
+        acct = self._get(sender)
+        reason = _check_transfer(tx, acct)
+        if reason is not None:
+            return reason
+        self._overlay[sender] = Account(acct.balance - tx.amount - tx.fee, acct.nonce + 1)
+        to = self._get(tx.to)
+        self._overlay[tx.to] = Account(to.balance + tx.amount, to.nonce)
+        if tx.fee:
+            p = self._get(self._fee_to)
+            self._overlay[self._fee_to] = Account(p.balance + tx.fee, p.nonce)
+        return None
+
+    def finish(self) -> Ledger:
+        shards, delta = _with_changes(self._base._shards, self._overlay)
+        return Ledger(shards, self._next_index, self._base._count + delta)
 
 
 def _check_transfer(tx: Transaction, acct: Account) -> str | None:

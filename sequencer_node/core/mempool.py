@@ -121,71 +121,88 @@ class Mempool:
     def add(self, tx: Transaction, ledger: Ledger) -> AddResult:
         """Admit ``tx`` against ``ledger`` (the latest state the pool builds on), or say why not."""
         h = message_id(tx)
-
-        def reject(reason: RejectReason, detail: str) -> AddResult:
-            return AddResult(False, h, reason, detail)
-
-        if h in self._by_hash:
-            return reject(RejectReason.DUPLICATE, "transaction is already in the pool")
-        if tx.fee < self.min_fee:
-            return reject(
-                RejectReason.FEE_TOO_LOW, f"fee {tx.fee} is below the minimum {self.min_fee}"
-            )
-        account_nonce = ledger.nonce(address_of(tx.sender))
-        if tx.nonce < account_nonce:
-            return reject(
-                RejectReason.NONCE_TOO_LOW,
-                f"nonce {tx.nonce} is already used; the account nonce is {account_nonce}",
-            )
-        if tx.nonce > account_nonce + self.max_nonce_gap:
-            return reject(
-                RejectReason.NONCE_TOO_HIGH,
-                f"nonce {tx.nonce} is too far ahead of the account nonce {account_nonce} "
-                f"(at most {self.max_nonce_gap} ahead); send the missing nonces first",
-            )
-        pooled = self._by_sender.get(tx.sender, {})
-        replaced = pooled.get(tx.nonce)
+        refusal = self._refusal(h, tx, ledger)
+        if refusal is not None:
+            return AddResult(False, h, refusal[0], refusal[1])
+        replaced = self._by_sender.get(tx.sender, {}).get(tx.nonce)
         if replaced is not None:
-            old_fee = replaced[1].fee
-            if tx.fee * 100 < old_fee * (100 + REPLACEMENT_BUMP_PERCENT) or tx.fee <= old_fee:
-                return reject(
-                    RejectReason.REPLACEMENT_UNDERPRICED,
-                    f"nonce {tx.nonce} is taken by a pooled transaction with fee {old_fee}; "
-                    f"a replacement needs a fee at least {REPLACEMENT_BUMP_PERCENT}% higher",
-                )
-        else:
-            if len(self._by_hash) >= self.max_txs:
-                return reject(
-                    RejectReason.POOL_FULL,
-                    f"the pool holds its maximum of {self.max_txs} transactions; retry later",
-                )
-            if len(pooled) >= self.max_per_sender:
-                return reject(
-                    RejectReason.SENDER_LIMIT,
-                    f"the sender already has {len(pooled)} pending transactions "
-                    f"(limit {self.max_per_sender}); wait for some to be included",
-                )
+            del self._by_hash[replaced[0]]
+        self._by_sender.setdefault(tx.sender, {})[tx.nonce] = (h, tx)
+        self._by_hash[h] = tx
+        return AddResult(True, h, None, "replaced" if replaced is not None else "accepted")
+
+    def _refusal(
+        self, h: bytes, tx: Transaction, ledger: Ledger
+    ) -> tuple[RejectReason, str] | None:
+        """Why ``tx`` may not enter the pool (checks in order of cost, signature last)."""
+        if h in self._by_hash:
+            return RejectReason.DUPLICATE, "transaction is already in the pool"
+        if tx.fee < self.min_fee:
+            return RejectReason.FEE_TOO_LOW, f"fee {tx.fee} is below the minimum {self.min_fee}"
+        account_nonce = ledger.nonce(address_of(tx.sender))
+        refusal = self._nonce_refusal(tx, account_nonce) or self._room_refusal(tx)
+        if refusal is not None:
+            return refusal
+        pooled = self._by_sender.get(tx.sender, {})
         balance = ledger.balance(address_of(tx.sender))
         committed = sum(
             t.amount + t.fee for n, (_, t) in pooled.items() if n < tx.nonce and n >= account_nonce
         )
         cost = committed + tx.amount + tx.fee
         if cost > balance:
-            return reject(
+            return (
                 RejectReason.INSUFFICIENT_BALANCE,
                 f"balance {balance} does not cover {cost} (this transaction's amount + fee "
                 f"plus the sender's pending transactions before it)",
             )
         if not verify_tx_signature(tx, self.chain_id):
-            return reject(
+            return (
                 RejectReason.BAD_SIGNATURE,
                 f"the signature is not the sender's signature for chain {self.chain_id}",
             )
+        return None
+
+    def _nonce_refusal(
+        self, tx: Transaction, account_nonce: int
+    ) -> tuple[RejectReason, str] | None:
+        if tx.nonce < account_nonce:
+            return (
+                RejectReason.NONCE_TOO_LOW,
+                f"nonce {tx.nonce} is already used; the account nonce is {account_nonce}",
+            )
+        if tx.nonce > account_nonce + self.max_nonce_gap:
+            return (
+                RejectReason.NONCE_TOO_HIGH,
+                f"nonce {tx.nonce} is too far ahead of the account nonce {account_nonce} "
+                f"(at most {self.max_nonce_gap} ahead); send the missing nonces first",
+            )
+        return None
+
+    def _room_refusal(self, tx: Transaction) -> tuple[RejectReason, str] | None:
+        """A replacement must pay enough more; a new transaction needs room in the pool."""
+        pooled = self._by_sender.get(tx.sender, {})
+        replaced = pooled.get(tx.nonce)
         if replaced is not None:
-            del self._by_hash[replaced[0]]
-        self._by_sender.setdefault(tx.sender, {})[tx.nonce] = (h, tx)
-        self._by_hash[h] = tx
-        return AddResult(True, h, None, "replaced" if replaced is not None else "accepted")
+            old_fee = replaced[1].fee
+            if tx.fee * 100 < old_fee * (100 + REPLACEMENT_BUMP_PERCENT) or tx.fee <= old_fee:
+                return (
+                    RejectReason.REPLACEMENT_UNDERPRICED,
+                    f"nonce {tx.nonce} is taken by a pooled transaction with fee {old_fee}; "
+                    f"a replacement needs a fee at least {REPLACEMENT_BUMP_PERCENT}% higher",
+                )
+            return None
+        if len(self._by_hash) >= self.max_txs:
+            return (
+                RejectReason.POOL_FULL,
+                f"the pool holds its maximum of {self.max_txs} transactions; retry later",
+            )
+        if len(pooled) >= self.max_per_sender:
+            return (
+                RejectReason.SENDER_LIMIT,
+                f"the sender already has {len(pooled)} pending transactions "
+                f"(limit {self.max_per_sender}); wait for some to be included",
+            )
+        return None
 
     # --- selection ------------------------------------------------------------------------
 
