@@ -17,8 +17,11 @@ to arrive, so a live but slow member can miss some vote duties: the threshold is
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+
+from sequencer_node.wire.certificates import has_quorum
+from sequencer_node.wire.messages import DowntimeCertificate, DowntimeReport, Endorsement
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,3 +71,38 @@ class DowntimeTracker:
         self._missed.clear()
         self._duties.clear()
         return found
+
+
+#: Report groups collecting signatures at once (the oldest is dropped first).
+_OPEN_REPORTS = 1_024
+
+
+class DowntimeReports:
+    """Signed downtime reports from the members of one stake table, grouped by statement,
+    until a group carries > 2/3 of the stake: then it becomes a certificate (once)."""
+
+    def __init__(self) -> None:
+        self._open: dict[tuple[object, ...], dict[bytes, DowntimeReport]] = {}
+        self._done: set[tuple[object, ...]] = set()
+
+    @staticmethod
+    def _key(r: DowntimeReport) -> tuple[object, ...]:
+        return (r.stake_epoch, r.offender, r.from_height, r.to_height, r.missed, r.duties)
+
+    def certified(self, r: DowntimeReport) -> bool:
+        """Whether ``r``'s statement already became a certificate here."""
+        return self._key(r) in self._done
+
+    def add(self, r: DowntimeReport, table: Mapping[bytes, int]) -> DowntimeCertificate | None:
+        """Add a checked report of a member of ``table``; the certificate once it has quorum."""
+        key = self._key(r)
+        bucket = self._open.setdefault(key, {})
+        if len(self._open) > _OPEN_REPORTS:
+            self._open.pop(next(iter(self._open)))
+        bucket[r.signer] = r
+        if not has_quorum(sum(table.get(s, 0) for s in bucket), sum(table.values())):
+            return None
+        self._done.add(key)
+        self._open.pop(key, None)
+        sigs = tuple(Endorsement(s, bucket[s].signature) for s in sorted(bucket))
+        return DowntimeCertificate(r, sigs)

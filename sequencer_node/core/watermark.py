@@ -10,15 +10,22 @@ The record is what the shell fsyncs before a signature leaves the process (see
 :mod:`sequencer_node.core.api`); a node restarted from it can never contradict itself. A node
 restarted *without* its record (disk lost) must not sign before the chain has moved past
 anything it might have signed: that is the operator's job (see ``docs/protocol.md``).
+
+:class:`Outbox` applies the rule for the core: it signs only what the record allows and holds
+every signed message back until the shell has made the record durable.
 """
 
 from __future__ import annotations
 
 import enum
-from dataclasses import replace
+from dataclasses import dataclass, replace
+from typing import TypeVar
 
-from sequencer_node.core.api import PersistedState
+from sequencer_node.core.api import PersistedState, PersistWatermark
+from sequencer_node.wire.crypto import SigningKey, sign_message
 from sequencer_node.wire.messages import ZERO_HASH, QuorumCertificate
+
+M = TypeVar("M")
 
 
 class Kind(enum.Enum):
@@ -64,3 +71,56 @@ def record_signature(
     if kind is Kind.VOTE:
         return replace(record, vote_round=round_, vote_digest=digest)
     return replace(record, timeout_round=round_, timeout_digest=digest)
+
+
+@dataclass(slots=True)
+class _Held:
+    seq: int
+    messages: list[object]
+
+
+class Outbox:
+    """Signs within the watermark and holds what it signed until the record is durable.
+
+    :meth:`sign` advances the record; :meth:`hold` asks the shell to persist it (the returned
+    :class:`~sequencer_node.core.api.PersistWatermark`) and keeps the messages back;
+    :meth:`release` hands them out once the shell acknowledged that ``seq``.
+    """
+
+    def __init__(self, key: SigningKey | None, record: PersistedState | None, chain_id: int):
+        self._key = key
+        self.record = record
+        self._chain_id = chain_id
+        self._seq = 0
+        self._held: list[_Held] = []
+
+    def sign(
+        self, kind: Kind, round_: int, digest: bytes, msg: M, high_qc: QuorumCertificate | None
+    ) -> M | None:
+        """``msg`` signed, if the watermark allows (the record then names it); else None."""
+        if self._key is None or self.record is None:
+            return None
+        if not may_sign(self.record, kind, round_, digest):
+            return None
+        self.record = record_signature(self.record, kind, round_, digest, high_qc)
+        return sign_message(msg, self._key, self._chain_id)
+
+    def hold(self, messages: list[object]) -> PersistWatermark:
+        """Keep ``messages`` back until the returned record is acknowledged."""
+        assert self.record is not None
+        self._seq += 1
+        self._held.append(_Held(self._seq, messages))
+        return PersistWatermark(self.record, self._seq)
+
+    def release(self, seq: int) -> list[object]:
+        """Messages whose record the shell made durable (acknowledged ``seq``)."""
+        ready = [m for h in self._held if h.seq <= seq for m in h.messages]
+        self._held = [h for h in self._held if h.seq > seq]
+        return ready
+
+    def holds(self, msg: object) -> bool:
+        return any(m is msg for h in self._held for m in h.messages)
+
+    def signed_round(self, kind: Kind) -> int:
+        """The highest round this key signed a ``kind`` in (0 without a key)."""
+        return 0 if self.record is None else _slot(self.record, kind)[0]

@@ -1,0 +1,108 @@
+"""The core's parts on their own: the vote pool and the block tree."""
+
+from __future__ import annotations
+
+import pytest
+
+from sequencer_node.core.blocktree import BlockTree
+from sequencer_node.core.ledger import Ledger
+from sequencer_node.core.votepool import VotePool
+from sequencer_node.wire.messages import (
+    ZERO_HASH,
+    Block,
+    BlockHeader,
+    DoubleVote,
+    Endorsement,
+    Proposal,
+    QuorumCertificate,
+    Vote,
+    block_hash,
+)
+
+VOTERS = [bytes([i]) * 32 for i in range(1, 5)]
+TABLE = dict.fromkeys(VOTERS, 1)
+B1, B2 = b"\x0a" * 32, b"\x0b" * 32
+
+
+def vote(voter: bytes, block: bytes = B1, round_: int = 3) -> Vote:
+    return Vote(block, 2, round_, 0, voter, bytes(64))
+
+
+def test_a_qc_forms_only_past_two_thirds_of_the_stake() -> None:
+    pool = VotePool(chain_id=1)
+    for v in VOTERS[:2]:
+        pool.add_vote(vote(v))
+    assert pool.form_qc(vote(VOTERS[1]), TABLE) is None  # 2 of 4
+    pool.add_vote(vote(VOTERS[2]))
+    qc = pool.form_qc(vote(VOTERS[2]), TABLE)
+    assert qc is not None
+    assert (qc.block_hash, qc.height, qc.round) == (B1, 2, 3)
+    assert [e.signer for e in qc.signatures] == sorted(VOTERS[:3])
+
+
+def test_a_second_vote_in_a_slot_is_evidence_once() -> None:
+    pool = VotePool(chain_id=1)
+    first, second = vote(VOTERS[0], B1), vote(VOTERS[0], B2)
+    pool.add_vote(first)
+    assert pool.vote_in_slot(second) == first
+    ev = pool.evidence_of(first, second)
+    assert isinstance(ev, DoubleVote)
+    assert (ev.offender, ev.round) == (VOTERS[0], 3)
+    assert pool.evidence_of(first, second) is None  # once per kind, signer and round
+    assert pool.evidence == [ev]
+
+
+def test_votes_inside_a_qc_reveal_a_split_double_vote() -> None:
+    pool = VotePool(chain_id=1)
+    pool.add_vote(vote(VOTERS[0], B1))
+    other = QuorumCertificate(B2, 2, 3, 0, ())
+    assert pool.votes_of_qc(other) == []  # no endorsement of VOTERS[0]
+    qc = QuorumCertificate(B2, 2, 3, 0, (Endorsement(VOTERS[0], bytes(64)),))
+    [ev] = pool.votes_of_qc(qc)
+    assert isinstance(ev, DoubleVote)
+
+
+def test_prune_forgets_old_rounds() -> None:
+    pool = VotePool(chain_id=1)
+    pool.add_vote(vote(VOTERS[0], round_=3))
+    pool.prune(4)
+    assert pool.vote_in_slot(vote(VOTERS[0], round_=3)) is None
+
+
+def _tree() -> tuple[BlockTree, BlockHeader, Ledger]:
+    ledger = Ledger.genesis({})
+    genesis = BlockHeader(0, 0, 0, ZERO_HASH, 0, bytes(32), ZERO_HASH, ledger.state_root(), 0, 0)
+    return BlockTree(genesis, ledger, max_blocks=4, recent=8), genesis, ledger
+
+
+def _child(parent: BlockHeader, round_: int, stamp: int = 1) -> Block:
+    h = BlockHeader(
+        parent.height + 1, round_, 0, block_hash(parent), stamp, VOTERS[0], ZERO_HASH,
+        parent.state_root, 0, 0,
+    )  # fmt: skip
+    return Block(Proposal(h, bytes(64)), (), (), None, None)
+
+
+def test_commit_moves_along_a_path_and_prunes_the_losing_branch() -> None:
+    tree, genesis, ledger = _tree()
+    a, b = _child(genesis, 1, 1), _child(genesis, 2, 2)
+    ha, hb = tree.insert(a, ledger), tree.insert(b, ledger)
+    tree.add_qc(QuorumCertificate(ha, 1, 1, 0, ()))
+    assert tree.path_to(ha) == [ha]
+    cb = tree.commit(ha)
+    assert cb.block == a
+    assert tree.committed_height == 1
+    tree.prune()
+    assert hb not in tree
+    assert ha in tree
+    with pytest.raises(AssertionError, match="SAFETY"):
+        tree.path_to(hb)
+
+
+def test_orphans_are_bounded_per_parent() -> None:
+    tree, genesis, _ = _tree()
+    parent = _child(genesis, 1).header
+    for stamp in range(20):
+        tree.add_orphan(_child(parent, 2, stamp + 2))
+    assert len(tree.take_orphans(block_hash(parent))) == 8
+    assert tree.take_orphans(block_hash(parent)) == []
