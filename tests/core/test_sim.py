@@ -156,7 +156,7 @@ def test_stake_change_takes_effect_at_an_epoch_boundary() -> None:
     sim.run_for(12_000)
     core = sim.instances[0].core
     assert core is not None
-    epoch = core._epoch_of(core.committed_height)
+    epoch = core.epoch_of(core.committed_height)
     info = core.epoch_info(epoch)
     assert info is not None
     table, order, l1_epoch = info.table, info.order, info.stake_epoch
