@@ -250,8 +250,7 @@ class SequencerCore:
     def pending_nonce(self, address: bytes) -> int:
         """The nonce the account's next new transaction should carry: its nonce at the tip the
         pool builds on, past its transactions waiting in the pool (Ethereum's "pending")."""
-        tip = self._ledgers.get(self._qc_hash(self.high_qc), self.committed_ledger)
-        return self.mempool.pending_nonce_of(address, tip)
+        return self._mempool.pending_nonce_of(address, self._tip_ledger())
 
     @property
     def committed_ledger(self) -> Ledger:
