@@ -170,6 +170,7 @@ class L1Watcher:
         self.metrics = metrics
         self.poll_s = poll_s
         self._sequencers_every = sequencers_every
+        self._statuses_seen: set[str] = set()
         self._submit_attempts = submit_attempts
         self._backoff_cap_s = backoff_cap_s
         self._on_sequencers = on_sequencers
@@ -226,8 +227,24 @@ class L1Watcher:
         registered = {s.signing_key: s for s in seqs if s.status != "withdrawn"}
         changed = registered != self.registered
         self.registered = registered
+        self._observe_own_status(seqs)
         if changed and self._on_sequencers is not None:
             self._on_sequencers(registered)
+
+    def _observe_own_status(self, seqs: list[SequencerInfo]) -> None:
+        """``seqnet_sequencer_status{status}``: 1 for this node's status on L1 (alerts on jailed
+        or slashed), 0 for the statuses seen before."""
+        if self.metrics is None or self.key is None:
+            return
+        own = next((s.status for s in seqs if s.signing_key == self.key.public_key), None)
+        self._statuses_seen.update(x for x in (own,) if x is not None)
+        for status in self._statuses_seen:
+            self.metrics.sequencer_status.labels(status).set(1 if status == own else 0)
+
+    async def observe_fees(self) -> None:
+        """``seqnet_l1_blob_base_fee_wei`` (alerts on a spike)."""
+        if self.metrics is not None:
+            self.metrics.l1_blob_base_fee.set(await self.l1.blob_base_fee())
 
     async def _poll_loop(self) -> None:
         while True:
@@ -279,6 +296,7 @@ class L1Watcher:
         await self._inbox()
         if self._polls % self._sequencers_every == 0:
             await self.refresh_sequencers()
+            await self.observe_fees()
         self._polls += 1
 
     async def _snapshots(self, current_epoch: int) -> None:

@@ -78,6 +78,15 @@ class NodeMetrics:
         self.l1_finalized = Gauge("seqnet_l1_finalized", "L1 finalized block seen", registry=r)
         self.l1_errors = Counter("seqnet_l1_errors", "Failed L1 requests", registry=r)
         self.l1_up = Gauge("seqnet_l1_up", "1 while the L1 answers", registry=r)
+        self.l1_blob_base_fee = Gauge(
+            "seqnet_l1_blob_base_fee_wei", "The L1's blob base fee (wei per blob gas)", registry=r
+        )
+        self.sequencer_status = Gauge(
+            "seqnet_sequencer_status",
+            "1 for this node's sequencer status on L1 (active, jailed, slashed, unbonding, ...)",
+            ["status"],
+            registry=r,
+        )
         # Filled by the batcher (through the ``metrics`` argument of BatcherService).
         self.batches = Counter("seqnet_batches", "Batches by state reached", ["state"], registry=r)
         self.batch_cost_wei = Counter(
