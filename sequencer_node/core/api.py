@@ -1,20 +1,24 @@
 """The public face of the protocol core: configuration, genesis, events in, effects out.
 
 The node shell (Trio) and the simulator drive one
-:class:`~sequencer_node.core.sequencer.SequencerCore`
-through this vocabulary and nothing else::
+:class:`~sequencer_node.core.sequencer.SequencerCore` with this vocabulary::
 
     core = SequencerCore(config, genesis, persisted=record_or_None, chain=stored_blocks)
     effects = core.handle(event, now_ms)     # one input
     effects = core.tick(now_ms)              # time passing (call every ~50-100 ms)
+    core.status()                            # a CoreStatus record
 
-Every event and effect is a frozen dataclass. The shell carries out effects in list order.
+and read it only through a few read-only queries (``epoch_info``, ``committed_ledger``,
+``is_pending``, ``pending_nonce``, ``config``), never through its parts.
+
+Every event and effect is a frozen dataclass; ``handle`` and ``tick`` return every effect in one
+list (there is no other output). The shell carries out effects in list order.
 
 The never-sign-twice contract: a signed consensus message (proposal, vote, timeout) never
 appears in an effect before the shell has made the matching :class:`PersistWatermark` durable
 (fsync) and fed back :class:`WatermarkPersisted` with the same ``seq``. The core emits the
-``PersistWatermark`` effect, holds the signed messages back, and releases them as
-``Broadcast``/``SendTo`` effects in the ``handle`` call that receives the ack. If the process dies
+``PersistWatermark`` effect, holds the signed messages back, and releases them as ``Broadcast``
+effects in the ``handle`` call that receives the ack. If the process dies
 before the ack, the signatures never left and the (possibly persisted) record only makes the
 node more careful after the restart.
 
@@ -27,7 +31,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Annotated
 
@@ -214,6 +218,8 @@ class ForcedEntriesSeen:
 
 @dataclass(frozen=True, slots=True)
 class L1HeadChanged:
+    """The L1 head and finalized block numbers the shell last read (they never go back here)."""
+
     head: int
     finalized: int
 
@@ -227,7 +233,8 @@ class WatermarkPersisted:
 
 @dataclass(frozen=True, slots=True)
 class CertifiedBlocksReceived:
-    """Certified blocks from a catch-up source other than p2p (e.g. the node's own store)."""
+    """Certified blocks from the node's own store (refusals name :attr:`LocalSource.STORE`);
+    blocks from peers arrive as a :class:`SyncResponse` in a :class:`MessageReceived`."""
 
     blocks: tuple[CertifiedBlock, ...]
 
@@ -397,7 +404,7 @@ Effect = (
 
 @dataclass(frozen=True, slots=True)
 class CoreStatus:
-    """A snapshot for ``statistics()``: heads, round, leader."""
+    """What ``SequencerCore.status()`` reports: heads, round, leader, pool sizes."""
 
     round: int
     epoch: int
@@ -411,7 +418,6 @@ class CoreStatus:
     #: The next forced-queue index this node expects to read from L1 (where an L1 reader
     #: starts).
     forced_next_index: int = 0
-    extra: dict[str, int] = field(default_factory=dict)
 
 
 __all__ = [

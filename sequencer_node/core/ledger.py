@@ -47,6 +47,7 @@ import msgpack
 
 from sequencer_node.wire.codec import message_id, signing_bytes
 from sequencer_node.wire.crypto import address_of, verify
+from sequencer_node.wire.hexstr import to_hex
 from sequencer_node.wire.messages import ForcedTransaction, Transaction
 
 ADDRESS_BYTES = 20
@@ -231,7 +232,7 @@ class Ledger:
         for addr, amount in balances.items():
             _check_address(addr, "genesis")
             if type(amount) is not int or amount < 0:
-                raise ValueError(f"genesis balance of 0x{addr.hex()} must be an int >= 0")
+                raise ValueError(f"genesis balance of {to_hex(addr)} must be an int >= 0")
             total += amount
             accounts[addr] = Account(amount, 0)
         if total > MAX_BALANCE:
@@ -318,7 +319,7 @@ class Ledger:
             tid = message_id(tx)
             reason = run.transfer(tx)
             if reason is not None:
-                raise InvalidBlock(f"transaction {i} (0x{tid.hex()[:16]}): {reason}")
+                raise InvalidBlock(f"transaction {i} ({to_hex(tid)[:18]}): {reason}")
             run.receipts.append(Receipt(tid, True, None, tx.fee))
         return run.finish(), run.receipts
 

@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from sequencer_node.wire.codec import signing_bytes
+from sequencer_node.wire.hexstr import to_hex
 
 PUBLIC_KEY_BYTES = 32
 SIGNATURE_BYTES = 64
@@ -34,7 +35,7 @@ def address_of(public_key: bytes) -> bytes:
 
 
 def format_address(address: bytes) -> str:
-    return "0x" + address.hex()
+    return to_hex(address)
 
 
 def parse_address(text: str) -> bytes:
