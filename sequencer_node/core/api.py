@@ -22,6 +22,12 @@ effects in the ``handle`` call that receives the ack. If the process dies
 before the ack, the signatures never left and the (possibly persisted) record only makes the
 node more careful after the restart.
 
+Durability before votes: the same ``PersistWatermark`` names in ``blocks`` the blocks that the
+held-back messages vouch for (the block a vote is for; the block of the QC that a proposal or
+timeout carries). The shell makes them durable with the record, before the ack, so a node never
+votes for, or sends a QC of, a block it could lose in a crash, and a whole-network restart
+always finds every certified block on some disk (issue 11, finding 6).
+
 ``PersistedState`` and the node-only sync messages are wire messages (tags 64-79), so the shell
 stores the record with :func:`sequencer_node.wire.codec.encode` and reads it back with
 :func:`~sequencer_node.wire.codec.decode`.
@@ -38,6 +44,7 @@ from typing import Annotated
 from sequencer_node.wire.codec import U64, Hash32, MaxItems, PubKey, wire_message
 from sequencer_node.wire.crypto import SigningKey
 from sequencer_node.wire.messages import (
+    Block,
     CertifiedBlock,
     DowntimeCertificate,
     Evidence,
@@ -265,10 +272,12 @@ class SendTo:
 
 @dataclass(frozen=True, slots=True)
 class PersistWatermark:
-    """Write ``record`` durably (fsync), then feed back ``WatermarkPersisted(seq)``."""
+    """Write ``record`` and ``blocks`` durably (fsync), then feed back
+    ``WatermarkPersisted(seq)``."""
 
     record: PersistedState
     seq: int
+    blocks: tuple[Block, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

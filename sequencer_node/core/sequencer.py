@@ -336,6 +336,12 @@ class SequencerCore:
     def _qc_hash(self, qc: QuorumCertificate | None) -> bytes:
         return self.genesis_hash if qc is None else qc.block_hash
 
+    def _vouched(self, bh: bytes) -> tuple[Block, ...]:
+        """The block a signed message vouches for, for the shell to make durable with the
+        record (api.PersistWatermark.blocks); none if it is not held here (genesis)."""
+        block = self.tree.block(bh)
+        return () if block is None else (block,)
+
     def _tip_ledger(self) -> Ledger:
         """The state after the highest certified block known here (what a new tx runs on)."""
         return self.tree.ledger(self._qc_hash(self.high_qc)) or self.committed_ledger
@@ -655,7 +661,7 @@ class SequencerCore:
         vote = Vote(bh, h.height, h.round, h.epoch, self.pk, bytes(64))
         signed = self.outbox.sign(Kind.VOTE, h.round, bh, vote, self.high_qc)
         if signed is not None:
-            out.append(self.outbox.hold([signed]))
+            out.append(self.outbox.hold([signed], self._vouched(bh)))
 
     # --- votes and QCs ----------------------------------------------------------------------
 
@@ -808,7 +814,7 @@ class SequencerCore:
         if signed is None:
             return
         self._my_timeout = TimeoutMessage(signed, hq)
-        out.append(self.outbox.hold([self._my_timeout]))
+        out.append(self.outbox.hold([self._my_timeout], self._vouched(self._qc_hash(hq))))
 
     def _on_timeout(
         self, sender: api.Source, tm: TimeoutMessage, now_ms: int, out: list[api.Effect]
@@ -1005,7 +1011,7 @@ class SequencerCore:
         if proposal is None:
             return
         block = Block(proposal, tuple(txs), tuple(forced), self.high_qc, tc)
-        out.append(self.outbox.hold([block]))
+        out.append(self.outbox.hold([block], self._vouched(parent_hash)))
 
     # --- downtime ---------------------------------------------------------------------------
 

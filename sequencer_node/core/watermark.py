@@ -23,7 +23,7 @@ from typing import TypeVar
 
 from sequencer_node.core.api import PersistedState, PersistWatermark
 from sequencer_node.wire.crypto import SigningKey, sign_message
-from sequencer_node.wire.messages import ZERO_HASH, QuorumCertificate
+from sequencer_node.wire.messages import ZERO_HASH, Block, QuorumCertificate
 
 M = TypeVar("M")
 
@@ -105,12 +105,13 @@ class Outbox:
         self.record = record_signature(self.record, kind, round_, digest, high_qc)
         return sign_message(msg, self._key, self._chain_id)
 
-    def hold(self, messages: list[object]) -> PersistWatermark:
-        """Keep ``messages`` back until the returned record is acknowledged."""
+    def hold(self, messages: list[object], blocks: tuple[Block, ...] = ()) -> PersistWatermark:
+        """Keep ``messages`` back until the returned record, and the ``blocks`` they vouch
+        for, are acknowledged durable."""
         assert self.record is not None
         self._seq += 1
         self._held.append(_Held(self._seq, messages))
-        return PersistWatermark(self.record, self._seq)
+        return PersistWatermark(self.record, self._seq, blocks)
 
     def release(self, seq: int) -> list[object]:
         """Messages whose record the shell made durable (acknowledged ``seq``)."""
