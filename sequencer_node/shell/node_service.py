@@ -12,9 +12,11 @@ Theory of operation
   submissions from the RPC (each with a slot for its answer), and L1 events from the follower;
   a periodic tick (``tick_s``) lets time pass. RPC *reads* (status, blocks, accounts) look at
   the core between two events; Trio's cooperative scheduling makes each read consistent.
-* **Effects in order.** ``PersistWatermark`` is written and fsynced
-  (:meth:`Store.write_watermark`) and ``WatermarkPersisted`` is fed back at once, before any
-  other input, so a signature never leaves before its record is durable. ``Broadcast`` /
+* **Effects in order.** ``PersistWatermark`` is written and fsynced with the blocks its
+  signatures vouch for (:meth:`Store.write_watermark`) and ``WatermarkPersisted`` is fed back
+  at once, before any other input, so a signature never leaves before its record is durable,
+  nor a vote or QC before its block is. ``BlockCertified`` blocks are kept until committed;
+  on restart they (and the voted blocks whose QC is known) go back to the core. ``Broadcast`` /
   ``SendTo`` go to the peer manager (client transactions through the ingress batcher, as
   ``TxBatch`` frames). ``BlockCommitted`` is written to the store (one transaction per handled
   input, off the event loop), then handed to the batcher and the metrics. Evidence and
@@ -189,6 +191,27 @@ def _os_error(exc: BaseException) -> OSError:
     return found
 
 
+def restore_certified(
+    store: Store, persisted: api.PersistedState | None, committed_height: int
+) -> list[CertifiedBlock]:
+    """The stored blocks above the committed chain that a restart can rebuild on: each one
+    whose QC is known (stored with it, carried by a stored child as its justify, or the
+    watermark's high QC), in height order."""
+    rows = [(b, qc) for b, qc in store.uncommitted() if b.header.height > committed_height]
+    qcs = {qc.block_hash: qc for _, qc in rows if qc is not None}
+    for block, _ in rows:
+        if block.justify is not None:
+            qcs.setdefault(block.justify.block_hash, block.justify)
+    if persisted is not None and persisted.high_qc is not None:
+        qcs.setdefault(persisted.high_qc.block_hash, persisted.high_qc)
+    out = []
+    for block, _ in rows:
+        qc = qcs.get(block_hash(block.header))
+        if qc is not None:
+            out.append(CertifiedBlock(block, qc))
+    return out
+
+
 def load_chain(store: Store) -> list[CertifiedBlock]:
     """Every stored certified block from height 1, in order (stops at the first gap)."""
     chain: list[CertifiedBlock] = []
@@ -231,6 +254,8 @@ class Node:
         self._tx_send: trio.MemorySendChannel[Transaction] | None = None
         self._tx_index: OrderedDict[bytes, int] = OrderedDict()
         self._committed: list[api.BlockCommitted] = []
+        #: Blocks certified above the committed chain, written with the next commits.
+        self._certified: list[CertifiedBlock] = []
         self._unsafe: tuple[int, bytes] = (0, b"")
         #: (height, hash, state root) of the last committed block written to the store: what
         #: the RPC reports as the certified head, so /v1/blocks/{height} always has it.
@@ -263,12 +288,14 @@ class Node:
             raw = self.store.read_watermark()
             persisted = decode(raw, api.PersistedState) if raw is not None else None
             chain = load_chain(self.store)
+            certified = restore_certified(self.store, persisted, len(chain))
             t0 = time.monotonic()
             self.core = SequencerCore(
                 self.genesis.core_config(self.key, **s.core_overrides),
                 self.genesis.core_genesis(),
                 persisted=persisted,
                 chain=chain,
+                certified=certified,
             )
             st = self.core.status()
             self._stored = StoredHead(st.committed_height, st.committed_hash, st.state_root)
@@ -648,7 +675,7 @@ class Node:
     async def _apply(self, effects: Sequence[api.Effect]) -> None:
         """Carry out the core's effects in order; then write the blocks they committed."""
         await self._carry_out(effects)
-        if self._committed:
+        if self._committed or self._certified:
             await self._flush_committed()
 
     async def _carry_out(self, effects: Sequence[api.Effect]) -> None:
@@ -657,7 +684,7 @@ class Node:
         for e in effects:
             if isinstance(e, api.PersistWatermark):
                 # Durable before anything signed leaves; then release it at once.
-                self.store.write_watermark(encode(e.record))
+                self.store.write_watermark(encode(e.record), e.blocks)
                 await self._carry_out(
                     self.core.handle(api.WatermarkPersisted(e.seq), self.now_ms())
                 )
@@ -668,6 +695,8 @@ class Node:
                 self.pm.send_to(e.peer, e.message)
             elif isinstance(e, api.BlockCommitted):
                 self._committed.append(e)
+            elif isinstance(e, api.BlockCertified):
+                self._certified.append(e.certified)
             elif isinstance(e, api.EvidenceFound | api.DowntimeCertificateReady):
                 self._submit_to_l1(e)
             elif isinstance(e, api.TxResult):
@@ -724,6 +753,7 @@ class Node:
     async def _flush_committed(self) -> None:
         assert self.store is not None
         done, self._committed = self._committed, []
+        certified, self._certified = self._certified, []
         store = self.store
         # Index first: the core already counts these blocks (accounts, nonces) for readers.
         for c in done:
@@ -731,7 +761,9 @@ class Node:
                 self._tx_index[message_id(tx)] = c.certified.block.header.height
         # Shielded: a shutdown must not drop blocks the core already counts as committed.
         with trio.CancelScope(shield=True):
-            await trio.to_thread.run_sync(store.put_blocks, [c.certified for c in done])
+            await trio.to_thread.run_sync(store.put_blocks, [c.certified for c in done], certified)
+        if not done:
+            return
         now = self._clock()
         for c in done:
             h = c.certified.block.header

@@ -1,5 +1,6 @@
 """SQLite persistence in the node's data directory: certified blocks, ledger snapshots, batch
-bookkeeping and the never-sign-twice watermark.
+bookkeeping, the never-sign-twice watermark and the blocks above the committed chain that the
+node voted for or saw certified (so a restart can rebuild on them).
 
 Durability: the database runs in WAL mode with ``synchronous=FULL``, so every committed
 transaction has been fsynced to the WAL before ``COMMIT`` returns. :meth:`Store.write_watermark`
@@ -27,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sequencer_node.wire.codec import decode, encode
-from sequencer_node.wire.messages import CertifiedBlock, block_hash
+from sequencer_node.wire.messages import Block, CertifiedBlock, QuorumCertificate, block_hash
 
 DB_FILENAME = "node.sqlite3"
 SCHEMA_VERSION = 1
@@ -44,6 +45,8 @@ CREATE TABLE IF NOT EXISTS batches (
     l1_tx_hash BLOB);
 CREATE TABLE IF NOT EXISTS watermark (
     id INTEGER PRIMARY KEY CHECK (id = 1), record BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS uncommitted (
+    hash BLOB PRIMARY KEY, height INTEGER NOT NULL, block BLOB NOT NULL, qc BLOB);
 """
 
 
@@ -156,9 +159,14 @@ class Store:
 
     # --- watermark -------------------------------------------------------------------------
 
-    def write_watermark(self, record: bytes) -> None:
-        """Replace the signed-watermark record; durable (committed, fsynced) on return."""
+    def write_watermark(self, record: bytes, blocks: Sequence[Block] = ()) -> None:
+        """Replace the signed-watermark record and keep ``blocks`` (those the signatures it
+        allows vouch for) in the same transaction; durable (committed, fsynced) on return."""
         with self._tx() as c:
+            c.executemany(
+                "INSERT OR IGNORE INTO uncommitted (hash, height, block) VALUES (?, ?, ?)",
+                [(block_hash(b.header), b.header.height, encode(b)) for b in blocks],
+            )
             c.execute("INSERT OR REPLACE INTO watermark (id, record) VALUES (1, ?)", (record,))
 
     def read_watermark(self) -> bytes | None:
@@ -167,8 +175,11 @@ class Store:
 
     # --- certified blocks ------------------------------------------------------------------
 
-    def put_blocks(self, blocks: Sequence[CertifiedBlock]) -> None:
-        """Store certified blocks in one transaction (all or none).
+    def put_blocks(
+        self, blocks: Sequence[CertifiedBlock], certified: Sequence[CertifiedBlock] = ()
+    ) -> None:
+        """Store committed blocks, and ``certified`` ones above them (see
+        :meth:`put_certified`), in one transaction (all or none).
 
         Storing a block again is a no-op. Raises StoreError if a *different* block is already
         stored at that height: two certified blocks at one height break BFT safety, so the node
@@ -176,6 +187,7 @@ class Store:
         """
         rows = [(cb.block.header.height, block_hash(cb.block.header), encode(cb)) for cb in blocks]
         with self._tx() as c:
+            _put_certified(c, certified)
             for height, h, data in rows:
                 old = c.execute("SELECT hash FROM blocks WHERE height = ?", (height,)).fetchone()
                 if old is None:
@@ -185,6 +197,25 @@ class Store:
                         f"conflicting certified block at height {height}: stored "
                         f"{bytes(old[0]).hex()}, new {h.hex()}"
                     )
+            if rows:  # what is committed no longer needs its uncommitted copy
+                top = max(height for height, _, _ in rows)
+                c.execute("DELETE FROM uncommitted WHERE height <= ?", (top,))
+
+    # --- blocks above the committed chain ----------------------------------------------------
+
+    def put_certified(self, blocks: Sequence[CertifiedBlock]) -> None:
+        """Keep blocks certified above the committed chain, with their QC (until committed)."""
+        with self._tx() as c:
+            _put_certified(c, blocks)
+
+    def uncommitted(self) -> list[tuple[Block, QuorumCertificate | None]]:
+        """Blocks this node voted for or saw certified and has not stored as committed yet,
+        by height, each with its QC if known."""
+        rows = self._query("SELECT block, qc FROM uncommitted ORDER BY height, hash")
+        return [
+            (decode(_blob(b), Block), None if qc is None else decode(_blob(qc), QuorumCertificate))
+            for b, qc in rows
+        ]
 
     def get_block(self, height: int) -> CertifiedBlock | None:
         rows = self._query("SELECT data FROM blocks WHERE height = ?", (height,))
@@ -299,6 +330,17 @@ class Store:
             return [_batch(r) for r in self._query(sql + " ORDER BY batch_number")]
         rows = self._query(sql + " WHERE state = ? ORDER BY batch_number", (int(state),))
         return [_batch(r) for r in rows]
+
+
+def _put_certified(c: sqlite3.Connection, blocks: Sequence[CertifiedBlock]) -> None:
+    c.executemany(
+        "INSERT INTO uncommitted (hash, height, block, qc) VALUES (?, ?, ?, ?) "
+        "ON CONFLICT (hash) DO UPDATE SET qc = excluded.qc",
+        [
+            (block_hash(cb.block.header), cb.block.header.height, encode(cb.block), encode(cb.qc))
+            for cb in blocks
+        ],
+    )
 
 
 def _blob(value: object) -> bytes:

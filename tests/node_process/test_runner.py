@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +27,7 @@ from sequencer_node.genesis import GenesisError, L2Genesis, load_genesis, write_
 from sequencer_node.shell.l1_watcher import L1StartError, L1Watcher
 from sequencer_node.shell.node_service import Node, NodeSettings, NodeStartError
 from sequencer_node.wire.codec import decode
-from sequencer_node.wire.messages import Block, TimeoutMessage, Vote
+from sequencer_node.wire.messages import Block, TimeoutMessage, Vote, block_hash
 from tests.node_process.helpers import L1_CHAIN, L2_CHAIN, USERS, make_tx, tx_body
 
 KEY = USERS[2]  # any key: the single validator of these tests
@@ -145,9 +145,10 @@ async def test_runner_certifies_persists_before_signing_and_restarts(
         # Record the order of durable watermark writes and outgoing signed messages.
         real_write, real_broadcast = node.store.write_watermark, node.pm.broadcast
 
-        def write(record: bytes) -> None:
-            real_write(record)
+        def write(record: bytes, blocks: Sequence[Block] = ()) -> None:
+            real_write(record, blocks)
             log.append(("persist", decode(record, api.PersistedState)))
+            log.extend(("durable", block_hash(b.header)) for b in blocks)
 
         def broadcast(msg: Any, **kw: Any) -> int:
             log.append(("send", msg))
@@ -185,18 +186,27 @@ async def test_runner_certifies_persists_before_signing_and_restarts(
         node.stop()
     assert node.store is None  # closed by the graceful stop
     # Never sign twice: each signed message left after a durable record that covers it.
+    # Durable before votes: each vote left after its block was stored with a record, and each
+    # proposal after the block of the QC it carries (issue 11, finding 6).
     persisted: api.PersistedState | None = None
+    durable: set[bytes] = set()
     sent = 0
     for kind, item in log:
         if kind == "persist":
             persisted = item
             continue
+        if kind == "durable":
+            durable.add(item)
+            continue
         if isinstance(item, (Block, Vote, TimeoutMessage)):
             assert persisted is not None
             if isinstance(item, Block):
                 assert persisted.proposal_round >= item.proposal.header.round
+                justify = item.justify
+                assert justify is None or justify.block_hash in durable
             elif isinstance(item, Vote):
                 assert persisted.vote_round >= item.round
+                assert item.block_hash in durable
             else:
                 assert persisted.timeout_round >= item.timeout.round
             sent += 1
@@ -212,6 +222,14 @@ async def test_runner_certifies_persists_before_signing_and_restarts(
     assert persisted is not None
     assert node2.core.record.proposal_round >= persisted.proposal_round
     assert node2.views.tx(bytes.fromhex(tx_hash[2:]))["status"] == "certified"
+    # The block of the restored high QC is on disk (committed, or kept above the committed
+    # chain and handed back to the core), so a restarted network can build on it.
+    hq = node2.core.record.high_qc
+    assert hq is not None
+    assert node2.store is not None
+    kept = {block_hash(b.header) for b, _ in node2.store.uncommitted()}
+    assert hq.block_hash in kept | {node2.store.block_hash(hq.height)}
+    assert node2.core.status().certified_height >= hq.height
     async with trio.open_nursery() as nursery:
         await nursery.start(node2.run)
         await wait_until(

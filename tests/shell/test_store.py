@@ -181,3 +181,16 @@ async def test_big_writes_from_a_worker_thread(tmp_path):
         await trio.to_thread.run_sync(s.put_blocks, blocks)
         s.write_watermark(b"w")  # the small durable write, from the Trio thread
         assert await trio.to_thread.run_sync(s.highest_height) == 50
+
+
+def test_blocks_above_the_committed_chain_are_kept_until_committed(tmp_path):
+    voted, certified_only = certified(3), certified(4)
+    with open_store(tmp_path) as s:
+        s.write_watermark(b"round-3", [voted.block])
+        s.put_certified([certified_only])
+    with open_store(tmp_path) as s:  # durable across a reopen
+        assert s.uncommitted() == [(voted.block, None), (certified_only.block, certified_only.qc)]
+        s.put_certified([voted])  # its QC arrived later
+        assert s.uncommitted()[0] == (voted.block, voted.qc)
+        s.put_blocks([certified(1), certified(2), voted])
+        assert s.uncommitted() == [(certified_only.block, certified_only.qc)]
