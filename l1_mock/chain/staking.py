@@ -14,6 +14,7 @@ from the start).
 from __future__ import annotations
 
 import dataclasses
+import enum
 import hashlib
 from dataclasses import dataclass, field
 
@@ -42,6 +43,21 @@ from sequencer_node.wire.l1calls import (
 from sequencer_node.wire.messages import DowntimeReport, EvidenceKind
 
 
+class SequencerStatus(enum.StrEnum):
+    """Where a registration stands; the values are what ``staking_getSequencers`` answers."""
+
+    #: Bonded stake, not jailed: in the next snapshot.
+    ACTIVE = "active"
+    #: Jailed by a downtime certificate.
+    JAILED = "jailed"
+    #: Jailed (and cut) by evidence.
+    SLASHED = "slashed"
+    #: No bonded stake; unbonding entries left.
+    UNBONDING = "unbonding"
+    #: Nothing left.
+    WITHDRAWN = "withdrawn"
+
+
 @dataclass(slots=True)
 class Sequencer:
     """One registration in the staking contract."""
@@ -63,12 +79,12 @@ class Sequencer:
         return sum(a for _, a in self.unbonding)
 
     @property
-    def status(self) -> str:
+    def status(self) -> SequencerStatus:
         if self.jailed:
-            return "slashed" if self.slashed else "jailed"
+            return SequencerStatus.SLASHED if self.slashed else SequencerStatus.JAILED
         if self.stake > 0:
-            return "active"
-        return "unbonding" if self.unbonding else "withdrawn"
+            return SequencerStatus.ACTIVE
+        return SequencerStatus.UNBONDING if self.unbonding else SequencerStatus.WITHDRAWN
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,7 +176,7 @@ class Staking:
         entries = tuple(
             StakeEntry(s.signing_key, s.owner, s.p2p_address, s.rpc_address, s.stake)
             for s in sorted(self.sequencers.values(), key=lambda s: s.signing_key)
-            if s.status == "active"
+            if s.status is SequencerStatus.ACTIVE
         )
         seed = hashlib.sha256(b"seqnet/election-seed" + seed_block_hash).digest()
         self.snapshots[epoch] = EpochStakeSnapshot(epoch, seed, entries)
@@ -369,6 +385,7 @@ __all__ = [
     "EpochStakeSnapshot",
     "Offence",
     "Sequencer",
+    "SequencerStatus",
     "StakeEntry",
     "Staking",
     "downtime_report_id",

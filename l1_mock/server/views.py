@@ -192,7 +192,7 @@ def sequencer_json(s: Sequencer) -> dict[str, Any]:
         "rpcAddress": s.rpc_address,
         "stake": str(s.stake),
         "unbonding": [[e, str(a)] for e, a in s.unbonding],
-        "status": s.status,
+        "status": s.status.value,
         "rewards": str(s.rewards),
         "jailedUntilEpoch": s.jailed_until_epoch,
     }
