@@ -22,6 +22,7 @@ Theory of operation
 
 from __future__ import annotations
 
+import enum
 import logging
 import random
 from collections import deque
@@ -36,7 +37,7 @@ from sequencer_node.core import api
 from sequencer_node.shell.metrics import NodeMetrics
 from sequencer_node.system.retry import backoff_delay
 from sequencer_node.wire.crypto import SigningKey
-from sequencer_node.wire.messages import DowntimeCertificate, Evidence
+from sequencer_node.wire.messages import DowntimeCertificate, Evidence, EvidenceKind
 
 log = logging.getLogger(__name__)
 
@@ -55,11 +56,28 @@ class L1StartError(Exception):
     """The L1 could not be used at start (unreachable after retries, wrong chain id)."""
 
 
+class SubmissionKind(enum.Enum):
+    """What a submission reports; the values name it in ``/v1/evidence`` and metrics."""
+
+    DOUBLE_PROPOSAL = EvidenceKind.DOUBLE_PROPOSAL.value
+    DOUBLE_VOTE = EvidenceKind.DOUBLE_VOTE.value
+    DOUBLE_TIMEOUT = EvidenceKind.DOUBLE_TIMEOUT.value
+    DOWNTIME = "downtime"
+
+
+class SubmissionOutcome(enum.Enum):
+    """How a submission ended (metric label)."""
+
+    SUBMITTED = "submitted"
+    REJECTED = "rejected"  # the L1 refused it (final)
+    FAILED = "failed"  # the L1 stayed unreachable for every attempt
+
+
 @dataclass(slots=True)
 class Submission:
     """One evidence or downtime certificate on its way to L1 (shown by ``/v1/evidence``)."""
 
-    kind: str  # double_proposal, double_vote, double_timeout, downtime
+    kind: SubmissionKind
     offender: bytes
     round: int
     item: Evidence | DowntimeCertificate
@@ -70,7 +88,7 @@ class Submission:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "kind": self.kind,
+            "kind": self.kind.value,
             "offender": "0x" + self.offender.hex(),
             "round": self.round,
             "submitted": self.submitted,
@@ -343,11 +361,12 @@ class L1Watcher:
     # --- submissions -----------------------------------------------------------------------
 
     def submit_evidence(self, evidence: Evidence, offender: bytes) -> Submission:
-        return self._enqueue(Submission(evidence.kind.value, offender, evidence.round, evidence))
+        kind = SubmissionKind(evidence.kind.value)
+        return self._enqueue(Submission(kind, offender, evidence.round, evidence))
 
     def submit_downtime(self, cert: DowntimeCertificate) -> Submission:
         r = cert.report
-        return self._enqueue(Submission("downtime", r.offender, r.to_height, cert))
+        return self._enqueue(Submission(SubmissionKind.DOWNTIME, r.offender, r.to_height, cert))
 
     def _enqueue(self, sub: Submission) -> Submission:
         self.submissions.append(sub)
@@ -359,7 +378,8 @@ class L1Watcher:
         except trio.WouldBlock:
             self.dropped_submissions += 1
             sub.error = "submission queue full"
-            log.warning("L1 submission queue full; dropping %s of %s", sub.kind, sub.offender.hex())
+            log.warning("L1 submission queue full; dropping %s of %s", sub.kind.value,
+                        sub.offender.hex())  # fmt: skip
         return sub
 
     async def _submitter(self) -> None:
@@ -377,24 +397,26 @@ class L1Watcher:
                     tx = await self.l1.submit_evidence(sub.item, self.key)
             except L1Rejected as e:
                 sub.error = e.reason
-                log.warning("L1 refused %s against %s: %s", sub.kind, sub.offender.hex()[:16], e)
-                self._count(sub, "rejected")
+                log.warning("L1 refused %s against %s: %s", sub.kind.value,
+                            sub.offender.hex()[:16], e)  # fmt: skip
+                self._count(sub, SubmissionOutcome.REJECTED)
                 return
             except L1Error as e:
                 sub.error = str(e)
                 await trio.sleep(self._backoff(attempt))
                 continue
             sub.submitted, sub.l1_tx, sub.error = True, tx, None
-            log.info("submitted %s against %s in L1 tx %s", sub.kind, sub.offender.hex()[:16],
+            log.info("submitted %s against %s in L1 tx %s", sub.kind.value, sub.offender.hex()[:16],
                      tx.hex())  # fmt: skip
-            self._count(sub, "submitted")
+            self._count(sub, SubmissionOutcome.SUBMITTED)
             return
-        log.warning("gave up submitting %s after %d attempts", sub.kind, self._submit_attempts)
-        self._count(sub, "failed")
+        log.warning("gave up submitting %s after %d attempts", sub.kind.value,
+                    self._submit_attempts)  # fmt: skip
+        self._count(sub, SubmissionOutcome.FAILED)
 
-    def _count(self, sub: Submission, outcome: str) -> None:
+    def _count(self, sub: Submission, outcome: SubmissionOutcome) -> None:
         if self.metrics is not None:
-            self.metrics.slashing_submissions.labels(sub.kind, outcome).inc()
+            self.metrics.slashing_submissions.labels(sub.kind.value, outcome.value).inc()
 
 
 __all__ = [
@@ -403,5 +425,7 @@ __all__ = [
     "L1Watcher",
     "L1StartError",
     "Submission",
+    "SubmissionKind",
+    "SubmissionOutcome",
     "connect_l1",
 ]

@@ -730,8 +730,8 @@ class Node:
             self.metrics.downtime_certificates.inc()
             return
         sub = self.follower.submit_evidence(e.evidence, e.offender)
-        self.metrics.evidence.labels(sub.kind).inc()
-        log.warning("equivocation found: %s by %s at round %d", sub.kind,
+        self.metrics.evidence.labels(sub.kind.value).inc()
+        log.warning("equivocation found: %s by %s at round %d", sub.kind.value,
                     e.offender.hex()[:16], sub.round)  # fmt: skip
 
     def _round_changed(self, e: api.RoundChanged) -> None:

@@ -144,13 +144,18 @@ async def _read_body(request: Request) -> bytes:
     return body
 
 
-def make_app(node: NodeApi) -> Starlette:
-    views = node.views
+class _Handlers:
+    """The request handlers of one node's API (parsing and status codes; the views build
+    the JSON)."""
 
-    async def submit_tx(request: Request) -> Response:
+    def __init__(self, node: NodeApi) -> None:
+        self.node = node
+        self.views = node.views
+
+    async def submit_tx(self, request: Request) -> Response:
         tx = parse_tx_body(await _read_body(request))
         try:
-            result = await node.submit_tx(tx)
+            result = await self.node.submit_tx(tx)
         except Overloaded as e:
             return _error(429, "OVERLOADED", str(e))
         except trio.TooSlowError:
@@ -161,35 +166,40 @@ def make_app(node: NodeApi) -> Starlette:
             return _error(422, code, msg)
         return JSONResponse({"tx_hash": to_hex(result.tx_hash), "status": "pending"})
 
-    async def tx_status(request: Request) -> Response:
+    async def tx_status(self, request: Request) -> Response:
         with _malformed_on_value_error():
             tx_hash = from_hex(request.path_params["tx_hash"], 32, "tx_hash")
-        return JSONResponse(views.tx(tx_hash))
+        return JSONResponse(self.views.tx(tx_hash))
 
-    async def block(request: Request) -> Response:
+    async def block(self, request: Request) -> Response:
         height = parse_height(request.path_params["height"])
-        doc = views.block(height)
+        doc = self.views.block(height)
         if doc is None:
             return _error(404, "NOT_FOUND", f"no certified block at height {height} on this node")
         return JSONResponse(doc)
 
-    async def account(request: Request) -> Response:
+    async def account(self, request: Request) -> Response:
         with _malformed_on_value_error():
             address = parse_address(request.path_params["address"])
-        return JSONResponse(views.account(address))
+        return JSONResponse(self.views.account(address))
 
-    def getter(fn: Callable[[], dict[str, Any]]) -> Callable[[Request], Awaitable[Response]]:
-        async def handler(request: Request) -> Response:
-            return JSONResponse(fn())
-
-        return handler
-
-    async def health(request: Request) -> Response:
+    async def health(self, request: Request) -> Response:
         return JSONResponse({"ok": True})
 
-    async def metrics(request: Request) -> Response:
-        return Response(node.metrics.render(), media_type=node.metrics.content_type)
+    async def metrics(self, request: Request) -> Response:
+        metrics = self.node.metrics
+        return Response(metrics.render(), media_type=metrics.content_type)
 
+
+def _getter(fn: Callable[[], dict[str, Any]]) -> Callable[[Request], Awaitable[Response]]:
+    async def handler(request: Request) -> Response:
+        return JSONResponse(fn())
+
+    return handler
+
+
+def make_app(node: NodeApi) -> Starlette:
+    h, views = _Handlers(node), node.views
     return Starlette(
         exception_handlers={
             BadRequest: _malformed,
@@ -197,16 +207,16 @@ def make_app(node: NodeApi) -> Starlette:
             Exception: _internal_error,
         },
         routes=[
-            Route("/v1/tx", submit_tx, methods=["POST"]),
-            Route("/v1/tx/{tx_hash}", tx_status, methods=["GET"]),
-            Route("/v1/blocks/{height}", block, methods=["GET"]),
-            Route("/v1/status", getter(views.status), methods=["GET"]),
-            Route("/v1/account/{address}", account, methods=["GET"]),
-            Route("/v1/schedule", getter(views.schedule), methods=["GET"]),
-            Route("/v1/evidence", getter(views.evidence), methods=["GET"]),
-            Route("/v1/batches", getter(views.batches), methods=["GET"]),
-            Route("/health", health, methods=["GET"]),
-            Route("/metrics", metrics, methods=["GET"]),
+            Route("/v1/tx", h.submit_tx, methods=["POST"]),
+            Route("/v1/tx/{tx_hash}", h.tx_status, methods=["GET"]),
+            Route("/v1/blocks/{height}", h.block, methods=["GET"]),
+            Route("/v1/status", _getter(views.status), methods=["GET"]),
+            Route("/v1/account/{address}", h.account, methods=["GET"]),
+            Route("/v1/schedule", _getter(views.schedule), methods=["GET"]),
+            Route("/v1/evidence", _getter(views.evidence), methods=["GET"]),
+            Route("/v1/batches", _getter(views.batches), methods=["GET"]),
+            Route("/health", h.health, methods=["GET"]),
+            Route("/metrics", h.metrics, methods=["GET"]),
         ],
     )
 

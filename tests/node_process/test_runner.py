@@ -358,7 +358,7 @@ async def test_follower_submits_evidence_to_l1(tmp_path: Path, l1_url: str) -> N
         follower = L1Watcher(l1, events=send, key=dev_key(0), genesis_stake_epoch=0, poll_s=0.05)
         await nursery.start(follower.run)
         sub = follower.submit_evidence(DoubleVote(a, b), KEY.public_key)
-        assert (sub.kind, sub.round) == ("double_vote", 5)
+        assert (sub.kind.value, sub.round) == ("double_vote", 5)
         await wait_until("submitted", _async(lambda: sub.submitted))
         assert sub.l1_tx is not None
         await l1.dev_mine(1)
