@@ -321,7 +321,7 @@ class PeerManager:
     def _known_hosts(self) -> set[str]:
         """Addresses of known validators: those we dial, and those of connected peers."""
         hosts = {a.host for a in self._addresses}
-        hosts.update(p.address.rpartition(":")[0] for p in self._peers.values())
+        hosts.update(p.address.rpartition(":")[0].strip("[]") for p in self._peers.values())
         return hosts
 
     async def _dial_loop(self, address: PeerAddress) -> None:
