@@ -80,6 +80,11 @@ class CoreConfig:
     sequencing_window: int = 100
     #: A proposal's timestamp may be at most this far ahead of the validator's clock.
     max_clock_skew_ms: int = 2_000
+    #: A proposal's ``l1_origin`` may be at most this many L1 blocks behind the validator's
+    #: finalized L1 head (the OP Stack's sequencer drift, seen from L1): a leader cannot stop
+    #: L1 time, so a forced entry queued at L1 block ``b`` is due in every block voted for once
+    #: the voters' finalized heads pass ``b + sequencing_window + max_l1_origin_lag``.
+    max_l1_origin_lag: int = 32
     #: L1 slots per L1 epoch, and how many L1 epochs the stake snapshot lags the L1 origin.
     l1_slots_per_epoch: int = 32
     snapshot_lag_epochs: int = 2
@@ -103,6 +108,8 @@ class CoreConfig:
             raise ValueError("timeout_max_ms must be >= timeout_base_ms")
         if not 0 < self.downtime_threshold_percent <= 100 or self.downtime_window < 1:
             raise ValueError("downtime_threshold_percent must be in 1..100, window >= 1")
+        if self.max_l1_origin_lag < 0:
+            raise ValueError("max_l1_origin_lag cannot be negative")
 
 
 @dataclass(frozen=True, slots=True)

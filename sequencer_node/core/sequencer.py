@@ -594,6 +594,8 @@ class SequencerCore:
             return "timestamp too far in the future"
         if h.l1_origin > self._l1_head:
             raise _Wait("L1 origin ahead of this node's L1 view")
+        if h.l1_origin + self._cfg.max_l1_origin_lag < self._l1_finalized:
+            return "L1 origin too far behind this node's finalized L1 head"
         pledger = self.tree.ledger(h.parent_hash)
         assert pledger is not None
         problem = self._forced.check_block(

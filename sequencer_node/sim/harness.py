@@ -105,6 +105,7 @@ class Simulation:
             l1_slots_per_epoch=self.l1_slots,
             snapshot_lag_epochs=1,
             sequencing_window=20,
+            max_l1_origin_lag=8,
             max_clock_skew_ms=500,
             downtime_window=downtime_window,
             max_block_txs=64,
