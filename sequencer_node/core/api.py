@@ -91,6 +91,9 @@ class CoreConfig:
     #: Downtime: window of committed L2 heights, and the missed share (percent) that reports.
     downtime_window: int = 100
     downtime_threshold_percent: int = 50
+    #: A vote that reaches this node up to this many committed heights after its block (so
+    #: also after the QC formed) still counts as a duty done (see ``core/downtime.py``).
+    downtime_grace_heights: int = 4
     mempool_max_txs: int = 50_000
     mempool_max_per_sender: int = 256
     mempool_max_nonce_gap: int = 64
@@ -108,6 +111,8 @@ class CoreConfig:
             raise ValueError("timeout_max_ms must be >= timeout_base_ms")
         if not 0 < self.downtime_threshold_percent <= 100 or self.downtime_window < 1:
             raise ValueError("downtime_threshold_percent must be in 1..100, window >= 1")
+        if self.downtime_grace_heights < 0:
+            raise ValueError("downtime_grace_heights cannot be negative")
         if self.max_l1_origin_lag < 0:
             raise ValueError("max_l1_origin_lag cannot be negative")
 

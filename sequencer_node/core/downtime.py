@@ -1,7 +1,7 @@
 """Downtime tracking: missed duties per sequencer over windows of committed L2 heights.
 
-Duties are read from the committed chain only, so every honest node counts the same numbers
-and signs the same :class:`~sequencer_node.wire.messages.DowntimeReport`:
+Duties are read from the committed chain, so every honest node counts the same numbers and
+signs the same :class:`~sequencer_node.wire.messages.DowntimeReport`:
 
 * a *proposal duty* for the leader of every round between a committed block's parent round and
   its own round (each such round failed, so its leader missed it) and for the block's proposer
@@ -9,10 +9,19 @@ and signs the same :class:`~sequencer_node.wire.messages.DowntimeReport`:
 * a *vote duty* for every member of the block's epoch table: missed if the member's signature
   is not in the QC that certifies the block.
 
+A QC holds the first > 2/3 of votes to arrive, so a member that is live but a little slower
+than the others is absent from most QCs. So a node also counts, from its own observation, the
+vote duties it saw missed: a member's duty for a block is *seen done* when its vote for that
+block reached this node at any time before the block's accounting, which waits a grace of a few
+committed heights after the block (the core's ``downtime_grace_heights``); votes that arrive
+after the QC formed count. A node reports a sequencer only when both counts cross the threshold:
+the report carries the chain's numbers (identical on every honest node, so > 2/3 of them can
+certify it) and is signed only by nodes whose own observation agrees. A slow but live node's
+votes reach every honest node within the grace, so none signs; a node that is down is missing
+everywhere, so every honest node signs.
+
 Windows are ``[k*W + 1, (k+1)*W]`` in heights. At the end of a window every sequencer whose
-missed share is at least ``threshold_percent`` is reported. A QC holds the first > 2/3 of votes
-to arrive, so a live but slow member can miss some vote duties: the threshold is meant for
-"mostly down", not "sometimes late" (a short blip never reaches it).
+missed shares are at least ``threshold_percent`` is reported.
 """
 
 from __future__ import annotations
@@ -39,11 +48,18 @@ class DowntimeTracker:
         self.threshold_percent = threshold_percent
         self._missed: dict[bytes, int] = {}
         self._duties: dict[bytes, int] = {}
+        #: Duties this node saw missed (no vote arrived within the grace).
+        self._unseen: dict[bytes, int] = {}
 
-    def _add(self, who: bytes, missed: bool) -> None:
+    def _add(self, who: bytes, missed: bool, unseen: bool | None = None) -> None:
         self._duties[who] = self._duties.get(who, 0) + 1
         if missed:
             self._missed[who] = self._missed.get(who, 0) + 1
+        if missed if unseen is None else unseen:
+            self._unseen[who] = self._unseen.get(who, 0) + 1
+
+    def _over(self, count: dict[bytes, int], who: bytes, duties: int) -> bool:
+        return 100 * count.get(who, 0) >= self.threshold_percent * duties
 
     def on_commit(
         self,
@@ -53,23 +69,30 @@ class DowntimeTracker:
         proposer: bytes,
         members: Iterable[bytes],
         voters: set[bytes],
+        seen: set[bytes] | None = None,
     ) -> list[DowntimeFinding]:
-        """Account one committed block; at a window's end return who missed too much."""
+        """Account one committed block; at a window's end return who missed too much.
+
+        ``voters`` signed the block's QC; ``seen`` (a superset) voted for it as far as this
+        node knows, late votes included (None: only the QC's signers)."""
         for leader in failed_leaders:
             self._add(leader, True)
         self._add(proposer, False)
         for m in members:
-            self._add(m, m not in voters)
+            self._add(m, m not in voters, None if seen is None else m not in seen)
         if height % self.window != 0:
             return []
         start = height - self.window + 1
         found = [
             DowntimeFinding(who, start, height, self._missed.get(who, 0), duties)
             for who, duties in sorted(self._duties.items())
-            if duties > 0 and 100 * self._missed.get(who, 0) >= self.threshold_percent * duties
+            if duties > 0
+            and self._over(self._missed, who, duties)
+            and self._over(self._unseen, who, duties)
         ]
         self._missed.clear()
         self._duties.clear()
+        self._unseen.clear()
         return found
 
 

@@ -23,7 +23,7 @@ the core only after the shell acknowledged the persisted record.
 
 from __future__ import annotations
 
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Iterable, Sequence
 
 from sequencer_node.core import api
@@ -152,6 +152,8 @@ class SequencerCore:
             max_nonce_gap=config.mempool_max_nonce_gap,
         )
         self._forced = ForcedQueue()
+        #: Committed blocks waiting out the downtime grace (late votes may still arrive).
+        self._downtime_due: deque[tuple[BlockHeader, BlockHeader, QuorumCertificate]] = deque()
         self._downtime = DowntimeTracker(
             window=config.downtime_window, threshold_percent=config.downtime_threshold_percent
         )
@@ -1020,6 +1022,15 @@ class SequencerCore:
     def _account_downtime(
         self, header: BlockHeader, parent: BlockHeader, qc: QuorumCertificate, out: list[api.Effect]
     ) -> None:
+        """Account committed blocks once the grace after them has passed (in height order)."""
+        self._downtime_due.append((header, parent, qc))
+        grace = self._cfg.downtime_grace_heights
+        while self._downtime_due and self._downtime_due[0][0].height + grace <= header.height:
+            self._account_block(*self._downtime_due.popleft(), out)
+
+    def _account_block(
+        self, header: BlockHeader, parent: BlockHeader, qc: QuorumCertificate, out: list[api.Effect]
+    ) -> None:
         info = self.epochs.info(header.epoch)
         if info is None:
             return
@@ -1036,6 +1047,7 @@ class SequencerCore:
             proposer=header.proposer,
             members=sorted(info.table),
             voters={e.signer for e in qc.signatures},
+            seen={e.signer for e in qc.signatures} | self.pool.voters(qc.round, qc.block_hash),
         )
         key = self._cfg.key
         if key is None or self.pk is None or self.pk not in info.table:

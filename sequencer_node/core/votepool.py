@@ -67,6 +67,10 @@ class VotePool:
         self._vote_slot[(vote.voter, vote.round)] = vote
         self._votes.setdefault((vote.round, vote.block_hash), {})[vote.voter] = vote
 
+    def voters(self, round_: int, block_hash: bytes) -> set[bytes]:
+        """Keys whose vote for this block reached this node, before or after its QC formed."""
+        return set(self._votes.get((round_, block_hash), {}))
+
     def votes_of_qc(self, qc: QuorumCertificate) -> list[Evidence]:
         """Every endorsement in a valid QC is a signed vote: keep them, so a double voter
         that split its two votes between halves of the network is caught once a QC travels."""

@@ -17,6 +17,7 @@ import math
 
 import pytest
 
+from sequencer_node.core.downtime import DowntimeTracker
 from sequencer_node.sim.adversary import (
     HOLD,
     FreezeOrigin,
@@ -169,32 +170,42 @@ def test_finding1_half_rotation_with_all_honest_does_not_fork() -> None:
 # --- finding 3: an honest node 40 ms slower than the others is not jailed ---------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=FindingReproduced,
-    reason="issue 11 finding 3: a QC keeps the first > 2/3 votes and absence from QCs counts as "
-    "a missed duty, so a node 40 ms slower (timeout 400 ms) gets a downtime certificate",
-)
-def test_finding3_an_honest_node_40ms_slower_is_never_jailed() -> None:
+def _jailed_when_slow(delay_ms: int, min_height: int) -> list[tuple[int, list[str]]]:
     jailed: list[tuple[int, list[str]]] = []
     for seed in range(6):
         sim = Simulation(seed, downtime_window=20, timeout_base_ms=400)
-        sim.add_rule(slow_node(3, 40))
+        sim.add_rule(slow_node(3, delay_ms))
         sim.run_for(6_000)
-        # The chain runs at nearly full speed (100 ms blocks): the node is not "down".
-        assert len(sim.instances[0].committed) >= 40, len(sim.instances[0].committed)
+        # The chain keeps running (100 ms blocks): the node is not "down".
+        assert len(sim.instances[0].committed) >= min_height, len(sim.instances[0].committed)
         if sim.jailed_honest():
             jailed.append((seed, sim.jailed_honest()))
+    return jailed
+
+
+def test_finding3_an_honest_node_40ms_slower_is_never_jailed() -> None:
+    # Failed before the fix in 3 of these 6 seeds ("missed 20 of 20", "16 of 24").
+    jailed = _jailed_when_slow(40, 40)
     if jailed:
         raise FindingReproduced(f"downtime certificates against honest nodes: {jailed}")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=FindingReproduced,
-    reason="issue 11 finding 3: in the stake-change sweep (one honest node up to a quarter of "
-    "the round timeout slower, short partitions) honest nodes get downtime certificates",
-)
+def test_an_honest_node_a_quarter_of_the_timeout_slower_is_never_jailed() -> None:
+    assert not _jailed_when_slow(100, 30)
+
+
+def test_a_duty_is_missed_only_if_no_vote_arrived() -> None:
+    # Absent from every QC, but its votes reached this node late: not reported. Absent and
+    # never seen: reported, with the chain's counts (identical on every honest node).
+    slow, down, ok = b"s" * 32, b"d" * 32, b"o" * 32
+    tracker = DowntimeTracker(window=4, threshold_percent=50)
+    found = []
+    for h in range(1, 5):
+        found += tracker.on_commit(h, failed_leaders=(), proposer=ok, members=(slow, down, ok),
+                                   voters={ok}, seen={ok, slow})  # fmt: skip
+    assert [(f.offender, f.missed, f.duties) for f in found] == [(down, 4, 4)]
+
+
 def test_finding3_the_stake_change_sweep_jails_no_honest_node() -> None:
     jailed = [(o.seed, o.jailed_honest) for o in map(run_stake_sweep, range(25)) if o.jailed_honest]
     if jailed:
