@@ -80,8 +80,15 @@ class LinkProxy:
     ``await nursery.start(proxy.run)`` returns the port; set faults with :meth:`set`.
     """
 
-    def __init__(self, name: str, upstream: tuple[str, int], *, framed: bool = True,
-                 seed: int = 0, port: int = 0) -> None:  # fmt: skip
+    def __init__(
+        self,
+        name: str,
+        upstream: tuple[str, int],
+        *,
+        framed: bool = True,
+        seed: int = 0,
+        port: int = 0,
+    ) -> None:
         self.name = name
         self.upstream = upstream
         self.framed = framed
@@ -156,8 +163,7 @@ class LinkProxy:
             nursery.start_soon(self._writer, recv, dst, conn)
             await self._reader(src, send)
 
-    async def _reader(self, src: trio.SocketStream,
-                      send: trio.MemorySendChannel[_Item]) -> None:  # fmt: skip
+    async def _reader(self, src: trio.SocketStream, send: trio.MemorySendChannel[_Item]) -> None:
         buf = bytearray()
         last_at = 0.0
         async with send:
@@ -222,8 +228,9 @@ class LinkProxy:
         ms = max(0.0, f.delay_ms + self._rng.uniform(-f.jitter_ms, f.jitter_ms))
         return trio.current_time() + ms / 1000
 
-    async def _writer(self, recv: trio.MemoryReceiveChannel[_Item],
-                      dst: trio.SocketStream, conn: _Conn) -> None:  # fmt: skip
+    async def _writer(
+        self, recv: trio.MemoryReceiveChannel[_Item], dst: trio.SocketStream, conn: _Conn
+    ) -> None:
         async with recv:
             async for at, data in recv:
                 await trio.sleep_until(at)

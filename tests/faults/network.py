@@ -1,0 +1,267 @@
+"""The network under test: the L1 mock and 4 nodes (stakes 40/30/20/10 %) as real processes,
+every p2p link and the nodes' L1 link behind a :mod:`~tests.faults.proxy`, and process control
+(kill -9, restart, SIGSTOP/SIGCONT, peak memory).
+
+Set-up reuses the devnet's own steps (``sequencer_node.devnet``: keys, L1 genesis, staking
+through signed L1 calls, the L2 genesis from the finalized stake snapshot, the node command
+line). Two things differ so that all traffic passes the proxies:
+
+* each node listens for p2p on a private port and is told (``--peers``) to dial its peers at
+  the proxies ``i -> j``; the address it registered on L1 (which the nodes also dial) is left
+  unbound, so those dials fail and nothing bypasses the proxies;
+* the nodes reach the L1 through one unframed proxy (an L1 outage refuses it); the harness
+  itself talks to the real L1.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import signal
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import trio
+
+from sequencer_node.devnet.config import DevnetConfig
+from sequencer_node.devnet.procs import Child, spawn
+from sequencer_node.devnet.runner import l1_argv, node_argv
+from sequencer_node.devnet.setup import prepare_files, stake_and_genesis, wait_l1
+from tests.devnet.helpers import free_bases
+from tests.faults.proxy import LinkProxy, ProxyMesh
+from tests.node_process.helpers import free_port
+
+STAKES = (40, 30, 20, 10)
+
+
+@dataclass(frozen=True, slots=True)
+class Timing:
+    """Chain and L1 timings of a run (short, so the CI profile fits in minutes)."""
+
+    slot_time: int = 1
+    block_time_ms: int = 500
+    timeout_base_ms: int = 2_000
+    #: Above the L1 mock's finality lag (up to 64 blocks): the L2 includes a forced
+    #: transaction only once its L1 block is final, and the inbox wants it within the window.
+    sequencing_window: int = 72
+    epoch_length: int = 1_000
+    batch_max_age_ms: int = 3_000
+
+
+@dataclass
+class Node:
+    index: int
+    argv: list[str]
+    log: Path
+    child: Child | None = None
+    #: Highest VmHWM (peak RSS, kB) seen over every incarnation of the process.
+    peak_rss_kb: int = 0
+    paused: bool = False
+
+    @property
+    def pid(self) -> int:
+        assert self.child is not None
+        return self.child.pid
+
+    def alive(self) -> bool:
+        return self.child is not None and self.child.alive()
+
+
+def peak_rss_kb(pid: int) -> int:
+    """VmHWM of a live process (kB), 0 if unknown."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
+
+
+def _with_values(argv: list[str], values: dict[str, str]) -> list[str]:
+    out = list(argv)
+    for flag, value in values.items():
+        if flag in out:
+            out[out.index(flag) + 1] = value
+        else:
+            out += [flag, value]
+    return out
+
+
+@dataclass
+class FaultNet:
+    root: Path
+    seed: int
+    timing: Timing = field(default_factory=Timing)
+    say: Any = print
+    cfg: DevnetConfig = field(init=False)
+    l1: Child | None = None
+    nodes: list[Node] = field(default_factory=list)
+    mesh: ProxyMesh | None = None
+    l1_proxy: LinkProxy | None = None
+    http: httpx.AsyncClient = field(default_factory=lambda: httpx.AsyncClient(timeout=3.0))
+    l1_peak_rss_kb: int = 0
+
+    def __post_init__(self) -> None:
+        l1_port, rpc_base, p2p_base = free_bases(len(STAKES))
+        t = self.timing
+        self.cfg = DevnetConfig(
+            directory=self.root,
+            stakes=STAKES,
+            slot_time=t.slot_time,
+            block_time_ms=t.block_time_ms,
+            timeout_base_ms=t.timeout_base_ms,
+            epoch_length=t.epoch_length,
+            sequencing_window=t.sequencing_window,
+            load=False,
+            l1_port=l1_port,
+            rpc_port=rpc_base,
+            p2p_port=p2p_base,
+        )
+
+    # --- start and stop ----------------------------------------------------------------------
+
+    async def start(self, nursery: trio.Nursery) -> None:
+        cfg = self.cfg
+        keys = prepare_files(cfg)
+        self.l1 = spawn("l1", l1_argv(cfg), cfg.log_file("l1"))
+        await wait_l1(cfg.l1_url, 30, self.l1.alive)
+        await stake_and_genesis(cfg, keys, self.say)
+        real = [free_port() for _ in STAKES]
+        self.mesh = ProxyMesh(real, self.seed)
+        await self.mesh.start(nursery)
+        self.l1_proxy = LinkProxy("l1", ("127.0.0.1", cfg.l1_port), framed=False, seed=self.seed)
+        await nursery.start(self.l1_proxy.run)
+        for i in range(len(STAKES)):
+            argv = _with_values(
+                node_argv(cfg, i),
+                {
+                    "--p2p-listen": f"127.0.0.1:{real[i]}",
+                    "--peers": ",".join(self.mesh.dial_list(i)),
+                    "--l1-url": f"http://{self.l1_proxy.address}",
+                    "--l1-poll": "0.5",
+                    "--shutdown-timeout": "5",
+                    "--batch-max-age-ms": str(self.timing.batch_max_age_ms),
+                },
+            )
+            self.nodes.append(Node(i, argv, cfg.log_file(cfg.name(i))))
+            self.start_node(i)
+        self.say(f"started L1 and {len(self.nodes)} nodes in {self.root}")
+
+    def start_node(self, i: int) -> None:
+        n = self.nodes[i]
+        n.child = spawn(self.cfg.name(i), n.argv, n.log)
+        n.paused = False
+
+    def stop_all(self) -> None:
+        """Teardown: SIGKILL every process of the run (and reap it)."""
+        children = [n.child for n in self.nodes if n.child is not None]
+        if self.l1 is not None:
+            self.l1_peak_rss_kb = max(self.l1_peak_rss_kb, peak_rss_kb(self.l1.pid))
+            children.append(self.l1)
+        for n in self.nodes:
+            self._sample_rss(n)
+        for c in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(c.pid, signal.SIGCONT)
+                os.kill(c.pid, signal.SIGKILL)
+        for c in children:
+            if c.popen is not None:
+                with contextlib.suppress(Exception):
+                    c.popen.wait(timeout=10)
+
+    # --- process faults ----------------------------------------------------------------------
+
+    def _sample_rss(self, n: Node) -> None:
+        if n.alive():
+            n.peak_rss_kb = max(n.peak_rss_kb, peak_rss_kb(n.pid))
+
+    def kill(self, i: int) -> None:
+        """kill -9 node ``i`` and reap it."""
+        n = self.nodes[i]
+        self._sample_rss(n)
+        assert n.child is not None
+        assert n.child.popen is not None
+        os.kill(n.pid, signal.SIGKILL)
+        n.child.popen.wait(timeout=10)
+        n.paused = False
+
+    def pause(self, i: int) -> None:
+        self.nodes[i].paused = True
+        os.kill(self.nodes[i].pid, signal.SIGSTOP)
+
+    def resume(self, i: int) -> None:
+        self.nodes[i].paused = False
+        os.kill(self.nodes[i].pid, signal.SIGCONT)
+
+    def sample_memory(self) -> None:
+        for n in self.nodes:
+            self._sample_rss(n)
+        if self.l1 is not None and self.l1.alive():
+            self.l1_peak_rss_kb = max(self.l1_peak_rss_kb, peak_rss_kb(self.l1.pid))
+
+    def dead(self) -> list[str]:
+        """Processes that exited on their own (not killed by the harness)."""
+        out = []
+        for n in self.nodes:
+            code = n.child.exit_code() if n.child is not None else None
+            if code is not None and code != -signal.SIGKILL:
+                out.append(f"node-{n.index} exited with {code}")
+        if self.l1 is not None and not self.l1.alive():
+            out.append(f"the L1 exited with {self.l1.exit_code()}")
+        return out
+
+    # --- observing ---------------------------------------------------------------------------
+
+    def rpc(self, i: int) -> str:
+        return self.cfg.rpc_url(i)
+
+    async def status(self, i: int) -> dict[str, Any] | None:
+        if self.nodes[i].paused or not self.nodes[i].alive():
+            return None
+        try:
+            r = await self.http.get(self.rpc(i) + "/v1/status")
+            r.raise_for_status()
+            doc: dict[str, Any] = r.json()
+            return doc
+        except (httpx.HTTPError, ValueError):
+            return None
+
+    async def heights(self) -> list[int | None]:
+        """Certified height of each node (None: down, paused or not answering)."""
+        out: list[int | None] = []
+        for i in range(len(self.nodes)):
+            st = await self.status(i)
+            out.append(None if st is None else int(st["heads"]["certified"]["height"]))
+        return out
+
+    async def block(self, i: int, height: int) -> dict[str, Any] | None:
+        r = await self.http.get(f"{self.rpc(i)}/v1/blocks/{height}")
+        if r.status_code != 200:
+            return None
+        doc: dict[str, Any] = r.json()
+        return doc
+
+    async def wait_first_block(self, limit_s: float = 90.0) -> None:
+        end = time.monotonic() + limit_s
+        while time.monotonic() < end:
+            if self.dead():
+                raise AssertionError("; ".join(self.dead()))
+            hs = await self.heights()
+            if all(h is not None and h >= 1 for h in hs):
+                return
+            await trio.sleep(0.5)
+        raise AssertionError(f"no block certified on every node within {limit_s:.0f} s")
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "dir": str(self.root),
+            "seed": self.seed,
+            "timing": dataclasses.asdict(self.timing),
+            "l1": self.cfg.l1_url,
+            "nodes": [{"rpc": self.rpc(n.index), "log": str(n.log)} for n in self.nodes],
+        }

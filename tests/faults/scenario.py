@@ -1,0 +1,577 @@
+"""The fault scenario: L1 + 4 nodes (40/30/20/10 %) under steady load, one perturbation at a
+time, each followed by recovery, then the end checks (:mod:`tests.faults.checks`).
+
+Each step measures certification before the fault (a short baseline), during it, and the time
+to recover after it is healed: every node certified two blocks beyond the highest height any
+node had when the fault ended. A step that expects a *halt* (the 40 % node down, a 50/50
+partition) fails if any node certifies more than :data:`HALT_SLACK` blocks while the fault
+lasts; one that expects *progress* fails if the healthy nodes certify fewer than
+:data:`MIN_PROGRESS`.
+
+Profiles: ``ci`` (one round, short holds; a few minutes on 2 cores) and ``soak`` (several
+rounds with seeded choices of victims, longer holds). Entry points: :func:`run_scenario`
+(from a test) and ``scripts/scenario`` (``python -m tests.faults.scenario``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import random
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from sequencer_node.cli.tx import make_transfer
+from sequencer_node.clients.l1 import L1Client, L1Error
+from sequencer_node.devnet.setup import dev_key
+from sequencer_node.wire.messages import tx_hash
+from tests.faults import checks
+from tests.faults.load import Load
+from tests.faults.network import STAKES, FaultNet, Timing
+from tests.faults.proxy import Faults
+
+#: Blocks a halted network may still certify after the fault starts (already in flight).
+HALT_SLACK = 2
+#: Blocks the healthy nodes must certify while a tolerated fault lasts.
+MIN_PROGRESS = 3
+NODE_MEMORY_CAP_MB = 400
+L1_MEMORY_CAP_MB = 400
+
+
+@dataclass(frozen=True, slots=True)
+class Profile:
+    name: str
+    rounds: int
+    hold_s: float  # how long a fault lasts
+    baseline_s: float
+    recover_limit_s: float
+    load_rate: float
+    load_accounts: int
+    timing: Timing = field(default_factory=Timing)
+
+
+PROFILES = {
+    "ci": Profile(
+        "ci",
+        rounds=1,
+        hold_s=8.0,
+        baseline_s=3.0,
+        recover_limit_s=45.0,
+        load_rate=8.0,
+        load_accounts=16,
+    ),
+    "soak": Profile(
+        "soak",
+        rounds=4,
+        hold_s=20.0,
+        baseline_s=5.0,
+        recover_limit_s=90.0,
+        load_rate=15.0,
+        load_accounts=24,
+    ),
+}
+
+
+@dataclass
+class Step:
+    """What one perturbation did and what was measured (times are unix seconds)."""
+
+    kind: str  # what the tests look it up by: "kill-minority", "partition", ...
+    name: str
+    fault: str
+    expect: str  # "progress" | "halt"
+    ok: bool = False
+    problems: list[str] = field(default_factory=list)
+    baseline: tuple[float, float] = (0.0, 0.0)
+    window: tuple[float, float] = (0.0, 0.0)
+    span: tuple[float, float] = (0.0, 0.0)  # the whole step, recovery included
+    advance: int = 0  # blocks certified during the fault (max over the observed nodes)
+    recover_s: float | None = None
+    blocks_ratio: float | None = None
+    tx_ratio: float | None = None
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Report:
+    seed: int
+    profile: str
+    directory: str
+    steps: list[Step] = field(default_factory=list)
+    end: dict[str, Any] = field(default_factory=dict)
+    duration_s: float = 0.0
+
+    def steps_of(self, kind: str) -> list[Step]:
+        out = [s for s in self.steps if s.kind == kind]
+        if not out:
+            raise KeyError(f"no {kind!r} step in the run (steps: {[s.name for s in self.steps]})")
+        return out
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+Action = Callable[[], Awaitable[None] | None]
+
+
+class Scenario:
+    def __init__(self, net: FaultNet, load: Load, profile: Profile, seed: int) -> None:
+        self.net = net
+        self.load = load
+        self.profile = profile
+        self.rng = random.Random(seed)
+        self.report = Report(seed, profile.name, str(net.root))
+
+    def say(self, text: str) -> None:
+        print(f"[scenario {time.strftime('%H:%M:%S')}] {text}", flush=True)
+
+    # --- one step ----------------------------------------------------------------------------
+
+    async def step(
+        self,
+        kind: str,
+        name: str,
+        fault: str,
+        inject: Action,
+        heal: Action,
+        *,
+        expect: str,
+        hold_s: float | None = None,
+    ) -> Step:
+        st = Step(kind, name, fault, expect)
+        self.report.steps.append(st)
+        self.say(f"{name}: {fault} (expect {expect})")
+        t0 = time.time()
+        await trio.sleep(self.profile.baseline_s)
+        try:
+            await _call(inject)
+            t1 = time.time()
+            st.baseline = (t0, t1)
+            st.advance = await self._advance_during(hold_s or self.profile.hold_s)
+            await _call(heal)
+            st.window = (t1, time.time())
+            st.recover_s = await self.wait_recovered(self.profile.recover_limit_s)
+        except AssertionError as e:
+            st.problems.append(str(e))
+        if expect == "halt" and st.advance > HALT_SLACK:
+            st.problems.append(f"certified {st.advance} blocks while a halt was expected")
+        if expect == "progress" and st.advance < MIN_PROGRESS:
+            st.problems.append(f"only {st.advance} blocks certified during the fault")
+        if st.recover_s is None and not st.problems:
+            st.problems.append("did not recover")
+        st.problems += self.net.dead()
+        st.span = (t0, time.time())
+        st.ok = not st.problems
+        self.say(
+            f"{name}: {'ok' if st.ok else 'FAILED: ' + '; '.join(st.problems)} "
+            f"(advance {st.advance}, recovered in {_fmt(st.recover_s)} s)"
+        )
+        return st
+
+    async def _advance_during(self, hold_s: float) -> int:
+        """Blocks certified while the fault lasts (after one second for in-flight rounds),
+        as the most any answering node advanced."""
+        await trio.sleep(1.0)
+        before = await self.net.heights()
+        await trio.sleep(max(0.0, hold_s - 1.0))
+        after = await self.net.heights()
+        adv = [a - b for a, b in zip(after, before, strict=True) if a is not None and b is not None]
+        return max(adv, default=0)
+
+    async def wait_recovered(self, limit_s: float) -> float:
+        """Seconds until every node certified 2 blocks beyond the highest height seen now."""
+        start = time.monotonic()
+        hs = await self.net.heights()
+        target = max((h for h in hs if h is not None), default=0) + 2
+        while time.monotonic() - start < limit_s:
+            hs = await self.net.heights()
+            if all(h is not None and h >= target for h in hs):
+                return time.monotonic() - start
+            if self.net.dead():
+                raise AssertionError("; ".join(self.net.dead()))
+            await trio.sleep(0.25)
+        raise AssertionError(
+            f"not every node reached height {target} within {limit_s:.0f} s "
+            f"after healing (heights {hs})"
+        )
+
+    # --- the perturbations -------------------------------------------------------------------
+
+    def minority(self) -> int:
+        """A node whose loss the others tolerate (any but the 40 % one)."""
+        return self.rng.choice([1, 2, 3])
+
+    async def kill_restart(self, i: int, tag: str = "") -> Step:
+        expect = "halt" if STAKES[i] > 100 / 3 else "progress"
+        kind = "kill-40" if i == 0 else "kill-minority"
+        return await self.step(
+            kind,
+            f"kill -9 node-{i} ({STAKES[i]}%){tag}",
+            f"SIGKILL node-{i}, restart it after the hold",
+            lambda: self.net.kill(i),
+            lambda: self.net.start_node(i),
+            expect=expect,
+        )
+
+    async def pause(self, i: int, tag: str = "") -> Step:
+        return await self.step(
+            "pause",
+            f"pause node-{i} ({STAKES[i]}%){tag}",
+            f"SIGSTOP node-{i} for 10 s, then SIGCONT",
+            lambda: self.net.pause(i),
+            lambda: self.net.resume(i),
+            expect="progress",
+            hold_s=10.0,
+        )
+
+    async def blackhole(self, i: int, tag: str = "") -> Step:
+        mesh = self.net.mesh
+        assert mesh is not None
+        return await self.step(
+            "blackhole",
+            f"blackhole node-{i} ({STAKES[i]}%){tag}",
+            f"every link of node-{i} silently drops",
+            lambda: mesh.isolate(i, Faults(blackhole=True)),
+            mesh.heal,
+            expect="progress",
+        )
+
+    async def partition(self, tag: str = "") -> Step:
+        mesh = self.net.mesh
+        assert mesh is not None
+        return await self.step(
+            "partition",
+            f"partition {{40,10}}|{{30,20}}{tag}",
+            "links between the halves blackholed",
+            lambda: mesh.partition([{0, 3}, {1, 2}]),
+            mesh.heal,
+            expect="halt",
+        )
+
+    async def storm(self, tag: str = "") -> Step:
+        mesh = self.net.mesh
+        assert mesh is not None
+        storm = Faults(delay_ms=50, jitter_ms=30, cut=0.002)
+        return await self.step(
+            "storm",
+            f"delay/cut storm{tag}",
+            "every link: 50±30 ms per frame, 0.2 % of frames cut mid-frame (connection closed)",
+            lambda: mesh.everywhere(storm),
+            mesh.heal,
+            expect="progress",
+            hold_s=self.profile.hold_s * 1.5,
+        )
+
+    async def frame_loss(self, tag: str = "") -> Step:
+        mesh = self.net.mesh
+        assert mesh is not None
+        i, j = self.rng.sample([1, 2, 3], 2)
+        lossy = Faults(drop=0.05, duplicate=0.05)
+        step = await self.step(
+            "frame-loss",
+            f"frame loss node-{i}<->node-{j}{tag}",
+            "5 % of frames dropped, 5 % duplicated on one link",
+            lambda: mesh.set_link(i, j, lossy),
+            mesh.heal,
+            expect="progress",
+        )
+        step.info["proxy"] = dataclasses.asdict(mesh.totals())
+        return step
+
+    async def whole_network_restart(self) -> Step:
+        n = len(self.net.nodes)
+
+        def kill_all() -> None:
+            for i in range(n):
+                self.net.kill(i)
+
+        def start_all() -> None:
+            for i in range(n):
+                self.net.start_node(i)
+
+        return await self.step(
+            "restart-all",
+            "kill -9 every node at once",
+            "SIGKILL all 4 nodes together, restart them all",
+            kill_all,
+            start_all,
+            expect="halt",
+            hold_s=3.0,
+        )
+
+    async def l1_outage(self) -> Step:
+        """The nodes lose the L1 while a forced transaction is queued on it and the L1 moves
+        past the sequencing window (issue 16): afterwards batches must land again, the forced
+        transaction must be certified, and the follower must agree.
+
+        The L1 mines ``window + 8`` blocks at once (``dev_mine``) during the outage, so the
+        outage is longer than the window in L1 blocks without lasting minutes; the nodes never
+        compare L1 timestamps with their clock, so an L1 clock ahead of theirs changes nothing.
+        """
+        net = self.net
+        proxy = net.l1_proxy
+        assert proxy is not None
+        window = net.timing.sequencing_window
+        key = dev_key(1)
+        forced = make_transfer(key, dev_key(2).address, 1, 0, 1, net.cfg.l2_chain_id)
+
+        async def inject() -> None:
+            proxy.set(refuse=True)
+            async with L1Client(net.cfg.l1_url) as l1:
+                await l1.queue_forced(forced, key)
+                await trio.sleep(2 * net.timing.slot_time)  # the entry is mined first
+                await l1.dev_mine(window + 8)
+
+        async with L1Client(net.cfg.l1_url) as l1:
+            before = await l1.last_batch()
+        step = await self.step(
+            "l1-outage",
+            "L1 outage past the sequencing window",
+            f"nodes cut from the L1 while a forced transaction is queued and the L1 mines "
+            f"{window + 8} blocks (window {window})",
+            inject,
+            proxy.heal,
+            expect="progress",
+        )
+        first = 0 if before is None else before.header.batch_number + 1
+        await self._check_l1_after_outage(step, first, tx_hash(forced))
+        return step
+
+    async def _check_l1_after_outage(self, step: Step, first_new: int, forced: bytes) -> None:
+        limit = 20 * self.net.timing.block_time_ms / 1000 + 30
+        end = time.monotonic() + limit
+        landed = 0
+        async with L1Client(self.net.cfg.l1_url) as l1:
+            while time.monotonic() < end:
+                try:
+                    landed = len(await l1.inbox_batches(first_new, 100))
+                except L1Error:
+                    landed = 0
+                if landed >= 2:
+                    break
+                await trio.sleep(1.0)
+        step.info["batches_after_outage"] = landed
+        if landed < 2:
+            step.problems.append(
+                f"{landed} batches landed on L1 within {limit:.0f} s of the outage's end"
+            )
+        chain = checks.Chain()
+        top = max(h or 0 for h in await self.net.heights())
+        await checks.fetch_chain(self.net, self._answering(), top, chain)
+        if forced not in chain.tx_heights():
+            # forced entries are listed with the block's forced_count, not its transactions
+            step.info["forced_count"] = sum(b["forced_count"] for b in chain.blocks.values())
+            if not step.info["forced_count"]:
+                step.problems.append("the forced transaction is not in the certified chain")
+        derived = await checks.derive(self.net, self._answering(), chain.height - 20, limit)
+        step.info["follower_height"] = derived.height
+        if derived.error or derived.mismatch or derived.height < first_new:
+            step.problems.append(f"follower: {derived.error or derived.mismatch or 'behind'}")
+        step.ok = not step.problems
+
+    def _loss_problems(self, res: checks.SetCheck) -> list[str]:
+        if not res.lost:
+            return []
+        roots = "; ".join(
+            f"account {a.account} nonce {a.nonce} acked by node-{a.node} {self._during(a.at)}"
+            for a in res.roots[:8]
+        )
+        return [
+            f"{len(res.lost)} acknowledged transactions not certified; the first lost one of "
+            f"each of {len(res.roots)} accounts: {roots}"
+        ]
+
+    def _during(self, at: float) -> str:
+        for s in self.report.steps:
+            if s.span[0] <= at <= s.span[1]:
+                return f"during '{s.name}' (+{at - s.span[0]:.1f} s)"
+        return "between steps"
+
+    def _answering(self) -> int:
+        return next((n.index for n in self.net.nodes if n.alive() and not n.paused), 0)
+
+    # --- the run -----------------------------------------------------------------------------
+
+    async def run(self) -> Report:
+        t0 = time.monotonic()
+        for r in range(self.profile.rounds):
+            tag = "" if self.profile.rounds == 1 else f" #{r + 1}"
+            await self.kill_restart(self.minority(), tag)
+            await self.kill_restart(0, tag)
+            await self.pause(self.minority(), tag)
+            await self.blackhole(self.minority(), tag)
+            await self.partition(tag)
+            await self.storm(tag)
+            await self.frame_loss(tag)
+        await self.checkpoint("L1 checkpoint")
+        await self.whole_network_restart()
+        await self.l1_outage()
+        await self.end_checks()
+        self.report.duration_s = time.monotonic() - t0
+        return self.report
+
+    async def checkpoint(self, name: str) -> Step:
+        """Every transaction acknowledged so far is in an L1 batch the follower rebuilds."""
+        st = Step("checkpoint", name, "none: derive from L1 and compare", "progress")
+        self.report.steps.append(st)
+        chain = checks.Chain()
+        node = self._answering()
+        res = await checks.wait_all_certified(self.net, self.load.history, chain, node, 30)
+        heights = checks.acked_heights(self.load.history, chain)
+        want = max(heights, default=0)
+        derived = await checks.derive(self.net, node, want, 60)
+        st.info = {
+            "acked": res.acked,
+            "lost": len(res.lost),
+            "follower_height": derived.height,
+            "batches": derived.batches,
+            "need_height": want,
+        }
+        st.problems += self._loss_problems(res)
+        if derived.error or derived.mismatch:
+            st.problems.append(f"follower: {derived.error or derived.mismatch}")
+        if derived.height < want:
+            st.problems.append(
+                f"follower at {derived.height}, acknowledged transactions up "
+                f"to height {want} are not all in L1 batches"
+            )
+        st.ok = not st.problems
+        self.say(f"{name}: {'ok' if st.ok else 'FAILED: ' + '; '.join(st.problems)} {st.info}")
+        return st
+
+    async def end_checks(self) -> None:
+        self.load.stop()
+        end = Step("end", "end checks", "none: agreement, set check, memory", "progress")
+        self.report.steps.append(end)
+        chain0 = checks.Chain()
+        res = await checks.wait_all_certified(
+            self.net, self.load.history, chain0, self._answering(), 45
+        )
+        hs = await self.net.heights()
+        top = min((h for h in hs if h is not None), default=0)
+        chains = [await checks.fetch_chain(self.net, i, top) for i in range(len(self.net.nodes))]
+        forks = checks.forks(chains)
+        mem = checks.memory_problems(self.net, NODE_MEMORY_CAP_MB, L1_MEMORY_CAP_MB)
+        hist = self.load.history
+        self.report.end = {
+            "height": top,
+            "acked": res.acked,
+            "lost": len(res.lost),
+            "duplicated": len(res.duplicated),
+            "maybe_included": res.maybe_included,
+            "maybe": len(hist.maybe),
+            "unanswered_sends": hist.unanswered,
+            "refused": dict(hist.refused),
+            "stuck_accounts": len(hist.stuck),
+            "forks": len(forks),
+            "peak_rss_mb": [n.peak_rss_kb // 1024 for n in self.net.nodes],
+            "l1_peak_rss_mb": self.net.l1_peak_rss_kb // 1024,
+        }
+        end.info = {
+            "forks": [f"fork at {f}" for f in forks[:5]],
+            "set": self._loss_problems(res)
+            + [f"transaction included twice: {d}" for d in res.duplicated[:5]],
+            "memory": mem,
+            "processes": self.net.dead(),
+        }
+        end.problems = [p for ps in end.info.values() for p in ps]
+        end.ok = not end.problems
+        self._ratios(chain0)
+        self.say(
+            f"end checks: {'ok' if end.ok else 'FAILED: ' + '; '.join(end.problems)} "
+            f"{self.report.end}"
+        )
+
+    def _ratios(self, chain: checks.Chain) -> None:
+        for st in self.report.steps:
+            if st.window == (0.0, 0.0):
+                continue
+            b0, t0 = chain.throughput(*st.baseline)
+            b1, t1 = chain.throughput(*st.window)
+            st.blocks_ratio = round(b1 / b0, 2) if b0 else None
+            st.tx_ratio = round(t1 / t0, 2) if t0 else None
+
+
+async def _call(action: Action) -> None:
+    res = action()
+    if res is not None:
+        await res
+
+
+def _fmt(x: float | None) -> str:
+    return "-" if x is None else f"{x:.1f}"
+
+
+async def run_scenario(root: Path, profile: Profile, seed: int) -> Report:
+    """Start the network, run the scenario, stop every process; the report is also written
+    to ``root/report.json``."""
+    net = FaultNet(root, seed, profile.timing)
+    try:
+        async with trio.open_nursery() as nursery:
+            await net.start(nursery)
+            await net.wait_first_block()
+            urls = [net.rpc(i) for i in range(len(STAKES))]
+            load = Load(
+                urls,
+                net.cfg.l2_chain_id,
+                rate=profile.load_rate,
+                accounts=profile.load_accounts,
+                seed=seed,
+            )
+            nursery.start_soon(load.run)
+            report = await Scenario(net, load, profile, seed).run()
+            nursery.cancel_scope.cancel()
+    finally:
+        net.stop_all()
+        await net.http.aclose()
+    (root / "report.json").write_text(json.dumps(report.to_json(), indent=2, default=str))
+    return report
+
+
+def markdown(report: Report) -> str:
+    """The docs/reliability.md result table of one run."""
+    rows = [
+        "| Step | Fault | Expect | Result | Blocks during | Recovered in | "
+        "Blocks/s vs before | Tx/s vs before |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for s in report.steps:
+        result = "ok" if s.ok else "FAILED: " + "; ".join(s.problems)[:120]
+        rows.append(
+            f"| {s.name} | {s.fault} | {s.expect} | {result} | {s.advance} | "
+            f"{_fmt(s.recover_s)} s | {s.blocks_ratio} | {s.tx_ratio} |"
+        )
+    return "\n".join(rows)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="scripts/scenario", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--soak", action="store_true", help="the long profile (several rounds)")
+    ap.add_argument("--seed", type=int, default=None, help="replay a run (default: random)")
+    ap.add_argument("--dir", type=Path, default=None, help="where logs and data go")
+    args = ap.parse_args(argv)
+    profile = PROFILES["soak" if args.soak else "ci"]
+    seed = args.seed if args.seed is not None else random.randrange(2**31)
+    root = args.dir or Path(tempfile.mkdtemp(prefix=f"seqnet-scenario-{seed}-"))
+    print(f"scenario profile {profile.name}, seed {seed}, logs and data in {root}", flush=True)
+    report = trio.run(run_scenario, root, profile, seed)
+    print(markdown(report))
+    print(json.dumps(report.end, indent=2))
+    failed = [s.name for s in report.steps if not s.ok]
+    print(
+        f"{'FAILED: ' + ', '.join(failed) if failed else 'all steps ok'} in "
+        f"{report.duration_s:.0f} s; seed {seed}; logs in {root}/logs"
+    )
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
