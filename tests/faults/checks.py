@@ -94,29 +94,33 @@ class SetCheck:
         return not self.lost and not self.duplicated
 
 
-def set_check(history: History, chain: Chain) -> SetCheck:
+def set_check(history: History, chain: Chain, acked_before: float | None = None) -> SetCheck:
+    """Acknowledgements (those answered before ``acked_before``, unix s) against ``chain``."""
     where = chain.tx_heights()
-    lost = [h.hex() for h in history.acked if h not in where]
+    acked = {h: a for h, a in history.acked.items() if acked_before is None or a.at < acked_before}
+    lost = [h.hex() for h in acked if h not in where]
     dup = [f"{h.hex()} at {hs}" for h, hs in where.items() if len(hs) > 1]
     maybe = sum(1 for h in history.maybe if h in where)
     first: dict[int, Ack] = {}
-    for h, ack in history.acked.items():
+    for h, ack in acked.items():
         if h not in where and (ack.account not in first or ack.nonce < first[ack.account].nonce):
             first[ack.account] = ack
     roots = sorted(first.values(), key=lambda a: a.at)
-    return SetCheck(len(history.acked), lost, dup, maybe, roots)
+    return SetCheck(len(acked), lost, dup, maybe, roots)
 
 
 async def wait_all_certified(
     net: FaultNet, history: History, chain: Chain, node: int, limit_s: float
 ) -> SetCheck:
-    """Fetch ``node``'s chain until every acknowledged transaction is in it (or time is up)."""
+    """Fetch ``node``'s chain until every transaction acknowledged before this call is in it
+    (or time is up)."""
+    now = time.time()
     end = time.monotonic() + limit_s
     while True:
         hs = await net.heights()
         top = hs[node] or chain.height
         await fetch_chain(net, node, top, chain)
-        result = set_check(history, chain)
+        result = set_check(history, chain, acked_before=now)
         if not result.lost or time.monotonic() > end:
             return result
         await trio.sleep(1.0)

@@ -21,7 +21,7 @@ import httpx
 import trio
 
 from sequencer_node.cli.tx import make_transfer
-from sequencer_node.devnet.setup import load_key
+from sequencer_node.devnet.accounts import load_account_key
 from sequencer_node.wire.codec import encode
 from sequencer_node.wire.crypto import SigningKey
 from sequencer_node.wire.messages import Transaction, tx_hash
@@ -80,10 +80,10 @@ class Load:
         self.history = History()
         self._rng = random.Random(f"{seed}:load")
         self._accounts = [
-            _Account(i, load_key(first_account + i), node=i % len(rpc_urls))
+            _Account(i, load_account_key(first_account + i), node=i % len(rpc_urls))
             for i in range(accounts)
         ]
-        self._sink = load_key(first_account + accounts).address
+        self._sink = load_account_key(first_account + accounts).address
         self._stop = trio.Event()
         self._http = httpx.AsyncClient(timeout=2.0)
 

@@ -30,11 +30,11 @@ from typing import Any
 import trio
 
 from sequencer_node.cli.tx import make_transfer
-from sequencer_node.clients.l1 import L1Client, L1Error
-from sequencer_node.devnet.setup import dev_key
+from sequencer_node.clients.l1 import InboxBatch, L1Client, L1Error
+from sequencer_node.devnet.accounts import dev_key
 from sequencer_node.wire.messages import tx_hash
 from tests.faults import checks
-from tests.faults.load import Load
+from tests.faults.load import Ack, Load
 from tests.faults.network import STAKES, FaultNet, Timing
 from tests.faults.proxy import Faults
 
@@ -43,6 +43,9 @@ HALT_SLACK = 2
 #: Blocks the healthy nodes must certify while a tolerated fault lasts.
 MIN_PROGRESS = 3
 NODE_MEMORY_CAP_MB = 400
+#: An acknowledged transaction lost when every node is killed at once, acknowledged at most
+#: this long before, was still only in the mempools (a few block times).
+CRASH_WINDOW_S = 2.0
 L1_MEMORY_CAP_MB = 400
 
 
@@ -129,6 +132,7 @@ class Scenario:
         self.profile = profile
         self.rng = random.Random(seed)
         self.report = Report(seed, profile.name, str(net.root))
+        self.kill_all_at: float | None = None
 
     def say(self, text: str) -> None:
         print(f"[scenario {time.strftime('%H:%M:%S')}] {text}", flush=True)
@@ -290,6 +294,7 @@ class Scenario:
         n = len(self.net.nodes)
 
         def kill_all() -> None:
+            self.kill_all_at = time.time()
             for i in range(n):
                 self.net.kill(i)
 
@@ -347,47 +352,68 @@ class Scenario:
 
     async def _check_l1_after_outage(self, step: Step, first_new: int, forced: bytes) -> None:
         limit = 20 * self.net.timing.block_time_ms / 1000 + 30
-        end = time.monotonic() + limit
-        landed = 0
-        async with L1Client(self.net.cfg.l1_url) as l1:
-            while time.monotonic() < end:
-                try:
-                    landed = len(await l1.inbox_batches(first_new, 100))
-                except L1Error:
-                    landed = 0
-                if landed >= 2:
-                    break
-                await trio.sleep(1.0)
-        step.info["batches_after_outage"] = landed
-        if landed < 2:
-            step.problems.append(
-                f"{landed} batches landed on L1 within {limit:.0f} s of the outage's end"
-            )
+        landed = await self._wait_batches(first_new, 2, limit)
+        step.info["batches_after_outage"] = len(landed)
         chain = checks.Chain()
         top = max(h or 0 for h in await self.net.heights())
         await checks.fetch_chain(self.net, self._answering(), top, chain)
-        if forced not in chain.tx_heights():
-            # forced entries are listed with the block's forced_count, not its transactions
-            step.info["forced_count"] = sum(b["forced_count"] for b in chain.blocks.values())
-            if not step.info["forced_count"]:
-                step.problems.append("the forced transaction is not in the certified chain")
-        derived = await checks.derive(self.net, self._answering(), chain.height - 20, limit)
-        step.info["follower_height"] = derived.height
-        if derived.error or derived.mismatch or derived.height < first_new:
-            step.problems.append(f"follower: {derived.error or derived.mismatch or 'behind'}")
+        # forced entries are counted in a block's forced_count, not listed as transactions
+        step.info["forced_count"] = sum(b["forced_count"] for b in chain.blocks.values())
+        if forced not in chain.tx_heights() and not step.info["forced_count"]:
+            step.problems.append("the forced transaction is not in the certified chain")
+        if len(landed) < 2:
+            step.problems.append(
+                f"{len(landed)} batches landed on L1 within {limit:.0f} s of the outage's end"
+            )
+        else:
+            want = landed[-1].header.last_height
+            derived = await checks.derive(self.net, self._answering(), want, limit)
+            step.info["follower_height"] = derived.height
+            if derived.error or derived.mismatch or derived.height < want:
+                step.problems.append(f"follower: {derived.error or derived.mismatch or 'behind'}")
         step.ok = not step.problems
 
-    def _loss_problems(self, res: checks.SetCheck) -> list[str]:
-        if not res.lost:
-            return []
-        roots = "; ".join(
-            f"account {a.account} nonce {a.nonce} acked by node-{a.node} {self._during(a.at)}"
-            for a in res.roots[:8]
-        )
-        return [
-            f"{len(res.lost)} acknowledged transactions not certified; the first lost one of "
-            f"each of {len(res.roots)} accounts: {roots}"
-        ]
+    async def _wait_batches(self, first: int, count: int, limit_s: float) -> list[InboxBatch]:
+        """Batches from number ``first`` on the L1 inbox, once ``count`` are there (or the
+        ones there after ``limit_s``)."""
+        end = time.monotonic() + limit_s
+        got: list[InboxBatch] = []
+        async with L1Client(self.net.cfg.l1_url) as l1:
+            while time.monotonic() < end:
+                try:
+                    got = await l1.inbox_batches(first, 100)
+                except L1Error:
+                    got = []
+                if len(got) >= count:
+                    break
+                await trio.sleep(1.0)
+        return got
+
+    def _loss_problems(self, res: checks.SetCheck) -> tuple[list[str], list[str]]:
+        """(unexplained losses, losses in the crash of the whole network).
+
+        Only the first lost transaction of an account is a cause: the later ones wait behind
+        its nonce. A first loss acknowledged at most :data:`CRASH_WINDOW_S` before every node
+        was killed at once was still only in the (volatile) mempools.
+        """
+        crash = self.kill_all_at if self.kill_all_at is not None else -1.0
+        in_crash = [a for a in res.roots if crash - CRASH_WINDOW_S <= a.at <= crash]
+        other = [a for a in res.roots if a not in in_crash]
+
+        def describe(acks: list[Ack], what: str) -> list[str]:
+            if not acks:
+                return []
+            first = "; ".join(
+                f"account {a.account} nonce {a.nonce} acked by node-{a.node} {self._during(a.at)}"
+                for a in acks[:8]
+            )
+            return [
+                f"{len(acks)} accounts lost an acknowledged transaction {what}: {first} "
+                f"({len(res.lost)} acknowledged transactions not certified in all, the "
+                f"later ones of these accounts waiting behind the lost nonce)"
+            ]
+
+        return describe(other, ""), describe(in_crash, "when every node was killed at once")
 
     def _during(self, at: float) -> str:
         for s in self.report.steps:
@@ -435,7 +461,8 @@ class Scenario:
             "batches": derived.batches,
             "need_height": want,
         }
-        st.problems += self._loss_problems(res)
+        unexplained, crash = self._loss_problems(res)
+        st.problems += unexplained + crash
         if derived.error or derived.mismatch:
             st.problems.append(f"follower: {derived.error or derived.mismatch}")
         if derived.height < want:
@@ -453,12 +480,13 @@ class Scenario:
         self.report.steps.append(end)
         chain0 = checks.Chain()
         res = await checks.wait_all_certified(
-            self.net, self.load.history, chain0, self._answering(), 45
+            self.net, self.load.history, chain0, self._answering(), 20
         )
         hs = await self.net.heights()
         top = min((h for h in hs if h is not None), default=0)
         chains = [await checks.fetch_chain(self.net, i, top) for i in range(len(self.net.nodes))]
         forks = checks.forks(chains)
+        unexplained, crash_loss = self._loss_problems(res)
         mem = checks.memory_problems(self.net, NODE_MEMORY_CAP_MB, L1_MEMORY_CAP_MB)
         hist = self.load.history
         self.report.end = {
@@ -477,8 +505,8 @@ class Scenario:
         }
         end.info = {
             "forks": [f"fork at {f}" for f in forks[:5]],
-            "set": self._loss_problems(res)
-            + [f"transaction included twice: {d}" for d in res.duplicated[:5]],
+            "set": unexplained + [f"transaction included twice: {d}" for d in res.duplicated[:5]],
+            "crash_loss": crash_loss,
             "memory": mem,
             "processes": self.net.dead(),
         }

@@ -26,6 +26,9 @@ pytestmark = pytest.mark.slow
 KNOWN_FAILURES = {
     "l1-outage": "issue 16, finding 2: a batch certified before a forced transaction is "
     "refused for good once the L1 is past the sequencing window; posting stops",
+    "crash-loss": "issue 11 (durability, recovery): transactions acknowledged into the "
+    "mempools shortly before every node is killed at once are lost (the mempool is not "
+    "durable and is not rebuilt from the peers)",
 }
 
 
@@ -36,7 +39,9 @@ def report() -> Iterator[Report]:
     print(f"fault scenario: seed {seed}, logs and data in {root}")
     rep = trio.run(run_scenario, root, PROFILES["ci"], seed)
     yield rep
-    if all(s.ok or s.kind in KNOWN_FAILURES for s in rep.steps):
+    if all(s.ok or s.kind in KNOWN_FAILURES for s in rep.steps if s.kind != "end") and not any(
+        rep.steps_of("end")[0].info[k] for k in ("forks", "set", "memory", "processes")
+    ):
         shutil.rmtree(root, ignore_errors=True)
 
 
@@ -109,9 +114,16 @@ def test_every_node_has_the_same_block_at_every_height(report: Report) -> None:
 
 
 def test_every_acknowledged_transaction_is_certified_exactly_once(report: Report) -> None:
+    """The Jepsen set check, except what the crash of every node loses (next test)."""
     (st,) = report.steps_of("end")
     check(report, st, st.info["set"])
     assert report.end["acked"] > 0
+
+
+@pytest.mark.xfail(strict=True, reason=KNOWN_FAILURES["crash-loss"])
+def test_acknowledged_transactions_survive_a_crash_of_every_node(report: Report) -> None:
+    (st,) = report.steps_of("end")
+    check(report, st, st.info["crash_loss"])
 
 
 def test_every_process_stays_under_its_memory_cap(report: Report) -> None:
