@@ -17,19 +17,24 @@ from pathlib import Path
 import pytest
 import trio
 
-from tests.faults.scenario import PROFILES, Report, Step, run_scenario
+from tests.faults.scenario import PROFILES, Report, Step, markdown, run_scenario
 
 pytestmark = pytest.mark.slow
 
-#: Steps that fail today for a known, open reason (xfail strict: they must start passing
-#: when it is fixed, and then lose their mark).
+#: Steps that fail today for a known, open reason (xfail, strict unless the failure is
+#: intermittent: they start passing when it is fixed, and then lose their mark).
 KNOWN_FAILURES = {
     "l1-outage": "issue 16, finding 2: a batch certified before a forced transaction is "
     "refused for good once the L1 is past the sequencing window; posting stops",
+    "restart-all": "issue 11, finding 6: after every node is killed at once, the restarted "
+    "network can stall for good (a QC for a height no node stored). Intermittent: about one "
+    "series of 6 crashes in 3 survives, so this mark is not strict",
     "crash-loss": "issue 11 (durability, recovery): transactions acknowledged into the "
     "mempools shortly before every node is killed at once are lost (the mempool is not "
-    "durable and is not rebuilt from the peers)",
+    "durable and is not rebuilt from the peers), and none after a stall is certified",
 }
+#: What must hold in every run, from the end checks (before and after the crashes).
+MUST_HOLD = ("forks", "set", "duplicated", "memory", "processes")
 
 
 @pytest.fixture(scope="module")
@@ -38,10 +43,11 @@ def report() -> Iterator[Report]:
     root = Path(tempfile.mkdtemp(prefix=f"seqnet-scenario-{seed}-"))
     print(f"fault scenario: seed {seed}, logs and data in {root}")
     rep = trio.run(run_scenario, root, PROFILES["ci"], seed)
+    print(markdown(rep))
     yield rep
-    if all(s.ok or s.kind in KNOWN_FAILURES for s in rep.steps if s.kind != "end") and not any(
-        rep.steps_of("end")[0].info[k] for k in ("forks", "set", "memory", "processes")
-    ):
+    checks = [s for s in rep.steps if s.kind in ("end", "after-restart")]
+    steps_ok = all(s.ok or s.kind in KNOWN_FAILURES for s in rep.steps if s not in checks)
+    if steps_ok and not any(s.info.get(k) for s in checks for k in MUST_HOLD):
         shutil.rmtree(root, ignore_errors=True)
 
 
@@ -96,6 +102,7 @@ def test_acknowledged_transactions_reach_l1_and_the_follower_agrees(report: Repo
         check(report, st)
 
 
+@pytest.mark.xfail(strict=False, reason=KNOWN_FAILURES["restart-all"])
 def test_the_whole_network_killed_at_once_resumes(report: Report) -> None:
     for st in report.steps_of("restart-all"):
         check(report, st)
@@ -108,24 +115,26 @@ def test_batches_land_again_after_an_l1_outage_past_the_window(report: Report) -
 
 
 def test_every_node_has_the_same_block_at_every_height(report: Report) -> None:
-    (st,) = report.steps_of("end")
-    check(report, st, st.info["forks"])
+    for st in [*report.steps_of("end"), *report.steps_of("after-restart")]:
+        check(report, st, st.info["forks"])
     assert report.end["height"] > 0
 
 
 def test_every_acknowledged_transaction_is_certified_exactly_once(report: Report) -> None:
-    """The Jepsen set check, except what the crash of every node loses (next test)."""
+    """The Jepsen set check, before the crashes of every node (after them: next test)."""
     (st,) = report.steps_of("end")
     check(report, st, st.info["set"])
     assert report.end["acked"] > 0
+    (after,) = report.steps_of("after-restart")
+    check(report, after, after.info["duplicated"])
 
 
 @pytest.mark.xfail(strict=True, reason=KNOWN_FAILURES["crash-loss"])
 def test_acknowledged_transactions_survive_a_crash_of_every_node(report: Report) -> None:
-    (st,) = report.steps_of("end")
-    check(report, st, st.info["crash_loss"])
+    (st,) = report.steps_of("after-restart")
+    check(report, st, st.info["loss"])
 
 
 def test_every_process_stays_under_its_memory_cap(report: Report) -> None:
-    (st,) = report.steps_of("end")
-    check(report, st, st.info["memory"] + st.info["processes"])
+    for st in [*report.steps_of("end"), *report.steps_of("after-restart")]:
+        check(report, st, st.info["memory"] + st.info["processes"])
