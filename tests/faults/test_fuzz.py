@@ -121,7 +121,7 @@ def test_any_tx_submission_gets_a_json_answer_never_a_500(body: bytes) -> None:
 
 
 # Decimal digits other than 0-9 ("²" is isdigit() but not int(); Arabic-Indic digits are
-# both) make the hypothesis draw them rarely: they are pinned in the known-failures test.
+# both) are drawn rarely: they are pinned in the next test (issue 12, finding 4).
 path_args = path_args.filter(lambda t: all(c.isascii() or not c.isdigit() for c in t))
 
 
@@ -140,13 +140,6 @@ def _quote(arg: str) -> str:
     return urllib.parse.quote(arg, safe="")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 12, finding 4: a deeply nested JSON body (RecursionError) and non-ASCII "
-    "digits in a block number (ValueError, or a block for Arabic-Indic digits) are not "
-    "answered 400",
-    raises=(RecursionError, ValueError, AssertionError),
-)
 @pytest.mark.parametrize(
     ("method", "path", "body"),
     [
@@ -155,7 +148,7 @@ def _quote(arg: str) -> str:
         ("GET", "/v1/blocks/" + _quote("\u0661"), None),
     ],
 )
-def test_known_malformed_requests_get_a_400(method: str, path: str, body: bytes | None) -> None:
+def test_issue_12_finding_4_requests_get_a_400(method: str, path: str, body: bytes | None) -> None:
     r = trio.run(_ask, method, path, body)
     assert r.status_code == 400, r.text
     assert _is_json_error(r)
