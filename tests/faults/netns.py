@@ -166,7 +166,9 @@ class NetnsNet(FaultNet):
         cfg = self.cfg
         self.topo.up()
         keys = prepare_files(cfg)
-        self.l1 = spawn("l1", l1_argv(cfg), cfg.log_file("l1"))
+        # the L1 listens on the bridge, so the harness is not a loopback caller of dev_mine
+        argv = [*l1_argv(cfg), "--allow-remote-dev-mine"]
+        self.l1 = spawn("l1", argv, cfg.log_file("l1"))
         await wait_l1(cfg.l1_url, 30, self.l1.alive)
         await stake_and_genesis(cfg, keys, self.say)
         for i in range(len(STAKES)):
