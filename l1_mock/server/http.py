@@ -46,7 +46,9 @@ async def serve(
     *,
     task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Serve the API and mine blocks until cancelled; report the bound URL when ready."""
+    """Serve the API and mine blocks until cancelled; report the bound URL when ready, which
+    includes the KZG worker having loaded the trusted setup (seconds on a busy machine: a blob
+    batch sent before would wait for it, past a client's timeout)."""
     from hypercorn.config import Config
     from hypercorn.trio import serve as hypercorn_serve
 
@@ -58,12 +60,12 @@ async def serve(
     config.graceful_timeout = 1.0
     try:
         async with trio.open_nursery() as nursery:
-            # Load the trusted setup in the KZG worker now, not on the first blob batch.
-            nursery.start_soon(service.kzg.warm_up)
             binds = await nursery.start(hypercorn_serve, make_app(service), config)
             url = binds[0]
             log.info("L1 mock listening on %s (chain id %d)", url, service.chain.config.chain_id)
             nursery.start_soon(service.run_miner)
+            # Load the trusted setup in the KZG worker now, not on the first blob batch.
+            await service.kzg.warm_up()
             task_status.started(url)
     finally:
         service.kzg.close()

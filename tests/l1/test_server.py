@@ -40,9 +40,6 @@ async def l1(tmp_path: Path) -> AsyncIterator[tuple[L1Service, L1Client]]:
     )
     async with trio.open_nursery() as nursery:
         url = await nursery.start(serve, node, "127.0.0.1", 0)
-        # The KZG worker loads the trusted setup at start (seconds on a loaded machine): wait
-        # for it here, so no request of the test times out behind it.
-        await node.kzg.warm_up()
         async with L1Client(url) as client:
             yield node, client
         nursery.cancel_scope.cancel()
