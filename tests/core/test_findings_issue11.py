@@ -29,7 +29,6 @@ from sequencer_node.sim.adversary import (
 )
 from sequencer_node.sim.harness import Simulation, Violation
 from sequencer_node.sim.instance import Instance
-from sequencer_node.sim.scenarios import run_stake_sweep
 from sequencer_node.wire.messages import Block, BlockHeader, TimeoutMessage, Vote, block_hash
 
 
@@ -204,12 +203,6 @@ def test_a_duty_is_missed_only_if_no_vote_arrived() -> None:
         found += tracker.on_commit(h, failed_leaders=(), proposer=ok, members=(slow, down, ok),
                                    voters={ok}, seen={ok, slow})  # fmt: skip
     assert [(f.offender, f.missed, f.duties) for f in found] == [(down, 4, 4)]
-
-
-def test_finding3_the_stake_change_sweep_jails_no_honest_node() -> None:
-    jailed = [(o.seed, o.jailed_honest) for o in map(run_stake_sweep, range(25)) if o.jailed_honest]
-    if jailed:
-        raise FindingReproduced(f"honest nodes jailed in the sweep: {jailed}")
 
 
 # --- finding 4: a 1/4-stake leader freezing l1_origin censors forced transactions ------------
