@@ -74,6 +74,11 @@ class _Wait(Exception):
     """A block cannot be judged yet (unknown parent, epoch table or L1 data): retry later."""
 
 
+class _Stale(Exception):
+    """A certificate names an epoch that ended before this node's committed head: its table
+    judges nothing any more (its members may have left with their keys), so it is dropped."""
+
+
 def _fault_of(exc: CertificateError) -> api.Fault:
     return api.Fault.BAD_SIGNATURE if isinstance(exc, SignatureError) else (
         api.Fault.INVALID_CERTIFICATE)  # fmt: skip
@@ -85,6 +90,11 @@ def _qc_height(qc: QuorumCertificate | None) -> int:
 
 def _qc_round(qc: QuorumCertificate | None) -> int:
     return 0 if qc is None else qc.round
+
+
+def _qc_slot(qc: QuorumCertificate | None) -> tuple[int, int, int]:
+    """(height, round, epoch) a QC certifies; the genesis block's without one."""
+    return (0, 0, 0) if qc is None else (qc.height, qc.round, qc.epoch)
 
 
 class SequencerCore:
@@ -362,11 +372,16 @@ class SequencerCore:
         key = message_id(qc)
         if key in self._verified:
             return
+        if qc.epoch != self.epoch_of(qc.height):
+            raise CertificateError("QC epoch does not match its height")
+        header = self.tree.header(qc.block_hash)
+        if header is not None and (header.height, header.round, header.epoch) != (
+            qc.height, qc.round, qc.epoch
+        ):  # fmt: skip
+            raise CertificateError("QC names another height, round or epoch than its block")
         info = self.epochs.info(qc.epoch, qc.block_hash)
         if info is None:
             raise _Wait(f"epoch {qc.epoch} table unknown")
-        if qc.epoch != self.epoch_of(qc.height):
-            raise CertificateError("QC epoch does not match its height")
         verify_qc(qc, info.table, self._cfg.chain_id)
         self._remember_verified(key)
         if qc.round + ROUND_HISTORY >= self.round:
@@ -377,8 +392,10 @@ class SequencerCore:
         key = message_id(tc)
         if key in self._verified:
             return
-        if tc.epoch != self.epoch_of(_qc_height(tc.high_qc) + 1):
-            raise CertificateError("TC epoch does not follow its high QC")
+        if tc.height != _qc_height(tc.high_qc) + 1 or tc.epoch != self.epoch_of(tc.height):
+            raise CertificateError("TC height and epoch do not follow its high QC")
+        if tc.epoch < self.epoch_of(self.committed_height):
+            raise _Stale(f"TC of epoch {tc.epoch}")
         info = self.epochs.info(tc.epoch, self._qc_hash(tc.high_qc))
         if info is None:
             raise _Wait(f"epoch {tc.epoch} table unknown")
@@ -417,6 +434,8 @@ class SequencerCore:
             self._dispatch(sender, msg, now_ms, out)
         except CertificateError as exc:
             self._refuse(sender, _fault_of(exc), str(exc), out)
+        except _Stale:
+            return  # a lagging honest peer may still send these: no fault, nothing to do
         except _Wait:
             # Usually: the message belongs to an epoch whose table this node cannot derive
             # yet because it lags behind. Catch up from the sender.
@@ -561,10 +580,9 @@ class SequencerCore:
         """The rules every block obeys: chain shape, leader, limits. Raises _Wait when the
         block cannot be judged yet."""
         h = block.header
-        if self._qc_hash(block.justify) != h.parent_hash or _qc_round(block.justify) != (
-            parent.round
-        ):
-            return "justify does not certify the parent"
+        parent_slot = (parent.height, parent.round, parent.epoch)
+        if self._qc_hash(block.justify) != h.parent_hash or _qc_slot(block.justify) != parent_slot:
+            return "justify does not certify the parent (hash, height, round and epoch)"
         if h.height != parent.height + 1:
             return f"height {h.height} does not follow the parent's {parent.height}"
         if h.epoch != self.epoch_of(h.height):
@@ -697,6 +715,8 @@ class SequencerCore:
     def _on_qc(
         self, sender: api.Source, qc: QuorumCertificate, now_ms: int, out: list[api.Effect]
     ) -> None:
+        if qc.epoch < self.epoch_of(self.committed_height):
+            return  # stale table (see _Stale): it neither raises the high QC nor the round
         self.tree.add_qc(qc)
         self._note_certified(qc.block_hash, out)
         if qc.round > _qc_round(self.high_qc):
@@ -919,7 +939,7 @@ class SequencerCore:
         for cb in blocks:
             h = cb.block.header
             bh = block_hash(h)
-            if cb.qc.block_hash != bh or cb.qc.height != h.height or cb.qc.round != h.round:
+            if cb.qc.block_hash != bh or _qc_slot(cb.qc) != (h.height, h.round, h.epoch):
                 raise CertificateError("certified block and QC do not match")
             if h.height <= self.committed_height:
                 continue

@@ -174,7 +174,8 @@ class VotePool:
             return None
         if not has_quorum(sum(table[t.voter] for t in usable), sum(table.values())):
             return None
-        return TimeoutCertificate(round_, epoch, tuple(usable), high_qc)
+        height = (0 if high_qc is None else high_qc.height) + 1
+        return TimeoutCertificate(round_, height, epoch, tuple(usable), high_qc)
 
     # --- forgetting -----------------------------------------------------------------------
 

@@ -97,6 +97,8 @@ def verify_qc(qc: QuorumCertificate, stakes: StakeTable, chain_id: int) -> None:
 def verify_tc(tc: TimeoutCertificate, stakes: StakeTable, chain_id: int) -> None:
     """Raise unless ``tc`` holds valid timeouts for its round of > 2/3 of stake and its
     ``high_qc`` is the highest QC any of them reported."""
+    if tc.height != (0 if tc.high_qc is None else tc.high_qc.height) + 1:
+        raise CertificateError("timeout certificate's height does not follow its high QC")
     seen: set[bytes] = set()
     total = 0
     for t in tc.timeouts:

@@ -151,12 +151,18 @@ class Timeout:
     signature: Signature
 
 
-@wire_message(10)
+@wire_message(10, version=2)
 @dataclass(frozen=True, slots=True)
 class TimeoutCertificate:
-    """Timeouts of > 2/3 of stake for one round, with the highest QC among them."""
+    """Timeouts of > 2/3 of stake for one round, with the highest QC among them.
+
+    It names what it certifies: ``height`` is the height of the block that extends its high QC
+    (the QC's height + 1; 1 without one), ``epoch`` is that height's epoch, whose stake table
+    counts the timeouts (version 2: version 1 had no ``height``).
+    """
 
     round: U64
+    height: U64
     epoch: U64
     timeouts: Annotated[tuple[Timeout, ...], MaxItems(MAX_SIGNERS)]
     high_qc: QuorumCertificate | None
