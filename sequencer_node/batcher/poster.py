@@ -1,9 +1,9 @@
 """Posting certified batches to the L1 inbox, durably, exactly once, in order.
 
-State of one batch (the node's Store, :class:`~sequencer_node.shell.store.BatchState`, plus
-:class:`~sequencer_node.batcher.ledger_db.BatcherDB` for the certificate and the call)::
+State of one batch (:class:`~sequencer_node.batcher.records.BatchRecords`, one SQLite file
+that holds the header, the certificate, the state and the call)::
 
-    certified() : BUILT -> SIGNED          (certificate saved)
+    certified() : SIGNED                   (header and certificate saved)
     post()      : SIGNED -> POSTED(tx h)   written BEFORE the call leaves the process
                   send the call
     post()/sync : POSTED -> ACCEPTED       once the inbox holds the batch
@@ -30,20 +30,25 @@ Fault injection: ``fault(point)`` is called at ``after_sign``, ``before_send`` a
 
 from __future__ import annotations
 
+import enum
 import logging
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Literal
 
 import trio
 
 from sequencer_node.batcher.config import BatcherConfig, max_fee_per_blob_gas
 from sequencer_node.batcher.kzg_worker import Prepared
-from sequencer_node.batcher.ledger_db import BatchCost, BatcherDB, Inflight
+from sequencer_node.batcher.records import (
+    BatchCost,
+    BatchRecords,
+    BatchState,
+    Inflight,
+    RecordsError,
+)
 from sequencer_node.clients.l1 import InboxBatch, L1Client, L1Rejected
-from sequencer_node.shell.store import BatchState, Store, StoreError
-from sequencer_node.wire.codec import decode, encode, message_id
+from sequencer_node.wire.codec import message_id
 from sequencer_node.wire.crypto import SigningKey
 from sequencer_node.wire.l1calls import SubmitBatch, make_call
 from sequencer_node.wire.messages import BatchCertificate, BatchHeader
@@ -53,7 +58,6 @@ log = logging.getLogger("seqnet.batcher.poster")
 FaultHook = Callable[[str], None]
 Rebuild = Callable[[BatchHeader, int], Awaitable[Prepared]]
 TxCount = Callable[[int, int], Awaitable[int]]
-Outcome = Literal["sent", "accepted", "waiting", "not_next", "fee_above_cap", "rejected"]
 #: Prepared batches kept in memory for re-sending without a rebuild.
 _MAX_CACHED = 8
 _MAX_NONCE_RETRIES = 3
@@ -63,9 +67,20 @@ class PosterError(Exception):
     """The poster cannot go on with a batch (the message says why and what to do)."""
 
 
+class PostOutcome(enum.Enum):
+    """What one :meth:`Poster.post` step did."""
+
+    SENT = "sent"  # a call left for the L1
+    ACCEPTED = "accepted"  # the inbox holds the batch (whoever posted it)
+    WAITING = "waiting"  # our call is in the L1 pool
+    NOT_NEXT = "not_next"  # the inbox expects another batch number first
+    FEE_ABOVE_CAP = "fee_above_cap"  # not sent: the blob base fee is above the cap
+    REJECTED = "rejected"  # the L1 refused the call at submission
+
+
 @dataclass(frozen=True, slots=True)
 class PostResult:
-    outcome: Outcome
+    outcome: PostOutcome
     detail: str = ""
     tx_hash: bytes | None = None
 
@@ -79,8 +94,7 @@ class Poster:
     def __init__(
         self,
         *,
-        store: Store,
-        db: BatcherDB,
+        records: BatchRecords,
         l1: L1Client,
         key: SigningKey | None,
         l1_chain_id: int,
@@ -89,8 +103,7 @@ class Poster:
         tx_count: TxCount | None = None,
         fault: FaultHook | None = None,
     ) -> None:
-        self.store = store
-        self.db = db
+        self.records = records
         self.l1 = l1
         self.key = key
         self.l1_chain_id = l1_chain_id
@@ -109,15 +122,9 @@ class Poster:
     # --- recording ---------------------------------------------------------------------------
 
     async def certified(self, cert: BatchCertificate, prepared: Prepared) -> None:
-        """Record a certified batch durably (BUILT -> SIGNED, certificate kept)."""
-        header = cert.header
-        n = header.batch_number
-        await self._io(self.store.record_batch, n, encode(header))
-        await self._io(self.db.save_certificate, cert, prepared.draft.algorithm)
-        rec = self.store.get_batch(n)
-        if rec is not None and rec.state < BatchState.SIGNED:
-            await self._io(self.store.advance_batch, n, BatchState.SIGNED)
-        self._remember(n, prepared)
+        """Record a certified batch durably (SIGNED, header and certificate kept)."""
+        await self._io(self.records.record_certified, cert, prepared.draft.algorithm)
+        self._remember(cert.header.batch_number, prepared)
         self._fault("after_sign")
 
     def _remember(self, n: int, prepared: Prepared) -> None:
@@ -128,22 +135,16 @@ class Poster:
     async def note_accepted(self, ib: InboxBatch) -> BatchCost | None:
         """Record that the inbox holds ``ib`` (posted by anyone) and what it cost."""
         n = ib.header.batch_number
-        enc = encode(ib.header)
-        rec = self.store.get_batch(n)
+        rec = self.records.get(n)
+        if rec is not None and rec.header != ib.header:
+            log.warning(
+                "batch %d: the inbox accepted another header than the one recorded here "
+                "(another proposal won); keeping the inbox's",
+                n,
+            )
         try:
-            if rec is None:
-                await self._io(self.store.record_batch, n, enc)
-            elif rec.header != enc:
-                log.warning(
-                    "batch %d: the inbox accepted another header than the one recorded here "
-                    "(another proposal won); keeping the inbox's in the cost records",
-                    n,
-                )
-            if rec is None or (rec.header == enc and rec.state < BatchState.ACCEPTED):
-                await self._io(
-                    self.store.advance_batch, n, BatchState.ACCEPTED, l1_tx_hash=ib.tx_hash
-                )
-        except StoreError as e:
+            await self._io(self.records.record_accepted, ib.header, ib.tx_hash)
+        except RecordsError as e:
             log.warning("batch %d: could not record acceptance: %s", n, e)
         cost = await self._record_cost(ib)
         self._prepared.pop(n, None)
@@ -164,7 +165,7 @@ class Poster:
             txs = await self._tx_count(h.first_height, h.last_height)
         else:
             txs = 0
-        inflight = self.db.inflight(h.batch_number)
+        inflight = self.records.inflight(h.batch_number)
         blobs = len(h.blob_hashes)
         cost = BatchCost(
             batch_number=h.batch_number,
@@ -181,7 +182,7 @@ class Poster:
             blob_fee=blob_fee,
             by_us=inflight is not None and inflight.tx_hash == ib.tx_hash,
         )
-        await self._io(self.db.save_cost, cost)
+        await self._io(self.records.save_cost, cost)
         return cost
 
     # --- posting -----------------------------------------------------------------------------
@@ -201,57 +202,58 @@ class Poster:
 
     async def _post(self, batch_number: int) -> PostResult:
         n = batch_number
-        rec = self.store.get_batch(n)
-        if rec is None or rec.state < BatchState.SIGNED:
+        rec = self.records.get(n)
+        if rec is None or (rec.certificate is None and rec.state < BatchState.ACCEPTED):
             raise PosterError(f"batch {n} has no recorded certificate; nothing to post")
         if rec.state == BatchState.ACCEPTED:
-            return PostResult("accepted", tx_hash=rec.l1_tx_hash)
+            return PostResult(PostOutcome.ACCEPTED, tx_hash=rec.l1_tx_hash)
         ib = await self._inbox_has(n)
         if ib is not None:
             await self.note_accepted(ib)
-            return PostResult("accepted", "in the inbox", ib.tx_hash)
+            return PostResult(PostOutcome.ACCEPTED, "in the inbox", ib.tx_hash)
         last = await self.l1.last_batch()
         want = last.header.batch_number + 1 if last else 0
         if n != want:
-            return PostResult("not_next", f"the inbox expects batch {want}")
-        header = decode(rec.header, BatchHeader)
-        if rec.state == BatchState.POSTED:
-            inflight = self.db.inflight(n)
-            if inflight is not None:
-                r = await self.l1.receipt(inflight.tx_hash)
-                if r is None:
-                    pending = await self.l1.rpc("seq_pendingCalls")
-                    if "0x" + inflight.tx_hash.hex() in pending:
-                        base = await self.l1.blob_base_fee() if header.blob_hashes else 0
-                        if header.blob_hashes and base > inflight.max_fee:
-                            log.warning(
-                                "batch %d: call 0x%s is stuck: blob base fee %d wei is above "
-                                "its max fee %d wei (the L1 has no replace-by-fee; waiting)",
-                                n,
-                                inflight.tx_hash.hex()[:16],
-                                base,
-                                inflight.max_fee,
-                            )
-                        return PostResult("waiting", "in the L1 pool", inflight.tx_hash)
-                    # Never reached the L1 (died before sending): send the very same call.
-                    return await self._send(header, reuse=inflight)
-                if r.status == 1:
-                    ib = await self._inbox_has(n)
-                    if ib is not None:
-                        await self.note_accepted(ib)
-                        return PostResult("accepted", "", ib.tx_hash)
-                log.warning("batch %d: call failed in L1 block %d: %s", n, r.block_number, r.reason)
-        return await self._send(header, reuse=None)
+            return PostResult(PostOutcome.NOT_NEXT, f"the inbox expects batch {want}")
+        inflight = self.records.inflight(n) if rec.state == BatchState.POSTED else None
+        if inflight is not None:
+            settled = await self._settle_inflight(rec.header, inflight)
+            if settled is not None:
+                return settled
+        return await self._send(rec.header, reuse=None)
 
-    async def _send(self, header: BatchHeader, *, reuse: Inflight | None) -> PostResult:
+    async def _settle_inflight(self, header: BatchHeader, inflight: Inflight) -> PostResult | None:
+        """The fate of the call recorded for ``header``: waiting, accepted, resent as is, or
+        None when it failed in its block (then a fresh call is due)."""
         n = header.batch_number
-        if self.key is None:
-            raise PosterError("this node has no signing key; it records batches but never posts")
-        key = self.key
-        saved = self.db.certificate(n)
-        if saved is None:
-            raise PosterError(f"batch {n} is SIGNED but its certificate is missing from the DB")
-        cert, algorithm = saved
+        r = await self.l1.receipt(inflight.tx_hash)
+        if r is None:
+            pending = await self.l1.rpc("seq_pendingCalls")
+            if "0x" + inflight.tx_hash.hex() in pending:
+                base = await self.l1.blob_base_fee() if header.blob_hashes else 0
+                if header.blob_hashes and base > inflight.max_fee:
+                    log.warning(
+                        "batch %d: call 0x%s is stuck: blob base fee %d wei is above "
+                        "its max fee %d wei (the L1 has no replace-by-fee; waiting)",
+                        n,
+                        inflight.tx_hash.hex()[:16],
+                        base,
+                        inflight.max_fee,
+                    )
+                return PostResult(PostOutcome.WAITING, "in the L1 pool", inflight.tx_hash)
+            # Never reached the L1 (died before sending): send the very same call.
+            return await self._send(header, reuse=inflight)
+        if r.status == 1:
+            ib = await self._inbox_has(n)
+            if ib is not None:
+                await self.note_accepted(ib)
+                return PostResult(PostOutcome.ACCEPTED, "", ib.tx_hash)
+        log.warning("batch %d: call failed in L1 block %d: %s", n, r.block_number, r.reason)
+        return None
+
+    async def _prepared_for(self, header: BatchHeader, algorithm: int) -> Prepared:
+        """The batch's data (cached, or rebuilt from the chain), checked against the header."""
+        n = header.batch_number
         prepared = self._prepared.get(n)
         if prepared is None:
             prepared = await self._rebuild(header, algorithm)
@@ -263,27 +265,43 @@ class Poster:
                 f"batch {n}: the rebuilt data does not match the certified header; this "
                 "node's chain differs from the one the batch was certified on"
             )
+        return prepared
+
+    async def _price(self, blobs: bool) -> int | PostResult:
+        """maxFeePerBlobGas for a new call, or FEE_ABOVE_CAP."""
+        if not blobs:
+            return 0
+        base = await self.l1.blob_base_fee()
+        if base > self.config.fee_cap_wei:
+            return PostResult(
+                PostOutcome.FEE_ABOVE_CAP,
+                f"blob base fee {base} wei is above the cap of "
+                f"{self.config.fee_cap_wei} wei; waiting for it to fall",
+            )
+        return max_fee_per_blob_gas(base, self.config.fee_margin, self.config.fee_cap_wei)
+
+    async def _send(self, header: BatchHeader, *, reuse: Inflight | None) -> PostResult:
+        n = header.batch_number
+        if self.key is None:
+            raise PosterError("this node has no signing key; it records batches but never posts")
+        key = self.key
+        rec = self.records.get(n)
+        if rec is None or rec.certificate is None:
+            raise PosterError(f"batch {n} is SIGNED but its certificate is missing")
+        prepared = await self._prepared_for(header, rec.algorithm)
         blobs = bool(prepared.draft.blobs)
         attempts = (reuse.attempts if reuse else 0) + 1
         for _ in range(_MAX_NONCE_RETRIES):
             if reuse is not None:
                 nonce, fee = reuse.nonce, reuse.max_fee
             else:
-                fee = 0
-                if blobs:
-                    base = await self.l1.blob_base_fee()
-                    if base > self.config.fee_cap_wei:
-                        return PostResult(
-                            "fee_above_cap",
-                            f"blob base fee {base} wei is above the cap of "
-                            f"{self.config.fee_cap_wei} wei; waiting for it to fall",
-                        )
-                    fee = max_fee_per_blob_gas(
-                        base, self.config.fee_margin, self.config.fee_cap_wei
-                    )
+                priced = await self._price(blobs)
+                if isinstance(priced, PostResult):
+                    return priced
+                fee = priced
                 nonce = await self.l1.nonce(key.address, pending=True)
             params = SubmitBatch(
-                cert,
+                rec.certificate,
                 fee,
                 prepared.draft.blobs,
                 prepared.commitments,
@@ -293,33 +311,35 @@ class Poster:
             call = make_call(params, key, nonce, self.l1_chain_id)
             h = message_id(call)
             if reuse is None or reuse.tx_hash != h:
-                await self._io(self.db.save_inflight, Inflight(n, nonce, fee, h, attempts))
-            await self._io(self.store.advance_batch, n, BatchState.POSTED, l1_tx_hash=h)
+                await self._io(self.records.save_inflight, Inflight(n, nonce, fee, h, attempts))
+            await self._io(self.records.mark_posted, n, h)
             self._fault("before_send")
             try:
                 await self.l1.send_call(call)
             except L1Rejected as e:
-                if "already known" in e.reason:
-                    return PostResult("waiting", "already sent", h)
-                ib = await self._inbox_has(n)
-                if ib is not None:
-                    await self.note_accepted(ib)
-                    return PostResult("accepted", "posted by another sequencer", ib.tx_hash)
-                if "nonce" in e.reason:
-                    log.info("batch %d: nonce %d refused (%s); retrying", n, nonce, e.reason)
+                refused = await self._refused(n, nonce, h, e)
+                if refused is None:
                     reuse = None
                     continue
-                return PostResult("rejected", e.reason, h)
+                return refused
             self._fault("after_send")
-            log.info(
-                "batch %d posted: call 0x%s, nonce %d, max fee per blob gas %d wei",
-                n,
-                h.hex()[:16],
-                nonce,
-                fee,
-            )
-            return PostResult("sent", "", h)
-        return PostResult("rejected", "nonce kept changing; will retry")
+            log.info("batch %d posted: call 0x%s, nonce %d, max fee per blob gas %d wei",
+                     n, h.hex()[:16], nonce, fee)  # fmt: skip
+            return PostResult(PostOutcome.SENT, "", h)
+        return PostResult(PostOutcome.REJECTED, "nonce kept changing; will retry")
+
+    async def _refused(self, n: int, nonce: int, h: bytes, e: L1Rejected) -> PostResult | None:
+        """What a refusal at submission means (None: a stale nonce, try a fresh one)."""
+        if "already known" in e.reason:
+            return PostResult(PostOutcome.WAITING, "already sent", h)
+        ib = await self._inbox_has(n)
+        if ib is not None:
+            await self.note_accepted(ib)
+            return PostResult(PostOutcome.ACCEPTED, "posted by another sequencer", ib.tx_hash)
+        if "nonce" in e.reason:
+            log.info("batch %d: nonce %d refused (%s); retrying", n, nonce, e.reason)
+            return None
+        return PostResult(PostOutcome.REJECTED, e.reason, h)
 
 
-__all__ = ["FaultHook", "PostResult", "Poster", "PosterError"]
+__all__ = ["FaultHook", "PostOutcome", "PostResult", "Poster", "PosterError"]

@@ -33,7 +33,8 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import Any, Protocol
 
 import trio
 
@@ -41,14 +42,13 @@ from sequencer_node.batcher.builder import BatchTooLarge, make_header, pick_coun
 from sequencer_node.batcher.config import BatcherConfig
 from sequencer_node.batcher.cosign import ApprovalCollector, review, sign_approval
 from sequencer_node.batcher.kzg_worker import KzgWorker, Prepared
-from sequencer_node.batcher.ledger_db import BatchCost, BatcherDB
 from sequencer_node.batcher.messages import BatchProposal
-from sequencer_node.batcher.poster import FaultHook, Poster, PosterError
+from sequencer_node.batcher.poster import FaultHook, Poster, PosterError, PostOutcome
+from sequencer_node.batcher.records import BatchCost, BatchRecords, BatchState, RecordsError
 from sequencer_node.batching.codec import BatchFormatError
 from sequencer_node.clients.l1 import InboxBatch, L1Client, L1Error
-from sequencer_node.shell.store import BatchState, Store, StoreError
 from sequencer_node.wire.blobs import BLOB_SCHEDULE
-from sequencer_node.wire.codec import decode, encode, message_id
+from sequencer_node.wire.codec import encode, message_id
 from sequencer_node.wire.crypto import SigningKey
 from sequencer_node.wire.l1calls import MAX_CALLDATA
 from sequencer_node.wire.messages import (
@@ -74,7 +74,14 @@ MAX_RANGES = 10_000
 #: Reviewed (proposed or approved) batch headers kept with their prepared data.
 MAX_OPEN = 16
 
-__all__ = ["BatcherConfig", "BatcherService"]
+__all__ = ["BatcherConfig", "BatcherService", "BlockSource"]
+
+
+class BlockSource(Protocol):
+    """Where the batcher reads certified blocks it no longer holds in memory (the node's
+    store): blocks ``first..last`` in order, stopping at a gap or at ``max_bytes``."""
+
+    def get_blocks(self, first: int, last: int, /, *, max_bytes: int) -> list[CertifiedBlock]: ...
 
 
 @dataclass
@@ -94,7 +101,8 @@ class BatcherService:
         self,
         *,
         config: BatcherConfig,
-        store: Store,
+        blocks: BlockSource,
+        data_dir: Path,
         l1: L1Client,
         key: SigningKey | None,
         chain_id: int,
@@ -108,7 +116,7 @@ class BatcherService:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.config = config
-        self.store = store
+        self.blocks = blocks
         self.l1 = l1
         self.key = key
         self.chain_id = chain_id
@@ -119,7 +127,7 @@ class BatcherService:
         self.metrics = metrics
         self._clock = clock
         self._worker = KzgWorker(worker_processes)
-        self.db = BatcherDB.open(store.path.parent)
+        self.records = BatchRecords.open(data_dir)
         self._fault = fault
         self.poster: Poster | None = None
         self._collector = ApprovalCollector(chain_id)
@@ -172,8 +180,7 @@ class BatcherService:
         try:
             # A keyless node keeps the same records (the poster then never posts).
             self.poster = Poster(
-                store=self.store,
-                db=self.db,
+                records=self.records,
                 l1=self.l1,
                 key=self.key,
                 l1_chain_id=self.l1_chain_id,
@@ -193,12 +200,12 @@ class BatcherService:
         finally:
             with trio.CancelScope(shield=True):
                 await trio.to_thread.run_sync(self._worker.close)
-            self.db.close()
+            self.records.close()
 
     # --- views -------------------------------------------------------------------------------
 
     def status(self) -> dict[str, Any]:
-        costs = self.db.costs()
+        costs = self.records.costs()
         last = costs[-1] if costs else None
         txs = sum(c.txs for c in costs)
         fee = sum(c.fee_paid for c in costs)
@@ -209,7 +216,7 @@ class BatcherService:
                 "da": self.config.da,
                 "inbox_next": self._inbox_next,
                 "pending_blocks": len(self._pending),
-                "in_flight": [r.batch_number for r in self.store.batches(BatchState.POSTED)],
+                "in_flight": [r.batch_number for r in self.records.batches(BatchState.POSTED)],
                 "dropped_messages": self._dropped,
                 "error": self._last_error,
                 "totals": {
@@ -225,14 +232,14 @@ class BatcherService:
         return out
 
     def batches(self) -> list[dict[str, Any]]:
-        costs = {c.batch_number: c for c in self.db.costs()}
+        costs = {c.batch_number: c for c in self.records.costs()}
         out: list[dict[str, Any]] = []
-        for rec in self.store.batches()[-1000:]:
+        for rec in self.records.batches():
             cost = costs.pop(rec.batch_number, None)
             if cost is not None:
                 row = _cost_json(cost)
             else:
-                h = decode(rec.header, BatchHeader)
+                h = rec.header
                 row = {
                     "number": rec.batch_number,
                     "first_height": h.first_height,
@@ -268,7 +275,7 @@ class BatcherService:
 
     def _restore(self) -> None:
         now = self._clock()
-        for rec in self.store.batches():
+        for rec in self.records.batches():
             if rec.state in (BatchState.SIGNED, BatchState.POSTED):
                 # Reconciled with the inbox on the first tick (posted or not, exactly once).
                 self._posting[rec.batch_number] = b""
@@ -285,7 +292,7 @@ class BatcherService:
             except L1Error as e:
                 self._last_error = f"L1: {e}"
                 log.warning("batcher: L1 error: %s", e)
-            except (PosterError, StoreError) as e:
+            except (PosterError, RecordsError) as e:
                 self._last_error = str(e)
                 log.error("batcher: %s", e)
             await trio.sleep(self.config.poll_interval_s)
@@ -308,7 +315,7 @@ class BatcherService:
                         await self._on_certified(cert)
             except L1Error as e:
                 log.warning("batcher: L1 error while handling %s: %s", type(msg).__name__, e)
-            except (PosterError, StoreError) as e:
+            except (PosterError, RecordsError) as e:
                 log.error("batcher: %s", e)
 
     # --- inbox -------------------------------------------------------------------------------
@@ -369,7 +376,7 @@ class BatcherService:
         return out
 
     def _read_blocks(self, first: int, last: int) -> list[CertifiedBlock]:
-        return self.store.get_blocks(first, last, max_bytes=64 * 1024 * 1024)
+        return self.blocks.get_blocks(first, last, max_bytes=64 * 1024 * 1024)
 
     async def _rebuild(self, header: BatchHeader, algorithm: int) -> Prepared:
         blocks = await self._blocks(header.first_height, header.last_height)
@@ -400,32 +407,39 @@ class BatcherService:
     def _next_height(self) -> int:
         return self._last_header.last_height + 1 if self._last_header else 1
 
-    async def _maybe_propose(self) -> None:
+    def _my_turn_to_propose(self, n: int, now: float) -> bool:
+        """This node leads and nothing for batch ``n`` is certified or under review."""
         assert self.key is not None
         order = self._schedule()
-        if not order or order[0] != self.key.public_key:
-            return
-        n = self._inbox_next
-        now = self._clock()
-        if n in self._posting:
-            return
+        if not order or order[0] != self.key.public_key or n in self._posting:
+            return False
         for o in self._open.values():
             if o.header.batch_number == n and now - o.since < self.config.proposal_timeout_s:
-                return
+                return False
         heard = self._heard.get(n)
-        if heard is not None and now - heard < self.config.proposal_timeout_s:
-            return  # another leader's proposal for n is being reviewed: give it time
-        first = self._next_height()
+        # Another leader's proposal for n is being reviewed: give it time.
+        return heard is None or now - heard >= self.config.proposal_timeout_s
+
+    async def _pending_from(self, first: int) -> list[CertifiedBlock]:
+        """Consecutive certified blocks from ``first`` (memory first, else the store)."""
         pending: list[CertifiedBlock] = []
         h = first
         while h in self._pending and len(pending) < 10_000:
             pending.append(self._pending[h])
             h += 1
-        if not pending:
-            stored = await self._blocks(first, first)
-            if stored is None:
-                return
+        if not pending and await self._blocks(first, first) is not None:
             pending = await trio.to_thread.run_sync(self._read_blocks, first, first + 9_999)
+        return pending
+
+    async def _maybe_propose(self) -> None:
+        n = self._inbox_next
+        now = self._clock()
+        if not self._my_turn_to_propose(n, now):
+            return
+        first = self._next_height()
+        pending = await self._pending_from(first)
+        if not pending:
+            return
         max_payload = self.config.max_payload(self._fork_max_blobs)
         count = pick_count(
             pending,
@@ -449,10 +463,19 @@ class BatcherService:
         except (BatchTooLarge, BatchFormatError) as e:
             log.error("cannot build batch %d from L2 block %d: %s", n, first, e)
             return
+        self._learn_ratio(prepared, pending)
+        await self._propose(n, prepared, now)
+
+    def _learn_ratio(self, prepared: Prepared, pending: Sequence[CertifiedBlock]) -> None:
+        """Payload/body size of this batch: the next cut's guess of the compression."""
         d = prepared.draft
+        first = pending[0].block.header.height
         body_estimate = sum(len(encode(b)) for b in pending[: d.last_height - first + 1])
         if body_estimate:
             self._ratio = max(0.05, len(d.payload) / body_estimate * 1.1)
+
+    async def _propose(self, n: int, prepared: Prepared, now: float) -> None:
+        d = prepared.draft
         stake_epoch, stakes = self._stake_view()
         header = make_header(
             d,
@@ -586,15 +609,15 @@ class BatcherService:
             hid = self._posting[n]
             o = self._open.get(hid)
             since = o.certified_at if o is not None and o.certified_at else self._restored_at
-            rec = self.store.get_batch(n)
+            rec = self.records.get(n)
             delay = self._my_delay()
             in_flight = rec is not None and rec.state == BatchState.POSTED
             if not in_flight and (delay is None or now - since < delay):
                 continue
             result = await self.poster.post(n)
-            if result.outcome in ("rejected", "fee_above_cap"):
-                log.warning("batch %d: %s: %s", n, result.outcome, result.detail)
-            if result.outcome == "not_next":
+            if result.outcome in (PostOutcome.REJECTED, PostOutcome.FEE_ABOVE_CAP):
+                log.warning("batch %d: %s: %s", n, result.outcome.value, result.detail)
+            if result.outcome is PostOutcome.NOT_NEXT:
                 break
 
 

@@ -16,10 +16,9 @@ import trio
 from sequencer_node.batcher.builder import make_header
 from sequencer_node.batcher.config import BatcherConfig
 from sequencer_node.batcher.kzg_worker import KzgWorker, Prepared
-from sequencer_node.batcher.ledger_db import BatcherDB
 from sequencer_node.batcher.poster import Poster
+from sequencer_node.batcher.records import BatchRecords
 from sequencer_node.clients.l1 import L1Client
-from sequencer_node.shell.store import Store
 from sequencer_node.wire.codec import encode
 from sequencer_node.wire.messages import ZERO_HASH, BatchHeader
 from tests.batcher.helpers import KEYS, L1_CHAIN, L2_CHAIN, certify, l2_chain
@@ -33,7 +32,6 @@ async def prepare(worker: KzgWorker, first: int, last: int) -> Prepared:
 
 
 def open_poster(l1: L1Client, worker: KzgWorker, data_dir: Path, point: str | None) -> Poster:
-    store = Store.open(data_dir, chain_id=L2_CHAIN, identity=KEYS[0].public_key)
 
     async def rebuild(h: BatchHeader, algorithm: int) -> Prepared:
         return await prepare(worker, h.first_height, h.last_height)
@@ -43,8 +41,7 @@ def open_poster(l1: L1Client, worker: KzgWorker, data_dir: Path, point: str | No
             os.kill(os.getpid(), signal.SIGKILL)
 
     return Poster(
-        store=store,
-        db=BatcherDB.open(data_dir),
+        records=BatchRecords.open(data_dir),
         l1=l1,
         key=KEYS[0],
         l1_chain_id=L1_CHAIN,

@@ -11,7 +11,8 @@ import pytest
 import trio
 
 from sequencer_node.batcher.kzg_worker import KzgWorker
-from sequencer_node.shell.store import BatchState
+from sequencer_node.batcher.poster import PostOutcome
+from sequencer_node.batcher.records import BatchState
 from tests.batcher.crash_poster import open_poster
 from tests.batcher.helpers import KEYS, running_l1
 
@@ -28,11 +29,11 @@ async def test_sigkill_at_each_point_then_restart_posts_exactly_once(
             proc = await trio.run_process(cmd, check=False)
         assert proc.returncode == -signal.SIGKILL
         poster = open_poster(l1, worker, data, None)
-        before = poster.store.get_batch(0)
+        before = poster.records.get(0)
         assert before is not None
         assert before.state == (BatchState.SIGNED if point == "after_sign" else BatchState.POSTED)
         with trio.fail_after(60):
-            while (await poster.post(0)).outcome != "accepted":
+            while (await poster.post(0)).outcome is not PostOutcome.ACCEPTED:
                 await l1.dev_mine(1)
         batches = await l1.inbox_batches(0, 10)
         assert [b.header.batch_number for b in batches] == [0]
@@ -40,5 +41,4 @@ async def test_sigkill_at_each_point_then_restart_posts_exactly_once(
         if point != "after_sign":
             # the call recorded before the kill is the one the inbox holds
             assert batches[0].tx_hash == before.l1_tx_hash
-        poster.store.close()
-        poster.db.close()
+        poster.records.close()

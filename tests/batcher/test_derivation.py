@@ -13,13 +13,12 @@ from click.testing import CliRunner
 from sequencer_node.batcher.builder import make_header
 from sequencer_node.batcher.config import BatcherConfig
 from sequencer_node.batcher.kzg_worker import KzgWorker, Prepared
-from sequencer_node.batcher.ledger_db import BatcherDB
-from sequencer_node.batcher.poster import Poster
+from sequencer_node.batcher.poster import Poster, PostOutcome
+from sequencer_node.batcher.records import BatchRecords
 from sequencer_node.clients.l1 import L1Client
 from sequencer_node.derivation.cli import follow_command
 from sequencer_node.derivation.follower import Follower, InvalidBatch, PrunedData
 from sequencer_node.genesis import L2Genesis, write_genesis
-from sequencer_node.shell.store import Store
 from sequencer_node.wire.codec import encode
 from sequencer_node.wire.messages import ZERO_HASH, BatchHeader, CertifiedBlock, batch_hash
 from tests.batcher.helpers import (
@@ -41,8 +40,7 @@ class Posting:
 
     def __init__(self, l1: L1Client, worker: KzgWorker, chain: list[CertifiedBlock], tmp: Path):
         self.l1, self.worker, self.chain = l1, worker, chain
-        self.store = Store.open(tmp / "poster", chain_id=L2_CHAIN, identity=KEYS[0].public_key)
-        self.db = BatcherDB.open(tmp / "poster")
+        self.records = BatchRecords.open(tmp / "poster")
         self.parent = ZERO_HASH
         self.number = 0
         self.headers: list[BatchHeader] = []
@@ -66,8 +64,7 @@ class Posting:
             return await self.prepare(h.first_height, h.last_height, da)
 
         poster = Poster(
-            store=self.store,
-            db=self.db,
+            records=self.records,
             l1=self.l1,
             key=KEYS[0],
             l1_chain_id=L1_CHAIN,
@@ -75,17 +72,16 @@ class Posting:
             rebuild=rebuild,
         )
         await poster.certified(certify(header), p)
-        assert (await poster.post(self.number)).outcome == "sent"
+        assert (await poster.post(self.number)).outcome is PostOutcome.SENT
         await self.l1.dev_mine(1)
-        assert (await poster.post(self.number)).outcome == "accepted"
+        assert (await poster.post(self.number)).outcome is PostOutcome.ACCEPTED
         self.parent = batch_hash(header)
         self.number += 1
         self.headers.append(header)
         return header
 
     def close(self) -> None:
-        self.store.close()
-        self.db.close()
+        self.records.close()
 
 
 async def test_pruned_blobs_give_a_clear_error_and_later_batches_still_derive(

@@ -13,10 +13,9 @@ import trio
 from sequencer_node.batcher.builder import make_header
 from sequencer_node.batcher.config import BatcherConfig, max_fee_per_blob_gas
 from sequencer_node.batcher.kzg_worker import KzgWorker, Prepared
-from sequencer_node.batcher.ledger_db import BatcherDB
-from sequencer_node.batcher.poster import Poster
+from sequencer_node.batcher.poster import Poster, PostOutcome
+from sequencer_node.batcher.records import BatchRecords, BatchState
 from sequencer_node.clients.l1 import L1Client
-from sequencer_node.shell.store import BatchState, Store
 from sequencer_node.wire.codec import encode
 from sequencer_node.wire.crypto import SigningKey
 from sequencer_node.wire.messages import ZERO_HASH, BatchCertificate, CertifiedBlock, batch_hash
@@ -48,9 +47,8 @@ async def prepare(env: Env, first: int, last: int, da: str = "blobs") -> Prepare
 
 def open_poster(
     env: Env, key: SigningKey, name: str, fault: object = None, da: str = "blobs"
-) -> tuple[Poster, Store, BatcherDB]:
-    store = Store.open(env.tmp / name, chain_id=L2_CHAIN, identity=key.public_key)
-    db = BatcherDB.open(env.tmp / name)
+) -> tuple[Poster, BatchRecords]:
+    records = BatchRecords.open(env.tmp / name)
 
     async def rebuild(header: object, algorithm: int) -> Prepared:
         return await prepare(env, header.first_height, header.last_height, da)  # type: ignore[attr-defined]
@@ -60,8 +58,7 @@ def open_poster(
             raise Crash(point)
 
     poster = Poster(
-        store=store,
-        db=db,
+        records=records,
         l1=env.l1,
         key=key,
         l1_chain_id=L1_CHAIN,
@@ -69,7 +66,7 @@ def open_poster(
         rebuild=rebuild,
         fault=hook,
     )
-    return poster, store, db
+    return poster, records
 
 
 async def certified_batch(
@@ -91,9 +88,9 @@ async def inbox_numbers(l1: L1Client) -> list[int]:
     return [b.header.batch_number for b in await l1.inbox_batches(0, 100)]
 
 
-def close(*things: Store | BatcherDB) -> None:
-    for store_or_db in things:
-        store_or_db.close()
+def close(*things: BatchRecords) -> None:
+    for records in things:
+        records.close()
 
 
 def test_fee_policy_margin_and_cap() -> None:
@@ -113,32 +110,32 @@ async def test_crash_between_signing_posting_recording_posts_each_batch_once(
     parent = ZERO_HASH
     for number, (first, last) in enumerate(ranges):
         cert, prepared = await certified_batch(env, number, first, last, parent)
-        poster, store, db = open_poster(env, KEYS[0], "n0", fault=point)
+        poster, records = open_poster(env, KEYS[0], "n0", fault=point)
         await poster.certified(cert, prepared)
-        assert store.get_batch(number).state == BatchState.SIGNED  # type: ignore[union-attr]
+        assert records.get(number).state == BatchState.SIGNED  # type: ignore[union-attr]
         with pytest.raises(Crash):
             await poster.post(number)
-        rec = store.get_batch(number)
+        rec = records.get(number)
         assert rec is not None
         assert rec.state == BatchState.POSTED
         assert rec.l1_tx_hash
         recorded = rec.l1_tx_hash
-        close(store, db)
+        close(records)
         # restart: a fresh poster over the same data directory, no fault
-        poster, store, db = open_poster(env, KEYS[0], "n0")
+        poster, records = open_poster(env, KEYS[0], "n0")
         first_try = await poster.post(number)
         if point == "before_send":
             # the call never left: the very same call (same hash) is sent now
-            assert (first_try.outcome, first_try.tx_hash) == ("sent", recorded)
+            assert (first_try.outcome, first_try.tx_hash) == (PostOutcome.SENT, recorded)
         else:
-            assert (first_try.outcome, first_try.tx_hash) == ("waiting", recorded)
+            assert (first_try.outcome, first_try.tx_hash) == (PostOutcome.WAITING, recorded)
         await env.l1.dev_mine(1)
         done = await poster.post(number)
-        assert done.outcome == "accepted"
-        assert store.get_batch(number).state == BatchState.ACCEPTED  # type: ignore[union-attr]
+        assert done.outcome is PostOutcome.ACCEPTED
+        assert records.get(number).state == BatchState.ACCEPTED  # type: ignore[union-attr]
         # posting again is a no-op
-        assert (await poster.post(number)).outcome == "accepted"
-        close(store, db)
+        assert (await poster.post(number)).outcome is PostOutcome.ACCEPTED
+        close(records)
         parent = batch_hash(cert.header)
     assert await inbox_numbers(env.l1) == [0, 1]
     # one call per batch from this key, no duplicates burned
@@ -147,45 +144,45 @@ async def test_crash_between_signing_posting_recording_posts_each_batch_once(
 
 async def test_failover_next_poster_posts_and_the_first_does_not_post_again(env: Env) -> None:
     cert, prepared = await certified_batch(env, 0, 1, 6, ZERO_HASH)
-    first, s1, d1 = open_poster(env, KEYS[0], "n0", fault="before_send")
+    first, d1 = open_poster(env, KEYS[0], "n0", fault="before_send")
     await first.certified(cert, prepared)
     with pytest.raises(Crash):
         await first.post(0)
-    close(s1, d1)
+    close(d1)
     # the next in order posts the same certified batch
-    backup, s2, d2 = open_poster(env, KEYS[1], "n1")
+    backup, d2 = open_poster(env, KEYS[1], "n1")
     await backup.certified(cert, prepared)
-    assert (await backup.post(0)).outcome == "sent"
+    assert (await backup.post(0)).outcome is PostOutcome.SENT
     await env.l1.dev_mine(1)
-    assert (await backup.post(0)).outcome == "accepted"
+    assert (await backup.post(0)).outcome is PostOutcome.ACCEPTED
     # the first poster restarts: the inbox already has it, it sends nothing
-    first, s1, d1 = open_poster(env, KEYS[0], "n0")
+    first, d1 = open_poster(env, KEYS[0], "n0")
     result = await first.post(0)
-    assert result.outcome == "accepted"
+    assert result.outcome is PostOutcome.ACCEPTED
     assert await env.l1.nonce(KEYS[0].address, pending=True) == 0
     assert await inbox_numbers(env.l1) == [0]
-    rec = s1.get_batch(0)
+    rec = d1.get(0)
     assert rec is not None
     assert rec.state == BatchState.ACCEPTED
     assert rec.l1_tx_hash == result.tx_hash
     costs = d1.costs()
     assert [c.by_us for c in costs] == [False]
     assert d2.costs()[0].by_us
-    close(s1, d1, s2, d2)
+    close(d1, d2)
 
 
 async def test_duplicate_submission_is_refused_cleanly_and_counts_as_accepted(env: Env) -> None:
     cert, prepared = await certified_batch(env, 0, 1, 6, ZERO_HASH)
-    a, s1, d1 = open_poster(env, KEYS[0], "n0")
-    b, s2, d2 = open_poster(env, KEYS[1], "n1")
+    a, d1 = open_poster(env, KEYS[0], "n0")
+    b, d2 = open_poster(env, KEYS[1], "n1")
     for p in (a, b):
         await p.certified(cert, prepared)
-    assert (await a.post(0)).outcome == "sent"
+    assert (await a.post(0)).outcome is PostOutcome.SENT
     await env.l1.dev_mine(1)
     # b has not looked at L1 yet; its post sees the inbox and records acceptance
-    assert (await b.post(0)).outcome == "accepted"
+    assert (await b.post(0)).outcome is PostOutcome.ACCEPTED
     assert await inbox_numbers(env.l1) == [0]
-    close(s1, d1, s2, d2)
+    close(d1, d2)
 
 
 class _GatedL1:
@@ -218,13 +215,13 @@ async def test_concurrent_posts_of_one_batch_send_one_call(env: Env, da: str) ->
     """The service posts from its periodic loop and when a certificate completes: both may
     ask for the same batch at once. Exactly one call may leave."""
     cert, prepared = await certified_batch(env, 0, 1, 6, ZERO_HASH, da)
-    poster, store, db = open_poster(env, KEYS[0], "n0", da=da)
+    poster, records = open_poster(env, KEYS[0], "n0", da=da)
     poster.l1 = _GatedL1(env.l1)  # type: ignore[assignment]
     await poster.certified(cert, prepared)
     outcomes: list[str] = []
 
     async def post() -> None:
-        outcomes.append((await poster.post(0)).outcome)
+        outcomes.append((await poster.post(0)).outcome.value)
 
     with trio.fail_after(30):
         async with trio.open_nursery() as nursery:
@@ -234,35 +231,35 @@ async def test_concurrent_posts_of_one_batch_send_one_call(env: Env, da: str) ->
     await env.l1.dev_mine(1)
     assert await inbox_numbers(env.l1) == [0]
     assert await env.l1.nonce(KEYS[0].address) == 1  # one call, not one per post()
-    close(store, db)
+    close(records)
 
 
 async def test_out_of_order_batch_waits_for_its_turn(env: Env) -> None:
     cert0, p0 = await certified_batch(env, 0, 1, 6, ZERO_HASH)
     cert1, p1 = await certified_batch(env, 1, 7, 12, batch_hash(cert0.header))
-    poster, store, db = open_poster(env, KEYS[0], "n0")
+    poster, records = open_poster(env, KEYS[0], "n0")
     await poster.certified(cert1, p1)
-    assert (await poster.post(1)).outcome == "not_next"
+    assert (await poster.post(1)).outcome is PostOutcome.NOT_NEXT
     await poster.certified(cert0, p0)
-    assert (await poster.post(0)).outcome == "sent"
+    assert (await poster.post(0)).outcome is PostOutcome.SENT
     await env.l1.dev_mine(1)
-    assert (await poster.post(1)).outcome == "sent"
+    assert (await poster.post(1)).outcome is PostOutcome.SENT
     await env.l1.dev_mine(1)
-    assert (await poster.post(0)).outcome == "accepted"
-    assert (await poster.post(1)).outcome == "accepted"
+    assert (await poster.post(0)).outcome is PostOutcome.ACCEPTED
+    assert (await poster.post(1)).outcome is PostOutcome.ACCEPTED
     assert await inbox_numbers(env.l1) == [0, 1]
-    close(store, db)
+    close(records)
 
 
 @pytest.mark.parametrize("da", ["blobs", "calldata"])
 async def test_cost_accounting_per_batch(env: Env, da: str) -> None:
     cert, prepared = await certified_batch(env, 0, 1, 12, ZERO_HASH, da)
-    poster, store, db = open_poster(env, KEYS[0], "n0", da=da)
+    poster, records = open_poster(env, KEYS[0], "n0", da=da)
     await poster.certified(cert, prepared)
-    assert (await poster.post(0)).outcome == "sent"
+    assert (await poster.post(0)).outcome is PostOutcome.SENT
     await env.l1.dev_mine(1)
-    assert (await poster.post(0)).outcome == "accepted"
-    [cost] = db.costs()
+    assert (await poster.post(0)).outcome is PostOutcome.ACCEPTED
+    [cost] = records.costs()
     assert cost.txs == 48
     assert cost.payload_bytes == len(prepared.draft.payload)
     if da == "blobs":
@@ -272,7 +269,7 @@ async def test_cost_accounting_per_batch(env: Env, da: str) -> None:
         assert (cost.blobs, cost.posted_bytes, cost.blob_fee) == (0, cost.payload_bytes, 0)
     assert cost.fee_paid > cost.blob_fee
     assert cost.fee_per_tx == cost.fee_paid / 48
-    close(store, db)
+    close(records)
 
 
 async def test_process_worker_matches_the_in_thread_path() -> None:
@@ -300,20 +297,20 @@ async def test_blob_fee_above_the_cap_waits_and_a_spike_is_priced_with_the_margi
             return quoted["fee"]
 
     cert, prepared = await certified_batch(env, 0, 1, 6, ZERO_HASH)
-    poster, store, db = open_poster(env, KEYS[0], "n0")
+    poster, records = open_poster(env, KEYS[0], "n0")
     async with SpikyL1(env.l1.url) as spiky:
         poster.l1 = spiky
         await poster.certified(cert, prepared)
         result = await poster.post(0)
-        assert result.outcome == "fee_above_cap"
+        assert result.outcome is PostOutcome.FEE_ABOVE_CAP
         assert "above the cap" in result.detail
-        assert store.get_batch(0).state == BatchState.SIGNED  # type: ignore[union-attr]
-        assert db.inflight(0) is None
+        assert records.get(0).state == BatchState.SIGNED  # type: ignore[union-attr]
+        assert records.inflight(0) is None
         quoted["fee"] = 3 * 10**11  # the market calms down below the cap of 10**12
-        assert (await poster.post(0)).outcome == "sent"
-        inflight = db.inflight(0)
+        assert (await poster.post(0)).outcome is PostOutcome.SENT
+        inflight = records.inflight(0)
         assert inflight is not None
         assert inflight.max_fee == 6 * 10**11  # margin 1.0
         await env.l1.dev_mine(1)
-        assert (await poster.post(0)).outcome == "accepted"
-    close(store, db)
+        assert (await poster.post(0)).outcome is PostOutcome.ACCEPTED
+    close(records)

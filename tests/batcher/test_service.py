@@ -13,10 +13,11 @@ import trio
 
 from sequencer_node.batcher.config import BatcherConfig
 from sequencer_node.batcher.messages import BatchProposal
+from sequencer_node.batcher.records import BatchState
 from sequencer_node.batcher.service import BatcherService
 from sequencer_node.clients.l1 import L1Client
 from sequencer_node.derivation.follower import Follower
-from sequencer_node.shell.store import BatchState, Store
+from sequencer_node.shell.store import Store
 from sequencer_node.wire.codec import decode, encode
 from sequencer_node.wire.crypto import SigningKey
 from sequencer_node.wire.messages import CertifiedBlock
@@ -29,6 +30,9 @@ from tests.batcher.helpers import (
     l2_genesis,
     running_l1,
 )
+
+#: The block store each test service reads from (the node's store in production).
+stores: dict[BatcherService, Store] = {}
 
 
 class Crash(Exception):
@@ -69,6 +73,8 @@ def make_service(
     identity = key.public_key if key is not None else bytes(32)
     store = Store.open(tmp / identity.hex()[:8], chain_id=L2_CHAIN, identity=identity)
     svc = BatcherService(
+        blocks=store,
+        data_dir=tmp / identity.hex()[:8],
         config=BatcherConfig(
             da=da,  # type: ignore[arg-type]
             poll_interval_s=0.05,
@@ -79,7 +85,6 @@ def make_service(
             proposal_timeout_s=5.0,
             max_age_ms=0,
         ),
-        store=store,
         l1=l1,
         key=key,
         chain_id=L2_CHAIN,
@@ -91,11 +96,12 @@ def make_service(
         fault=fault,
     )
     net.services[identity] = svc
+    stores[svc] = store
     return svc
 
 
 def feed(svc: BatcherService, blocks: list[CertifiedBlock]) -> None:
-    svc.store.put_blocks(blocks)
+    stores[svc].put_blocks(blocks)
     for b in blocks:
         svc.block_committed(b, b.block.header.state_root)
 
@@ -156,7 +162,7 @@ async def test_four_services_cosign_post_and_a_follower_derives_the_same_root(
         assert loc[0] == 0
         nursery.cancel_scope.cancel()
     for s in services:
-        s.store.close()
+        stores.pop(s).close()
 
 
 async def _reached(l1: L1Client, height: int) -> bool:
@@ -196,16 +202,16 @@ async def test_leader_crashes_before_sending_backup_posts_and_restart_posts_noth
         await mine_until(l1, lambda: _reached(l1, 6))
         assert await l1.nonce(KEYS[0].address) == 0  # the leader never got its call out
         assert await l1.nonce(KEYS[1].address) >= 1  # the first back-up posted
-        rec = services[0].store.get_batch(0)
+        rec = services[0].records.get(0)
         assert rec is not None
         assert rec.state == BatchState.POSTED
         # the leader restarts over the same data directory
-        services[0].store.close()
+        stores.pop(services[0]).close()
         del net.services[KEYS[0].public_key]
         again = make_service(tmp_path, l1, KEYS[0], net, deadline=0.5)
         await nursery.start(again.run)
         with trio.fail_after(20):
-            while (r := again.store.get_batch(0)) is None or r.state != BatchState.ACCEPTED:
+            while (r := again.records.get(0)) is None or r.state != BatchState.ACCEPTED:
                 await l1.dev_mine(1)
                 await trio.sleep(0.05)
         assert await l1.nonce(KEYS[0].address) == 0
@@ -214,7 +220,7 @@ async def test_leader_crashes_before_sending_backup_posts_and_restart_posts_noth
         )
         nursery.cancel_scope.cancel()
     for s in [*services[1:], again]:
-        s.store.close()
+        stores.pop(s).close()
 
 
 async def test_validators_refuse_a_header_that_differs_from_their_rebuild(
@@ -243,7 +249,7 @@ async def test_validators_refuse_a_header_that_differs_from_their_rebuild(
             await l1.dev_mine(1)
             await trio.sleep(0.1)
         assert await l1.last_batch() is None
-        assert all(s.store.get_batch(0) is None for s in services)
+        assert all(s.records.get(0) is None for s in services)
         nursery.cancel_scope.cancel()
     for s in services:
-        s.store.close()
+        stores.pop(s).close()

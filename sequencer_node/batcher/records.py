@@ -1,0 +1,315 @@
+"""All of a batch's durable state, in one SQLite file the batcher owns (``batcher.sqlite3``).
+
+One row per batch number (:class:`BatchRecord`): the certified header, its certificate and
+compression algorithm, its :class:`BatchState` and the hash of the L1 call that carries it.
+Beside it, what a restarted poster needs to resend *the same* L1 call (the nonce and fee of
+the call in flight, :class:`Inflight`; the blob bytes are not stored: they are rebuilt,
+byte-identical, from the certified chain), and the cost of every accepted batch
+(:class:`BatchCost`).
+
+Durability: WAL, ``synchronous=FULL``, each write committed before the method returns, so a
+state recorded here survives a crash at any later point.
+"""
+
+from __future__ import annotations
+
+import enum
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from sequencer_node.wire.codec import decode, encode
+from sequencer_node.wire.messages import BatchCertificate, BatchHeader
+
+DB_FILENAME = "batcher.sqlite3"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS batches (
+    batch_number INTEGER PRIMARY KEY, header BLOB NOT NULL, certificate BLOB,
+    algorithm INTEGER NOT NULL, state INTEGER NOT NULL, l1_tx_hash BLOB);
+CREATE TABLE IF NOT EXISTS inflight (
+    batch_number INTEGER PRIMARY KEY, nonce INTEGER NOT NULL, max_fee TEXT NOT NULL,
+    tx_hash BLOB NOT NULL, attempts INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS costs (
+    batch_number INTEGER PRIMARY KEY, first_height INTEGER NOT NULL, last_height INTEGER NOT NULL,
+    l1_block INTEGER NOT NULL, l1_tx BLOB NOT NULL, da TEXT NOT NULL, blobs INTEGER NOT NULL,
+    posted_bytes INTEGER NOT NULL, payload_bytes INTEGER NOT NULL, txs INTEGER NOT NULL,
+    fee_paid TEXT NOT NULL, blob_fee TEXT NOT NULL, by_us INTEGER NOT NULL);
+"""
+
+
+class RecordsError(Exception):
+    """The records refused a change that would make a restart post twice or lose a batch."""
+
+
+class BatchState(enum.IntEnum):
+    """Life of a batch; states only move forward, so a restart never posts twice."""
+
+    SIGNED = 2  # certified: header and certificate recorded
+    POSTED = 3  # the L1 call is built and its hash recorded, BEFORE it is sent
+    ACCEPTED = 4  # the inbox holds this batch number (whoever posted it)
+
+
+@dataclass(frozen=True, slots=True)
+class BatchRecord:
+    batch_number: int
+    header: BatchHeader
+    certificate: BatchCertificate | None  # None for a batch only seen in the inbox
+    algorithm: int
+    state: BatchState
+    l1_tx_hash: bytes | None
+
+
+@dataclass(frozen=True, slots=True)
+class Inflight:
+    batch_number: int
+    nonce: int
+    max_fee: int
+    tx_hash: bytes
+    attempts: int
+
+
+@dataclass(frozen=True, slots=True)
+class BatchCost:
+    """What one accepted batch cost on L1 and carried."""
+
+    batch_number: int
+    first_height: int
+    last_height: int
+    l1_block: int
+    l1_tx: bytes
+    da: str
+    blobs: int
+    posted_bytes: int
+    payload_bytes: int
+    txs: int
+    fee_paid: int  # wei: execution gas + blob gas
+    blob_fee: int  # wei: the blob gas part
+    by_us: bool
+
+    @property
+    def fee_per_tx(self) -> float:
+        return self.fee_paid / self.txs if self.txs else float(self.fee_paid)
+
+    @property
+    def bytes_per_tx(self) -> float:
+        return self.posted_bytes / self.txs if self.txs else float(self.posted_bytes)
+
+
+class BatchRecords:
+    """Open with :meth:`open`; every write is durable when the method returns."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+        self._lock = threading.Lock()
+
+    @classmethod
+    def open(cls, data_dir: Path) -> BatchRecords:
+        data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        conn = sqlite3.connect(
+            data_dir / DB_FILENAME, isolation_level=None, check_same_thread=False
+        )
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=FULL")
+        conn.executescript(_SCHEMA)
+        return cls(conn)
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._conn
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            self._conn.execute("COMMIT")
+
+    def _rows(self, sql: str, args: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
+        with self._lock:
+            return self._conn.execute(sql, args).fetchall()
+
+    # --- batches -----------------------------------------------------------------------------
+
+    def record_certified(self, cert: BatchCertificate, algorithm: int) -> BatchRecord:
+        """Record a certified batch (SIGNED) with its certificate, in one transaction.
+
+        Returns the existing record if this header is already known, so a restarted batcher
+        picks up where it was; another header for the same batch number raises.
+        """
+        h = cert.header
+        with self._tx() as c:
+            row = c.execute(
+                "SELECT header FROM batches WHERE batch_number = ?", (h.batch_number,)
+            ).fetchone()
+            if row is None:
+                c.execute(
+                    "INSERT INTO batches VALUES (?, ?, ?, ?, ?, NULL)",
+                    (h.batch_number, encode(h), encode(cert), algorithm, int(BatchState.SIGNED)),
+                )
+            elif bytes(row[0]) != encode(h):
+                raise RecordsError(
+                    f"batch {h.batch_number} is already recorded with another header"
+                )
+        return self._must_get(h.batch_number)
+
+    def record_accepted(self, header: BatchHeader, l1_tx_hash: bytes) -> BatchRecord:
+        """The inbox holds ``header`` (posted by anyone): ACCEPTED with the winning call.
+
+        The inbox is the truth: if another header for this number was recorded here (another
+        proposal won), the inbox's replaces it.
+        """
+        n = header.batch_number
+        with self._tx() as c:
+            row = c.execute(
+                "SELECT header, state FROM batches WHERE batch_number = ?", (n,)
+            ).fetchone()
+            if row is None or bytes(row[0]) != encode(header):
+                c.execute(
+                    "INSERT OR REPLACE INTO batches VALUES (?, ?, NULL, 0, ?, ?)",
+                    (n, encode(header), int(BatchState.ACCEPTED), l1_tx_hash),
+                )
+            elif row[1] != int(BatchState.ACCEPTED):
+                c.execute(
+                    "UPDATE batches SET state = ?, l1_tx_hash = ? WHERE batch_number = ?",
+                    (int(BatchState.ACCEPTED), l1_tx_hash, n),
+                )
+        return self._must_get(n)
+
+    def mark_posted(self, batch_number: int, l1_tx_hash: bytes) -> None:
+        """SIGNED (or POSTED with an earlier call) -> POSTED with ``l1_tx_hash``."""
+        with self._tx() as c:
+            row = c.execute(
+                "SELECT state FROM batches WHERE batch_number = ?", (batch_number,)
+            ).fetchone()
+            if row is None:
+                raise RecordsError(f"batch {batch_number} was never recorded")
+            if BatchState(row[0]) > BatchState.POSTED:
+                raise RecordsError(f"batch {batch_number} is ACCEPTED; it cannot be posted")
+            c.execute(
+                "UPDATE batches SET state = ?, l1_tx_hash = ? WHERE batch_number = ?",
+                (int(BatchState.POSTED), l1_tx_hash, batch_number),
+            )
+
+    def get(self, batch_number: int) -> BatchRecord | None:
+        rows = self._rows("SELECT * FROM batches WHERE batch_number = ?", (batch_number,))
+        return _record(rows[0]) if rows else None
+
+    def _must_get(self, batch_number: int) -> BatchRecord:
+        rec = self.get(batch_number)
+        assert rec is not None
+        return rec
+
+    def batches(self, state: BatchState | None = None, limit: int = 1000) -> list[BatchRecord]:
+        """The latest ``limit`` batches (or those in ``state``), by batch number."""
+        where, args = ("", ()) if state is None else (" WHERE state = ?", (int(state),))
+        rows = self._rows(
+            f"SELECT * FROM (SELECT * FROM batches{where} ORDER BY batch_number DESC LIMIT ?)"
+            " ORDER BY batch_number",
+            (*args, limit),
+        )
+        return [_record(r) for r in rows]
+
+    # --- calls in flight ---------------------------------------------------------------------
+
+    def save_inflight(self, row: Inflight) -> None:
+        with self._tx() as c:
+            c.execute(
+                "INSERT OR REPLACE INTO inflight VALUES (?, ?, ?, ?, ?)",
+                (row.batch_number, row.nonce, str(row.max_fee), row.tx_hash, row.attempts),
+            )
+
+    def inflight(self, batch_number: int) -> Inflight | None:
+        rows = self._rows("SELECT * FROM inflight WHERE batch_number = ?", (batch_number,))
+        if not rows:
+            return None
+        n, nonce, fee, h, attempts = rows[0]
+        assert isinstance(n, int)
+        assert isinstance(nonce, int)
+        assert isinstance(h, bytes)
+        assert isinstance(attempts, int)
+        return Inflight(n, nonce, int(str(fee)), h, attempts)
+
+    # --- costs -------------------------------------------------------------------------------
+
+    def save_cost(self, c: BatchCost) -> None:
+        row = (
+            c.batch_number,
+            c.first_height,
+            c.last_height,
+            c.l1_block,
+            c.l1_tx,
+            c.da,
+            c.blobs,
+            c.posted_bytes,
+            c.payload_bytes,
+            c.txs,
+            str(c.fee_paid),
+            str(c.blob_fee),
+            int(c.by_us),
+        )
+        with self._tx() as conn:
+            conn.execute(
+                "INSERT OR REPLACE INTO costs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", row
+            )
+
+    def costs(self, limit: int = 1000) -> list[BatchCost]:
+        """The latest ``limit`` batch costs, oldest first."""
+        rows = self._rows(
+            "SELECT * FROM (SELECT * FROM costs ORDER BY batch_number DESC LIMIT ?) "
+            "ORDER BY batch_number",
+            (limit,),
+        )
+        return [_cost(r) for r in rows]
+
+
+def _record(row: tuple[object, ...]) -> BatchRecord:
+    number, header, cert, algorithm, state, tx = row
+    assert isinstance(number, int)
+    assert isinstance(header, bytes)
+    assert isinstance(algorithm, int)
+    assert isinstance(state, int)
+    return BatchRecord(
+        number,
+        decode(header, BatchHeader),
+        decode(cert, BatchCertificate) if isinstance(cert, bytes) else None,
+        algorithm,
+        BatchState(state),
+        tx if isinstance(tx, bytes) else None,
+    )
+
+
+def _cost(r: tuple[object, ...]) -> BatchCost:
+    n, fh, lh, blk, tx, da, blobs, pb, plb, txs, fee, bfee, us = r
+    return BatchCost(
+        int(str(n)),
+        int(str(fh)),
+        int(str(lh)),
+        int(str(blk)),
+        bytes(tx) if isinstance(tx, bytes) else b"",
+        str(da),
+        int(str(blobs)),
+        int(str(pb)),
+        int(str(plb)),
+        int(str(txs)),
+        int(str(fee)),
+        int(str(bfee)),
+        bool(us),
+    )
+
+
+__all__ = [
+    "BatchCost",
+    "BatchRecord",
+    "BatchRecords",
+    "BatchState",
+    "Inflight",
+    "RecordsError",
+]
