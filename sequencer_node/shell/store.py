@@ -1,6 +1,7 @@
-"""SQLite persistence in the node's data directory: certified blocks, ledger snapshots, batch
-bookkeeping, the never-sign-twice watermark and the blocks above the committed chain that the
-node voted for or saw certified (so a restart can rebuild on them).
+"""SQLite persistence in the node's data directory: certified blocks, ledger snapshots, the
+never-sign-twice watermark and the blocks above the committed chain that the node voted for or
+saw certified (so a restart can rebuild on them). A batch's state is the batcher's, in its own
+file.
 
 Durability: the database runs in WAL mode with ``synchronous=FULL``, so every committed
 transaction has been fsynced to the WAL before ``COMMIT`` returns. :meth:`Store.write_watermark`
@@ -19,12 +20,10 @@ histories (and watermarks) of two identities.
 
 from __future__ import annotations
 
-import enum
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
 from sequencer_node.wire.codec import decode, encode
@@ -38,11 +37,6 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS blocks (
     height INTEGER PRIMARY KEY, hash BLOB NOT NULL, data BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS snapshots (height INTEGER PRIMARY KEY, data BLOB NOT NULL);
-CREATE TABLE IF NOT EXISTS batches (
-    batch_number INTEGER PRIMARY KEY,
-    header BLOB NOT NULL,
-    state INTEGER NOT NULL CHECK (state BETWEEN 1 AND 4),
-    l1_tx_hash BLOB);
 CREATE TABLE IF NOT EXISTS watermark (
     id INTEGER PRIMARY KEY CHECK (id = 1), record BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS uncommitted (
@@ -56,23 +50,6 @@ class StoreError(Exception):
 
 class DataDirMismatch(StoreError):
     """The data directory belongs to another chain or identity."""
-
-
-class BatchState(enum.IntEnum):
-    """Life of a batch; states only move forward, so a restart never posts twice."""
-
-    BUILT = 1
-    SIGNED = 2
-    POSTED = 3  # sent to L1 (l1_tx_hash known): on restart, check L1 before re-posting
-    ACCEPTED = 4
-
-
-@dataclass(frozen=True, slots=True)
-class BatchRecord:
-    batch_number: int
-    header: bytes  # canonical encoding of the BatchHeader
-    state: BatchState
-    l1_tx_hash: bytes | None
 
 
 class Store:
@@ -272,65 +249,6 @@ class Store:
         assert isinstance(data, bytes)
         return height, data
 
-    # --- batches ---------------------------------------------------------------------------
-
-    def record_batch(self, batch_number: int, header: bytes) -> BatchRecord:
-        """Record a newly built batch; returns the existing record if already known
-        (with the same header), so a restarted batcher picks up where it was."""
-        with self._tx() as c:
-            row = c.execute(
-                "SELECT header FROM batches WHERE batch_number = ?", (batch_number,)
-            ).fetchone()
-            if row is None:
-                c.execute(
-                    "INSERT INTO batches VALUES (?, ?, ?, NULL)",
-                    (batch_number, header, int(BatchState.BUILT)),
-                )
-            elif bytes(row[0]) != header:
-                raise StoreError(f"batch {batch_number} is already recorded with another header")
-        record = self.get_batch(batch_number)
-        assert record is not None
-        return record
-
-    def advance_batch(
-        self, batch_number: int, state: BatchState, *, l1_tx_hash: bytes | None = None
-    ) -> None:
-        """Move a batch forward to ``state`` (durable on return). Moving backwards, or
-        skipping POSTED without an L1 tx hash, raises StoreError."""
-        with self._tx() as c:
-            row = c.execute(
-                "SELECT state, l1_tx_hash FROM batches WHERE batch_number = ?", (batch_number,)
-            ).fetchone()
-            if row is None:
-                raise StoreError(f"batch {batch_number} was never recorded")
-            current = BatchState(row[0])
-            if state < current:
-                raise StoreError(
-                    f"batch {batch_number} is {current.name}; it cannot go back to {state.name}"
-                )
-            tx_hash = l1_tx_hash if l1_tx_hash is not None else row[1]
-            if state >= BatchState.POSTED and tx_hash is None:
-                raise StoreError(f"batch {batch_number}: {state.name} needs the L1 tx hash")
-            c.execute(
-                "UPDATE batches SET state = ?, l1_tx_hash = ? WHERE batch_number = ?",
-                (int(state), tx_hash, batch_number),
-            )
-
-    def get_batch(self, batch_number: int) -> BatchRecord | None:
-        rows = self._query(
-            "SELECT batch_number, header, state, l1_tx_hash FROM batches WHERE batch_number = ?",
-            (batch_number,),
-        )
-        return _batch(rows[0]) if rows else None
-
-    def batches(self, state: BatchState | None = None) -> list[BatchRecord]:
-        """All batches (or those in ``state``), by batch number."""
-        sql = "SELECT batch_number, header, state, l1_tx_hash FROM batches"
-        if state is None:
-            return [_batch(r) for r in self._query(sql + " ORDER BY batch_number")]
-        rows = self._query(sql + " WHERE state = ? ORDER BY batch_number", (int(state),))
-        return [_batch(r) for r in rows]
-
 
 def _put_certified(c: sqlite3.Connection, blocks: Sequence[CertifiedBlock]) -> None:
     c.executemany(
@@ -346,11 +264,3 @@ def _put_certified(c: sqlite3.Connection, blocks: Sequence[CertifiedBlock]) -> N
 def _blob(value: object) -> bytes:
     assert isinstance(value, bytes), f"expected a BLOB, got {type(value).__name__}"
     return value
-
-
-def _batch(row: tuple[object, ...]) -> BatchRecord:
-    number, header, state, tx = row
-    assert isinstance(number, int)
-    assert isinstance(header, bytes)
-    assert isinstance(state, int)
-    return BatchRecord(number, header, BatchState(state), tx if isinstance(tx, bytes) else None)

@@ -1,4 +1,4 @@
-"""The SQLite store: watermark durability, crash atomicity, ownership checks, blocks, batches."""
+"""The SQLite store: watermark durability, crash atomicity, ownership checks, blocks."""
 
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 
 from sequencer_node.shell.store import (
-    BatchState,
     DataDirMismatch,
     Store,
     StoreError,
@@ -142,30 +141,6 @@ def test_snapshots_keep_the_latest(tmp_path):
             s.put_snapshot(h * 10, b"state-%d" % h, keep=2)
         assert s.latest_snapshot() == (50, b"state-5")
         assert s._query("SELECT COUNT(*) FROM snapshots")[0][0] == 2
-
-
-def test_batches_move_forward_only_and_survive_restart(tmp_path):
-    with open_store(tmp_path) as s:
-        rec = s.record_batch(1, b"header-1")
-        assert rec.state is BatchState.BUILT
-        assert s.record_batch(1, b"header-1") == rec  # restart of the batcher
-        with pytest.raises(StoreError, match="another header"):
-            s.record_batch(1, b"header-X")
-        s.advance_batch(1, BatchState.SIGNED)
-        with pytest.raises(StoreError, match="needs the L1 tx hash"):
-            s.advance_batch(1, BatchState.POSTED)
-        s.advance_batch(1, BatchState.POSTED, l1_tx_hash=b"\xaa" * 32)
-        with pytest.raises(StoreError, match="cannot go back"):
-            s.advance_batch(1, BatchState.SIGNED)
-        s.record_batch(2, b"header-2")
-        with pytest.raises(StoreError, match="never recorded"):
-            s.advance_batch(3, BatchState.SIGNED)
-    with open_store(tmp_path) as s:
-        posted = s.batches(BatchState.POSTED)
-        assert [(b.batch_number, b.l1_tx_hash) for b in posted] == [(1, b"\xaa" * 32)]
-        assert [b.batch_number for b in s.batches()] == [1, 2]
-        s.advance_batch(1, BatchState.ACCEPTED)
-        assert s.get_batch(1).state is BatchState.ACCEPTED  # type: ignore[union-attr]
 
 
 def test_data_dir_is_private(tmp_path):
