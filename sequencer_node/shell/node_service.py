@@ -471,7 +471,8 @@ class Node:
             config = dataclasses.replace(config, max_age_ms=s.batch_max_age_ms)
         return BatcherService(
             config=config,
-            store=self.store,
+            blocks=self.store,
+            data_dir=self.store.path.parent,
             l1=l1,
             key=self.key,
             chain_id=self.genesis.chain_id,
