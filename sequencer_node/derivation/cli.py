@@ -20,10 +20,10 @@ import click
 import trio
 
 from sequencer_node.clients.l1 import L1Client, L1Error, L1Unavailable
-from sequencer_node.derivation.follower import (
+from sequencer_node.derivation.deriver import (
     DerivationError,
-    Follower,
-    FollowerGenesis,
+    Deriver,
+    DerivationGenesis,
     PrunedData,
     describe,
 )
@@ -32,19 +32,19 @@ from sequencer_node.system.commandline import EXIT_UNREACHABLE, fail, json_optio
 log = logging.getLogger("seqnet.derivation")
 
 
-def load_follower_genesis(path: Path) -> FollowerGenesis:
-    """The follower's view of an L2 genesis file (see ``sequencer_node.genesis``)."""
+def load_follower_genesis(path: Path) -> DerivationGenesis:
+    """What derivation needs of an L2 genesis file (see ``sequencer_node.genesis``)."""
     from sequencer_node.genesis import GenesisError, load_genesis
 
     try:
-        return FollowerGenesis.from_l2(load_genesis(path))
+        return DerivationGenesis.from_l2(load_genesis(path))
     except GenesisError as e:
         fail(str(e))
 
 
-async def _once(url: str, genesis: FollowerGenesis, data_dir: Path | None) -> dict[str, Any]:
+async def _once(url: str, genesis: DerivationGenesis, data_dir: Path | None) -> dict[str, Any]:
     async with L1Client(url) as l1:
-        follower = Follower(l1, genesis, data_dir=data_dir)
+        follower = Deriver(l1, genesis, data_dir=data_dir)
         out: dict[str, Any] = {"ok": True}
         derived = []
         try:
@@ -64,7 +64,7 @@ async def _once(url: str, genesis: FollowerGenesis, data_dir: Path | None) -> di
         return out
 
 
-async def _serve_status(follower: Follower, host: str, port: int) -> None:
+async def _serve_status(follower: Deriver, host: str, port: int) -> None:
     from hypercorn.config import Config
     from hypercorn.trio import serve
     from starlette.applications import Starlette
@@ -86,10 +86,10 @@ async def _serve_status(follower: Follower, host: str, port: int) -> None:
 
 
 async def _follow(
-    url: str, genesis: FollowerGenesis, data_dir: Path | None, rpc: str | None, poll: float
+    url: str, genesis: DerivationGenesis, data_dir: Path | None, rpc: str | None, poll: float
 ) -> None:
     async with L1Client(url) as l1, trio.open_nursery() as nursery:
-        follower = Follower(l1, genesis, data_dir=data_dir)
+        follower = Deriver(l1, genesis, data_dir=data_dir)
         if rpc:
             host, _, port = rpc.rpartition(":")
             nursery.start_soon(functools.partial(_serve_status, follower, host, int(port)))

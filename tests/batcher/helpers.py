@@ -15,7 +15,7 @@ from l1_mock.server import L1Service, L1Settings, serve
 from sequencer_node.batcher.cosign import ApprovalCollector, sign_approval
 from sequencer_node.clients.l1 import L1Client
 from sequencer_node.core.ledger import Ledger, tx_root
-from sequencer_node.derivation.follower import FollowerGenesis, genesis_block_hash
+from sequencer_node.derivation.deriver import DerivationGenesis, genesis_block_hash
 from sequencer_node.wire.crypto import SigningKey, sign_message
 from sequencer_node.wire.messages import (
     BatchCertificate,
@@ -73,8 +73,8 @@ async def running_l1(
         node.store.close()
 
 
-def l2_genesis() -> FollowerGenesis:
-    return FollowerGenesis(
+def l2_genesis() -> DerivationGenesis:
+    return DerivationGenesis(
         chain_id=L2_CHAIN,
         timestamp_ms=GENESIS_TS,
         balances=tuple((u.address, 10**18) for u in USERS),

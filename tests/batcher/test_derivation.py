@@ -15,9 +15,9 @@ from sequencer_node.batcher.config import BatcherConfig
 from sequencer_node.batcher.kzg_worker import KzgWorker, Prepared
 from sequencer_node.batcher.poster import Poster, PostOutcome
 from sequencer_node.batcher.records import BatchRecords
-from sequencer_node.clients.l1 import L1Client
 from sequencer_node.derivation.cli import follow_command
-from sequencer_node.derivation.follower import Follower, InvalidBatch, PrunedData
+from sequencer_node.clients.l1 import L1Client
+from sequencer_node.derivation.deriver import Deriver, InvalidBatch, PrunedData
 from sequencer_node.genesis import L2Genesis, write_genesis
 from sequencer_node.wire.codec import encode
 from sequencer_node.wire.messages import ZERO_HASH, BatchHeader, CertifiedBlock, batch_hash
@@ -93,13 +93,13 @@ async def test_pruned_blobs_give_a_clear_error_and_later_batches_still_derive(
         posting = Posting(l1, worker, chain, tmp_path)
         await posting.post(1, 4)
         kept = tmp_path / "follower"
-        early = Follower(l1, l2_genesis(), data_dir=kept)
+        early = Deriver(l1, l2_genesis(), data_dir=kept)
         assert [d.batch_number for d in await early.derive_available()] == [0]
         # move the L1 two epochs on: epoch 0's blobs leave the 1-epoch retention window
         await l1.dev_mine(2 * 32)
         assert node.chain.current_epoch >= 2
         await posting.post(5, 9)
-        fresh = Follower(l1, l2_genesis())
+        fresh = Deriver(l1, l2_genesis())
         with pytest.raises(PrunedData) as err:
             await fresh.derive_available()
         msg = str(err.value)
@@ -112,7 +112,7 @@ async def test_pruned_blobs_give_a_clear_error_and_later_batches_still_derive(
         # batches inside the window are still there and well-formed
         assert await fresh.check_available(1) == [(1, None)]
         # a follower that kept its state derives them to the sequencers' state root
-        resumed = Follower(l1, l2_genesis(), data_dir=kept)
+        resumed = Deriver(l1, l2_genesis(), data_dir=kept)
         assert resumed.next_batch == 1
         assert [d.batch_number for d in await resumed.derive_available()] == [1]
         assert resumed.state_root() == root
@@ -151,7 +151,7 @@ async def test_follower_derives_blob_and_calldata_batches_to_the_same_root(
         posting = Posting(l1, worker, chain, tmp_path)
         await posting.post(1, 3, "blobs")
         await posting.post(4, 8, "calldata")
-        follower = Follower(l1, l2_genesis())
+        follower = Deriver(l1, l2_genesis())
         derived = await follower.derive_available()
         assert [(d.da, d.last_height, d.txs) for d in derived] == [
             ("blobs", 3, 12),
@@ -178,7 +178,7 @@ async def test_a_certified_batch_with_wrong_state_roots_is_named(tmp_path: Path)
         posting = Posting(l1, worker, [chain[0], bad], tmp_path)
         await posting.post(1, 2)
         with pytest.raises(InvalidBatch, match="L2 block 2: state root after re-execution"):
-            await Follower(l1, l2_genesis()).derive_available()
+            await Deriver(l1, l2_genesis()).derive_available()
         posting.close()
 
 

@@ -14,7 +14,7 @@ import pytest
 import trio
 
 from sequencer_node.clients.l1 import L1Client, L1Unavailable
-from sequencer_node.derivation.follower import DerivedBatch, Follower, FollowerGenesis
+from sequencer_node.derivation.deriver import DerivationGenesis, DerivedBatch, Deriver
 from sequencer_node.genesis import load_genesis
 from tests.node_process.helpers import USERS, Cluster, make_tx, running_cluster, tx_body
 
@@ -27,7 +27,7 @@ async def cluster(tmp_path: Path) -> AsyncIterator[Cluster]:
         yield c
 
 
-async def derive_all(follower: Follower) -> list[DerivedBatch]:
+async def derive_all(follower: Deriver) -> list[DerivedBatch]:
     """Derive everything, asking again after transient L1 errors (bounded)."""
     out: list[DerivedBatch] = []
     for _ in range(5):
@@ -65,7 +65,7 @@ async def test_l1_four_nodes_load_and_a_follower_reach_the_same_state_root(
 
     height = await cluster.wait_for("all transfers certified", all_included, 60)
     assert cluster.genesis_path is not None
-    genesis = FollowerGenesis.from_l2(load_genesis(cluster.genesis_path))
+    genesis = DerivationGenesis.from_l2(load_genesis(cluster.genesis_path))
     async with L1Client(cluster.l1_url) as l1:
 
         async def batched() -> bool:
@@ -76,7 +76,7 @@ async def test_l1_four_nodes_load_and_a_follower_reach_the_same_state_root(
             return last is not None and last.header.last_height >= height
 
         await cluster.wait_for(f"a batch covering height {height}", batched, 90)
-        follower = Follower(l1, genesis)
+        follower = Deriver(l1, genesis)
         derived = await derive_all(follower)
         assert {d.da for d in derived} == {da}
         assert sum(d.txs for d in derived) >= 45

@@ -16,7 +16,7 @@ from sequencer_node.batcher.messages import BatchProposal
 from sequencer_node.batcher.records import BatchState
 from sequencer_node.batcher.service import BatcherService
 from sequencer_node.clients.l1 import L1Client
-from sequencer_node.derivation.follower import Follower
+from sequencer_node.derivation.deriver import Deriver
 from sequencer_node.shell.store import Store
 from sequencer_node.wire.codec import decode, encode
 from sequencer_node.wire.crypto import SigningKey
@@ -138,7 +138,7 @@ async def test_four_services_cosign_post_and_a_follower_derives_the_same_root(
         assert [b.header.batch_number for b in batches] == list(range(len(batches)))
         assert all(len(b.signers) >= 3 for b in batches)
         # the follower reads only L1
-        follower = Follower(l1, l2_genesis())
+        follower = Deriver(l1, l2_genesis())
         derived = await follower.derive_available()
         assert derived[-1].last_height == 10
         assert follower.state_root() == chain[-1].block.header.state_root

@@ -1,6 +1,8 @@
-"""The derivation follower: L2 state rebuilt from what the L1 holds, and nothing else.
+"""The :class:`Deriver`: L2 state rebuilt from what the L1 holds, and nothing else.
 
-For each batch the inbox accepted, in order, the follower
+(Named for what it does: the keyless "follower" is a node role, and the node's
+``L1Watcher`` watches the L1's stake table; the deriver reads batches. The command that runs
+it stays ``sequencer-node follow``.) For each batch the inbox accepted, in order, it
 
 1. checks the header continues the previous one (batch number, parent batch hash, first
    height, chain id);
@@ -16,9 +18,9 @@ For each batch the inbox accepted, in order, the follower
 
 When blobs are pruned (past the L1's retention window) it raises :class:`PrunedData` naming
 the batch, its L2 heights, the L1 block and the L1's own explanation (which epoch, since
-when), instead of failing obscurely. A follower with a data directory keeps its state (the
+when), instead of failing obscurely. A deriver with a data directory keeps its state (the
 ledger and the cursor) there, so batches still inside the window keep deriving after older
-ones are pruned; :meth:`Follower.check_available` checks later batches' data without
+ones are pruned; :meth:`Deriver.check_available` checks later batches' data without
 executing them when the state before them cannot be rebuilt.
 """
 
@@ -64,20 +66,20 @@ _HISTORY = 256
 
 
 @dataclass(frozen=True, slots=True)
-class FollowerGenesis:
-    """What the follower needs of the L2 genesis."""
+class DerivationGenesis:
+    """What derivation needs of the L2 genesis."""
 
     chain_id: int
     timestamp_ms: int
     balances: tuple[tuple[bytes, int], ...]
 
     @classmethod
-    def from_l2(cls, g: Any) -> FollowerGenesis:
+    def from_l2(cls, g: Any) -> DerivationGenesis:
         """From :class:`sequencer_node.genesis.L2Genesis`."""
         return cls(int(g.chain_id), int(g.timestamp_ms), tuple(g.balances))
 
 
-def genesis_block_hash(g: FollowerGenesis) -> bytes:
+def genesis_block_hash(g: DerivationGenesis) -> bytes:
     """The hash of the L2 genesis block (height 0), as :class:`SequencerCore` builds it."""
     ledger = Ledger.genesis(dict(g.balances))
     header = BlockHeader(
@@ -132,11 +134,11 @@ class DerivedBatch:
         }
 
 
-class Follower:
-    """``await Follower(l1, genesis).derive_available()``; see the module docstring."""
+class Deriver:
+    """``await Deriver(l1, genesis).derive_available()``; see the module docstring."""
 
     def __init__(
-        self, l1: L1Client, genesis: FollowerGenesis, *, data_dir: Path | None = None
+        self, l1: L1Client, genesis: DerivationGenesis, *, data_dir: Path | None = None
     ) -> None:
         self.l1 = l1
         self.genesis = genesis
@@ -228,6 +230,22 @@ class Follower:
         """Derive one batch, which must be the next one; state moves only on success."""
         h = ib.header
         where = f"batch {h.batch_number} (L1 block {ib.l1_block})"
+        self._check_continues(ib, where)
+        batch = await self.fetch(ib)
+        if batch.parent_hash != self.last_block_hash:
+            raise InvalidBatch(f"{where}: the first block's parent is not L2 block {self.height}")
+        forced = await self._forced_entries(batch)
+        ledger, txs = self._execute(batch, forced, where)
+        headers = batch.headers()
+        if block_hash(headers[-1]) != h.last_block_hash:
+            raise InvalidBatch(f"{where}: the rebuilt last block hash differs from the header's")
+        if ledger.state_root() != h.state_root or headers[-1].forced_index != h.forced_index:
+            raise InvalidBatch(f"{where}: state root or forced index differs from the header's")
+        return await self._advance(ib, ledger, txs)
+
+    def _check_continues(self, ib: InboxBatch, where: str) -> None:
+        """The header continues the derived chain: number, chain id, parent, first height."""
+        h = ib.header
         if h.batch_number != self.next_batch:
             raise DerivationError(f"{where}: expected batch {self.next_batch} next")
         if h.chain_id != self.chain_id:
@@ -242,17 +260,17 @@ class Follower:
             raise InvalidBatch(
                 f"{where}: starts at L2 height {h.first_height}, expected {self.height + 1}"
             )
-        batch = await self.fetch(ib)
-        if batch.parent_hash != self.last_block_hash:
-            raise InvalidBatch(f"{where}: the first block's parent is not L2 block {self.height}")
-        forced = await self._forced_entries(batch)
+
+    def _execute(
+        self, batch: Batch, forced: dict[int, ForcedTransaction], where: str
+    ) -> tuple[Ledger, int]:
+        """Re-execute every block of ``batch`` on a copy of the ledger, checking each block's
+        forced entries and state root; returns the new ledger and the transactions run."""
         ledger = self.ledger
         txs = 0
-        headers = batch.headers()
-        for b, header in zip(batch.blocks, headers, strict=True):
+        for b, header in zip(batch.blocks, batch.headers(), strict=True):
             for f in b.forced:
-                want = forced.get(f.queue_index)
-                if want != f:
+                if forced.get(f.queue_index) != f:
                     raise InvalidBatch(
                         f"{where}: L2 block {b.height} carries forced entry {f.queue_index} that "
                         "is not the L1 forced queue's entry"
@@ -269,10 +287,11 @@ class Follower:
                     f"0x{ledger.state_root().hex()}, the block says 0x{header.state_root.hex()}"
                 )
             txs += len(b.transactions) + len(b.forced)
-        if block_hash(headers[-1]) != h.last_block_hash:
-            raise InvalidBatch(f"{where}: the rebuilt last block hash differs from the header's")
-        if ledger.state_root() != h.state_root or headers[-1].forced_index != h.forced_index:
-            raise InvalidBatch(f"{where}: state root or forced index differs from the header's")
+        return ledger, txs
+
+    async def _advance(self, ib: InboxBatch, ledger: Ledger, txs: int) -> DerivedBatch:
+        """Move the cursor past ``ib`` (durably, with a data directory)."""
+        h = ib.header
         self.ledger = ledger
         self.height = h.last_height
         self.last_block_hash = h.last_block_hash
@@ -394,7 +413,7 @@ class Follower:
     async def check_available(self, start: int, count: int = 100) -> list[tuple[int, str | None]]:
         """Fetch and check (without executing) batches from ``start``: ``(number, problem)``.
 
-        For a follower that cannot rebuild the state before ``start`` (earlier data pruned):
+        For a deriver that cannot rebuild the state before ``start`` (earlier data pruned):
         shows which later batches are still available and well-formed.
         """
         out: list[tuple[int, str | None]] = []
@@ -434,8 +453,8 @@ def describe(batches: Sequence[DerivedBatch]) -> str:
 __all__ = [
     "DerivationError",
     "DerivedBatch",
-    "Follower",
-    "FollowerGenesis",
+    "Deriver",
+    "DerivationGenesis",
     "InvalidBatch",
     "PrunedData",
     "describe",
