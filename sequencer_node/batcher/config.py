@@ -41,6 +41,16 @@ class BatcherConfig:
     poll_interval_s: float = 1.0
     #: A proposal that has not gathered > 2/3 of stake within this time is proposed again.
     proposal_timeout_s: float = 10.0
+    #: L1 blocks a certified batch may need to land (posting failover, a busy blob market).
+    #: Co-signers refuse a header the inbox would refuse for good that many blocks from now
+    #: (a forced transaction falling due, a stake epoch expiring), not only at the next block.
+    landing_blocks: int = 8
+    #: A header this node approved but never saw certified stops binding it (it approves
+    #: another header for the batch number) after this long. See docs/batcher.md.
+    approval_lock_s: float = 60.0
+    #: A certified batch that the L1 keeps refusing at submission for a reason the inbox
+    #: rules do not classify as final is abandoned after this long.
+    abandon_after_s: float = 120.0
 
     def __post_init__(self) -> None:
         if self.da not in ("blobs", "calldata"):
@@ -55,6 +65,8 @@ class BatcherConfig:
             raise ValueError("max_age_ms and fee_margin must be >= 0 and fee_cap_wei >= 1")
         if self.posting_deadline_s <= 0 or self.poll_interval_s <= 0:
             raise ValueError("posting_deadline_s and poll_interval_s must be > 0")
+        if self.landing_blocks < 1 or self.approval_lock_s <= 0 or self.abandon_after_s <= 0:
+            raise ValueError("landing_blocks must be >= 1, approval_lock_s, abandon_after_s > 0")
 
     def max_payload(self, fork_max_blobs: int | None = None) -> int:
         """Largest payload one batch may carry in this DA mode."""

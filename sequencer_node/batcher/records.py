@@ -2,6 +2,9 @@
 
 One row per batch number (:class:`BatchRecord`): the certified header, its certificate and
 compression algorithm, its :class:`BatchState` and the hash of the L1 call that carries it.
+The header this node approved for each batch number not yet in the inbox (:class:`Approval`,
+its lock: it approves no other header for that number while this one can still land), and
+the headers abandoned because the L1 inbox refuses them for good (docs/batcher.md).
 Beside it, what a restarted poster needs to resend *the same* L1 call (the nonce and fee of
 the call in flight, :class:`Inflight`; the blob bytes are not stored: they are rebuilt,
 byte-identical, from the certified chain), and the cost of every accepted batch
@@ -21,7 +24,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from sequencer_node.wire.codec import decode, encode
+from sequencer_node.wire.codec import decode, encode, message_id
 from sequencer_node.wire.messages import BatchCertificate, BatchHeader
 
 DB_FILENAME = "batcher.sqlite3"
@@ -33,6 +36,12 @@ CREATE TABLE IF NOT EXISTS batches (
 CREATE TABLE IF NOT EXISTS inflight (
     batch_number INTEGER PRIMARY KEY, nonce INTEGER NOT NULL, max_fee TEXT NOT NULL,
     tx_hash BLOB NOT NULL, attempts INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS approvals (
+    batch_number INTEGER PRIMARY KEY, header BLOB NOT NULL, algorithm INTEGER NOT NULL,
+    approved_at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS abandoned (
+    header_id BLOB PRIMARY KEY, batch_number INTEGER NOT NULL, reason TEXT NOT NULL,
+    abandoned_at REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS costs (
     batch_number INTEGER PRIMARY KEY, first_height INTEGER NOT NULL, last_height INTEGER NOT NULL,
     l1_block INTEGER NOT NULL, l1_tx BLOB NOT NULL, da TEXT NOT NULL, blobs INTEGER NOT NULL,
@@ -61,6 +70,23 @@ class BatchRecord:
     algorithm: int
     state: BatchState
     l1_tx_hash: bytes | None
+
+
+@dataclass(frozen=True, slots=True)
+class Approval:
+    """The header this node signed an approval of for its batch number (its lock)."""
+
+    header: BatchHeader
+    algorithm: int
+    approved_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Abandoned:
+    batch_number: int
+    header_id: bytes
+    reason: str
+    abandoned_at: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,6 +243,67 @@ class BatchRecords:
         )
         return [_record(r) for r in rows]
 
+    # --- approvals (one header per batch number) and abandoned headers ---------------------
+
+    def record_approval(self, header: BatchHeader, algorithm: int, at: float) -> None:
+        """Durably note that this node approves ``header`` (before the approval leaves)."""
+        with self._tx() as c:
+            c.execute(
+                "INSERT OR REPLACE INTO approvals VALUES (?, ?, ?, ?)",
+                (header.batch_number, encode(header), algorithm, at),
+            )
+
+    def approval(self, batch_number: int) -> Approval | None:
+        rows = self._rows(
+            "SELECT header, algorithm, approved_at FROM approvals WHERE batch_number = ?",
+            (batch_number,),
+        )
+        if not rows:
+            return None
+        header, algorithm, at = rows[0]
+        assert isinstance(header, bytes)
+        assert isinstance(algorithm, int)
+        return Approval(decode(header, BatchHeader), algorithm, float(str(at)))
+
+    def forget_below(self, batch_number: int) -> None:
+        """Drop approvals of batch numbers the inbox already holds."""
+        with self._tx() as c:
+            c.execute("DELETE FROM approvals WHERE batch_number < ?", (batch_number,))
+
+    def abandon(self, header: BatchHeader, reason: str, at: float) -> None:
+        """Give ``header`` up for good, in one transaction: it is recorded as abandoned, and
+        dropped as this node's approval and (unless the inbox accepted it) as its certified
+        batch, so it is never posted again, not after a restart either."""
+        enc, hid = encode(header), message_id(header)
+        n = header.batch_number
+        with self._tx() as c:
+            c.execute("INSERT OR IGNORE INTO abandoned VALUES (?, ?, ?, ?)", (hid, n, reason, at))
+            c.execute("DELETE FROM approvals WHERE batch_number = ? AND header = ?", (n, enc))
+            c.execute(
+                "DELETE FROM batches WHERE batch_number = ? AND header = ? AND state < ?",
+                (n, enc, int(BatchState.ACCEPTED)),
+            )
+
+    def is_abandoned(self, header: BatchHeader) -> bool:
+        rows = self._rows("SELECT 1 FROM abandoned WHERE header_id = ?", (message_id(header),))
+        return bool(rows)
+
+    def abandoned(self, limit: int = 100) -> list[Abandoned]:
+        """The latest ``limit`` abandoned headers, oldest first."""
+        rows = self._rows(
+            "SELECT * FROM (SELECT batch_number, header_id, reason, abandoned_at FROM abandoned"
+            " ORDER BY abandoned_at DESC LIMIT ?) ORDER BY abandoned_at",
+            (limit,),
+        )
+        return [
+            Abandoned(int(str(n)), bytes(h) if isinstance(h, bytes) else b"", str(r), float(str(t)))
+            for n, h, r, t in rows
+        ]
+
+    def abandoned_count(self) -> int:
+        rows = self._rows("SELECT COUNT(*) FROM abandoned")
+        return int(str(rows[0][0]))
+
     # --- calls in flight ---------------------------------------------------------------------
 
     def save_inflight(self, row: Inflight) -> None:
@@ -306,6 +393,8 @@ def _cost(r: tuple[object, ...]) -> BatchCost:
 
 
 __all__ = [
+    "Abandoned",
+    "Approval",
     "BatchCost",
     "BatchRecord",
     "BatchRecords",

@@ -28,7 +28,6 @@ channel (dropped, and counted, when full).
 from __future__ import annotations
 
 import logging
-import math
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
@@ -42,12 +41,20 @@ from sequencer_node.batcher.builder import BatchTooLarge, make_header, pick_coun
 from sequencer_node.batcher.config import BatcherConfig
 from sequencer_node.batcher.cosign import ApprovalCollector, review, sign_approval
 from sequencer_node.batcher.kzg_worker import KzgWorker, Prepared
+from sequencer_node.batcher.l1_view import InboxJudge
 from sequencer_node.batcher.messages import BatchProposal
-from sequencer_node.batcher.poster import FaultHook, Poster, PosterError, PostOutcome
-from sequencer_node.batcher.records import BatchCost, BatchRecords, BatchState, RecordsError
+from sequencer_node.batcher.metrics import BatcherMetrics, NodeBatchMetrics
+from sequencer_node.batcher.poster import FaultHook, Poster, PosterError, PostOutcome, PostResult
+from sequencer_node.batcher.records import (
+    Approval,
+    BatchCost,
+    BatchRecords,
+    BatchState,
+    RecordsError,
+)
 from sequencer_node.batching.codec import BatchFormatError
+from sequencer_node.batching.inbox_rule import Refusal, Rule
 from sequencer_node.clients.l1 import InboxBatch, L1Client, L1Error
-from sequencer_node.wire.blobs import BLOB_SCHEDULE
 from sequencer_node.wire.codec import encode, message_id
 from sequencer_node.wire.crypto import SigningKey
 from sequencer_node.wire.l1calls import MAX_CALLDATA
@@ -84,6 +91,15 @@ class BlockSource(Protocol):
     def get_blocks(self, first: int, last: int, /, *, max_bytes: int) -> list[CertifiedBlock]: ...
 
 
+@dataclass(frozen=True, slots=True)
+class Stall:
+    """Why the next batch is not reaching the L1, since when (shown in ``status()``)."""
+
+    batch_number: int
+    reason: str
+    since: float
+
+
 @dataclass
 class _Open:
     """A batch this node reviewed (proposed or approved): the data it can post."""
@@ -110,7 +126,7 @@ class BatcherService:
         broadcast: Callable[[object], None],
         schedule: Callable[[], Sequence[bytes]],
         stake_view: Callable[[], tuple[int, Mapping[bytes, int]]],
-        metrics: Any | None = None,
+        metrics: NodeBatchMetrics | None = None,
         worker_processes: int = 1,
         fault: FaultHook | None = None,
         clock: Callable[[], float] = time.time,
@@ -124,7 +140,8 @@ class BatcherService:
         self._broadcast = broadcast
         self._schedule = schedule
         self._stake_view = stake_view
-        self.metrics = metrics
+        self.metrics = BatcherMetrics(metrics)
+        self.judge = InboxJudge(l1)
         self._clock = clock
         self._worker = KzgWorker(worker_processes)
         self.records = BatchRecords.open(data_dir)
@@ -140,11 +157,13 @@ class BatcherService:
         self._inbox_next = 0
         self._last_header: BatchHeader | None = None
         self._l1_finalized = 0
-        self._fork_max_blobs: int | None = None
         self._ratio = 0.95
         self._dropped = 0
         self._send, self._recv = trio.open_memory_channel[tuple[bytes, object]](INBOX_QUEUE)
         self._last_error: str | None = None
+        self._stall: Stall | None = None
+        self._refused_since: dict[int, float] = {}  # batch number -> first unclassified refusal
+        self._last_accepted_at: float | None = None
 
     # --- the node seam -----------------------------------------------------------------------
 
@@ -218,7 +237,11 @@ class BatcherService:
                 "pending_blocks": len(self._pending),
                 "in_flight": [r.batch_number for r in self.records.batches(BatchState.POSTED)],
                 "dropped_messages": self._dropped,
-                "error": self._last_error,
+                # A stalled pipeline is an error even when no tick raised.
+                "error": self._last_error or (self._stall.reason if self._stall else None),
+                "stalled": _stall_json(self._stall, self._clock()),
+                "abandoned": self.records.abandoned_count(),
+                "last_accepted_at": self._last_accepted_at,
                 "totals": {
                     "batches": len(costs),
                     "txs": txs,
@@ -321,10 +344,8 @@ class BatcherService:
     # --- inbox -------------------------------------------------------------------------------
 
     async def _sync_inbox(self) -> None:
-        if self._fork_max_blobs is None:
-            st = await self.l1.status()
-            params = BLOB_SCHEDULE.get(str(st.get("fork", "")))
-            self._fork_max_blobs = params.max_per_tx if params else 6
+        # Every tick: the L1 head, hence the fork's blob limit, is never stale.
+        await self.judge.refresh()
         for _ in range(64):  # bounded catch-up per tick
             page = await self.l1.inbox_batches(self._inbox_next, 100)
             if not page:
@@ -338,12 +359,14 @@ class BatcherService:
         h = ib.header
         assert self.poster is not None
         cost = await self.poster.note_accepted(ib)
-        if cost is not None and self.metrics is not None:
-            _metric(self.metrics, "batch_cost_wei", cost.fee_paid)
-            _metric(self.metrics, "batch_bytes", cost.posted_bytes)
-            batches = getattr(self.metrics, "batches", None)
-            if batches is not None:
-                batches.labels("accepted").inc()
+        now = self._clock()
+        self._last_accepted_at = now
+        self.metrics.accepted(
+            now, cost.fee_paid if cost else None, cost.posted_bytes if cost else None
+        )
+        if self._stall is not None and self._stall.batch_number <= h.batch_number:
+            self._set_stall(None)
+        self._refused_since.pop(h.batch_number, None)
         self._ranges[h.batch_number] = (h.first_height, h.last_height, ib.l1_block)
         while len(self._ranges) > MAX_RANGES:
             self._ranges.popitem(last=False)
@@ -351,6 +374,7 @@ class BatcherService:
         self._last_header = h
         self._posting.pop(h.batch_number, None)
         self._collector.forget_below(self._inbox_next)
+        await trio.to_thread.run_sync(self.records.forget_below, self._inbox_next)
         for hid in [k for k, o in self._open.items() if o.header.batch_number <= h.batch_number]:
             del self._open[hid]
         for height in [x for x in self._pending if x <= h.last_height]:
@@ -436,11 +460,16 @@ class BatcherService:
         now = self._clock()
         if not self._my_turn_to_propose(n, now):
             return
+        lock = await self._live_approval(n)
+        if lock is not None:
+            # One header per batch number: propose again the one this node approved.
+            await self._repropose(lock, now)
+            return
         first = self._next_height()
         pending = await self._pending_from(first)
         if not pending:
             return
-        max_payload = self.config.max_payload(self._fork_max_blobs)
+        max_payload = self.config.max_payload(self.judge.max_blobs())
         count = pick_count(
             pending,
             now_ms=int(now * 1000),
@@ -452,6 +481,36 @@ class BatcherService:
         )
         if count == 0:
             return
+        cut = await self._cut(n, pending, count, max_payload)
+        if cut is None:
+            return
+        header, prepared, stakes = cut
+        refusal = await self._refusal(header)
+        if refusal is not None and refusal.rule is Rule.FORCED_OVERDUE:
+            # The cut leaves out a forced transaction that falls due before it can land:
+            # reach the block that includes it.
+            longer = _count_through_forced(pending, header.forced_index)
+            cut = await self._cut(n, pending, longer, max_payload) if longer > count else None
+            if cut is not None:
+                header, prepared, stakes = cut
+                refusal = await self._refusal(header)
+        if refusal is not None:
+            self._set_stall(Stall(n, f"cannot cut batch {n} the L1 inbox accepts: {refusal}", now))
+            log.warning(
+                "batch %d: not proposing L2 blocks %d-%d: the L1 inbox would refuse them: %s",
+                n,
+                header.first_height,
+                header.last_height,
+                refusal,
+            )
+            return
+        self._learn_ratio(prepared, pending)
+        await self._propose(header, prepared, stakes, now)
+
+    async def _cut(
+        self, n: int, pending: Sequence[CertifiedBlock], count: int, max_payload: int
+    ) -> tuple[BatchHeader, Prepared, Mapping[bytes, int]] | None:
+        """Batch ``n`` from the first ``count`` pending blocks (or the prefix that fits)."""
         try:
             prepared = await self._worker.prepare(
                 [encode(b) for b in pending[:count]],
@@ -461,10 +520,18 @@ class BatcherService:
                 fit=True,
             )
         except (BatchTooLarge, BatchFormatError) as e:
-            log.error("cannot build batch %d from L2 block %d: %s", n, first, e)
-            return
-        self._learn_ratio(prepared, pending)
-        await self._propose(n, prepared, now)
+            log.error("cannot build batch %d from L2 block %d: %s", n, self._next_height(), e)
+            return None
+        stake_epoch, stakes = self._stake_view()
+        header = make_header(
+            prepared.draft,
+            chain_id=self.chain_id,
+            batch_number=n,
+            parent_batch_hash=self._parent_batch_hash(),
+            stake_epoch=stake_epoch,
+            blob_hashes=prepared.blob_hashes,
+        )
+        return header, prepared, stakes
 
     def _learn_ratio(self, prepared: Prepared, pending: Sequence[CertifiedBlock]) -> None:
         """Payload/body size of this batch: the next cut's guess of the compression."""
@@ -474,17 +541,11 @@ class BatcherService:
         if body_estimate:
             self._ratio = max(0.05, len(d.payload) / body_estimate * 1.1)
 
-    async def _propose(self, n: int, prepared: Prepared, now: float) -> None:
+    async def _propose(
+        self, header: BatchHeader, prepared: Prepared, stakes: Mapping[bytes, int], now: float
+    ) -> None:
         d = prepared.draft
-        stake_epoch, stakes = self._stake_view()
-        header = make_header(
-            d,
-            chain_id=self.chain_id,
-            batch_number=n,
-            parent_batch_hash=self._parent_batch_hash(),
-            stake_epoch=stake_epoch,
-            blob_hashes=prepared.blob_hashes,
-        )
+        n = header.batch_number
         log.info(
             "proposing batch %d: L2 blocks %d-%d, %d txs, %d payload bytes, %d blobs (fill %.0f%%)",
             n,
@@ -497,7 +558,24 @@ class BatcherService:
         )
         self._remember_open(header, prepared, now)
         self._broadcast(BatchProposal(header, d.algorithm))
-        await self._approve(header, stakes)
+        await self._approve(header, stakes, d.algorithm)
+
+    async def _repropose(self, lock: Approval, now: float) -> None:
+        header = lock.header
+        o = self._open.get(message_id(header))
+        if o is not None:
+            o.since = now
+        else:
+            try:
+                prepared = await self._rebuild(header, lock.algorithm)
+            except (PosterError, BatchTooLarge, BatchFormatError) as e:
+                log.warning("cannot propose batch %d again: %s", header.batch_number, e)
+                return
+            self._remember_open(header, prepared, now)
+        log.info("proposing batch %d again (the header this node approved)", header.batch_number)
+        self._broadcast(BatchProposal(header, lock.algorithm))
+        _, stakes = self._stake_view()
+        await self._approve(header, stakes, lock.algorithm)
 
     def _remember_open(self, header: BatchHeader, prepared: Prepared, now: float) -> None:
         self._open[message_id(header)] = _Open(header, prepared, now)
@@ -512,8 +590,16 @@ class BatcherService:
                 break
             del self._open[oldest]
 
-    async def _approve(self, header: BatchHeader, stakes: Mapping[bytes, int]) -> None:
+    async def _approve(
+        self, header: BatchHeader, stakes: Mapping[bytes, int], algorithm: int
+    ) -> None:
         assert self.key is not None
+        held = self.records.approval(header.batch_number)
+        if held is None or held.header != header:
+            # Durable before the approval leaves: a restart keeps the lock.
+            await trio.to_thread.run_sync(
+                self.records.record_approval, header, algorithm, self._clock()
+            )
         cert = self._collector.track(header, stakes)
         approval = sign_approval(header, self.key, self.chain_id)
         cert = self._collector.add(approval) or cert
@@ -535,14 +621,27 @@ class BatcherService:
                 log.debug("ignoring proposal for batch %d (inbox expects %d)", h.batch_number,
                           self._inbox_next)  # fmt: skip
                 return
-        hid = message_id(h)
-        if hid in self._open:
+        if message_id(h) in self._open:
             return
+        why = await self._why_not_sign(h)
+        if why is None:
+            prepared, why = await self._review(prop)
+        if why is not None:
+            log.warning("refusing to co-sign batch %d proposed by %s: %s",
+                        h.batch_number, sender.hex()[:16], why)  # fmt: skip
+            return
+        assert prepared is not None
+        self._remember_open(h, prepared, self._clock())
+        _, stakes = self._stake_view()
+        await self._approve(h, stakes, prop.algorithm)
+
+    async def _review(self, prop: BatchProposal) -> tuple[Prepared | None, str | None]:
+        """Rebuild the proposed range from this node's chain and compare headers."""
+        h = prop.header
         blocks = await self._blocks(h.first_height, h.last_height)
         if blocks is None:
-            log.info("cannot review batch %d yet: L2 blocks %d-%d are not all certified here",
-                     h.batch_number, h.first_height, h.last_height)  # fmt: skip
-            return
+            return None, (f"L2 blocks {h.first_height}-{h.last_height} are not all certified "
+                          "here (yet)")  # fmt: skip
         try:
             prepared = await self._worker.prepare(
                 [encode(b) for b in blocks],
@@ -552,9 +651,8 @@ class BatcherService:
                 fit=False,
             )
         except (BatchTooLarge, BatchFormatError, ValueError) as e:
-            log.warning("refusing to co-sign batch %d: cannot rebuild it: %s", h.batch_number, e)
-            return
-        stake_epoch, stakes = self._stake_view()
+            return None, f"cannot rebuild it: {e}"
+        stake_epoch, _ = self._stake_view()
         _, why = review(
             h,
             prepared,
@@ -563,16 +661,69 @@ class BatcherService:
             parent_batch_hash=self._parent_batch_hash(),
             stake_epoch=stake_epoch,
         )
-        if why is not None:
-            log.warning(
-                "refusing to co-sign batch %d proposed by %s: rebuilt header differs: %s",
-                h.batch_number,
-                sender.hex()[:16],
-                why,
-            )
-            return
-        self._remember_open(h, prepared, self._clock())
-        await self._approve(h, stakes)
+        return prepared, None if why is None else f"rebuilt header differs: {why}"
+
+    # --- what the inbox will accept; one header per batch number -----------------------------
+
+    async def _refusal(self, header: BatchHeader) -> Refusal | None:
+        """Why the L1 inbox would refuse ``header``: now, or for good before it can land
+        (``landing_blocks`` from now: a forced transaction falling due, an epoch expiring)."""
+        now = await self.judge.judge(header, self._last_header, ahead=1)
+        if now is not None:
+            return now
+        later = await self.judge.judge(header, self._last_header, ahead=self.config.landing_blocks)
+        return later if later is not None and later.final else None
+
+    async def _why_not_sign(self, header: BatchHeader) -> str | None:
+        lock = await self._live_approval(header.batch_number)
+        if lock is not None and lock.header != header:
+            return (f"this node approved another header for batch {header.batch_number}, which "
+                    "can still land (one header per batch number)")  # fmt: skip
+        refusal = await self._refusal(header)
+        return None if refusal is None else f"the L1 inbox would refuse it: {refusal}"
+
+    async def _live_approval(self, n: int) -> Approval | None:
+        """The header this node approved for batch ``n``, unless it can no longer bind it:
+        refused by the inbox for good (then abandoned), or never seen certified for
+        ``approval_lock_s``."""
+        lock = self.records.approval(n)
+        if lock is None or n < self._inbox_next or self.records.is_abandoned(lock.header):
+            return None
+        refusal = await self.judge.judge(lock.header, self._last_header, ahead=1)
+        if refusal is not None and refusal.final:
+            await self._abandon(lock.header, str(refusal))
+            return None
+        rec = self.records.get(n)
+        if rec is not None and rec.header == lock.header:
+            return lock  # certified here: it binds until accepted or refused for good
+        if self._clock() - lock.approved_at >= self.config.approval_lock_s:
+            return None
+        return lock
+
+    async def _abandon(self, header: BatchHeader, reason: str) -> None:
+        """Give up ``header`` for good: never posted, approved or proposed again."""
+        n, hid = header.batch_number, message_id(header)
+        await trio.to_thread.run_sync(self.records.abandon, header, reason, self._clock())
+        if self.records.get(n) is None:
+            self._posting.pop(n, None)
+        self._open.pop(hid, None)
+        self._heard.pop(n, None)
+        self._refused_since.pop(n, None)
+        self.metrics.state("abandoned")
+        log.warning(
+            "batch %d: abandoning header 0x%s: the L1 inbox refuses it for good (%s); "
+            "the batch number will be proposed again",
+            n,
+            hid.hex()[:16],
+            reason,
+        )
+
+    def _set_stall(self, stall: Stall | None) -> None:
+        old = self._stall
+        if stall is not None and old is not None and old.batch_number == stall.batch_number:
+            stall = Stall(stall.batch_number, stall.reason, old.since)
+        self._stall = stall
+        self.metrics.stalled(stall is not None)
 
     # --- posting -----------------------------------------------------------------------------
 
@@ -587,8 +738,7 @@ class BatcherService:
         o.certified_at = self._clock()
         await self.poster.certified(cert, o.prepared)
         self._posting[n] = hid
-        if self.metrics is not None and getattr(self.metrics, "batches", None) is not None:
-            self.metrics.batches.labels("certified").inc()
+        self.metrics.state("certified")
         log.info("batch %d certified (%d signers)", n, len(cert.signatures))
         await self._post_due()
 
@@ -606,25 +756,68 @@ class BatcherService:
         for n in sorted(self._posting):
             if n < self._inbox_next:
                 continue
-            hid = self._posting[n]
-            o = self._open.get(hid)
-            since = o.certified_at if o is not None and o.certified_at else self._restored_at
             rec = self.records.get(n)
-            delay = self._my_delay()
-            in_flight = rec is not None and rec.state == BatchState.POSTED
-            if not in_flight and (delay is None or now - since < delay):
+            if rec is None:
+                self._posting.pop(n, None)  # abandoned
+                continue
+            if n == self._inbox_next and rec.state is not BatchState.ACCEPTED:
+                refusal = await self.judge.judge(rec.header, self._last_header, ahead=1)
+                if refusal is not None and refusal.final:
+                    await self._abandon(rec.header, str(refusal))
+                    why = f"batch {n}: the L1 inbox refuses its certificate for good ({refusal})"
+                    self._set_stall(Stall(n, why + "; proposing it again", now))
+                    continue
+            if not self._due(n, rec.state, now):
                 continue
             result = await self.poster.post(n)
-            if result.outcome in (PostOutcome.REJECTED, PostOutcome.FEE_ABOVE_CAP):
-                log.warning("batch %d: %s: %s", n, result.outcome.value, result.detail)
+            await self._after_post(rec.header, result, now)
             if result.outcome is PostOutcome.NOT_NEXT:
                 break
 
+    def _due(self, n: int, state: BatchState, now: float) -> bool:
+        """This node's turn to post batch ``n`` (or its call is already out)."""
+        o = self._open.get(self._posting.get(n, b""))
+        since = o.certified_at if o is not None and o.certified_at else self._restored_at
+        delay = self._my_delay()
+        return state == BatchState.POSTED or (delay is not None and now - since >= delay)
 
-def _metric(metrics: Any, name: str, value: float) -> None:
-    m = getattr(metrics, name, None)
-    if m is not None and value > 0 and math.isfinite(value):
-        m.inc(value)
+    async def _after_post(self, header: BatchHeader, result: PostResult, now: float) -> None:
+        n, outcome = header.batch_number, result.outcome
+        if outcome in (PostOutcome.SENT, PostOutcome.ACCEPTED, PostOutcome.WAITING):
+            self._refused_since.pop(n, None)
+            if outcome is not PostOutcome.WAITING and self._stall and self._stall.batch_number == n:
+                self._set_stall(None)
+            return
+        if outcome is PostOutcome.NOT_NEXT:
+            return
+        log.warning("batch %d: %s: %s", n, outcome.value, result.detail)
+        self._set_stall(Stall(n, f"batch {n}: {outcome.value}: {result.detail}", now))
+        if outcome is PostOutcome.REJECTED:
+            # A refusal the inbox rules do not call final (they are checked before posting):
+            # give the certificate up after a deadline.
+            first = self._refused_since.setdefault(n, now)
+            if now - first >= self.config.abandon_after_s:
+                await self._abandon(header, f"refused for {now - first:.0f} s: {result.detail}")
+
+
+def _count_through_forced(pending: Sequence[CertifiedBlock], forced_index: int) -> int:
+    """How many pending blocks reach the first one that includes forced entry
+    ``forced_index`` (0 if none does yet)."""
+    for i, cb in enumerate(pending):
+        if cb.block.header.forced_index > forced_index:
+            return i + 1
+    return 0
+
+
+def _stall_json(stall: Stall | None, now: float) -> dict[str, Any] | None:
+    if stall is None:
+        return None
+    return {
+        "batch": stall.batch_number,
+        "reason": stall.reason,
+        "since": stall.since,
+        "seconds": round(now - stall.since, 1),
+    }
 
 
 def _hex(b: bytes | None) -> str | None:

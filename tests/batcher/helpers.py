@@ -23,6 +23,7 @@ from sequencer_node.wire.messages import (
     Block,
     BlockHeader,
     CertifiedBlock,
+    ForcedTransaction,
     Proposal,
     QuorumCertificate,
     Transaction,
@@ -82,16 +83,25 @@ def l2_genesis() -> DerivationGenesis:
 
 
 def l2_chain(
-    blocks: int, txs_per_block: int, *, start: int = 1, seed: int = 0
+    blocks: int,
+    txs_per_block: int,
+    *,
+    start: int = 1,
+    seed: int = 0,
+    forced: dict[int, list[ForcedTransaction]] | None = None,
 ) -> list[CertifiedBlock]:
-    """``blocks`` certified blocks of transfers among USERS, from the genesis block."""
+    """``blocks`` certified blocks of transfers among USERS, from the genesis block;
+    ``forced[height]`` are the L1 forced entries the block at ``height`` includes."""
     g = l2_genesis()
     ledger = Ledger.genesis(dict(g.balances))
     parent = genesis_block_hash(g)
     nonces = [0] * len(USERS)
     proposer = KEYS[0]
     out: list[CertifiedBlock] = []
+    forced_index = 0
     for height in range(1, start + blocks):
+        entries = tuple((forced or {}).get(height, ()))
+        forced_index += len(entries)
         txs = []
         for j in range(txs_per_block):
             s = (height * 7 + j * 3 + seed) % len(USERS)
@@ -99,7 +109,9 @@ def l2_chain(
             tx = Transaction(USERS[s].public_key, to, 1000 + j, nonces[s], 1, bytes(64))
             txs.append(sign_message(tx, USERS[s], L2_CHAIN))
             nonces[s] += 1
-        ledger, _ = ledger.apply_block(txs, [], proposer=proposer.public_key)
+        ledger, _ = ledger.apply_block(
+            txs, entries, proposer=proposer.public_key, chain_id=L2_CHAIN
+        )
         header = BlockHeader(
             height=height,
             round=height,
@@ -107,16 +119,16 @@ def l2_chain(
             parent_hash=parent,
             timestamp_ms=GENESIS_TS + height * 1000,
             proposer=proposer.public_key,
-            tx_root=tx_root(txs, []),
+            tx_root=tx_root(txs, entries),
             state_root=ledger.state_root(),
-            forced_index=0,
+            forced_index=forced_index,
             l1_origin=0,
         )
         proposal = sign_message(Proposal(header, bytes(64)), proposer, L2_CHAIN)
         bh = block_hash(header)
         out.append(
             CertifiedBlock(
-                Block(proposal, tuple(txs), (), None, None),
+                Block(proposal, tuple(txs), entries, None, None),
                 QuorumCertificate(bh, height, height, 0, ()),
             )
         )

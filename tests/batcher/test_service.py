@@ -69,13 +69,17 @@ def make_service(
     da: str = "blobs",
     fault: Any = None,
     deadline: float = 30.0,
+    cls: type[BatcherService] = BatcherService,
+    schedule: Callable[[], list[bytes]] | None = None,
+    config: BatcherConfig | None = None,
 ) -> BatcherService:
     identity = key.public_key if key is not None else bytes(32)
     store = Store.open(tmp / identity.hex()[:8], chain_id=L2_CHAIN, identity=identity)
-    svc = BatcherService(
+    svc = cls(
         blocks=store,
         data_dir=tmp / identity.hex()[:8],
-        config=BatcherConfig(
+        config=config
+        or BatcherConfig(
             da=da,  # type: ignore[arg-type]
             poll_interval_s=0.05,
             # Long by default: under a loaded machine a short deadline lets a back-up post
@@ -90,7 +94,7 @@ def make_service(
         chain_id=L2_CHAIN,
         l1_chain_id=L1_CHAIN,
         broadcast=net.broadcaster(identity),
-        schedule=lambda: [k.public_key for k in KEYS],
+        schedule=schedule or (lambda: [k.public_key for k in KEYS]),
         stake_view=lambda: (0, STAKES),
         worker_processes=0,
         fault=fault,

@@ -1,0 +1,111 @@
+"""What the L1 inbox will judge a batch by, read from the L1 (:class:`InboxJudge`).
+
+The rules themselves are :func:`sequencer_node.batching.inbox_rule.check_batch`, the same
+function the inbox runs; this module only gathers its inputs: the inbox's static settings
+(once), the L1 head (every :meth:`InboxJudge.refresh`, so a fork change is seen at once) and,
+per header, the forced-queue entry the header leaves out.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sequencer_node.batching.inbox_rule import InboxView, Landing, Refusal, check_batch
+from sequencer_node.clients.l1 import L1Client
+from sequencer_node.wire.blobs import BLOB_SCHEDULE, SLOTS_PER_EPOCH
+from sequencer_node.wire.messages import BatchHeader
+
+#: Blob limits assumed for a fork this build does not know (Osaka's).
+_UNKNOWN_FORK_MAX = 6
+
+
+@dataclass(frozen=True, slots=True)
+class _Settings:
+    l2_chain_id: int
+    first_height: int
+    unbonding_epochs: int
+    sequencing_window: int
+    slots_per_epoch: int
+    forks: tuple[tuple[int, str], ...]
+
+
+class InboxJudge:
+    """``await judge.refresh()`` each tick, then ``await judge.judge(header, last, ahead=k)``."""
+
+    def __init__(self, l1: L1Client) -> None:
+        self.l1 = l1
+        self._settings: _Settings | None = None
+        self.head = 0
+        self.head_slot = 0
+
+    async def refresh(self) -> None:
+        """Read the L1 head (and, the first time, the inbox's settings)."""
+        if self._settings is None:
+            c = await self.l1.config()
+            self._settings = _Settings(
+                l2_chain_id=int(c["l2ChainId"]),
+                first_height=int(c.get("inboxFirstHeight", 1)),
+                unbonding_epochs=int(c["unbondingEpochs"]),
+                sequencing_window=int(c["sequencingWindow"]),
+                slots_per_epoch=int(c.get("slotsPerEpoch", SLOTS_PER_EPOCH)),
+                forks=tuple((int(n), str(f)) for n, f in c["forks"]),
+            )
+        st = await self.l1.status()
+        self.head = int(st["head"])
+        self.head_slot = int(st["headSlot"])
+
+    @property
+    def ready(self) -> bool:
+        return self._settings is not None
+
+    def landing(self, ahead: int = 1) -> Landing:
+        """The L1 block ``ahead`` blocks past the head (its epoch is a lower bound: slots may
+        be empty), with the blob limits of the fork active there."""
+        s = self._settings
+        assert s is not None, "refresh() first"
+        block = self.head + ahead
+        fork = ""
+        for start, name in s.forks:
+            if start <= block:
+                fork = name
+        params = BLOB_SCHEDULE.get(fork)
+        return Landing(
+            l1_block=block,
+            epoch=(self.head_slot + ahead) // s.slots_per_epoch,
+            fork=fork,
+            max_blobs_per_tx=params.max_per_tx if params else _UNKNOWN_FORK_MAX,
+            max_blobs_per_block=params.max if params else _UNKNOWN_FORK_MAX,
+        )
+
+    def max_blobs(self) -> int | None:
+        """The per-transaction blob limit of the next block's fork (None before a refresh)."""
+        return self.landing(1).max_blobs_per_tx if self.ready else None
+
+    async def judge(
+        self, header: BatchHeader, last: BatchHeader | None, *, ahead: int = 1
+    ) -> Refusal | None:
+        """The inbox rule ``header`` breaks if it lands ``ahead`` blocks past the head.
+
+        ``last`` is the last batch the inbox accepted. The header's stake snapshot is taken
+        to exist: a co-signer read it for its stake view, and its age is checked here.
+        """
+        if self._settings is None:
+            await self.refresh()
+        s = self._settings
+        assert s is not None
+        q = await self.l1.forced_queue(header.forced_index, 1)
+        skipped = q.entries[0].l1_block if header.forced_index < q.length and q.entries else None
+        view = InboxView(
+            l2_chain_id=s.l2_chain_id,
+            first_height=s.first_height,
+            last=last,
+            forced_count=q.length,
+            skipped_forced_at=skipped,
+            snapshot_exists=True,
+            unbonding_epochs=s.unbonding_epochs,
+            sequencing_window=s.sequencing_window,
+        )
+        return check_batch(header, view, self.landing(ahead), blob_count=len(header.blob_hashes))
+
+
+__all__ = ["InboxJudge"]

@@ -1,0 +1,227 @@
+"""Every check the L1 batch inbox makes on a batch, as one pure function (:func:`check_batch`).
+
+Three parties apply it and must never disagree, so there is one copy:
+
+* the L1 inbox (``l1_mock.chain``), which refuses a batch that breaks a rule;
+* every co-signer, before it approves a proposed header: continuity with the last accepted
+  batch, the forced-inclusion rule at the L1 block the batch can reach, the fork's blob
+  limits and sizes, the stake epoch's age (a certificate for a header the inbox will refuse
+  would stop posting);
+* the batcher, to tell a refusal that can never change (the certificate is abandoned and
+  the batch number proposed again, see docs/batcher.md) from one that may pass later.
+
+What the inbox knows is passed in as an :class:`InboxView` (its state) and a
+:class:`Landing` (the L1 block that would include the batch). The certificate's signatures
+are not checked here: they need the stake snapshot and are checked by the inbox itself.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+from dataclasses import dataclass
+
+from sequencer_node.batching.blobs import MAX_BLOB_DATA_SIZE
+from sequencer_node.wire.l1calls import MAX_CALLDATA
+from sequencer_node.wire.messages import DA_BLOBS, DA_CALLDATA, ZERO_HASH, BatchHeader, batch_hash
+
+
+class Rule(enum.Enum):
+    """The inbox rule a batch breaks."""
+
+    CHAIN = "chain"  # for another L2 chain
+    NUMBER_TAKEN = "number_taken"  # the inbox already holds this batch number
+    NUMBER_AHEAD = "number_ahead"  # an earlier batch number is still missing
+    PARENT = "parent"  # parent_batch_hash is not the last accepted batch
+    CONTINUITY = "continuity"  # first_height is not the last accepted last_height + 1
+    DATA = "data"  # calldata does not match data_hash/data_bytes, or no blobs for a blob batch
+    BLOB_COUNT = "blob_count"  # more blobs than the fork allows, or a mismatch with the header
+    SIZE = "size"  # data_bytes more than the blobs (or calldata limit) can carry
+    EPOCH_NOT_FINAL = "epoch_not_final"  # the stake snapshot is not finalized yet
+    EPOCH_EXPIRED = "epoch_expired"  # older than the unbonding period (or pruned)
+    EPOCH_BACKWARDS = "epoch_backwards"  # older than the previous batch's stake epoch
+    FORCED_INDEX = "forced_index"  # forced_index outside [previous, queued]
+    FORCED_OVERDUE = "forced_overdue"  # leaves out a forced entry older than the window
+
+    @property
+    def final(self) -> bool:
+        """No later L1 state can make a header that breaks this rule acceptable.
+
+        The inbox only grows, L1 blocks and epochs only move forward, so only a missing
+        earlier batch, a snapshot not finalized yet and a forced index ahead of the queue
+        can still heal. A blob count above a fork's limit is treated as final: forks are not
+        awaited (a fresh proposal under the current limits is the way on).
+        """
+        return self not in (Rule.NUMBER_AHEAD, Rule.EPOCH_NOT_FINAL, Rule.FORCED_INDEX)
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """Why the inbox refuses a batch: the rule and the message the inbox reports."""
+
+    rule: Rule
+    message: str
+
+    @property
+    def final(self) -> bool:
+        return self.rule.final
+
+    def __str__(self) -> str:
+        return self.message
+
+
+@dataclass(frozen=True, slots=True)
+class InboxView:
+    """What the inbox knows when it judges one header (facts that depend on the header are
+    resolved by the caller: the forced entry at its ``forced_index``, its snapshot)."""
+
+    l2_chain_id: int
+    #: L2 height the first batch ever must start at.
+    first_height: int
+    #: The last accepted batch (None while the inbox is empty).
+    last: BatchHeader | None
+    #: Forced transactions queued so far.
+    forced_count: int
+    #: L1 block at which the forced entry at the header's ``forced_index`` was queued (None
+    #: when the header's ``forced_index`` leaves no entry out).
+    skipped_forced_at: int | None
+    #: A stake snapshot exists for the header's ``stake_epoch``.
+    snapshot_exists: bool
+    unbonding_epochs: int
+    sequencing_window: int
+
+
+@dataclass(frozen=True, slots=True)
+class Landing:
+    """The L1 block that would include the batch: its number, epoch and blob limits."""
+
+    l1_block: int
+    epoch: int
+    fork: str
+    max_blobs_per_tx: int
+    max_blobs_per_block: int
+
+
+def check_batch(
+    header: BatchHeader,
+    inbox: InboxView,
+    landing: Landing,
+    *,
+    blob_count: int,
+    calldata: bytes | None = None,
+) -> Refusal | None:
+    """The first inbox rule ``header`` breaks when included at ``landing`` (None: accepted).
+
+    ``blob_count`` is the number of blobs the call carries (co-signers pass the header's
+    count); ``calldata`` the call's data for a calldata batch (None: not checked, as for a
+    co-signer, which compares the data hash with its own rebuild).
+    """
+    for check in (_continuity, _data, _stake_epoch, _forced):
+        refusal = check(header, inbox, landing, blob_count, calldata)
+        if refusal is not None:
+            return refusal
+    return None
+
+
+def _continuity(
+    h: BatchHeader, inbox: InboxView, _l: Landing, _n: int, _c: bytes | None
+) -> Refusal | None:
+    if h.chain_id != inbox.l2_chain_id:
+        return Refusal(
+            Rule.CHAIN, f"batch for L2 chain {h.chain_id}; this inbox is {inbox.l2_chain_id}"
+        )
+    last = inbox.last
+    want_number = last.batch_number + 1 if last else 0
+    want_parent = batch_hash(last) if last else ZERO_HASH
+    want_first = last.last_height + 1 if last else inbox.first_height
+    if h.batch_number != want_number:
+        rule = Rule.NUMBER_TAKEN if h.batch_number < want_number else Rule.NUMBER_AHEAD
+        return Refusal(rule, f"batch number {h.batch_number}; expected {want_number}")
+    if h.parent_batch_hash != want_parent:
+        return Refusal(
+            Rule.PARENT, "wrong parent: parent_batch_hash is not the last accepted batch"
+        )
+    if h.first_height != want_first:
+        return Refusal(Rule.CONTINUITY, f"first_height {h.first_height}; expected {want_first}")
+    return None
+
+
+def _data(
+    h: BatchHeader, _i: InboxView, landing: Landing, blob_count: int, calldata: bytes | None
+) -> Refusal | None:
+    if h.da_kind == DA_CALLDATA:
+        if blob_count or h.blob_hashes:
+            return Refusal(Rule.BLOB_COUNT, "a calldata batch carries no blobs")
+        if h.data_bytes > MAX_CALLDATA:
+            return Refusal(
+                Rule.SIZE, f"data_bytes {h.data_bytes} exceed the calldata limit {MAX_CALLDATA}"
+            )
+        if calldata is not None and hashlib.sha256(calldata).digest() != h.data_hash:
+            return Refusal(Rule.DATA, "data_hash is not sha256 of the calldata")
+        if calldata is not None and h.data_bytes != len(calldata):
+            return Refusal(Rule.DATA, "data_bytes is not the calldata length")
+        return None
+    if h.da_kind != DA_BLOBS or blob_count == 0:
+        return Refusal(Rule.DATA, "a blob batch needs blobs")
+    if blob_count > landing.max_blobs_per_tx:
+        return Refusal(
+            Rule.BLOB_COUNT,
+            f"{blob_count} blobs in one transaction; {landing.fork} allows at most "
+            f"{landing.max_blobs_per_tx}",
+        )
+    if blob_count > landing.max_blobs_per_block:
+        return Refusal(
+            Rule.BLOB_COUNT,
+            f"{blob_count} blobs exceed the per-block maximum of {landing.max_blobs_per_block}",
+        )
+    if len(h.blob_hashes) != blob_count:
+        return Refusal(
+            Rule.BLOB_COUNT,
+            f"the header names {len(h.blob_hashes)} blobs, the call carries {blob_count}",
+        )
+    if h.data_bytes > blob_count * MAX_BLOB_DATA_SIZE:
+        return Refusal(Rule.SIZE, f"data_bytes {h.data_bytes} do not fit in {blob_count} blobs")
+    return None
+
+
+def _stake_epoch(
+    h: BatchHeader, inbox: InboxView, landing: Landing, _n: int, _c: bytes | None
+) -> Refusal | None:
+    e, current = h.stake_epoch, landing.epoch
+    if not (e == 0 or e <= current - 2):
+        return Refusal(Rule.EPOCH_NOT_FINAL, f"stake snapshot of epoch {e} is not finalized yet")
+    if e + inbox.unbonding_epochs < current:
+        return Refusal(
+            Rule.EPOCH_EXPIRED, f"stake snapshot of epoch {e} is older than the unbonding period"
+        )
+    if not inbox.snapshot_exists:
+        return Refusal(Rule.EPOCH_EXPIRED, f"no stake snapshot for epoch {e}")
+    if inbox.last and e < inbox.last.stake_epoch:
+        return Refusal(
+            Rule.EPOCH_BACKWARDS,
+            f"stake epoch {e} is older than the previous batch's {inbox.last.stake_epoch}",
+        )
+    return None
+
+
+def _forced(
+    h: BatchHeader, inbox: InboxView, landing: Landing, _n: int, _c: bytes | None
+) -> Refusal | None:
+    prev = inbox.last.forced_index if inbox.last else 0
+    if not prev <= h.forced_index <= inbox.forced_count:
+        rule = Rule.FORCED_INDEX if h.forced_index > inbox.forced_count else Rule.CONTINUITY
+        return Refusal(
+            rule, f"forced_index {h.forced_index} outside [{prev}, {inbox.forced_count}]"
+        )
+    queued_at = inbox.skipped_forced_at
+    # Entries are in L1 order: only the oldest one left out can be overdue.
+    if queued_at is not None and queued_at + inbox.sequencing_window <= landing.l1_block:
+        return Refusal(
+            Rule.FORCED_OVERDUE,
+            f"skips forced transaction {h.forced_index} queued at L1 block {queued_at}, "
+            f"older than the sequencing window of {inbox.sequencing_window} blocks",
+        )
+    return None
+
+
+__all__ = ["InboxView", "Landing", "Refusal", "Rule", "check_batch"]
