@@ -22,8 +22,8 @@ import trio
 from sequencer_node.clients.l1 import L1Client, L1Error, L1Unavailable
 from sequencer_node.derivation.deriver import (
     DerivationError,
-    Deriver,
     DerivationGenesis,
+    Deriver,
     PrunedData,
     describe,
 )

@@ -15,8 +15,8 @@ from sequencer_node.batcher.config import BatcherConfig
 from sequencer_node.batcher.kzg_worker import KzgWorker, Prepared
 from sequencer_node.batcher.poster import Poster, PostOutcome
 from sequencer_node.batcher.records import BatchRecords
-from sequencer_node.derivation.cli import follow_command
 from sequencer_node.clients.l1 import L1Client
+from sequencer_node.derivation.cli import follow_command
 from sequencer_node.derivation.deriver import Deriver, InvalidBatch, PrunedData
 from sequencer_node.genesis import L2Genesis, write_genesis
 from sequencer_node.wire.codec import encode
