@@ -350,7 +350,9 @@ class Chain:
             return partial(self.inbox.apply_queue_forced, p, ctx.l1_block)
         if isinstance(p, SubmitBatch):
             snap = st.snapshots.get(p.certificate.header.stake_epoch)
-            self.inbox.check_batch(p, ctx.l1_block, epoch, snap.stakes if snap else None)
+            stakes = snap.stakes if snap else None
+            fork = self.config.fork_at(ctx.l1_block)
+            self.inbox.check_batch(p, ctx.l1_block, epoch, stakes, fork)
             return partial(self._apply_batch, p, ctx, snap.stakes if snap else {})
         raise CallFailed(f"unsupported call {type(p).__name__}")  # pragma: no cover
 

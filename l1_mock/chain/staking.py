@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from l1_mock.chain.accounts import Accounts
 from l1_mock.chain.config import ChainConfig, GenesisSequencer
 from l1_mock.chain.errors import CallFailed
+from sequencer_node.batching.inbox_rule import stake_epoch_refusal
 from sequencer_node.wire.certificates import (
     CertificateError,
     verify_downtime_certificate,
@@ -122,15 +123,10 @@ class Offence:
 
 def stake_epoch_problem(stake_epoch: int, current_epoch: int, max_age: int) -> str | None:
     """Why a certificate may not name the snapshot of ``stake_epoch`` at ``current_epoch``, or
-    None: the snapshot must be finalized (epoch 0 is final from genesis) and at most
-    ``max_age`` epochs old. The batch inbox and downtime reports share this rule; with
-    ``max_age`` the unbonding period, everyone in an acceptable snapshot still has stake that
-    evidence can slash."""
-    if not (stake_epoch == 0 or stake_epoch <= current_epoch - 2):
-        return f"stake snapshot of epoch {stake_epoch} is not finalized yet"
-    if stake_epoch + max_age < current_epoch:
-        return f"stake snapshot of epoch {stake_epoch} is older than the unbonding period"
-    return None
+    None. The batch inbox and downtime reports share this rule (one copy, with the co-signers:
+    :func:`sequencer_node.batching.inbox_rule.stake_epoch_refusal`)."""
+    refusal = stake_epoch_refusal(stake_epoch, current_epoch, max_age)
+    return None if refusal is None else refusal.message
 
 
 def downtime_report_id(r: DowntimeReport) -> bytes:

@@ -22,6 +22,7 @@ import hashlib
 from dataclasses import dataclass
 
 from sequencer_node.batching.blobs import MAX_BLOB_DATA_SIZE
+from sequencer_node.wire.blobs import BlobParams
 from sequencer_node.wire.l1calls import MAX_CALLDATA
 from sequencer_node.wire.messages import DA_BLOBS, DA_CALLDATA, ZERO_HASH, BatchHeader, batch_hash
 
@@ -101,6 +102,11 @@ class Landing:
     max_blobs_per_tx: int
     max_blobs_per_block: int
 
+    @staticmethod
+    def at(l1_block: int, epoch: int, params: BlobParams) -> Landing:
+        """Block ``l1_block`` of epoch ``epoch``, under the fork ``params``."""
+        return Landing(l1_block, epoch, params.fork, params.max_per_tx, params.max)
+
 
 def check_batch(
     header: BatchHeader,
@@ -146,6 +152,14 @@ def _continuity(
     return None
 
 
+def check_data(
+    header: BatchHeader, landing: Landing, *, blob_count: int, calldata: bytes | None = None
+) -> Refusal | None:
+    """The data part of :func:`check_batch` alone (no inbox state needed): the fork's blob
+    limits and sizes, and a calldata batch's hash and length."""
+    return _data(header, _NO_VIEW, landing, blob_count, calldata)
+
+
 def _data(
     h: BatchHeader, _i: InboxView, landing: Landing, blob_count: int, calldata: bytes | None
 ) -> Refusal | None:
@@ -184,16 +198,28 @@ def _data(
     return None
 
 
-def _stake_epoch(
-    h: BatchHeader, inbox: InboxView, landing: Landing, _n: int, _c: bytes | None
-) -> Refusal | None:
-    e, current = h.stake_epoch, landing.epoch
-    if not (e == 0 or e <= current - 2):
+def stake_epoch_refusal(stake_epoch: int, current_epoch: int, max_age: int) -> Refusal | None:
+    """Whether a certificate may name the snapshot of ``stake_epoch`` at ``current_epoch``:
+    finalized (epoch 0 is final from genesis) and at most ``max_age`` epochs old. The L1's
+    downtime reports use this rule too; with ``max_age`` the unbonding period, everyone in an
+    acceptable snapshot still has stake that evidence can slash."""
+    e = stake_epoch
+    if not (e == 0 or e <= current_epoch - 2):
         return Refusal(Rule.EPOCH_NOT_FINAL, f"stake snapshot of epoch {e} is not finalized yet")
-    if e + inbox.unbonding_epochs < current:
+    if e + max_age < current_epoch:
         return Refusal(
             Rule.EPOCH_EXPIRED, f"stake snapshot of epoch {e} is older than the unbonding period"
         )
+    return None
+
+
+def _stake_epoch(
+    h: BatchHeader, inbox: InboxView, landing: Landing, _n: int, _c: bytes | None
+) -> Refusal | None:
+    e = h.stake_epoch
+    age = stake_epoch_refusal(e, landing.epoch, inbox.unbonding_epochs)
+    if age is not None:
+        return age
     if not inbox.snapshot_exists:
         return Refusal(Rule.EPOCH_EXPIRED, f"no stake snapshot for epoch {e}")
     if inbox.last and e < inbox.last.stake_epoch:
@@ -224,4 +250,14 @@ def _forced(
     return None
 
 
-__all__ = ["InboxView", "Landing", "Refusal", "Rule", "check_batch"]
+_NO_VIEW = InboxView(0, 0, None, 0, None, True, 0, 0)
+
+__all__ = [
+    "InboxView",
+    "Landing",
+    "Refusal",
+    "Rule",
+    "check_batch",
+    "check_data",
+    "stake_epoch_refusal",
+]
