@@ -95,6 +95,7 @@ def status(node_url: str, as_json: bool) -> None:
             f"{_dash(lb.get('last_height'))} {_dash(lb.get('state'))}, "
             f"L1 block {_dash(lb.get('l1_block'))}",
             "da": d.get("da"),
+            "batching": _batching_state(lb),
         }
         out = render_kv(kv)
         peers = d.get("peer_list") or []
@@ -104,6 +105,22 @@ def status(node_url: str, as_json: bool) -> None:
         return out
 
     emit(data, as_json, human)
+
+
+def _batching_state(lb: Any) -> str:
+    """The batcher's health: a stalled batch (refused, fee above cap, no cut) and how many
+    certificates it abandoned because the L1 refuses them for good."""
+    if not isinstance(lb, dict):
+        return "-"
+    stalled = lb.get("stalled")
+    abandoned = lb.get("abandoned") or 0
+    note = f" ({abandoned} certificates abandoned)" if abandoned else ""
+    if isinstance(stalled, dict):
+        return (
+            f"STALLED at batch {stalled.get('batch')} for {stalled.get('seconds')} s: "
+            f"{stalled.get('reason')}{note}"
+        )
+    return "ok" + note
 
 
 # --- leaders -------------------------------------------------------------------------------
@@ -337,7 +354,8 @@ async def _batches_data(
     async with L1Client(l1_url) as l1:
         newest = await l1.last_batch()
         if newest is None:
-            return {"batches": [], "total": 0, "enriched": False}
+            batching = await _node_batching(node_url) if node_url else None
+            return {"batches": [], "total": 0, "enriched": False, "batching": batching}
         total = newest.header.batch_number + 1
         first = max(0, total - last) if start is None else start
         found = await l1.inbox_batches(first, last) if first < total else []
@@ -345,12 +363,28 @@ async def _batches_data(
     known = await _node_batches(node_url) if node_url else {}
     for row in rows:
         _add_tx_counts(row, known.get(row["number"]))
-    return {"batches": rows, "total": total, "enriched": bool(known)}
+    batching = await _node_batching(node_url) if node_url else None
+    return {"batches": rows, "total": total, "enriched": bool(known), "batching": batching}
+
+
+async def _node_batching(node_url: str) -> dict[str, Any] | None:
+    """The node's batcher health (``stalled``, ``abandoned``) from its ``/v1/status``."""
+    try:
+        async with NodeClient(node_url) as node:
+            lb = (await node.status()).get("last_batch")
+    except NodeError:
+        return None
+    if not isinstance(lb, dict):
+        return None
+    return {"stalled": lb.get("stalled"), "abandoned": lb.get("abandoned")}
 
 
 def _render_batches(d: dict[str, Any]) -> str:
+    health = ""
+    if d.get("batching") is not None:
+        health = "\nbatching: " + _batching_state(d["batching"])
     if not d["batches"]:
-        return "no batches on the L1 yet"
+        return "no batches on the L1 yet" + health
     rows = [
         [
             b["number"],
@@ -373,7 +407,7 @@ def _render_batches(d: dict[str, Any]) -> str:
     )
     if not d["enriched"]:
         note += "\n(txs and bytes per tx: pass --node-url)"
-    return f"{table}\n{d['total']} batches on the L1\n{note}"
+    return f"{table}\n{d['total']} batches on the L1\n{note}{health}"
 
 
 @click.command("batches")

@@ -52,6 +52,38 @@ def test_status_shows_the_last_batch_state(fake_node: Node) -> None:
     assert "accepted, L1 block 118" in r.stdout
 
 
+def test_status_and_batches_show_a_stalled_batcher(fake_node: Node, l1: L1) -> None:
+    # issue 16: a refused or stalled batch is visible in seqctl status and seqctl batches
+    fake = fake_node.fake
+    stall = {
+        "batch": 3,
+        "reason": "batch 3: rejected: first_height 2; expected 1",
+        "since": 1.0,
+        "seconds": 42.0,
+    }
+    fake.status_extra["last_batch"] = {
+        "number": 2,
+        "first_height": 1,
+        "last_height": 9,
+        "l1_block": 118,
+        "stalled": stall,
+        "abandoned": 1,
+    }
+    r = seqctl("status", "--node-url", fake_node.url)
+    assert r.exit_code == 0, r.output
+    assert "STALLED at batch 3 for 42.0 s: batch 3: rejected: first_height 2" in r.stdout
+    assert "(1 certificates abandoned)" in r.stdout
+    r = seqctl("batches", "--l1-url", l1.url, "--node-url", fake_node.url, "--json")
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["batching"]["stalled"]["batch"] == 3
+    r = seqctl("batches", "--l1-url", l1.url, "--node-url", fake_node.url)
+    assert "batching: STALLED at batch 3" in r.stdout
+    fake.status_extra["last_batch"] = {"number": 2, "stalled": None, "abandoned": 0}
+    r = seqctl("status", "--node-url", fake_node.url)
+    assert "batching" in r.stdout
+    assert "STALLED" not in r.stdout
+
+
 def test_leaders(fake_node: Node) -> None:
     r = seqctl("leaders", "--node-url", fake_node.url, "--json")
     assert r.exit_code == 0, r.output
