@@ -117,6 +117,9 @@ async def faulty_leader_then_honest(
     chain: list[CertifiedBlock],
     cls: type[BatcherService],
     faulty_config: BatcherConfig,
+    *,
+    workers: int = 0,
+    deadline: float = 60,
 ) -> int:
     """KEYS[0] leads first and is faulty; once it has proposed (twice: its proposal was
     reviewed for a whole proposal timeout), an honest node leads. Returns the L1 blocks
@@ -127,21 +130,27 @@ async def faulty_leader_then_honest(
     async with running_l1(tmp_path) as (_node, l1), trio.open_nursery() as nursery:
         services = [
             make_service(tmp_path, l1, KEYS[0], net, cls=cls, schedule=lambda: order,
-                         config=faulty_config)
+                         config=faulty_config, workers=workers)
         ]  # fmt: skip
         services += [
-            make_service(tmp_path, l1, k, net, schedule=lambda: order, config=config())
+            make_service(
+                tmp_path, l1, k, net, schedule=lambda: order, config=config(), workers=workers
+            )
             for k in KEYS[1:]
         ]
         for s in services:
             feed(s, chain)
             await nursery.start(s.run)
-        await wait_for(lambda: seen.count >= 2)
+        # Reviewed: the faulty leader proposed again after its timeout, or (before the fix)
+        # the honest nodes certified its proposal and a call went out.
+        await wait_for(
+            lambda: seen.count >= 2 or any(s.status()["in_flight"] for s in services), deadline
+        )
         for _ in range(3):
             await l1.dev_mine(1)
             await trio.sleep(0.1)
         order[:] = HONEST_FIRST
-        mined = await mine_until(l1, lambda: _reached(l1, chain[-1].block.header.height))
+        mined = await mine_until(l1, lambda: _reached(l1, chain[-1].block.header.height), deadline)
         batches = await l1.inbox_batches(0, 100)
         assert [b.header.batch_number for b in batches] == list(range(len(batches)))
         assert await calls_sent(l1) == len(batches)  # no call refused, none duplicated
@@ -181,7 +190,9 @@ async def test_more_blobs_than_the_fork_allows_get_no_certificate(tmp_path: Path
         max_batch_bytes=8 * MAX_BLOB_DATA_SIZE,
     )
     chain = l2_chain(10, 1100)
-    mined = await faulty_leader_then_honest(tmp_path, chain, Unchecked, greedy)
+    mined = await faulty_leader_then_honest(
+        tmp_path, chain, Unchecked, greedy, workers=1, deadline=300
+    )
     assert mined <= 60
 
 

@@ -72,6 +72,7 @@ def make_service(
     cls: type[BatcherService] = BatcherService,
     schedule: Callable[[], list[bytes]] | None = None,
     config: BatcherConfig | None = None,
+    workers: int = 0,
 ) -> BatcherService:
     identity = key.public_key if key is not None else bytes(32)
     store = Store.open(tmp / identity.hex()[:8], chain_id=L2_CHAIN, identity=identity)
@@ -96,7 +97,7 @@ def make_service(
         broadcast=net.broadcaster(identity),
         schedule=schedule or (lambda: [k.public_key for k in KEYS]),
         stake_view=lambda: (0, STAKES),
-        worker_processes=0,
+        worker_processes=workers,
         fault=fault,
     )
     net.services[identity] = svc
