@@ -174,7 +174,8 @@ async def test_a_batch_that_does_not_continue_the_inbox_gets_no_certificate(
     refused by the L1 on every tick ("first_height 2; expected 1"), and nothing landed after
     an honest node took over."""
     mined = await faulty_leader_then_honest(tmp_path, l2_chain(6, 2), SkipsABlock, config())
-    assert mined <= 40
+    print(f"first_height: landed {mined} L1 blocks after an honest node led")
+    assert mined <= 100  # one L1 block per 0.1 s of wall time (see the outage test)
 
 
 @pytest.mark.slow
@@ -255,7 +256,10 @@ async def test_an_outage_past_the_sequencing_window_with_a_forced_tx_queued(
             feed(s, longer[6:])
         FlakyL1.down = False  # the L1 is back
         mined = await mine_until(l1, lambda: _reached(l1, 8))
-        assert mined <= 40
+        print(f"outage: batch 0 landed {mined} L1 blocks after the L1 came back")
+        # One L1 block per 0.1 s of wall time (plus the RPC): the bound is loose for a loaded
+        # machine (measured 36 blocks at load average 20).
+        assert mined <= 100
         batches = await l1.inbox_batches(0, 100)
         assert [b.header.batch_number for b in batches] == list(range(len(batches)))
         assert batches[0].header.forced_index == 1
@@ -265,6 +269,47 @@ async def test_an_outage_past_the_sequencing_window_with_a_forced_tx_queued(
         assert any(s.status()["abandoned"] for s in services)
         nursery.cancel_scope.cancel()
         for c in flaky:
+            await c.aclose()
+    for s in services:
+        stores.pop(s).close()
+
+
+class SpikyL1(L1Client):
+    """The services' L1 client, with a blob base fee the test sets (the rest is real)."""
+
+    fee: int | None = None
+
+    async def blob_base_fee(self) -> int:
+        return SpikyL1.fee if SpikyL1.fee is not None else await super().blob_base_fee()
+
+
+async def test_a_stalled_pipeline_shows_in_status_and_clears(tmp_path: Path) -> None:
+    """Finding 3: a batch that cannot be posted (here: the blob base fee above the cap) used
+    to leave status()["error"] None on every tick; now it names the stalled batch and why."""
+    chain = l2_chain(4, 2)
+    net = Net()
+    SpikyL1.fee = 2 * 10**12  # above the default cap of 10**12 wei
+    async with running_l1(tmp_path) as (_node, l1), trio.open_nursery() as nursery:
+        clients = [SpikyL1(l1.url) for _ in KEYS]
+        services = [
+            make_service(tmp_path, c, k, net, config=config())
+            for c, k in zip(clients, KEYS, strict=True)
+        ]
+        for s in services:
+            feed(s, chain)
+            await nursery.start(s.run)
+        leader = services[0]
+        await wait_for(lambda: "above the cap" in str(leader.status()["error"]))
+        stalled = leader.status()["stalled"]
+        assert stalled["batch"] == 0
+        assert "fee_above_cap" in stalled["reason"]
+        SpikyL1.fee = None  # the market calms down
+        await mine_until(l1, lambda: _reached(l1, 4))
+        await wait_for(lambda: leader.status()["last_accepted_at"] is not None)
+        assert leader.status()["stalled"] is None
+        assert leader.status()["error"] is None
+        nursery.cancel_scope.cancel()
+        for c in clients:
             await c.aclose()
     for s in services:
         stores.pop(s).close()

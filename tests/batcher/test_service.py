@@ -13,7 +13,7 @@ import trio
 
 from sequencer_node.batcher.config import BatcherConfig
 from sequencer_node.batcher.messages import BatchProposal
-from sequencer_node.batcher.records import BatchState
+from sequencer_node.batcher.records import BatchRecords, BatchState
 from sequencer_node.batcher.service import BatcherService
 from sequencer_node.clients.l1 import L1Client
 from sequencer_node.derivation.deriver import Deriver
@@ -207,7 +207,10 @@ async def test_leader_crashes_before_sending_backup_posts_and_restart_posts_noth
         await mine_until(l1, lambda: _reached(l1, 6))
         assert await l1.nonce(KEYS[0].address) == 0  # the leader never got its call out
         assert await l1.nonce(KEYS[1].address) >= 1  # the first back-up posted
-        rec = services[0].records.get(0)
+        # what the crashed leader left on disk (its run() closed its own records)
+        left = BatchRecords.open(tmp_path / KEYS[0].public_key.hex()[:8])
+        rec = left.get(0)
+        left.close()
         assert rec is not None
         assert rec.state == BatchState.POSTED
         # the leader restarts over the same data directory
