@@ -18,7 +18,7 @@ from typing import Any
 import trio
 
 from sequencer_node.clients.l1 import L1Client, L1Error
-from sequencer_node.derivation.follower import DerivationError, Follower, FollowerGenesis
+from sequencer_node.derivation.deriver import DerivationError, DerivationGenesis, Deriver
 from sequencer_node.genesis import load_genesis
 from tests.faults.load import Ack, History
 from tests.faults.network import FaultNet
@@ -137,12 +137,12 @@ class Derived:
 async def derive(net: FaultNet, node: int, want_height: int, limit_s: float) -> Derived:
     """Run the derivation follower on the real L1 until it reaches ``want_height``, then
     compare what it rebuilt with node ``node``'s block at the follower's height."""
-    genesis = FollowerGenesis.from_l2(load_genesis(net.cfg.l2_genesis))
+    genesis = DerivationGenesis.from_l2(load_genesis(net.cfg.l2_genesis))
     out = Derived()
     end = time.monotonic() + limit_s
     async with L1Client(net.cfg.l1_url) as l1:
         # the follower keeps its state on disk, so a later check resumes where this one ended
-        follower = Follower(l1, genesis, data_dir=net.root / "follower")
+        follower = Deriver(l1, genesis, data_dir=net.root / "follower")
         while follower.height < want_height and time.monotonic() < end:
             try:
                 got = await follower.derive_available()
@@ -161,7 +161,7 @@ async def derive(net: FaultNet, node: int, want_height: int, limit_s: float) -> 
     return out
 
 
-async def _compare(net: FaultNet, node: int, follower: Follower) -> str | None:
+async def _compare(net: FaultNet, node: int, follower: Deriver) -> str | None:
     h = follower.height
     b = None
     end = time.monotonic() + 20
