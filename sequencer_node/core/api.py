@@ -252,8 +252,10 @@ class WatermarkPersisted:
 
 @dataclass(frozen=True, slots=True)
 class CertifiedBlocksReceived:
-    """Certified blocks from the node's own store (refusals name :attr:`LocalSource.STORE`);
-    blocks from peers arrive as a :class:`SyncResponse` in a :class:`MessageReceived`."""
+    """Certified blocks from the node's own store: refused ones give
+    :class:`InputRefused` (:attr:`LocalSource.STORE`), ones whose stake tables are not known
+    yet are retried on ``tick`` (like ``certified=`` at construction); blocks from peers arrive
+    as a :class:`SyncResponse` in a :class:`MessageReceived`."""
 
     blocks: tuple[CertifiedBlock, ...]
 

@@ -212,7 +212,8 @@ class SequencerCore:
             self._l1_head = max(self._l1_head, event.head)
             self._l1_finalized = max(self._l1_finalized, event.finalized)
         elif isinstance(event, api.CertifiedBlocksReceived):
-            self._on_certified(api.LocalSource.STORE, event.blocks, now_ms, out)
+            self._restore.extend(event.blocks)
+            self._restore_certified(now_ms, out)
         else:
             raise TypeError(f"unknown event {type(event).__name__}")
         self._propose_if_leader(now_ms, out)

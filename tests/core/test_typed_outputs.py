@@ -12,6 +12,7 @@ from sequencer_node.wire.crypto import sign_message
 from sequencer_node.wire.messages import (
     ZERO_HASH,
     BlockHeader,
+    CertifiedBlock,
     DoubleProposal,
     DoubleTimeout,
     DoubleVote,
@@ -83,3 +84,21 @@ def test_evidence_names_its_kind_round_and_offender(kind: EvidenceKind) -> None:
         ev = DoubleTimeout(ta, tb)
     assert (ev.kind, ev.round, ev.offender) == (kind, 7, pk)
     assert verify_evidence(ev, CHAIN_ID) == pk
+
+
+def test_a_refused_stored_block_is_an_effect_not_an_exception() -> None:
+    sim = Simulation(6)
+    assert sim.run_until(lambda: len(sim.instances[0].store) >= 3, 20_000)
+    first, second = sim.instances[0].store[:2]
+    core = SequencerCore(sim.config_for(sim.instances[3]), sim.genesis)
+    broken = CertifiedBlock(first.block, second.qc)  # the QC of another block
+    out = core.handle(api.CertifiedBlocksReceived((broken,)), sim.now)
+    assert _refusals(out) == [
+        api.InputRefused(
+            api.LocalSource.STORE,
+            api.Offense(
+                api.Fault.INVALID_CERTIFICATE,
+                "stored certified block refused: certified block and QC do not match",
+            ),
+        )
+    ]
