@@ -33,6 +33,7 @@ from sequencer_node.cli.runner import run_async
 from sequencer_node.clients.l1 import L1Client, L1Rejected, SequencerInfo
 from sequencer_node.keystore import KeystoreError, read_public_info
 from sequencer_node.system.commandline import fail, json_option
+from sequencer_node.system.hostport import HostPort
 from sequencer_node.system.terminal import waiting
 from sequencer_node.wire.crypto import SigningKey, format_address, parse_address
 from sequencer_node.wire.hexstr import to_hex
@@ -306,9 +307,10 @@ def stake_register(
     rpc_address: str,
 ) -> None:
     """Register a sequencer owned by the --from account and lock its first stake."""
-    host, _, port = p2p_address.rpartition(":")
-    if not host or not port.isdigit() or not 0 < int(port) < 65536:
-        fail(f"--p2p-address {p2p_address!r} is not HOST:PORT (e.g. 10.0.0.5:9000)")
+    try:
+        HostPort.parse(p2p_address)
+    except ValueError as e:
+        fail(f"--p2p-address {e}")
     gwei = amount_gwei(amount, "--stake")
     _run_write(
         "register",

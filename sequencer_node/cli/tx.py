@@ -22,7 +22,7 @@ from sequencer_node.cli.common import (
     short_hex,
 )
 from sequencer_node.cli.runner import run_async
-from sequencer_node.clients.node import NodeClient, NodeRejected
+from sequencer_node.clients.node import NodeAccount, NodeClient, NodeRejected, NodeTxStatus
 from sequencer_node.keystore import KeystoreError, read_public_info
 from sequencer_node.system.commandline import fail, json_option
 from sequencer_node.system.terminal import Waiting, waiting
@@ -76,7 +76,7 @@ async def wait_certified(
     poll: float = 0.1,
     until: tuple[str, ...] = CERTIFIED_OR_LATER,
     shown: Waiting | None = None,
-) -> dict[str, Any]:
+) -> NodeTxStatus:
     """Poll ``/v1/tx`` until the status is one of ``until`` (bound it with a cancel scope);
     ``shown`` displays the status seen so far."""
     while True:
@@ -112,7 +112,7 @@ async def _submit(node: NodeClient, signed: Transaction, h: bytes, nonce_given: 
     return str(answer.get("status", "pending"))
 
 
-async def _wait_or_fail(node: NodeClient, h: bytes, seconds: float) -> dict[str, Any]:
+async def _wait_or_fail(node: NodeClient, h: bytes, seconds: float) -> NodeTxStatus:
     st = None
     with waiting(f"waiting for {short_hex(h)} to be certified", seconds) as shown:
         with trio.move_on_after(seconds):
@@ -257,7 +257,7 @@ def tx_status(
     finalized, or unknown."""
     h = parse_hash(tx_hash_hex)
 
-    async def go() -> dict[str, Any]:
+    async def go() -> NodeTxStatus:
         async with NodeClient(node_url) as node:
             if wait is None:
                 return await node.tx_status(h)
@@ -288,7 +288,7 @@ def account(address: str, node_url: str, as_json: bool) -> None:
     from the node's certified state, and the next nonce past its pending transactions."""
     raw = parse_destination(address, "ADDRESS")
 
-    async def go() -> dict[str, Any]:
+    async def go() -> NodeAccount:
         async with NodeClient(node_url) as node:
             return await node.account(raw)
 

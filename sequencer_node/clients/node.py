@@ -6,7 +6,7 @@ Errors: :class:`NodeUnavailable` (cannot connect, timeout, 5xx, not JSON: exit 3
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NotRequired, TypedDict, cast
 
 import httpx
 
@@ -49,6 +49,44 @@ def _without_code(code: str, message: str) -> str:
     return message
 
 
+class NodeAccount(TypedDict):
+    """``GET /v1/account/{address}``: balance and nonce at the certified state ``height``;
+    ``pending_nonce`` past the account's pooled transactions (nodes before it: absent)."""
+
+    address: str
+    balance: str
+    nonce: int
+    pending_nonce: NotRequired[int]
+    height: NotRequired[int]
+
+
+class NodeTxStatus(TypedDict):
+    """``GET /v1/tx/{hash}``: pending, certified, batched, finalized or unknown."""
+
+    tx_hash: str
+    status: str
+    height: NotRequired[int | None]
+    batch: NotRequired[int | None]
+    l1_block: NotRequired[int | None]
+
+
+class NodeTxAccepted(TypedDict):
+    """``POST /v1/tx`` when the node accepted the transaction into its pool."""
+
+    tx_hash: str
+    status: str
+
+
+def _shaped(data: dict[str, Any], fields: dict[str, type], url: str, path: str) -> None:
+    """Check the fields the client relies on (the rest passes through to ``--json``)."""
+    for name, kind in fields.items():
+        if not isinstance(data.get(name), kind) or isinstance(data.get(name), bool):
+            raise NodeUnavailable(
+                f"node at {url} answered {path} without a {kind.__name__} {name!r}; is that URL "
+                f"a seqnet node's RPC (and of this version)?"
+            )
+
+
 class NodeClient:
     """``async with NodeClient(url) as node: await node.status()``."""
 
@@ -67,7 +105,9 @@ class NodeClient:
     async def __aexit__(self, *exc: object) -> None:
         await self._http.aclose()
 
-    async def _request(self, method: str, path: str, body: Any = None) -> Any:
+    async def _request(
+        self, method: str, path: str, body: dict[str, str] | None = None
+    ) -> dict[str, Any]:
         try:
             r = await self._http.request(method, self.url + path, json=body)
         except httpx.HTTPError as e:
@@ -103,10 +143,10 @@ class NodeClient:
         return data
 
     async def status(self) -> dict[str, Any]:
-        return await self._request("GET", "/v1/status")  # type: ignore[no-any-return]
+        return await self._request("GET", "/v1/status")
 
     async def schedule(self) -> dict[str, Any]:
-        return await self._request("GET", "/v1/schedule")  # type: ignore[no-any-return]
+        return await self._request("GET", "/v1/schedule")
 
     async def evidence(self) -> list[dict[str, Any]]:
         return list((await self._request("GET", "/v1/evidence")).get("evidence", []))
@@ -114,15 +154,22 @@ class NodeClient:
     async def batches(self) -> list[dict[str, Any]]:
         return list((await self._request("GET", "/v1/batches")).get("batches", []))
 
-    async def account(self, address: bytes) -> dict[str, Any]:
-        return await self._request("GET", f"/v1/account/{to_hex(address)}")  # type: ignore[no-any-return]
+    async def account(self, address: bytes) -> NodeAccount:
+        path = f"/v1/account/{to_hex(address)}"
+        data = await self._request("GET", path)
+        _shaped(data, {"balance": str, "nonce": int}, self.url, path)
+        return cast(NodeAccount, data)
 
     async def block(self, height: int) -> dict[str, Any]:
-        return await self._request("GET", f"/v1/blocks/{height}")  # type: ignore[no-any-return]
+        return await self._request("GET", f"/v1/blocks/{height}")
 
-    async def send_tx(self, tx: Transaction) -> dict[str, Any]:
-        body = {"tx": to_hex(encode(tx))}
-        return await self._request("POST", "/v1/tx", body)  # type: ignore[no-any-return]
+    async def send_tx(self, tx: Transaction) -> NodeTxAccepted:
+        data = await self._request("POST", "/v1/tx", {"tx": to_hex(encode(tx))})
+        _shaped(data, {"tx_hash": str, "status": str}, self.url, "/v1/tx")
+        return cast(NodeTxAccepted, data)
 
-    async def tx_status(self, tx_hash: bytes) -> dict[str, Any]:
-        return await self._request("GET", f"/v1/tx/{to_hex(tx_hash)}")  # type: ignore[no-any-return]
+    async def tx_status(self, tx_hash: bytes) -> NodeTxStatus:
+        path = f"/v1/tx/{to_hex(tx_hash)}"
+        data = await self._request("GET", path)
+        _shaped(data, {"tx_hash": str, "status": str}, self.url, path)
+        return cast(NodeTxStatus, data)

@@ -6,6 +6,8 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 from sequencer_node.system.commandline import EXIT_FAILED, EXIT_KEYSTORE, EXIT_UNREACHABLE
 from sequencer_node.wire.crypto import SigningKey, verify_message
 from tests.cli.conftest import Node, seqctl
@@ -155,3 +157,12 @@ def test_a_refusal_does_not_repeat_its_code() -> None:
     e = NodeRejected(422, "INSUFFICIENT_BALANCE", "insufficient_balance: balance 1 < 2")
     assert str(e) == "INSUFFICIENT_BALANCE: balance 1 < 2"
     assert str(NodeRejected(422, "NONCE_GAP", "nonce 9 > next 3")) == "NONCE_GAP: nonce 9 > next 3"
+
+
+def test_the_node_client_checks_the_fields_it_relies_on() -> None:
+    from sequencer_node.clients.node import NodeUnavailable, _shaped
+
+    _shaped({"balance": "5", "nonce": 1}, {"balance": str, "nonce": int}, "http://n", "/v1/x")
+    for bad in ({"balance": "5"}, {"balance": 5, "nonce": 1}, {"balance": "5", "nonce": True}):
+        with pytest.raises(NodeUnavailable, match="is that URL a seqnet node's RPC"):
+            _shaped(bad, {"balance": str, "nonce": int}, "http://n", "/v1/x")
