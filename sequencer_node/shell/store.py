@@ -1,5 +1,5 @@
-"""SQLite persistence in the node's data directory: certified blocks, ledger snapshots, the
-never-sign-twice watermark and the blocks above the committed chain that the node voted for or
+"""SQLite persistence in the node's data directory: certified blocks, ledger snapshots (a table
+for restart from a snapshot: the node does not write it yet), the never-sign-twice watermark and the blocks above the committed chain that the node voted for or
 saw certified (so a restart can rebuild on them). A batch's state is the batcher's, in its own
 file.
 
