@@ -391,11 +391,16 @@ class Scenario:
                 f"L1 within {limit:.0f} s ({len(landed)} batches landed after the outage)"
             )
         else:
+            after = time.time() - step.window[1]
             want = landed[-1].header.last_height
             derived = await checks.derive(self.net, self._answering(), want, limit)
             step.info["follower_height"] = derived.height
             if derived.error or derived.mismatch or derived.height < want:
                 step.problems.append(f"follower: {derived.error or derived.mismatch or 'behind'}")
+            step.info["note"] = (
+                f"forced tx certified at height {forced_at}; a batch covering it on L1 "
+                f"{after:.0f} s after the outage; the follower agrees up to {derived.height}"
+            )
         step.ok = not step.problems
 
     async def _wait_forced_block(self, limit_s: float) -> int | None:
@@ -653,6 +658,8 @@ def markdown(report: Report) -> str:
     ]
     for s in report.steps:
         result = "ok" if s.ok else "FAILED: " + "; ".join(s.problems)[:120]
+        if s.info.get("note"):
+            result += f" ({s.info['note']})"
         rows.append(
             f"| {s.name} | {s.fault} | {s.expect} | {result} | {s.advance} | "
             f"{_fmt(s.recover_s)} s | {s.blocks_ratio} | {s.tx_ratio} |"

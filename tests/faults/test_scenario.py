@@ -21,14 +21,9 @@ from tests.faults.scenario import PROFILES, Report, Step, markdown, run_scenario
 
 pytestmark = pytest.mark.slow
 
-#: Steps that fail today for a known, open reason (xfail, strict unless the failure is
-#: intermittent: they start passing when it is fixed, and then lose their mark).
+#: Steps that fail today for a known, open reason (xfail strict: they start passing when it
+#: is fixed, and then lose their mark).
 KNOWN_FAILURES = {
-    "l1-outage": "issue 16, finding 2: a batch certified before a forced transaction is "
-    "refused for good once the L1 is past the sequencing window; posting stops",
-    "restart-all": "issue 11, finding 6: after every node is killed at once, the restarted "
-    "network can stall for good (a QC for a height no node stored). Intermittent: about one "
-    "series of 6 crashes in 3 survives, so this mark is not strict",
     "crash-loss": "issue 11 (durability, recovery): a transaction acknowledged shortly before "
     "every node is killed at once is lost (the mempool is not durable and is not rebuilt "
     "from the peers), and so is one acknowledged by a node killed before it gossiped it",
@@ -102,13 +97,11 @@ def test_acknowledged_transactions_reach_l1_and_the_follower_agrees(report: Repo
         check(report, st)
 
 
-@pytest.mark.xfail(strict=False, reason=KNOWN_FAILURES["restart-all"])
 def test_the_whole_network_killed_at_once_resumes(report: Report) -> None:
     for st in report.steps_of("restart-all"):
         check(report, st)
 
 
-@pytest.mark.xfail(strict=True, reason=KNOWN_FAILURES["l1-outage"])
 def test_batches_land_again_after_an_l1_outage_past_the_window(report: Report) -> None:
     for st in report.steps_of("l1-outage"):
         check(report, st)
