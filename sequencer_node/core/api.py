@@ -41,10 +41,12 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Annotated
 
-from sequencer_node.wire.codec import U64, Hash32, MaxItems, PubKey, wire_message
+from sequencer_node.core.ledger import Ledger
+from sequencer_node.wire.codec import U64, Hash32, MaxItems, PubKey, decode, encode, wire_message
 from sequencer_node.wire.crypto import SigningKey
 from sequencer_node.wire.messages import (
     Block,
+    BlockHeader,
     CertifiedBlock,
     DowntimeCertificate,
     Evidence,
@@ -183,6 +185,60 @@ class PersistedState:
     timeout_round: U64
     timeout_digest: Hash32
     high_qc: QuorumCertificate | None
+
+
+#: Most epoch anchors a snapshot carries (the committed first blocks of the latest epochs).
+MAX_SNAPSHOT_ANCHORS = 8
+
+
+@wire_message(67)
+@dataclass(frozen=True, slots=True)
+class SnapshotHead:
+    """The committed-chain part of a :class:`ChainSnapshot` (its wire form)."""
+
+    head: CertifiedBlock
+    anchors: Annotated[tuple[BlockHeader, ...], MaxItems(MAX_SNAPSHOT_ANCHORS)]
+
+
+@dataclass(frozen=True, slots=True)
+class ChainSnapshot:
+    """The committed state after block ``head``: what a restart needs instead of the chain
+    below it.
+
+    ``ledger`` is the state after ``head`` (its root is ``head``'s state root); ``anchors``
+    are the committed first blocks of the latest epochs, which fix the stake tables of the
+    epochs a node still judges (:mod:`~sequencer_node.core.epochs`). Encoded as a 4-byte
+    length, the canonical :class:`SnapshotHead` and the ledger's own snapshot bytes
+    (:meth:`Ledger.to_bytes`), because a ledger can outgrow one wire message.
+    """
+
+    head: CertifiedBlock
+    anchors: tuple[BlockHeader, ...]
+    ledger: Ledger
+
+    @property
+    def height(self) -> int:
+        return self.head.block.header.height
+
+    def to_bytes(self) -> bytes:
+        meta = encode(SnapshotHead(self.head, self.anchors))
+        return len(meta).to_bytes(4, "big") + meta + self.ledger.to_bytes()
+
+    @staticmethod
+    def from_bytes(data: bytes) -> ChainSnapshot:
+        """Decode strictly; the ledger's recomputed root must match its head's state root.
+
+        Raises:
+            ValueError: malformed bytes, or a ledger that is not the head's state.
+        """
+        n = int.from_bytes(data[:4], "big")
+        if len(data) < 4 + n:
+            raise ValueError("chain snapshot: truncated")
+        meta = decode(data[4 : 4 + n], SnapshotHead)
+        snap = ChainSnapshot(meta.head, meta.anchors, Ledger.from_bytes(data[4 + n :]))
+        if snap.ledger.state_root() != snap.head.block.header.state_root:
+            raise ValueError("chain snapshot: the ledger is not the state of its head block")
+        return snap
 
 
 @wire_message(65)
@@ -444,11 +500,13 @@ class CoreStatus:
 
 
 __all__ = [
+    "MAX_SNAPSHOT_ANCHORS",
     "MAX_SYNC_BLOCKS",
     "BlockCertified",
     "BlockCommitted",
     "Broadcast",
     "CertifiedBlocksReceived",
+    "ChainSnapshot",
     "CoreConfig",
     "CoreStatus",
     "DowntimeCertificateReady",
@@ -470,6 +528,7 @@ __all__ = [
     "RoundCause",
     "RoundChanged",
     "SendTo",
+    "SnapshotHead",
     "Source",
     "StakeSnapshot",
     "StakeSnapshotAvailable",

@@ -66,6 +66,13 @@ class EpochSchedule:
         if header.height == self.first_height(header.epoch):
             self._first_committed[header.epoch] = header
 
+    def committed_anchors(self, first: int, last: int) -> tuple[BlockHeader, ...]:
+        """The committed first blocks of epochs ``first..last`` known here (for a snapshot)."""
+        return tuple(
+            self._first_committed[e] for e in range(max(first, 0), last + 1)
+            if e in self._first_committed
+        )  # fmt: skip
+
     def info(self, epoch: int, via: bytes | None = None) -> EpochInfo | None:
         """The table and schedule of ``epoch`` on the chain through block ``via`` (a block at
         or above the anchor's height; not needed once the anchor is committed), or None while

@@ -104,8 +104,12 @@ class SequencerCore:
         config: protocol parameters and the optional signing key.
         genesis: initial balances and the genesis stake snapshot.
         persisted: the last durable :class:`~sequencer_node.core.api.PersistedState`, if any.
-        chain: this node's stored committed chain (certified blocks from height 1, in order),
-            trusted as committed; replayed to rebuild the state.
+        chain: this node's stored committed chain (certified blocks from height 1, or from
+            just above ``snapshot``, in order), trusted as committed; replayed to rebuild the
+            state.
+        snapshot: the node's own :class:`~sequencer_node.core.api.ChainSnapshot` of a
+            committed block (see :meth:`snapshot`): the state starts there and only ``chain``
+            above it is replayed. Its ledger must be its block's state (else ValueError).
         certified: blocks this node saw certified above its committed chain (the
             :class:`~sequencer_node.core.api.BlockCertified` effects it stored), in height
             order; checked like catch-up blocks once the needed stake tables are known. After
@@ -127,6 +131,7 @@ class SequencerCore:
         persisted: api.PersistedState | None = None,
         chain: Sequence[CertifiedBlock] = (),
         certified: Sequence[CertifiedBlock] = (),
+        snapshot: api.ChainSnapshot | None = None,
     ) -> None:
         self._cfg = config
         self.genesis = genesis
@@ -169,6 +174,8 @@ class SequencerCore:
         )
         self._reports = DowntimeReports()
         self.epochs.info(0)
+        if snapshot is not None:
+            self._adopt_snapshot(snapshot)
         self._replay(chain)
         self._resume_from_record()
 
@@ -799,6 +806,35 @@ class SequencerCore:
                 self.high_qc = cb.qc
             self.tree.prune()
         self.round = max(self.round, _qc_round(self.high_qc) + 1)
+
+    def _adopt_snapshot(self, snap: api.ChainSnapshot) -> None:
+        """Start from a stored snapshot instead of genesis (trusted like the stored chain,
+        but its ledger must be its block's state: a corrupted one is refused)."""
+        h = snap.head.block.header
+        if snap.head.qc.block_hash != block_hash(h) or h.height < 1:
+            raise ValueError("snapshot: its head block and QC do not match")
+        if snap.ledger.state_root() != h.state_root:
+            raise ValueError(f"snapshot at height {h.height}: ledger does not match the block")
+        for a in snap.anchors:
+            if a.height != self.epochs.first_height(a.epoch) or a.height > h.height:
+                raise ValueError(f"snapshot: {a.height} is not a committed epoch anchor")
+        self.tree.adopt_committed(snap.head, snap.ledger)
+        self.tree.prune()
+        for a in (*snap.anchors, h):
+            self.epochs.note_committed(a)
+        self._forced.mark_consumed(snap.ledger.forced_index())
+        self.high_qc = snap.head.qc
+
+    def snapshot(self) -> api.ChainSnapshot | None:
+        """The committed state now, for a later restart (None at genesis): the committed
+        head with its QC, its ledger and the committed first blocks of the latest epochs."""
+        height = self.committed_height
+        head = self.tree.certified_range(height, height, self.committed_hash, 1)
+        if height == 0 or not head:
+            return None
+        epoch = self.epochs.epoch_of(height)
+        anchors = self.epochs.committed_anchors(epoch - api.MAX_SNAPSHOT_ANCHORS + 1, epoch)
+        return api.ChainSnapshot(head[0], anchors, self.committed_ledger)
 
     def _replay_execute(self, block: Block) -> Ledger:
         h = block.header
