@@ -4,9 +4,12 @@ the L1 watcher, the RPC server and (when present) the batcher.
 Theory of operation
 -------------------
 * **Restore.** The store is opened (and the data directory locked), the watermark and the
-  stored certified chain are read, and the core is rebuilt by replaying that chain (the core
-  re-executes it and checks every state root). The core's constructor takes no ledger
-  snapshot, so a restart replays from height 1.
+  stored certified chain are read, and the core is rebuilt from the newest usable snapshot
+  plus the blocks above it (the core re-executes them and checks every state root). A snapshot
+  that does not decode, whose ledger is not its block's state or whose blocks are not the
+  stored ones is logged and skipped (the older one, else a full replay from height 1).
+  ``BlockCommitted`` writes take a new snapshot every ``snapshot_every`` heights, in the same
+  transaction as the block it describes; the store keeps the newest two.
 * **One owner.** A single task owns the core. It consumes ONE bounded channel into which
   everything else feeds: peer messages (forwarded from the peer manager), transaction
   submissions from the RPC (each with a slot for its answer), and L1 events from the follower;
@@ -84,6 +87,8 @@ _TX_INDEX = 200_000
 #: Catch-up requests starting this far below the committed head are answered from the store
 #: (the core keeps only the latest RECENT_COMMITTED blocks in memory).
 _STORE_SYNC_LAG = RECENT_COMMITTED // 2
+#: Committed blocks below a restart's snapshot whose transactions are indexed again (status).
+_INDEX_BELOW_SNAPSHOT = 256
 #: Least time between two catch-up answers served from the store to one peer.
 _OLD_SYNC_INTERVAL_S = 0.05
 #: Catch-up requests one peer may send (any range): an honest core asks a peer at most once
@@ -128,6 +133,8 @@ class NodeSettings:
     batch_max_age_ms: int | None = None
     #: Node-local CoreConfig bounds (mempool sizes...).
     core_overrides: dict[str, int] = field(default_factory=dict)
+    #: Committed heights between two snapshots of the committed state (0: never write one).
+    snapshot_every: int = 1_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,16 +219,36 @@ def restore_certified(
     return out
 
 
-def load_chain(store: Store) -> list[CertifiedBlock]:
-    """Every stored certified block from height 1, in order (stops at the first gap)."""
+def load_chain(store: Store, start: int = 1, end: int | None = None) -> list[CertifiedBlock]:
+    """Every stored certified block from ``start`` (to ``end``, default the top), in order
+    (stops at the first gap)."""
     chain: list[CertifiedBlock] = []
-    top = store.highest_height() or 0
-    while len(chain) < top:
-        part = store.get_blocks(len(chain) + 1, top)
+    top = (store.highest_height() or 0) if end is None else end
+    while start + len(chain) <= top:
+        part = store.get_blocks(start + len(chain), top)
         if not part:
             break
         chain.extend(part)
     return chain
+
+
+def load_snapshot(store: Store) -> api.ChainSnapshot | None:
+    """The newest stored snapshot that decodes, whose ledger is its block's state and whose
+    blocks are the stored ones; None if there is none. Each refused one is logged."""
+    for height in store.snapshot_heights():
+        data = store.get_snapshot(height)
+        try:
+            snap = api.ChainSnapshot.from_bytes(data or b"")
+            for h in (snap.head.block.header, *snap.anchors):
+                if store.block_hash(h.height) != block_hash(h):
+                    raise ValueError(f"its block at height {h.height} is not the stored one")
+            if snap.height != height:
+                raise ValueError(f"it is of height {snap.height}")
+        except ValueError as exc:
+            log.warning("snapshot at height %d is unusable (%s); skipping it", height, exc)
+            continue
+        return snap
+    return None
 
 
 class Node:
@@ -260,6 +287,9 @@ class Node:
         #: (height, hash, state root) of the last committed block written to the store: what
         #: the RPC reports as the certified head, so /v1/blocks/{height} always has it.
         self._stored = StoredHead(0, b"", b"")
+        #: The height the core was restored from (its snapshot; 0: a full replay): the core
+        #: holds no committed block below it, so catch-up below it is served from the store.
+        self._snapshot_floor = 0
         self._last_leader: bytes | None = None
         self._lock_fd: int | None = None
         self._core_scope = trio.CancelScope()
@@ -287,31 +317,63 @@ class Node:
             self.store = Store.open(s.data_dir, chain_id=self.genesis.chain_id, identity=identity)
             raw = self.store.read_watermark()
             persisted = decode(raw, api.PersistedState) if raw is not None else None
-            chain = load_chain(self.store)
-            certified = restore_certified(self.store, persisted, len(chain))
             t0 = time.monotonic()
-            self.core = SequencerCore(
-                self.genesis.core_config(self.key, **s.core_overrides),
-                self.genesis.core_genesis(),
-                persisted=persisted,
-                chain=chain,
-                certified=certified,
-            )
+            self.core, chain = self._restore_core(persisted)
             st = self.core.status()
             self._stored = StoredHead(st.committed_height, st.committed_hash, st.state_root)
-            for cb in chain[-_TX_INDEX:]:  # tx status survives a restart
+            self._snapshot_floor = st.committed_height - len(chain)
+            below = load_chain(self.store, max(1, self._snapshot_floor - _INDEX_BELOW_SNAPSHOT),
+                               self._snapshot_floor)  # fmt: skip
+            for cb in [*below, *chain][-_TX_INDEX:]:  # tx status survives a restart
                 for tx in cb.block.transactions:
                     self._tx_index[message_id(tx)] = cb.block.header.height
             log.info(
-                "restored %d certified blocks in %.2f s (watermark: %s)",
-                len(chain),
+                "restored %d certified blocks in %.2f s (%s, watermark: %s)",
+                st.committed_height,
                 time.monotonic() - t0,
+                f"snapshot at {self._snapshot_floor} + {len(chain)} replayed"
+                if self._snapshot_floor
+                else "full replay",
                 "none" if persisted is None else f"vote round {persisted.vote_round}",
-                extra={"fields": {"height": len(chain)}},
+                extra={"fields": {"height": st.committed_height}},
             )
         except BaseException:
             self.close()
             raise
+
+    def _restore_core(
+        self, persisted: api.PersistedState | None
+    ) -> tuple[SequencerCore, list[CertifiedBlock]]:
+        """The core rebuilt from the newest usable snapshot and the blocks above it, else
+        from the whole stored chain; and the blocks it replayed."""
+        assert self.store is not None
+        snap = load_snapshot(self.store)
+        if snap is not None:
+            chain = load_chain(self.store, snap.height + 1)
+            try:
+                return self._new_core(persisted, snap, chain), chain
+            except ValueError as exc:
+                log.warning("snapshot at height %d refused (%s): replaying the whole chain",
+                            snap.height, exc)  # fmt: skip
+        chain = load_chain(self.store)
+        return self._new_core(persisted, None, chain), chain
+
+    def _new_core(
+        self,
+        persisted: api.PersistedState | None,
+        snap: api.ChainSnapshot | None,
+        chain: list[CertifiedBlock],
+    ) -> SequencerCore:
+        assert self.store is not None
+        base = 0 if snap is None else snap.height
+        return SequencerCore(
+            self.genesis.core_config(self.key, **self.settings.core_overrides),
+            self.genesis.core_genesis(),
+            persisted=persisted,
+            chain=chain,
+            certified=restore_certified(self.store, persisted, base + len(chain)),
+            snapshot=snap,
+        )
 
     def p2p_identity(self) -> SigningKey:
         """The key this node shows its peers: the signing key, or for a node without one a
@@ -652,7 +714,8 @@ class Node:
         assert self.store is not None
         assert self.pm is not None
         committed = self.core.committed_height
-        if req.to_height < req.from_height or req.from_height > committed - _STORE_SYNC_LAG:
+        in_core = req.from_height > committed - _STORE_SYNC_LAG
+        if req.to_height < req.from_height or (in_core and req.from_height >= self._snapshot_floor):
             return False
         # Reading the store costs real I/O: one old-range answer per peer per interval.
         now = trio.current_time()
@@ -760,9 +823,15 @@ class Node:
         for c in done:
             for tx in c.certified.block.transactions:
                 self._tx_index[message_id(tx)] = c.certified.block.header.height
+        snap = self._snapshot_due(done)
+
+        def write() -> None:  # in a worker thread: encoding a snapshot takes a while
+            blob = None if snap is None else (snap.height, snap.to_bytes())
+            store.put_blocks([c.certified for c in done], certified, blob)
+
         # Shielded: a shutdown must not drop blocks the core already counts as committed.
         with trio.CancelScope(shield=True):
-            await trio.to_thread.run_sync(store.put_blocks, [c.certified for c in done], certified)
+            await trio.to_thread.run_sync(write)
         if not done:
             return
         now = self._clock()
@@ -778,6 +847,19 @@ class Node:
         last = done[-1].certified.block.header
         self._stored = StoredHead(last.height, block_hash(last), done[-1].state_root)
         log.debug("committed up to height %d", last.height)
+
+    def _snapshot_due(self, done: Sequence[api.BlockCommitted]) -> api.ChainSnapshot | None:
+        """A snapshot of the last of ``done`` if they reach a multiple of ``snapshot_every``
+        (the core's committed head is that block: nothing was handled since)."""
+        every = self.settings.snapshot_every
+        assert self.core is not None
+        if not done or every <= 0:
+            return None
+        first, last = done[0].certified.block.header.height, done[-1].certified.block.header.height
+        if last // every == (first - 1) // every:
+            return None
+        snap = self.core.snapshot()
+        return snap if snap is not None and snap.height == last else None
 
     def _update_gauges(self) -> None:
         assert self.core is not None

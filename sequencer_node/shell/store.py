@@ -1,5 +1,6 @@
-"""SQLite persistence in the node's data directory: certified blocks, ledger snapshots (a table
-for restart from a snapshot: the node does not write it yet), the never-sign-twice watermark and the blocks above the committed chain that the node voted for or
+"""SQLite persistence in the node's data directory: certified blocks, snapshots of the committed
+state (so a restart replays only the blocks above the newest one), the never-sign-twice
+watermark and the blocks above the committed chain that the node voted for or
 saw certified (so a restart can rebuild on them). A batch's state is the batcher's, in its own
 file.
 
@@ -12,6 +13,12 @@ Blocking: every method blocks on disk. The watermark write is small and must fin
 signature is released, so the core-owning task may call it directly; big writes (block batches,
 snapshots) go through ``trio.to_thread.run_sync``. The connection is shared across threads
 (``check_same_thread=False``) behind a lock, so calls are serialised.
+
+Snapshots: :meth:`put_blocks` takes an optional snapshot (the node's encoded
+:class:`~sequencer_node.core.api.ChainSnapshot` of the last block it stores) and writes it in
+the same transaction as that block, keeping the newest :data:`SNAPSHOTS_KEPT`; a crash leaves
+either both or neither. The store does not judge them: the node checks one on load and falls
+back to an older one, or to a full replay.
 
 Ownership: the ``meta`` table records the chain id and the node's identity key. Opening a data
 directory made for another chain or key raises :class:`DataDirMismatch` instead of mixing
@@ -31,6 +38,8 @@ from sequencer_node.wire.messages import Block, CertifiedBlock, QuorumCertificat
 
 DB_FILENAME = "node.sqlite3"
 SCHEMA_VERSION = 1
+#: Snapshots kept: the newest, and one to fall back on if the newest is unreadable.
+SNAPSHOTS_KEPT = 2
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -153,10 +162,14 @@ class Store:
     # --- certified blocks ------------------------------------------------------------------
 
     def put_blocks(
-        self, blocks: Sequence[CertifiedBlock], certified: Sequence[CertifiedBlock] = ()
+        self,
+        blocks: Sequence[CertifiedBlock],
+        certified: Sequence[CertifiedBlock] = (),
+        snapshot: tuple[int, bytes] | None = None,
     ) -> None:
-        """Store committed blocks, and ``certified`` ones above them (see
-        :meth:`put_certified`), in one transaction (all or none).
+        """Store committed blocks, ``certified`` ones above them (see :meth:`put_certified`)
+        and ``snapshot`` ``(height, data)`` of a stored block (see :meth:`put_snapshot`), in
+        one transaction (all or none).
 
         Storing a block again is a no-op. Raises StoreError if a *different* block is already
         stored at that height: two certified blocks at one height break BFT safety, so the node
@@ -177,6 +190,8 @@ class Store:
             if rows:  # what is committed no longer needs its uncommitted copy
                 top = max(height for height, _, _ in rows)
                 c.execute("DELETE FROM uncommitted WHERE height <= ?", (top,))
+            if snapshot is not None:
+                _put_snapshot(c, *snapshot, keep=SNAPSHOTS_KEPT)
 
     # --- blocks above the committed chain ----------------------------------------------------
 
@@ -230,15 +245,19 @@ class Store:
 
     # --- ledger snapshots ------------------------------------------------------------------
 
-    def put_snapshot(self, height: int, data: bytes, *, keep: int = 3) -> None:
-        """Store a ledger snapshot at ``height`` and keep only the ``keep`` latest."""
+    def put_snapshot(self, height: int, data: bytes, *, keep: int = SNAPSHOTS_KEPT) -> None:
+        """Store a snapshot of the block at ``height`` and keep only the ``keep`` newest."""
         with self._tx() as c:
-            c.execute("INSERT OR REPLACE INTO snapshots VALUES (?, ?)", (height, data))
-            c.execute(
-                "DELETE FROM snapshots WHERE height NOT IN "
-                "(SELECT height FROM snapshots ORDER BY height DESC LIMIT ?)",
-                (keep,),
-            )
+            _put_snapshot(c, height, data, keep=keep)
+
+    def snapshot_heights(self) -> list[int]:
+        """Heights of the stored snapshots, newest first."""
+        rows = self._query("SELECT height FROM snapshots ORDER BY height DESC")
+        return [h for (h,) in rows if isinstance(h, int)]
+
+    def get_snapshot(self, height: int) -> bytes | None:
+        rows = self._query("SELECT data FROM snapshots WHERE height = ?", (height,))
+        return _blob(rows[0][0]) if rows else None
 
     def latest_snapshot(self) -> tuple[int, bytes] | None:
         rows = self._query("SELECT height, data FROM snapshots ORDER BY height DESC LIMIT 1")
@@ -246,8 +265,16 @@ class Store:
             return None
         height, data = rows[0]
         assert isinstance(height, int)
-        assert isinstance(data, bytes)
-        return height, data
+        return height, _blob(data)
+
+
+def _put_snapshot(c: sqlite3.Connection, height: int, data: bytes, *, keep: int) -> None:
+    c.execute("INSERT OR REPLACE INTO snapshots VALUES (?, ?)", (height, data))
+    c.execute(
+        "DELETE FROM snapshots WHERE height NOT IN "
+        "(SELECT height FROM snapshots ORDER BY height DESC LIMIT ?)",
+        (keep,),
+    )
 
 
 def _put_certified(c: sqlite3.Connection, blocks: Sequence[CertifiedBlock]) -> None:

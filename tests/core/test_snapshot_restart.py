@@ -16,7 +16,7 @@ from sequencer_node.sim.harness import Simulation
 from sequencer_node.wire.messages import CertifiedBlock
 
 
-def _stored_chain(seed: int = 31, ms: int = 12_000) -> tuple[Simulation, list[CertifiedBlock]]:
+def simulated_chain(seed: int = 31, ms: int = 12_000) -> tuple[Simulation, list[CertifiedBlock]]:
     """A simulated chain over several epochs with a stake change at a boundary, transfers
     and a forced transaction."""
     sim = Simulation(seed, epoch_length=8)
@@ -51,7 +51,7 @@ def _cores(
 
 @pytest.mark.parametrize("suffix", [0, 1, 13])
 def test_snapshot_plus_suffix_equals_full_replay(suffix: int) -> None:
-    sim, chain = _stored_chain()
+    sim, chain = simulated_chain()
     full, restarted = _cores(sim, chain, len(chain) - suffix)
     a, b = full.status(), restarted.status()
     assert (b.committed_height, b.committed_hash, b.state_root) == (
@@ -72,7 +72,7 @@ def test_snapshot_plus_suffix_equals_full_replay(suffix: int) -> None:
 
 
 def test_a_restarted_core_accepts_the_next_blocks_like_a_full_replay() -> None:
-    sim, chain = _stored_chain()
+    sim, chain = simulated_chain()
     cut = len(chain) - 12
     full, restarted = _cores(sim, chain[:cut], cut - 5)
     # The next blocks, some of them in the next epoch, come as certified blocks (catch-up).
@@ -83,7 +83,7 @@ def test_a_restarted_core_accepts_the_next_blocks_like_a_full_replay() -> None:
 
 
 def test_a_snapshot_whose_state_is_not_its_blocks_is_refused() -> None:
-    sim, chain = _stored_chain()
+    sim, chain = simulated_chain()
     cfg = dataclasses.replace(sim.config_for(sim.instances[0]), key=None)
     snap = SequencerCore(cfg, sim.genesis, chain=chain[:30]).snapshot()
     assert snap is not None
