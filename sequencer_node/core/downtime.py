@@ -20,8 +20,10 @@ certify it) and is signed only by nodes whose own observation agrees. A slow but
 votes reach every honest node within the grace, so none signs; a node that is down is missing
 everywhere, so every honest node signs.
 
-Windows are ``[k*W + 1, (k+1)*W]`` in heights. At the end of a window every sequencer whose
-missed shares are at least ``threshold_percent`` is reported.
+Windows are ``[k*W + 1, (k+1)*W]`` in heights. At the end of a window every sequencer with at
+least ``W / 2`` duties in it (a member of the table for at least half of the window: a few
+duties of a sequencer that just joined or left say nothing) whose missed shares are at least
+``threshold_percent`` is reported.
 """
 
 from __future__ import annotations
@@ -86,7 +88,7 @@ class DowntimeTracker:
         found = [
             DowntimeFinding(who, start, height, self._missed.get(who, 0), duties)
             for who, duties in sorted(self._duties.items())
-            if duties > 0
+            if 2 * duties >= self.window
             and self._over(self._missed, who, duties)
             and self._over(self._unseen, who, duties)
         ]

@@ -196,11 +196,14 @@ def test_an_honest_node_a_quarter_of_the_timeout_slower_is_never_jailed() -> Non
 def test_a_duty_is_missed_only_if_no_vote_arrived() -> None:
     # Absent from every QC, but its votes reached this node late: not reported. Absent and
     # never seen: reported, with the chain's counts (identical on every honest node).
-    slow, down, ok = b"s" * 32, b"d" * 32, b"o" * 32
+    # A sequencer that joined for the last height only (1 duty of a 4-height window) is not
+    # judged on so little.
+    slow, down, ok, new = b"s" * 32, b"d" * 32, b"o" * 32, b"n" * 32
     tracker = DowntimeTracker(window=4, threshold_percent=50)
     found = []
     for h in range(1, 5):
-        found += tracker.on_commit(h, failed_leaders=(), proposer=ok, members=(slow, down, ok),
+        members = (slow, down, ok, new) if h == 4 else (slow, down, ok)
+        found += tracker.on_commit(h, failed_leaders=(), proposer=ok, members=members,
                                    voters={ok}, seen={ok, slow})  # fmt: skip
     assert [(f.offender, f.missed, f.duties) for f in found] == [(down, 4, 4)]
 
