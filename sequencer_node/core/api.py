@@ -4,12 +4,14 @@ The node shell (Trio) and the simulator drive one
 :class:`~sequencer_node.core.sequencer.SequencerCore` with this vocabulary::
 
     core = SequencerCore(config, genesis, persisted=record_or_None, chain=stored_blocks)
+    # or, after a restart, from a ChainSnapshot (core.snapshot()) and the blocks above it:
+    core = SequencerCore(config, genesis, persisted=..., snapshot=snap, chain=blocks_above)
     effects = core.handle(event, now_ms)     # one input
     effects = core.tick(now_ms)              # time passing (call every ~50-100 ms)
     core.status()                            # a CoreStatus record
 
 and read it only through a few read-only queries (``epoch_info``, ``committed_ledger``,
-``is_pending``, ``pending_nonce``, ``config``), never through its parts.
+``is_pending``, ``pending_nonce``, ``config``, ``snapshot``), never through its parts.
 
 Every event and effect is a frozen dataclass; ``handle`` and ``tick`` return every effect in one
 list (there is no other output). The shell carries out effects in list order.
