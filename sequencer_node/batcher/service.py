@@ -622,6 +622,11 @@ class BatcherService:
                           self._inbox_next)  # fmt: skip
                 return
         if message_id(h) in self._open:
+            # Proposed again (the leader's timeout, or a new leader with the same header):
+            # approvals may have been lost, so this node's goes out again.
+            held = self.records.approval(h.batch_number)
+            if held is not None and held.header == h:
+                self._broadcast(sign_approval(h, self.key, self.chain_id))
             return
         why = await self._why_not_sign(h)
         if why is None:

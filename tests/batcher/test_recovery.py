@@ -26,9 +26,10 @@ from sequencer_node.batcher.service import BatcherService
 from sequencer_node.batching.blobs import MAX_BLOB_DATA_SIZE
 from sequencer_node.clients.l1 import L1Client, L1Unavailable
 from sequencer_node.derivation.deriver import Deriver
+from sequencer_node.wire.codec import message_id
 from sequencer_node.wire.crypto import sign_message
 from sequencer_node.wire.l1calls import QueueForced
-from sequencer_node.wire.messages import CertifiedBlock, Transaction
+from sequencer_node.wire.messages import BatchApproval, CertifiedBlock, Transaction
 from tests.batcher.helpers import KEYS, L2_CHAIN, USERS, l2_chain, l2_genesis, running_l1
 from tests.batcher.test_service import Net, feed, inbox_last_height, make_service, stores
 
@@ -68,16 +69,18 @@ class GreedyConfig(BatcherConfig):
 
 
 class Proposals:
-    """Counts the proposals one key broadcasts (seen on the test network)."""
+    """Counts the proposals seen on the test network (and the most blobs one carried)."""
 
     def __init__(self, net: Net, of: bytes) -> None:
         self.count = 0
+        self.max_blobs = 0
         self._of = of
         net.tampered = self._see
 
     def _see(self, to: bytes, msg: object) -> object:
         if isinstance(msg, BatchProposal) and to == KEYS[1].public_key:
             self.count += 1
+            self.max_blobs = max(self.max_blobs, len(msg.header.blob_hashes))
         return msg
 
 
@@ -120,6 +123,7 @@ async def faulty_leader_then_honest(
     *,
     workers: int = 0,
     deadline: float = 60,
+    min_blobs: int = 0,
 ) -> int:
     """KEYS[0] leads first and is faulty; once it has proposed (twice: its proposal was
     reviewed for a whole proposal timeout), an honest node leads. Returns the L1 blocks
@@ -149,6 +153,7 @@ async def faulty_leader_then_honest(
         for _ in range(3):
             await l1.dev_mine(1)
             await trio.sleep(0.1)
+        assert seen.max_blobs >= min_blobs  # the faulty proposal is what the test says
         order[:] = HONEST_FIRST
         mined = await mine_until(l1, lambda: _reached(l1, chain[-1].block.header.height), deadline)
         batches = await l1.inbox_batches(0, 100)
@@ -187,12 +192,13 @@ async def test_more_blobs_than_the_fork_allows_get_no_certificate(tmp_path: Path
         posting_deadline_s=30.0,
         proposal_timeout_s=1.0,
         max_age_ms=0,
-        max_blobs=8,
-        max_batch_bytes=8 * MAX_BLOB_DATA_SIZE,
+        max_blobs=16,
+        max_batch_bytes=16 * MAX_BLOB_DATA_SIZE,
     )
-    chain = l2_chain(10, 1100)
+    # Transfers compress to about 75 bytes each: 15,400 of them need 8 or more blobs.
+    chain = l2_chain(14, 1100)
     mined = await faulty_leader_then_honest(
-        tmp_path, chain, Unchecked, greedy, workers=1, deadline=300
+        tmp_path, chain, Unchecked, greedy, workers=1, deadline=300, min_blobs=7
     )
     assert mined <= 60
 
@@ -311,5 +317,49 @@ async def test_a_stalled_pipeline_shows_in_status_and_clears(tmp_path: Path) -> 
         nursery.cancel_scope.cancel()
         for c in clients:
             await c.aclose()
+    for s in services:
+        stores.pop(s).close()
+
+
+async def test_one_header_per_batch_number_across_a_leader_change(tmp_path: Path) -> None:
+    """Issue 11: the leader's proposal for batch 0 (L2 blocks 1-4) is approved by everyone
+    but the approvals are lost, so no certificate forms; more blocks arrive and the leader
+    changes. The new leader proposes the same header again instead of cutting 1-8, no node
+    signs two headers for batch 0, and that header lands (one call, no duplicate)."""
+    chain = l2_chain(8, 2)
+    order = [k.public_key for k in KEYS]
+    net = Net()
+    signed: dict[bytes, set[bytes]] = {}  # signer -> headers it approved for batch 0
+    lose_approvals = [True]
+
+    def watch(to: bytes, msg: object) -> object:
+        if isinstance(msg, BatchApproval) and msg.header.batch_number == 0:
+            signed.setdefault(msg.signer, set()).add(message_id(msg.header))
+            if lose_approvals[0]:
+                return None  # lost in transit
+        return msg
+
+    net.tampered = watch
+    async with running_l1(tmp_path) as (_node, l1), trio.open_nursery() as nursery:
+        services = [
+            make_service(tmp_path, l1, k, net, schedule=lambda: order, config=config())
+            for k in KEYS
+        ]
+        for s in services:
+            feed(s, chain[:4])
+            await nursery.start(s.run)
+        await wait_for(lambda: len(signed) == len(KEYS))  # everyone approved, nothing formed
+        assert await l1.last_batch() is None
+        for s in services:
+            feed(s, chain[4:])
+        order[:] = HONEST_FIRST
+        lose_approvals[0] = False
+        await mine_until(l1, lambda: _reached(l1, 8))
+        batches = await l1.inbox_batches(0, 100)
+        assert (batches[0].header.first_height, batches[0].header.last_height) == (1, 4)
+        assert all(len(headers) == 1 for headers in signed.values()), signed
+        assert await calls_sent(l1) == len(batches)
+        await deriver_agrees(l1, chain)
+        nursery.cancel_scope.cancel()
     for s in services:
         stores.pop(s).close()
