@@ -37,6 +37,10 @@ class InboxJudge:
         self._settings: _Settings | None = None
         self.head = 0
         self.head_slot = 0
+        self.finalized = 0
+        # Forced-queue answers at the current head, by forced index: the queue only changes
+        # with a new L1 block, and a busy batcher judges the same header every tick.
+        self._forced: dict[int, tuple[int, int | None]] = {}
 
     async def refresh(self) -> None:
         """Read the L1 head (and, the first time, the inbox's settings)."""
@@ -51,8 +55,12 @@ class InboxJudge:
                 forks=tuple((int(n), str(f)) for n, f in c["forks"]),
             )
         st = await self.l1.status()
-        self.head = int(st["head"])
+        head = int(st["head"])
+        if head != self.head:
+            self._forced.clear()
+        self.head = head
         self.head_slot = int(st["headSlot"])
+        self.finalized = int(st.get("finalizedBlock", 0))
 
     @property
     def ready(self) -> bool:
@@ -93,19 +101,29 @@ class InboxJudge:
             await self.refresh()
         s = self._settings
         assert s is not None
-        q = await self.l1.forced_queue(header.forced_index, 1)
-        skipped = q.entries[0].l1_block if header.forced_index < q.length and q.entries else None
+        forced_count, skipped = await self._forced_at(header.forced_index)
         view = InboxView(
             l2_chain_id=s.l2_chain_id,
             first_height=s.first_height,
             last=last,
-            forced_count=q.length,
+            forced_count=forced_count,
             skipped_forced_at=skipped,
             snapshot_exists=True,
             unbonding_epochs=s.unbonding_epochs,
             sequencing_window=s.sequencing_window,
         )
         return check_batch(header, view, self.landing(ahead), blob_count=len(header.blob_hashes))
+
+    async def _forced_at(self, index: int) -> tuple[int, int | None]:
+        """(entries queued, L1 block of entry ``index`` or None) at the current head."""
+        known = self._forced.get(index)
+        if known is None:
+            q = await self.l1.forced_queue(index, 1)
+            at = q.entries[0].l1_block if index < q.length and q.entries else None
+            known = (q.length, at)
+            if len(self._forced) < 64:
+                self._forced[index] = known
+        return known
 
 
 __all__ = ["InboxJudge"]

@@ -352,8 +352,7 @@ class BatcherService:
                 break
             for ib in page:
                 await self._accepted(ib)
-        fin = await self.l1.finalized()
-        self._l1_finalized = fin.number
+        self._l1_finalized = self.judge.finalized
 
     async def _accepted(self, ib: InboxBatch) -> None:
         h = ib.header
