@@ -17,7 +17,7 @@ from collections import OrderedDict
 from sequencer_node.core.api import CoreConfig, EpochInfo, StakeSnapshot
 from sequencer_node.core.blocktree import BlockTree
 from sequencer_node.core.election import epoch_seed, weighted_order
-from sequencer_node.wire.messages import BlockHeader, block_hash
+from sequencer_node.wire.messages import MAX_SUFFIX, BlockHeader, block_hash
 
 #: Snapshots kept (the oldest are dropped first).
 _SNAPSHOTS = 256
@@ -120,7 +120,7 @@ class EpochSchedule:
             return committed  # committed: every valid chain goes through it
         memo = self._anchor_memo.get((epoch, via))
         if memo is None:
-            memo = self._tree.ancestor_at(via, height, 3 * self.epoch_length + 2)
+            memo = self._tree.ancestor_at(via, height, 3 * self.epoch_length + 2 + MAX_SUFFIX)
             if memo is None:
                 return None
             self._anchor_memo[(epoch, via)] = memo

@@ -35,6 +35,16 @@ from sequencer_node.core.epochs import EpochSchedule
 from sequencer_node.core.forced import ForcedQueue, ForcedQueueError, ForcedUnknown
 from sequencer_node.core.ledger import InvalidBlock, Ledger, tx_root
 from sequencer_node.core.mempool import Mempool, RejectReason
+from sequencer_node.core.reconfig import (
+    EMPTY_TX_ROOT,
+    BlockKind,
+    check_epoch_proof,
+    check_suffix,
+    kind_of,
+    last_height,
+    qc_epoch_fits,
+    rank,
+)
 from sequencer_node.core.votepool import ROUND_HISTORY, VotePool
 from sequencer_node.core.watermark import Kind, Outbox, empty_record
 from sequencer_node.wire.certificates import (
@@ -46,11 +56,13 @@ from sequencer_node.wire.certificates import (
 from sequencer_node.wire.codec import message_id
 from sequencer_node.wire.crypto import sign_message, verify_message
 from sequencer_node.wire.messages import (
+    MAX_SUFFIX,
     ZERO_HASH,
     Block,
     BlockHeader,
     CertifiedBlock,
     DowntimeReport,
+    EpochProof,
     Evidence,
     ForcedTransaction,
     Proposal,
@@ -68,6 +80,8 @@ RECENT_COMMITTED = 4_096
 _VERIFIED_CACHE = 8_192
 #: Stored certified blocks kept for a retry while the stake tables they need are unknown.
 _RESTORE_MAX = 10_000
+#: Epoch proofs remembered (closing suffix block -> proof), the most recent ones.
+_CLOSINGS = 8
 
 
 class _Wait(Exception):
@@ -157,6 +171,8 @@ class SequencerCore:
         self._verified: OrderedDict[bytes, None] = OrderedDict()
         self._my_timeout: TimeoutMessage | None = None
         self._restore: list[CertifiedBlock] = list(certified)
+        #: Closing suffix blocks seen here (hash -> the proof a first block would carry).
+        self._closings: OrderedDict[bytes, EpochProof] = OrderedDict()
         self._leader_memo: tuple[tuple[int, bytes], bytes | None] | None = None
         self._l1_head = 0
         self._l1_finalized = 0
@@ -168,7 +184,7 @@ class SequencerCore:
         )
         self._forced = ForcedQueue()
         #: Committed blocks waiting out the downtime grace (late votes may still arrive).
-        self._downtime_due: deque[tuple[BlockHeader, BlockHeader, QuorumCertificate]] = deque()
+        self._downtime_due: deque[tuple[BlockHeader, BlockHeader, int, QuorumCertificate]] = deque()
         self._downtime = DowntimeTracker(
             window=config.downtime_window, threshold_percent=config.downtime_threshold_percent
         )
@@ -195,7 +211,7 @@ class SequencerCore:
         if r is None:
             return
         self.round = max(self.round, r.vote_round, r.timeout_round, r.proposal_round)
-        if r.high_qc is not None and r.high_qc.round > _qc_round(self.high_qc):
+        if r.high_qc is not None and rank(r.high_qc) > rank(self.high_qc):
             self.high_qc = r.high_qc
 
     # --- public entry points ----------------------------------------------------------------
@@ -242,7 +258,7 @@ class SequencerCore:
     def status(self) -> api.CoreStatus:
         return api.CoreStatus(
             round=self.round,
-            epoch=self.epoch_of(_qc_height(self.high_qc) + 1),
+            epoch=self._next_epoch_or_guess(self.high_qc),
             leader=self._leader_of_round(self.round),
             committed_height=self.committed_height,
             committed_hash=self.committed_hash,
@@ -338,18 +354,81 @@ class SequencerCore:
 
     # --- epochs and leaders -----------------------------------------------------------------
 
-    def _leader_after(self, parent: BlockHeader, round_: int, parent_hash: bytes) -> bytes | None:
-        epoch = self.epoch_of(parent.height + 1)
-        info = self.epochs.info(epoch, parent_hash)
-        if info is None or round_ <= parent.round:
+    def _leader_after(
+        self, base: BlockHeader, round_: int, base_hash: bytes, *, first: bool = False
+    ) -> bytes | None:
+        """The leader of ``round_`` for the block that extends ``base`` (the block its justify
+        certifies): the same epoch's schedule (stable leader), or for the first block of an
+        epoch (``first``: known from the block's own proof) the new schedule from its start.
+        None while unknown here."""
+        kind = BlockKind.FIRST if first else self._next_kind(base, base_hash)
+        if kind is None or round_ <= base.round:
             return None
-        same = parent.height >= 1 and self.epoch_of(parent.height) == epoch
-        return leader_for(info.order, round_, parent.round, parent.proposer if same else None)
+        if kind is BlockKind.FIRST:
+            info = self.epochs.info(base.epoch + 1, base_hash)
+            return None if info is None else leader_for(info.order, round_, base.round, None)
+        epoch = base.epoch if kind is BlockKind.SUFFIX else self.epoch_of(base.height + 1)
+        info = self.epochs.info(epoch, base_hash)
+        if info is None:
+            return None
+        same = base.height >= 1 and base.epoch == epoch
+        return leader_for(info.order, round_, base.round, base.proposer if same else None)
+
+    def _next_kind(self, base: BlockHeader, base_hash: bytes) -> BlockKind | None:
+        """What the block extending ``base`` is: inside the epoch, a suffix block (``base`` is
+        the epoch's last block or a suffix that does not close it), or the first block of the
+        next epoch (``base`` closes its epoch). None while that cannot be told here."""
+        if base.height < last_height(base.epoch, self._cfg.epoch_length):
+            return BlockKind.NORMAL
+        if base_hash in self._closings:
+            return BlockKind.FIRST
+        if base.height == last_height(base.epoch, self._cfg.epoch_length):
+            return BlockKind.SUFFIX
+        return BlockKind.SUFFIX if base_hash in self.tree else None
+
+    def _next_epoch(self, qc: QuorumCertificate | None) -> int | None:
+        """The epoch of the block that will extend ``qc``'s block (whose table judges a TC
+        with that high QC); None while that cannot be told here."""
+        if qc is None:
+            return 0
+        if qc.height < last_height(qc.epoch, self._cfg.epoch_length):
+            return qc.epoch
+        base = self._base_header(qc.block_hash)
+        if base is None:
+            return None
+        kind = self._next_kind(base, qc.block_hash)
+        if kind is None:
+            return None
+        return qc.epoch + 1 if kind is BlockKind.FIRST else qc.epoch
+
+    def _extension_of(self, qc: QuorumCertificate | None) -> tuple[int, int] | None:
+        """(height, epoch) of the block that will extend ``qc``'s block (what a TC with that
+        high QC names); None while that cannot be told here."""
+        epoch = self._next_epoch(qc)
+        if epoch is None:
+            return None
+        if qc is None:
+            return (1, 0)
+        if epoch > qc.epoch:  # after a closing suffix block: the next epoch's first height
+            return (last_height(qc.epoch, self._cfg.epoch_length) + 1, epoch)
+        return (qc.height + 1, epoch)
+
+    def _next_epoch_or_guess(self, qc: QuorumCertificate | None) -> int:
+        epoch = self._next_epoch(qc)
+        return epoch if epoch is not None else (0 if qc is None else qc.epoch)
+
+    def _base_header(self, bh: bytes) -> BlockHeader | None:
+        """A block's header from the tree, or from an epoch proof when it is a closing suffix
+        block this node knows only from the proof."""
+        header = self.tree.header(bh)
+        if header is None and bh in self._closings:
+            return self._closings[bh].suffix[-1]
+        return header
 
     def _leader_of_round(self, round_: int) -> bytes | None:
-        parent_hash = self._qc_hash(self.high_qc)
-        parent = self.tree.header(parent_hash)
-        return None if parent is None else self._leader_after(parent, round_, parent_hash)
+        base_hash = self._qc_hash(self.high_qc)
+        base = self._base_header(base_hash)
+        return None if base is None else self._leader_after(base, round_, base_hash)
 
     # --- small helpers ----------------------------------------------------------------------
 
@@ -380,13 +459,14 @@ class SequencerCore:
         key = message_id(qc)
         if key in self._verified:
             return
-        if qc.epoch != self.epoch_of(qc.height):
+        if not qc_epoch_fits(qc.epoch, qc.height, self._cfg.epoch_length):
             raise CertificateError("QC epoch does not match its height")
-        header = self.tree.header(qc.block_hash)
+        header = self._base_header(qc.block_hash)
         if header is not None and (header.height, header.round, header.epoch) != (
-            qc.height, qc.round, qc.epoch
+            qc.height, qc.round, qc.epoch,
         ):  # fmt: skip
             raise CertificateError("QC names another height, round or epoch than its block")
+        # Judged by the table of the epoch the QC names, on the QC's own chain.
         info = self.epochs.info(qc.epoch, qc.block_hash)
         if info is None:
             raise _Wait(f"epoch {qc.epoch} table unknown")
@@ -400,7 +480,12 @@ class SequencerCore:
         key = message_id(tc)
         if key in self._verified:
             return
-        if tc.height != _qc_height(tc.high_qc) + 1 or tc.epoch != self.epoch_of(tc.height):
+        if tc.high_qc is not None:
+            self._check_qc(tc.high_qc, out)
+        follows = self._extension_of(tc.high_qc)
+        if follows is None:
+            raise _Wait("the TC's high QC block is unknown here")
+        if (tc.height, tc.epoch) != follows:
             raise CertificateError("TC height and epoch do not follow its high QC")
         if tc.epoch < self.epoch_of(self.committed_height):
             raise _Stale(f"TC of epoch {tc.epoch}")
@@ -408,8 +493,6 @@ class SequencerCore:
         if info is None:
             raise _Wait(f"epoch {tc.epoch} table unknown")
         verify_tc(tc, info.table, self._cfg.chain_id)
-        if tc.high_qc is not None:
-            self._check_qc(tc.high_qc, out)
         self._remember_verified(key)
 
     def _ask_sync(
@@ -544,6 +627,9 @@ class SequencerCore:
         """Check the QC and TC a block carries, then learn from them (both checked first)."""
         if block.justify is not None:
             self._check_qc(block.justify, out)
+        if block.epoch_proof is not None:
+            self._check_qc(block.epoch_proof.parent_qc, out)
+            self._check_qc(block.epoch_proof.last_qc, out)
         if block.timeout_cert is not None:
             self._check_tc(block.timeout_cert, out)
         if block.justify is not None:
@@ -561,9 +647,8 @@ class SequencerCore:
         ledger = self._execute(block, parent)
         if isinstance(ledger, str):
             return ledger
-        bh = self.tree.insert(block, ledger)
+        bh = self._insert(block, ledger, out)
         self.tree.mark_vote_ready(bh)
-        self._note_certified(bh, out)
         return None
 
     def _accept_certified(self, block: Block, out: list[api.Effect]) -> str | None:
@@ -576,8 +661,50 @@ class SequencerCore:
         ledger = self._execute(block, parent)
         if isinstance(ledger, str):
             return ledger
-        self._note_certified(self.tree.insert(block, ledger), out)
+        self._insert(block, ledger, out)
         return None
+
+    def _insert(self, block: Block, ledger: Ledger, out: list[api.Effect]) -> bytes:
+        """Insert a checked block; learn what it says about the end of its epoch."""
+        bh = self.tree.insert(block, ledger)
+        h = block.header
+        kind = kind_of(h, self._cfg.epoch_length)
+        j = block.justify
+        if kind is BlockKind.SUFFIX and j is not None and j.round + 1 == h.round:
+            self._remember_closing(bh, self._proof_for(h, bh, j))
+        elif kind is BlockKind.FIRST and block.epoch_proof is not None and j is not None:
+            # The proof shows the parent committed by its own table: commit it here too,
+            # even if the suffix blocks never reached this node.
+            self._remember_closing(j.block_hash, block.epoch_proof)
+            self.tree.add_qc(block.epoch_proof.last_qc)
+            if h.parent_hash != self.committed_hash:
+                self._commit_through(h.parent_hash, out)
+        self._note_certified(bh, out)
+        return bh
+
+    def _remember_closing(self, closing: bytes, proof: EpochProof) -> None:
+        self._closings[closing] = proof
+        if len(self._closings) > _CLOSINGS:
+            self._closings.popitem(last=False)
+
+    def _proof_for(
+        self, closing: BlockHeader, closing_hash: bytes, parent_qc: QuorumCertificate
+    ) -> EpochProof:
+        """The epoch proof of a closing suffix block in the tree: the suffix up to it."""
+        suffix: list[BlockHeader] = []
+        last = last_height(closing.epoch, self._cfg.epoch_length)
+        cur = closing_hash
+        while True:
+            header = self.tree.header(cur)
+            assert header is not None, "a suffix block's ancestors down to R are in the tree"
+            if header.height <= last:
+                break
+            suffix.append(header)
+            cur = header.parent_hash
+        suffix.reverse()
+        last_qc = self.tree.qc_of(cur)
+        assert last_qc is not None, "S_1's justify certifies R"
+        return EpochProof(tuple(suffix), parent_qc, last_qc)
 
     def _parent_of(self, block: Block) -> BlockHeader:
         parent = self.tree.header(block.header.parent_hash)
@@ -588,20 +715,21 @@ class SequencerCore:
         """The rules every block obeys: chain shape, leader, limits. Raises _Wait when the
         block cannot be judged yet."""
         h = block.header
-        parent_slot = (parent.height, parent.round, parent.epoch)
-        if self._qc_hash(block.justify) != h.parent_hash or _qc_slot(block.justify) != parent_slot:
-            return "justify does not certify the parent (hash, height, round and epoch)"
         if h.height != parent.height + 1:
             return f"height {h.height} does not follow the parent's {parent.height}"
-        if h.epoch != self.epoch_of(h.height):
-            return f"epoch {h.epoch} is not the epoch of height {h.height}"
-        if h.round <= parent.round:
-            return "round does not increase"
+        reason = self._check_place(block, parent)
+        if reason is not None:
+            return reason
         if h.height <= self.committed_height:
             return "height already committed"
         if self.tree.full():
             raise _Wait("block tree full: waiting for commits to prune it")
-        leader = self._leader_after(parent, h.round, h.parent_hash)
+        base_hash = self._qc_hash(block.justify)
+        first = block.epoch_proof is not None
+        base = block.epoch_proof.suffix[-1] if block.epoch_proof else self._base_header(base_hash)
+        if base is None or h.round <= base.round:
+            return "round does not increase"
+        leader = self._leader_after(base, h.round, base_hash, first=first)
         if leader is None:
             raise _Wait("epoch table unknown")
         if h.proposer != leader:
@@ -614,12 +742,40 @@ class SequencerCore:
             return "L1 origin goes backwards"
         return None
 
+    def _check_place(self, block: Block, parent: BlockHeader) -> str | None:
+        """Where the block stands: inside its epoch on a parent it certifies, a suffix block,
+        or the first block of an epoch with the proof that the last one was committed."""
+        h = block.header
+        kind = kind_of(h, self._cfg.epoch_length)
+        if kind is not BlockKind.FIRST:
+            if block.epoch_proof is not None:
+                return "only the first block of an epoch carries an epoch proof"
+            parent_slot = (parent.height, parent.round, parent.epoch)
+            j = block.justify
+            if self._qc_hash(j) != h.parent_hash or _qc_slot(j) != parent_slot:
+                return "justify does not certify the parent (hash, height, round and epoch)"
+            if kind is BlockKind.SUFFIX:
+                return check_suffix(h, parent, self._cfg.epoch_length)
+            if h.epoch != self.epoch_of(h.height) or (parent.height and parent.epoch != h.epoch):
+                return f"epoch {h.epoch} is not the epoch of height {h.height}"
+            return None
+        proof, j = block.epoch_proof, block.justify
+        if proof is None or j is None:
+            return "the first block of an epoch carries the proof that the last one committed"
+        if parent.height != last_height(h.epoch - 1, self._cfg.epoch_length) or (
+            parent.epoch != h.epoch - 1
+        ):
+            return "the first block of an epoch extends the previous epoch's last block"
+        return check_epoch_proof(proof, j, parent, h.parent_hash, self._cfg.epoch_length)
+
     def _check_timely(self, block: Block, parent: BlockHeader, now_ms: int) -> str | None:
         """The rules a proposal obeys when it is proposed: its clock, its L1 origin and the
         forced-inclusion window as this node sees them now."""
         h = block.header
         if h.timestamp_ms > now_ms + self._cfg.max_clock_skew_ms:
             return "timestamp too far in the future"
+        if kind_of(h, self._cfg.epoch_length) is BlockKind.SUFFIX:
+            return None  # empty, origin unchanged: nothing else to judge at proposal time
         if h.l1_origin > self._l1_head:
             raise _Wait("L1 origin ahead of this node's L1 view")
         if h.l1_origin + self._cfg.max_l1_origin_lag < self._l1_finalized:
@@ -643,6 +799,8 @@ class SequencerCore:
             return "tx root mismatch"
         pledger = self.tree.ledger(h.parent_hash)
         assert pledger is not None
+        if kind_of(h, self._cfg.epoch_length) is BlockKind.SUFFIX:
+            return pledger  # empty (tx root checked), state unchanged (check_suffix)
         try:
             ledger, _ = pledger.apply_block(
                 block.transactions, block.forced, proposer=h.proposer, chain_id=self._cfg.chain_id
@@ -678,13 +836,19 @@ class SequencerCore:
         signed_vote = self.outbox.signed_round(Kind.VOTE)
         if h.round <= signed_vote or h.round <= self.outbox.signed_round(Kind.TIMEOUT):
             return
-        jr = _qc_round(block.justify)
+        j = block.justify
         tc = block.timeout_cert
-        ok = jr + 1 == h.round or (
-            tc is not None and tc.round + 1 == h.round and jr >= _qc_round(tc.high_qc)
+        # Ranks, not rounds: a justify of an earlier epoch never beats a lock of a later one
+        # (the first block of an epoch must not reopen it; docs/protocol.md).
+        ok = (_qc_round(j) + 1 == h.round and rank(j) >= rank(self.high_qc)) or (
+            tc is not None and tc.round + 1 == h.round and rank(j) >= rank(tc.high_qc)
         )
         if not ok:
             return
+        if kind_of(h, self._cfg.epoch_length) is BlockKind.SUFFIX and (
+            self.committed_height >= last_height(h.epoch, self._cfg.epoch_length)
+        ):
+            return  # the epoch is closed: its suffix no longer matters
         bh = block_hash(h)
         if not self.tree.vote_ready(bh):
             return  # known only from catch-up: its proposal-time checks never ran here
@@ -713,7 +877,7 @@ class SequencerCore:
         if known is not None and known.round == vote.round:
             return
         info = self.epochs.info(vote.epoch, vote.block_hash)
-        if info is None or vote.epoch != self.epoch_of(vote.height):
+        if info is None or not qc_epoch_fits(vote.epoch, vote.height, self._cfg.epoch_length):
             return
         qc = self.pool.form_qc(vote, info.table)
         if qc is not None:
@@ -727,7 +891,7 @@ class SequencerCore:
             return  # stale table (see _Stale): it neither raises the high QC nor the round
         self.tree.add_qc(qc)
         self._note_certified(qc.block_hash, out)
-        if qc.round > _qc_round(self.high_qc):
+        if rank(qc) > rank(self.high_qc):
             self.high_qc = qc
         self._enter_round(qc.round + 1, now_ms, api.RoundCause.QC, out)
         if qc.block_hash in self.tree:
@@ -755,7 +919,7 @@ class SequencerCore:
         self._my_timeout = None
         if round_ - ROUND_HISTORY > 0:
             self.pool.prune(round_ - ROUND_HISTORY)
-        out.append(api.RoundChanged(round_, self.epoch_of(_qc_height(self.high_qc) + 1),
+        out.append(api.RoundChanged(round_, self._next_epoch_or_guess(self.high_qc),
                                     self._leader_of_round(round_), via))  # fmt: skip
 
     # --- commit -----------------------------------------------------------------------------
@@ -770,7 +934,20 @@ class SequencerCore:
             return
         if child.round != parent.round + 1:
             return
-        for bh in self.tree.path_to(child.parent_hash):
+        target = child.parent_hash
+        if kind_of(parent, self._cfg.epoch_length) is BlockKind.SUFFIX:
+            # Suffix blocks are never committed: the pair commits their epoch's last block.
+            last = last_height(parent.epoch, self._cfg.epoch_length)
+            if last <= self.committed_height:
+                return
+            found = self.tree.ancestor_at(target, last, parent.height - last + 1)
+            if found is None:
+                return
+            target = found
+        self._commit_through(target, out)
+
+    def _commit_through(self, target: bytes, out: list[api.Effect]) -> None:
+        for bh in self.tree.path_to(target):
             self._commit_one(bh, out)
         self.tree.prune()
 
@@ -789,7 +966,11 @@ class SequencerCore:
         self._mempool.remove_committed(ledger)
         self._forced.mark_consumed(ledger.forced_index())
         out.append(api.BlockCommitted(cb, ledger.state_root()))
-        self._account_downtime(header, parent, cb.qc, out)
+        # The first block of an epoch follows the old table's suffix rounds, not its parent's.
+        j = cb.block.justify
+        first = cb.block.epoch_proof is not None and j is not None
+        base_round = j.round if first and j is not None else parent.round
+        self._account_downtime(header, parent, base_round, cb.qc, out)
 
     def _replay(self, chain: Sequence[CertifiedBlock]) -> None:
         """Adopt the node's own stored committed chain (trusted: it committed it before)."""
@@ -802,7 +983,7 @@ class SequencerCore:
             assert parent is not None
             ledger = self._replay_execute(cb.block)
             self._after_commit(self.tree.adopt_committed(cb, ledger), parent, sink)
-            if cb.qc.round > _qc_round(self.high_qc):
+            if rank(cb.qc) > rank(self.high_qc):
                 self.high_qc = cb.qc
             self.tree.prune()
         self.round = max(self.round, _qc_round(self.high_qc) + 1)
@@ -865,7 +1046,7 @@ class SequencerCore:
         hq = self.high_qc
         t = Timeout(
             self.round,
-            self.epoch_of(_qc_height(hq) + 1),
+            0 if hq is None else hq.epoch,  # with the round: the rank of the QC it reports
             _qc_round(hq),
             self._qc_hash(hq) if hq is not None else ZERO_HASH,
             self.pk,
@@ -910,7 +1091,8 @@ class SequencerCore:
     def _check_timeout_qc(self, tm: TimeoutMessage, out: list[api.Effect]) -> None:
         t = tm.timeout
         if tm.high_qc is not None:
-            if (tm.high_qc.round, tm.high_qc.block_hash) != (t.high_qc_round, t.high_qc_block):
+            named = (tm.high_qc.epoch, tm.high_qc.round, tm.high_qc.block_hash)
+            if named != (t.epoch, t.high_qc_round, t.high_qc_block):
                 raise CertificateError("timeout message carries another QC than it names")
             self._check_qc(tm.high_qc, out)
         elif t.high_qc_round != 0:
@@ -920,10 +1102,12 @@ class SequencerCore:
         if self.last_tc is not None and self.last_tc.round >= round_:
             return
 
-        def table_of(high_qc: QuorumCertificate | None) -> tuple[int, api.EpochInfo] | None:
-            epoch = self.epoch_of(_qc_height(high_qc) + 1)
-            info = self.epochs.info(epoch, self._qc_hash(high_qc))
-            return None if info is None else (epoch, info)
+        def table_of(high_qc: QuorumCertificate | None) -> tuple[int, int, api.EpochInfo] | None:
+            follows = self._extension_of(high_qc)
+            if follows is None:
+                return None
+            info = self.epochs.info(follows[1], self._qc_hash(high_qc))
+            return None if info is None else (*follows, info)
 
         tc = self.pool.form_tc(round_, table_of)
         if tc is not None:
@@ -1011,28 +1195,47 @@ class SequencerCore:
         record = self.outbox.record
         if self.pk is None or record is None or self.round <= record.proposal_round:
             return
-        parent_hash = self._qc_hash(self.high_qc)
+        base_hash = self._qc_hash(self.high_qc)
+        base = self._base_header(base_hash)
+        if base is None or self._leader_here(base, base_hash) != self.pk:
+            return
+        kind = self._next_kind(base, base_hash)
+        if kind is None:
+            return
+        parent_hash = base_hash
+        if kind is BlockKind.FIRST:  # extend the committed last block R, not the suffix
+            parent_hash = self._closings[base_hash].last_qc.block_hash
+        elif kind is BlockKind.SUFFIX and (
+            self.committed_height >= last_height(base.epoch, self._cfg.epoch_length)
+            or base.height - last_height(base.epoch, self._cfg.epoch_length) >= MAX_SUFFIX
+        ):
+            return  # the epoch is closed (or its suffix is full): nothing to add to it
         parent = self.tree.header(parent_hash)
         if parent is None or self.tree.ledger(parent_hash) is None:
-            return
-        if self._leader_here(parent, parent_hash) != self.pk:
             return
         tc = None
         if _qc_round(self.high_qc) + 1 != self.round:
             if self.last_tc is None or self.last_tc.round + 1 != self.round:
                 return
             tc = self.last_tc
-        if now_ms < parent.timestamp_ms + self._cfg.block_time_ms and tc is None:
+        # Suffix blocks exist only to close the epoch: no reason to wait a block time.
+        waited = now_ms >= parent.timestamp_ms + self._cfg.block_time_ms
+        if tc is None and kind is not BlockKind.SUFFIX and not waited:
             return
         if self.round <= record.timeout_round:
             return
-        self._propose(parent_hash, parent, tc, now_ms, out)
+        if kind is BlockKind.SUFFIX:
+            self._propose_suffix(base_hash, base, tc, now_ms, out)
+        else:
+            proof = self._closings[base_hash] if kind is BlockKind.FIRST else None
+            self._propose(parent_hash, parent, max(parent.timestamp_ms, base.timestamp_ms),
+                          tc, proof, now_ms, out)  # fmt: skip
 
-    def _leader_here(self, parent: BlockHeader, parent_hash: bytes) -> bytes | None:
-        """The leader of the current round on ``parent`` (memoized; None while unknown)."""
-        key = (self.round, parent_hash)
+    def _leader_here(self, base: BlockHeader, base_hash: bytes) -> bytes | None:
+        """The leader of the current round on ``base`` (memoized; None while unknown)."""
+        key = (self.round, base_hash)
         if self._leader_memo is None or self._leader_memo[0] != key:
-            leader = self._leader_after(parent, self.round, parent_hash)
+            leader = self._leader_after(base, self.round, base_hash)
             if leader is None:
                 return None  # table not known yet: ask again next time (no memo)
             self._leader_memo = (key, leader)
@@ -1042,10 +1245,14 @@ class SequencerCore:
         self,
         parent_hash: bytes,
         parent: BlockHeader,
+        after_ms: int,
         tc: TimeoutCertificate | None,
+        proof: EpochProof | None,
         now_ms: int,
         out: list[api.Effect],
     ) -> None:
+        """Propose a block with transactions on ``parent`` (``proof``: the first block of an
+        epoch, on the last block of the previous one); its timestamp is above ``after_ms``."""
         assert self.pk is not None
         pledger = self.tree.ledger(parent_hash)
         assert pledger is not None
@@ -1062,41 +1269,83 @@ class SequencerCore:
         height = parent.height + 1
         header = BlockHeader(
             height, self.round, self.epoch_of(height), parent_hash,
-            max(now_ms, parent.timestamp_ms + 1), self.pk, tx_root(txs, forced),
+            max(now_ms, after_ms + 1), self.pk, tx_root(txs, forced),
             ledger.state_root(), ledger.forced_index(), l1_origin,
         )  # fmt: skip
+        self._sign_block(header, tuple(txs), tuple(forced), tc, proof, out)
+
+    def _propose_suffix(
+        self,
+        base_hash: bytes,
+        base: BlockHeader,
+        tc: TimeoutCertificate | None,
+        now_ms: int,
+        out: list[api.Effect],
+    ) -> None:
+        """Propose an empty suffix block of ``base``'s epoch (it helps commit the epoch's last
+        block; see :mod:`~sequencer_node.core.reconfig`)."""
+        assert self.pk is not None
+        header = BlockHeader(
+            base.height + 1, self.round, base.epoch, base_hash,
+            max(now_ms, base.timestamp_ms + 1), self.pk, EMPTY_TX_ROOT,
+            base.state_root, base.forced_index, base.l1_origin,
+        )  # fmt: skip
+        self._sign_block(header, (), (), tc, None, out)
+
+    def _sign_block(
+        self,
+        header: BlockHeader,
+        txs: tuple[Transaction, ...],
+        forced: tuple[ForcedTransaction, ...],
+        tc: TimeoutCertificate | None,
+        proof: EpochProof | None,
+        out: list[api.Effect],
+    ) -> None:
         proposal = self.outbox.sign(
             Kind.PROPOSAL, self.round, block_hash(header), Proposal(header, bytes(64)),
             self.high_qc,
         )  # fmt: skip
         if proposal is None:
             return
-        block = Block(proposal, tuple(txs), tuple(forced), self.high_qc, tc)
-        out.append(self.outbox.hold([block], self._vouched(parent_hash)))
+        block = Block(proposal, txs, forced, self.high_qc, tc, proof)
+        # Durable with the record: the parent, and the block the justify certifies (they
+        # differ for the first block of an epoch: R and the closing suffix block).
+        vouched = self._vouched(header.parent_hash)
+        if proof is not None:
+            vouched += self._vouched(self._qc_hash(self.high_qc))
+        out.append(self.outbox.hold([block], vouched))
 
     # --- downtime ---------------------------------------------------------------------------
 
     def _account_downtime(
-        self, header: BlockHeader, parent: BlockHeader, qc: QuorumCertificate, out: list[api.Effect]
+        self,
+        header: BlockHeader,
+        parent: BlockHeader,
+        base_round: int,
+        qc: QuorumCertificate,
+        out: list[api.Effect],
     ) -> None:
         """Account committed blocks once the grace after them has passed (in height order)."""
-        self._downtime_due.append((header, parent, qc))
+        self._downtime_due.append((header, parent, base_round, qc))
         grace = self._cfg.downtime_grace_heights
         while self._downtime_due and self._downtime_due[0][0].height + grace <= header.height:
             self._account_block(*self._downtime_due.popleft(), out)
 
     def _account_block(
-        self, header: BlockHeader, parent: BlockHeader, qc: QuorumCertificate, out: list[api.Effect]
+        self,
+        header: BlockHeader,
+        parent: BlockHeader,
+        base_round: int,
+        qc: QuorumCertificate,
+        out: list[api.Effect],
     ) -> None:
         info = self.epochs.info(header.epoch)
         if info is None:
             return
-        same = parent.height >= 1 and self.epoch_of(parent.height) == header.epoch
+        same = parent.height >= 1 and parent.epoch == header.epoch
         failed = [
-            leader_for(info.order, r, parent.round, parent.proposer if same else None)
-            for r in range(
-                parent.round + 1, min(header.round, parent.round + 1 + len(info.order) * 4)
-            )
+            leader_for(info.order, r, base_round, parent.proposer if same else None)
+            for r in range(base_round + 1, min(header.round, base_round + 1 + len(info.order) * 4))
         ]
         found = self._downtime.on_commit(
             header.height,

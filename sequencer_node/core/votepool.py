@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 
 from sequencer_node.core.api import EpochInfo
-from sequencer_node.wire.certificates import has_quorum, vote_for
+from sequencer_node.wire.certificates import has_quorum, timeout_rank, vote_for
 from sequencer_node.wire.codec import signing_bytes
 from sequencer_node.wire.messages import (
     DoubleProposal,
@@ -34,8 +34,8 @@ ROUND_HISTORY = 256
 #: Evidence kept for ``status()`` and tests (the shell submits each piece as it is found).
 _EVIDENCE_KEPT = 1_024
 
-#: The epoch (and its table) that judges a TC whose high QC is the given one.
-TableOf = Callable[[QuorumCertificate | None], tuple[int, EpochInfo] | None]
+#: (height, epoch, table) of the block that will extend a high QC: what a TC names.
+TableOf = Callable[[QuorumCertificate | None], tuple[int, int, EpochInfo] | None]
 
 
 class VotePool:
@@ -156,12 +156,12 @@ class VotePool:
         for _ in range(3):
             if not usable:
                 return None
-            best = max(usable, key=lambda t: t.high_qc_round)
+            best = max(usable, key=timeout_rank)
             high_qc = self._timeout_qcs.get((best.high_qc_round, best.high_qc_block))
             judged = table_of(high_qc)
             if judged is None:
                 return None
-            epoch, table = judged[0], judged[1].table
+            height, epoch, table = judged[0], judged[1], judged[2].table
             kept = [t for t in usable if t.epoch <= epoch and table.get(t.voter, 0) > 0]
             if len(kept) == len(usable):
                 break
@@ -169,12 +169,11 @@ class VotePool:
         else:
             return None
         usable = sorted(usable, key=lambda t: t.voter)
-        top = max(usable, key=lambda t: t.high_qc_round)  # what verify_tc will pick
+        top = max(usable, key=timeout_rank)  # what verify_tc will pick
         if (top.high_qc_round, top.high_qc_block) != (best.high_qc_round, best.high_qc_block):
             return None
         if not has_quorum(sum(table[t.voter] for t in usable), sum(table.values())):
             return None
-        height = (0 if high_qc is None else high_qc.height) + 1
         return TimeoutCertificate(round_, height, epoch, tuple(usable), high_qc)
 
     # --- forgetting -----------------------------------------------------------------------

@@ -24,6 +24,7 @@ from sequencer_node.wire.messages import (
     Endorsement,
     Evidence,
     QuorumCertificate,
+    Timeout,
     TimeoutCertificate,
     Vote,
     signed_slot,
@@ -102,8 +103,9 @@ def verify_tc(tc: TimeoutCertificate, stakes: StakeTable, chain_id: int) -> None
     seen: set[bytes] = set()
     total = 0
     for t in tc.timeouts:
-        # A signer whose high QC lagged names an earlier epoch; stake counts in ``stakes``
-        # (the table of ``tc.epoch``, the epoch of the block that extends the TC's high QC).
+        # ``t.epoch`` is the epoch of the signer's high QC, at most the TC's; stake counts in
+        # ``stakes`` (the table of ``tc.epoch``, the epoch of the block that extends the
+        # TC's high QC).
         if t.round != tc.round or t.epoch > tc.epoch:
             raise CertificateError("timeout for another round inside a timeout certificate")
         if t.voter in seen:
@@ -116,12 +118,19 @@ def verify_tc(tc: TimeoutCertificate, stakes: StakeTable, chain_id: int) -> None
             raise SignatureError(f"bad timeout signature from {t.voter.hex()[:16]}")
         total += stake
     _require_quorum(total, stakes, "timeout certificate")
-    best = max(tc.timeouts, key=lambda t: t.high_qc_round)
+    best = max(tc.timeouts, key=timeout_rank)
     if best.high_qc_round > 0 or tc.high_qc is not None:
         if tc.high_qc is None:
             raise CertificateError("timeout certificate lacks the highest QC it reports")
-        if (tc.high_qc.round, tc.high_qc.block_hash) != (best.high_qc_round, best.high_qc_block):
+        named = (tc.high_qc.epoch, tc.high_qc.round, tc.high_qc.block_hash)
+        if named != (best.epoch, best.high_qc_round, best.high_qc_block):
             raise CertificateError("timeout certificate's high QC is not the highest reported")
+
+
+def timeout_rank(t: Timeout) -> tuple[int, int]:
+    """The rank of the QC a timeout reports: (epoch, round). QCs of a later epoch outrank every
+    QC of an earlier one, whatever their rounds (docs/protocol.md, "Reconfiguration")."""
+    return (t.epoch, t.high_qc_round)
 
 
 def verify_batch_certificate(cert: BatchCertificate, stakes: StakeTable, chain_id: int) -> None:
@@ -190,6 +199,7 @@ __all__ = [
     "verify_downtime_certificate",
     "verify_evidence",
     "verify_qc",
+    "timeout_rank",
     "verify_tc",
     "vote_for",
 ]

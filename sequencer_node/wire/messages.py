@@ -141,7 +141,11 @@ class QuorumCertificate:
 @wire_message(9, domain="timeout")
 @dataclass(frozen=True, slots=True)
 class Timeout:
-    """A validator gives up on ``round``; it reports the highest QC it knows. Slot: ``round``."""
+    """A validator gives up on ``round``; it reports the highest QC it knows. Slot: ``round``.
+
+    ``epoch`` is the epoch of that QC (0 without one): with ``high_qc_round`` it is the QC's
+    rank, so a TC's high QC is the highest by (epoch, round), never by round alone.
+    """
 
     round: U64
     epoch: U64
@@ -154,11 +158,12 @@ class Timeout:
 @wire_message(10, version=2)
 @dataclass(frozen=True, slots=True)
 class TimeoutCertificate:
-    """Timeouts of > 2/3 of stake for one round, with the highest QC among them.
+    """Timeouts of > 2/3 of stake for one round, with the highest QC among them (by rank).
 
-    It names what it certifies: ``height`` is the height of the block that extends its high QC
-    (the QC's height + 1; 1 without one), ``epoch`` is that height's epoch, whose stake table
-    counts the timeouts (version 2: version 1 had no ``height``).
+    It names what it certifies: ``height`` and ``epoch`` are those of the block that will
+    extend its high QC (the QC's height + 1, or the first height of the next epoch after a
+    block that closes its epoch; 1 without a QC), and ``epoch``'s table counts the timeouts
+    (docs/protocol.md, sections 2 and 3a; version 2: version 1 had no ``height``).
     """
 
     round: U64
@@ -177,6 +182,27 @@ class TimeoutMessage:
     high_qc: QuorumCertificate | None
 
 
+#: Most suffix blocks between an epoch's last block and the block that closes the epoch.
+MAX_SUFFIX = 64
+
+
+@wire_message(13)
+@dataclass(frozen=True, slots=True)
+class EpochProof:
+    """That epoch ``e``'s own table committed its last block R (height ``(e + 1) * L``).
+
+    ``suffix`` are the empty blocks S_1..S_k of epoch ``e`` on top of R (S_1's parent is R);
+    the first block of epoch ``e + 1`` carries QC(S_k) as its ``justify``, and ``parent_qc``
+    is QC(S_k's parent), one round below S_k: a two-chain inside epoch ``e``, which commits R
+    under ``e``'s table (docs/protocol.md, "Reconfiguration"). ``last_qc`` is QC(R).
+    """
+
+    suffix: Annotated[tuple[BlockHeader, ...], MaxItems(MAX_SUFFIX)]
+    parent_qc: QuorumCertificate
+    #: QC(R): R's own certificate, so every node can store R as a certified block.
+    last_qc: QuorumCertificate
+
+
 @wire_message(5)
 @dataclass(frozen=True, slots=True)
 class Block:
@@ -189,6 +215,8 @@ class Block:
     justify: QuorumCertificate | None
     #: Present when the previous round ended in a timeout rather than a QC.
     timeout_cert: TimeoutCertificate | None
+    #: Only in the first block of an epoch >= 1: the previous table committed its last block.
+    epoch_proof: EpochProof | None = None
 
     @property
     def header(self) -> BlockHeader:

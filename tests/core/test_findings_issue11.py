@@ -146,22 +146,10 @@ def _no_fork_at_reconfiguration(old: tuple[int, ...], new: tuple[int, ...]) -> N
         raise FindingReproduced(f"forked at a stake-table change: {forks}")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=FindingReproduced,
-    reason="issue 11 finding 1: the first block of an epoch need not extend a block the old "
-    "table committed, so a new table commits B while the old table certifies a sibling C",
-)
 def test_finding1_full_rotation_with_all_honest_does_not_fork() -> None:
     _no_fork_at_reconfiguration((1, 1, 1, 1, 0, 0, 0, 0), (0, 0, 0, 0, 1, 1, 1, 1))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=FindingReproduced,
-    reason="issue 11 finding 1: with half of the stake moving the old and the new table still "
-    "intersect in too little stake at the boundary",
-)
 def test_finding1_half_rotation_with_all_honest_does_not_fork() -> None:
     _no_fork_at_reconfiguration((1, 1, 1, 1, 0, 0), (0, 0, 1, 1, 1, 1))
 
