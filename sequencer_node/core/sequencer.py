@@ -747,6 +747,10 @@ class SequencerCore:
         or the first block of an epoch with the proof that the last one was committed."""
         h = block.header
         kind = kind_of(h, self._cfg.epoch_length)
+        if block.timeout_cert is not None and block.timeout_cert.epoch != h.epoch:
+            # A TC is judged by the table of the epoch it names; only that epoch's blocks
+            # may use it (a TC of another table must not unlock this one).
+            return "the block carries a TC of another epoch"
         if kind is not BlockKind.FIRST:
             if block.epoch_proof is not None:
                 return "only the first block of an epoch carries an epoch proof"
@@ -1095,7 +1099,7 @@ class SequencerCore:
             if named != (t.epoch, t.high_qc_round, t.high_qc_block):
                 raise CertificateError("timeout message carries another QC than it names")
             self._check_qc(tm.high_qc, out)
-        elif t.high_qc_round != 0:
+        elif t.high_qc_round != 0 or t.epoch != 0:
             raise CertificateError("timeout names a QC it does not carry")
 
     def _try_form_tc(self, round_: int, now_ms: int, out: list[api.Effect]) -> None:

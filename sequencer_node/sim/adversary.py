@@ -233,13 +233,13 @@ class GrindOrigin(FreezeOrigin):
 
     The first block of L2 epoch ``e`` fixes, through its ``l1_origin``, the stake snapshot (and
     so the seed) of epoch ``e + 1`` (docs/protocol.md, section 2). Before each input the
-    strategy asks its core (``status()``) whether the next block is the last or the first of an
-    epoch; if so it tries every origin validators accept (from the parent's up to the L1 head),
+    strategy asks its core (``status()``) whether the epoch's last block is next; if so it
+    tries every origin validators accept (from the parent's up to the L1 head),
     computes the next epoch's schedule with the public election functions, and raises its core's
     finalized view to the first origin that puts itself first (an honest core proposes with
     its finalized view, and may do so inside the input that completes the parent's QC: hence
-    the choice one block ahead). Between such blocks it freezes the origin (as
-    :class:`FreezeOrigin`), which widens its next choice.
+    the choice one block ahead). It does not freeze between choices: validators refuse an
+    origin far behind their finalized head.
     """
 
     def __init__(self) -> None:
@@ -262,27 +262,28 @@ class GrindOrigin(FreezeOrigin):
         self.observe(sim, inst, msg)  # its own blocks are parents too
         return super().outgoing(sim, inst, msg, dsts)
 
+    def l1_event(self, sim: SimView, inst: Instance, event: api.Event) -> api.Event | None:
+        # No freezing: validators refuse an origin far behind their finalized head
+        # (max_l1_origin_lag), so a frozen grinder would lose its leadership. It chooses
+        # among the origins from the finalized head up to the L1 head instead.
+        return event
+
     def before_input(self, sim: SimView, inst: Instance) -> None:
         core = inst.core
         if core is None:
             return
         status = core.status()
         length = sim.config_kw["epoch_length"]
-        nxt = status.certified_height + 1
-        first = nxt if (nxt - 1) % length == 0 else nxt + 1
-        if (first - 1) % length != 0 or nxt in self._done:
+        # The next first block of an epoch: it extends the last block R of the current epoch
+        # once a suffix block closed it (docs/protocol.md, section 3a), so it comes a round or
+        # more after R. Choose once R is certified (its origin bounds the choice).
+        first = (status.committed_height // length + 1) * length + 1
+        if status.certified_height < first - 1 or first in self._done:
             return
-        mine = status.leader == inst.pk
-        proposed = inst.durable is not None and inst.durable.proposal_round >= status.round
-        if nxt == first and (not mine or proposed):
-            return
-        self._done.add(nxt)
+        self._done.add(first)
         if len(self._done) > 64:
             self._done.discard(min(self._done))
-        # The parent's origin bounds the choice from below; an honest parent is at most the
-        # network's finalized head.
-        parent = self._origin_at.get(nxt - 1, 0) if mine else sim.l1_finalized
-        low = max(parent, self.frozen_at)
+        low = max(self._origin_at.get(first - 1, 0), sim.l1_finalized)
         epoch = (first - 1) // length
         chosen = next(
             (o for o in range(low, sim.l1_head + 1) if self._leads(sim, inst, o, epoch + 1)),

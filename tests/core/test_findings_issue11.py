@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import math
 
-import pytest
-
 from sequencer_node.core.downtime import DowntimeTracker
 from sequencer_node.sim.adversary import (
     HOLD,
@@ -263,12 +261,6 @@ def test_without_grinding_the_first_leader_share_is_fair() -> None:
     assert wins <= _fair_bound(total), (wins, total)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=FindingReproduced,
-    reason="issue 11 finding 5: the proposer of an epoch's first block picks its l1_origin, "
-    "which fixes the next epoch's snapshot and seed, so a 1/4-stake node grinds the schedule",
-)
 def test_finding5_a_quarter_stake_node_cannot_grind_the_leader_schedule() -> None:
     wins, total = _first_leader_share(grind=True)
     assert total >= 60
