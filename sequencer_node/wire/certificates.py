@@ -98,7 +98,13 @@ def verify_qc(qc: QuorumCertificate, stakes: StakeTable, chain_id: int) -> None:
 def verify_tc(tc: TimeoutCertificate, stakes: StakeTable, chain_id: int) -> None:
     """Raise unless ``tc`` holds valid timeouts for its round of > 2/3 of stake and its
     ``high_qc`` is the highest QC any of them reported."""
-    if tc.height != (0 if tc.high_qc is None else tc.high_qc.height) + 1:
+    qc = tc.high_qc
+    if qc is None or tc.epoch == qc.epoch:
+        follows = tc.height == (0 if qc is None else qc.height) + 1
+    else:  # after a block that closes its epoch: the next epoch's first height (the core
+        # checks it exactly; docs/protocol.md, section 3a)
+        follows = tc.epoch == qc.epoch + 1 and tc.height <= qc.height
+    if not follows:
         raise CertificateError("timeout certificate's height does not follow its high QC")
     seen: set[bytes] = set()
     total = 0
