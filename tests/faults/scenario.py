@@ -508,7 +508,8 @@ class Scenario:
         res = await checks.wait_all_certified(self.net, self.load.history, chain, node, 30)
         heights = checks.acked_heights(self.load.history, chain)
         want = max(heights, default=0)
-        derived = await checks.derive(self.net, node, want, 60)
+        # the follower re-executes every block: give it time in proportion to the chain
+        derived = await checks.derive(self.net, node, want, 60 + want / 10)
         st.info = {
             "acked": res.acked,
             "lost": len(res.lost),
