@@ -11,10 +11,12 @@ signs the same :class:`~sequencer_node.wire.messages.DowntimeReport`:
 
 A QC holds the first > 2/3 of votes to arrive, so a member that is live but a little slower
 than the others is absent from most QCs. So a node also counts, from its own observation, the
-vote duties it saw missed: a member's duty for a block is *seen done* when its vote for that
-block reached this node at any time before the block's accounting, which waits a grace of a few
-committed heights after the block (the core's ``downtime_grace_heights``); votes that arrive
-after the QC formed count. A node reports a sequencer only when both counts cross the threshold:
+vote duties it saw missed: a member's duty for a block is *seen done* when its vote of that
+block's round reached this node at any time before the block's accounting, which waits a grace
+of a few committed heights after the block (the core's ``downtime_grace_heights``); votes that
+arrive after the QC formed count, and so does a vote for another block of that round (an honest
+node that voted for the other proposal of an equivocating leader took part). A node reports
+a sequencer only when both counts cross the threshold:
 the report carries the chain's numbers (identical on every honest node, so > 2/3 of them can
 certify it) and is signed only by nodes whose own observation agrees. A slow but live node's
 votes reach every honest node within the grace, so none signs; a node that is down is missing

@@ -1357,7 +1357,7 @@ class SequencerCore:
             proposer=header.proposer,
             members=sorted(info.table),
             voters={e.signer for e in qc.signatures},
-            seen={e.signer for e in qc.signatures} | self.pool.voters(qc.round, qc.block_hash),
+            seen={e.signer for e in qc.signatures} | self.pool.voters(qc.round),
         )
         key = self._cfg.key
         if key is None or self.pk is None or self.pk not in info.table:

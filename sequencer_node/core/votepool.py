@@ -67,9 +67,11 @@ class VotePool:
         self._vote_slot[(vote.voter, vote.round)] = vote
         self._votes.setdefault((vote.round, vote.block_hash), {})[vote.voter] = vote
 
-    def voters(self, round_: int, block_hash: bytes) -> set[bytes]:
-        """Keys whose vote for this block reached this node, before or after its QC formed."""
-        return set(self._votes.get((round_, block_hash), {}))
+    def voters(self, round_: int) -> set[bytes]:
+        """Keys whose vote of ``round_`` reached this node, before or after a QC formed and for
+        whichever block (an honest node may have voted for the other proposal of an
+        equivocating leader: it took part all the same)."""
+        return {voter for voter, r in self._vote_slot if r == round_}
 
     def votes_of_qc(self, qc: QuorumCertificate) -> list[Evidence]:
         """Every endorsement in a valid QC is a signed vote: keep them, so a double voter

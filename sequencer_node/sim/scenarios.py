@@ -112,6 +112,10 @@ class StakeOutcome:
     behaviour: str
     changes: tuple[str, ...]
     jailed_honest: tuple[str, ...]
+    #: Honest instances named by a downtime certificate for a window in which no partition
+    #: cut them off from the larger side (one that was cut off was down, as far as the network
+    #: could tell).
+    wrongly_jailed: tuple[str, ...] = ()
 
 
 def _next_table(rng: Rng, table: list[int], change: str) -> list[int]:
@@ -176,10 +180,25 @@ def run_stake_sweep(seed: int, *, fault_ms: int = 6_000, majority: bool = False)
         table = _next_table(rng, table, change)
         changes.append(change)
         sim.change_stakes(l1_epoch, _cap_faulty(table, faulty, majority))
-    _network_faults(sim, rng, fault_ms, split_twins=majority)
+    cut_off = _network_faults(sim, rng, fault_ms, split_twins=majority)
     sim.check_liveness()
     return StakeOutcome(seed, tuple(len(i.committed) for i in sim.instances), behaviour,
-                        tuple(changes), tuple(sim.jailed_honest()))  # fmt: skip
+                        tuple(changes), tuple(sim.jailed_honest()),
+                        _wrongly_jailed(sim, cut_off))  # fmt: skip
+
+
+def _wrongly_jailed(sim: Simulation, cut_off: list[tuple[str, int, int]]) -> tuple[str, ...]:
+    wrong: set[str] = set()
+    for _, cert in sim.downtime_certificates:
+        r = cert.report
+        for inst in sim.honest():
+            excused = any(
+                name == inst.name and lo <= r.to_height and hi >= r.from_height
+                for name, lo, hi in cut_off
+            )
+            if inst.pk == r.offender and not excused:
+                wrong.add(inst.name)
+    return tuple(sorted(wrong))
 
 
 def _stake_sim(
@@ -204,8 +223,13 @@ def _stake_sim(
                       net=net, epoch_length=rng.choice((4, 8)), downtime_window=20)  # fmt: skip
 
 
-def _network_faults(sim: Simulation, rng: Rng, fault_ms: int, *, split_twins: bool) -> None:
+def _network_faults(
+    sim: Simulation, rng: Rng, fault_ms: int, *, split_twins: bool
+) -> list[tuple[str, int, int]]:
+    """Delays, a slow node, short partitions. Returns (name, first height, last height) of
+    every time a partition cut a node off from the larger side (heights the chain had then)."""
     honest = [i.idx for i in sim.instances if i.honest]
+    cut_off: list[tuple[str, int, int]] = []
     if rng.chance(0.5):
         # One honest node slower than the rest by up to a quarter of the round timeout.
         quarter = sim.config_kw["timeout_base_ms"] // 4
@@ -226,8 +250,15 @@ def _network_faults(sim: Simulation, rng: Rng, fault_ms: int, *, split_twins: bo
             rng.shuffle(members)
             cut = rng.randint(1, len(members) - 1)
             sim.partition([members[:cut], members[cut:]])
+            small = members[:cut] if 2 * cut <= len(members) else []
+            small += members[cut:] if 2 * cut >= len(members) else []
+            start = max(len(i.committed) for i in sim.instances)
             sim.run_for(rng.randint(100, 400))
             sim.heal()
+            # The node catches up within a few heights; its misses there are the partition's.
+            end = max(len(i.committed) for i in sim.instances) + 4
+            cut_off += [(sim.instances[i].name, start, end) for i in small]
         if rng.chance(0.3):
             sim.submit_tx(rng.randint(0, 3), rng.choice(honest))
         sim.run_for(step)
+    return cut_off

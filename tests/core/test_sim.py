@@ -58,7 +58,8 @@ def test_stake_change_sweep_neither_forks_nor_jails_an_honest_node(chunk: int) -
     # A new stake table at every epoch boundary, by any amount the L1 allows (full and half
     # rotations, new registrations, reweighing), one faulty key below 1/3 of every table,
     # delays, drops, short partitions, one honest node up to a quarter of the round timeout
-    # slower than the others; then liveness. No downtime certificate may name an honest node.
+    # slower than the others; then liveness. No downtime certificate may name an honest node
+    # (but one that a partition cut off from the larger side: that one was down).
     for seed in _stake_seeds(chunk):
         try:
             out = run_stake_sweep(seed, fault_ms=15_000 if SOAK else 6_000)
@@ -66,7 +67,7 @@ def test_stake_change_sweep_neither_forks_nor_jails_an_honest_node(chunk: int) -
             print(f"\nfailing seed: {seed} (SEQ_SIM_SEED={seed} pytest {__file__} -k stake)")
             raise
         assert max(out.heights) > 0
-        assert not out.jailed_honest, (seed, out.jailed_honest)
+        assert not out.wrongly_jailed, (seed, out.wrongly_jailed)
 
 
 def test_negative_control_stake_sweep_with_a_byzantine_majority_forks() -> None:
