@@ -463,7 +463,7 @@ class Scenario:
                 f"later ones of these accounts waiting behind the lost nonce)"
             ]
 
-        return describe(other, ""), describe(in_crash, "when every node was killed at once")
+        return describe(other, ""), describe(in_crash, "just before its node was killed")
 
     def _during(self, at: float) -> str:
         for s in self.report.steps:
