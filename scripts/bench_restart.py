@@ -12,7 +12,9 @@ fresh process (cold signature cache) for both ways:
 * ``full``: the snapshots table emptied, so every block is re-executed from genesis;
 * ``snapshot``: the node's own path, the newest snapshot + the blocks above it.
 
-Medians of ``--runs`` (3). Both ways must end at the same head and state root. Writes
+The blocks carry no epoch proofs (issue 11 reconfiguration): a replay trusts its own stored
+chain and checks none, so they change nothing measured here. Medians of ``--runs`` (3). Both
+ways must end at the same head and state root. Writes
 ``bench-results/restart.json`` and prints a markdown table. Usage:
 ``python scripts/bench_restart.py [--sizes 1000,10000,100000]``.
 """
