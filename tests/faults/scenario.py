@@ -138,6 +138,7 @@ class Scenario:
         self.report = Report(seed, profile.name, str(net.root))
         #: (node, unix time, window) of every kill -9, to tell losses in a crash from others.
         self.kills: list[tuple[int, float, float]] = []
+        self._end_chain = checks.Chain()
         #: The highest certified height any node reported so far (recovery targets).
         self.top_seen = 0
 
@@ -539,6 +540,7 @@ class Scenario:
         res = await checks.wait_all_certified(
             self.net, self.load.history, chain0, self._answering(), 20
         )
+        self._end_chain = chain0
         forks = await self._forks()
         unexplained, crash = self._loss_problems(res)
         self.net.sample_memory()
@@ -575,7 +577,8 @@ class Scenario:
             "processes": self.net.dead(),
         }
         self._conclude(st)
-        self._ratios(chain)
+        # the longer chain, unless no node answered after the crashes
+        self._ratios(chain if chain.height >= self._end_chain.height else self._end_chain)
 
     async def _forks(self) -> list[str]:
         hs = await self.heights()
