@@ -17,6 +17,7 @@ from pathlib import Path
 import msgpack
 
 from l1_mock.chain.blocks import L1Block, Sidecar, strip_blobs
+from sequencer_node.system.sqlite import open_durable
 from sequencer_node.wire.codec import decode, encode
 from sequencer_node.wire.messages import L1Call
 
@@ -38,12 +39,8 @@ class Store:
     """One SQLite database file. Not thread-safe: the server serialises access with a lock."""
 
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self.db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=FULL")
-        self.db.executescript(_SCHEMA)
+        self.db = open_durable(path, _SCHEMA)
 
     def close(self) -> None:
         self.db.close()

@@ -25,7 +25,6 @@ from __future__ import annotations
 import json
 import logging
 import re
-import signal
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -54,6 +53,7 @@ from l1_mock.da.chain import (
 )
 from l1_mock.da.shares import NAMESPACE_BYTES, SHARE_BYTES, blob_shares
 from l1_mock.da.store import Store, StoredBlob, decode_state
+from sequencer_node.system.signals import run_until_signal
 from sequencer_node.wire.crypto import (
     ADDRESS_BYTES,
     PUBLIC_KEY_BYTES,
@@ -570,10 +570,4 @@ async def serve(
 
 async def serve_until_signal(node: DANode, host: str, port: int) -> None:
     """Serve until SIGTERM or SIGINT (the CLI's ``run``)."""
-    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(serve, node, host, port)
-            async for signum in signals:
-                log.info("%s received: stopping", signal.Signals(signum).name)
-                nursery.cancel_scope.cancel()
-                break
+    await run_until_signal(serve, node, host, port, log=log)

@@ -9,7 +9,6 @@ window frees the space while headers and blob metadata (ranges, commitments) sta
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +16,7 @@ from pathlib import Path
 import msgpack
 
 from l1_mock.da.chain import DABlock, DAHeader, DAState, PayForBlob
+from sequencer_node.system.sqlite import open_durable
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);
@@ -69,11 +69,7 @@ class Store:
     """One SQLite file. Not thread-safe: the server serialises access with a lock."""
 
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=FULL")
-        self.db.executescript(_SCHEMA)
+        self.db = open_durable(path, _SCHEMA)
 
     def close(self) -> None:
         self.db.close()

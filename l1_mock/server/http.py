@@ -4,7 +4,6 @@ with block production running beside it until cancelled or signalled."""
 from __future__ import annotations
 
 import logging
-import signal
 
 import trio
 from starlette.applications import Starlette
@@ -15,6 +14,7 @@ from starlette.routing import Route
 from l1_mock.server.beacon import BeaconApi
 from l1_mock.server.jsonrpc import JsonRpc, jsonrpc_endpoint
 from l1_mock.server.service import L1Service
+from sequencer_node.system.signals import run_until_signal
 
 log = logging.getLogger("l1_mock")
 
@@ -73,10 +73,4 @@ async def serve(
 
 async def serve_until_signal(service: L1Service, host: str, port: int) -> None:
     """Serve until SIGTERM or SIGINT, then stop gracefully (the CLI's ``run``)."""
-    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(serve, service, host, port)
-            async for signum in signals:
-                log.info("%s received: stopping", signal.Signals(signum).name)
-                nursery.cancel_scope.cancel()
-                break
+    await run_until_signal(serve, service, host, port, log=log)

@@ -24,6 +24,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from sequencer_node.system.sqlite import open_durable
 from sequencer_node.wire.codec import decode, encode, message_id
 from sequencer_node.wire.messages import BatchCertificate, BatchHeader
 
@@ -134,14 +135,7 @@ class BatchRecords:
 
     @classmethod
     def open(cls, data_dir: Path) -> BatchRecords:
-        data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        conn = sqlite3.connect(
-            data_dir / DB_FILENAME, isolation_level=None, check_same_thread=False
-        )
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=FULL")
-        conn.executescript(_SCHEMA)
-        return cls(conn)
+        return cls(open_durable(data_dir / DB_FILENAME, _SCHEMA))
 
     def close(self) -> None:
         with self._lock:

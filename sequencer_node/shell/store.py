@@ -33,6 +33,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
+from sequencer_node.system.sqlite import SqliteOpenError, open_durable
 from sequencer_node.wire.codec import decode, encode
 from sequencer_node.wire.messages import Block, CertifiedBlock, QuorumCertificate, block_hash
 
@@ -80,13 +81,11 @@ class Store:
         data_dir = Path(data_dir)
         data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         path = data_dir / DB_FILENAME
-        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         try:
-            mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
-            if str(mode).lower() != "wal":
-                raise StoreError(f"{path}: could not enable WAL journal (got {mode})")
-            conn.execute("PRAGMA synchronous=FULL")
-            conn.executescript(_SCHEMA)
+            conn = open_durable(path, _SCHEMA)
+        except SqliteOpenError as exc:
+            raise StoreError(str(exc)) from exc
+        try:
             store = cls(conn, path)
             store._check_meta(chain_id, identity)
         except BaseException:
