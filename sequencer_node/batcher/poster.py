@@ -142,11 +142,14 @@ class Poster:
                 "(another proposal won); keeping the inbox's",
                 n,
             )
+        # The cost first: if reading it from the L1 fails, nothing is recorded and the next
+        # sync tries again, so an accepted batch is never left without its cost (and views
+        # never show an accepted batch whose cost is still being read).
+        cost = await self._record_cost(ib)
         try:
             await self._io(self.records.record_accepted, ib.header, ib.tx_hash)
         except RecordsError as e:
             log.warning("batch %d: could not record acceptance: %s", n, e)
-        cost = await self._record_cost(ib)
         self._prepared.pop(n, None)
         return cost
 

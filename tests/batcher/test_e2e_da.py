@@ -57,11 +57,12 @@ async def test_l1_four_nodes_load_and_a_follower_reach_the_same_state_root(
             sent += 1
 
     async def all_included() -> int | None:
-        st = await cluster.status(0)
-        if st is None:
-            return None
-        acct = await cluster.get(0, "/v1/account/0x" + USERS[0].address.hex())
-        return st["heads"]["certified"]["height"] if acct["nonce"] == 15 else None
+        for user in USERS:  # every user's 15 transfers, not only the first user's
+            acct = await cluster.get(0, "/v1/account/0x" + user.address.hex())
+            if acct["nonce"] != 15:
+                return None
+        st = await cluster.status(0)  # read after: its certified head includes them all
+        return None if st is None else int(st["heads"]["certified"]["height"])
 
     height = await cluster.wait_for("all transfers certified", all_included, 60)
     assert cluster.genesis_path is not None
