@@ -25,6 +25,13 @@ Theory of operation
   input, off the event loop), then handed to the batcher and the metrics. Evidence and
   downtime certificates go to the follower's bounded L1 submission queue. ``TxResult``
   answers the waiting RPC request. ``PeerMisbehaved`` charges the peer.
+* **Acknowledged means durable.** A client transaction the core accepts is journaled in the
+  store (:meth:`Store.journal_txs`, fsynced) before the RPC answers "pending": a journal task
+  writes everything accepted since its last write in one transaction (group commit), then
+  releases those answers. Committed blocks drop their transactions from the journal in the
+  transaction that stores them. On start the node gives the journal back to its core, in
+  acknowledgement order, once its peers and RPC are up, so a transaction acknowledged just
+  before a crash is gossiped and certified after the restart.
 * **Gossip hygiene.** A validate hook (:meth:`Node.check_peer_message`) checks the signature
   of votes, proposals and timeouts, and of every transaction of a gossiped batch, before the
   peer manager relays them, so a bad signature is charged to the peer that sent it (once per
@@ -87,6 +94,10 @@ _TX_INDEX = 200_000
 #: Catch-up requests starting this far below the committed head are answered from the store
 #: (the core keeps only the latest RECENT_COMMITTED blocks in memory).
 _STORE_SYNC_LAG = RECENT_COMMITTED // 2
+#: How long a restarted node waits for a first peer before re-submitting its journal.
+_RESUBMIT_PEER_WAIT_S = 10.0
+#: Mempool refusals after which a journaled transaction can never be included.
+_NEVER_INCLUDED = frozenset({"nonce_too_low", "bad_signature"})
 #: Committed blocks below a restart's snapshot whose transactions are indexed again (status).
 _INDEX_BELOW_SNAPSHOT = 256
 #: Least time between two catch-up answers served from the store to one peer.
@@ -148,6 +159,8 @@ class _TxRequest:
     tx: Transaction
     done: trio.Event = field(default_factory=trio.Event)
     result: api.TxResult | None = None
+    #: Re-submitted from the journal after a restart (nobody waits for the answer).
+    replayed: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -279,6 +292,10 @@ class Node:
         self.batcher: BatcherService | None = None
         self.views = ApiViews(self)
         self._tx_send: trio.MemorySendChannel[Transaction] | None = None
+        #: Accepted client transactions waiting for the journal task (bounded by the input
+        #: channel: each is one request from it).
+        self._unjournaled: list[_TxRequest] = []
+        self._journal_wakeup = trio.Event()
         self._tx_index: OrderedDict[bytes, int] = OrderedDict()
         self._committed: list[api.BlockCommitted] = []
         #: Blocks certified above the committed chain, written with the next commits.
@@ -447,8 +464,10 @@ class Node:
             await nursery.start(self.follower.run)
             nursery.start_soon(self._forward_peers)
             nursery.start_soon(run_tx_ingress, pm, tx_recv)
+            nursery.start_soon(self._journal_loop)
             nursery.start_soon(self._core_loop, core_done)
             rpc_url = await self._start_rpc(nursery, rpc_done)
+            nursery.start_soon(self._resubmit_journal)
             self.addresses = NodeAddresses(p2p_port, rpc_url)
             log.info(
                 "node running: p2p port %d, rpc %s, role %s",
@@ -703,10 +722,74 @@ class Node:
             for e in effects:
                 if isinstance(e, api.TxResult) and item.result is None:
                     item.result = e
-            item.done.set()
+            self._answer(item)
             await self._apply(effects)
         else:  # an L1 event from the follower
             await self._apply(core.handle(item, now))
+
+    # --- the journal of acknowledged transactions ------------------------------------------
+
+    def _answer(self, req: _TxRequest) -> None:
+        """Release the RPC's answer: at once for a refusal, after the journal write for an
+        acceptance (the client is told "pending" only once a crash cannot lose the tx)."""
+        if req.replayed or req.result is None or not req.result.accepted or self.store is None:
+            req.done.set()
+            return
+        self._unjournaled.append(req)
+        self._journal_wakeup.set()
+
+    async def _journal_loop(self) -> None:
+        """Group commit: one fsynced store transaction for everything accepted since the last
+        one, then the answers go out."""
+        while True:
+            await self._journal_wakeup.wait()
+            self._journal_wakeup = trio.Event()
+            batch, self._unjournaled = self._unjournaled, []
+            store = self.store
+            if store is None:
+                return
+            rows = [(r.result.tx_hash, encode(r.tx)) for r in batch if r.result is not None]
+            # Shielded: an acknowledgement must not be half-written by a shutdown.
+            with trio.CancelScope(shield=True):
+                await trio.to_thread.run_sync(store.journal_txs, rows)
+            for r in batch:
+                r.done.set()
+
+    async def _resubmit_journal(self) -> None:
+        """Give the journal back to the core after a restart, oldest first; forget entries the
+        core refuses for good (already committed, or never valid)."""
+        store = self.store
+        if store is None:
+            return
+        entries = await trio.to_thread.run_sync(store.journaled_txs)
+        if not entries:
+            return
+        # Each is gossiped once, when the core takes it: give the peers a moment to connect.
+        with trio.move_on_after(_RESUBMIT_PEER_WAIT_S):
+            while self.pm is None or self.pm.statistics().connected == 0:
+                await trio.sleep(0.2)
+        stale: list[bytes] = []
+        sent: list[tuple[bytes, _TxRequest]] = []
+        for tx_hash, data in entries:
+            try:
+                tx = decode(data, Transaction)
+            except ValueError:
+                stale.append(tx_hash)
+                continue
+            req = _TxRequest(tx, replayed=True)
+            try:
+                await self._send.send(req)
+            except (trio.ClosedResourceError, trio.BrokenResourceError):
+                return  # shutting down
+            sent.append((tx_hash, req))
+        for tx_hash, req in sent:
+            await req.done.wait()
+            if req.result is not None and req.result.reason in _NEVER_INCLUDED:
+                stale.append(tx_hash)
+        if stale:
+            await trio.to_thread.run_sync(store.drop_journaled, stale)
+        log.info("re-submitted %d journaled transactions (%d dropped as stale)",
+                 len(entries), len(stale))  # fmt: skip
 
     def _serve_old_sync(self, sender: bytes, req: api.SyncRequest) -> bool:
         """Answer a catch-up request below the core's in-memory window from the store."""
@@ -820,14 +903,17 @@ class Node:
         certified, self._certified = self._certified, []
         store = self.store
         # Index first: the core already counts these blocks (accounts, nonces) for readers.
+        included: list[bytes] = []
         for c in done:
             for tx in c.certified.block.transactions:
-                self._tx_index[message_id(tx)] = c.certified.block.header.height
+                tx_hash = message_id(tx)
+                included.append(tx_hash)
+                self._tx_index[tx_hash] = c.certified.block.header.height
         snap = self._snapshot_due(done)
 
         def write() -> None:  # in a worker thread: encoding a snapshot takes a while
             blob = None if snap is None else (snap.height, snap.to_bytes())
-            store.put_blocks([c.certified for c in done], certified, blob)
+            store.put_blocks([c.certified for c in done], certified, blob, included)
 
         # Shielded: a shutdown must not drop blocks the core already counts as committed.
         with trio.CancelScope(shield=True):

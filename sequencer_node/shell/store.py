@@ -1,8 +1,9 @@
 """SQLite persistence in the node's data directory: certified blocks, snapshots of the committed
 state (so a restart replays only the blocks above the newest one), the never-sign-twice
-watermark and the blocks above the committed chain that the node voted for or
-saw certified (so a restart can rebuild on them). A batch's state is the batcher's, in its own
-file.
+watermark, the blocks above the committed chain that the node voted for or
+saw certified (so a restart can rebuild on them), and the journal of transactions its RPC
+acknowledged that are not committed yet (so a crash loses none of them). A batch's state is the
+batcher's, in its own file.
 
 Durability: the database runs in WAL mode with ``synchronous=FULL``, so every committed
 transaction has been fsynced to the WAL before ``COMMIT`` returns. :meth:`Store.write_watermark`
@@ -19,6 +20,13 @@ Snapshots: :meth:`put_blocks` takes an optional snapshot (the node's encoded
 the same transaction as that block, keeping the newest :data:`SNAPSHOTS_KEPT`; a crash leaves
 either both or neither. The store does not judge them: the node checks one on load and falls
 back to an older one, or to a full replay.
+
+Acknowledged transactions: the node journals a client's transaction (:meth:`journal_txs`)
+before its RPC answers "pending", and :meth:`put_blocks` drops the ones a committed block
+includes in the same transaction that stores the block. After a crash the node submits the
+journal to its core again, in acknowledgement order. The journal keeps at most
+:data:`MAX_JOURNALED_TXS` (the newest): a transaction the mempool dropped (pool full, replaced)
+was never promised more than the mempool promises.
 
 Ownership: the ``meta`` table records the chain id and the node's identity key. Opening a data
 directory made for another chain or key raises :class:`DataDirMismatch` instead of mixing
@@ -41,6 +49,9 @@ DB_FILENAME = "node.sqlite3"
 SCHEMA_VERSION = 1
 #: Snapshots kept: the newest, and one to fall back on if the newest is unreadable.
 SNAPSHOTS_KEPT = 2
+#: Acknowledged, uncommitted transactions kept in the journal (the newest); a bound, not a
+#: target: the mempool holds far fewer.
+MAX_JOURNALED_TXS = 100_000
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -51,6 +62,8 @@ CREATE TABLE IF NOT EXISTS watermark (
     id INTEGER PRIMARY KEY CHECK (id = 1), record BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS uncommitted (
     hash BLOB PRIMARY KEY, height INTEGER NOT NULL, block BLOB NOT NULL, qc BLOB);
+CREATE TABLE IF NOT EXISTS journal (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, hash BLOB NOT NULL UNIQUE, tx BLOB NOT NULL);
 """
 
 
@@ -165,10 +178,12 @@ class Store:
         blocks: Sequence[CertifiedBlock],
         certified: Sequence[CertifiedBlock] = (),
         snapshot: tuple[int, bytes] | None = None,
+        included: Sequence[bytes] = (),
     ) -> None:
         """Store committed blocks, ``certified`` ones above them (see :meth:`put_certified`)
-        and ``snapshot`` ``(height, data)`` of a stored block (see :meth:`put_snapshot`), in
-        one transaction (all or none).
+        and ``snapshot`` ``(height, data)`` of a stored block (see :meth:`put_snapshot`), and
+        drop the hashes ``included`` (transactions of the committed blocks) from the journal,
+        in one transaction (all or none).
 
         Storing a block again is a no-op. Raises StoreError if a *different* block is already
         stored at that height: two certified blocks at one height break BFT safety, so the node
@@ -191,6 +206,31 @@ class Store:
                 c.execute("DELETE FROM uncommitted WHERE height <= ?", (top,))
             if snapshot is not None:
                 _put_snapshot(c, *snapshot, keep=SNAPSHOTS_KEPT)
+            if included:
+                c.executemany("DELETE FROM journal WHERE hash = ?", [(h,) for h in included])
+
+    # --- acknowledged transactions -----------------------------------------------------------
+
+    def journal_txs(
+        self, txs: Sequence[tuple[bytes, bytes]], *, keep: int = MAX_JOURNALED_TXS
+    ) -> None:
+        """Journal ``(hash, encoded transaction)`` pairs, in order; durable on return. A hash
+        already journaled keeps its place. Only the ``keep`` newest entries are kept."""
+        with self._tx() as c:
+            c.executemany("INSERT OR IGNORE INTO journal (hash, tx) VALUES (?, ?)", txs)
+            c.execute(
+                "DELETE FROM journal WHERE seq <= (SELECT MAX(seq) FROM journal) - ?", (keep,)
+            )
+
+    def journaled_txs(self) -> list[tuple[bytes, bytes]]:
+        """The journal's ``(hash, encoded transaction)`` pairs, oldest first."""
+        rows = self._query("SELECT hash, tx FROM journal ORDER BY seq")
+        return [(_blob(h), _blob(tx)) for h, tx in rows]
+
+    def drop_journaled(self, hashes: Sequence[bytes]) -> None:
+        """Forget journaled transactions that can never be included (e.g. a stale nonce)."""
+        with self._tx() as c:
+            c.executemany("DELETE FROM journal WHERE hash = ?", [(h,) for h in hashes])
 
     # --- blocks above the committed chain ----------------------------------------------------
 

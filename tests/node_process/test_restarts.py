@@ -12,6 +12,7 @@ import signal
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import httpx
 import pytest
 import trio
 
@@ -68,3 +69,30 @@ async def test_the_whole_network_killed_and_restarted_resumes(cluster: Cluster) 
     for height in range(1, top + 1, max(1, top // 8)):
         views = {await c.block_hash(i, height) for i in ALL}
         assert len(views) == 1, f"height {height}: {views}\n{c.logs()}"
+
+
+async def test_a_transaction_acknowledged_just_before_a_crash_is_certified_after_it(
+    cluster: Cluster,
+) -> None:
+    """The node alone has the transaction (no quorum, no peer up) when it is killed: only its
+    own journal can bring it back."""
+    c = cluster
+    c.start_node(3)
+    await c.wait_for("node3's RPC", lambda: c.status(3), 60)
+    tx = make_tx(USERS[2], USERS[1].address, 7, 0)
+    r = await c.client.post(c.nodes[3].rpc + "/v1/tx", json=tx_body(tx))
+    assert r.status_code == 200, r.text
+    tx_hash = str(r.json()["tx_hash"])
+    c.kill(3, signal.SIGKILL)
+    for i in ALL:
+        c.start_node(i)
+
+    async def certified() -> bool:
+        try:
+            return await _certified(c, tx_hash)
+        except httpx.HTTPError:  # node0 is still starting
+            return False
+
+    await c.wait_for(f"{tx_hash} certified", certified, 90)
+    doc = await c.get(0, f"/v1/account/0x{USERS[2].address.hex()}")
+    assert doc["nonce"] == 1, doc

@@ -169,3 +169,32 @@ def test_blocks_above_the_committed_chain_are_kept_until_committed(tmp_path):
         assert s.uncommitted()[0] == (voted.block, voted.qc)
         s.put_blocks([certified(1), certified(2), voted])
         assert s.uncommitted() == [(certified_only.block, certified_only.qc)]
+
+
+def test_the_journal_keeps_acknowledged_transactions_until_a_block_includes_them(tmp_path):
+    with open_store(tmp_path) as s:
+        s.journal_txs([(b"h1" * 16, b"tx1"), (b"h2" * 16, b"tx2")])
+        s.journal_txs([(b"h1" * 16, b"tx1"), (b"h3" * 16, b"tx3")])  # h1 keeps its place
+    with open_store(tmp_path) as s:  # durable across a reopen
+        assert s.journaled_txs() == [(b"h1" * 16, b"tx1"), (b"h2" * 16, b"tx2"),
+                                     (b"h3" * 16, b"tx3")]  # fmt: skip
+        s.put_blocks([certified(1)], included=[b"h2" * 16, b"zz" * 16])
+        assert [h for h, _ in s.journaled_txs()] == [b"h1" * 16, b"h3" * 16]
+        s.drop_journaled([b"h1" * 16])
+        assert [h for h, _ in s.journaled_txs()] == [b"h3" * 16]
+
+
+def test_the_journal_is_bounded_to_its_newest_entries(tmp_path):
+    with open_store(tmp_path) as s:
+        for i in range(10):
+            s.journal_txs([(i.to_bytes(32, "big"), b"tx")], keep=4)
+        assert [int.from_bytes(h, "big") for h, _ in s.journaled_txs()] == [6, 7, 8, 9]
+
+
+def test_a_failed_put_blocks_keeps_the_journal(tmp_path):
+    with open_store(tmp_path) as s:
+        s.journal_txs([(b"h1" * 16, b"tx1")])
+        s.put_blocks([certified(1)])
+        with pytest.raises(StoreError):
+            s.put_blocks([certified(1, salt=1)], included=[b"h1" * 16])
+        assert s.journaled_txs() == [(b"h1" * 16, b"tx1")]
