@@ -10,6 +10,7 @@ them frees the space while the blocks keep their versioned hashes.
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,7 +18,7 @@ from pathlib import Path
 import msgpack
 
 from l1_mock.chain.blocks import L1Block, Sidecar, strip_blobs
-from sequencer_node.system.sqlite import open_durable
+from sequencer_node.system.sqlite import open_durable, read_meta, transaction, write_meta
 from sequencer_node.wire.codec import decode, encode
 from sequencer_node.wire.messages import L1Call
 
@@ -46,11 +47,10 @@ class Store:
         self.db.close()
 
     def get_meta(self, key: str) -> bytes | None:
-        row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
-        return None if row is None else bytes(row[0])
+        return read_meta(self.db, key)
 
     def set_meta(self, key: str, value: bytes) -> None:
-        self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
+        write_meta(self.db, key, value)
 
     def add_pool(self, tx_hash: bytes, seq: int, call: L1Call) -> None:
         self.db.execute(
@@ -120,16 +120,5 @@ class Store:
         """Delete blob bytes of blocks before ``before_slot``; return how many rows went."""
         return self.db.execute("DELETE FROM blobs WHERE slot < ?", (before_slot,)).rowcount
 
-    def _tx(self) -> _Transaction:
-        return _Transaction(self.db)
-
-
-class _Transaction:
-    def __init__(self, db: sqlite3.Connection) -> None:
-        self.db = db
-
-    def __enter__(self) -> None:
-        self.db.execute("BEGIN IMMEDIATE")
-
-    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
-        self.db.execute("ROLLBACK" if exc_type else "COMMIT")
+    def _tx(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
+        return transaction(self.db)

@@ -16,7 +16,7 @@ from pathlib import Path
 import msgpack
 
 from l1_mock.da.chain import DABlock, DAHeader, DAState, PayForBlob
-from sequencer_node.system.sqlite import open_durable
+from sequencer_node.system.sqlite import open_durable, read_meta, write_meta
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value BLOB NOT NULL);
@@ -75,11 +75,10 @@ class Store:
         self.db.close()
 
     def get_meta(self, key: str) -> bytes | None:
-        row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
-        return None if row is None else bytes(row[0])
+        return read_meta(self.db, key)
 
     def set_meta(self, key: str, value: bytes) -> None:
-        self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
+        write_meta(self.db, key, value)
 
     def add_pool(self, tx_hash: bytes, seq: int, pfb: PayForBlob) -> None:
         self.db.execute(

@@ -16,15 +16,14 @@ state recorded here survives a crash at any later point.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import sqlite3
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from sequencer_node.system.sqlite import open_durable
+from sequencer_node.system.sqlite import open_durable, transaction
 from sequencer_node.wire.codec import decode, encode, message_id
 from sequencer_node.wire.messages import BatchCertificate, BatchHeader
 
@@ -141,16 +140,8 @@ class BatchRecords:
         with self._lock:
             self._conn.close()
 
-    @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._conn
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
-            self._conn.execute("COMMIT")
+    def _tx(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
+        return transaction(self._conn, self._lock)
 
     def _rows(self, sql: str, args: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
         with self._lock:

@@ -765,9 +765,10 @@ class Node:
         if not entries:
             return
         # Each is gossiped once, when the core takes it: give the peers a moment to connect.
-        with trio.move_on_after(_RESUBMIT_PEER_WAIT_S):
-            while self.pm is None or self.pm.statistics().connected == 0:
-                await trio.sleep(0.2)
+        for _ in range(int(_RESUBMIT_PEER_WAIT_S / 0.2)):  # a bounded poll: no event for it
+            if self.pm is not None and self.pm.statistics().connected > 0:
+                break
+            await trio.sleep(0.2)
         stale: list[bytes] = []
         sent: list[tuple[bytes, _TxRequest]] = []
         for tx_hash, data in entries:

@@ -35,13 +35,13 @@ histories (and watermarks) of two identities.
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from pathlib import Path
 
-from sequencer_node.system.sqlite import SqliteOpenError, open_durable
+from sequencer_node.system.sqlite import SqliteOpenError, open_durable, transaction
 from sequencer_node.wire.codec import decode, encode
 from sequencer_node.wire.messages import Block, CertifiedBlock, QuorumCertificate, block_hash
 
@@ -130,16 +130,8 @@ class Store:
                     "(never share or copy a data directory between keys or chains)"
                 )
 
-    @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._conn
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
-            self._conn.execute("COMMIT")
+    def _tx(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
+        return transaction(self._conn, self._lock)
 
     def _query(self, sql: str, args: Sequence[object] = ()) -> list[tuple[object, ...]]:
         with self._lock:
