@@ -31,6 +31,17 @@ transactions (queued on L1) run first, in queue order; one that fails (bad signa
 balance) is skipped with a failed receipt but still consumes its queue index, because L1
 queued it unconditionally. A normal transaction that fails makes the whole block invalid.
 
+Fees (:mod:`sequencer_node.core.fees`): a ledger made without fee parameters keeps the flat
+rule above and the root and snapshot format of before. A ledger made with them carries a
+:class:`~sequencer_node.core.fees.FeeState`, committed to by the root (``sha256`` of its
+canonical bytes appended to the root preimage). Its blocks take a :class:`FeeInput` (the L1
+data of the blocks their origin moved over, and whether the block starts an L2 epoch), and each
+transfer pays what :func:`~sequencer_node.core.fees.charge` says: the L2 base fee to the
+base-fee vault, the L1 data fee to the L1 fee vault, the rest (priority) to the proposer. The
+``fee`` of a native transfer is then the sender's maximum, always paid in full. A block's gas
+(21,000 per transfer) may not exceed the model's gas limit. The posting cost of each batch the
+L1 reports is paid by the L1 fee vault to the batcher account (what it cannot pay is owed).
+
 Signatures: :func:`verify_tx_signature` checks the domain-separated Ed25519 signature; good
 signatures are remembered process-wide by :func:`sequencer_node.wire.crypto.verify`, because
 verification is the node's CPU bottleneck (about 12 k/s per core).
@@ -40,12 +51,14 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import NamedTuple
 
 import msgpack
 
-from sequencer_node.wire.codec import message_id, signing_bytes
+from sequencer_node.core import fees as _fees
+from sequencer_node.core.fees import FeeCharge, FeeParams, FeeState, L1FeeInfo, TxFeeView
+from sequencer_node.wire.codec import encode, message_id, signing_bytes
 from sequencer_node.wire.crypto import address_of, verify
 from sequencer_node.wire.hexstr import to_hex
 from sequencer_node.wire.messages import ForcedTransaction, Transaction
@@ -59,6 +72,9 @@ MAX_NONCE = (1 << 64) - 1
 MAX_SNAPSHOT_ACCOUNTS = 50_000_000
 SNAPSHOT_MAGIC = b"SQLG"
 SNAPSHOT_VERSION = 1
+#: Snapshot version of a ledger with a fee state (version 1 has none).
+SNAPSHOT_VERSION_FEES = 2
+_MAX_FEE_STATE_BYTES = 1024
 
 _EMPTY = bytes(32)
 _BUCKET_TAG = b"seqnet/state/bucket"
@@ -90,7 +106,26 @@ class Receipt:
     tx_hash: bytes
     ok: bool
     reason: str | None
+    #: Everything the sender paid in fees (base + L1 data + priority).
     fee_paid: int
+    #: The parts that went to the base-fee vault and to the L1 fee vault (the rest went to
+    #: the proposer); zero under the flat model.
+    base_fee_paid: int = 0
+    l1_fee_paid: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class FeeInput:
+    """The fee inputs of one block of a ledger with a fee state.
+
+    ``l1_origin``: the block's L1 origin; ``l1``: the :class:`~sequencer_node.core.fees.
+    L1FeeInfo` of every L1 block in :meth:`Ledger.l1_needed` (``l1_origin``), in order;
+    ``epoch_start``: the block is the first of an L2 epoch (a pending model takes over).
+    """
+
+    l1_origin: int
+    l1: tuple[L1FeeInfo, ...] = ()
+    epoch_start: bool = False
 
 
 # --- signatures ------------------------------------------------------------------------------
@@ -149,10 +184,13 @@ class _Shard:
 _EMPTY_HASHES = (_EMPTY,) * 256
 
 
-def _root_hash(shard_hashes: Sequence[bytes], forced_index: int) -> bytes:
-    return hashlib.sha256(
-        _ROOT_TAG + forced_index.to_bytes(8, "big") + b"".join(shard_hashes)
-    ).digest()
+def _root_hash(
+    shard_hashes: Sequence[bytes], forced_index: int, fee_state: FeeState | None = None
+) -> bytes:
+    h = hashlib.sha256(_ROOT_TAG + forced_index.to_bytes(8, "big") + b"".join(shard_hashes))
+    if fee_state is not None:
+        h.update(hashlib.sha256(fee_state.canonical()).digest())
+    return h.digest()
 
 
 def _with_changes(
@@ -210,23 +248,31 @@ def _check_address(address: bytes, what: str) -> None:
 class Ledger:
     """The L2 account state after some block. Immutable: applying returns a new ledger."""
 
-    __slots__ = ("_count", "_forced_index", "_root", "_shards")
+    __slots__ = ("_count", "_fees", "_forced_index", "_root", "_shards")
 
-    def __init__(self, shards: dict[int, _Shard], forced_index: int, count: int) -> None:
+    def __init__(
+        self,
+        shards: dict[int, _Shard],
+        forced_index: int,
+        count: int,
+        fees: FeeState | None = None,
+    ) -> None:
         # Private: use genesis() or from_bytes().
         self._shards = shards
         self._forced_index = forced_index
+        self._fees = fees
         get = shards.get
         self._root = _root_hash(
-            [_EMPTY if (sh := get(i)) is None else sh.hash for i in range(256)], forced_index
+            [_EMPTY if (sh := get(i)) is None else sh.hash for i in range(256)], forced_index, fees
         )
         self._count = count
 
     # --- construction ---------------------------------------------------------------------
 
     @classmethod
-    def genesis(cls, balances: Mapping[bytes, int]) -> Ledger:
-        """The initial state: ``balances`` (address -> amount), every nonce 0."""
+    def genesis(cls, balances: Mapping[bytes, int], fees: FeeParams | None = None) -> Ledger:
+        """The initial state: ``balances`` (address -> amount), every nonce 0; with ``fees``,
+        a fee state under that model (else the historical flat rule, no fee state)."""
         total = 0
         accounts: dict[bytes, Account] = {}
         for addr, amount in balances.items():
@@ -238,12 +284,17 @@ class Ledger:
         if total > MAX_BALANCE:
             raise ValueError(f"genesis total supply {total} exceeds 2**128 - 1")
         shards, count = _with_changes({}, accounts)
-        return cls(shards, 0, count)
+        return cls(shards, 0, count, None if fees is None else FeeState.genesis(fees))
 
     @classmethod
-    def _from_accounts(cls, accounts: Iterable[tuple[bytes, Account]], forced_index: int) -> Ledger:
+    def _from_accounts(
+        cls,
+        accounts: Iterable[tuple[bytes, Account]],
+        forced_index: int,
+        fees: FeeState | None = None,
+    ) -> Ledger:
         shards, count = _with_changes({}, dict(accounts))
-        return cls(shards, forced_index, count)
+        return cls(shards, forced_index, count, fees)
 
     # --- queries --------------------------------------------------------------------------
 
@@ -286,12 +337,30 @@ class Ledger:
     def total_supply(self) -> int:
         return sum(acct.balance for _, acct in self.accounts())
 
+    def fee_state(self) -> FeeState | None:
+        """The fee model's state (None: the historical flat rule without fee state)."""
+        return self._fees
+
+    def l1_needed(self, l1_origin: int) -> range:
+        """L1 block numbers whose fee data a block with ``l1_origin`` on this state needs in
+        its :class:`FeeInput` (empty without a fee state, or when the origin stays)."""
+        return range(0) if self._fees is None else self._fees.l1_needed(l1_origin)
+
+    def fee_quote(self, view: TxFeeView) -> FeeCharge | str:
+        """What a transaction would pay in a block on this state with an unchanged L1 origin
+        (mempool admission, estimates), or why it cannot pay."""
+        return _fees.charge(None if self._fees is None else self._fees.context(), view)
+
     def check_tx(self, tx: Transaction) -> str | None:
         """Why ``tx`` could not run on this state as the sender's next transaction (or None).
 
         The signature is not checked here: see :func:`verify_tx_signature`.
         """
-        return _check_transfer(tx, self._get(address_of(tx.sender)))
+        reason = _check_transfer(tx, self._get(address_of(tx.sender)))
+        if reason is None and self._fees is not None:
+            quote = self.fee_quote(native_fee_view(tx))
+            reason = quote if isinstance(quote, str) else None
+        return reason
 
     # --- execution ------------------------------------------------------------------------
 
@@ -302,6 +371,7 @@ class Ledger:
         *,
         proposer: bytes,
         chain_id: int | None = None,
+        fee_input: FeeInput | None = None,
     ) -> tuple[Ledger, list[Receipt]]:
         """Execute forced entries (in queue order), then ``txs``; return the new state.
 
@@ -310,17 +380,21 @@ class Ledger:
         caller vouches for the signatures of ``txs`` *and* ``forced``; pass it whenever the
         forced entries come from L1, which does not check L2 signatures.
 
+        ``fee_input``: required when this ledger has a fee state (see :class:`FeeInput`);
+        ignored without one.
+
         Raises:
             InvalidBlock: a normal transaction fails, or ``forced`` does not continue the
                 queue at :meth:`forced_index` with consecutive indices.
+            ValueError: a fee state but no (or incomplete) ``fee_input``: a caller's bug.
         """
-        run = _BlockRun(self, proposer, chain_id, forced)
+        run = _BlockRun(self, proposer, chain_id, forced, fee_input)
         for i, tx in enumerate(txs):
             tid = message_id(tx)
             reason = run.transfer(tx)
             if reason is not None:
                 raise InvalidBlock(f"transaction {i} ({to_hex(tid)[:18]}): {reason}")
-            run.receipts.append(Receipt(tid, True, None, tx.fee))
+            run.receipts.append(run.receipt(tid))
         return run.finish(), run.receipts
 
     def build_block(
@@ -330,6 +404,7 @@ class Ledger:
         *,
         proposer: bytes,
         chain_id: int | None = None,
+        fee_input: FeeInput | None = None,
     ) -> tuple[Ledger, list[Transaction], list[Receipt], list[tuple[Transaction, str]]]:
         """What a proposer runs: like :meth:`apply_block`, but a candidate that fails is
         left out instead of invalidating the block.
@@ -344,7 +419,7 @@ class Ledger:
         Raises:
             InvalidBlock: ``forced`` does not continue the queue.
         """
-        run = _BlockRun(self, proposer, chain_id, forced)
+        run = _BlockRun(self, proposer, chain_id, forced, fee_input)
         included: list[Transaction] = []
         dropped: list[tuple[Transaction, str]] = []
         for tx in candidates:
@@ -354,22 +429,25 @@ class Ledger:
                 dropped.append((tx, reason))
                 continue
             included.append(tx)
-            run.receipts.append(Receipt(tid, True, None, tx.fee))
+            run.receipts.append(run.receipt(tid))
         return run.finish(), included, run.receipts, dropped
 
     # --- snapshots ------------------------------------------------------------------------
 
     def to_bytes(self) -> bytes:
-        """A self-checking snapshot: magic, version, then msgpack [root, forced_index, accounts]."""
-        body: bytes = msgpack.packb(
-            [
-                self._root,
-                self._forced_index,
-                [[a, acct.balance.to_bytes(16, "big"), acct.nonce] for a, acct in self.accounts()],
-            ],
-            use_bin_type=True,
-        )
-        return SNAPSHOT_MAGIC + bytes([SNAPSHOT_VERSION]) + body
+        """A self-checking snapshot: magic, version, then msgpack [root, forced_index, accounts]
+        (version 2 appends the fee state's canonical bytes)."""
+        fields: list[object] = [
+            self._root,
+            self._forced_index,
+            [[a, acct.balance.to_bytes(16, "big"), acct.nonce] for a, acct in self.accounts()],
+        ]
+        version = SNAPSHOT_VERSION
+        if self._fees is not None:
+            fields.append(self._fees.canonical())
+            version = SNAPSHOT_VERSION_FEES
+        body: bytes = msgpack.packb(fields, use_bin_type=True)
+        return SNAPSHOT_MAGIC + bytes([version]) + body
 
     @classmethod
     def from_bytes(cls, data: bytes) -> Ledger:
@@ -380,8 +458,9 @@ class Ledger:
         """
         if data[:4] != SNAPSHOT_MAGIC:
             raise ValueError("not a ledger snapshot (bad magic)")
-        if data[4:5] != bytes([SNAPSHOT_VERSION]):
+        if data[4:5] not in (bytes([SNAPSHOT_VERSION]), bytes([SNAPSHOT_VERSION_FEES])):
             raise ValueError(f"unsupported ledger snapshot version {data[4:5].hex() or 'none'}")
+        with_fees = data[4] == SNAPSHOT_VERSION_FEES
         try:
             obj = msgpack.unpackb(
                 data[5:],
@@ -389,14 +468,15 @@ class Ledger:
                 max_map_len=0,
                 max_ext_len=0,
                 max_str_len=0,
-                max_bin_len=32,
+                max_bin_len=_MAX_FEE_STATE_BYTES if with_fees else 32,
                 max_array_len=MAX_SNAPSHOT_ACCOUNTS,
             )
         except (ValueError, msgpack.UnpackException) as e:
             raise ValueError(f"ledger snapshot is not valid msgpack: {e}") from None
-        if type(obj) is not list or len(obj) != 3:
-            raise ValueError("ledger snapshot: expected [root, forced_index, accounts]")
-        root, forced_index, rows = obj
+        if type(obj) is not list or len(obj) != 3 + with_fees:
+            raise ValueError("ledger snapshot: expected [root, forced_index, accounts(, fees)]")
+        root, forced_index, rows = obj[:3]
+        fee_state = _fee_state_of(obj[3]) if with_fees else None
         if type(root) is not bytes or len(root) != 32:
             raise ValueError("ledger snapshot: root must be 32 bytes")
         if type(forced_index) is not int or not 0 <= forced_index <= MAX_NONCE:
@@ -420,7 +500,7 @@ class Ledger:
                 raise ValueError(f"ledger snapshot: account {n} is empty")
             accounts.append((addr, acct))
             prev = addr
-        ledger = cls._from_accounts(accounts, forced_index)
+        ledger = cls._from_accounts(accounts, forced_index, fee_state)
         if ledger.state_root() != root:
             raise ValueError("ledger snapshot: recomputed state root does not match")
         return ledger
@@ -432,9 +512,25 @@ class Ledger:
         )
 
 
+def _fee_state_of(raw: object) -> FeeState:
+    if type(raw) is not bytes:
+        raise ValueError("ledger snapshot: the fee state must be bytes")
+    try:
+        return FeeState.from_canonical(raw)
+    except ValueError as e:
+        raise ValueError(f"ledger snapshot: {e}") from None
+
+
+def native_fee_view(tx: Transaction) -> TxFeeView:
+    """The fee view of a native transfer: ``fee`` is the maximum total, its wire encoding
+    the bytes a batch carries for it."""
+    return TxFeeView.native(tx.fee, encode(tx))
+
+
 class _BlockRun:
-    """One block's execution on top of ``base``: forced entries first (at construction),
-    then transfers one by one; an overlay of changed accounts until :meth:`finish`."""
+    """One block's execution on top of ``base``: the L1 fee data first, then forced entries
+    (at construction), then transfers one by one; an overlay of changed accounts until
+    :meth:`finish`."""
 
     def __init__(
         self,
@@ -442,6 +538,7 @@ class _BlockRun:
         proposer: bytes,
         chain_id: int | None,
         forced: Sequence[ForcedTransaction],
+        fee_input: FeeInput | None = None,
     ) -> None:
         if len(proposer) != 32:
             raise InvalidBlock(f"proposer must be a 32-byte public key, got {len(proposer)} bytes")
@@ -451,6 +548,16 @@ class _BlockRun:
         self._overlay: dict[bytes, Account] = {}
         self.receipts: list[Receipt] = []
         self._next_index = base.forced_index()
+        self._fees: FeeState | None = None
+        self._ctx: _fees.FeeContext | None = None
+        self._gas_used = 0
+        self._bytes = 0
+        self._charge = FeeCharge()
+        if base._fees is not None:
+            if fee_input is None:
+                raise ValueError("this ledger has a fee state: apply_block needs a fee_input")
+            self._fees = self._advance_l1(base._fees, fee_input)
+            self._ctx = self._fees.context()
         for i, entry in enumerate(forced):
             if entry.queue_index != self._next_index:
                 raise InvalidBlock(
@@ -460,12 +567,82 @@ class _BlockRun:
             self._next_index += 1
             fid = message_id(entry.tx)
             reason = self.transfer(entry.tx)
-            fee = entry.tx.fee if not reason else 0
-            self.receipts.append(Receipt(fid, reason is None, reason, fee))
+            if reason:
+                self.receipts.append(Receipt(fid, False, reason, 0))
+            else:
+                self.receipts.append(self.receipt(fid))
 
     def _get(self, addr: bytes) -> Account:
         acct = self._overlay.get(addr)
         return acct if acct is not None else self._base._get(addr)
+
+    def _credit(self, addr: bytes, amount: int) -> None:
+        if amount:
+            a = self._get(addr)
+            self._overlay[addr] = Account(a.balance + amount, a.nonce)
+
+    # --- fees -------------------------------------------------------------------------------
+
+    def _advance_l1(self, state: FeeState, fin: FeeInput) -> FeeState:
+        """Consume the L1 blocks the origin moved over: owner's model changes (pending),
+        batch posting costs (paid by the L1 fee vault), the origin's base fees; then, at an
+        epoch start, the pending model takes over."""
+        need = state.l1_needed(fin.l1_origin)
+        got = [info.number for info in fin.l1]
+        if len(got) != len(need) or (got and (got[0] != need[0] or got[-1] != need[-1])):
+            raise ValueError(f"fee input: L1 data for blocks {need} needed, got {got[:3]}...")
+        for info in fin.l1:
+            if info.fee_config is not None:
+                state = replace(state, pending=info.fee_config)
+            for cost in info.batch_costs:
+                state = self._pay_batch(state, cost)
+        if fin.l1:
+            last = fin.l1[-1]
+            state = replace(state, l1_origin=last.number, l1_base_fee=last.base_fee,
+                            l1_blob_base_fee=last.blob_base_fee)  # fmt: skip
+        if fin.epoch_start and state.pending is not None:
+            state = _switch_model(state, state.pending)
+        return state
+
+    def _pay_batch(self, state: FeeState, cost: _fees.BatchCost) -> FeeState:
+        """The L1 fee vault pays a batch's posting cost (and older debts) to the batcher
+        account, as far as its balance goes; the L1 pricer reprices from the surplus."""
+        p = state.params
+        vault = self._get(p.l1_fee_vault).balance
+        due = state.owed + cost.cost
+        pay = min(vault, due)
+        if pay:
+            self._overlay[p.l1_fee_vault] = Account(vault - pay, self._get(p.l1_fee_vault).nonce)
+            self._credit(p.batcher_account, pay)
+        owed = due - pay
+        surplus = vault - pay - owed
+        price = state.price_per_byte
+        if p.model == _fees.ARBITRUM_L1_PRICER:
+            price = _fees.reprice(state, surplus, state.bytes_since_report)
+        return replace(state, owed=owed, last_surplus=surplus, price_per_byte=price,
+                       bytes_since_report=0)  # fmt: skip
+
+    def _pay_fees(self, tx: Transaction) -> FeeCharge | str:
+        """What ``tx`` pays under the block's model (gas limit included), or why not."""
+        if self._ctx is None:
+            return FeeCharge(priority=tx.fee)
+        view = native_fee_view(tx)
+        if self._ctx.params.charges_base_fee and (
+            self._gas_used + view.gas_used > self._ctx.params.gas_limit
+        ):
+            return f"block gas limit {self._ctx.params.gas_limit} reached"
+        charged = _fees.charge(self._ctx, view)
+        if isinstance(charged, FeeCharge):
+            self._gas_used += view.gas_used
+            self._bytes += view.compressed_size
+        return charged
+
+    def receipt(self, tid: bytes) -> Receipt:
+        """The receipt of the transfer that just succeeded."""
+        c = self._charge
+        return Receipt(tid, True, None, c.total, c.base, c.l1)
+
+    # --- transfers --------------------------------------------------------------------------
 
     def transfer(self, tx: Transaction) -> str | None:
         """Apply ``tx`` to the overlay, or say why it fails (and change nothing)."""
@@ -476,17 +653,42 @@ class _BlockRun:
         reason = _check_transfer(tx, acct)
         if reason is not None:
             return reason
-        self._overlay[sender] = Account(acct.balance - tx.amount - tx.fee, acct.nonce + 1)
-        to = self._get(tx.to)
-        self._overlay[tx.to] = Account(to.balance + tx.amount, to.nonce)
-        if tx.fee:
-            p = self._get(self._fee_to)
-            self._overlay[self._fee_to] = Account(p.balance + tx.fee, p.nonce)
+        charged = self._pay_fees(tx)
+        if isinstance(charged, str):
+            return charged
+        self._charge = charged
+        self._overlay[sender] = Account(acct.balance - tx.amount - charged.total, acct.nonce + 1)
+        self._credit(tx.to, tx.amount)
+        if self._fees is not None:
+            self._credit(self._fees.params.base_fee_vault, charged.base)
+            self._credit(self._fees.params.l1_fee_vault, charged.l1)
+        self._credit(self._fee_to, charged.priority)
         return None
 
     def finish(self) -> Ledger:
+        fees = self._fees
+        if fees is not None:
+            base_fee = fees.base_fee
+            if fees.params.charges_base_fee:
+                base_fee = _fees.next_base_fee(fees.params, fees.base_fee, self._gas_used)
+            fees = replace(fees, base_fee=base_fee,
+                           bytes_since_report=fees.bytes_since_report + self._bytes)  # fmt: skip
         shards, delta = _with_changes(self._base._shards, self._overlay)
-        return Ledger(shards, self._next_index, self._base._count + delta)
+        return Ledger(shards, self._next_index, self._base._count + delta, fees)
+
+
+def _switch_model(state: FeeState, new: FeeParams) -> FeeState:
+    """Put ``new`` in force: a model that starts charging a base fee or pricing L1 bytes
+    starts from its initial values; otherwise the running values carry over."""
+    old = state.params
+    base_fee = state.base_fee
+    if not old.charges_base_fee or base_fee < new.min_base_fee:
+        base_fee = max(new.initial_base_fee if not old.charges_base_fee else base_fee,
+                       new.min_base_fee)  # fmt: skip
+    price = state.price_per_byte
+    if new.model == _fees.ARBITRUM_L1_PRICER and old.model != _fees.ARBITRUM_L1_PRICER:
+        price = new.initial_price_per_byte
+    return replace(state, params=new, pending=None, base_fee=base_fee, price_per_byte=price)
 
 
 def _check_transfer(tx: Transaction, acct: Account) -> str | None:

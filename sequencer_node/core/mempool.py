@@ -4,7 +4,9 @@ Admission (:meth:`Mempool.add`) runs the cheap checks first and the Ed25519 veri
 last, so that a flood of malformed or stale transactions costs no signature checks:
 
 1. ``DUPLICATE``: the same transaction hash is already pooled;
-2. ``FEE_TOO_LOW``: below the configured minimum fee;
+2. ``FEE_TOO_LOW``: below the configured minimum fee, or (under a fee model with a base fee,
+   :mod:`sequencer_node.core.fees`) below what the next block charges: L2 base fee * gas +
+   L1 data fee, at the tip's base fee and L1 origin;
 3. ``NONCE_TOO_LOW`` / ``NONCE_TOO_HIGH``: the nonce must lie in
    ``[account nonce, account nonce + max_nonce_gap]``;
 4. ``REPLACEMENT_UNDERPRICED``: a different transaction holds that (sender, nonce) and the
@@ -30,7 +32,7 @@ import heapq
 from dataclasses import dataclass
 
 from sequencer_node.core.forced import ForcedQueue, ForcedQueueError
-from sequencer_node.core.ledger import Ledger, verify_tx_signature
+from sequencer_node.core.ledger import Ledger, native_fee_view, verify_tx_signature
 from sequencer_node.wire.codec import message_id
 from sequencer_node.wire.crypto import address_of
 from sequencer_node.wire.messages import Transaction
@@ -139,6 +141,10 @@ class Mempool:
             return RejectReason.DUPLICATE, "transaction is already in the pool"
         if tx.fee < self.min_fee:
             return RejectReason.FEE_TOO_LOW, f"fee {tx.fee} is below the minimum {self.min_fee}"
+        if ledger.fee_state() is not None:
+            quote = ledger.fee_quote(native_fee_view(tx))
+            if isinstance(quote, str):
+                return RejectReason.FEE_TOO_LOW, quote
         account_nonce = ledger.nonce(address_of(tx.sender))
         refusal = self._nonce_refusal(tx, account_nonce) or self._room_refusal(tx)
         if refusal is not None:
