@@ -6,9 +6,11 @@ Errors: :class:`NodeUnavailable` (cannot connect, timeout, 5xx, not JSON: exit 3
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, NotRequired, TypedDict, cast
 
 import httpx
+import msgpack
 
 from sequencer_node.wire.codec import encode
 from sequencer_node.wire.hexstr import to_hex
@@ -77,6 +79,24 @@ class NodeTxAccepted(TypedDict):
     status: str
 
 
+class NodeTxResult(TypedDict):
+    """One item of ``POST /v1/txs``: accepted, or refused with the code ``POST /v1/tx`` would
+    have answered (e.g. NONCE_TOO_LOW, OVERLOADED)."""
+
+    tx_hash: str
+    accepted: bool
+    code: NotRequired[str]
+    message: NotRequired[str]
+
+
+def encode_tx_batch(txs: Sequence[Transaction] | Sequence[bytes]) -> bytes:
+    """The ``POST /v1/txs`` body: a msgpack array of canonical encoded Transactions (pass the
+    encodings themselves to encode once, e.g. before a timed run)."""
+    return msgpack.packb(  # type: ignore[no-any-return]
+        [t if isinstance(t, bytes) else encode(t) for t in txs], use_bin_type=True
+    )
+
+
 def _shaped(data: dict[str, Any], fields: dict[str, type], url: str, path: str) -> None:
     """Check the fields the client relies on (the rest passes through to ``--json``)."""
     for name, kind in fields.items():
@@ -85,6 +105,9 @@ def _shaped(data: dict[str, Any], fields: dict[str, type], url: str, path: str) 
                 f"node at {url} answered {path} without a {kind.__name__} {name!r}; is that URL "
                 f"a seqnet node's RPC (and of this version)?"
             )
+
+
+_MSGPACK = {"content-type": "application/msgpack"}
 
 
 class NodeClient:
@@ -106,10 +129,13 @@ class NodeClient:
         await self._http.aclose()
 
     async def _request(
-        self, method: str, path: str, body: dict[str, str] | None = None
+        self, method: str, path: str, body: dict[str, str] | None = None, *, raw: bytes = b""
     ) -> dict[str, Any]:
         try:
-            r = await self._http.request(method, self.url + path, json=body)
+            if raw:
+                r = await self._http.request(method, self.url + path, content=raw, headers=_MSGPACK)
+            else:
+                r = await self._http.request(method, self.url + path, json=body)
         except httpx.HTTPError as e:
             raise NodeUnavailable(
                 f"node at {self.url} unreachable: {type(e).__name__}: {e}".rstrip(": ")
@@ -167,6 +193,21 @@ class NodeClient:
         data = await self._request("POST", "/v1/tx", {"tx": to_hex(encode(tx))})
         _shaped(data, {"tx_hash": str, "status": str}, self.url, "/v1/tx")
         return cast(NodeTxAccepted, data)
+
+    async def send_txs(self, batch: bytes) -> list[NodeTxResult]:
+        """``POST /v1/txs`` with a body from :func:`encode_tx_batch`: one result per
+        transaction, in order (NodeRejected if the whole batch was refused: malformed, 413,
+        429)."""
+        data = await self._request("POST", "/v1/txs", raw=batch)
+        results = data.get("results")
+        if not isinstance(results, list) or not all(
+            isinstance(r, dict) and isinstance(r.get("tx_hash"), str) for r in results
+        ):
+            raise NodeUnavailable(
+                f"node at {self.url} answered /v1/txs without a results list; is that URL a "
+                f"seqnet node's RPC (and of this version)?"
+            )
+        return cast(list[NodeTxResult], results)
 
     async def tx_status(self, tx_hash: bytes) -> NodeTxStatus:
         path = f"/v1/tx/{to_hex(tx_hash)}"

@@ -84,6 +84,7 @@ from sequencer_node.wire.messages import (
     Transaction,
     Vote,
     block_hash,
+    tx_hash,
 )
 
 log = logging.getLogger(__name__)
@@ -982,6 +983,34 @@ class Node:
             await req.done.wait()
         assert req.result is not None
         return req.result
+
+    async def submit_txs(self, txs: Sequence[Transaction]) -> list[api.TxResult]:
+        """Give each of ``txs`` to the core in order, through the same input as
+        :meth:`submit_tx` (one request each, so every admission rule applies to every item).
+        Raises Overloaded if not even the first fits the input queue; the ones after a full
+        queue, or not answered within ``tx_wait_s``, come back refused (``overloaded``,
+        ``timeout``)."""
+        reqs: list[_TxRequest] = []
+        for tx in txs:
+            req = _TxRequest(tx)
+            try:
+                self._send.send_nowait(req)
+            except trio.WouldBlock:
+                if not reqs:
+                    self.metrics.rpc_tx.labels("overloaded").inc()
+                    raise Overloaded("the node's input queue is full; retry later") from None
+                break
+            except (trio.ClosedResourceError, trio.BrokenResourceError):
+                raise Overloaded("the node is shutting down") from None
+            reqs.append(req)
+        with trio.move_on_after(self.settings.tx_wait_s):
+            for req in reqs:
+                await req.done.wait()
+        out = [r.result or api.TxResult(tx_hash(r.tx), False, "timeout") for r in reqs]
+        for tx in txs[len(reqs) :]:
+            self.metrics.rpc_tx.labels("overloaded").inc()
+            out.append(api.TxResult(tx_hash(tx), False, "overloaded", "input queue full"))
+        return out
 
     @property
     def da(self) -> str:

@@ -1,12 +1,14 @@
 """The node's HTTP API (starlette, served by hypercorn's Trio worker): JSON under ``/v1``,
 ``/health`` and Prometheus ``/metrics``. Documented in ``docs/node-api.md``.
 
-Conventions: bytes are ``0x`` hex, amounts decimal strings; every error, including an unknown
-path or method, is ``{"error": {"code": "...", "message": "..."}}`` with 400 (malformed
-request), 404 (unknown), 405 (wrong method), 413 (body too large), 422 (a transaction the
-node refused), 429 (input queue full: retry later), 500 (a bug: no traceback in the answer),
-503 (shutting down or too slow). Request bodies are limited to ``MAX_BODY`` bytes and JSON
-nesting to ``MAX_JSON_DEPTH``; heights are ASCII decimal numbers up to ``MAX_HEIGHT``.
+Conventions: bytes are ``0x`` hex, amounts decimal strings (``POST /v1/txs`` takes a binary
+msgpack body, the lean path for many transactions, and answers JSON); every error, including
+an unknown path or method, is ``{"error": {"code": "...", "message": "..."}}`` with 400
+(malformed request), 404 (unknown), 405 (wrong method), 413 (body too large), 422 (a
+transaction the node refused), 429 (input queue full: retry later), 500 (a bug: no traceback
+in the answer), 503 (shutting down or too slow). Request bodies are limited to ``MAX_BODY``
+bytes (``MAX_BATCH_BODY`` for a batch) and JSON nesting to ``MAX_JSON_DEPTH``; heights are
+ASCII decimal numbers up to ``MAX_HEIGHT``.
 """
 
 from __future__ import annotations
@@ -16,9 +18,10 @@ import functools
 import json
 import logging
 import re
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import Any, Protocol
 
+import msgpack
 import trio
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -37,6 +40,12 @@ log = logging.getLogger(__name__)
 
 #: A transaction is ~200 bytes; 64 KiB leaves room and bounds what a client can make us read.
 MAX_BODY = 64 * 1024
+#: Most transactions in one ``POST /v1/txs`` (the node's input queue holds 4096 items).
+MAX_BATCH_TXS = 1024
+#: A batch body: ``MAX_BATCH_TXS`` transfers of ~200 bytes with room for larger ones.
+MAX_BATCH_BODY = 1024 * 1024
+#: The largest encoded transaction a batch item may be (a transfer is ~200 bytes).
+MAX_TX_BYTES = 4096
 #: Deepest JSON nesting a request body may have (``{"tx": ...}`` needs 1).
 MAX_JSON_DEPTH = 8
 #: Heights are SQLite integers: anything above is refused before it reaches the store.
@@ -71,6 +80,7 @@ class NodeApi(Protocol):
     @property
     def views(self) -> Views: ...
     async def submit_tx(self, tx: Transaction) -> api.TxResult: ...
+    async def submit_txs(self, txs: Sequence[Transaction]) -> list[api.TxResult]: ...
 
 
 def _error(status: int, code: str, message: str) -> JSONResponse:
@@ -126,6 +136,48 @@ def parse_tx_body(body: bytes) -> Transaction:
         raise BadRequest(f"not a canonical Transaction: {e}") from None
 
 
+def parse_txs_body(body: bytes) -> list[Transaction]:
+    """A msgpack array of 1..``MAX_BATCH_TXS`` byte strings, each the canonical encoding of a
+    Transaction (strictly decoded); BadRequest naming the first bad item otherwise."""
+    try:
+        items = msgpack.unpackb(
+            body,
+            raw=False,
+            use_list=True,
+            max_array_len=MAX_BATCH_TXS,
+            max_map_len=0,
+            max_str_len=0,
+            max_ext_len=0,
+            max_bin_len=MAX_TX_BYTES,
+        )
+    except (ValueError, msgpack.UnpackException) as e:  # includes ExtraData and the limits
+        raise BadRequest(
+            f"expected a msgpack array of at most {MAX_BATCH_TXS} encoded Transactions "
+            f"(bin, at most {MAX_TX_BYTES} bytes each): {type(e).__name__}: {e}"
+        ) from None
+    if type(items) is not list or not items:
+        raise BadRequest("expected a non-empty msgpack array of encoded Transactions")
+    txs: list[Transaction] = []
+    for i, item in enumerate(items):
+        if type(item) is not bytes:
+            raise BadRequest(f"item {i}: expected bin (an encoded Transaction)")
+        try:
+            txs.append(decode(item, Transaction, max_bytes=MAX_TX_BYTES))
+        except CodecError as e:
+            raise BadRequest(f"item {i}: not a canonical Transaction: {e}") from None
+    return txs
+
+
+def tx_result_json(result: api.TxResult) -> dict[str, Any]:
+    """One item of the ``POST /v1/txs`` answer: the code is the one ``POST /v1/tx`` would
+    answer with 422 (or 429 ``OVERLOADED``)."""
+    if result.accepted:
+        return {"tx_hash": to_hex(result.tx_hash), "accepted": True}
+    code = (result.reason or "rejected").upper()
+    return {"tx_hash": to_hex(result.tx_hash), "accepted": False, "code": code,
+            "message": result.detail or str(result.reason)}  # fmt: skip
+
+
 @contextlib.contextmanager
 def _malformed_on_value_error() -> Iterator[None]:
     """A parser's ValueError is the client's mistake here (elsewhere it would be a bug)."""
@@ -135,13 +187,15 @@ def _malformed_on_value_error() -> Iterator[None]:
         raise BadRequest(str(e)) from None
 
 
-async def _read_body(request: Request) -> bytes:
-    body = b""
+async def _read_body(request: Request, limit: int = MAX_BODY) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
     async for chunk in request.stream():
-        body += chunk
-        if len(body) > MAX_BODY:
-            raise HTTPException(413, f"request body over {MAX_BODY} bytes")
-    return body
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > limit:
+            raise HTTPException(413, f"request body over {limit} bytes")
+    return b"".join(chunks)
 
 
 class _Handlers:
@@ -165,6 +219,18 @@ class _Handlers:
             msg = f"{result.reason}: {result.detail}" if result.detail else str(result.reason)
             return _error(422, code, msg)
         return JSONResponse({"tx_hash": to_hex(result.tx_hash), "status": "pending"})
+
+    async def submit_txs(self, request: Request) -> Response:
+        txs = parse_txs_body(await _read_body(request, MAX_BATCH_BODY))
+        try:
+            results = await self.node.submit_txs(txs)
+        except Overloaded as e:
+            return _error(429, "OVERLOADED", str(e))
+        except trio.TooSlowError:
+            return _error(503, "TIMEOUT", "the node did not answer in time; retry")
+        items = [tx_result_json(r) for r in results]
+        accepted = sum(1 for r in results if r.accepted)
+        return JSONResponse({"accepted": accepted, "results": items})
 
     async def tx_status(self, request: Request) -> Response:
         with _malformed_on_value_error():
@@ -208,6 +274,7 @@ def make_app(node: NodeApi) -> Starlette:
         },
         routes=[
             Route("/v1/tx", h.submit_tx, methods=["POST"]),
+            Route("/v1/txs", h.submit_txs, methods=["POST"]),
             Route("/v1/tx/{tx_hash}", h.tx_status, methods=["GET"]),
             Route("/v1/blocks/{height}", h.block, methods=["GET"]),
             Route("/v1/status", _getter(views.status), methods=["GET"]),

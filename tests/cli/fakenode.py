@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import msgpack
 import trio
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -52,6 +53,8 @@ class FakeNode:
     batches: list[dict[str, Any]] = field(default_factory=list)
     #: height -> hashes of the transactions certified in that block
     blocks: dict[int, list[bytes]] = field(default_factory=dict)
+    #: transactions in each POST /v1/txs, in order
+    batch_sizes: list[int] = field(default_factory=list)
     #: every tick also posts a batch of the previous block (with an L1 block)
     auto_batch: bool = False
 
@@ -69,19 +72,47 @@ class FakeNode:
             tx = decode(bytes.fromhex(body["tx"].removeprefix("0x")), Transaction)
         except (KeyError, ValueError, CodecError) as e:
             return _error(400, "MALFORMED", f"not an encoded Transaction: {e}")
+        status, code, message = self._admit(tx)
+        if status != 200:
+            return _error(status, code, message)
+        return JSONResponse({"tx_hash": "0x" + tx_hash(tx).hex(), "status": "pending"})
+
+    async def post_txs(self, request: Request) -> JSONResponse:
+        """``POST /v1/txs``: one submission however many transactions it carries."""
+        self.submissions += 1
+        self.batch_sizes.append(0)
+        if self.on_submission is not None:
+            self.on_submission(self.submissions)
+        if self.overload_every and self.submissions % self.overload_every == 0:
+            return _error(429, "OVERLOADED", "mempool full, retry later")
+        try:
+            txs = [decode(b, Transaction) for b in msgpack.unpackb(await request.body())]
+        except (TypeError, ValueError, CodecError) as e:
+            return _error(400, "MALFORMED", f"not a list of encoded Transactions: {e}")
+        self.batch_sizes[-1] = len(txs)
+        results: list[dict[str, Any]] = []
+        for tx in txs:
+            status, code, message = self._admit(tx)
+            item: dict[str, Any] = {"tx_hash": "0x" + tx_hash(tx).hex(), "accepted": status == 200}
+            if status != 200:
+                item.update(code=code, message=message)
+            results.append(item)
+        return JSONResponse({"accepted": sum(r["accepted"] for r in results), "results": results})
+
+    def _admit(self, tx: Transaction) -> tuple[int, str, str]:
+        """The mempool's checks: (200, "", "") or (status, code, message)."""
         if not verify_message(tx, tx.sender, CHAIN_ID):
-            return _error(422, "BAD_SIGNATURE", "signature does not verify on chain 901")
+            return 422, "BAD_SIGNATURE", "signature does not verify on chain 901"
         sender = address_of(tx.sender)
         expected = self.nonces.get(sender, 0) + self._pending_from(tx.sender)
         if tx.nonce < expected:
-            return _error(422, "NONCE_TOO_LOW", f"nonce {tx.nonce} < next nonce {expected}")
+            return 422, "NONCE_TOO_LOW", f"nonce {tx.nonce} < next nonce {expected}"
         if tx.nonce > expected:
-            return _error(422, "NONCE_GAP", f"nonce {tx.nonce} > next nonce {expected}")
+            return 422, "NONCE_GAP", f"nonce {tx.nonce} > next nonce {expected}"
         if tx.amount + tx.fee > self.balances.get(sender, 0):
-            return _error(422, "INSUFFICIENT_BALANCE", "amount + fee exceeds the balance")
-        h = tx_hash(tx)
-        self.txs[h] = FakeTx(tx)
-        return JSONResponse({"tx_hash": "0x" + h.hex(), "status": "pending"})
+            return 422, "INSUFFICIENT_BALANCE", "amount + fee exceeds the balance"
+        self.txs[tx_hash(tx)] = FakeTx(tx)
+        return 200, "", ""
 
     async def get_tx(self, request: Request) -> JSONResponse:
         h = bytes.fromhex(request.path_params["h"].removeprefix("0x"))
@@ -197,6 +228,7 @@ class FakeNode:
         return Starlette(
             routes=[
                 Route("/v1/tx", self.post_tx, methods=["POST"]),
+                Route("/v1/txs", self.post_txs, methods=["POST"]),
                 Route("/v1/tx/{h}", self.get_tx),
                 Route("/v1/account/{a}", self.get_account),
                 Route("/v1/blocks/{height:int}", self.get_block),

@@ -85,6 +85,38 @@ def test_load_run_counts_everything(fake_node: Node) -> None:
     )
 
 
+def test_load_presigns_and_sends_batches(fake_node: Node) -> None:
+    _fund(fake_node, 4)
+    r = seqctl("load", "--node-url", fake_node.url, "--rate", "1000", "--duration", "0.5",
+               "--accounts", "4", "--drain", "10", "--json", "--quiet")  # fmt: skip
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.stdout)
+    assert out["certified"] == out["accepted"] == out["submitted"] == 500
+    sizes = fake_node.fake.batch_sizes
+    assert sum(sizes) == 500
+    assert len(sizes) <= 100  # batches of several transactions, not one request each
+    client = out["client"]
+    assert client["presigned"] == 500  # all signed before the timed part
+    assert client["resigned"] == 0
+    assert client["cpu_s"] > 0
+    assert client["cpu_us_per_tx"] > 0
+
+
+def test_a_refused_batch_resyncs_the_nonces_of_its_accounts(fake_node: Node) -> None:
+    _fund(fake_node, 2)
+    fake_node.fake.overload_every = 3
+    r = seqctl("load", "--node-url", fake_node.url, "--rate", "200", "--duration", "0.5",
+               "--accounts", "2", "--drain", "10", "--json", "--quiet")  # fmt: skip
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.stdout)
+    assert out["rejected"].keys() == {"OVERLOADED"}
+    assert out["client"]["resigned"] > 0  # the nonces after a lost batch were signed again
+    assert out["certified"] == out["accepted"] > 0
+    assert out["accepted"] + out["rejected_total"] == out["submitted"] == 100
+    nonces = fake_node.fake.nonces
+    assert sum(nonces.get(load_account_key(i).address, 0) for i in range(2)) == out["accepted"]
+
+
 def test_load_counts_refusals_by_reason(fake_node: Node) -> None:
     _fund(fake_node, 2)
     fake_node.fake.overload_every = 5

@@ -6,6 +6,7 @@ Budget: about 15-25 s on 2 cores (process start-up dominates); marked slow.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,9 +14,11 @@ from pathlib import Path
 import pytest
 import trio
 
+from sequencer_node.clients.node import NodeClient, NodeTxResult, encode_tx_batch
 from sequencer_node.keystore import save_keystore
+from sequencer_node.wire.messages import tx_hash
 from tests.cli.conftest import seqctl
-from tests.node_process.helpers import KEYS, PASSWORD, USERS, Cluster
+from tests.node_process.helpers import KEYS, PASSWORD, USERS, Cluster, make_tx
 
 pytestmark = pytest.mark.slow
 
@@ -92,3 +95,17 @@ def test_commands_against_real_nodes(cluster: Cluster, tmp_path: Path) -> None:
     assert out["submitted"] == 20
     assert out["certified"] == out["accepted"] == 20
     assert out["latency_s"]["p50"] is not None
+
+    # POST /v1/txs goes through the node's one submit path: the same transaction twice in a
+    # batch is accepted once, then refused as a duplicate; a bad signature is refused
+    tx = make_tx(USERS[2], USERS[0].address, 5, 0)
+    forged = dataclasses.replace(make_tx(USERS[2], USERS[0].address, 6, 1), signature=bytes(64))
+
+    async def batch() -> list[NodeTxResult]:
+        async with NodeClient(c.nodes[0].rpc) as client:
+            return await client.send_txs(encode_tx_batch([tx, tx, forged]))
+
+    results = trio.run(batch)
+    assert [r["accepted"] for r in results] == [True, False, False]
+    assert [r.get("code") for r in results[1:]] == ["DUPLICATE", "BAD_SIGNATURE"]
+    assert results[0]["tx_hash"] == "0x" + tx_hash(tx).hex()

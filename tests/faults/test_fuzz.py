@@ -15,6 +15,7 @@ import urllib.parse
 from typing import Any
 
 import httpx
+import msgpack
 import pytest
 import trio
 from hypothesis import example, given
@@ -118,6 +119,29 @@ def test_any_tx_submission_gets_a_json_answer_never_a_500(body: bytes) -> None:
     r = trio.run(_ask, "POST", "/v1/tx", body)
     assert r.status_code < 500, r.text
     assert r.status_code == 200 or _is_json_error(r)
+
+
+msgpack_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**63), 2**64 - 1) | st.binary(max_size=300)
+    | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner,
+                                                                max_size=4),
+    max_leaves=20,
+)  # fmt: skip
+txs_bodies = st.one_of(
+    st.binary(max_size=600),
+    msgpack_values.map(lambda v: msgpack.packb(v, use_bin_type=True)),
+    st.lists(st.binary(max_size=300), max_size=6).map(lambda v: msgpack.packb(v)),
+)
+
+
+@given(body=txs_bodies)
+@example(body=msgpack.packb([b""]))
+@example(body=msgpack.packb([]))
+def test_any_batch_submission_gets_a_json_answer_never_a_500(body: bytes) -> None:
+    r = trio.run(_ask, "POST", "/v1/txs", body)
+    assert r.status_code < 500, r.text
+    assert _is_json_error(r) or r.json().keys() == {"accepted", "results"}
 
 
 # Decimal digits other than 0-9 ("²" is isdigit() but not int(); Arabic-Indic digits are

@@ -3,15 +3,20 @@ status codes and error bodies for each kind of request. Budget: < 1 s."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import httpx
+import msgpack
 import trio
 
+from sequencer_node.clients.node import encode_tx_batch
 from sequencer_node.core import api
 from sequencer_node.shell.metrics import NodeMetrics
 from sequencer_node.shell.node_service import Overloaded
-from sequencer_node.shell.rpc import MAX_BODY, make_app
+from sequencer_node.shell.rpc import MAX_BATCH_BODY, MAX_BATCH_TXS, MAX_BODY, make_app
+from sequencer_node.wire.codec import encode
+from sequencer_node.wire.messages import Transaction, tx_hash
 from tests.node_process.helpers import USERS, make_tx, tx_body
 
 
@@ -38,11 +43,24 @@ class StubNode:
         self.metrics = NodeMetrics()
         self.views = StubViews()
         self.result: api.TxResult | BaseException = api.TxResult(b"\x07" * 32, True)
+        self.batches: list[list[Transaction]] = []
 
     async def submit_tx(self, tx: Any) -> api.TxResult:
         if isinstance(self.result, BaseException):
             raise self.result
         return self.result
+
+    async def submit_txs(self, txs: Sequence[Transaction]) -> list[api.TxResult]:
+        """Accepts even nonces, refuses odd ones (or raises ``result``)."""
+        self.batches.append(list(txs))
+        if isinstance(self.result, BaseException):
+            raise self.result
+        return [
+            api.TxResult(tx_hash(t), True)
+            if t.nonce % 2 == 0
+            else api.TxResult(tx_hash(t), False, "nonce_too_high", f"nonce {t.nonce}")
+            for t in txs
+        ]
 
 
 async def test_rpc_status_codes() -> None:
@@ -117,3 +135,56 @@ async def test_every_malformed_request_is_a_json_400() -> None:
         assert (r.status_code, r.json()["error"]["code"]) == (405, "METHOD_NOT_ALLOWED")
         r = await http.post("/v1/tx", content=b"x" * (MAX_BODY + 1))
         assert (r.status_code, r.json()["error"]["code"]) == (413, "TOO_LARGE")
+
+
+async def test_batch_submission_answers_each_transaction_in_order() -> None:
+    node = StubNode()
+    txs = [make_tx(USERS[0], USERS[1].address, 1, n) for n in range(5)]
+    transport = httpx.ASGITransport(app=make_app(node))
+    async with httpx.AsyncClient(transport=transport, base_url="http://node") as http:
+        r = await http.post("/v1/txs", content=encode_tx_batch(txs))
+        assert r.status_code == 200
+        doc = r.json()
+        assert doc["accepted"] == 3
+        assert [x["tx_hash"] for x in doc["results"]] == ["0x" + tx_hash(t).hex() for t in txs]
+        assert [x["accepted"] for x in doc["results"]] == [True, False, True, False, True]
+        assert doc["results"][1] == {"tx_hash": "0x" + tx_hash(txs[1]).hex(), "accepted": False,
+                                     "code": "NONCE_TOO_HIGH", "message": "nonce 1"}  # fmt: skip
+        assert node.batches == [txs]  # decoded once, handed to the node in order
+        node.result = Overloaded("full")
+        r = await http.post("/v1/txs", content=encode_tx_batch(txs))
+        assert (r.status_code, r.json()["error"]["code"]) == (429, "OVERLOADED")
+        node.result = trio.TooSlowError()
+        assert (await http.post("/v1/txs", content=encode_tx_batch(txs))).status_code == 503
+        assert (await http.get("/v1/txs")).status_code == 405
+
+
+async def test_malformed_batches_are_json_400s_and_nothing_is_submitted() -> None:
+    node = StubNode()
+    good = encode(make_tx(USERS[0], USERS[1].address, 1, 0))
+    bad_bodies = [
+        b"",
+        b"\xc1",  # never used in msgpack
+        msgpack.packb([]),  # empty
+        msgpack.packb(good),  # not an array
+        msgpack.packb([good, "0x00"]),  # a str item
+        msgpack.packb([good, 5]),
+        msgpack.packb([good, good[:-1]]),  # truncated transaction
+        msgpack.packb([good, good + b"\x00"]),  # trailing byte
+        msgpack.packb([good]) + b"\x00",  # trailing byte after the array
+        msgpack.packb([good] * (MAX_BATCH_TXS + 1)),  # too many
+        msgpack.packb([[good]]),  # nested
+        msgpack.packb({"tx": good}),
+        b'{"txs": []}',
+    ]
+    transport = httpx.ASGITransport(app=make_app(node))
+    async with httpx.AsyncClient(transport=transport, base_url="http://node") as http:
+        for body in bad_bodies:
+            r = await http.post("/v1/txs", content=body)
+            assert r.status_code == 400, body[:40]
+            assert r.json()["error"]["code"] == "MALFORMED"
+        r = await http.post("/v1/txs", content=b"\x00" * (MAX_BATCH_BODY + 1))
+        assert (r.status_code, r.json()["error"]["code"]) == (413, "TOO_LARGE")
+        r = await http.post("/v1/txs", content=msgpack.packb([good, 5]))
+        assert "item 1" in r.json()["error"]["message"]
+    assert node.batches == []
