@@ -84,8 +84,8 @@ from sequencer_node.wire.messages import (
     Transaction,
     Vote,
     block_hash,
-    tx_hash,
 )
+from sequencer_node.wire.messages import tx_hash as transaction_hash
 
 log = logging.getLogger(__name__)
 
@@ -1006,10 +1006,16 @@ class Node:
         with trio.move_on_after(self.settings.tx_wait_s):
             for req in reqs:
                 await req.done.wait()
-        out = [r.result or api.TxResult(tx_hash(r.tx), False, "timeout") for r in reqs]
+        # Only an answered request counts: an acceptance is answered after its journal write.
+        out = [
+            r.result
+            if r.done.is_set() and r.result is not None
+            else api.TxResult(transaction_hash(r.tx), False, "timeout", "no answer in time")
+            for r in reqs
+        ]
         for tx in txs[len(reqs) :]:
             self.metrics.rpc_tx.labels("overloaded").inc()
-            out.append(api.TxResult(tx_hash(tx), False, "overloaded", "input queue full"))
+            out.append(api.TxResult(transaction_hash(tx), False, "overloaded", "input queue full"))
         return out
 
     @property
