@@ -193,10 +193,11 @@ class PersistedState:
 MAX_SNAPSHOT_ANCHORS = 8
 
 
-@wire_message(67)
+@wire_message(67, version=2)
 @dataclass(frozen=True, slots=True)
 class SnapshotHead:
-    """The committed-chain part of a :class:`ChainSnapshot` (its wire form)."""
+    """The committed-chain part of a :class:`ChainSnapshot` (its wire form; version 2: the
+    version of the :class:`Block` inside)."""
 
     head: CertifiedBlock
     anchors: Annotated[tuple[BlockHeader, ...], MaxItems(MAX_SNAPSHOT_ANCHORS)]
@@ -252,10 +253,11 @@ class SyncRequest:
     to_height: U64
 
 
-@wire_message(66)
+@wire_message(66, version=2)
 @dataclass(frozen=True, slots=True)
 class SyncResponse:
-    """Certified blocks in height order (each with its QC), and the sender's latest TC."""
+    """Certified blocks in height order (each with its QC), and the sender's latest TC
+    (version 2: the versions of :class:`Block` and :class:`TimeoutCertificate` inside)."""
 
     blocks: Annotated[tuple[CertifiedBlock, ...], MaxItems(MAX_SYNC_BLOCKS)]
     last_tc: TimeoutCertificate | None

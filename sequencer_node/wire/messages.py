@@ -203,10 +203,16 @@ class EpochProof:
     last_qc: QuorumCertificate
 
 
-@wire_message(5)
+@wire_message(5, version=2)
 @dataclass(frozen=True, slots=True)
 class Block:
-    """A full proposal: the signed header, its transactions and its justification."""
+    """A full proposal: the signed header, its transactions and its justification.
+
+    Version 2: version 1 had no ``epoch_proof`` (and its TC no ``height``). Messages that carry
+    a block inside (:class:`CertifiedBlock`, the core's ``SyncResponse`` and ``SnapshotHead``)
+    are version 2 as well, because only the outer envelope names a version: data written by
+    version 1 is refused as "unsupported version 1", not as a wrong field count.
+    """
 
     proposal: Proposal
     transactions: Annotated[tuple[Transaction, ...], MaxItems(MAX_BLOCK_TXS)]
@@ -223,10 +229,11 @@ class Block:
         return self.proposal.header
 
 
-@wire_message(12)
+@wire_message(12, version=2)
 @dataclass(frozen=True, slots=True)
 class CertifiedBlock:
-    """A block with the QC that certifies it: what catch-up transfers and stores."""
+    """A block with the QC that certifies it: what catch-up transfers and stores (version 2:
+    the version of :class:`Block` inside)."""
 
     block: Block
     qc: QuorumCertificate
