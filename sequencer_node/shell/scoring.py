@@ -10,6 +10,17 @@ score restarts at 0. Floods are limited by two token buckets per peer (``rate_pe
 messages, ``burst`` deep; ``bytes_per_s`` bytes, ``bytes_burst`` deep); a message over either
 limit is dropped and costs :attr:`Offense.FLOOD`.
 
+Link failures are not misbehaviour on their own. The outer framing (the plaintext length) and
+the AEAD tag of an established session can be broken by anyone on the path: a lost, duplicated,
+reordered or altered frame makes every later frame fail to decrypt. So
+:data:`LINK_FAILURES` (oversized, zero-length or truncated frames, decryption failures) close
+the connection (the peer redials with a fresh handshake) and cost only
+:data:`LINK_FAILURE_COST`: with the score recovering one point per second, a link that breaks
+once every two seconds or less often is never banned, and only a peer that keeps breaking its
+sessions far faster than a lossy path would (more than one per two seconds for a minute and
+more) ends up banned. What is inside a frame that decrypted (the flag, the message) is the
+peer's own doing and keeps its full cost.
+
 This module does no I/O and reads no clock: ``now`` (seconds, monotonic) is an argument, so
 the same calls give the same verdicts. Memory is bounded: at most ``max_tracked`` identities
 are kept (least recently seen are forgotten first, banned ones last).
@@ -27,9 +38,9 @@ class Offense(enum.Enum):
 
     OVERSIZED_FRAME = "oversized_frame"
     TRUNCATED_FRAME = "truncated_frame"
-    MALFORMED_FRAME = "malformed_frame"  # garbage, zero length, bad flags
-    DECRYPT_FAILURE = "decrypt_failure"  # AEAD failure: tampering, replay or reordering
-    MALFORMED_MESSAGE = "malformed_message"  # frame decrypted but strict decoding failed
+    MALFORMED_FRAME = "malformed_frame"  # zero length
+    DECRYPT_FAILURE = "decrypt_failure"  # AEAD failure: tampering, loss, replay or reordering
+    MALFORMED_MESSAGE = "malformed_message"  # frame decrypted but its flag or decoding failed
     UNEXPECTED_MESSAGE = "unexpected_message"  # e.g. a handshake message after the handshake
     HANDSHAKE = "handshake"
     INVALID_SIGNATURE = "invalid_signature"
@@ -39,13 +50,23 @@ class Offense(enum.Enum):
     TIMEOUT = "timeout"  # handshake deadline, slowloris, idle
 
 
-#: Default cost of each offense. Framing/crypto errors always close the stream anyway (it is
-#: desynchronised); their cost decides whether the identity is also banned.
+#: Failures of the link rather than of the peer (see the module docstring): anyone on the path
+#: can cause them. They always close the stream (it is desynchronised).
+LINK_FAILURES = frozenset(
+    {
+        Offense.OVERSIZED_FRAME,
+        Offense.TRUNCATED_FRAME,
+        Offense.MALFORMED_FRAME,
+        Offense.DECRYPT_FAILURE,
+    }
+)
+#: What one link failure costs: below the recovery of two seconds, so an occasional one never
+#: adds up; a peer breaking its sessions twice a second is banned in under two minutes.
+LINK_FAILURE_COST = 2.0
+
+#: Default cost of each offense.
 DEFAULT_COSTS: dict[Offense, float] = {
-    Offense.OVERSIZED_FRAME: 100.0,
-    Offense.TRUNCATED_FRAME: 20.0,
-    Offense.MALFORMED_FRAME: 100.0,
-    Offense.DECRYPT_FAILURE: 100.0,
+    **dict.fromkeys(LINK_FAILURES, LINK_FAILURE_COST),
     Offense.MALFORMED_MESSAGE: 50.0,
     Offense.UNEXPECTED_MESSAGE: 50.0,
     Offense.HANDSHAKE: 25.0,

@@ -5,10 +5,13 @@
 Each application frame is ``length || ChaCha20-Poly1305(flag || canonical message)``; the flag
 says whether the sender gossiped the message (relay it) or sent it to us directly.
 
-Errors: a misbehaving peer raises :class:`RemoteProtocolError` (with the offense to charge) from
-``receive()``; the connection is then unusable and must be closed. A clean close at a frame
-boundary raises :class:`ConnectionClosed`. Expected I/O errors (``trio.BrokenResourceError``,
-``trio.ClosedResourceError``) propagate as they are.
+Errors: a broken link or a misbehaving peer raises :class:`RemoteProtocolError` (with the
+offense to charge) from ``receive()``; the connection is then unusable and must be closed. A
+frame that does not decrypt or is badly framed is a link failure (anyone on the path can cause
+it: a lost, duplicated or altered frame), charged lightly by the scoring
+(:data:`~sequencer_node.shell.scoring.LINK_FAILURES`); what decrypted is the peer's own. A
+clean close at a frame boundary raises :class:`ConnectionClosed`. Expected I/O errors
+(``trio.BrokenResourceError``, ``trio.ClosedResourceError``) propagate as they are.
 """
 
 from __future__ import annotations
@@ -136,7 +139,8 @@ class SecureConnection:
             self._frames_received += 1
             flag, raw = plaintext[:1], plaintext[1:]
             if flag not in (b"\x00", b"\x01"):
-                raise RemoteProtocolError(f"unknown frame flag {flag!r}", Offense.MALFORMED_FRAME)
+                # The flag is inside the AEAD: the peer sent it, not the path.
+                raise RemoteProtocolError(f"unknown frame flag {flag!r}", Offense.MALFORMED_MESSAGE)
             try:
                 msg: object = decode(raw)
             except CodecError as e:

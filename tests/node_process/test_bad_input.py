@@ -163,6 +163,10 @@ async def test_bad_input_costs_the_sender_and_the_node_keeps_certifying(cluster:
     await c.wait_height([0, 1, 2], top + 5, limit_s=30)
     st = await c.get(0, "/v1/status")
     assert st["peers"] >= 2
-    assert st["p2p"]["bans"] >= 3
+    # the flooder; broken frames (oversized, garbage, replayed) close the session without a
+    # ban (issue 12: anyone on the path can break one), each charged as a link failure
+    assert st["p2p"]["bans"] >= 1
+    # ... so the identity that sent garbage may connect again at once
+    await (await connect(c, ATTACKERS["garbage"])).aclose()
     metrics = (await c.client.get(c.nodes[0].rpc + "/metrics")).text
     assert 'seqnet_peer_offenses{kind="oversized_frame"}' in metrics

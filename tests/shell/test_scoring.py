@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from sequencer_node.shell.scoring import DEFAULT_COSTS, Offense, ScoreBoard, ScoringConfig, Verdict
+from sequencer_node.shell.scoring import (
+    DEFAULT_COSTS,
+    LINK_FAILURES,
+    Offense,
+    ScoreBoard,
+    ScoringConfig,
+    Verdict,
+)
 
 P, Q = b"p" * 32, b"q" * 32
 
@@ -47,7 +54,7 @@ def test_token_bucket_limits_floods_and_refills():
 
 def test_tracking_is_bounded_and_keeps_bans():
     board = ScoreBoard(ScoringConfig(max_tracked=3, disconnect_below=-10))
-    board.penalize(P, Offense.MALFORMED_FRAME, 0)  # banned
+    board.penalize(P, Offense.MALFORMED_MESSAGE, 0)  # banned
     for i in range(10):
         board.penalize(bytes([i]) * 32, Offense.OUT_OF_RANGE, 0)
     assert len(board._entries) == 3
@@ -60,3 +67,30 @@ def test_byte_bucket_limits_big_messages():
     assert not board.allow_message(P, 0.0, size=2000)  # 1000 bytes left
     assert board.allow_message(P, 0.0, size=1000)
     assert board.allow_message(P, 2.0, size=2000)  # refilled 2000 bytes in 2 s
+
+
+@pytest.mark.parametrize("offense", [o for o in Offense if o in LINK_FAILURES])
+def test_a_broken_link_never_bans_an_honest_peer(offense):
+    """Issue 12: one lost or duplicated frame (a decryption failure on the session) used to ban
+    the peer for 60 s. A link failure every two seconds, for ten minutes, bans nobody."""
+    board = ScoreBoard()
+    assert board.penalize(P, offense, 0.0) is Verdict.OK
+    for i in range(1, 300):
+        assert board.penalize(P, offense, 2.0 * i) is Verdict.OK
+    assert not board.is_banned(P, 600.0)
+
+
+def test_a_peer_breaking_its_sessions_far_faster_is_banned():
+    """A peer whose sessions fail several times a second (far beyond any lossy path) still ends
+    up banned, within two minutes."""
+    board = ScoreBoard()
+    verdicts = [board.penalize(P, Offense.DECRYPT_FAILURE, 0.25 * i) for i in range(480)]
+    assert Verdict.BAN in verdicts
+    assert verdicts.index(Verdict.BAN) * 0.25 < 120
+
+
+def test_what_decrypted_keeps_its_full_cost():
+    assert DEFAULT_COSTS[Offense.MALFORMED_MESSAGE] >= 50
+    board = ScoreBoard()
+    board.penalize(P, Offense.MALFORMED_MESSAGE, 0)
+    assert board.penalize(P, Offense.MALFORMED_MESSAGE, 0) is Verdict.BAN

@@ -192,10 +192,11 @@ async def test_valid_frame_with_bad_content_is_malformed_message():
     await _expect_offense(s, Offense.MALFORMED_MESSAGE)
 
 
-async def test_unknown_flag_is_malformed_frame():
+async def test_unknown_flag_is_a_malformed_message():
+    """The flag is inside the AEAD: the peer's own doing, not the path's (full cost)."""
     c, s = await connect_pair()
     await c.stream.send_all(encode_frame(c._send_cipher.seal(b"\x07" + encode(vote(1)))))
-    await _expect_offense(s, Offense.MALFORMED_FRAME)
+    await _expect_offense(s, Offense.MALFORMED_MESSAGE)
 
 
 async def test_handshake_message_after_handshake_is_unexpected():
