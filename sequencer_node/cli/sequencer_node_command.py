@@ -131,8 +131,11 @@ def _build_settings(opts: dict[str, Any]) -> tuple[NodeSettings, dict[str, Any]]
     from sequencer_node.shell.node_service import NodeSettings
     from sequencer_node.shell.peers import PeerAddress
 
+    byzantine = _byzantine(opts.get("byzantine"))  # first: refused without the test flag
     genesis = _genesis(opts["genesis"])
     key = _key(opts["key"], opts["password_file"])
+    if byzantine and key is None:
+        raise _ConfigError("--byzantine needs a signing key (--key)")
     data_dir: Path = opts["data_dir"]
     if data_dir.exists() and not data_dir.is_dir():
         raise _ConfigError(f"--data-dir {data_dir} exists and is not a directory")
@@ -156,6 +159,7 @@ def _build_settings(opts: dict[str, Any]) -> tuple[NodeSettings, dict[str, Any]]
         allow_peers=_allow_peers(opts["allow_peers"]),
         batcher=opts["batcher"],
         batch_max_age_ms=opts["batch_max_age_ms"],
+        byzantine=byzantine,
     )
     summary = {
         "chain_id": genesis.chain_id,
@@ -172,6 +176,21 @@ def _build_settings(opts: dict[str, Any]) -> tuple[NodeSettings, dict[str, Any]]
         "params": genesis.params,
     }
     return settings, summary
+
+
+def _byzantine(text: str | None) -> frozenset[Any]:
+    """The hidden test-only --byzantine option: refused without SEQNET_ALLOW_BYZANTINE=1."""
+    if not text:
+        return frozenset()
+    from sequencer_node.shell.byzantine import ByzantineRefused, parse_strategies, require_allowed
+
+    try:
+        require_allowed()
+        strategies = parse_strategies(text)
+    except ByzantineRefused as e:
+        raise _ConfigError(str(e)) from None
+    log.warning("byzantine strategies enabled (fault tests only): %s", text)
+    return strategies
 
 
 def _role(genesis: L2Genesis, key: SigningKey | None) -> str:
@@ -371,6 +390,7 @@ async def _run_node(settings: NodeSettings) -> None:
     show_default=True,
     help="Deadline of the graceful shutdown after SIGTERM/SIGINT.",
 )
+@click.option("--byzantine", default=None, hidden=True)  # fault tests only (shell.byzantine)
 @click.option(
     "--check-config",
     is_flag=True,

@@ -65,6 +65,7 @@ from sequencer_node.core.ledger import verify_tx_signature
 from sequencer_node.core.sequencer import RECENT_COMMITTED, SequencerCore
 from sequencer_node.genesis import L2Genesis
 from sequencer_node.shell.api_views import ApiViews, StoredHead
+from sequencer_node.shell.byzantine import Byzantine, Strategy
 from sequencer_node.shell.l1_watcher import L1Event, L1Watcher, connect_l1
 from sequencer_node.shell.metrics import NodeMetrics
 from sequencer_node.shell.p2p_messages import TxBatch
@@ -147,6 +148,8 @@ class NodeSettings:
     core_overrides: dict[str, int] = field(default_factory=dict)
     #: Committed heights between two snapshots of the committed state (0: never write one).
     snapshot_every: int = 1_000
+    #: Misbehave on purpose (fault tests only: :mod:`~sequencer_node.shell.byzantine`).
+    byzantine: frozenset[Strategy] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)
@@ -315,6 +318,11 @@ class Node:
         self._sync_budget = RequestBudget(_SYNC_REQUESTS_PER_S, _SYNC_REQUEST_BURST)
         self.started_at = 0.0
         self.addresses: NodeAddresses | None = None
+        self._byzantine = (
+            Byzantine(settings.byzantine, settings.key, self.genesis.chain_id, settings.data_dir)
+            if settings.byzantine and settings.key is not None
+            else None
+        )
 
     # --- lifecycle -------------------------------------------------------------------------
 
@@ -467,6 +475,8 @@ class Node:
             nursery.start_soon(run_tx_ingress, pm, tx_recv)
             nursery.start_soon(self._journal_loop)
             nursery.start_soon(self._core_loop, core_done)
+            if self._byzantine is not None:  # fault tests only
+                nursery.start_soon(self._byzantine.run, pm, lambda: self._stored.height)
             rpc_url = await self._start_rpc(nursery, rpc_done)
             nursery.start_soon(self._resubmit_journal)
             self.addresses = NodeAddresses(p2p_port, rpc_url)
@@ -838,7 +848,9 @@ class Node:
                     self.core.handle(api.WatermarkPersisted(e.seq), self.now_ms())
                 )
             elif isinstance(e, api.Broadcast):
-                self._broadcast(e.message)
+                byz = self._byzantine  # fault tests only: it may send something else instead
+                if byz is None or not (self.pm and byz.on_broadcast(e.message, self.pm)):
+                    self._broadcast(e.message)
             elif isinstance(e, api.SendTo):
                 assert self.pm is not None
                 self.pm.send_to(e.peer, e.message)

@@ -526,11 +526,15 @@ class PeerManager:
         )
         return sum(self._enqueue(self._peers[t], raw, True) for t in targets)
 
-    def send_to(self, peer: bytes, msg: object) -> bool:
-        """Send ``msg`` to one peer (not relayed). False if not connected or just dropped
-        for being too slow. Never blocks."""
+    def send_to(self, peer: bytes, msg: object, *, gossip: bool = False) -> bool:
+        """Send ``msg`` to one peer (not relayed, unless flagged as ``gossip``). False if not
+        connected or just dropped for being too slow. Never blocks."""
         p = self._peers.get(peer)
-        return p is not None and self._enqueue(p, encode(msg), False)
+        return p is not None and self._enqueue(p, encode(msg), gossip)
+
+    def connected(self) -> list[bytes]:
+        """The identities of the connected peers, sorted."""
+        return sorted(self._peers)
 
     def _enqueue(self, peer: _Peer, raw: bytes, gossip: bool) -> bool:
         try:
