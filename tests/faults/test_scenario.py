@@ -23,11 +23,7 @@ pytestmark = pytest.mark.slow
 
 #: Steps that fail today for a known, open reason (xfail strict: they start passing when it
 #: is fixed, and then lose their mark).
-KNOWN_FAILURES = {
-    "crash-loss": "issue 11 (durability, recovery): a transaction acknowledged shortly before "
-    "every node is killed at once is lost (the mempool is not durable and is not rebuilt "
-    "from the peers), and so is one acknowledged by a node killed before it gossiped it",
-}
+KNOWN_FAILURES: dict[str, str] = {}
 #: What must hold in every run, from the end checks (before and after the crashes).
 MUST_HOLD = ("forks", "set", "duplicated", "memory", "processes")
 
@@ -123,7 +119,6 @@ def test_every_acknowledged_transaction_is_certified_exactly_once(report: Report
     check(report, after, after.info["duplicated"])
 
 
-@pytest.mark.xfail(strict=True, reason=KNOWN_FAILURES["crash-loss"])
 def test_acknowledged_transactions_survive_crashes(report: Report) -> None:
     (end,) = report.steps_of("end")
     (after,) = report.steps_of("after-restart")
