@@ -76,6 +76,8 @@ PRESIGN_AHEAD_S = 60.0
 MAX_BATCH = 1024
 #: The shortest sleep between two hand-outs of due transactions.
 TICK_MIN_S = 0.01
+#: The steady-state window starts this far into the sending time.
+STEADY_FROM = 0.25
 #: Latency samples kept (beyond that, the percentiles are over the first ones).
 MAX_SAMPLES = 1_000_000
 FOLLOW_POLL = 0.1
@@ -107,6 +109,10 @@ class LoadStats:
     l1_height: int = -1
     #: submit -> seen in an L1 batch
     l1_latencies: list[float] = field(default_factory=list)
+    #: when each transaction was seen certified (for the steady-state rate)
+    cert_times: list[float] = field(default_factory=list)
+    #: when the sending started (same clock as the other times)
+    start: float = 0.0
     #: (height, submit time) of certified transactions not yet covered by an L1 batch
     _to_l1: list[tuple[int, float]] = field(default_factory=list)
 
@@ -129,6 +135,7 @@ class LoadStats:
             self.certified[h] = height
             if len(self.latencies) < MAX_SAMPLES:
                 self.latencies.append(now - t0)
+                self.cert_times.append(now)
                 self._to_l1.append((height, t0))
 
     def l1_covers(self, height: int, now: float | None = None) -> None:
@@ -149,6 +156,13 @@ class LoadStats:
     def in_l1(self) -> int:
         return sum(1 for h in self.certified.values() if h <= self.l1_height)
 
+    def steady_rate(self, elapsed: float) -> float:
+        """Certified transactions per second over the last three quarters of the sending
+        time (the first quarter fills the pipeline)."""
+        lo, hi = self.start + elapsed * STEADY_FROM, self.start + elapsed
+        n = sum(1 for t in self.cert_times if lo <= t <= hi)
+        return n / (hi - lo) if hi > lo else 0.0
+
     def summary(self, elapsed: float, rate: float) -> dict[str, Any]:
         lat = sorted(self.latencies)
         l1 = sorted(self.l1_latencies)
@@ -156,6 +170,7 @@ class LoadStats:
             "duration_s": round(elapsed, 3),
             "target_rate": rate,
             "achieved_rate": round(self.accepted / elapsed, 2) if elapsed > 0 else 0.0,
+            "certified_rate_steady": round(self.steady_rate(elapsed), 2),
             "submitted": self.submitted,
             "accepted": self.accepted,
             "certified": len(self.certified),
@@ -293,6 +308,7 @@ class LoadRun:
         self.start = 0.0
         self.follow_errors = 0
         self.resigned = 0
+        self.started_at_unix = 0.0
         #: presigned transactions, in the order they fall due (index n -> account n % accounts)
         self._signed: list[Signed] = []
         self._lanes: list[_Lane] = []
@@ -350,6 +366,7 @@ class LoadRun:
             accounts=cfg.accounts,
             chain_id=self.chain_id,
             kind=self.kind.name,
+            started_at_unix=round(self.started_at_unix, 3),
             follow_errors=self.follow_errors,
             interrupted=self.interrupted,
             client={
@@ -380,7 +397,8 @@ class LoadRun:
         """The sending phase and the drain; (sending seconds, client CPU seconds)."""
         cfg = self.cfg
         cpu0 = time.process_time()
-        self.start = trio.current_time()
+        self.start = self.stats.start = trio.current_time()
+        self.started_at_unix = time.time()
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._follow, [lane.client for lane in self._lanes], start_height)
             if self.progress is not None:

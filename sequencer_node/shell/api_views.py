@@ -200,6 +200,7 @@ class ApiViews:
         return {
             "messages_in": st.messages_in,
             "messages_out": st.messages_out,
+            "bytes_out": st.bytes_out,
             "duplicates_dropped": st.duplicates_dropped,
             "rejected": st.rejected,
             "handshake_failures": st.handshake_failures,

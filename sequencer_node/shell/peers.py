@@ -128,6 +128,7 @@ class PeerManagerStatistics:
     connected: int
     messages_in: int
     messages_out: int
+    bytes_out: int  # encoded message bytes handed to the connections (before framing)
     duplicates_dropped: int
     rejected: int  # refused by the validate hook (charged to the sender)
     relayed: int
@@ -200,6 +201,7 @@ class PeerManager:
             (
                 "messages_in",
                 "messages_out",
+                "bytes_out",
                 "duplicates_dropped",
                 "rejected",
                 "relayed",
@@ -440,6 +442,7 @@ class PeerManager:
                     size += len(item[0])
                 await peer.conn.send_encoded(batch)
                 self._stats["messages_out"] += len(batch)
+                self._stats["bytes_out"] += size
             peer.scope.cancel()  # the queue was closed and drained (shutdown): hang up
         except _IO_ERRORS as e:
             log.info("peer %s: send failed: %s", peer.identity.hex()[:16], e)

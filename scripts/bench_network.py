@@ -1,0 +1,36 @@
+"""Command line of ``scripts/bench`` (see :mod:`sequencer_node.devnet.bench`).
+
+Usage: ``scripts/bench [--quick | --profile NAME] [--out DIR] [--no-plots]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from sequencer_node.devnet.bench import PROFILES, run
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--quick", action="store_true", help="the short profile (under a minute)")
+    p.add_argument("--profile", choices=sorted(PROFILES), help="quick, sweep (4 nodes) or full")
+    p.add_argument("--out", type=Path, help="results directory (default docs/bench[/quick])")
+    p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
+    args = p.parse_args()
+    name = args.profile or ("quick" if args.quick else "full")
+    prof = PROFILES[name]
+    out = args.out or (ROOT / "docs" / "bench" / ("" if name == "full" else name))
+
+    def say(line: str) -> None:
+        print(line, file=sys.stderr, flush=True)
+
+    done = run(prof, out, say, plots=not args.no_plots)
+    print(f"results in {done}/results.md")
+
+
+if __name__ == "__main__":
+    main()

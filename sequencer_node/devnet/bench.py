@@ -1,0 +1,486 @@
+"""The network benchmark behind ``scripts/bench`` (issue 13): real processes, one run.
+
+Everything is measured side by side in one run, on networks started with the devnet's own
+code (:class:`~sequencer_node.devnet.runner.Devnet`: L1 mock, staking, genesis, the nodes)
+in a temporary directory, with equal stakes so that any one node can fail:
+
+1. **open-loop load stepped to saturation** on L1 + 4 nodes: ``seqctl load`` (a separate
+   process: it signs before the timed part, sends batches over ``POST /v1/txs`` and reports its
+   own CPU) at each offered rate, ``repeats`` times, medians kept; per step the steady-state
+   certified tx/s, p50/p99 submit-to-certified and submit-to-L1, the CPU of each node and of
+   the L1 in the steady window (``/proc``), per certified transaction, peak RSS of every
+   process, and ``/health`` latency (event-loop stall). Stepping stops after the first
+   saturated step (certified < 85 % of offered, or refusals, or skips);
+2. **the limit**: Ed25519 verifications per second per core in the same run, the
+   every-node-verifies ceiling for the cores the nodes got at saturation
+   (``verifications/s/core x cores used by the nodes / nodes``) and the ratio;
+3. **scaling**: for each network size, idle CPU per node, then one step below and one above
+   the 4-node saturation: tx/s, latency, p2p messages and bytes per certified block;
+4. **failover**: the round's leader is killed (SIGKILL) on an idle 4-node network; the time
+   to the next certified block (and to the one after, which a new leader must have made).
+
+Results: ``results.json`` (every figure, the machine, versions, load average before and
+after), ``results.md`` and PNG plots (:mod:`~sequencer_node.devnet.bench_report`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import signal
+import socket
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import trio
+
+from sequencer_node.cli.tx import make_transfer
+from sequencer_node.clients.node import NodeClient, encode_tx_batch
+from sequencer_node.devnet.accounts import LOAD_ACCOUNTS, load_account_key
+from sequencer_node.devnet.bench_probe import Sampler, machine, verify_rate
+from sequencer_node.devnet.config import DevnetConfig
+from sequencer_node.devnet.procs import spawn, stop
+from sequencer_node.devnet.runner import Devnet, node_argv
+
+#: A step is saturated when the network certifies less than this share of the offered rate.
+SATURATED_BELOW = 0.85
+REPO = Path(__file__).resolve().parents[2]
+#: What each extra load account is given by a devnet load account.
+EXTRA_FUNDING = 10**18
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    rates: tuple[int, ...]
+    step_s: float
+    repeats: int
+    sizes: tuple[int, ...]
+    failovers: int
+    idle_s: float
+    drain_s: float
+    accounts: int
+    block_time_ms: int = 250
+    timeout_base_ms: int = 2_000
+
+
+PROFILES = {
+    "quick": Profile("quick", rates=(100, 400), step_s=3.0, repeats=1, sizes=(4,), failovers=1,
+                     idle_s=1.5, drain_s=12.0, accounts=32),
+    # one 4-node sweep to saturation, for before/after comparisons of a change
+    "sweep": Profile("sweep", rates=(200, 400, 700, 1000, 1400, 2000, 2800, 4000), step_s=6.0,
+                     repeats=1, sizes=(4,), failovers=1, idle_s=2.0, drain_s=20.0,
+                     accounts=256),
+    "full": Profile("full", rates=(100, 200, 400, 700, 1000, 1400, 2000, 2800, 4000),
+                    step_s=12.0, repeats=3, sizes=(4, 7, 10, 16), failovers=3, idle_s=5.0,
+                    drain_s=30.0, accounts=256),
+}  # fmt: skip
+
+
+def free_base_port(count: int, host: str = "127.0.0.1") -> int:
+    """A port such that ``port .. port+count-1`` are free now (from an ephemeral probe)."""
+    for _ in range(200):
+        with socket.socket() as s:
+            s.bind((host, 0))
+            base = int(s.getsockname()[1])
+        if base + count >= 65_000:
+            continue
+        if all(_free(host, p) for p in range(base, base + count)):
+            return base
+    raise RuntimeError(f"no run of {count} free ports found")
+
+
+def _free(host: str, port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+class BenchNet:
+    """One network of ``n`` nodes in ``root`` (started with the devnet's code, equal stakes)."""
+
+    def __init__(self, root: Path, n: int, prof: Profile, say: Callable[[str], None]) -> None:
+        self.cfg = DevnetConfig(
+            directory=root / f"net-{n}", nodes=n, stakes=(10,) * n, load=False,
+            block_time_ms=prof.block_time_ms, timeout_base_ms=prof.timeout_base_ms,
+            slot_time=1, l1_port=free_base_port(1), rpc_port=free_base_port(n),
+            p2p_port=free_base_port(n),
+        )  # fmt: skip
+        self.devnet = Devnet(self.cfg, say, detach=False)
+        self.n = n
+
+    async def start(self) -> None:
+        await self.devnet.start()
+
+    def stop(self) -> None:
+        stop(self.devnet.children(), deadline_s=10.0)
+
+    @property
+    def urls(self) -> list[str]:
+        return [self.cfg.rpc_url(i) for i in range(self.n)]
+
+    def pids(self) -> dict[str, int]:
+        out = {f"node-{i}": c.pid for i, c in enumerate(self.devnet.nodes)}
+        if self.devnet.l1 is not None:
+            out["l1"] = self.devnet.l1.pid
+        return out
+
+    def node_index(self, public_key_hex: str) -> int | None:
+        for i, k in enumerate(self.devnet.keys):
+            if k.public_key.hex() == public_key_hex.removeprefix("0x"):
+                return i
+        return None
+
+    def kill(self, i: int) -> None:
+        os.kill(self.devnet.nodes[i].pid, signal.SIGKILL)
+        self.devnet.nodes[i].exit_code()  # reap
+
+    def restart(self, i: int) -> None:
+        cfg = self.cfg
+        self.devnet.nodes[i] = spawn(cfg.name(i), node_argv(cfg, i), cfg.log_file(cfg.name(i)))
+
+
+async def _status(http: httpx.AsyncClient, url: str) -> dict[str, Any] | None:
+    try:
+        r = await http.get(url + "/v1/status")
+        doc = r.json()
+    except (httpx.HTTPError, ValueError):
+        return None
+    return doc if isinstance(doc, dict) else None
+
+
+async def _heights(http: httpx.AsyncClient, urls: list[str]) -> list[int]:
+    out = []
+    for u in urls:
+        st = await _status(http, u)
+        out.append(-1 if st is None else int(st["heads"]["certified"]["height"]))
+    return out
+
+
+async def _p2p_totals(http: httpx.AsyncClient, urls: list[str]) -> tuple[int, int, int]:
+    """(messages out, bytes out) summed over the nodes, and the highest certified height."""
+    msgs = size = top = 0
+    for u in urls:
+        st = await _status(http, u)
+        if st is None:
+            continue
+        msgs += int(st.get("p2p", {}).get("messages_out", 0))
+        size += int(st.get("p2p", {}).get("bytes_out", 0))
+        top = max(top, int(st["heads"]["certified"]["height"]))
+    return msgs, size, top
+
+
+async def wait_until(what: str, check: Callable[[], Awaitable[bool]], limit_s: float) -> None:
+    """Poll ``check`` (a remote state: nothing to wait on locally) until true or the limit."""
+    deadline = trio.current_time() + limit_s
+    while not await check():
+        if trio.current_time() > deadline:
+            raise RuntimeError(f"timed out after {limit_s:.0f} s waiting for {what}")
+        await trio.sleep(0.1)
+
+
+async def fund_extra_accounts(url: str, total: int) -> None:
+    """Load accounts ``LOAD_ACCOUNTS .. total-1`` paid by the funded ones (the devnet funds
+    only the first ``LOAD_ACCOUNTS``; more senders keep nonces within the pool's gap at high
+    rates); returns once the last one has its balance."""
+    if total <= LOAD_ACCOUNTS:
+        return
+    async with NodeClient(url) as node:
+        chain_id = int((await node.status())["chain_id"])
+        nonces: dict[int, int] = {}
+        txs = []
+        for i in range(LOAD_ACCOUNTS, total):
+            f = i % LOAD_ACCOUNTS
+            if f not in nonces:
+                acct = await node.account(load_account_key(f).address)
+                nonces[f] = int(acct.get("pending_nonce", acct["nonce"]))
+            key, to = load_account_key(f), load_account_key(i).address
+            txs.append(make_transfer(key, to, EXTRA_FUNDING, nonces[f], 1, chain_id))
+            nonces[f] += 1
+        for k in range(0, len(txs), 1024):
+            results = await node.send_txs(encode_tx_batch(txs[k : k + 1024]))
+            refused = [r for r in results if not r["accepted"]]
+            if refused:
+                raise RuntimeError(f"funding refused: {refused[0]}")
+        last = load_account_key(total - 1).address
+
+        async def funded() -> bool:
+            return int((await node.account(last))["balance"]) > 0
+
+        await wait_until("the extra load accounts to be funded", funded, 60.0)
+
+
+async def run_load(urls: list[str], rate: float, prof: Profile, wait_l1: bool) -> dict[str, Any]:
+    """One ``seqctl load`` process; its JSON summary."""
+    seqctl = Path(sys.executable).parent / "seqctl"
+    argv = [str(seqctl), "load", "--node-url", ",".join(urls), "--rate", f"{rate:g}",
+            "--duration", f"{prof.step_s:g}", "--accounts", str(prof.accounts),
+            "--drain", f"{prof.drain_s:g}", "--json", "--quiet"]  # fmt: skip
+    if wait_l1:
+        argv.append("--wait-l1")
+    proc = await trio.run_process(argv, capture_stdout=True, capture_stderr=True, check=False)
+    if proc.returncode != 0:
+        err = proc.stderr.decode()[-2000:]
+        raise RuntimeError(f"seqctl load failed ({proc.returncode}): {err}")
+    doc: dict[str, Any] = json.loads(proc.stdout)
+    return doc
+
+
+async def load_step(
+    net: BenchNet, sampler: Sampler, rate: float, prof: Profile, *, wait_l1: bool = True
+) -> dict[str, Any]:
+    """One load step and what the processes did during its steady window."""
+    async with httpx.AsyncClient(timeout=5.0) as http:
+        m0, b0, h0 = await _p2p_totals(http, net.urls)
+        load = await run_load(net.urls, rate, prof, wait_l1)
+        m1, b1, h1 = await _p2p_totals(http, net.urls)
+    start, dur = float(load["started_at_unix"]), float(load["duration_s"])
+    win = sampler.window(start + dur * 0.25, start + dur)
+    certified = float(load["certified_rate_steady"])
+    nodes = {k: v for k, v in win["cores"].items() if k.startswith("node-")}
+    node_cores = sum(nodes.values())
+    us_per_tx = node_cores / max(1, len(nodes)) * 1e6 / certified if certified > 0 else None
+    blocks = max(1, h1 - h0)
+    return {
+        "offered": rate,
+        "certified_tx_s": certified,
+        "accepted": load["accepted"],
+        "rejected": load["rejected_total"],
+        "skipped": load["skipped_max_in_flight"],
+        "latency_s": {"p50": load["latency_s"]["p50"], "p99": load["latency_s"]["p99"]},
+        "l1_latency_s": {k: load["l1_latency_s"][k] for k in ("p50", "p99")},
+        "node_cores": round(node_cores, 3),
+        "l1_cores": round(win["cores"].get("l1", 0.0), 3),
+        "cpu_us_per_tx_per_node": None if us_per_tx is None else round(us_per_tx, 1),
+        "rss_mb_max": {k: round(v, 1) for k, v in win["rss_mb"].items()},
+        "health_ms": win["health_ms"],
+        "client_cpu_us_per_tx": load["client"]["cpu_us_per_tx"],
+        "client_cores": round(load["client"]["cpu_s"] / max(dur, 1e-9), 3),
+        "p2p_messages_per_block": round((m1 - m0) / blocks, 1),
+        "p2p_bytes_per_block": round((b1 - b0) / blocks),
+        "blocks": h1 - h0,
+    }
+
+
+def median_of(docs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Field-wise median of ``docs`` (numbers; nested dicts recursively; others: the first)."""
+    out: dict[str, Any] = {}
+    for k, v in docs[0].items():
+        vals = [d.get(k) for d in docs]
+        if isinstance(v, dict):
+            out[k] = median_of([x for x in vals if isinstance(x, dict)])
+        elif all(isinstance(x, int | float) and not isinstance(x, bool) for x in vals):
+            out[k] = statistics.median(vals)  # type: ignore[type-var]
+        else:
+            out[k] = v
+    if len(docs) > 1:
+        out["repeats"] = len(docs)
+    return out
+
+
+def saturated(step: dict[str, Any]) -> bool:
+    return bool(
+        step["certified_tx_s"] < SATURATED_BELOW * step["offered"]
+        or step["rejected"] > 0.01 * max(1, step["accepted"])
+        or step["skipped"] > 0
+    )
+
+
+async def sweep(net: BenchNet, sampler: Sampler, prof: Profile, say: Callable[[str], None]
+                ) -> list[dict[str, Any]]:  # fmt: skip
+    """Step the offered rate up to the first saturated step (medians of the repeats)."""
+    steps = []
+    for rate in prof.rates:
+        runs = [await load_step(net, sampler, rate, prof) for _ in range(prof.repeats)]
+        step = median_of(runs)
+        steps.append(step)
+        say(f"  offered {rate:>5} tx/s: certified {step['certified_tx_s']:.0f} tx/s, "
+            f"p50 {step['latency_s']['p50']} s, {step['cpu_us_per_tx_per_node']} us/tx/node, "
+            f"health p99 {step['health_ms']['p99']} ms")  # fmt: skip
+        if saturated(step):
+            break
+    return steps
+
+
+async def idle_cpu(net: BenchNet, sampler: Sampler, seconds: float) -> dict[str, float]:
+    t0 = time.time()
+    await trio.sleep(seconds)
+    cores = sampler.window(t0, time.time())["cores"]
+    nodes = [v for k, v in cores.items() if k.startswith("node-")]
+    return {
+        "node_cores_mean": round(statistics.mean(nodes), 4) if nodes else 0.0,
+        "l1_cores": round(cores.get("l1", 0.0), 4),
+    }
+
+
+async def failover(net: BenchNet, repeats: int) -> dict[str, Any]:
+    """Kill the round's leader; seconds to the next certified block and to the one after,
+    seen by the survivors; the node is restarted and caught up between repeats."""
+    runs: list[dict[str, float]] = []
+    async with httpx.AsyncClient(timeout=2.0) as http:
+        for _ in range(repeats):
+            leader = await _leader(http, net)
+            others = [u for i, u in enumerate(net.urls) if i != leader]
+            h0 = max(await _heights(http, others))
+            t0 = time.perf_counter()
+            net.kill(leader)
+            firsts: list[float] = []
+            with trio.move_on_after(60.0):
+                while len(firsts) < 2:
+                    top = max(await _heights(http, others))
+                    while len(firsts) < min(2, top - h0):
+                        firsts.append(time.perf_counter() - t0)
+                    await trio.sleep(0.02)
+            runs.append(
+                {
+                    "next_block_s": round(firsts[0], 3) if firsts else -1.0,
+                    "second_block_s": round(firsts[1], 3) if len(firsts) > 1 else -1.0,
+                }
+            )
+            net.restart(leader)
+            await _caught_up(http, net, leader)
+    return {"runs": runs, **median_of(runs)}
+
+
+async def _leader(http: httpx.AsyncClient, net: BenchNet) -> int:
+    for _ in range(100):
+        st = await _status(http, net.urls[0])
+        if st is not None and st.get("leader"):
+            i = net.node_index(str(st["leader"]))
+            if i is not None:
+                return i
+        await trio.sleep(0.05)
+    raise RuntimeError("no leader reported by node-0")
+
+
+async def _caught_up(http: httpx.AsyncClient, net: BenchNet, i: int) -> None:
+    async def ok() -> bool:
+        hs = await _heights(http, net.urls)
+        return hs[i] >= 0 and hs[i] >= max(hs) - 2
+
+    await wait_until(f"node-{i} to catch up after its restart", ok, 120.0)
+
+
+async def with_network(
+    root: Path, n: int, prof: Profile, say: Callable[[str], None],
+    body: Callable[[BenchNet, Sampler], Awaitable[dict[str, Any]]],
+) -> dict[str, Any]:  # fmt: skip
+    """Start an ``n``-node network, sample it while ``body`` runs, stop it."""
+    net = BenchNet(root, n, prof, say)
+    t0 = time.perf_counter()
+    try:
+        await net.start()
+        started = time.perf_counter() - t0
+        await fund_extra_accounts(net.urls[0], prof.accounts)
+        sampler = Sampler(net.pids(), {f"node-{i}": u for i, u in enumerate(net.urls)})
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(sampler.run)
+            out = await body(net, sampler)
+            nursery.cancel_scope.cancel()
+        return {"nodes": n, "start_s": round(started, 1), **out}
+    finally:
+        net.stop()
+
+
+async def bench(prof: Profile, root: Path, say: Callable[[str], None]) -> dict[str, Any]:
+    """The whole run (see the module docstring); the results document."""
+    doc: dict[str, Any] = {
+        "profile": dataclasses.asdict(prof),
+        "machine": machine(REPO),
+        "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    doc["verify"] = verify_rate()
+    say(f"Ed25519 ({doc['verify']['library']}): {doc['verify']['per_s_per_core']}/s/core")
+
+    async def main4(net: BenchNet, sampler: Sampler) -> dict[str, Any]:
+        idle = await idle_cpu(net, sampler, prof.idle_s)
+        steps = await sweep(net, sampler, prof, say)
+        fo = await failover(net, prof.failovers)
+        say(f"  failover: next certified block {fo['next_block_s']} s after the leader died")
+        return {"idle": idle, "steps": steps, "failover": fo}
+
+    say("4 nodes: load stepped to saturation")
+    doc["load"] = await with_network(root, 4, prof, say, main4)
+    doc["limit"] = limit(doc["load"]["steps"], doc["verify"]["per_s_per_core"], 4)
+    doc["scaling"] = await scaling(root, prof, doc, say)
+    doc["machine"]["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
+    return doc
+
+
+def limit(steps: list[dict[str, Any]], verify_per_s: float, n: int) -> dict[str, Any]:
+    """The every-node-verifies ceiling for the cores the nodes got at the best step."""
+    best = max(steps, key=lambda s: s["certified_tx_s"])
+    cores = best["node_cores"]
+    ceiling = verify_per_s * cores / n
+    one_verify_us = 1e6 / verify_per_s
+    per_tx = best["cpu_us_per_tx_per_node"]
+    return {
+        "saturation_tx_s": best["certified_tx_s"],
+        "at_offered": best["offered"],
+        "node_cores": cores,
+        "ceiling_tx_s": round(ceiling, 1),
+        "ratio": round(best["certified_tx_s"] / ceiling, 3) if ceiling else None,
+        "machine_ceiling_tx_s": round(verify_per_s * (os.cpu_count() or 1) / n, 1),
+        "one_verify_us": round(one_verify_us, 1),
+        "cpu_per_tx_in_verifications": None if per_tx is None else round(per_tx / one_verify_us, 2),
+    }
+
+
+async def scaling(root: Path, prof: Profile, doc: dict[str, Any], say: Callable[[str], None]
+                  ) -> list[dict[str, Any]]:  # fmt: skip
+    """Each size: idle CPU, a step at half the 4-node saturation (latency) and one at 1.5x
+    (throughput)."""
+    sat = doc["limit"]["saturation_tx_s"]
+    low, high = max(20, round(sat * 0.5)), max(40, round(sat * 1.5))
+    out = []
+    for n in prof.sizes:
+        say(f"{n} nodes: idle, then {low} and {high} tx/s")
+
+        async def body(net: BenchNet, sampler: Sampler) -> dict[str, Any]:
+            idle = await idle_cpu(net, sampler, prof.idle_s)
+            below = median_of([await load_step(net, sampler, low, prof, wait_l1=False)
+                               for _ in range(prof.repeats)])  # fmt: skip
+            above = median_of([await load_step(net, sampler, high, prof, wait_l1=False)
+                               for _ in range(prof.repeats)])  # fmt: skip
+            return {"idle": idle, "below": below, "above": above}
+
+        if n == 4 and prof.sizes == (4,):
+            body_doc = body_from_load(doc, low)
+        else:
+            body_doc = await with_network(root, n, prof, say, body)
+        out.append(body_doc)
+    return out
+
+
+def body_from_load(doc: dict[str, Any], low: int) -> dict[str, Any]:
+    """The quick profile's one size: the 4-node figures of the load sweep (no second start)."""
+    steps = doc["load"]["steps"]
+    below = min(steps, key=lambda s: abs(s["offered"] - low))
+    above = max(steps, key=lambda s: s["certified_tx_s"])
+    return {"nodes": 4, "start_s": doc["load"]["start_s"], "idle": doc["load"]["idle"],
+            "below": below, "above": above}  # fmt: skip
+
+
+def run(prof: Profile, out_dir: Path, say: Callable[[str], None], plots: bool = True) -> Path:
+    """Run the benchmark and write ``results.json``, ``results.md`` and plots to ``out_dir``."""
+    from sequencer_node.devnet import bench_report
+
+    with tempfile.TemporaryDirectory(prefix="seqnet-bench-") as tmp:
+        doc = trio.run(bench, prof, Path(tmp), say)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "results.json").write_text(json.dumps(doc, indent=1) + "\n")
+    (out_dir / "results.md").write_text(bench_report.markdown(doc))
+    if plots:
+        bench_report.plots(doc, out_dir)
+    return out_dir

@@ -1,0 +1,192 @@
+"""What the network benchmark (``scripts/bench``) reads from the processes it measures.
+
+* :class:`Sampler`: every ``interval`` seconds, the CPU time and resident memory of each
+  process (``/proc/<pid>/stat`` and ``status``) and the latency of each node's ``/health``
+  (an answer from the node's event loop: its stall under load), stamped with the wall clock
+  so that a window (such as a load step's steady state) can be cut out afterwards;
+* :func:`verify_rate`: Ed25519 verifications per second on one core, with the primitive the
+  nodes use (the signature cache bypassed);
+* :func:`machine`: the machine and the versions, recorded with every result.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import importlib.metadata
+import os
+import platform
+import statistics
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import trio
+
+from sequencer_node.wire import crypto
+
+TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def proc_cpu_s(pid: int) -> float | None:
+    """User + system CPU seconds of ``pid`` (None once it is gone)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat[stat.rfind(")") + 2 :].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+def proc_rss_mb(pid: int) -> float | None:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
+
+
+@dataclass
+class Sample:
+    at: float
+    cpu_s: dict[str, float]
+    rss_mb: dict[str, float]
+
+
+@dataclass
+class Sampler:
+    """Samples processes (``pids``: name -> pid) and nodes' ``/health`` (``health``: name ->
+    RPC URL) until cancelled. Bounded: at most ``max_samples`` of each kind are kept."""
+
+    pids: dict[str, int]
+    health: dict[str, str]
+    interval: float = 0.25
+    max_samples: int = 100_000
+    samples: list[Sample] = field(default_factory=list)
+    #: (wall time, node, seconds) of each /health answer (timeouts count as the timeout)
+    health_s: list[tuple[float, str, float]] = field(default_factory=list)
+
+    def sample_now(self) -> None:
+        cpu: dict[str, float] = {}
+        rss: dict[str, float] = {}
+        for name, pid in self.pids.items():
+            c, r = proc_cpu_s(pid), proc_rss_mb(pid)
+            if c is not None:
+                cpu[name] = c
+            if r is not None:
+                rss[name] = r
+        if len(self.samples) < self.max_samples:
+            self.samples.append(Sample(time.time(), cpu, rss))
+
+    async def run(self) -> None:
+        async with httpx.AsyncClient(timeout=2.0) as http, trio.open_nursery() as nursery:
+            for name, url in self.health.items():
+                nursery.start_soon(self._poll_health, http, name, url)
+            while True:
+                self.sample_now()
+                await trio.sleep(self.interval)
+
+    async def _poll_health(self, http: httpx.AsyncClient, name: str, url: str) -> None:
+        while True:
+            t0 = time.perf_counter()
+            # a timeout is recorded as its duration: the node did not answer
+            with contextlib.suppress(httpx.HTTPError):
+                await http.get(url + "/health")
+            if len(self.health_s) < self.max_samples:
+                self.health_s.append((time.time(), name, time.perf_counter() - t0))
+            await trio.sleep(self.interval)
+
+    def window(self, t0: float, t1: float) -> dict[str, Any]:
+        """CPU (cores) and peak RSS of each process, and /health percentiles, in [t0, t1]."""
+        inside = [s for s in self.samples if t0 <= s.at <= t1]
+        cores: dict[str, float] = {}
+        if len(inside) >= 2:
+            a, b = inside[0], inside[-1]
+            for name in b.cpu_s:
+                if name in a.cpu_s and b.at > a.at:
+                    cores[name] = (b.cpu_s[name] - a.cpu_s[name]) / (b.at - a.at)
+        rss = {n: max(s.rss_mb.get(n, 0.0) for s in inside) for n in self.pids} if inside else {}
+        lat = sorted(x for t, _, x in self.health_s if t0 <= t <= t1)
+        return {
+            "cores": cores,
+            "rss_mb": rss,
+            "health_ms": {
+                "samples": len(lat),
+                "p50": _ms(_pct(lat, 50)),
+                "p99": _ms(_pct(lat, 99)),
+                "max": _ms(lat[-1] if lat else None),
+            },
+        }
+
+
+def _pct(values: list[float], p: float) -> float | None:
+    if not values:
+        return None
+    return values[min(len(values) - 1, max(0, round(p / 100 * len(values) + 0.5) - 1))]
+
+
+def _ms(x: float | None) -> float | None:
+    return None if x is None else round(x * 1000, 2)
+
+
+def verify_rate(n: int = 2000, repeats: int = 5) -> dict[str, Any]:
+    """Ed25519 verifications per second on this core: the nodes' primitive
+    (:func:`sequencer_node.wire.crypto.verify_uncached`), median of ``repeats`` runs of ``n``
+    distinct signatures."""
+    key = crypto.SigningKey.deterministic("bench-verify")
+    msgs = [hashlib.sha256(i.to_bytes(4, "big")).digest() * 5 for i in range(n)]
+    sigs = [key.sign(m) for m in msgs]
+    check: Callable[[bytes, bytes, bytes], bool] = crypto.verify_uncached
+    rates = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        for m, s in zip(msgs, sigs, strict=True):
+            if not check(key.public_key, s, m):
+                raise AssertionError("a good signature failed to verify")
+        rates.append(n / (time.perf_counter() - t0))
+    return {
+        "library": crypto.VERIFY_LIBRARY,
+        "per_s_per_core": round(statistics.median(rates)),
+        "runs": [round(r) for r in rates],
+    }
+
+
+def machine(root: Path) -> dict[str, Any]:
+    """CPU, cores, load average, OS, Python, the packages that matter, the git commit."""
+    model = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    versions: dict[str, str | None] = {}
+    for pkg in ("cryptography", "pynacl", "msgpack", "trio", "hypercorn", "starlette", "httpx",
+                "ckzg"):  # fmt: skip
+        try:
+            versions[pkg] = importlib.metadata.version(pkg)
+        except importlib.metadata.PackageNotFoundError:
+            versions[pkg] = None
+    try:
+        commit = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "--short", "HEAD"],
+            capture_output=True, text=True, check=False, timeout=10,
+        ).stdout.strip()  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        commit = ""
+    return {
+        "cpu": model,
+        "cores": os.cpu_count(),
+        "load_average": [round(x, 2) for x in os.getloadavg()],
+        "os": platform.platform(),
+        "python": platform.python_version(),
+        "packages": versions,
+        "commit": commit,
+    }

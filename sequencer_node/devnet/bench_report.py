@@ -1,0 +1,193 @@
+"""The network benchmark's report: a markdown page and PNG plots from ``results.json``
+(:mod:`~sequencer_node.devnet.bench`). Plots need matplotlib (the ``bench`` extra)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+
+def _f(x: Any, digits: int = 0) -> str:
+    if x is None:
+        return "-"
+    if isinstance(x, float | int):
+        return f"{x:,.{digits}f}"
+    return str(x)
+
+
+def _table(head: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def _load_rows(steps: list[dict[str, Any]]) -> list[list[str]]:
+    rows = []
+    for s in steps:
+        rss = s["rss_mb_max"]
+        node_rss = max((v for k, v in rss.items() if k.startswith("node-")), default=None)
+        rows.append([
+            _f(s["offered"]), _f(s["certified_tx_s"]),
+            _f(s["latency_s"]["p50"], 2), _f(s["latency_s"]["p99"], 2),
+            _f(s["l1_latency_s"]["p50"], 1), _f(s["l1_latency_s"]["p99"], 1),
+            _f(s["cpu_us_per_tx_per_node"]), _f(s["node_cores"], 2), _f(s["l1_cores"], 2),
+            _f(node_rss), _f(rss.get("l1")),
+            _f(s["health_ms"]["p50"], 1), _f(s["health_ms"]["p99"], 1),
+            _f(s["client_cpu_us_per_tx"]), _f(s["rejected"] + s["skipped"]),
+        ])  # fmt: skip
+    return rows
+
+
+LOAD_HEAD = ["offered tx/s", "certified tx/s", "p50 s", "p99 s", "L1 p50 s", "L1 p99 s",
+             "CPU us/tx/node", "node cores", "L1 cores", "node RSS MB", "L1 RSS MB",
+             "/health p50 ms", "/health p99 ms", "client us/tx", "refused+skipped"]  # fmt: skip
+
+
+def markdown(doc: dict[str, Any]) -> str:
+    m, lim, v = doc["machine"], doc["limit"], doc["verify"]
+    load = doc["load"]
+    parts = [
+        f"# Benchmark results ({doc['profile']['name']} profile, {doc['started_at']})",
+        "",
+        f"Machine: {m['cpu']}, {m['cores']} cores, {m['os']}, Python {m['python']}, commit "
+        f"{m['commit']}; load average {m['load_average']} before, "
+        f"{m.get('load_average_after')} after (other work shared the machine). Packages: "
+        + ", ".join(f"{k} {x}" for k, x in m["packages"].items() if x)
+        + ".",
+        "",
+        f"Blocks every {doc['profile']['block_time_ms']} ms; steps of "
+        f"{doc['profile']['step_s']:g} s, medians of {doc['profile']['repeats']}; "
+        f"{doc['profile']['accounts']} sender accounts; network start {load['start_s']} s.",
+        "",
+        "## 1. Open-loop load on L1 + 4 nodes",
+        "",
+        _table(LOAD_HEAD, _load_rows(load["steps"])),
+        "",
+        f"Idle: {_f(load['idle']['node_cores_mean'] * 100, 1)} % of a core per node, L1 "
+        f"{_f(load['idle']['l1_cores'] * 100, 1)} %.",
+        "",
+        "## 2. The limit",
+        "",
+        _table(
+            ["figure", "value"],
+            [
+                ["Ed25519 verifications/s/core (" + v["library"] + ")", _f(v["per_s_per_core"])],
+                ["one verification", f"{_f(lim['one_verify_us'], 1)} us"],
+                [
+                    "saturation (best certified tx/s)",
+                    f"{_f(lim['saturation_tx_s'])} at {_f(lim['at_offered'])} offered",
+                ],
+                ["cores the 4 nodes got there", _f(lim["node_cores"], 2)],
+                ["every-node-verifies ceiling for those cores", f"{_f(lim['ceiling_tx_s'])} tx/s"],
+                ["ratio saturation / ceiling", _f(lim["ratio"], 3)],
+                ["ceiling for all the machine's cores", f"{_f(lim['machine_ceiling_tx_s'])} tx/s"],
+                [
+                    "CPU per certified tx per node, in verifications",
+                    _f(lim["cpu_per_tx_in_verifications"], 2),
+                ],
+            ],
+        ),
+        "",
+        "## 3. Scaling",
+        "",
+        _table(
+            [
+                "nodes",
+                "start s",
+                "idle % core/node",
+                "offered",
+                "certified tx/s",
+                "p50 s",
+                "p99 s",
+                "offered",
+                "certified tx/s",
+                "p50 s",
+                "p99 s",
+                "msgs/block",
+                "KB/block",
+            ],
+            [_scaling_row(s) for s in doc["scaling"]],
+        ),
+        "",
+        "## 4. Failover",
+        "",
+        f"Leader killed (SIGKILL) on an idle 4-node network: next certified block after "
+        f"{_f(load['failover']['next_block_s'], 2)} s, the one after "
+        f"{_f(load['failover']['second_block_s'], 2)} s (median of "
+        f"{len(load['failover']['runs'])}: {load['failover']['runs']}).",
+        "",
+    ]
+    return "\n".join(parts)
+
+
+def _scaling_row(s: dict[str, Any]) -> list[str]:
+    lo, hi = s["below"], s["above"]
+    return [
+        _f(s["nodes"]), _f(s["start_s"], 1), _f(s["idle"]["node_cores_mean"] * 100, 1),
+        _f(lo["offered"]), _f(lo["certified_tx_s"]), _f(lo["latency_s"]["p50"], 2),
+        _f(lo["latency_s"]["p99"], 2), _f(hi["offered"]), _f(hi["certified_tx_s"]),
+        _f(hi["latency_s"]["p50"], 2), _f(hi["latency_s"]["p99"], 2),
+        _f(hi["p2p_messages_per_block"]), _f(hi["p2p_bytes_per_block"] / 1000, 1),
+    ]  # fmt: skip
+
+
+def plots(doc: dict[str, Any], out_dir: Path) -> list[Path]:
+    """``load.png`` (throughput, latency, CPU, /health against the offered rate) and
+    ``scaling.png``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    steps = doc["load"]["steps"]
+    x = [s["offered"] for s in steps]
+    fig, ax = plt.subplots(2, 2, figsize=(11, 8))
+    a = ax[0][0]
+    a.plot(x, [s["certified_tx_s"] for s in steps], "o-", label="certified")
+    a.plot(x, x, ":", color="grey", label="offered")
+    ceiling = doc["limit"]["ceiling_tx_s"]
+    a.axhline(ceiling, color="red", ls="--", label="every-node-verifies ceiling")
+    a.set(xlabel="offered tx/s", ylabel="tx/s", title="Throughput (4 nodes)")
+    a.legend()
+    a = ax[0][1]
+    for key, lab in (("latency_s", "certified"), ("l1_latency_s", "L1")):
+        a.plot(x, [s[key]["p50"] for s in steps], "o-", label=f"{lab} p50")
+        a.plot(x, [s[key]["p99"] for s in steps], "s--", label=f"{lab} p99")
+    a.set(xlabel="offered tx/s", ylabel="seconds", yscale="log", title="Submit-to-... latency")
+    a.legend()
+    a = ax[1][0]
+    a.plot(x, [s["cpu_us_per_tx_per_node"] for s in steps], "o-", label="node CPU us/tx")
+    a.plot(x, [s["client_cpu_us_per_tx"] for s in steps], "s--", label="load generator us/tx")
+    a.axhline(doc["limit"]["one_verify_us"], color="red", ls="--", label="one verification")
+    a.set(xlabel="offered tx/s", ylabel="us", yscale="log", title="CPU per certified tx")
+    a.legend()
+    a = ax[1][1]
+    a.plot(x, [s["health_ms"]["p50"] for s in steps], "o-", label="p50")
+    a.plot(x, [s["health_ms"]["p99"] for s in steps], "s--", label="p99")
+    a.set(xlabel="offered tx/s", ylabel="ms", title="/health latency (event-loop stall)")
+    a.legend()
+    fig.tight_layout()
+    paths = [out_dir / "load.png"]
+    fig.savefig(paths[0], dpi=90)
+    plt.close(fig)
+    paths.append(_scaling_plot(doc, out_dir, plt))
+    return paths
+
+
+def _scaling_plot(doc: dict[str, Any], out_dir: Path, plt: Any) -> Path:
+    sc = doc["scaling"]
+    n = [s["nodes"] for s in sc]
+    fig, ax = plt.subplots(1, 2, figsize=(11, 4))
+    ax[0].plot(n, [s["above"]["certified_tx_s"] for s in sc], "o-", label="certified tx/s (above)")
+    ax[0].plot(n, [s["below"]["certified_tx_s"] for s in sc], "s--", label="certified tx/s (below)")
+    ax[0].set(xlabel="nodes", ylabel="tx/s", title="Throughput by network size")
+    ax[0].legend()
+    ax[1].plot(n, [s["below"]["latency_s"]["p50"] for s in sc], "o-", label="p50 (below)")
+    ax[1].plot(n, [s["below"]["latency_s"]["p99"] for s in sc], "s--", label="p99 (below)")
+    ax[1].set(xlabel="nodes", ylabel="seconds", title="Submit-to-certified latency")
+    ax[1].legend()
+    fig.tight_layout()
+    path = out_dir / "scaling.png"
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path

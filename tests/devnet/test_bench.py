@@ -1,0 +1,83 @@
+"""``scripts/bench --quick`` run for real (L1 mock + 4 nodes + ``seqctl load``), and the pure
+parts of the benchmark (medians of repeats, the saturation rule, the limit).
+
+Budget: about 45-60 s for the smoke test on 2 loaded cores (marked slow).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from sequencer_node.devnet.bench import limit, median_of, saturated
+from tests.devnet.helpers import ROOT
+
+
+def _step(offered: float, certified: float, **kw: float) -> dict[str, object]:
+    return {"offered": offered, "certified_tx_s": certified, "accepted": 100, "rejected": 0,
+            "skipped": 0, "node_cores": 1.0, "cpu_us_per_tx_per_node": 500.0, **kw}  # fmt: skip
+
+
+def test_medians_of_repeats_are_field_wise() -> None:
+    runs = [
+        {"a": 1.0, "b": {"p50": 3, "p99": 9}, "name": "x"},
+        {"a": 5.0, "b": {"p50": 1, "p99": 7}, "name": "y"},
+        {"a": 2.0, "b": {"p50": 2, "p99": 8}, "name": "z"},
+    ]
+    assert median_of(runs) == {"a": 2.0, "b": {"p50": 2, "p99": 8, "repeats": 3}, "name": "x",
+                               "repeats": 3}  # fmt: skip
+
+
+def test_saturation_and_the_limit() -> None:
+    assert not saturated(_step(400, 390))
+    assert saturated(_step(400, 300))  # under 85 % of the offered rate
+    assert saturated(_step(400, 400, skipped=1))
+    assert saturated(_step(400, 400, rejected=5))
+    steps = [_step(400, 390), _step(800, 600, node_cores=1.5, cpu_us_per_tx_per_node=625.0)]
+    lim = limit(steps, 10_000.0, 4)
+    assert lim["saturation_tx_s"] == 600
+    assert lim["ceiling_tx_s"] == 3750.0  # 10k/s/core x 1.5 cores / 4 nodes
+    assert lim["ratio"] == 0.16
+    assert lim["cpu_per_tx_in_verifications"] == 6.25  # 625 us / 100 us
+
+
+@pytest.mark.slow
+def test_quick_bench_measures_every_figure(tmp_path: Path) -> None:
+    plots = importlib.util.find_spec("matplotlib") is not None
+    argv = [sys.executable, str(ROOT / "scripts" / "bench_network.py"), "--quick", "--out",
+            str(tmp_path), *([] if plots else ["--no-plots"])]  # fmt: skip
+    r = subprocess.run(argv, capture_output=True, text=True, timeout=240, check=False)
+    assert r.returncode == 0, r.stderr[-3000:]
+    doc = json.loads((tmp_path / "results.json").read_text())
+    assert doc["machine"]["cores"] >= 1
+    assert doc["machine"]["load_average_after"]
+    assert doc["verify"]["per_s_per_core"] > 100
+    steps = doc["load"]["steps"]
+    assert [s["offered"] for s in steps][:1] == [100]
+    first = steps[0]
+    assert first["certified_tx_s"] > 50  # 100 tx/s offered on an idle-ish network
+    assert 0 < first["latency_s"]["p50"] <= first["latency_s"]["p99"]
+    assert first["l1_latency_s"]["p50"] is not None
+    assert first["l1_latency_s"]["p50"] >= first["latency_s"]["p50"]
+    assert first["cpu_us_per_tx_per_node"] > 0
+    assert first["rss_mb_max"]["node-0"] > 10
+    assert first["rss_mb_max"]["l1"] > 10
+    assert first["health_ms"]["samples"] > 0
+    assert first["client_cpu_us_per_tx"] > 0
+    assert first["p2p_messages_per_block"] > 0
+    assert first["p2p_bytes_per_block"] > 0
+    assert doc["limit"]["ceiling_tx_s"] > 0
+    assert doc["limit"]["ratio"] > 0
+    assert doc["load"]["failover"]["next_block_s"] > 0
+    assert doc["scaling"][0]["nodes"] == 4
+    md = (tmp_path / "results.md").read_text()
+    for heading in ("## 1. Open-loop load", "## 2. The limit", "## 3. Scaling", "## 4. Failover"):
+        assert heading in md
+    if plots:
+        assert (tmp_path / "load.png").stat().st_size > 10_000
+        assert (tmp_path / "scaling.png").stat().st_size > 5_000
