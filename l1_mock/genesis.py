@@ -32,6 +32,8 @@ def dev_genesis(config: ChainConfig, sequencers: tuple[GenesisSequencer, ...] = 
 def to_json(genesis: Genesis) -> dict[str, Any]:
     cfg = dataclasses.asdict(genesis.config)
     cfg["forks"] = [list(f) for f in genesis.config.forks]
+    cfg["da_namespace"] = to_hex(genesis.config.da_namespace)
+    cfg["da_committee"] = [{"key": to_hex(k), "stake": str(s)} for k, s in cfg["da_committee"]]
     for k in ("min_stake", "max_stake", "reward_per_block", "base_fee_per_gas"):
         cfg[k] = str(cfg[k])
     return {
@@ -58,7 +60,7 @@ def from_json(data: dict[str, Any]) -> Genesis:
         raise ValueError(f"genesis: unknown config keys {sorted(unknown)}")
     cfg: dict[str, Any] = {}
     for k, v in raw.items():
-        cfg[k] = tuple((int(n), str(f)) for n, f in v) if k == "forks" else int(v)
+        cfg[k] = _config_value(k, v)
     config = ChainConfig(**cfg)
     config.validate()
     balances = tuple(
@@ -76,6 +78,17 @@ def from_json(data: dict[str, Any]) -> Genesis:
         for s in data.get("sequencers", [])
     )
     return Genesis(config, balances, seqs)
+
+
+def _config_value(key: str, v: Any) -> Any:
+    if key == "forks":
+        return tuple((int(n), str(f)) for n, f in v)
+    if key == "da_namespace":
+        return from_hex(v, None, "genesis: da_namespace")
+    if key == "da_committee":
+        what = "genesis: da_committee key"
+        return tuple((from_hex(m["key"], 32, what), int(m["stake"])) for m in v)
+    return int(v)
 
 
 def load(path: Path) -> Genesis:

@@ -45,6 +45,12 @@ class ChainConfig:
     max_pool: int = 4096
     max_pool_blobs: int = 256
     max_txs_per_block: int = 512
+    #: The external DA layer (docs/da.md): its chain id, the committee whose attestations
+    #: the L1 accepts ((Ed25519 key, stake) pairs, from the DA genesis; empty: no external DA)
+    #: and the rollup's namespace there.
+    da_chain_id: int = 0
+    da_committee: tuple[tuple[bytes, int], ...] = ()
+    da_namespace: bytes = b""
 
     def fork_at(self, number: int) -> BlobParams:
         name = self.forks[0][1]

@@ -5,6 +5,11 @@ sequencers' co-signers, :func:`sequencer_node.batching.inbox_rule.check_batch` (
 data and the fork's blob limits, stake epoch age, forced inclusion), so a co-signer judges a
 batch exactly as the inbox will and the two cannot drift apart. The stake table check (> 2/3
 of the snapshot's stake approved the header) needs the snapshot and stays with :class:`Inbox`.
+
+An external-DA batch (``DA_EXTERNAL``) carries a DA pointer in its header and, in the call, a
+proof of it against a data commitment the L1 accepted (:mod:`l1_mock.chain.da_bridge`); the
+inbox keeps the proven data root tuple with the batch, so readers learn the data root from
+the L1. It cannot check ``data_hash`` against bytes it never sees: co-signers and followers do.
 """
 
 from __future__ import annotations
@@ -13,12 +18,20 @@ from dataclasses import dataclass
 
 from l1_mock.chain.config import ChainConfig
 from l1_mock.chain.errors import CallFailed
-from sequencer_node.batching.inbox_rule import InboxView, Landing, check_batch, check_data
+from sequencer_node.batching.inbox_rule import (
+    ExternalProof,
+    InboxView,
+    Landing,
+    check_batch,
+    check_data,
+)
 from sequencer_node.wire.blobs import BlobParams
 from sequencer_node.wire.certificates import CertificateError, verify_batch_certificate
+from sequencer_node.wire.da.attest import DataCommitment, DataRootTuple
 from sequencer_node.wire.l1calls import QueueForced, SubmitBatch
 from sequencer_node.wire.messages import (
-    DA_CALLDATA,
+    DA_BLOBS,
+    DA_EXTERNAL,
     BatchHeader,
     ForcedTransaction,
 )
@@ -28,14 +41,24 @@ class BatchRefused(ValueError):
     """A batch the inbox would refuse; the message says which rule it breaks."""
 
 
-def check_batch_shape(header: BatchHeader, p: SubmitBatch, params: BlobParams) -> None:
+def check_batch_shape(
+    header: BatchHeader, p: SubmitBatch, params: BlobParams, da_namespace: bytes = b""
+) -> None:
     """At submission: the fork's limits on a batch's blobs (``params``: the fork of the next
-    block) and one commitment and proof per blob."""
-    refusal = check_data(header, Landing.at(0, 0, params), blob_count=len(p.blobs), calldata=None)
+    block), one commitment and proof per blob, an extda batch's pointer shape and proof."""
+    refusal = check_data(
+        header,
+        Landing.at(0, 0, params),
+        blob_count=len(p.blobs),
+        calldata=p.calldata if header.da_kind == DA_EXTERNAL else None,
+        da_namespace=da_namespace,
+    )
     if refusal is not None:
         raise BatchRefused(refusal.message)
     if len(p.commitments) != len(p.blobs) or len(p.proofs) != len(p.blobs):
         raise BatchRefused("each blob needs exactly one commitment and one proof")
+    if (header.da_kind == DA_EXTERNAL) != (p.da_proof is not None):
+        raise BatchRefused("an extda batch, and only it, carries a DA pointer proof")
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +67,8 @@ class AcceptedBatch:
     l1_block: int
     tx_hash: bytes
     signers: tuple[bytes, ...]
+    #: The DA block an extda batch's data sits in, as proven against an attested commitment.
+    da_tuple: DataRootTuple | None = None
 
 
 class Inbox:
@@ -75,10 +100,12 @@ class Inbox:
         epoch: int,
         stakes: dict[bytes, int] | None,
         params: BlobParams,
+        attested: DataCommitment | None = None,
     ) -> None:
         """Raise :class:`CallFailed` unless the inbox accepts ``p`` in block ``l1_block``
         (of ``epoch``, under the fork ``params``); ``stakes`` is the snapshot of the header's
-        stake epoch (None if there is none)."""
+        stake epoch (None if there is none); ``attested`` the data commitment of the call's
+        ``da_nonce`` (None if the L1 holds none)."""
         header = p.certificate.header
         cfg = self.config
         queued_at = None
@@ -93,13 +120,15 @@ class Inbox:
             snapshot_exists=stakes is not None,
             unbonding_epochs=cfg.unbonding_epochs,
             sequencing_window=cfg.sequencing_window,
+            da_namespace=cfg.da_namespace,
         )
         refusal = check_batch(
             header,
             view,
             Landing.at(l1_block, epoch, params),
             blob_count=len(p.commitments),
-            calldata=p.calldata if header.da_kind == DA_CALLDATA else None,
+            calldata=p.calldata if header.da_kind != DA_BLOBS else None,
+            external=ExternalProof(p.da_proof, attested),
         )
         if refusal is not None:
             raise CallFailed(refusal.message)
@@ -112,7 +141,8 @@ class Inbox:
     def apply_batch(self, p: SubmitBatch, tx_hash: bytes, l1_block: int) -> AcceptedBatch:
         header = p.certificate.header
         signers = tuple(s.signer for s in p.certificate.signatures)
-        accepted = AcceptedBatch(header, l1_block, tx_hash, signers)
+        da_tuple = p.da_proof.root_tuple if p.da_proof is not None else None
+        accepted = AcceptedBatch(header, l1_block, tx_hash, signers, da_tuple)
         self.batches.append(accepted)
         return accepted
 

@@ -39,6 +39,7 @@ from l1_mock.chain.blocks import (
     without_blob_bytes,
 )
 from l1_mock.chain.config import Genesis, retention_floor_epoch
+from l1_mock.chain.da_bridge import DABridge
 from l1_mock.chain.errors import CallFailed, CallRejected
 from l1_mock.chain.fees import blob_base_fee, calc_excess_blob_gas, calldata_gas
 from l1_mock.chain.inbox import AcceptedBatch, BatchRefused, Inbox, check_batch_shape
@@ -50,7 +51,7 @@ from sequencer_node.wire.blobs import (
     BlobParams,
     kzg_to_versioned_hash,
 )
-from sequencer_node.wire.codec import CodecError
+from sequencer_node.wire.codec import CodecError, encode
 from sequencer_node.wire.crypto import address_of, verify_message
 from sequencer_node.wire.hexstr import to_hex
 from sequencer_node.wire.l1calls import (
@@ -60,6 +61,7 @@ from sequencer_node.wire.l1calls import (
     RegisterSequencer,
     ReportDowntime,
     SubmitBatch,
+    SubmitDataCommitment,
     SubmitEvidence,
     Transfer,
     Unjail,
@@ -100,6 +102,7 @@ class Chain:
         self.accounts = Accounts()
         self.staking = Staking(cfg)
         self.inbox = Inbox(cfg)
+        self.da_bridge = DABridge(cfg)
         self.burned = 0
         self.minted = 0
         self.blocks: list[L1Block] = []
@@ -278,7 +281,7 @@ class Chain:
         and the pool, and whose header names the commitments' versioned hashes."""
         header = p.certificate.header
         try:
-            check_batch_shape(header, p, self.blob_params())
+            check_batch_shape(header, p, self.blob_params(), self.config.da_namespace)
         except BatchRefused as e:
             raise CallRejected(str(e)) from None
         if not p.blobs:
@@ -308,7 +311,10 @@ class Chain:
             raise CallRejected(str(e)) from None
 
     def _gas(self, call: L1Call, params: Any, blob_params: BlobParams) -> int:
-        data = params.calldata if isinstance(params, SubmitBatch) else call.params
+        data = call.params
+        if isinstance(params, SubmitBatch):
+            # An extda batch pays for its pointer proof as calldata, as on Ethereum.
+            data = encode(params.da_proof) if params.da_proof is not None else params.calldata
         return calldata_gas(data, blob_params, CALL_EXECUTION_GAS)
 
     def _max_fee(self, call: L1Call, params: Any) -> int:
@@ -352,8 +358,11 @@ class Chain:
             snap = st.snapshots.get(p.certificate.header.stake_epoch)
             stakes = snap.stakes if snap else None
             fork = self.config.fork_at(ctx.l1_block)
-            self.inbox.check_batch(p, ctx.l1_block, epoch, stakes, fork)
+            attested = self.da_bridge.commitment(p.da_nonce)
+            self.inbox.check_batch(p, ctx.l1_block, epoch, stakes, fork, attested)
             return partial(self._apply_batch, p, ctx, snap.stakes if snap else {})
+        if isinstance(p, SubmitDataCommitment):
+            return partial(self.da_bridge.apply_submit, self.da_bridge.check_submit(p))
         raise CallFailed(f"unsupported call {type(p).__name__}")  # pragma: no cover
 
     def _apply_evidence(self, reporter: bytes, offence: Offence, epoch: int) -> None:

@@ -27,8 +27,10 @@ import itertools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from l1_mock.da import nmt
-from l1_mock.da.shares import (
+from sequencer_node.wire.crypto import PUBLIC_KEY_BYTES, SIGNATURE_BYTES, address_of, verify
+from sequencer_node.wire.da import nmt
+from sequencer_node.wire.da.shares import (
+    MAX_BLOB_BYTES,
     SHARE_BYTES,
     ShareError,
     check_user_namespace,
@@ -36,7 +38,6 @@ from l1_mock.da.shares import (
     layout_bound,
     shares_needed,
 )
-from sequencer_node.wire.crypto import PUBLIC_KEY_BYTES, SIGNATURE_BYTES, address_of, verify
 
 PFB_DOMAIN = b"seqnet/da/v1/pfb\x00"
 HEADER_DOMAIN = b"seqnet/da/v1/header\x00"
@@ -44,7 +45,6 @@ PFB_BASE_GAS = 65_000
 GAS_PER_BLOB_BYTE = 8
 BASE_FEE_MAX_CHANGE_DENOMINATOR = 8
 ELASTICITY = 2
-MAX_BLOB_BYTES = 1024 * 1024
 MAX_POOL = 1_000
 TOKEN = 10**18
 

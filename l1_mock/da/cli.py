@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import re
 import sys
@@ -63,6 +64,42 @@ def _config_options(note: str) -> Callable[[F], F]:
         return f
 
     return apply
+
+
+def _relayer_key_options(prefix: str) -> Callable[[F], F]:
+    """``--[relayer-]key-file`` and ``--[relayer-]dev-key``: the relayer's L1 account."""
+
+    def apply(f: F) -> F:
+        env = "SEQ_DA_" + prefix.upper().replace("-", "_")
+        f = click.option(
+            f"--{prefix}dev-key",
+            default=None,
+            type=click.IntRange(0, 9),
+            envvar=env + "DEV_KEY",
+            show_envvar=True,
+            help="Use the L1 dev genesis account dev-N (devnets only).",
+        )(f)
+        return click.option(
+            f"--{prefix}key-file",
+            default=None,
+            type=click.Path(dir_okay=False, path_type=Path),
+            envvar=env + "KEY_FILE",
+            show_envvar=True,
+            help="File holding the relayer's L1 key: an Ed25519 seed in hex.",
+        )(f)
+
+    return apply
+
+
+_log_level = click.option(
+    "--log-level",
+    default="INFO",
+    type=click.Choice(["DEBUG", "INFO", "WARNING"]),
+    envvar="SEQ_DA_LOG_LEVEL",
+    show_envvar=True,
+    show_default=True,
+    help="Log verbosity.",
+)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -163,14 +200,15 @@ def main() -> None:
     "in the genesis committee are ignored.",
 )
 @click.option(
-    "--log-level",
-    default="INFO",
-    type=click.Choice(["DEBUG", "INFO", "WARNING"]),
-    envvar="SEQ_DA_LOG_LEVEL",
+    "--relay-l1-url",
+    default=None,
+    envvar="SEQ_DA_RELAY_L1_URL",
     show_envvar=True,
-    show_default=True,
-    help="Log verbosity.",
+    help="Also relay attestations to this L1 (JSON-RPC URL), as ``da-mock relay`` does, "
+    "with the --relayer-key-file or --relayer-dev-key account.",
 )
+@_relayer_key_options("relayer-")
+@_log_level
 def run(
     host: str,
     port: int,
@@ -181,6 +219,9 @@ def run(
     dev_endpoints: bool,
     attestation_window: int,
     committee_key_file: Path | None,
+    relay_l1_url: str | None,
+    relayer_key_file: Path | None,
+    relayer_dev_key: int | None,
     log_level: str,
     **config: int,
 ) -> None:  # fmt: skip
@@ -202,8 +243,18 @@ def run(
             )
         blocks = retention_blocks_for(retention, genesis.config.slot_time)
         keys = _committee_keys(committee_key_file)
+        relay_key = None
+        if relay_l1_url is not None:
+            relay_key = _relayer_key(relayer_key_file, relayer_dev_key)
         settings = DASettings(
-            data_dir, blocks, auto_produce, dev_endpoints, attestation_window, keys
+            data_dir,
+            blocks,
+            auto_produce,
+            dev_endpoints,
+            attestation_window,
+            keys,
+            relay_l1_url,
+            relay_key,
         )
         node = DANode.open(genesis, settings)
     except (ValueError, RuntimeError) as e:
@@ -226,6 +277,73 @@ def _committee_keys(path: Path | None) -> tuple[SigningKey, ...]:
         return tuple(SigningKey.from_seed(bytes.fromhex(x.removeprefix("0x"))) for x in lines)
     except (OSError, ValueError) as e:
         raise ValueError(f"--committee-key-file {path}: {e}") from None
+
+
+def _relayer_key(path: Path | None, dev: int | None) -> SigningKey:
+    if (path is None) == (dev is None):
+        raise ValueError("give the relayer's L1 key: one of --relayer-key-file, --relayer-dev-key")
+    if dev is not None:
+        return SigningKey.deterministic(f"dev-{dev}")  # the L1 dev genesis's accounts
+    assert path is not None
+    try:
+        return SigningKey.from_seed(bytes.fromhex(path.read_text().strip().removeprefix("0x")))
+    except (OSError, ValueError) as e:
+        raise ValueError(f"relayer key file {path}: {e}") from None
+
+
+@main.command()
+@click.option(
+    "--da-url",
+    default="http://127.0.0.1:26658",
+    envvar="SEQ_DA_URL",
+    show_envvar=True,
+    show_default=True,
+    help="The DA node whose attestations are relayed.",
+)
+@click.option(
+    "--l1-url",
+    default="http://127.0.0.1:8545",
+    envvar="SEQ_DA_L1_URL",
+    show_envvar=True,
+    show_default=True,
+    help="The L1's JSON-RPC URL.",
+)
+@click.option(
+    "--interval",
+    default=1.0,
+    type=click.FloatRange(0.05, 3600),
+    envvar="SEQ_DA_RELAY_INTERVAL",
+    show_envvar=True,
+    show_default=True,
+    help="Seconds between two looks at both sides.",
+)
+@_relayer_key_options("")
+@_log_level
+def relay(
+    da_url: str,
+    l1_url: str,
+    interval: float,
+    key_file: Path | None,
+    dev_key: int | None,
+    log_level: str,
+) -> None:
+    """Relay the DA committee's attestations to the L1 (Blobstream's relayer): every data
+    commitment the L1 lacks, in order, as submitDataCommitment calls from a funded L1 key."""
+    from l1_mock.da.relay import RelaySettings, run_relayer
+    from sequencer_node.system.signals import run_until_signal
+
+    logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        key = _relayer_key(key_file, dev_key)
+    except ValueError as e:
+        click.echo(f"error: {e}", err=True)
+        sys.exit(2)
+    settings = RelaySettings(da_url, l1_url, key, interval)
+    trio.run(
+        functools.partial(run_until_signal, log=logging.getLogger("l1_mock.da.relay")),
+        run_relayer,
+        settings,
+    )
 
 
 @main.command("dev-genesis")

@@ -35,11 +35,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from l1_mock.da import attest, nmt
 from l1_mock.da import genesis as genesis_mod
 from l1_mock.da.chain import (
     GAS_PER_BLOB_BYTE,
-    MAX_BLOB_BYTES,
     PFB_BASE_GAS,
     DABlock,
     DAChain,
@@ -51,7 +49,7 @@ from l1_mock.da.chain import (
     data_available,
     retention_floor,
 )
-from l1_mock.da.shares import NAMESPACE_BYTES, SHARE_BYTES, blob_shares
+from l1_mock.da.relay import RelaySettings, run_relayer
 from l1_mock.da.store import Store, StoredBlob, decode_state
 from sequencer_node.system.signals import run_until_signal
 from sequencer_node.wire.crypto import (
@@ -59,6 +57,13 @@ from sequencer_node.wire.crypto import (
     PUBLIC_KEY_BYTES,
     SIGNATURE_BYTES,
     SigningKey,
+)
+from sequencer_node.wire.da import attest, nmt
+from sequencer_node.wire.da.shares import (
+    MAX_BLOB_BYTES,
+    NAMESPACE_BYTES,
+    SHARE_BYTES,
+    blob_shares,
 )
 
 log = logging.getLogger("l1_mock.da")
@@ -122,6 +127,10 @@ class DASettings:
     attestation_window: int = 10
     #: Committee keys this process signs attestations with (the mock plays the orchestrators).
     committee_keys: tuple[SigningKey, ...] = ()
+    #: Relay attestations to this L1 (JSON-RPC URL) with ``relay_key``'s account
+    #: (:mod:`l1_mock.da.relay`); None: no relayer in this process.
+    relay_l1_url: str | None = None
+    relay_key: SigningKey | None = None
 
 
 class DANode:
@@ -565,6 +574,9 @@ async def serve(
         url = binds[0]
         log.info("DA mock listening on %s (DA chain id %d)", url, node.chain.config.chain_id)
         nursery.start_soon(node.run_producer)
+        s = node.settings
+        if s.relay_l1_url is not None and s.relay_key is not None:
+            nursery.start_soon(run_relayer, RelaySettings(url, s.relay_l1_url, s.relay_key))
         task_status.started(url)
 
 

@@ -31,6 +31,7 @@ from l1_mock.server.views import (
     batch_json,
     block_json,
     config_json,
+    data_commitment_json,
     q,
     receipt_json,
     sequencer_json,
@@ -218,6 +219,27 @@ class JsonRpc:
             "consumed": self.chain.inbox.forced_consumed(),
             "entries": [to_hex(encode(f)) for f in self.chain.forced[self._range(p)]],
         }
+
+    # --- da_* (the external DA bridge) ----------------------------------------------------
+
+    async def rpc_da_status(self, p: list[Any]) -> Any:
+        """What a relayer needs: the next nonce the L1 takes and the first DA height no
+        accepted data commitment covers."""
+        bridge = self.chain.da_bridge
+        return {"nextNonce": bridge.next_nonce, "attestedEnd": bridge.attested_end}
+
+    async def rpc_da_getDataCommitment(self, p: list[Any]) -> Any:
+        """The accepted data commitment of a nonce (``latest``: the last one), or null."""
+        bridge = self.chain.da_bridge
+        tag = param(p, 0, "latest")
+        nonce = bridge.next_nonce - 1 if tag == "latest" else parse_int(tag, "nonce")
+        c = bridge.commitment(nonce)
+        return None if c is None else data_commitment_json(c)
+
+    async def rpc_da_findDataCommitment(self, p: list[Any]) -> Any:
+        """The accepted data commitment covering a DA height, or null."""
+        c = self.chain.da_bridge.covering(parse_int(param(p, 0), "DA height"))
+        return None if c is None else data_commitment_json(c)
 
     # --- dev_* -----------------------------------------------------------------------------
 

@@ -16,6 +16,7 @@ from l1_mock.chain.staking import EpochStakeSnapshot, Sequencer
 from sequencer_node.wire.blobs import SLOTS_PER_EPOCH
 from sequencer_node.wire.codec import encode
 from sequencer_node.wire.crypto import address_of
+from sequencer_node.wire.da.attest import DataCommitment
 from sequencer_node.wire.hexstr import to_hex
 from sequencer_node.wire.l1calls import SubmitBatch, decode_params
 from sequencer_node.wire.messages import L1Call
@@ -168,6 +169,9 @@ def config_json(chain: Chain) -> dict[str, Any]:
         "inboxFirstHeight": c.inbox_first_height,
         "inboxAddress": to_hex(INBOX_ADDRESS),
         "stakingAddress": to_hex(STAKING_ADDRESS),
+        "daChainId": c.da_chain_id,
+        "daNamespace": to_hex(c.da_namespace),
+        "daCommittee": [{"key": to_hex(k), "stake": str(s)} for k, s in c.da_committee],
     }
 
 
@@ -224,7 +228,13 @@ def batch_json(b: AcceptedBatch) -> dict[str, Any]:
         "l1Block": b.l1_block,
         "txHash": to_hex(b.tx_hash),
         "signers": [to_hex(s) for s in b.signers],
+        # An extda batch: the DA block's data root tuple the inbox proved its pointer against.
+        "daTuple": None if b.da_tuple is None else to_hex(encode(b.da_tuple)),
     }
+
+
+def data_commitment_json(c: DataCommitment) -> dict[str, Any]:
+    return {"nonce": c.nonce, "start": c.start, "end": c.end, "tupleRoot": to_hex(c.tuple_root)}
 
 
 def sidecar_json(b: L1Block, s: Sidecar) -> dict[str, Any]:

@@ -17,14 +17,29 @@ are not checked here: they need the stake snapshot and are checked by the inbox 
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import hashlib
 from dataclasses import dataclass
 
 from sequencer_node.batching.blobs import MAX_BLOB_DATA_SIZE
 from sequencer_node.wire.blobs import BlobParams
+from sequencer_node.wire.da.attest import (
+    AttestationError,
+    DataCommitment,
+    PointerProof,
+    verify_pointer,
+)
+from sequencer_node.wire.da.shares import MAX_BLOB_BYTES, shares_needed
 from sequencer_node.wire.l1calls import MAX_CALLDATA
-from sequencer_node.wire.messages import DA_BLOBS, DA_CALLDATA, ZERO_HASH, BatchHeader, batch_hash
+from sequencer_node.wire.messages import (
+    DA_BLOBS,
+    DA_CALLDATA,
+    DA_EXTERNAL,
+    ZERO_HASH,
+    BatchHeader,
+    batch_hash,
+)
 
 
 class Rule(enum.Enum):
@@ -43,6 +58,8 @@ class Rule(enum.Enum):
     EPOCH_BACKWARDS = "epoch_backwards"  # older than the previous batch's stake epoch
     FORCED_INDEX = "forced_index"  # forced_index outside [previous, queued]
     FORCED_OVERDUE = "forced_overdue"  # leaves out a forced entry older than the window
+    DA_POINTER = "da_pointer"  # an extda pointer outside the namespace, or a bad proof of it
+    DA_NOT_ATTESTED = "da_not_attested"  # the L1 holds no data commitment of that nonce yet
 
     @property
     def final(self) -> bool:
@@ -53,7 +70,12 @@ class Rule(enum.Enum):
         can still heal. A blob count above a fork's limit is treated as final: forks are not
         awaited (a fresh proposal under the current limits is the way on).
         """
-        return self not in (Rule.NUMBER_AHEAD, Rule.EPOCH_NOT_FINAL, Rule.FORCED_INDEX)
+        return self not in (
+            Rule.NUMBER_AHEAD,
+            Rule.EPOCH_NOT_FINAL,
+            Rule.FORCED_INDEX,
+            Rule.DA_NOT_ATTESTED,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +112,17 @@ class InboxView:
     snapshot_exists: bool
     unbonding_epochs: int
     sequencing_window: int
+    #: The rollup's namespace on the external DA layer (empty: the inbox takes no extda batch).
+    da_namespace: bytes = b""
+
+
+@dataclass(frozen=True, slots=True)
+class ExternalProof:
+    """What proves an external-DA batch's pointer at the inbox: the call's proof and the
+    data commitment of the nonce it names, as the L1 stores it (None: not attested yet)."""
+
+    proof: PointerProof | None
+    attested: DataCommitment | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,17 +148,22 @@ def check_batch(
     *,
     blob_count: int,
     calldata: bytes | None = None,
+    external: ExternalProof | None = None,
 ) -> Refusal | None:
     """The first inbox rule ``header`` breaks when included at ``landing`` (None: accepted).
 
     ``blob_count`` is the number of blobs the call carries (co-signers pass the header's
-    count); ``calldata`` the call's data for a calldata batch (None: not checked, as for a
-    co-signer, which compares the data hash with its own rebuild).
+    count); ``calldata`` the call's data for a calldata or extda batch (None: not checked, as
+    for a co-signer, which compares the data hash with its own rebuild); ``external`` the
+    proof of an extda batch's pointer (None: not checked, as for a co-signer, which fetches
+    the data from the DA layer and checks it against the pointer itself).
     """
     for check in (_continuity, _data, _stake_epoch, _forced):
         refusal = check(header, inbox, landing, blob_count, calldata)
         if refusal is not None:
             return refusal
+    if header.da_kind == DA_EXTERNAL and external is not None:
+        return _external_proof(header, external)
     return None
 
 
@@ -153,16 +191,24 @@ def _continuity(
 
 
 def check_data(
-    header: BatchHeader, landing: Landing, *, blob_count: int, calldata: bytes | None = None
+    header: BatchHeader,
+    landing: Landing,
+    *,
+    blob_count: int,
+    calldata: bytes | None = None,
+    da_namespace: bytes = b"",
 ) -> Refusal | None:
     """The data part of :func:`check_batch` alone (no inbox state needed): the fork's blob
-    limits and sizes, and a calldata batch's hash and length."""
-    return _data(header, _NO_VIEW, landing, blob_count, calldata)
+    limits and sizes, a calldata batch's hash and length, an extda batch's pointer shape."""
+    view = dataclasses.replace(_NO_VIEW, da_namespace=da_namespace)
+    return _data(header, view, landing, blob_count, calldata)
 
 
 def _data(
-    h: BatchHeader, _i: InboxView, landing: Landing, blob_count: int, calldata: bytes | None
+    h: BatchHeader, inbox: InboxView, landing: Landing, blob_count: int, calldata: bytes | None
 ) -> Refusal | None:
+    if h.da_kind == DA_EXTERNAL:
+        return _external(h, inbox, blob_count, calldata)
     if h.da_kind == DA_CALLDATA:
         if blob_count or h.blob_hashes:
             return Refusal(Rule.BLOB_COUNT, "a calldata batch carries no blobs")
@@ -195,6 +241,51 @@ def _data(
         )
     if h.data_bytes > blob_count * MAX_BLOB_DATA_SIZE:
         return Refusal(Rule.SIZE, f"data_bytes {h.data_bytes} do not fit in {blob_count} blobs")
+    return None
+
+
+def _external(
+    h: BatchHeader, inbox: InboxView, blob_count: int, calldata: bytes | None
+) -> Refusal | None:
+    """An extda batch carries neither blobs nor calldata; its pointer names shares of the
+    rollup's namespace, exactly as many as its ``data_bytes`` take."""
+    pointer = h.da_pointer
+    assert pointer is not None  # BatchHeader's own rule
+    if blob_count or h.blob_hashes or calldata:
+        return Refusal(Rule.BLOB_COUNT, "an extda batch carries no blobs and no calldata")
+    if not inbox.da_namespace:
+        return Refusal(Rule.DA_POINTER, "this inbox takes no external-DA batches")
+    if pointer.namespace != inbox.da_namespace:
+        return Refusal(
+            Rule.DA_POINTER,
+            f"the DA pointer's namespace 0x{pointer.namespace.hex()} is not the rollup's "
+            f"0x{inbox.da_namespace.hex()}",
+        )
+    if not 0 < h.data_bytes <= MAX_BLOB_BYTES:
+        return Refusal(Rule.SIZE, f"data_bytes {h.data_bytes} outside 1..{MAX_BLOB_BYTES}")
+    want = shares_needed(h.data_bytes)
+    if pointer.end - pointer.start != want:
+        return Refusal(
+            Rule.DA_POINTER,
+            f"the DA pointer names {pointer.end - pointer.start} shares; {h.data_bytes} bytes "
+            f"take {want}",
+        )
+    return None
+
+
+def _external_proof(h: BatchHeader, ext: ExternalProof) -> Refusal | None:
+    pointer = h.da_pointer
+    assert pointer is not None
+    if ext.proof is None:
+        return Refusal(Rule.DA_POINTER, "an extda batch needs a proof of its DA pointer")
+    if ext.attested is None:
+        return Refusal(
+            Rule.DA_NOT_ATTESTED, "the L1 holds no data commitment of the proof's nonce yet"
+        )
+    try:
+        verify_pointer(pointer, ext.proof, ext.attested)
+    except AttestationError as e:
+        return Refusal(Rule.DA_POINTER, f"bad DA pointer proof: {e}")
     return None
 
 
@@ -253,6 +344,7 @@ def _forced(
 _NO_VIEW = InboxView(0, 0, None, 0, None, True, 0, 0)
 
 __all__ = [
+    "ExternalProof",
     "InboxView",
     "Landing",
     "Refusal",

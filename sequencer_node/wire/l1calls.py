@@ -27,6 +27,7 @@ from sequencer_node.wire.codec import (
     wire_message,
 )
 from sequencer_node.wire.crypto import SigningKey, sign_message
+from sequencer_node.wire.da.attest import Attestation, DataCommitment, PointerProof
 from sequencer_node.wire.messages import (
     MAX_BATCH_BLOBS,
     BatchCertificate,
@@ -43,6 +44,8 @@ from sequencer_node.wire.messages import (
 GWEI = 10**9
 Blob = Annotated[bytes, Bytes(131072, 131072)]
 KzgBytes = Annotated[bytes, Bytes(48, 48)]
+#: Most DA committee members whose signatures one data commitment call carries.
+MAX_COMMITTEE = 256
 #: Calldata batches are bounded by the L1Call params limit (4 MiB) minus the certificate.
 MAX_CALLDATA = 3 * 1024 * 1024
 
@@ -162,7 +165,8 @@ class QueueForced:
 @dataclass(frozen=True, slots=True)
 class SubmitBatch:
     """A batch for the inbox. Blob batches carry the sidecars (blob, commitment, proof);
-    calldata batches carry the data in ``calldata``."""
+    calldata batches carry the data in ``calldata``; external-DA batches carry the proof of
+    their header's DA pointer against the L1's attested data commitment ``da_nonce``."""
 
     certificate: BatchCertificate
     max_fee_per_blob_gas: U64
@@ -170,6 +174,42 @@ class SubmitBatch:
     commitments: Annotated[tuple[KzgBytes, ...], MaxItems(MAX_BATCH_BLOBS)]
     proofs: Annotated[tuple[KzgBytes, ...], MaxItems(MAX_BATCH_BLOBS)]
     calldata: Annotated[bytes, Bytes(0, MAX_CALLDATA)]
+    da_nonce: U64 = 0
+    da_proof: PointerProof | None = None
+
+
+@wire_message(73)
+@dataclass(frozen=True, slots=True)
+class CommitteeSignature:
+    """A DA committee member's signature of a data commitment."""
+
+    key: PubKey
+    signature: Annotated[bytes, Bytes(64, 64)]
+
+
+@wire_message(74)
+@dataclass(frozen=True, slots=True)
+class SubmitDataCommitment:
+    """A relayer posts a data commitment the DA committee signed (Blobstream's
+    ``submitDataRootTupleRoot``): the DA blocks ``[start, end)`` whose tuples hash to
+    ``tuple_root``, attestation number ``nonce``. Any funded account may send it."""
+
+    nonce: U64
+    start: U64
+    end: U64
+    tuple_root: Annotated[bytes, Bytes(32, 32)]
+    signatures: Annotated[tuple[CommitteeSignature, ...], MaxItems(MAX_COMMITTEE)]
+
+    @staticmethod
+    def of(att: Attestation) -> SubmitDataCommitment:
+        c = att.commitment
+        sigs = tuple(CommitteeSignature(k, s) for k, s in att.signatures)
+        return SubmitDataCommitment(c.nonce, c.start, c.end, c.tuple_root, sigs)
+
+    @property
+    def attestation(self) -> Attestation:
+        c = DataCommitment(self.nonce, self.start, self.end, self.tuple_root)
+        return Attestation(c, tuple((s.key, s.signature) for s in self.signatures))
 
 
 #: Method name (the ``L1Call.method``) of each parameter message.
@@ -186,6 +226,7 @@ METHODS: dict[str, type] = {
     "reportDowntime": ReportDowntime,
     "queueForced": QueueForced,
     "submitBatch": SubmitBatch,
+    "submitDataCommitment": SubmitDataCommitment,
 }
 _NAMES = {cls: name for name, cls in METHODS.items()}
 
@@ -218,7 +259,9 @@ __all__ = [
     "QueueForced",
     "RegisterSequencer",
     "ReportDowntime",
+    "CommitteeSignature",
     "SubmitBatch",
+    "SubmitDataCommitment",
     "SubmitEvidence",
     "Transfer",
     "Unjail",

@@ -37,6 +37,7 @@ from sequencer_node.wire.codec import (
     message_id,
     wire_message,
 )
+from sequencer_node.wire.da.attest import DAPointer
 
 #: Maximum transactions in one L2 block.
 MAX_BLOCK_TXS = 20_000
@@ -243,6 +244,9 @@ class CertifiedBlock:
 
 DA_BLOBS = 0
 DA_CALLDATA = 1
+#: The data sits on an external DA layer; ``da_pointer`` says where (docs/da.md).
+DA_EXTERNAL = 2
+DA_KINDS = {DA_BLOBS: "blobs", DA_CALLDATA: "calldata", DA_EXTERNAL: "extda"}
 
 
 @wire_message(20)
@@ -265,14 +269,18 @@ class BatchHeader:
     #: sha256 of the batch payload (the calldata, or the concatenated blob payloads).
     data_hash: Hash32
     data_bytes: U32
+    #: Where the payload sits on the external DA layer (``DA_EXTERNAL`` batches only).
+    da_pointer: DAPointer | None = None
 
     def __post_init__(self) -> None:
         if self.first_height > self.last_height:
             raise ValueError("first_height is above last_height")
-        if self.da_kind not in (DA_BLOBS, DA_CALLDATA):
+        if self.da_kind not in DA_KINDS:
             raise ValueError(f"unknown da_kind {self.da_kind}")
-        if self.da_kind == DA_CALLDATA and self.blob_hashes:
-            raise ValueError("a calldata batch carries no blob hashes")
+        if self.da_kind != DA_BLOBS and self.blob_hashes:
+            raise ValueError(f"a {DA_KINDS[self.da_kind]} batch carries no blob hashes")
+        if (self.da_kind == DA_EXTERNAL) != (self.da_pointer is not None):
+            raise ValueError("an extda batch, and only it, carries a DA pointer")
 
 
 @wire_message(21, domain="batch")

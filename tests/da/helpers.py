@@ -5,8 +5,8 @@ from __future__ import annotations
 import dataclasses
 
 from l1_mock.da.chain import DAConfig, DAGenesis, PayForBlob
-from l1_mock.da.shares import user_namespace
 from sequencer_node.wire.crypto import SigningKey
+from sequencer_node.wire.da.shares import user_namespace
 
 DA_CHAIN = 7_000
 USERS = [SigningKey.deterministic(f"da-test-user-{i}") for i in range(3)]

@@ -10,8 +10,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from l1_mock.da import attest, nmt
-from l1_mock.da.attest import (
+from l1_mock.da.chain import DAChain, block_shares
+from sequencer_node.wire.da import attest, nmt
+from sequencer_node.wire.da.attest import (
     Attestation,
     AttestationError,
     Committee,
@@ -22,8 +23,7 @@ from l1_mock.da.attest import (
     verify_blob,
     verify_pointer,
 )
-from l1_mock.da.chain import DAChain, block_shares
-from l1_mock.da.shares import layout
+from sequencer_node.wire.da.shares import layout
 from tests.da.helpers import COMMITTEE, DA_CHAIN, STAKES, USERS, genesis, ns, pfb
 
 COMMITTEE_SET = Committee(tuple((k.public_key, s) for k, s in zip(COMMITTEE, STAKES, strict=True)))

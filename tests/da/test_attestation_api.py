@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from l1_mock.da import attest
-from l1_mock.da.attest import AttestationError, Committee
 from l1_mock.da.server import DASettings
+from sequencer_node.wire.da import attest
+from sequencer_node.wire.da.attest import AttestationError, Committee
 from tests.da.helpers import COMMITTEE, DA_CHAIN, USERS, genesis, ns, pfb
 from tests.da.test_server import Da, _serve
 

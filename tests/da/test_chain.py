@@ -10,10 +10,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from l1_mock.da import chain as da_chain
-from l1_mock.da import nmt
 from l1_mock.da.chain import DAChain, DAConfig, Rejected, next_base_fee, pfb_gas
-from l1_mock.da.shares import (
+from sequencer_node.wire.da import nmt
+from sequencer_node.wire.da.shares import (
     FIRST_SHARE_CAPACITY,
+    MAX_BLOB_BYTES,
     ShareError,
     blob_shares,
     check_user_namespace,
@@ -105,7 +106,7 @@ def test_a_blob_is_included_paid_for_and_the_header_commits_to_it() -> None:
         ({"chain_id": 1}, "bad signature"),
         ({"namespace": b"\x00" * 29}, "reserved"),
         ({"data": b""}, "1 to"),
-        ({"data": bytes(da_chain.MAX_BLOB_BYTES + 1)}, "1 to"),
+        ({"data": bytes(MAX_BLOB_BYTES + 1)}, "1 to"),
         ({"max_fee": 10**30}, "cannot cover"),
     ],
 )
@@ -155,7 +156,7 @@ def test_base_fee_follows_eip1559() -> None:
 )
 def test_full_blocks_raise_the_fee_and_the_limits_hold(limits: dict[str, int]) -> None:
     c = _chain(**limits)
-    big = b"\x01" * da_chain.MAX_BLOB_BYTES
+    big = b"\x01" * MAX_BLOB_BYTES
     for i in range(3):
         c.submit(pfb(USERS[i], 0, ns(i + 1), big, max_fee=10**6))
     b1 = c.produce_block()

@@ -19,8 +19,8 @@ from click.testing import CliRunner
 from l1_mock.da import genesis as genesis_mod
 from l1_mock.da.chain import PayForBlob
 from l1_mock.da.cli import main
-from l1_mock.da.shares import user_namespace
 from sequencer_node.wire.crypto import SigningKey
+from sequencer_node.wire.da.shares import user_namespace
 from tests.da.test_server import pfb_json
 
 

@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from l1_mock.da import merkle, nmt
-from l1_mock.da.shares import SHARE_BYTES, layout, parse_blobs
+from sequencer_node.wire.da import merkle, nmt
+from sequencer_node.wire.da.shares import SHARE_BYTES, layout, parse_blobs
 from tests.da.helpers import ns
 
 #: Namespaces 1, 3, 5, 7 may hold blobs; the even ones are always absent (gaps and both ends).

@@ -12,9 +12,9 @@ import httpx
 import pytest
 import trio
 
-from l1_mock.da import reader
 from l1_mock.da.chain import DAGenesis, PayForBlob
 from l1_mock.da.server import DANode, DASettings, serve
+from sequencer_node.wire.da import reader
 from tests.da.helpers import USERS, genesis, ns, pfb
 
 

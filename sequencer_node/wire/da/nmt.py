@@ -8,7 +8,7 @@ celestiaorg/nmt specification:
   be in namespace order (``l.max <= r.min``), else the tree is invalid;
 * the empty tree's root: ``0^29 || 0^29 || sha256("")``.
 
-The tree is shaped as in RFC 6962 (:mod:`l1_mock.da.merkle`). Celestia builds one NMT per row
+The tree is shaped as in RFC 6962 (:mod:`.merkle`). Celestia builds one NMT per row
 and column of an erasure-coded square and ignores the parity namespace in ``max``; this mock has
 no erasure coding, so a block's data root is the NMT root over all its shares (docs/da.md).
 
@@ -28,9 +28,9 @@ import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from l1_mock.da import merkle
-from l1_mock.da.merkle import ProofError
-from l1_mock.da.shares import NAMESPACE_BYTES, SHARE_BYTES, commitment_spans
+from sequencer_node.wire.da import merkle
+from sequencer_node.wire.da.merkle import ProofError
+from sequencer_node.wire.da.shares import NAMESPACE_BYTES, SHARE_BYTES, commitment_spans
 
 NS = NAMESPACE_BYTES
 NODE_BYTES = 2 * NS + merkle.HASH_BYTES

@@ -6,7 +6,7 @@ leaves that starts at a multiple of its size and lies inside ``[0, n)`` is a nod
 which is what lets a blob aligned to its subtree width be proven by a few subtree roots.
 
 The functions here take the node-combining function as an argument, so the plain SHA-256 tree
-(:func:`plain_leaf`, :func:`plain_node`) and the namespaced tree of :mod:`l1_mock.da.nmt` share
+(:func:`plain_leaf`, :func:`plain_node`) and the namespaced tree of :mod:`.nmt` share
 one implementation of proof generation and verification.
 
 A *range proof* for leaves ``[start, end)`` of a tree of ``total`` leaves is the list of roots of

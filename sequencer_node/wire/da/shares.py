@@ -36,6 +36,8 @@ SEQUENCE_LEN_BYTES = 4
 SHARE_VERSION = 0
 FIRST_SHARE_CAPACITY = SHARE_BYTES - NAMESPACE_BYTES - 1 - SEQUENCE_LEN_BYTES  # 478
 CONTINUATION_CAPACITY = SHARE_BYTES - NAMESPACE_BYTES - 1  # 482
+#: Largest blob the DA chain accepts (so the largest payload of an external-DA batch).
+MAX_BLOB_BYTES = 1024 * 1024
 #: Celestia's SubtreeRootThreshold: a blob's commitment has at most about this many subtrees.
 SUBTREE_ROOT_THRESHOLD = 64
 #: The largest reserved version-0 namespace (Celestia's MaxPrimaryReservedNamespace).

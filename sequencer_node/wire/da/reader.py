@@ -13,8 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from l1_mock.da import nmt
-from l1_mock.da.shares import NAMESPACE_BYTES, ShareError, namespace_shares, parse_blobs
+from sequencer_node.wire.da import nmt
+from sequencer_node.wire.da.shares import NAMESPACE_BYTES, ShareError, namespace_shares, parse_blobs
 
 
 class NotVerified(ValueError):

@@ -10,7 +10,7 @@
   :func:`verify_attestation` accepts it when distinct committee members holding more than 2/3 of
   the committee's stake signed.
 * A **DA pointer** ``(height, namespace, start, end, commitment)`` names a blob: its shares
-  ``[start, end)`` in block ``height`` and its share commitment (:mod:`l1_mock.da.nmt`).
+  ``[start, end)`` in block ``height`` and its share commitment (:mod:`sequencer_node.wire.da.nmt`).
   :func:`verify_pointer` checks it against an attested data commitment, without the blob: the
   tuple's inclusion in the attested root, then the blob's subtree roots (all of the pointer's
   namespace, hashing to the commitment) placed at ``[start, end)`` with the range proof's
@@ -22,33 +22,42 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
-from l1_mock.da import merkle, nmt
-from l1_mock.da.merkle import ProofError
-from l1_mock.da.shares import (
+from sequencer_node.wire.codec import U64, Bytes, Hash32, MaxItems, wire_message
+from sequencer_node.wire.crypto import PUBLIC_KEY_BYTES, verify
+from sequencer_node.wire.da import merkle, nmt
+from sequencer_node.wire.da.merkle import ProofError
+from sequencer_node.wire.da.shares import (
     NAMESPACE_BYTES,
     ShareError,
     blob_shares,
     commitment_spans,
     subtree_width,
 )
-from sequencer_node.wire.crypto import PUBLIC_KEY_BYTES, verify
 
 COMMITMENT_DOMAIN = b"seqnet/da/v1/data-commitment\x00"
 #: Most DA blocks one attestation may cover (bounds the tuple proof).
 MAX_ATTESTED_RANGE = 10_000
 
 
+#: Bounds of the wire forms (a pointer proof of the largest blob in the largest block fits).
+NmtNode = Annotated[bytes, Bytes(nmt.NODE_BYTES, nmt.NODE_BYTES)]
+Namespace = Annotated[bytes, Bytes(NAMESPACE_BYTES, NAMESPACE_BYTES)]
+MAX_PROOF_NODES = 64
+MAX_SUBTREE_ROOTS = 256
+
+
 class AttestationError(ValueError):
     """An attestation or a pointer proof that does not verify; the message says why."""
 
 
+@wire_message(70)
 @dataclass(frozen=True, slots=True)
 class DataRootTuple:
-    height: int
-    share_count: int
-    data_root: bytes
+    height: U64
+    share_count: U64
+    data_root: NmtNode
 
     def encode(self) -> bytes:
         return self.height.to_bytes(8, "big") + self.share_count.to_bytes(8, "big") + self.data_root
@@ -138,21 +147,28 @@ def verify_attestation(att: Attestation, committee: Committee, da_chain_id: int)
 # --- pointers ------------------------------------------------------------------------------
 
 
+@wire_message(71)
 @dataclass(frozen=True, slots=True)
 class DAPointer:
-    height: int
-    namespace: bytes
-    start: int  # the blob's share range in that block
-    end: int
-    commitment: bytes
+    """Where a batch's data sits on the DA layer (an external-DA batch header carries it)."""
+
+    height: U64
+    namespace: Namespace
+    start: U64  # the blob's share range in that block
+    end: U64
+    commitment: Hash32
 
 
+@wire_message(72)
 @dataclass(frozen=True, slots=True)
 class PointerProof:
     root_tuple: DataRootTuple
-    tuple_siblings: tuple[bytes, ...]  # plain range proof of the tuple in the attestation
-    subtree_roots: tuple[bytes, ...]  # the blob's commitment subtree roots, in order
-    range_nodes: tuple[bytes, ...]  # NMT range proof of [start, end) by those subtrees
+    #: plain range proof of the tuple in the attestation
+    tuple_siblings: Annotated[tuple[Hash32, ...], MaxItems(MAX_PROOF_NODES)]
+    #: the blob's commitment subtree roots, in order
+    subtree_roots: Annotated[tuple[NmtNode, ...], MaxItems(MAX_SUBTREE_ROOTS)]
+    #: NMT range proof of [start, end) by those subtrees
+    range_nodes: Annotated[tuple[NmtNode, ...], MaxItems(MAX_PROOF_NODES)]
 
 
 def verify_pointer(pointer: DAPointer, proof: PointerProof, attested: DataCommitment) -> None:
