@@ -14,7 +14,7 @@ import pytest
 import trio
 
 from l1_mock.chain import Chain, Genesis
-from l1_mock.da.relay import RelayError, Relayer, RelaySettings
+from l1_mock.da.relay import Relayer, RelayError, RelaySettings
 from l1_mock.server import L1Service, L1Settings, serve
 from sequencer_node.clients.l1 import L1Client
 from sequencer_node.wire.codec import decode
@@ -31,9 +31,7 @@ NAMESPACE = ns(5)
 
 
 def l1_genesis() -> Genesis:
-    g = l1h.genesis(
-        da_chain_id=DA_CHAIN, da_committee=DA_GENESIS.committee, da_namespace=NAMESPACE
-    )
+    g = l1h.genesis(da_chain_id=DA_CHAIN, da_committee=DA_GENESIS.committee, da_namespace=NAMESPACE)
     return dataclasses.replace(g, config=dataclasses.replace(g.config, genesis_time=1_700_000_000))
 
 
