@@ -99,3 +99,28 @@ def test_keys_round_trip_through_their_seed() -> None:
     assert SigningKey.from_seed(k.seed()).public_key == k.public_key
     assert SigningKey.deterministic("a").public_key == SigningKey.deterministic("a").public_key
     assert SigningKey.deterministic("a").public_key != SigningKey.deterministic("b").public_key
+
+
+@given(st.binary(max_size=300), st.integers(0, 63), st.integers(1, 255))
+def test_libsodium_and_openssl_agree_on_good_and_corrupted_signatures(
+    data: bytes, at: int, flip: int
+) -> None:
+    # issue 13: the nodes verify with libsodium (PyNaCl, ~2x faster); valid signatures made
+    # by our keys and their corruptions get the same answer as with OpenSSL before.
+    from sequencer_node.wire.crypto import verify_openssl, verify_uncached
+
+    sig = KEY.sign(data)
+    assert verify_uncached(KEY.public_key, sig, data)
+    assert verify_openssl(KEY.public_key, sig, data)
+    bad = sig[:at] + bytes([sig[at] ^ flip]) + sig[at + 1 :]
+    assert not verify_uncached(KEY.public_key, bad, data)
+    assert verify_openssl(KEY.public_key, bad, data) is False
+
+
+def test_small_order_keys_and_wrong_lengths_are_refused() -> None:
+    from sequencer_node.wire.crypto import verify_uncached
+
+    identity_point = bytes([1]) + bytes(31)  # a small-order public key
+    assert not verify_uncached(identity_point, bytes(64), b"anything")
+    assert not verify(KEY.public_key[:31], KEY.sign(b"x"), b"x")
+    assert not verify_uncached(KEY.public_key, KEY.sign(b"x")[:63], b"x")

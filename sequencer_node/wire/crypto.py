@@ -16,6 +16,8 @@ from typing import TypeVar
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from nacl.bindings import crypto_sign_open
+from nacl.exceptions import BadSignatureError
 
 from sequencer_node.wire.codec import signing_bytes
 from sequencer_node.wire.hexstr import to_hex
@@ -130,18 +132,34 @@ class SignatureCache:
 
 #: Good signatures seen by this process. One vote is checked by the node's relay filter, by
 #: the core, and again inside every QC that carries it; a transfer by the mempool and by every
-#: block that includes it. Verification is the CPU bottleneck (~12k/s here), so each good
+#: block that includes it. Verification is the CPU bottleneck (~12-25k/s here), so each good
 #: ``(key, signature, message)`` is verified once. Caching never changes a result: only
 #: successes are kept, keyed by a digest of all three, so the core stays deterministic.
 SIGNATURE_CACHE = SignatureCache()
 
 
-#: The library that checks signatures (the benchmark records it).
-VERIFY_LIBRARY = "cryptography"
+#: The library that checks signatures (the benchmark records it). libsodium (PyNaCl) verifies
+#: about twice as fast as OpenSSL (``cryptography``) here (docs/benchmarks.md); every node uses
+#: the same one, so that all agree on the edge cases where the two differ (libsodium refuses
+#: small-order public keys and non-canonical encodings that OpenSSL may accept). Keys and
+#: signing stay with ``cryptography``: Ed25519 signatures are deterministic, the same bytes.
+VERIFY_LIBRARY = "libsodium (PyNaCl)"
 
 
 def verify_uncached(public_key: bytes, signature: bytes, data: bytes) -> bool:
     """The Ed25519 check itself, without the cache (what one verification costs)."""
+    if len(public_key) != PUBLIC_KEY_BYTES or len(signature) != SIGNATURE_BYTES:
+        return False
+    try:
+        crypto_sign_open(signature + data, public_key)
+    except (BadSignatureError, ValueError, TypeError):
+        return False
+    return True
+
+
+def verify_openssl(public_key: bytes, signature: bytes, data: bytes) -> bool:
+    """The same check with ``cryptography`` (OpenSSL): what the nodes used before; kept for
+    the benchmark's comparison and the tests that pin agreement on valid signatures."""
     try:
         Ed25519PublicKey.from_public_bytes(public_key).verify(signature, data)
     except (InvalidSignature, ValueError):
