@@ -47,6 +47,7 @@ are synchronous and never block, so the single core-owning task can call them fr
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import math
@@ -408,6 +409,7 @@ class PeerManager:
                 return None
             old.scope.cancel()
         peer = _Peer(conn, address, self.config.outbound_queue, trio.current_time())
+        conn.drop_gossip = functools.partial(self._gossip_filter, ident)
         self._peers[ident] = peer
         self._notify()
         return peer
@@ -459,16 +461,14 @@ class PeerManager:
                 return
             except (ConnectionClosed, *_IO_ERRORS):
                 return
-            now = trio.current_time()
-            if not self._scores.allow_message(ident, now, len(inbound.raw)):
-                if self.penalize(ident, Offense.FLOOD) is Verdict.BAN:
-                    return
-                continue
-            self._stats["messages_in"] += 1
-            seen = self._seen
-            if inbound.gossip and not seen.add(hashlib.sha256(inbound.raw).digest(), now):
-                self._stats["duplicates_dropped"] += 1
-                continue
+            # A gossiped message was metered and deduplicated before its decoding
+            # (_gossip_filter); a direct one is metered here.
+            if not inbound.gossip:
+                if not self._scores.allow_message(ident, trio.current_time(), len(inbound.raw)):
+                    if self.penalize(ident, Offense.FLOOD) is Verdict.BAN:
+                        return
+                    continue
+                self._stats["messages_in"] += 1
             verdict = self._check(ident, inbound.message)
             if verdict is Verdict.BAN:
                 return
@@ -480,6 +480,21 @@ class PeerManager:
                 await self._inbound_send.send((ident, inbound.message))
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 return  # the node stopped consuming: it is shutting down
+
+    def _gossip_filter(self, ident: bytes, raw: bytes) -> bool:
+        """The transport's hook for a gossiped message, decrypted but not yet decoded: charge
+        ``ident``'s rate (a message over it is dropped and charged FLOOD, which may ban) and
+        drop a message seen before, so that a duplicate costs a decrypt and a hash, never a
+        strict decode. True: drop it."""
+        now = trio.current_time()
+        if not self._scores.allow_message(ident, now, len(raw)):
+            self.penalize(ident, Offense.FLOOD)  # a ban cancels the reader
+            return True
+        self._stats["messages_in"] += 1
+        if not self._seen.add(hashlib.sha256(raw).digest(), now):
+            self._stats["duplicates_dropped"] += 1
+            return True
+        return False
 
     def _check(self, ident: bytes, message: object) -> Verdict | None:
         """Run the validate hook and charge ``ident`` for each offense it finds (stopping at a
@@ -518,6 +533,17 @@ class PeerManager:
         raw = encode(msg)
         self._seen.add(hashlib.sha256(raw).digest(), trio.current_time())
         return self._gossip_raw(raw, exclude=exclude)
+
+    def disseminate(self, msg: object) -> int:
+        """Send ``msg`` once to every connected peer, not to be relayed, on a full mesh
+        (``fanout=None``: every peer gets it from us directly, so relayed copies would only be
+        dropped as duplicates after costing a decrypt each); gossip it when the fanout
+        limits who we reach. For client transactions (``TxBatch``): a peer this node is not
+        linked to gets them in the blocks that include them."""
+        if self.config.fanout is not None:
+            return self.broadcast(msg)
+        raw = encode(msg)
+        return sum(self._enqueue(p, raw, False) for p in list(self._peers.values()))
 
     def relay(self, msg: object, *, source: bytes) -> int:
         """Relay a message received from ``source`` (for ``auto_relay=False``)."""
@@ -636,7 +662,8 @@ async def run_tx_ingress(
     transactions: trio.MemoryReceiveChannel[Transaction],
     batcher: TxBatcher | None = None,
 ) -> None:
-    """Gossip client transactions in TxBatch frames (a few ms or N txs per frame).
+    """Send client transactions to the peers in TxBatch frames (a few ms or N txs per frame),
+    once per peer (:meth:`PeerManager.disseminate`).
 
     The RPC puts accepted transactions into ``transactions`` with ``send_nowait`` (a full
     channel means "busy, retry"). Returns, after flushing, when that channel is closed.
@@ -650,12 +677,12 @@ async def run_tx_ingress(
             except trio.EndOfChannel:
                 batch = batcher.flush()
                 if batch is not None:
-                    manager.broadcast(batch)
+                    manager.disseminate(batch)
                 return
             batch = batcher.add(tx, trio.current_time())
             if batch is not None:
-                manager.broadcast(batch)
+                manager.disseminate(batch)
             continue
         batch = batcher.poll(trio.current_time())
         if batch is not None:
-            manager.broadcast(batch)
+            manager.disseminate(batch)

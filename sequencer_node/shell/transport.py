@@ -17,7 +17,7 @@ clean close at a frame boundary raises :class:`ConnectionClosed`. Expected I/O e
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import trio
@@ -96,6 +96,9 @@ class SecureConnection:
         self._ping_nonce = 0
         self._frames_sent = self._frames_received = 0
         self._bytes_sent = self._bytes_received = self._writes = 0
+        #: Called with the bytes of each gossiped message after decryption and before the
+        #: strict decode; True drops the frame (a duplicate: the owner meters and dedups).
+        self.drop_gossip: Callable[[bytes], bool] | None = None
 
     # --- sending ---------------------------------------------------------------------------
 
@@ -141,6 +144,8 @@ class SecureConnection:
             if flag not in (b"\x00", b"\x01"):
                 # The flag is inside the AEAD: the peer sent it, not the path.
                 raise RemoteProtocolError(f"unknown frame flag {flag!r}", Offense.MALFORMED_MESSAGE)
+            if flag == b"\x01" and self.drop_gossip is not None and self.drop_gossip(raw):
+                continue
             try:
                 msg: object = decode(raw)
             except CodecError as e:

@@ -23,6 +23,7 @@ from sequencer_node.shell.peers import (
 from sequencer_node.shell.scoring import DEFAULT_COSTS, Offense, ScoringConfig
 from sequencer_node.shell.transport import TransportConfig, secure_accept, secure_connect
 from sequencer_node.system.retry import backoff_delay
+from sequencer_node.wire import codec
 from sequencer_node.wire.codec import encode
 from sequencer_node.wire.messages import Transaction
 
@@ -90,6 +91,35 @@ async def test_full_mesh_one_connection_each_and_gossip_exactly_once(nursery):
     for pm in pms:
         assert await drain(pm) == []  # delivered once, the relayed copies were dropped
     assert sum(pm.statistics().duplicates_dropped for pm in pms) > 0
+
+
+async def test_a_relayed_duplicate_is_dropped_before_it_is_decoded(nursery, monkeypatch):
+    # issue 13: on 4 full-mesh nodes a gossiped message arrives 3 times at each node and the
+    # copies were dropped only after a decrypt and a full strict decode (9 decodes); now the
+    # seen-check runs on the decrypted bytes first: one decode per node.
+    from sequencer_node.shell import transport
+
+    decoded: list[object] = []
+
+    def counting_decode(raw: bytes) -> object:
+        msg: object = codec.decode(raw)
+        decoded.append(msg)
+        return msg
+
+    monkeypatch.setattr(transport, "decode", counting_decode)
+    net = MemoryNetwork()
+    pms = [manager(net, i, NAMES, seed=i) for i in range(4)]
+    for pm in pms:
+        await nursery.start(pm.run)
+    with trio.fail_after(10):
+        for pm in pms:
+            await pm.wait_peers(3)
+        pms[0].broadcast(vote(7))
+        for pm in pms[1:]:
+            assert (await pm.inbound.receive())[1] == vote(7)
+        await trio.testing.wait_all_tasks_blocked(0.05)
+    assert sum(1 for m in decoded if m == vote(7)) == 3
+    assert sum(pm.statistics().duplicates_dropped for pm in pms) == 6
 
 
 async def test_relay_reaches_a_node_without_a_direct_link(nursery):
@@ -345,6 +375,56 @@ async def test_loopback_tcp_mesh_gossips_tx_batches(nursery):
                 got += msg.transactions
             assert got == txs
     assert sum(pm.statistics().messages_in for pm in pms[:3]) >= 3
+
+
+async def test_transactions_go_once_per_peer_on_a_full_mesh(nursery):
+    # issue 13: every TxBatch reached each node three times on 4 full-mesh nodes (once from
+    # the origin, relayed by the two others) and the copies were dropped only after a decrypt
+    # and a full decode; the origin now sends it once to each peer, and nobody relays it.
+    net = MemoryNetwork()
+    pms = [manager(net, i, NAMES, seed=i) for i in range(4)]
+    for pm in pms:
+        await nursery.start(pm.run)
+    with trio.fail_after(10):
+        for pm in pms:
+            await pm.wait_peers(3)
+    tx_send, tx_recv = trio.open_memory_channel[Transaction](100)
+    nursery.start_soon(run_tx_ingress, pms[0], tx_recv)
+    txs = [Transaction(bytes(32), bytes(20), 1, n, 1, bytes(64)) for n in range(10)]
+    for tx in txs:
+        tx_send.send_nowait(tx)
+    await tx_send.aclose()
+    with trio.fail_after(10):
+        for pm in pms[1:]:
+            got: list[Transaction] = []
+            while len(got) < len(txs):
+                _sender, msg = await pm.inbound.receive()
+                assert isinstance(msg, TxBatch)
+                got += msg.transactions
+            assert got == txs
+        await trio.testing.wait_all_tasks_blocked(0.05)
+    for pm in pms[1:]:
+        assert await drain(pm) == []
+        st = pm.statistics()
+        assert (st.messages_in, st.relayed, st.duplicates_dropped) == (1, 0, 0)
+
+
+async def test_transactions_are_still_gossiped_when_the_fanout_is_limited(nursery):
+    net = MemoryNetwork()
+    cfg = PeerConfig(fanout=1, backoff_initial_s=0.01, backoff_max_s=0.05)
+    pms = [manager(net, i, NAMES[:i], config=cfg, seed=i) for i in range(4)]
+    for pm in pms:
+        await nursery.start(pm.run)
+    with trio.fail_after(10):
+        for pm in pms:
+            await pm.wait_peers(3)
+    batch = TxBatch((Transaction(bytes(32), bytes(20), 1, 0, 1, bytes(64)),))
+    assert pms[0].disseminate(batch) == 1  # gossiped to one peer, which relays it
+    with trio.fail_after(10):
+        await trio.testing.wait_all_tasks_blocked(0.05)
+    assert sum(pm.statistics().relayed for pm in pms[1:]) >= 1
+    got = [m for pm in pms[1:] for _, m in await drain(pm)]
+    assert batch in got
 
 
 def test_peer_address_parsing():
