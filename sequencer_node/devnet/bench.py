@@ -69,7 +69,7 @@ class Profile:
     drain_s: float
     accounts: int
     block_time_ms: int = 250
-    timeout_base_ms: int = 2_000
+    timeout_base_ms: int = 4_000
 
 
 PROFILES = {
@@ -257,6 +257,7 @@ async def load_step(
         "certified_tx_s": certified,
         "accepted": load["accepted"],
         "rejected": load["rejected_total"],
+        "rejected_by": load["rejected"],
         "skipped": load["skipped_max_in_flight"],
         "latency_s": {"p50": load["latency_s"]["p50"], "p99": load["latency_s"]["p99"]},
         "l1_latency_s": {k: load["l1_latency_s"][k] for k in ("p50", "p99")},
@@ -307,7 +308,8 @@ async def sweep(net: BenchNet, sampler: Sampler, prof: Profile, say: Callable[[s
         steps.append(step)
         say(f"  offered {rate:>5} tx/s: certified {step['certified_tx_s']:.0f} tx/s, "
             f"p50 {step['latency_s']['p50']} s, {step['cpu_us_per_tx_per_node']} us/tx/node, "
-            f"health p99 {step['health_ms']['p99']} ms")  # fmt: skip
+            f"health p99 {step['health_ms']['p99']} ms, refused {step['rejected_by']}, "
+            f"skipped {step['skipped']}")  # fmt: skip
         if saturated(step):
             break
     return steps
@@ -342,14 +344,15 @@ async def failover(net: BenchNet, repeats: int) -> dict[str, Any]:
                     while len(firsts) < min(2, top - h0):
                         firsts.append(time.perf_counter() - t0)
                     await trio.sleep(0.02)
-            runs.append(
-                {
-                    "next_block_s": round(firsts[0], 3) if firsts else -1.0,
-                    "second_block_s": round(firsts[1], 3) if len(firsts) > 1 else -1.0,
-                }
-            )
+            run = {
+                "next_block_s": round(firsts[0], 3) if firsts else -1.0,
+                "second_block_s": round(firsts[1], 3) if len(firsts) > 1 else -1.0,
+            }
             net.restart(leader)
-            await _caught_up(http, net, leader)
+            run["restart_caught_up_s"] = await _caught_up(http, net, leader)
+            runs.append(run)
+            if run["restart_caught_up_s"] < 0:
+                break  # the next repeat needs every node: stop here, with what was measured
     return {"runs": runs, **median_of(runs)}
 
 
@@ -364,12 +367,21 @@ async def _leader(http: httpx.AsyncClient, net: BenchNet) -> int:
     raise RuntimeError("no leader reported by node-0")
 
 
-async def _caught_up(http: httpx.AsyncClient, net: BenchNet, i: int) -> None:
-    async def ok() -> bool:
-        hs = await _heights(http, net.urls)
-        return hs[i] >= 0 and hs[i] >= max(hs) - 2
+async def _caught_up(http: httpx.AsyncClient, net: BenchNet, i: int) -> float:
+    """Seconds until restarted node ``i`` reaches the height the others had at its restart
+    (-1 if not within two minutes)."""
+    others = [u for j, u in enumerate(net.urls) if j != i]
+    target = max(await _heights(http, others))
+    t0 = time.perf_counter()
 
-    await wait_until(f"node-{i} to catch up after its restart", ok, 120.0)
+    async def ok() -> bool:
+        return (await _heights(http, [net.urls[i]]))[0] >= target
+
+    try:
+        await wait_until(f"node-{i} to catch up after its restart", ok, 120.0)
+    except RuntimeError:
+        return -1.0
+    return round(time.perf_counter() - t0, 2)
 
 
 async def with_network(
