@@ -1,4 +1,6 @@
-"""Batch preparation (encode, compress, pack, KZG) in a worker process.
+"""Batch preparation (encode, compress, pack, KZG) in a worker process: :func:`prepare` for
+the proposer (computes commitments and proofs), :func:`check` for a co-signer (verifies the
+proposer's proofs against its own blobs).
 
 ckzg holds the GIL for about 87 ms per blob and brotli for tens of milliseconds per batch,
 so neither may run on the node's event loop, nor in a thread of the node's process (the GIL
@@ -42,6 +44,36 @@ def commit_blobs(blobs: Sequence[bytes]) -> tuple[tuple[bytes, ...], tuple[bytes
     """Commitments and proofs of ``blobs`` (runs in the worker)."""
     pairs = [kzg.blob_to_commitment_and_proof(b) for b in blobs]
     return tuple(c for c, _ in pairs), tuple(p for _, p in pairs)
+
+
+class ProofMismatch(ValueError):
+    """A proposer's KZG commitments and proofs do not match this node's own blobs."""
+
+
+def check(
+    encoded_blocks: Sequence[bytes],
+    algorithm: int,
+    da: str,
+    max_payload: int,
+    commitments: Sequence[bytes],
+    proofs: Sequence[bytes],
+) -> Prepared:
+    """A co-signer's rebuild: its own draft of the blocks (payload and blobs from its own
+    chain), and the proposer's ``commitments`` checked against *those* blobs with their
+    ``proofs`` in one batch verification (a few ms per blob, instead of ~130 ms to compute a
+    commitment and proof). KZG commitments bind: commitments that verify against our blobs
+    are the commitments of our blobs, so the result is what :func:`prepare` would return.
+
+    Raises:
+        ProofMismatch: a count differs or a proof does not verify against our blobs.
+    """
+    blocks = [decode(b, CertifiedBlock) for b in encoded_blocks]
+    draft = draft_batch(blocks, algorithm=algorithm, da=da, max_payload=max_payload)
+    if draft.blobs or commitments or proofs:
+        result = kzg.verify_blobs_batch(draft.blobs, tuple(commitments), tuple(proofs))
+        if not result.ok:
+            raise ProofMismatch(f"the proposer's KZG proofs do not match our blobs: {result.error}")
+    return Prepared(draft, tuple(commitments), tuple(proofs))
 
 
 def prepare(
@@ -90,8 +122,23 @@ class KzgWorker:
         """See :func:`prepare`; raises what the builder raises (BatchTooLarge, ...)."""
         return await self._pool.run(prepare, list(blocks), algorithm, da, max_payload, fit)
 
+    async def check(
+        self,
+        blocks: Sequence[bytes],
+        *,
+        algorithm: int,
+        da: str,
+        max_payload: int,
+        commitments: Sequence[bytes],
+        proofs: Sequence[bytes],
+    ) -> Prepared:
+        """See :func:`check`; raises ProofMismatch and what the builder raises."""
+        return await self._pool.run(
+            check, list(blocks), algorithm, da, max_payload, list(commitments), list(proofs)
+        )
+
     async def commit(self, blobs: Sequence[bytes]) -> tuple[tuple[bytes, ...], tuple[bytes, ...]]:
         return await self._pool.run(commit_blobs, list(blobs))
 
 
-__all__ = ["KzgWorker", "Prepared", "commit_blobs", "prepare"]
+__all__ = ["KzgWorker", "Prepared", "ProofMismatch", "check", "commit_blobs", "prepare"]

@@ -39,7 +39,7 @@ import trio
 
 from sequencer_node.batcher.builder import BatchTooLarge, make_header, pick_count
 from sequencer_node.batcher.config import BatcherConfig
-from sequencer_node.batcher.cosign import ApprovalCollector, review, sign_approval
+from sequencer_node.batcher.cosign import ApprovalCollector, proposal_of, review, sign_approval
 from sequencer_node.batcher.kzg_worker import KzgWorker, Prepared
 from sequencer_node.batcher.l1_view import InboxJudge
 from sequencer_node.batcher.messages import BatchProposal
@@ -556,7 +556,7 @@ class BatcherService:
             d.blob_fill * 100,
         )
         self._remember_open(header, prepared, now)
-        self._broadcast(BatchProposal(header, d.algorithm))
+        self._broadcast(proposal_of(header, prepared))
         await self._approve(header, stakes, d.algorithm)
 
     async def _repropose(self, lock: Approval, now: float) -> None:
@@ -572,7 +572,7 @@ class BatcherService:
                 return
             self._remember_open(header, prepared, now)
         log.info("proposing batch %d again (the header this node approved)", header.batch_number)
-        self._broadcast(BatchProposal(header, lock.algorithm))
+        self._broadcast(proposal_of(header, self._open[message_id(header)].prepared))
         _, stakes = self._stake_view()
         await self._approve(header, stakes, lock.algorithm)
 
@@ -647,12 +647,13 @@ class BatcherService:
             return None, (f"L2 blocks {h.first_height}-{h.last_height} are not all certified "
                           "here (yet)")  # fmt: skip
         try:
-            prepared = await self._worker.prepare(
+            prepared = await self._worker.check(
                 [encode(b) for b in blocks],
                 algorithm=prop.algorithm,
                 da="blobs" if h.blob_hashes else "calldata",
                 max_payload=MAX_CALLDATA,
-                fit=False,
+                commitments=prop.commitments,
+                proofs=prop.proofs,
             )
         except (BatchTooLarge, BatchFormatError, ValueError) as e:
             return None, f"cannot rebuild it: {e}"

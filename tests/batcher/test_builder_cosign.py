@@ -17,12 +17,15 @@ from sequencer_node.batcher.builder import (
     make_header,
     pick_count,
 )
-from sequencer_node.batcher.cosign import ApprovalCollector, sign_approval
+from sequencer_node.batcher.cosign import ApprovalCollector, proposal_of, sign_approval
+from sequencer_node.batcher.kzg_worker import ProofMismatch, check, prepare
 from sequencer_node.batcher.messages import BatchProposal
 from sequencer_node.batching.blobs import MAX_BLOB_DATA_SIZE, unpack_blobs
 from sequencer_node.batching.codec import decode_payload
 from sequencer_node.batching.sample import sample_chain
-from sequencer_node.wire.codec import decode, encode
+from sequencer_node.wire import kzg
+from sequencer_node.wire.codec import CodecError, decode, encode
+from sequencer_node.wire.l1calls import MAX_CALLDATA
 from sequencer_node.wire.messages import DA_BLOBS, DA_CALLDATA, ZERO_HASH, BatchHeader
 from tests.batcher.helpers import GENESIS_TS, KEYS, L2_CHAIN, STAKES, l2_chain
 
@@ -158,3 +161,44 @@ def test_fit_draft_is_the_exact_draft_of_a_fitting_prefix(
     assert k <= n
     again = draft_batch(blocks[:k], algorithm=algorithm, da=da, max_payload=10**6)
     assert again == fitted
+
+
+def test_a_cosigner_checks_the_proposers_proofs_instead_of_computing_commitments(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # issue 13: co-signers recomputed every commitment (~130 ms per blob); they now verify the
+    # proposer's proofs against their own blobs (a few ms per blob) and get the same result.
+    encoded = [encode(b) for b in CHAIN[:8]]
+    mine = prepare(encoded, 3, "blobs", MAX_CALLDATA, False)
+    other = prepare([encode(b) for b in CHAIN[8:16]], 3, "blobs", MAX_CALLDATA, False)
+    assert mine.commitments
+
+    def no_commitments(blob: bytes) -> tuple[bytes, bytes]:
+        raise AssertionError("a co-signer computed a commitment")
+
+    monkeypatch.setattr(kzg, "blob_to_commitment_and_proof", no_commitments)
+    checked = check(encoded, 3, "blobs", MAX_CALLDATA, mine.commitments, mine.proofs)
+    assert checked == mine
+    assert proposal_of(header_of(), mine).commitments == mine.commitments
+    # proofs that do not match this node's blobs (other blobs, swapped, missing) are refused
+    bad_sets = [
+        (other.commitments, other.proofs),
+        (mine.commitments, other.proofs),
+        (mine.commitments, ()),
+        ((), ()),
+        (mine.commitments + other.commitments, mine.proofs + other.proofs),
+    ]
+    for commitments, proofs in bad_sets:
+        with pytest.raises(ProofMismatch):
+            check(encoded, 3, "blobs", MAX_CALLDATA, commitments, proofs)
+    # calldata: nothing to check, and nothing may be claimed
+    assert check(encoded, 3, "calldata", MAX_CALLDATA, (), ()).commitments == ()
+    with pytest.raises(ProofMismatch):
+        check(encoded, 3, "calldata", MAX_CALLDATA, mine.commitments, mine.proofs)
+
+
+def test_proposals_carry_commitments_and_proofs_on_the_wire() -> None:
+    p = BatchProposal(header_of(), 3, (b"\x01" * 48,), (b"\x02" * 48,))
+    assert decode(encode(p)) == p
+    with pytest.raises(CodecError):
+        decode(encode(BatchProposal(header_of(), 3, (b"\x01" * 47,), ())))

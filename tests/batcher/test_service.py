@@ -18,6 +18,7 @@ from sequencer_node.batcher.service import BatcherService
 from sequencer_node.clients.l1 import L1Client
 from sequencer_node.derivation.deriver import Deriver
 from sequencer_node.shell.store import Store
+from sequencer_node.wire import kzg
 from sequencer_node.wire.codec import decode, encode
 from sequencer_node.wire.crypto import SigningKey
 from sequencer_node.wire.messages import CertifiedBlock
@@ -125,10 +126,18 @@ async def inbox_last_height(l1: L1Client) -> int:
 
 @pytest.mark.parametrize("da", ["blobs", "calldata"])
 async def test_four_services_cosign_post_and_a_follower_derives_the_same_root(
-    tmp_path: Path, da: str
+    tmp_path: Path, da: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     chain = l2_chain(10, 6)
     net = Net()
+    committed: list[bytes] = []  # blobs whose KZG commitment a node computed
+    compute = kzg.blob_to_commitment_and_proof
+
+    def counted(blob: bytes) -> tuple[bytes, bytes]:
+        committed.append(blob)
+        return compute(blob)
+
+    monkeypatch.setattr(kzg, "blob_to_commitment_and_proof", counted)
     async with running_l1(tmp_path) as (_node, l1), trio.open_nursery() as nursery:
         services = [make_service(tmp_path, l1, k, net, da=da) for k in KEYS]
         services.append(make_service(tmp_path, l1, None, net, da=da))  # keyless observer
@@ -159,6 +168,9 @@ async def test_four_services_cosign_post_and_a_follower_derives_the_same_root(
             assert [r["state"] for r in rows] == ["accepted"] * len(batches)
             assert sum(r["txs"] for r in rows) == 60
             assert int(s.status()["totals"]["fee_paid"]) > 0
+        # issue 13: only the proposer computes commitments (~130 ms per blob); co-signers
+        # check its proofs against their own blobs (they computed them too, 4x the work)
+        assert len(committed) == sum(len(b.header.blob_hashes) for b in batches)
         # the leader posted everything, exactly one call per batch
         assert await l1.nonce(KEYS[0].address) == len(batches)
         assert await l1.nonce(KEYS[1].address) == 0
@@ -244,7 +256,7 @@ async def test_validators_refuse_a_header_that_differs_from_their_rebuild(
     def tamper(to: bytes, msg: object) -> object:
         if isinstance(msg, BatchProposal):
             bad = dataclasses.replace(msg.header, state_root=bytes(32))
-            return BatchProposal(bad, msg.algorithm)
+            return dataclasses.replace(msg, header=bad)  # the proofs are good, the root not
         return msg
 
     net.tampered = tamper
