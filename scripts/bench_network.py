@@ -20,6 +20,12 @@ def main() -> None:
     p.add_argument("--profile", choices=sorted(PROFILES), help="quick, sweep (4 nodes) or full")
     p.add_argument("--out", type=Path, help="results directory (default docs/bench[/quick])")
     p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
+    p.add_argument(
+        "--profile-nodes",
+        type=float,
+        metavar="RATE",
+        help="instead: py-spy on 4 nodes under RATE tx/s -> profile.{json,md}",
+    )
     args = p.parse_args()
     name = args.profile or ("quick" if args.quick else "full")
     prof = PROFILES[name]
@@ -28,6 +34,12 @@ def main() -> None:
     def say(line: str) -> None:
         print(line, file=sys.stderr, flush=True)
 
+    if args.profile_nodes:
+        from sequencer_node.devnet import bench_profile
+
+        bench_profile.run(args.profile_nodes, 20.0, args.out or ROOT / "docs" / "bench", say)
+        print("profile in profile.md")
+        return
     done = run(prof, out, say, plots=not args.no_plots)
     print(f"results in {done}/results.md")
 

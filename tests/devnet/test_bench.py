@@ -81,3 +81,27 @@ def test_quick_bench_measures_every_figure(tmp_path: Path) -> None:
     if plots:
         assert (tmp_path / "load.png").stat().st_size > 10_000
         assert (tmp_path / "scaling.png").stat().st_size > 5_000
+
+
+def test_profile_samples_go_to_the_innermost_activity() -> None:
+    from sequencer_node.devnet.bench_profile import OTHER, categorize
+
+    raw = "\n".join([
+        "run (trio/_core/_run.py:1);_handle (sequencer_node/shell/node_service.py:2);"
+        "add (sequencer_node/core/mempool.py:3);"
+        "verify_uncached (sequencer_node/wire/crypto.py:4) 7",
+        "run (trio/_core/_run.py:1);_handle (sequencer_node/shell/node_service.py:2);"
+        "add (sequencer_node/core/mempool.py:3) 2",
+        "run (trio/_core/_run.py:1);receive (sequencer_node/shell/transport.py:5);"
+        "decode (sequencer_node/wire/codec.py:6) 3",
+        "run (trio/_core/_run.py:1) 4",
+        "mystery (somewhere.py:1) 1",
+        "garbage line",
+    ])  # fmt: skip
+    got = categorize(raw)
+    assert got["signature verification (libsodium / OpenSSL)"] == 7
+    assert got["core: consensus, mempool, execution"] == 2
+    assert got["msgpack encode and strict decode (wire codec)"] == 3
+    assert got["Trio scheduling, channels, cancel scopes, I/O wait"] == 4
+    assert got[OTHER] == 1
+    assert sum(got.values()) == 17

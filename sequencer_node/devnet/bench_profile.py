@@ -1,0 +1,142 @@
+"""Where a node's CPU goes under load: ``scripts/bench --profile-nodes`` (docs/benchmarks.md).
+
+A 4-node network runs one load step at a fixed rate while ``py-spy record`` samples every
+node (on-CPU samples only, ``--format raw``: one collapsed stack per line with its count).
+:func:`categorize` attributes each sample to the first activity that matches walking from the
+innermost frame outwards (so a signature check called by the core counts as signature
+verification, not as the core), and the table gives each activity's share and its CPU
+microseconds per certified transaction per node.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from sequencer_node.devnet.bench import PROFILES, BenchNet, load_step, with_network
+from sequencer_node.devnet.bench_probe import Sampler
+
+#: (activity, substrings of a frame "function (file:line)") in the order they are tried on
+#: each frame; the first activity with a match on the innermost matching frame wins.
+ACTIVITIES: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("signature verification (libsodium / OpenSSL)",
+     ("verify_uncached", "verify_openssl", "crypto_sign_open", "ed25519")),
+    ("hashing (message ids, tx and block hashes)", ("hashlib", "message_id", "tx_hash",
+                                                     "block_hash")),
+    ("msgpack encode and strict decode (wire codec)", ("wire/codec.py:", "msgpack")),
+    ("p2p transport (ChaCha20-Poly1305, framing)", ("shell/transport.py", "shell/framing.py",
+                                                   "cryptography/hazmat")),
+    ("p2p peer manager, gossip", ("shell/peers.py", "shell/gossip.py", "shell/scoring.py")),
+    ("HTTP server (hypercorn, h11, starlette, JSON)", ("hypercorn", "h11", "starlette", "json/",
+                                                      "shell/rpc.py", "httpx")),
+    ("store (SQLite)", ("shell/store.py", "sqlite")),
+    ("L1 follower and batcher", ("shell/l1_watcher.py", "batcher/", "clients/l1.py")),
+    ("core: consensus, mempool, execution", ("sequencer_node/core/",)),
+    ("node service (inputs, effects, views, metrics)", ("shell/node_service.py",
+                                                       "shell/api_views.py", "prometheus")),
+    ("Trio scheduling, channels, cancel scopes, I/O wait", ("trio/", "selectors", "socket")),
+)  # fmt: skip
+OTHER = "other"
+#: py-spy starts this long after the load process (its start-up and signing).
+PROFILE_DELAY_S = 2.5
+
+
+def categorize(raw: str) -> Counter[str]:
+    """Samples per activity of a py-spy ``--format raw`` file (``frame;frame;... count``)."""
+    out: Counter[str] = Counter()
+    for line in raw.splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack or not count.isdigit():
+            continue
+        out[_activity(stack.split(";"))] += int(count)
+    return out
+
+
+def _activity(frames: list[str]) -> str:
+    for frame in reversed(frames):
+        for name, needles in ACTIVITIES:
+            if any(n in frame for n in needles):
+                return name
+    return OTHER
+
+
+async def profile_nodes(
+    root: Path, rate: float, seconds: float, out_dir: Path, say: Any
+) -> dict[str, Any]:
+    """One step at ``rate`` on 4 nodes with py-spy on each; the activity table."""
+    spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    prof = PROFILES["sweep"]
+
+    async def body(net: BenchNet, sampler: Sampler) -> dict[str, Any]:
+        raws = [root / f"node-{i}.pyspy.txt" for i in range(net.n)]
+        async with trio.open_nursery() as nursery:
+            for i, pid in enumerate(net.pids()[f"node-{i}"] for i in range(net.n)):
+                argv = [spy, "record", "-f", "raw", "-r", "100", "-d", f"{seconds - 3:g}",
+                        "-o", str(raws[i]), "-p", str(pid)]  # fmt: skip
+                nursery.start_soon(_run_quiet, argv)
+            step = await load_step(net, sampler, rate, _with_step(prof, seconds), wait_l1=False)
+        return {"step": step, "raw_files": [str(p) for p in raws]}
+
+    return await with_network(root, 4, prof, say, body)
+
+
+def activity_table(doc: dict[str, Any]) -> dict[str, Any]:
+    """The samples of every node's profile by activity, with shares and us/tx/node."""
+    samples: Counter[str] = Counter()
+    for path in doc["raw_files"]:
+        samples += categorize(Path(path).read_text())
+    total = sum(samples.values()) or 1
+    us_tx = doc["step"]["cpu_us_per_tx_per_node"] or 0.0
+    table = [
+        {
+            "activity": name,
+            "share": round(n / total, 3),
+            "us_per_tx_per_node": round(us_tx * n / total),
+        }
+        for name, n in samples.most_common()
+    ]
+    return {"step": doc["step"], "samples": total, "activities": table}
+
+
+def _with_step(prof: Any, seconds: float) -> Any:
+    import dataclasses
+
+    return dataclasses.replace(prof, step_s=seconds)
+
+
+async def _run_quiet(argv: list[str]) -> None:
+    await trio.sleep(PROFILE_DELAY_S)  # past the load generator's start and signing
+    await trio.run_process(argv, capture_stdout=True, capture_stderr=True, check=False)
+
+
+def markdown(doc: dict[str, Any]) -> str:
+    step = doc["step"]
+    lines = [
+        f"Profile of the 4 nodes under {doc['rate']:g} tx/s offered ({step['certified_tx_s']:.0f} "
+        f"certified tx/s, {step['cpu_us_per_tx_per_node']} us of CPU per certified tx per node; "
+        f"py-spy, {doc['samples']:,} on-CPU samples over the 4 nodes):",
+        "",
+        "| activity | us/tx/node | share |",
+        "|---|---|---|",
+    ]
+    for a in doc["activities"]:
+        lines.append(f"| {a['activity']} | {a['us_per_tx_per_node']} | {a['share'] * 100:.0f} % |")
+    return "\n".join(lines) + "\n"
+
+
+def run(rate: float, seconds: float, out_dir: Path, say: Any) -> dict[str, Any]:
+    import tempfile
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="seqnet-profile-") as tmp:
+        raw = trio.run(profile_nodes, Path(tmp), rate, seconds, out_dir, say)
+        doc = {"rate": rate, **activity_table(raw)}
+    (out_dir / "profile.json").write_text(json.dumps(doc, indent=1) + "\n")
+    (out_dir / "profile.md").write_text(markdown(doc))
+    return doc
