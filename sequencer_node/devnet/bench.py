@@ -79,6 +79,9 @@ PROFILES = {
     "sweep": Profile("sweep", rates=(200, 400, 700, 1000, 1400, 2000, 2800, 4000), step_s=6.0,
                      repeats=1, sizes=(4,), failovers=1, idle_s=2.0, drain_s=20.0,
                      accounts=256),
+    # two fixed rates, no failover: for A/B runs of two commits, alternated
+    "ab": Profile("ab", rates=(150, 300), step_s=8.0, repeats=1, sizes=(4,), failovers=0,
+                  idle_s=2.0, drain_s=20.0, accounts=256),
     "full": Profile("full", rates=(100, 200, 400, 700, 1000, 1400, 2000, 2800, 4000),
                     step_s=12.0, repeats=3, sizes=(4, 7, 10, 16), failovers=3, idle_s=5.0,
                     drain_s=30.0, accounts=256),
@@ -310,7 +313,7 @@ async def sweep(net: BenchNet, sampler: Sampler, prof: Profile, say: Callable[[s
             f"p50 {step['latency_s']['p50']} s, {step['cpu_us_per_tx_per_node']} us/tx/node, "
             f"health p99 {step['health_ms']['p99']} ms, refused {step['rejected_by']}, "
             f"skipped {step['skipped']}")  # fmt: skip
-        if saturated(step):
+        if saturated(step) and prof.name != "ab":
             break
     return steps
 
@@ -418,6 +421,8 @@ async def bench(prof: Profile, root: Path, say: Callable[[str], None]) -> dict[s
     async def main4(net: BenchNet, sampler: Sampler) -> dict[str, Any]:
         idle = await idle_cpu(net, sampler, prof.idle_s)
         steps = await sweep(net, sampler, prof, say)
+        if not prof.failovers:
+            return {"idle": idle, "steps": steps, "failover": None}
         fo = await failover(net, prof.failovers)
         say(f"  failover: next certified block {fo['next_block_s']} s after the leader died")
         return {"idle": idle, "steps": steps, "failover": fo}

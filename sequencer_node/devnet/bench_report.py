@@ -111,13 +111,21 @@ def markdown(doc: dict[str, Any]) -> str:
         "",
         "## 4. Failover",
         "",
-        f"Leader killed (SIGKILL) on an idle 4-node network: next certified block after "
-        f"{_f(load['failover']['next_block_s'], 2)} s, the one after "
-        f"{_f(load['failover']['second_block_s'], 2)} s (median of "
-        f"{len(load['failover']['runs'])}: {load['failover']['runs']}).",
+        _failover_text(load["failover"]),
         "",
     ]
     return "\n".join(parts)
+
+
+def _failover_text(fo: dict[str, Any] | None) -> str:
+    if fo is None:
+        return "Not measured in this profile."
+    return (
+        f"Leader killed (SIGKILL) on an idle 4-node network: next certified block after "
+        f"{_f(fo['next_block_s'], 2)} s, the one after {_f(fo['second_block_s'], 2)} s; the "
+        f"restarted node caught up in {_f(fo.get('restart_caught_up_s'), 1)} s (medians of "
+        f"{len(fo['runs'])}: {fo['runs']})."
+    )
 
 
 def _scaling_row(s: dict[str, Any]) -> list[str]:
