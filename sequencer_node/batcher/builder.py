@@ -77,7 +77,8 @@ class Draft:
 
 def estimate_body_bytes(cb: CertifiedBlock) -> int:
     b = cb.block
-    return _BLOCK_OVERHEAD + _TX_ROW * len(b.transactions) + _FORCED_ROW * len(b.forced)
+    eth = sum(len(e.raw) + 3 for e in b.eth_transactions)  # msgpack bin header: 2-3 bytes
+    return _BLOCK_OVERHEAD + _TX_ROW * len(b.transactions) + _FORCED_ROW * len(b.forced) + eth
 
 
 def pick_count(
@@ -113,7 +114,7 @@ def pick_count(
         return n
     age_limit = max_age_ms
     if max_age_empty_ms is not None and not any(
-        cb.block.transactions or cb.block.forced for cb in pending[:n]
+        cb.block.transactions or cb.block.forced or cb.block.eth_transactions for cb in pending[:n]
     ):
         age_limit = max(max_age_ms, max_age_empty_ms)
     if now_ms - pending[0].block.header.timestamp_ms >= age_limit:

@@ -57,6 +57,7 @@ from sequencer_node.batching.inbox_rule import Refusal, Rule
 from sequencer_node.clients.l1 import InboxBatch, L1Client, L1Error
 from sequencer_node.wire.codec import encode, message_id
 from sequencer_node.wire.crypto import SigningKey
+from sequencer_node.wire.eth import eth_tx_hash
 from sequencer_node.wire.l1calls import MAX_CALLDATA
 from sequencer_node.wire.messages import (
     ZERO_HASH,
@@ -182,6 +183,8 @@ class BatcherService:
             self._tx_height[tx_hash(tx)] = h.height
         for f in certified.block.forced:
             self._tx_height[tx_hash(f.tx)] = h.height
+        for e in certified.block.eth_transactions:
+            self._tx_height[eth_tx_hash(e)] = h.height
         while len(self._tx_height) > MAX_TX_INDEX:
             self._tx_height.popitem(last=False)
 
@@ -420,7 +423,10 @@ class BatcherService:
         blocks = await self._blocks(first, last)
         if blocks is None:
             return 0
-        return sum(len(b.block.transactions) + len(b.block.forced) for b in blocks)
+        return sum(
+            len(b.block.transactions) + len(b.block.forced) + len(b.block.eth_transactions)
+            for b in blocks
+        )
 
     # --- proposing ---------------------------------------------------------------------------
 

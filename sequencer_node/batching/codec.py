@@ -9,8 +9,9 @@ re-execution needs and what is needed to recompute the block hashes, and nothing
 follower can derive:
 
 * per block: ``height, round, epoch, timestamp_ms, proposer, state_root, forced_index,
-  l1_origin``, the transactions (with their signatures: the follower re-checks them) and the
-  forced entries;
+  l1_origin``, the transactions (with their signatures: the follower re-checks them), the
+  forced entries and the Ethereum transactions (their raw signed bytes, from which the
+  follower recovers each sender again);
 * dropped: per-block QCs and proposer signatures (the batch certificate vouches for the whole
   run), ``tx_root`` (recomputed from the transactions) and ``parent_hash`` (the previous
   block's hash; only the first block's parent is stored).
@@ -22,13 +23,16 @@ hash chains every header, so any change in the payload is caught.
 
 Layout
 ------
-``payload = version (1 byte, 0x01) || algorithm (1 byte, see compression.Algorithm) ||
+``payload = version (1 byte, 0x02) || algorithm (1 byte, see compression.Algorithm) ||
 compress(body)``, where ``body`` is canonical msgpack::
 
     [parent_hash, [block, ...]]
     block = [height, round, epoch, timestamp_ms, proposer, state_root, forced_index,
-             l1_origin, [tx, ...], [[queue_index, l1_block, tx], ...]]
+             l1_origin, [tx, ...], [[queue_index, l1_block, tx], ...], [eth_raw, ...]]
     tx    = [sender, to, amount, nonce, fee, signature]
+    eth_raw = the signed Ethereum transaction's bytes (type 2 or EIP-155 legacy), as sent
+
+Version 2 added ``[eth_raw, ...]`` (version 1 blocks had ten fields).
 
 Decoding is strict: bounded sizes, exact field types and counts, consecutive heights,
 consistent forced indices, and the canonical encoding only (one batch, one byte string).
@@ -54,6 +58,7 @@ from sequencer_node.batching.compression import (
     decompress,
 )
 from sequencer_node.core.ledger import tx_root
+from sequencer_node.wire.eth import MAX_ETH_TX_BYTES, EthTransaction
 from sequencer_node.wire.messages import (
     MAX_BLOCK_TXS,
     BlockHeader,
@@ -63,7 +68,7 @@ from sequencer_node.wire.messages import (
     block_hash,
 )
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 #: Most blocks in one batch (a bound for decoders; the batcher cuts far earlier by size).
 MAX_BATCH_BLOCKS = 10_000
 #: Most forced entries in one block (as :class:`~sequencer_node.wire.messages.Block`).
@@ -89,6 +94,7 @@ class BatchBlock:
     l1_origin: int
     transactions: tuple[Transaction, ...]
     forced: tuple[ForcedTransaction, ...]
+    eth_transactions: tuple[EthTransaction, ...] = ()
 
     @classmethod
     def from_certified(cls, cb: CertifiedBlock) -> BatchBlock:
@@ -104,6 +110,7 @@ class BatchBlock:
             h.l1_origin,
             cb.block.transactions,
             cb.block.forced,
+            cb.block.eth_transactions,
         )
 
     def header(self, parent_hash: bytes) -> BlockHeader:
@@ -115,7 +122,7 @@ class BatchBlock:
             parent_hash=parent_hash,
             timestamp_ms=self.timestamp_ms,
             proposer=self.proposer,
-            tx_root=tx_root(self.transactions, self.forced),
+            tx_root=tx_root(self.transactions, self.forced, self.eth_transactions),
             state_root=self.state_root,
             forced_index=self.forced_index,
             l1_origin=self.l1_origin,
@@ -162,7 +169,9 @@ class Batch:
         return self.blocks[-1].height
 
     def tx_count(self) -> int:
-        return sum(len(b.transactions) + len(b.forced) for b in self.blocks)
+        return sum(
+            len(b.transactions) + len(b.forced) + len(b.eth_transactions) for b in self.blocks
+        )
 
     def headers(self) -> list[BlockHeader]:
         """Every block's header, rebuilt and chained from :attr:`parent_hash`."""
@@ -199,6 +208,7 @@ def encode_body(batch: Batch) -> bytes:
             b.l1_origin,
             [_tx_row(t) for t in b.transactions],
             [[f.queue_index, f.l1_block, _tx_row(f.tx)] for f in b.forced],
+            [e.raw for e in b.eth_transactions],
         ]
         for b in batch.blocks
     ]
@@ -245,8 +255,9 @@ def _tx(v: Any, path: str) -> Transaction:
 
 
 def _block(v: Any, path: str) -> BatchBlock:
-    row = _list(v, path, exact=10)
+    row = _list(v, path, exact=11)
     txs = _list(row[8], f"{path}.transactions", most=MAX_BLOCK_TXS)
+    eth = _list(row[10], f"{path}.eth_transactions", most=MAX_BLOCK_TXS - len(txs))
     forced = _list(row[9], f"{path}.forced", most=MAX_BLOCK_FORCED)
     forced_out = []
     for i, f in enumerate(forced):
@@ -268,7 +279,14 @@ def _block(v: Any, path: str) -> BatchBlock:
         l1_origin=_u64(row[7], f"{path}.l1_origin"),
         transactions=tuple(_tx(t, f"{path}.transactions[{i}]") for i, t in enumerate(txs)),
         forced=tuple(forced_out),
+        eth_transactions=tuple(_eth(e, f"{path}.eth_transactions[{i}]") for i, e in enumerate(eth)),
     )
+
+
+def _eth(v: Any, path: str) -> EthTransaction:
+    if type(v) is not bytes or not 1 <= len(v) <= MAX_ETH_TX_BYTES:
+        raise _fail(path, f"expected 1 to {MAX_ETH_TX_BYTES} bytes of a signed transaction")
+    return EthTransaction(v)
 
 
 def _check_structure(batch: Batch) -> None:
@@ -307,7 +325,7 @@ def decode_body(data: bytes) -> Batch:
             max_map_len=0,
             max_ext_len=0,
             max_str_len=0,
-            max_bin_len=64,
+            max_bin_len=MAX_ETH_TX_BYTES,
             max_array_len=max(MAX_BLOCK_TXS, MAX_BATCH_BLOCKS),
         )
     except (ValueError, msgpack.UnpackException) as e:  # ExtraData, FormatError, limits

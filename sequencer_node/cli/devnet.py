@@ -302,6 +302,11 @@ def init_cmd(
 
             trio.run(stake)
             _say(f"L2 genesis ready: {cfg.l2_genesis}")
+            from sequencer_node.devnet.accounts import eth_dev_account_lines
+
+            # Under compose a node's RPC is published on the host's port 8600 (node-0).
+            for line in eth_dev_account_lines(cfg.l2_chain_id, "http://127.0.0.1:8600"):
+                _say(line)
     except DevnetError as e:
         fail(str(e))
 

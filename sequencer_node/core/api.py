@@ -46,6 +46,7 @@ from typing import Annotated
 from sequencer_node.core.ledger import Ledger
 from sequencer_node.wire.codec import U64, Hash32, MaxItems, PubKey, decode, encode, wire_message
 from sequencer_node.wire.crypto import SigningKey
+from sequencer_node.wire.eth import EthTransaction
 from sequencer_node.wire.messages import (
     Block,
     BlockHeader,
@@ -278,7 +279,7 @@ class MessageReceived:
 class TxSubmitted:
     """A transaction from a local client (RPC). Answered by a :class:`TxResult`."""
 
-    tx: Transaction
+    tx: Transaction | EthTransaction
 
 
 @dataclass(frozen=True, slots=True)

@@ -332,7 +332,9 @@ def charge(ctx: FeeContext | None, view: TxFeeView) -> FeeCharge | str:
     if ctx is None or ctx.params.model == FLAT:
         if view.max_fee is not None:
             return FeeCharge(priority=view.max_fee)
-        price = view.max_fee_per_gas or 0
+        # Base fee 0: an Ethereum transaction pays min(maxFee, 0 + maxPriorityFee) per gas
+        # (its view's priority cap is already at most its max fee), all of it priority.
+        price = view.max_priority_fee_per_gas or 0
         return FeeCharge(priority=price * view.gas_used)
     base = ctx.base_fee * view.gas_used
     l1 = ctx.l1_fee(view)

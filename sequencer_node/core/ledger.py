@@ -42,6 +42,16 @@ base-fee vault, the L1 data fee to the L1 fee vault, the rest (priority) to the 
 (21,000 per transfer) may not exceed the model's gas limit. The posting cost of each batch the
 L1 reports is paid by the L1 fee vault to the batcher account (what it cannot pay is owed).
 
+Ethereum transactions (:mod:`sequencer_node.wire.eth`, a block's ``eth_transactions``) run
+after the native ones, on the same accounts (the sender is the 20-byte address recovered from
+the secp256k1 signature). Value transfers only: the chain id must be the L2's, the nonce the
+account's, the gas limit at least 21,000, and the balance must cover ``value + gas_limit *
+max_fee_per_gas`` (plus the L1 data fee under a model that charges one). The transfer uses
+21,000 gas and pays ``21,000 * min(max_fee_per_gas, base_fee + max_priority_fee_per_gas)``
+(a legacy transaction: ``21,000 * gas_price``), through the same fee seam as native transfers
+(:func:`eth_fee_view`): without a fee model, or under ``flat``, the base fee is 0 and the whole
+fee goes to the proposer. Their receipts carry the Ethereum hash (``keccak256(raw)``).
+
 Signatures: :func:`verify_tx_signature` checks the domain-separated Ed25519 signature; good
 signatures are remembered process-wide by :func:`sequencer_node.wire.crypto.verify`, because
 verification is the node's CPU bottleneck (about 12 k/s per core).
@@ -60,6 +70,14 @@ from sequencer_node.core import fees as _fees
 from sequencer_node.core.fees import FeeCharge, FeeParams, FeeState, L1FeeInfo, TxFeeView
 from sequencer_node.wire.codec import encode, message_id, signing_bytes
 from sequencer_node.wire.crypto import address_of, verify
+from sequencer_node.wire.eth import (
+    TRANSFER_GAS,
+    EthTransaction,
+    EthTx,
+    EthTxError,
+    decode_eth,
+    static_refusal,
+)
 from sequencer_node.wire.hexstr import to_hex
 from sequencer_node.wire.messages import ForcedTransaction, Transaction
 
@@ -141,8 +159,15 @@ def verify_tx_signature(tx: Transaction, chain_id: int) -> bool:
     return verify(tx.sender, tx.signature, signing_bytes(tx, chain_id))
 
 
-def tx_root(txs: Sequence[Transaction], forced: Sequence[ForcedTransaction]) -> bytes:
-    """Commitment to a block's forced entries and transactions, in execution order."""
+def tx_root(
+    txs: Sequence[Transaction],
+    forced: Sequence[ForcedTransaction],
+    eth: Sequence[EthTransaction] = (),
+) -> bytes:
+    """Commitment to a block's forced entries, transactions and Ethereum transactions, in
+    execution order. The Ethereum part (count, then each message id) is appended only when
+    there is one, so a block without Ethereum transactions keeps its root of before; the
+    counts make the preimage unambiguous."""
     h = hashlib.sha256(_TX_ROOT_TAG)
     h.update(len(forced).to_bytes(4, "big"))
     for f in forced:
@@ -150,7 +175,25 @@ def tx_root(txs: Sequence[Transaction], forced: Sequence[ForcedTransaction]) -> 
     h.update(len(txs).to_bytes(4, "big"))
     for tx in txs:
         h.update(message_id(tx))
+    if eth:
+        h.update(len(eth).to_bytes(4, "big"))
+        for e in eth:
+            h.update(message_id(e))
     return h.digest()
+
+
+def split_txs(
+    txs: Iterable[Transaction | EthTransaction],
+) -> tuple[tuple[Transaction, ...], tuple[EthTransaction, ...]]:
+    """A block's ``transactions`` and ``eth_transactions`` from a mixed list (order kept)."""
+    native: list[Transaction] = []
+    eth: list[EthTransaction] = []
+    for tx in txs:
+        if isinstance(tx, EthTransaction):
+            eth.append(tx)
+        else:
+            native.append(tx)
+    return tuple(native), tuple(eth)
 
 
 # --- the account tree ------------------------------------------------------------------------
@@ -372,8 +415,10 @@ class Ledger:
         proposer: bytes,
         chain_id: int | None = None,
         fee_input: FeeInput | None = None,
+        eth_txs: Sequence[EthTransaction] = (),
     ) -> tuple[Ledger, list[Receipt]]:
-        """Execute forced entries (in queue order), then ``txs``; return the new state.
+        """Execute forced entries (in queue order), then ``txs``, then ``eth_txs``; return
+        the new state.
 
         ``chain_id``: when given, every signature is checked (cached): a bad one in ``txs``
         makes the block invalid, a bad one in ``forced`` skips that entry. When None, the
@@ -395,17 +440,26 @@ class Ledger:
             if reason is not None:
                 raise InvalidBlock(f"transaction {i} ({to_hex(tid)[:18]}): {reason}")
             run.receipts.append(run.receipt(tid))
+        for i, etx in enumerate(eth_txs):
+            reason = run.eth_transfer(etx)
+            if reason is not None:
+                raise InvalidBlock(f"Ethereum transaction {i}: {reason}")
         return run.finish(), run.receipts
 
     def build_block(
         self,
-        candidates: Sequence[Transaction],
+        candidates: Sequence[Transaction | EthTransaction],
         forced: Sequence[ForcedTransaction],
         *,
         proposer: bytes,
         chain_id: int | None = None,
         fee_input: FeeInput | None = None,
-    ) -> tuple[Ledger, list[Transaction], list[Receipt], list[tuple[Transaction, str]]]:
+    ) -> tuple[
+        Ledger,
+        list[Transaction | EthTransaction],
+        list[Receipt],
+        list[tuple[Transaction | EthTransaction, str]],
+    ]:
         """What a proposer runs: like :meth:`apply_block`, but a candidate that fails is
         left out instead of invalidating the block.
 
@@ -416,13 +470,18 @@ class Ledger:
         each left-out candidate with its reason. ``apply_block(included, forced)`` gives the
         same ledger and receipts.
 
+        Ethereum candidates run after the native ones whatever their place in
+        ``candidates`` (the block's order); ``included`` lists the native ones first, and
+        :func:`split_txs` splits it into the block's two fields.
+
         Raises:
             InvalidBlock: ``forced`` does not continue the queue.
         """
         run = _BlockRun(self, proposer, chain_id, forced, fee_input)
-        included: list[Transaction] = []
-        dropped: list[tuple[Transaction, str]] = []
-        for tx in candidates:
+        native, eth = split_txs(candidates)
+        included: list[Transaction | EthTransaction] = []
+        dropped: list[tuple[Transaction | EthTransaction, str]] = []
+        for tx in native:
             tid = message_id(tx)
             reason = run.transfer(tx)
             if reason is not None:
@@ -430,6 +489,12 @@ class Ledger:
                 continue
             included.append(tx)
             run.receipts.append(run.receipt(tid))
+        for etx in eth:
+            reason = run.eth_transfer(etx)
+            if reason is not None:
+                dropped.append((etx, reason))
+            else:
+                included.append(etx)
         return run.finish(), included, run.receipts, dropped
 
     # --- snapshots ------------------------------------------------------------------------
@@ -525,6 +590,12 @@ def native_fee_view(tx: Transaction) -> TxFeeView:
     """The fee view of a native transfer: ``fee`` is the maximum total, its wire encoding
     the bytes a batch carries for it."""
     return TxFeeView.native(tx.fee, encode(tx))
+
+
+def eth_fee_view(tx: EthTx) -> TxFeeView:
+    """The fee view of an Ethereum transfer: its caps, 21,000 gas, and its raw bytes (what a
+    batch carries for it) for the L1 data fee."""
+    return TxFeeView.eip1559(tx.max_fee_per_gas, tx.max_priority_fee_per_gas, TRANSFER_GAS, tx.raw)
 
 
 class _BlockRun:
@@ -626,7 +697,13 @@ class _BlockRun:
         """What ``tx`` pays under the block's model (gas limit included), or why not."""
         if self._ctx is None:
             return FeeCharge(priority=tx.fee)
-        view = native_fee_view(tx)
+        return self._charge_view(native_fee_view(tx))
+
+    def _charge_view(self, view: TxFeeView) -> FeeCharge | str:
+        """What a transaction with fee view ``view`` pays in this block, counting its gas and
+        bytes (the gas limit included), or why it cannot be included."""
+        if self._ctx is None:
+            return _fees.charge(None, view)
         if self._ctx.params.charges_base_fee and (
             self._gas_used + view.gas_used > self._ctx.params.gas_limit
         ):
@@ -665,6 +742,41 @@ class _BlockRun:
         self._credit(self._fee_to, charged.priority)
         return None
 
+    def eth_transfer(self, tx: EthTransaction) -> str | None:
+        """Apply an Ethereum value transfer to the overlay and append its receipt, or say why
+        it fails (and change nothing)."""
+        try:
+            etx = decode_eth(tx.raw)
+        except EthTxError as e:
+            return str(e)
+        refusal = static_refusal(etx, etx.chain_id if self._chain_id is None else self._chain_id)
+        if refusal is not None:
+            return refusal
+        acct = self._get(etx.sender)
+        reason = _check_nonce(etx.nonce, acct)
+        if reason is not None:
+            return reason
+        view = eth_fee_view(etx)
+        quote = _fees.charge(self._ctx, view)  # the L1 fee, before any gas is counted
+        l1 = quote.l1 if isinstance(quote, FeeCharge) else 0
+        if etx.max_cost + l1 > acct.balance:
+            what = "value + gas limit * max fee per gas" + (" + L1 data fee" if l1 else "")
+            return f"insufficient funds: needs {etx.max_cost + l1} ({what}), has {acct.balance}"
+        charged = self._charge_view(view)
+        if isinstance(charged, str):
+            return charged
+        assert etx.to is not None  # static_refusal: no contract creation
+        self._overlay[etx.sender] = Account(
+            acct.balance - etx.value - charged.total, acct.nonce + 1
+        )
+        self._credit(etx.to, etx.value)
+        if self._fees is not None:
+            self._credit(self._fees.params.base_fee_vault, charged.base)
+            self._credit(self._fees.params.l1_fee_vault, charged.l1)
+        self._credit(self._fee_to, charged.priority)
+        self.receipts.append(Receipt(etx.hash, True, None, charged.total, charged.base, charged.l1))
+        return None
+
     def finish(self) -> Ledger:
         fees = self._fees
         if fees is not None:
@@ -691,13 +803,20 @@ def _switch_model(state: FeeState, new: FeeParams) -> FeeState:
     return replace(state, params=new, pending=None, base_fee=base_fee, price_per_byte=price)
 
 
-def _check_transfer(tx: Transaction, acct: Account) -> str | None:
-    if tx.nonce < acct.nonce:
-        return f"nonce too low: {tx.nonce}, account nonce is {acct.nonce}"
-    if tx.nonce > acct.nonce:
-        return f"nonce too high: {tx.nonce}, account nonce is {acct.nonce}"
+def _check_nonce(nonce: int, acct: Account) -> str | None:
+    if nonce < acct.nonce:
+        return f"nonce too low: {nonce}, account nonce is {acct.nonce}"
+    if nonce > acct.nonce:
+        return f"nonce too high: {nonce}, account nonce is {acct.nonce}"
     if acct.nonce >= MAX_NONCE:
         return "account nonce exhausted"
+    return None
+
+
+def _check_transfer(tx: Transaction, acct: Account) -> str | None:
+    reason = _check_nonce(tx.nonce, acct)
+    if reason is not None:
+        return reason
     cost = tx.amount + tx.fee
     if cost > acct.balance:
         return f"insufficient balance: needs {cost} (amount + fee), has {acct.balance}"

@@ -22,6 +22,15 @@ first; ties by transaction hash, so every node selects the same list from the sa
 Because a sender's balance can only grow from other senders' transfers, the selected list is
 valid in any interleaving, and in particular in the order returned.
 
+Ethereum transactions (:class:`~sequencer_node.wire.eth.EthTransaction`) share the pool and
+its rules: their sender is the recovered 20-byte address (a native sender is its 32-byte
+public key; the two never collide), their hash the Ethereum one (``keccak256(raw)``), their
+cost ``value + gas_limit * max_fee_per_gas`` and their fee for ordering and replacement the
+most priority fee they can pay (``21000 * min(max_priority_fee, max_fee)``). Instead of the
+Ed25519 check they are decoded and their sender recovered (:func:`~sequencer_node.wire.eth.
+decode_checked`, cached); a malformed, unsupported or other-chain transaction is refused with
+``INVALID_TRANSACTION`` or ``WRONG_CHAIN``.
+
 The forced-inclusion queue lives in :mod:`sequencer_node.core.forced` and is re-exported here.
 """
 
@@ -30,12 +39,25 @@ from __future__ import annotations
 import enum
 import heapq
 from dataclasses import dataclass
+from typing import NamedTuple
 
+from sequencer_node.core.fees import TxFeeView
 from sequencer_node.core.forced import ForcedQueue, ForcedQueueError
-from sequencer_node.core.ledger import Ledger, native_fee_view, verify_tx_signature
+from sequencer_node.core.ledger import Ledger, eth_fee_view, native_fee_view, verify_tx_signature
 from sequencer_node.wire.codec import message_id
 from sequencer_node.wire.crypto import address_of
+from sequencer_node.wire.eth import (
+    TRANSFER_GAS,
+    EthTransaction,
+    EthTx,
+    decode_checked,
+    decode_eth,
+    eth_tx_hash,
+)
 from sequencer_node.wire.messages import Transaction
+
+#: What the pool holds: native transfers and Ethereum transactions.
+PoolTx = Transaction | EthTransaction
 
 
 class RejectReason(enum.Enum):
@@ -48,6 +70,10 @@ class RejectReason(enum.Enum):
     SENDER_LIMIT = "sender_limit"
     FEE_TOO_LOW = "fee_too_low"
     REPLACEMENT_UNDERPRICED = "replacement_underpriced"
+    #: An Ethereum transaction that is malformed or can never run here (data, creation, ...).
+    INVALID_TRANSACTION = "invalid_transaction"
+    #: An Ethereum transaction signed for another chain id.
+    WRONG_CHAIN = "wrong_chain"
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +86,40 @@ class AddResult:
 
 #: A replacement for a pooled (sender, nonce) must pay at least this much more, in percent.
 REPLACEMENT_BUMP_PERCENT = 10
+
+
+class _Entry(NamedTuple):
+    """One pooled transaction with what the rules read of it, whatever its kind."""
+
+    hash: bytes
+    tx: PoolTx
+    #: Native: the Ed25519 public key; Ethereum: the recovered address.
+    sender: bytes
+    nonce: int
+    #: Most the transaction can take from the sender's balance.
+    cost: int
+    #: Its fee for ordering and replacement.
+    fee: int
+
+
+def _native_entry(tx: Transaction) -> _Entry:
+    return _Entry(message_id(tx), tx, tx.sender, tx.nonce, tx.amount + tx.fee, tx.fee)
+
+
+def _eth_entry(tx: EthTransaction, etx: EthTx) -> _Entry:
+    tip = TRANSFER_GAS * min(etx.max_priority_fee_per_gas, etx.max_fee_per_gas)
+    return _Entry(etx.hash, tx, etx.sender, etx.nonce, etx.max_cost, tip)
+
+
+def _fee_view(tx: PoolTx) -> TxFeeView:
+    if isinstance(tx, EthTransaction):
+        return eth_fee_view(decode_eth(tx.raw))  # decoded at admission: a cache hit
+    return native_fee_view(tx)
+
+
+def account_of(sender: bytes) -> bytes:
+    """The account address of a pool sender (a 32-byte public key or a 20-byte address)."""
+    return sender if len(sender) == 20 else address_of(sender)
 
 
 class Mempool:
@@ -84,9 +144,9 @@ class Mempool:
         self.max_per_sender = max_per_sender
         self.max_nonce_gap = max_nonce_gap
         self.min_fee = min_fee
-        # sender pubkey -> nonce -> (tx hash, tx)
-        self._by_sender: dict[bytes, dict[int, tuple[bytes, Transaction]]] = {}
-        self._by_hash: dict[bytes, Transaction] = {}
+        # sender (public key or Ethereum address) -> nonce -> entry
+        self._by_sender: dict[bytes, dict[int, _Entry]] = {}
+        self._by_hash: dict[bytes, _Entry] = {}
 
     def __len__(self) -> int:
         return len(self._by_hash)
@@ -94,15 +154,16 @@ class Mempool:
     def __contains__(self, tx_hash: object) -> bool:
         return tx_hash in self._by_hash
 
-    def get(self, tx_hash: bytes) -> Transaction | None:
-        return self._by_hash.get(tx_hash)
+    def get(self, tx_hash: bytes) -> PoolTx | None:
+        entry = self._by_hash.get(tx_hash)
+        return None if entry is None else entry.tx
 
     def sender_count(self, sender: bytes) -> int:
         return len(self._by_sender.get(sender, ()))
 
     def pending_nonce(self, sender: bytes, ledger: Ledger) -> int:
         """The nonce the sender's next new transaction should carry (account + pooled run)."""
-        n = ledger.nonce(address_of(sender))
+        n = ledger.nonce(account_of(sender))
         pooled = self._by_sender.get(sender, {})
         while n in pooled:
             n += 1
@@ -111,89 +172,99 @@ class Mempool:
     def pending_nonce_of(self, address: bytes, ledger: Ledger) -> int:
         """:meth:`pending_nonce` by account address (the RPC knows addresses, the pool senders).
 
-        A scan of the pooled senders: bounded by ``max_txs``, and asked only by the RPC.
+        An Ethereum sender is its address; native senders are found by a scan of the pooled
+        senders: bounded by ``max_txs``, and asked only by the RPC.
         """
+        if address in self._by_sender:
+            return self.pending_nonce(address, ledger)
         for sender in self._by_sender:
-            if address_of(sender) == address:
+            if len(sender) != 20 and address_of(sender) == address:
                 return self.pending_nonce(sender, ledger)
         return ledger.nonce(address)
 
     # --- admission ------------------------------------------------------------------------
 
-    def add(self, tx: Transaction, ledger: Ledger) -> AddResult:
+    def add(self, tx: PoolTx, ledger: Ledger) -> AddResult:
         """Admit ``tx`` against ``ledger`` (the latest state the pool builds on), or say why not."""
-        h = message_id(tx)
-        refusal = self._refusal(h, tx, ledger)
+        if isinstance(tx, EthTransaction):
+            decoded = decode_checked(tx, self.chain_id)
+            if isinstance(decoded, str):
+                wrong_chain = decoded.startswith("invalid chain id")
+                reason = RejectReason.WRONG_CHAIN if wrong_chain else (
+                    RejectReason.INVALID_TRANSACTION)  # fmt: skip
+                return AddResult(False, eth_tx_hash(tx), reason, decoded)
+            entry = _eth_entry(tx, decoded)
+        else:
+            entry = _native_entry(tx)
+        refusal = self._refusal(entry, ledger)
         if refusal is not None:
-            return AddResult(False, h, refusal[0], refusal[1])
-        replaced = self._by_sender.get(tx.sender, {}).get(tx.nonce)
+            return AddResult(False, entry.hash, refusal[0], refusal[1])
+        replaced = self._by_sender.get(entry.sender, {}).get(entry.nonce)
         if replaced is not None:
-            del self._by_hash[replaced[0]]
-        self._by_sender.setdefault(tx.sender, {})[tx.nonce] = (h, tx)
-        self._by_hash[h] = tx
-        return AddResult(True, h, None, "replaced" if replaced is not None else "accepted")
+            del self._by_hash[replaced.hash]
+        self._by_sender.setdefault(entry.sender, {})[entry.nonce] = entry
+        self._by_hash[entry.hash] = entry
+        return AddResult(True, entry.hash, None, "replaced" if replaced is not None else "accepted")
 
-    def _refusal(
-        self, h: bytes, tx: Transaction, ledger: Ledger
-    ) -> tuple[RejectReason, str] | None:
-        """Why ``tx`` may not enter the pool (checks in order of cost, signature last)."""
-        if h in self._by_hash:
+    def _refusal(self, entry: _Entry, ledger: Ledger) -> tuple[RejectReason, str] | None:
+        """Why ``entry`` may not enter the pool (checks in order of cost, signature last)."""
+        if entry.hash in self._by_hash:
             return RejectReason.DUPLICATE, "transaction is already in the pool"
-        if tx.fee < self.min_fee:
-            return RejectReason.FEE_TOO_LOW, f"fee {tx.fee} is below the minimum {self.min_fee}"
+        if entry.fee < self.min_fee:
+            return RejectReason.FEE_TOO_LOW, f"fee {entry.fee} is below the minimum {self.min_fee}"
         if ledger.fee_state() is not None:
-            quote = ledger.fee_quote(native_fee_view(tx))
+            quote = ledger.fee_quote(_fee_view(entry.tx))
             if isinstance(quote, str):
                 return RejectReason.FEE_TOO_LOW, quote
-        account_nonce = ledger.nonce(address_of(tx.sender))
-        refusal = self._nonce_refusal(tx, account_nonce) or self._room_refusal(tx)
+        account = account_of(entry.sender)
+        account_nonce = ledger.nonce(account)
+        refusal = self._nonce_refusal(entry, account_nonce) or self._room_refusal(entry)
         if refusal is not None:
             return refusal
-        pooled = self._by_sender.get(tx.sender, {})
-        balance = ledger.balance(address_of(tx.sender))
-        committed = sum(
-            t.amount + t.fee for n, (_, t) in pooled.items() if n < tx.nonce and n >= account_nonce
-        )
-        cost = committed + tx.amount + tx.fee
+        pooled = self._by_sender.get(entry.sender, {})
+        balance = ledger.balance(account)
+        committed = sum(e.cost for n, e in pooled.items() if account_nonce <= n < entry.nonce)
+        cost = committed + entry.cost
         if cost > balance:
+            what = "amount + fee" if isinstance(entry.tx, Transaction) else (
+                "value + gas limit * max fee per gas")  # fmt: skip
             return (
                 RejectReason.INSUFFICIENT_BALANCE,
-                f"balance {balance} does not cover {cost} (this transaction's amount + fee "
+                f"balance {balance} does not cover {cost} (this transaction's {what} "
                 f"plus the sender's pending transactions before it)",
             )
-        if not verify_tx_signature(tx, self.chain_id):
+        tx = entry.tx
+        if isinstance(tx, Transaction) and not verify_tx_signature(tx, self.chain_id):
             return (
                 RejectReason.BAD_SIGNATURE,
                 f"the signature is not the sender's signature for chain {self.chain_id}",
             )
         return None
 
-    def _nonce_refusal(
-        self, tx: Transaction, account_nonce: int
-    ) -> tuple[RejectReason, str] | None:
-        if tx.nonce < account_nonce:
+    def _nonce_refusal(self, entry: _Entry, account_nonce: int) -> tuple[RejectReason, str] | None:
+        if entry.nonce < account_nonce:
             return (
                 RejectReason.NONCE_TOO_LOW,
-                f"nonce {tx.nonce} is already used; the account nonce is {account_nonce}",
+                f"nonce {entry.nonce} is already used; the account nonce is {account_nonce}",
             )
-        if tx.nonce > account_nonce + self.max_nonce_gap:
+        if entry.nonce > account_nonce + self.max_nonce_gap:
             return (
                 RejectReason.NONCE_TOO_HIGH,
-                f"nonce {tx.nonce} is too far ahead of the account nonce {account_nonce} "
+                f"nonce {entry.nonce} is too far ahead of the account nonce {account_nonce} "
                 f"(at most {self.max_nonce_gap} ahead); send the missing nonces first",
             )
         return None
 
-    def _room_refusal(self, tx: Transaction) -> tuple[RejectReason, str] | None:
+    def _room_refusal(self, entry: _Entry) -> tuple[RejectReason, str] | None:
         """A replacement must pay enough more; a new transaction needs room in the pool."""
-        pooled = self._by_sender.get(tx.sender, {})
-        replaced = pooled.get(tx.nonce)
+        pooled = self._by_sender.get(entry.sender, {})
+        replaced = pooled.get(entry.nonce)
         if replaced is not None:
-            old_fee = replaced[1].fee
-            if tx.fee * 100 < old_fee * (100 + REPLACEMENT_BUMP_PERCENT) or tx.fee <= old_fee:
+            old_fee, fee = replaced.fee, entry.fee
+            if fee * 100 < old_fee * (100 + REPLACEMENT_BUMP_PERCENT) or fee <= old_fee:
                 return (
                     RejectReason.REPLACEMENT_UNDERPRICED,
-                    f"nonce {tx.nonce} is taken by a pooled transaction with fee {old_fee}; "
+                    f"nonce {entry.nonce} is taken by a pooled transaction with fee {old_fee}; "
                     f"a replacement needs a fee at least {REPLACEMENT_BUMP_PERCENT}% higher",
                 )
             return None
@@ -212,42 +283,40 @@ class Mempool:
 
     # --- selection ------------------------------------------------------------------------
 
-    def _executable(self, sender: bytes, ledger: Ledger) -> list[tuple[bytes, Transaction]]:
+    def _executable(self, sender: bytes, ledger: Ledger) -> list[_Entry]:
         """The sender's consecutive, affordable run starting at the account nonce."""
         pooled = self._by_sender[sender]
-        addr = address_of(sender)
+        addr = account_of(sender)
         n = ledger.nonce(addr)
         balance = ledger.balance(addr)
-        run: list[tuple[bytes, Transaction]] = []
+        run: list[_Entry] = []
         while n in pooled:
-            h, tx = pooled[n]
-            cost = tx.amount + tx.fee
-            if cost > balance:
+            entry = pooled[n]
+            if entry.cost > balance:
                 break
-            balance -= cost
-            run.append((h, tx))
+            balance -= entry.cost
+            run.append(entry)
             n += 1
         return run
 
-    def select(self, ledger: Ledger, max_txs: int) -> list[Transaction]:
+    def select(self, ledger: Ledger, max_txs: int) -> list[PoolTx]:
         """Up to ``max_txs`` executable transactions: per-sender nonce order, senders by fee."""
         if max_txs <= 0:
             return []
         # Heap of (-fee, tx hash, position in run, run); ties by hash make it deterministic.
-        heap: list[tuple[int, bytes, int, list[tuple[bytes, Transaction]]]] = []
+        heap: list[tuple[int, bytes, int, list[_Entry]]] = []
         for sender in self._by_sender:
             run = self._executable(sender, ledger)
             if run:
-                h, tx = run[0]
-                heap.append((-tx.fee, h, 0, run))
+                heap.append((-run[0].fee, run[0].hash, 0, run))
         heapq.heapify(heap)
-        out: list[Transaction] = []
+        out: list[PoolTx] = []
         while heap and len(out) < max_txs:
             _, _, pos, run = heapq.heappop(heap)
-            out.append(run[pos][1])
+            out.append(run[pos].tx)
             if pos + 1 < len(run):
-                h, tx = run[pos + 1]
-                heapq.heappush(heap, (-tx.fee, h, pos + 1, run))
+                nxt = run[pos + 1]
+                heapq.heappush(heap, (-nxt.fee, nxt.hash, pos + 1, run))
         return out
 
     # --- pruning --------------------------------------------------------------------------
@@ -261,38 +330,38 @@ class Mempool:
         """
         for sender in list(self._by_sender):
             pooled = self._by_sender[sender]
-            addr = address_of(sender)
+            addr = account_of(sender)
             n = ledger.nonce(addr)
             balance = ledger.balance(addr)
             drop = [k for k in pooled if k < n]
             spend = 0
             k = n
             while k in pooled:
-                spend += pooled[k][1].amount + pooled[k][1].fee
+                spend += pooled[k].cost
                 if spend > balance:
                     drop.extend(j for j in pooled if j >= k)
                     break
                 k += 1
             for j in drop:
-                h, _ = pooled.pop(j)
-                self._by_hash.pop(h, None)
+                self._by_hash.pop(pooled.pop(j).hash, None)
             if not pooled:
                 del self._by_sender[sender]
 
     def remove(self, tx_hash: bytes) -> bool:
         """Drop one transaction (e.g. found invalid at execution); True if it was pooled."""
-        tx = self._by_hash.pop(tx_hash, None)
-        if tx is None:
+        entry = self._by_hash.pop(tx_hash, None)
+        if entry is None:
             return False
-        pooled = self._by_sender[tx.sender]
-        del pooled[tx.nonce]
+        pooled = self._by_sender[entry.sender]
+        del pooled[entry.nonce]
         if not pooled:
-            del self._by_sender[tx.sender]
+            del self._by_sender[entry.sender]
         return True
 
 
 __all__ = [
     "AddResult",
+    "PoolTx",
     "ForcedQueue",
     "ForcedQueueError",
     "Mempool",

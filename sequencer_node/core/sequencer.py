@@ -33,7 +33,7 @@ from sequencer_node.core.downtime import DowntimeReports, DowntimeTracker
 from sequencer_node.core.election import leader_for
 from sequencer_node.core.epochs import EpochSchedule
 from sequencer_node.core.forced import ForcedQueue, ForcedQueueError, ForcedUnknown
-from sequencer_node.core.ledger import InvalidBlock, Ledger, tx_root
+from sequencer_node.core.ledger import InvalidBlock, Ledger, split_txs, tx_root
 from sequencer_node.core.mempool import Mempool, RejectReason
 from sequencer_node.core.reconfig import (
     EMPTY_TX_ROOT,
@@ -55,6 +55,7 @@ from sequencer_node.wire.certificates import (
 )
 from sequencer_node.wire.codec import message_id
 from sequencer_node.wire.crypto import sign_message, verify_message
+from sequencer_node.wire.eth import EthTransaction
 from sequencer_node.wire.messages import (
     MAX_SUFFIX,
     ZERO_HASH,
@@ -91,6 +92,14 @@ class _Wait(Exception):
 class _Stale(Exception):
     """A certificate names an epoch that ended before this node's committed head: its table
     judges nothing any more (its members may have left with their keys), so it is dropped."""
+
+
+#: Refusals of a gossiped transaction that only a faulty or hostile relay causes.
+_PEER_FAULTS = (
+    RejectReason.BAD_SIGNATURE,
+    RejectReason.INVALID_TRANSACTION,
+    RejectReason.WRONG_CHAIN,
+)
 
 
 def _fault_of(exc: CertificateError) -> api.Fault:
@@ -305,6 +314,10 @@ class SequencerCore:
     def is_pending(self, tx_hash: bytes) -> bool:
         """Whether ``tx_hash`` waits in this node's mempool."""
         return tx_hash in self._mempool
+
+    def pending_tx(self, tx_hash: bytes) -> Transaction | EthTransaction | None:
+        """The transaction ``tx_hash`` if it waits in this node's mempool."""
+        return self._mempool.get(tx_hash)
 
     def epoch_of(self, height: int) -> int:
         return self.epochs.epoch_of(height)
@@ -554,7 +567,7 @@ class SequencerCore:
             if msg.last_tc is not None:
                 self._check_tc(msg.last_tc, out)
                 self._on_tc(msg.last_tc, now_ms, out, sender)
-        elif isinstance(msg, Transaction):
+        elif isinstance(msg, Transaction | EthTransaction):
             self._on_peer_tx(sender, msg, out)
         elif isinstance(msg, DowntimeReport):
             self._on_downtime_report(msg, out)
@@ -573,11 +586,14 @@ class SequencerCore:
         else:
             out.append(api.PeerMisbehaved(source, offense))
 
-    def _on_peer_tx(self, sender: api.Source, tx: Transaction, out: list[api.Effect]) -> None:
-        """Pool a gossiped transaction. A bad signature is the sender's fault (an honest node
-        relays only what it checked); a stale nonce or a full pool is nobody's."""
+    def _on_peer_tx(
+        self, sender: api.Source, tx: Transaction | EthTransaction, out: list[api.Effect]
+    ) -> None:
+        """Pool a gossiped transaction. A bad signature (or an Ethereum transaction that can
+        never run here) is the sender's fault (an honest node relays only what it checked);
+        a stale nonce or a full pool is nobody's."""
         res = self._mempool.add(tx, self._tip_ledger())
-        if res.reason is RejectReason.BAD_SIGNATURE:
+        if res.reason in _PEER_FAULTS:
             self._refuse(sender, api.Fault.BAD_SIGNATURE, f"transaction: {res.detail}", out)
 
     def _on_tx(self, event: api.TxSubmitted, out: list[api.Effect]) -> None:
@@ -736,7 +752,7 @@ class SequencerCore:
             return "proposer is not the leader of the round"
         if h.timestamp_ms <= parent.timestamp_ms:
             return "timestamp does not increase"
-        if len(block.transactions) > self._cfg.max_block_txs:
+        if len(block.transactions) + len(block.eth_transactions) > self._cfg.max_block_txs:
             return "too many transactions"
         if h.l1_origin < parent.l1_origin:
             return "L1 origin goes backwards"
@@ -799,7 +815,7 @@ class SequencerCore:
     def _execute(self, block: Block, parent: BlockHeader) -> Ledger | str:
         """The block's post-state, or why it does not execute to its header's claims."""
         h = block.header
-        if tx_root(block.transactions, block.forced) != h.tx_root:
+        if tx_root(block.transactions, block.forced, block.eth_transactions) != h.tx_root:
             return "tx root mismatch"
         pledger = self.tree.ledger(h.parent_hash)
         assert pledger is not None
@@ -807,8 +823,9 @@ class SequencerCore:
             return pledger  # empty (tx root checked), state unchanged (check_suffix)
         try:
             ledger, _ = pledger.apply_block(
-                block.transactions, block.forced, proposer=h.proposer, chain_id=self._cfg.chain_id
-            )
+                block.transactions, block.forced, proposer=h.proposer,
+                chain_id=self._cfg.chain_id, eth_txs=block.eth_transactions,
+            )  # fmt: skip
         except InvalidBlock as exc:
             return f"execution failed: {exc.reason}"
         if ledger.state_root() != h.state_root:
@@ -1028,8 +1045,9 @@ class SequencerCore:
             # was first executed (a forged entry is skipped); without it the replay would
             # execute the forgery and disagree with the stored state root.
             ledger, _ = self.committed_ledger.apply_block(
-                block.transactions, block.forced, proposer=h.proposer, chain_id=self._cfg.chain_id
-            )
+                block.transactions, block.forced, proposer=h.proposer,
+                chain_id=self._cfg.chain_id, eth_txs=block.eth_transactions,
+            )  # fmt: skip
         except InvalidBlock as exc:
             raise ValueError(f"stored block {h.height} does not execute: {exc}") from exc
         if ledger.state_root() != h.state_root:
@@ -1271,12 +1289,13 @@ class SequencerCore:
             candidates, forced, proposer=self.pk, chain_id=self._cfg.chain_id
         )
         height = parent.height + 1
+        native, eth = split_txs(txs)
         header = BlockHeader(
             height, self.round, self.epoch_of(height), parent_hash,
-            max(now_ms, after_ms + 1), self.pk, tx_root(txs, forced),
+            max(now_ms, after_ms + 1), self.pk, tx_root(native, forced, eth),
             ledger.state_root(), ledger.forced_index(), l1_origin,
         )  # fmt: skip
-        self._sign_block(header, tuple(txs), tuple(forced), tc, proof, out)
+        self._sign_block(header, txs, tuple(forced), tc, proof, out)
 
     def _propose_suffix(
         self,
@@ -1299,7 +1318,7 @@ class SequencerCore:
     def _sign_block(
         self,
         header: BlockHeader,
-        txs: tuple[Transaction, ...],
+        txs: Sequence[Transaction | EthTransaction],
         forced: tuple[ForcedTransaction, ...],
         tc: TimeoutCertificate | None,
         proof: EpochProof | None,
@@ -1311,7 +1330,8 @@ class SequencerCore:
         )  # fmt: skip
         if proposal is None:
             return
-        block = Block(proposal, txs, forced, self.high_qc, tc, proof)
+        native, eth = split_txs(txs)
+        block = Block(proposal, native, forced, self.high_qc, tc, proof, eth)
         # Durable with the record: the parent, and the block the justify certifies (they
         # differ for the first block of an epoch: R and the closing suffix block).
         vouched = self._vouched(header.parent_hash)

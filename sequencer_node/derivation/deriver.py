@@ -277,7 +277,11 @@ class Deriver:
                     )
             try:
                 ledger, _ = ledger.apply_block(
-                    b.transactions, b.forced, proposer=b.proposer, chain_id=self.chain_id
+                    b.transactions,
+                    b.forced,
+                    proposer=b.proposer,
+                    chain_id=self.chain_id,
+                    eth_txs=b.eth_transactions,
                 )
             except InvalidBlock as e:
                 raise InvalidBatch(f"{where}: L2 block {b.height} does not execute: {e}") from None
@@ -286,7 +290,7 @@ class Deriver:
                     f"{where}: L2 block {b.height}: state root after re-execution is "
                     f"0x{ledger.state_root().hex()}, the block says 0x{header.state_root.hex()}"
                 )
-            txs += len(b.transactions) + len(b.forced)
+            txs += len(b.transactions) + len(b.forced) + len(b.eth_transactions)
         return ledger, txs
 
     async def _advance(self, ib: InboxBatch, ledger: Ledger, txs: int) -> DerivedBatch:

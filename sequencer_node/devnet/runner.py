@@ -24,7 +24,7 @@ from rich.console import Console
 from rich.live import Live
 
 from sequencer_node.devnet import monitor
-from sequencer_node.devnet.accounts import LOAD_ACCOUNTS
+from sequencer_node.devnet.accounts import LOAD_ACCOUNTS, eth_dev_account_lines
 from sequencer_node.devnet.config import (
     DevnetConfig,
     DevnetError,
@@ -246,6 +246,8 @@ class Devnet:
         )
         await self.wait_first_block()
         for line in user_account_lines(cfg):
+            self.say(line)
+        for line in eth_dev_account_lines(cfg.l2_chain_id, cfg.rpc_url(0)):
             self.say(line)
         if cfg.load:
             self.load = self._spawn("load", load_argv(cfg))

@@ -21,7 +21,13 @@ from typing import Any
 import trio
 
 from sequencer_node.clients.l1 import L1Client, L1Error, L1StakeSnapshot
-from sequencer_node.devnet.accounts import USER_DEV_ACCOUNT, dev_key, funded_user_keys
+from sequencer_node.devnet.accounts import (
+    ETH_DEV_FUNDING,
+    USER_DEV_ACCOUNT,
+    dev_key,
+    eth_dev_accounts,
+    funded_user_keys,
+)
 from sequencer_node.devnet.config import (
     L1_FUNDING_TOKENS,
     L2_FUNDING,
@@ -225,7 +231,11 @@ def l2_genesis_json(
         "validators": [
             {"public_key": to_hex(e.signing_key), "stake": str(e.stake)} for e in snap.entries
         ],
-        "balances": {to_hex(k.address): str(L2_FUNDING) for k in accounts},
+        "balances": {
+            **{to_hex(k.address): str(L2_FUNDING) for k in accounts},
+            # The Ethereum dev accounts wallets know (anvil's and Hardhat's).
+            **{a.address.lower(): str(ETH_DEV_FUNDING) for a in eth_dev_accounts()},
+        },
         "params": {
             "block_time_ms": cfg.block_time_ms,
             "timeout_base_ms": cfg.timeout_base_ms,

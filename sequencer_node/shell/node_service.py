@@ -66,6 +66,7 @@ from sequencer_node.core.sequencer import RECENT_COMMITTED, SequencerCore
 from sequencer_node.genesis import L2Genesis
 from sequencer_node.shell.api_views import ApiViews, StoredHead
 from sequencer_node.shell.byzantine import Byzantine, Strategy
+from sequencer_node.shell.eth_rpc import eth_route
 from sequencer_node.shell.l1_watcher import L1Event, L1Watcher, connect_l1
 from sequencer_node.shell.metrics import NodeMetrics
 from sequencer_node.shell.p2p_messages import TxBatch
@@ -76,6 +77,7 @@ from sequencer_node.shell.store import DB_FILENAME, Store
 from sequencer_node.system.files import DirectoryInUse, atomic_write, lock_directory
 from sequencer_node.wire.codec import decode, encode, message_id
 from sequencer_node.wire.crypto import SigningKey, verify_message
+from sequencer_node.wire.eth import EthTransaction, decode_checked, eth_tx_hash
 from sequencer_node.wire.hexstr import opt_hex
 from sequencer_node.wire.messages import (
     Block,
@@ -160,11 +162,23 @@ class NodeAddresses:
 
 @dataclass(slots=True)
 class _TxRequest:
-    tx: Transaction
+    tx: Transaction | EthTransaction
     done: trio.Event = field(default_factory=trio.Event)
     result: api.TxResult | None = None
     #: Re-submitted from the journal after a restart (nobody waits for the answer).
     replayed: bool = False
+
+
+def _hash_of(tx: Transaction | EthTransaction) -> bytes:
+    return eth_tx_hash(tx) if isinstance(tx, EthTransaction) else transaction_hash(tx)
+
+
+def _tx_hashes(block: Block) -> Iterator[bytes]:
+    """The hashes a client knows a block's transactions by (Ethereum ones: keccak256)."""
+    for tx in block.transactions:
+        yield message_id(tx)
+    for etx in block.eth_transactions:
+        yield eth_tx_hash(etx)
 
 
 @dataclass(frozen=True, slots=True)
@@ -351,8 +365,8 @@ class Node:
             below = load_chain(self.store, max(1, self._snapshot_floor - _INDEX_BELOW_SNAPSHOT),
                                self._snapshot_floor)  # fmt: skip
             for cb in [*below, *chain][-_TX_INDEX:]:  # tx status survives a restart
-                for tx in cb.block.transactions:
-                    self._tx_index[message_id(tx)] = cb.block.header.height
+                for tx_hash in _tx_hashes(cb.block):
+                    self._tx_index[tx_hash] = cb.block.header.height
             log.info(
                 "restored %d certified blocks in %.2f s (%s, watermark: %s)",
                 st.committed_height,
@@ -537,8 +551,9 @@ class Node:
         async def rpc(task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED) -> None:
             try:
                 await serve_rpc(
-                    self, s.rpc_host, s.rpc_port, self._rpc_stop.wait, task_status=task_status
-                )
+                    self, s.rpc_host, s.rpc_port, self._rpc_stop.wait,
+                    extra_routes=[eth_route(self)], task_status=task_status,
+                )  # fmt: skip
             finally:
                 done.set()
 
@@ -644,6 +659,11 @@ class Node:
             return self._invalid_transactions(msg.transactions)
         if isinstance(msg, Transaction):
             return self._invalid_transactions((msg,))
+        if isinstance(msg, EthTransaction):
+            # Decoded and its sender recovered once (cached for the core): a transaction that
+            # can never run here is the relay's fault, as a bad signature is.
+            bad = isinstance(decode_checked(msg, self.genesis.chain_id), str)
+            return self._charged(Offense.INVALID_SIGNATURE) if bad else None
         signed: object
         if isinstance(msg, Vote):
             round_, signed, signer = msg.round, msg, msg.voter
@@ -784,8 +804,10 @@ class Node:
         sent: list[tuple[bytes, _TxRequest]] = []
         for tx_hash, data in entries:
             try:
-                tx = decode(data, Transaction)
+                tx: object = decode(data)
             except ValueError:
+                tx = None
+            if not isinstance(tx, Transaction | EthTransaction):
                 stale.append(tx_hash)
                 continue
             req = _TxRequest(tx, replayed=True)
@@ -919,8 +941,7 @@ class Node:
         # Index first: the core already counts these blocks (accounts, nonces) for readers.
         included: list[bytes] = []
         for c in done:
-            for tx in c.certified.block.transactions:
-                tx_hash = message_id(tx)
+            for tx_hash in _tx_hashes(c.certified.block):
                 included.append(tx_hash)
                 self._tx_index[tx_hash] = c.certified.block.header.height
         snap = self._snapshot_due(done)
@@ -938,7 +959,8 @@ class Node:
         for c in done:
             h = c.certified.block.header
             self.metrics.blocks_committed.inc()
-            self.metrics.txs_committed.inc(len(c.certified.block.transactions))
+            b = c.certified.block
+            self.metrics.txs_committed.inc(len(b.transactions) + len(b.eth_transactions))
             self.metrics.certificate_latency.observe(max(0.0, now - h.timestamp_ms / 1000))
             if self.batcher is not None:
                 self.batcher.block_committed(c.certified, c.state_root)
@@ -981,7 +1003,7 @@ class Node:
 
     # --- RPC-facing writes and the state the views read -----------------------------------
 
-    async def submit_tx(self, tx: Transaction) -> api.TxResult:
+    async def submit_tx(self, tx: Transaction | EthTransaction) -> api.TxResult:
         """Give ``tx`` to the core; raises Overloaded if the input queue is full."""
         req = _TxRequest(tx)
         try:
@@ -1022,7 +1044,7 @@ class Node:
         out = [
             r.result
             if r.done.is_set() and r.result is not None
-            else api.TxResult(transaction_hash(r.tx), False, "timeout", "no answer in time")
+            else api.TxResult(_hash_of(r.tx), False, "timeout", "no answer in time")
             for r in reqs
         ]
         for tx in txs[len(reqs) :]:

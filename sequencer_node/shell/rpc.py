@@ -27,7 +27,7 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
 from sequencer_node.core import api
 from sequencer_node.shell.metrics import NodeMetrics
@@ -187,7 +187,8 @@ def _malformed_on_value_error() -> Iterator[None]:
         raise BadRequest(str(e)) from None
 
 
-async def _read_body(request: Request, limit: int = MAX_BODY) -> bytes:
+async def read_body(request: Request, limit: int = MAX_BODY) -> bytes:
+    """The request body, refused with 413 past ``limit`` bytes."""
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.stream():
@@ -207,7 +208,7 @@ class _Handlers:
         self.views = node.views
 
     async def submit_tx(self, request: Request) -> Response:
-        tx = parse_tx_body(await _read_body(request))
+        tx = parse_tx_body(await read_body(request))
         try:
             result = await self.node.submit_tx(tx)
         except Overloaded as e:
@@ -221,7 +222,7 @@ class _Handlers:
         return JSONResponse({"tx_hash": to_hex(result.tx_hash), "status": "pending"})
 
     async def submit_txs(self, request: Request) -> Response:
-        txs = parse_txs_body(await _read_body(request, MAX_BATCH_BODY))
+        txs = parse_txs_body(await read_body(request, MAX_BATCH_BODY))
         try:
             results = await self.node.submit_txs(txs)
         except Overloaded as e:
@@ -264,7 +265,9 @@ def _getter(fn: Callable[[], dict[str, Any]]) -> Callable[[Request], Awaitable[R
     return handler
 
 
-def make_app(node: NodeApi) -> Starlette:
+def make_app(node: NodeApi, extra_routes: Sequence[BaseRoute] = ()) -> Starlette:
+    """The API over ``node``; ``extra_routes`` are served too (the Ethereum JSON-RPC at ``/``,
+    :mod:`sequencer_node.shell.eth_rpc`)."""
     h, views = _Handlers(node), node.views
     return Starlette(
         exception_handlers={
@@ -284,6 +287,7 @@ def make_app(node: NodeApi) -> Starlette:
             Route("/v1/batches", _getter(views.batches), methods=["GET"]),
             Route("/health", h.health, methods=["GET"]),
             Route("/metrics", h.metrics, methods=["GET"]),
+            *extra_routes,
         ],
     )
 
@@ -312,6 +316,7 @@ async def serve_rpc(
     port: int,
     shutdown_trigger: Callable[[], Awaitable[Any]],
     *,
+    extra_routes: Sequence[BaseRoute] = (),
     task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve the API until ``shutdown_trigger`` returns; ``started(url)`` once bound.
@@ -328,7 +333,7 @@ async def serve_rpc(
     config.h11_max_incomplete_size = 16 * 1024
     config.graceful_timeout = 2.0
     config.keep_alive_timeout = 5.0
-    app = make_app(node)
+    app = make_app(node, extra_routes)
     async with trio.open_nursery() as nursery:
         urls: list[str] = await nursery.start(
             functools.partial(serve, app, config, shutdown_trigger=shutdown_trigger)  # type: ignore[arg-type]

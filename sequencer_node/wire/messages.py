@@ -38,6 +38,7 @@ from sequencer_node.wire.codec import (
     wire_message,
 )
 from sequencer_node.wire.da.attest import DAPointer
+from sequencer_node.wire.eth import EthTransaction
 
 #: Maximum transactions in one L2 block.
 MAX_BLOCK_TXS = 20_000
@@ -213,6 +214,8 @@ class Block:
     a block inside (:class:`CertifiedBlock`, the core's ``SyncResponse`` and ``SnapshotHead``)
     are version 2 as well, because only the outer envelope names a version: data written by
     version 1 is refused as "unsupported version 1", not as a wrong field count.
+    Execution order: ``forced``, then ``transactions``, then ``eth_transactions`` (also new in
+    version 2).
     """
 
     proposal: Proposal
@@ -224,6 +227,8 @@ class Block:
     timeout_cert: TimeoutCertificate | None
     #: Only in the first block of an epoch >= 1: the previous table committed its last block.
     epoch_proof: EpochProof | None = None
+    #: Signed Ethereum value transfers (:mod:`sequencer_node.wire.eth`), after ``transactions``.
+    eth_transactions: Annotated[tuple[EthTransaction, ...], MaxItems(MAX_BLOCK_TXS)] = ()
 
     @property
     def header(self) -> BlockHeader:
