@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sequencer_node.core.ledger import Ledger
+from sequencer_node.core.ledger import Ledger, split_txs
 from sequencer_node.core.mempool import Mempool, RejectReason
 
 from .helpers import CHAIN_ID, KEYS, PROPOSER, transfer
@@ -114,7 +114,8 @@ def test_select_orders_by_fee_across_senders_and_nonce_within():
     assert mp.select(lg, 2) == [b0, a0]
     assert mp.select(lg, 0) == []
     # whatever is selected is a valid block
-    lg.apply_block(mp.select(lg, 10), [], proposer=PROPOSER.public_key, chain_id=CHAIN_ID)
+    native = split_txs(mp.select(lg, 10))[0]
+    lg.apply_block(native, [], proposer=PROPOSER.public_key, chain_id=CHAIN_ID)
 
 
 def test_remove_committed_drops_included_and_unaffordable():
@@ -173,7 +174,9 @@ def test_selected_txs_always_form_a_valid_block(ops):
         mp.add(transfer(KEYS[who], D.address, amount, nonce, fee=fee), lg)
         assert len(mp) <= 15
     chosen = mp.select(lg, 100)
-    lg2, receipts = lg.apply_block(chosen, [], proposer=PROPOSER.public_key, chain_id=CHAIN_ID)
+    lg2, receipts = lg.apply_block(
+        split_txs(chosen)[0], [], proposer=PROPOSER.public_key, chain_id=CHAIN_ID
+    )
     assert all(r.ok for r in receipts)
     mp.remove_committed(lg2)
     left = mp.select(lg2, 100) + [mp.get(h) for h in list(mp._by_hash)]

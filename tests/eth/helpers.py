@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from eth_account import Account
-from eth_utils import to_checksum_address
+from eth_utils.address import to_checksum_address
 
 from sequencer_node.wire.eth import EthTransaction
 

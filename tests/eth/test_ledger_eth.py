@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from sequencer_node.core.ledger import InvalidBlock, Ledger, split_txs, tx_root
+from sequencer_node.core.ledger import InvalidBlock, Ledger, Receipt, split_txs, tx_root
 from sequencer_node.core.mempool import Mempool, RejectReason
 from sequencer_node.wire.crypto import SigningKey, address_of
 from sequencer_node.wire.eth import EthTransaction, eth_tx_hash
@@ -20,7 +20,7 @@ def ledger(balance: int = FUNDS) -> Ledger:
     return Ledger.genesis({ADDR_0: balance})
 
 
-def run(lg: Ledger, *raws: bytes) -> tuple[Ledger, list]:
+def run(lg: Ledger, *raws: bytes) -> tuple[Ledger, list[Receipt]]:
     return lg.apply_block(
         [], [], proposer=PROPOSER.public_key, chain_id=CHAIN_ID, eth_txs=[eth(r) for r in raws]
     )

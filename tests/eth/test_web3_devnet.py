@@ -52,7 +52,7 @@ def devnet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def w3(devnet: str) -> Web3:
+def w3(devnet: str) -> Any:
     return Web3(Web3.HTTPProvider(devnet, request_kwargs={"timeout": 30}))
 
 
@@ -63,10 +63,11 @@ def _rpc(url: str, body: Any) -> Any:
 
 
 def _code(exc: pytest.ExceptionInfo[Web3RPCError]) -> int:
-    return exc.value.rpc_response["error"]["code"]
+    response: Any = exc.value.rpc_response
+    return int(response["error"]["code"])
 
 
-def test_chain_identity_and_funded_dev_accounts(w3: Web3) -> None:
+def test_chain_identity_and_funded_dev_accounts(w3: Any) -> None:
     assert w3.eth.chain_id == 901
     assert w3.net.version == "901"
     assert w3.client_version.startswith("seqnet/")
@@ -76,7 +77,7 @@ def test_chain_identity_and_funded_dev_accounts(w3: Web3) -> None:
     assert DEV[0].address == "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266"
 
 
-def test_type2_transfer_receipt_balance_and_nonce(w3: Web3) -> None:
+def test_type2_transfer_receipt_balance_and_nonce(w3: Any) -> None:
     sender = Account.from_key(DEV[1].private_key)
     to = "0x000000000000000000000000000000000000dEaD"
     before = w3.eth.get_balance(sender.address)
@@ -109,7 +110,7 @@ def test_type2_transfer_receipt_balance_and_nonce(w3: Web3) -> None:
     assert w3.eth.get_block(block["hash"])["number"] == block["number"]
 
 
-def test_legacy_eip155_transfer(w3: Web3) -> None:
+def test_legacy_eip155_transfer(w3: Any) -> None:
     sender = Account.from_key(DEV[2].private_key)
     to = "0x000000000000000000000000000000000000bEEF"
     signed = sender.sign_transaction({
@@ -125,7 +126,7 @@ def test_legacy_eip155_transfer(w3: Web3) -> None:
     assert w3.eth.get_balance(to) == 77
 
 
-def test_pending_nonce_counts_the_pool_and_a_replay_is_refused(w3: Web3) -> None:
+def test_pending_nonce_counts_the_pool_and_a_replay_is_refused(w3: Any) -> None:
     sender = Account.from_key(DEV[3].private_key)
     to = "0x0000000000000000000000000000000000000a11"
     signed = [
@@ -153,7 +154,7 @@ def test_pending_nonce_counts_the_pool_and_a_replay_is_refused(w3: Web3) -> None
     assert _code(exc) == -32000
 
 
-def test_wrong_chain_and_value_transfers_only(w3: Web3) -> None:
+def test_wrong_chain_and_value_transfers_only(w3: Any) -> None:
     sender = Account.from_key(DEV[4].private_key)
     base = {"type": 2, "nonce": 0, "to": "0x0000000000000000000000000000000000000B0b",
             "value": 1, "gas": 50_000, "maxFeePerGas": 2 * 10**9,
@@ -169,7 +170,7 @@ def test_wrong_chain_and_value_transfers_only(w3: Web3) -> None:
     assert w3.eth.get_transaction_count(sender.address, "pending") == 0
 
 
-def test_block_tags(w3: Web3) -> None:
+def test_block_tags(w3: Any) -> None:
     latest = w3.eth.get_block("latest")["number"]
     safe = w3.eth.get_block("safe")["number"]
     finalized = w3.eth.get_block("finalized")["number"]

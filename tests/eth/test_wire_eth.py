@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
-import rlp
-from eth_utils import keccak
+import rlp  # type: ignore[import-untyped]
+from eth_hash.auto import keccak
 
 from sequencer_node.wire import eth as weth
 from sequencer_node.wire.codec import CodecError, decode, encode
@@ -72,8 +74,9 @@ def test_malformed_bytes_are_refused_with_a_reason(raw, needle):
         decode_eth(raw)
 
 
-def _resigned_fields(raw: bytes) -> list:
-    return rlp.decode(raw[1:])
+def _resigned_fields(raw: bytes) -> list[Any]:
+    fields: list[Any] = rlp.decode(raw[1:])
+    return fields
 
 
 def test_trailing_bytes_and_non_minimal_integers_are_refused():
