@@ -2,7 +2,8 @@
 
 Amounts in the file are decimal strings in wei (10**18 wei = 1 token); keys and addresses are
 0x-hex. The dev genesis funds ten deterministic dev accounts (``SigningKey.deterministic(
-"dev-0")`` ... ``"dev-9"``) with 1,000,000 tokens each: for devnets and tests only.
+"dev-0")`` ... ``"dev-9"``) with 1,000,000 tokens each, and makes ``dev-9`` the rollup owner
+(``rollup_owner``: the address that may set the L2 fee model): for devnets and tests only.
 """
 
 from __future__ import annotations
@@ -24,7 +25,13 @@ def dev_key(i: int) -> SigningKey:
     return SigningKey.deterministic(f"dev-{i}")
 
 
+#: The dev account that owns the rollup (may set the L2 fee model) in a dev genesis.
+DEV_ROLLUP_OWNER = 9
+
+
 def dev_genesis(config: ChainConfig, sequencers: tuple[GenesisSequencer, ...] = ()) -> Genesis:
+    if not config.rollup_owner:
+        config = dataclasses.replace(config, rollup_owner=dev_key(DEV_ROLLUP_OWNER).address)
     balances = tuple((dev_key(i).address, DEV_BALANCE) for i in range(DEV_ACCOUNTS))
     return Genesis(config, balances, sequencers)
 
@@ -36,6 +43,7 @@ def to_json(genesis: Genesis) -> dict[str, Any]:
     cfg["da_committee"] = [{"key": to_hex(k), "stake": str(s)} for k, s in cfg["da_committee"]]
     for k in ("min_stake", "max_stake", "reward_per_block", "base_fee_per_gas"):
         cfg[k] = str(cfg[k])
+    cfg["rollup_owner"] = to_hex(genesis.config.rollup_owner) if genesis.config.rollup_owner else ""
     return {
         "config": cfg,
         "balances": {to_hex(a): str(b) for a, b in genesis.balances},
@@ -83,6 +91,8 @@ def from_json(data: dict[str, Any]) -> Genesis:
 def _config_value(key: str, v: Any) -> Any:
     if key == "forks":
         return tuple((int(n), str(f)) for n, f in v)
+    if key == "rollup_owner":
+        return from_hex(v, 20, "genesis: rollup_owner") if v else b""
     if key == "da_namespace":
         return from_hex(v, None, "genesis: da_namespace")
     if key == "da_committee":

@@ -13,6 +13,11 @@ decimal strings because stakes in wei exceed 2**53 (JSON numbers lose precision 
 
 ``params`` may hold any :class:`~sequencer_node.core.api.CoreConfig` protocol field (not
 ``chain_id``/``key``); missing ones take the core's defaults.
+
+``fees`` (optional) names the L2 fee model and its parameters (docs/fees.md), e.g.
+``{"model": "op-ecotone", "base_fee_scalar": "1368", "blob_base_fee_scalar": "810949"}``;
+missing fields take :class:`~sequencer_node.core.fees.FeeParams`'s defaults. Without it the
+chain keeps the historical flat rule with no fee state.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from sequencer_node.core.api import CoreConfig, Genesis, StakeSnapshot
+from sequencer_node.core.fees import FeeParams, FeeParamsError
 from sequencer_node.system.files import atomic_write
 from sequencer_node.wire.crypto import SigningKey
 from sequencer_node.wire.hexstr import to_hex
@@ -47,10 +53,12 @@ class L2Genesis:
     stake_epoch: int = 0
     seed: bytes = bytes(32)
     params: dict[str, int] = field(default_factory=dict)
+    #: The L2 fee model (None: the historical flat rule, no fee state).
+    fees: FeeParams | None = None
 
     def core_genesis(self) -> Genesis:
         snapshot = StakeSnapshot(self.stake_epoch, self.validators, self.seed)
-        return Genesis(self.balances, snapshot, self.timestamp_ms)
+        return Genesis(self.balances, snapshot, self.timestamp_ms, self.fees)
 
     def core_config(self, key: SigningKey | None, **local: int) -> CoreConfig:
         """The core configuration for this chain; ``local`` overrides node-local bounds
@@ -72,6 +80,7 @@ class L2Genesis:
             ],
             "balances": {to_hex(a): str(v) for a, v in self.balances},
             "params": dict(self.params),
+            **({} if self.fees is None else {"fees": self.fees.to_json()}),
         }
 
 
@@ -107,7 +116,7 @@ def parse_genesis(data: Any) -> L2Genesis:
     if not isinstance(data, dict):
         raise GenesisError("genesis: the document must be a JSON object")
     known = {"chain_id", "l1_chain_id", "timestamp_ms", "stake_epoch", "seed", "validators",
-             "balances", "params"}  # fmt: skip
+             "balances", "params", "fees"}  # fmt: skip
     unknown = sorted(set(data) - known)
     if unknown:
         raise GenesisError(f"genesis: unknown field(s) {unknown}")
@@ -153,12 +162,23 @@ def parse_genesis(data: Any) -> L2Genesis:
         stake_epoch=_int(data.get("stake_epoch", 0), "stake_epoch"),
         seed=_hex_field(data.get("seed", "0x" + "00" * 32), 32, "seed"),
         params=params,
+        fees=_fees_section(data.get("fees")),
     )
     try:
         genesis.core_config(None)
     except (ValueError, TypeError) as e:
         raise GenesisError(f"params: {e}") from None
     return genesis
+
+
+def _fees_section(raw: Any) -> FeeParams | None:
+    """The genesis ``fees`` section (None when absent). Raises GenesisError naming the field."""
+    if raw is None:
+        return None
+    try:
+        return FeeParams.from_json(raw)
+    except FeeParamsError as e:
+        raise GenesisError(str(e)) from None
 
 
 def load_genesis(path: Path) -> L2Genesis:

@@ -51,6 +51,8 @@ class ChainConfig:
     da_chain_id: int = 0
     da_committee: tuple[tuple[bytes, int], ...] = ()
     da_namespace: bytes = b""
+    #: The address that may set the L2 fee model (``setFeeModel``); empty: nobody.
+    rollup_owner: bytes = b""
 
     def fork_at(self, number: int) -> BlobParams:
         name = self.forks[0][1]
@@ -69,6 +71,8 @@ class ChainConfig:
             raise ValueError("slot time must be positive")
         if not 0 < self.min_stake <= self.max_stake:
             raise ValueError("stake bounds must satisfy 0 < min <= max")
+        if len(self.rollup_owner) not in (0, 20):
+            raise ValueError("rollup_owner must be a 20-byte address (or empty)")
 
 
 @dataclass(frozen=True, slots=True)

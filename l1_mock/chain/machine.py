@@ -41,6 +41,7 @@ from l1_mock.chain.blocks import (
 from l1_mock.chain.config import Genesis, retention_floor_epoch
 from l1_mock.chain.da_bridge import DABridge
 from l1_mock.chain.errors import CallFailed, CallRejected
+from l1_mock.chain.feeconfig import FeeConfig, FeeRecord, fee_record
 from l1_mock.chain.fees import blob_base_fee, calc_excess_blob_gas, calldata_gas
 from l1_mock.chain.inbox import AcceptedBatch, BatchRefused, Inbox, check_batch_shape
 from l1_mock.chain.pool import BlockLimits, PendingCall, select_for_block
@@ -60,6 +61,7 @@ from sequencer_node.wire.l1calls import (
     QueueForced,
     RegisterSequencer,
     ReportDowntime,
+    SetFeeModel,
     SubmitBatch,
     SubmitDataCommitment,
     SubmitEvidence,
@@ -103,6 +105,7 @@ class Chain:
         self.staking = Staking(cfg)
         self.inbox = Inbox(cfg)
         self.da_bridge = DABridge(cfg)
+        self.fee_config = FeeConfig(cfg.rollup_owner)
         self.burned = 0
         self.minted = 0
         self.blocks: list[L1Block] = []
@@ -221,6 +224,11 @@ class Chain:
 
     def forced_pending(self) -> list[ForcedTransaction]:
         return self.inbox.forced_pending()
+
+    def fee_record(self, number: int) -> FeeRecord:
+        """The L2 fee data of block ``number`` (see :mod:`l1_mock.chain.feeconfig`)."""
+        block = self.blocks[number]
+        return fee_record(block, self.config, self.fee_config.settings.get(number))
 
     # --- submission ------------------------------------------------------------------------
 
@@ -354,6 +362,9 @@ class Chain:
             return partial(st.apply_downtime, p, st.check_downtime(p, epoch), epoch)
         if isinstance(p, QueueForced):
             return partial(self.inbox.apply_queue_forced, p, ctx.l1_block)
+        if isinstance(p, SetFeeModel):
+            self.fee_config.check_set(sender, p)
+            return partial(self.fee_config.apply_set, p, ctx.l1_block)
         if isinstance(p, SubmitBatch):
             snap = st.snapshots.get(p.certificate.header.stake_epoch)
             stakes = snap.stakes if snap else None

@@ -32,6 +32,7 @@ from l1_mock.server.views import (
     block_json,
     config_json,
     data_commitment_json,
+    fee_record_json,
     q,
     receipt_json,
     sequencer_json,
@@ -175,6 +176,13 @@ class JsonRpc:
 
     async def rpc_seq_pendingCalls(self, p: list[Any]) -> Any:
         return [to_hex(h) for h in list(self.chain.pool)[:MAX_LIST]]
+
+    async def rpc_seq_getL1FeeInfo(self, p: list[Any]) -> Any:
+        """``[start, count]``: the L2 fee data of the *finalized* blocks in the range (fewer,
+        or none, above the finalized block): docs/l1-api.md."""
+        r = self._range(p)
+        stop = min(r.stop, self.chain.finalized_block().number + 1)
+        return [fee_record_json(self.chain.fee_record(n)) for n in range(r.start, stop)]
 
     async def rpc_seq_getConfig(self, p: list[Any]) -> Any:
         return config_json(self.chain)

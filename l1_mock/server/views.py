@@ -11,6 +11,7 @@ from typing import Any
 
 from l1_mock.chain import INBOX_ADDRESS, STAKING_ADDRESS, Chain, L1Block, Sidecar
 from l1_mock.chain.blocks import CallReceipt
+from l1_mock.chain.feeconfig import FeeRecord
 from l1_mock.chain.inbox import AcceptedBatch
 from l1_mock.chain.staking import EpochStakeSnapshot, Sequencer
 from sequencer_node.wire.blobs import SLOTS_PER_EPOCH
@@ -147,6 +148,19 @@ def receipt_json(b: L1Block, r: CallReceipt) -> dict[str, Any]:
     return out
 
 
+def fee_record_json(r: FeeRecord) -> dict[str, Any]:
+    return {
+        "number": q(r.number),
+        "baseFeePerGas": q(r.base_fee),
+        "blobBaseFee": q(r.blob_base_fee),
+        "batches": [
+            {"batchNumber": q(b.batch_number), "cost": q(b.cost), "dataBytes": q(b.data_bytes)}
+            for b in r.batches
+        ],
+        "feeModel": r.fee_config,
+    }
+
+
 def config_json(chain: Chain) -> dict[str, Any]:
     c = chain.config
     return {
@@ -167,6 +181,7 @@ def config_json(chain: Chain) -> dict[str, Any]:
         "sequencingWindow": c.sequencing_window,
         "blobRetentionEpochs": c.blob_retention_epochs,
         "inboxFirstHeight": c.inbox_first_height,
+        "rollupOwner": to_hex(c.rollup_owner) if c.rollup_owner else None,
         "inboxAddress": to_hex(INBOX_ADDRESS),
         "stakingAddress": to_hex(STAKING_ADDRESS),
         "daChainId": c.da_chain_id,

@@ -43,6 +43,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Annotated
 
+from sequencer_node.core.fees import FeeParams, L1FeeInfo
 from sequencer_node.core.ledger import Ledger
 from sequencer_node.wire.codec import U64, Hash32, MaxItems, PubKey, decode, encode, wire_message
 from sequencer_node.wire.crypto import SigningKey
@@ -158,11 +159,14 @@ class EpochInfo:
 
 @dataclass(frozen=True, slots=True)
 class Genesis:
-    """What every node starts from: initial balances and the genesis stake snapshot."""
+    """What every node starts from: initial balances and the genesis stake snapshot; with
+    ``fees``, the fee model of the L2 genesis (None: the historical flat rule without fee
+    state, see :mod:`sequencer_node.core.fees`)."""
 
     balances: tuple[tuple[bytes, int], ...]  # (20-byte address, amount)
     snapshot: StakeSnapshot
     timestamp_ms: int = 0
+    fees: FeeParams | None = None
 
 
 # --- persisted record (never-sign-twice watermark) -----------------------------------------
@@ -305,6 +309,15 @@ class L1HeadChanged:
 
 
 @dataclass(frozen=True, slots=True)
+class L1FeeInfoSeen:
+    """Fee data of finalized L1 blocks, in block order (base fees, batch posting costs, the
+    owner's fee-model settings): what a chain with a fee model executes its blocks with.
+    Feed it from :attr:`CoreStatus.l1_fee_next` on; a block whose L1 data is missing waits."""
+
+    infos: tuple[L1FeeInfo, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class WatermarkPersisted:
     """The shell made the :class:`PersistWatermark` with this ``seq`` durable."""
 
@@ -327,6 +340,7 @@ Event = (
     | StakeSnapshotAvailable
     | ForcedEntriesSeen
     | L1HeadChanged
+    | L1FeeInfoSeen
     | WatermarkPersisted
     | CertifiedBlocksReceived
 )
@@ -502,6 +516,9 @@ class CoreStatus:
     #: The next forced-queue index this node expects to read from L1 (where an L1 reader
     #: starts).
     forced_next_index: int = 0
+    #: The first L1 block whose fee data (:class:`L1FeeInfoSeen`) this node may still need;
+    #: None when the chain has no fee model (no fee data needed).
+    l1_fee_next: int | None = None
 
 
 __all__ = [
@@ -523,6 +540,7 @@ __all__ = [
     "ForcedEntriesSeen",
     "Genesis",
     "InputRefused",
+    "L1FeeInfoSeen",
     "L1HeadChanged",
     "LocalSource",
     "MessageReceived",

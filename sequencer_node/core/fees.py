@@ -398,6 +398,37 @@ class L1FeeInfo:
     def with_number(self, number: int) -> L1FeeInfo:
         return replace(self, number=number)
 
+    def to_bytes(self) -> bytes:
+        """A compact encoding (the node stores the fee data it fed its core)."""
+        head = b"".join(n.to_bytes(16, "big") for n in (self.number, self.base_fee,
+                                                         self.blob_base_fee))  # fmt: skip
+        costs = b"".join(
+            b.batch_number.to_bytes(8, "big") + b.cost.to_bytes(16, "big")
+            + b.data_bytes.to_bytes(8, "big")
+            for b in self.batch_costs
+        )  # fmt: skip
+        cfg = b"" if self.fee_config is None else self.fee_config.canonical()
+        return head + len(self.batch_costs).to_bytes(4, "big") + costs + cfg
+
+    @staticmethod
+    def from_bytes(data: bytes) -> L1FeeInfo:
+        """Inverse of :meth:`to_bytes`. Raises FeeParamsError on malformed bytes."""
+        if len(data) < 52:
+            raise FeeParamsError("L1 fee info: truncated")
+        number, base, blob = (int.from_bytes(data[i : i + 16], "big") for i in (0, 16, 32))
+        count = int.from_bytes(data[48:52], "big")
+        end = 52 + 32 * count
+        if len(data) not in (end, end + _PARAMS_BYTES):
+            raise FeeParamsError("L1 fee info: malformed")
+        costs = tuple(
+            BatchCost(int.from_bytes(data[p : p + 8], "big"),
+                      int.from_bytes(data[p + 8 : p + 24], "big"),
+                      int.from_bytes(data[p + 24 : p + 32], "big"))
+            for p in range(52, end, 32)
+        )  # fmt: skip
+        cfg = FeeParams.from_canonical(data[end:]) if len(data) > end else None
+        return L1FeeInfo(number, base, blob, costs, cfg)
+
 
 @dataclass(frozen=True, slots=True)
 class FeeState:

@@ -7,7 +7,9 @@ Theory of operation
 * One polling loop (every ``poll_s``) reads the L1 head and finalized block and, when they
   move, the finalized stake snapshots it has not seen, new forced-queue entries and new inbox
   batches. What the core must know goes into the node's inbound channel as core events
-  (:class:`L1HeadChanged`, :class:`StakeSnapshotAvailable`, :class:`ForcedEntriesSeen`); the
+  (:class:`L1HeadChanged`, :class:`StakeSnapshotAvailable`, :class:`ForcedEntriesSeen`, and
+  for a chain with a fee model :class:`L1FeeInfoSeen`: each finalized L1 block's base fees,
+  batch posting costs and owner's fee-model setting, in order from ``fee_start``); the
   rest (registered sequencers and their p2p addresses, inbox batches) is state read by the
   runner and the RPC.
 * **Outages never crash the node.** Every L1 error (unreachable, 5xx, garbage, refusal) is
@@ -34,6 +36,7 @@ import trio
 
 from sequencer_node.clients.l1 import L1Client, L1Error, L1Rejected, SequencerInfo
 from sequencer_node.core import api
+from sequencer_node.core.fees import L1FeeInfo
 from sequencer_node.shell.metrics import NodeMetrics
 from sequencer_node.system.retry import backoff_delay
 from sequencer_node.wire.crypto import SigningKey
@@ -49,7 +52,10 @@ _INBOX_KEEP = 4096
 
 
 #: What the watcher tells the core (through the node's input channel).
-L1Event = api.L1HeadChanged | api.StakeSnapshotAvailable | api.ForcedEntriesSeen
+L1Event = api.L1HeadChanged | api.StakeSnapshotAvailable | api.ForcedEntriesSeen | api.L1FeeInfoSeen
+#: L1 blocks' fee data read per request, and requests per poll at most.
+_FEE_PAGE = 256
+_FEE_PAGES_PER_POLL = 8
 
 
 class L1StartError(Exception):
@@ -173,6 +179,7 @@ class L1Watcher:
         key: SigningKey | None,
         genesis_stake_epoch: int,
         forced_start: int = 0,
+        fee_start: int | None = None,
         metrics: NodeMetrics | None = None,
         poll_s: float = 1.0,
         sequencers_every: int = 10,
@@ -201,6 +208,10 @@ class L1Watcher:
         self.inbox: deque[InboxEntry] = deque(maxlen=_INBOX_KEEP)
         self._inbox_next = 0
         self._forced_next = forced_start
+        #: Next L1 block whose fee data goes to the core (None: the chain needs none).
+        self._fee_next = fee_start
+        #: The fee data of the last finalized L1 block read (estimates, reporting).
+        self.last_fee_info: L1FeeInfo | None = None
         self._snapshot_next = genesis_stake_epoch + 1
         self._snapshot_floor_set = False
         self._polls = 0
@@ -311,6 +322,7 @@ class L1Watcher:
             await self._events.send(api.L1HeadChanged(self.head, self.finalized))
         await self._snapshots(head.slot // SLOTS_PER_EPOCH)
         await self._forced()
+        await self._fee_infos()
         await self._inbox()
         if self._polls % self._sequencers_every == 0:
             await self.refresh_sequencers()
@@ -345,6 +357,17 @@ class L1Watcher:
         if q.entries:
             await self._events.send(api.ForcedEntriesSeen(q.entries))
             self._forced_next = q.entries[-1].queue_index + 1
+
+    async def _fee_infos(self) -> None:
+        for _ in range(_FEE_PAGES_PER_POLL):
+            if self._fee_next is None or self._fee_next > self.finalized:
+                return
+            infos = await self.l1.l1_fee_info(self._fee_next, _FEE_PAGE)
+            if not infos:
+                return
+            await self._events.send(api.L1FeeInfoSeen(tuple(infos)))
+            self._fee_next = infos[-1].number + 1
+            self.last_fee_info = infos[-1]
 
     async def _inbox(self) -> None:
         while True:

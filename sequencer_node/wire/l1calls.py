@@ -212,6 +212,21 @@ class SubmitDataCommitment:
         return Attestation(c, tuple((s.key, s.signature) for s in self.signatures))
 
 
+#: Most bytes of a fee-model setting (a JSON object).
+MAX_FEE_PARAMS = 4096
+
+
+@wire_message(60)
+@dataclass(frozen=True, slots=True)
+class SetFeeModel:
+    """The rollup owner sets the L2 fee model: ``fee_params`` is a JSON object as in the L2
+    genesis's ``fees`` section (``{"model": "op-ecotone", ...}``, see docs/fees.md). The L2
+    applies it from the first block of the first epoch that starts after the L2 block whose
+    L1 origin passes this call's (finalized) L1 block."""
+
+    fee_params: Annotated[str, Str(MAX_FEE_PARAMS)]
+
+
 #: Method name (the ``L1Call.method``) of each parameter message.
 METHODS: dict[str, type] = {
     "transfer": Transfer,
@@ -227,6 +242,7 @@ METHODS: dict[str, type] = {
     "queueForced": QueueForced,
     "submitBatch": SubmitBatch,
     "submitDataCommitment": SubmitDataCommitment,
+    "setFeeModel": SetFeeModel,
 }
 _NAMES = {cls: name for name, cls in METHODS.items()}
 
@@ -253,6 +269,7 @@ def decode_params(call: L1Call) -> Any:
 
 
 __all__ = [
+    "MAX_FEE_PARAMS",
     "METHODS",
     "ClaimRewards",
     "LockStake",
@@ -260,6 +277,7 @@ __all__ = [
     "RegisterSequencer",
     "ReportDowntime",
     "CommitteeSignature",
+    "SetFeeModel",
     "SubmitBatch",
     "SubmitDataCommitment",
     "SubmitEvidence",

@@ -290,3 +290,19 @@ def test_fee_state_canonical_round_trip():
     s = FeeState.genesis(ECOTONE)
     s = dataclasses.replace(s, l1_origin=3, last_surplus=-12, pending=FeeParams())
     assert FeeState.from_canonical(s.canonical()) == s
+
+
+def test_genesis_fees_section_round_trips_and_names_bad_fields():
+    from sequencer_node.genesis import GenesisError, L2Genesis, parse_genesis
+
+    g = L2Genesis(901, 900, ((bytes(32), 1),), fees=ECOTONE)
+    back = parse_genesis(g.to_json())
+    assert back.fees == ECOTONE
+    assert back.core_genesis().fees == ECOTONE
+    plain = L2Genesis(901, 900, ((bytes(32), 1),))
+    assert "fees" not in plain.to_json()
+    assert parse_genesis(plain.to_json()).fees is None
+    with pytest.raises(GenesisError, match=r"fees\.model"):
+        parse_genesis({**plain.to_json(), "fees": {"model": "eip-1"}})
+    with pytest.raises(GenesisError, match=r"fees\.elasticty"):
+        parse_genesis({**plain.to_json(), "fees": {"elasticty": 2}})
