@@ -32,8 +32,9 @@ from sequencer_node.core.catchup import CatchUp
 from sequencer_node.core.downtime import DowntimeReports, DowntimeTracker
 from sequencer_node.core.election import leader_for
 from sequencer_node.core.epochs import EpochSchedule
+from sequencer_node.core.fees import L1FeeInfo
 from sequencer_node.core.forced import ForcedQueue, ForcedQueueError, ForcedUnknown
-from sequencer_node.core.ledger import InvalidBlock, Ledger, split_txs, tx_root
+from sequencer_node.core.ledger import FeeInput, InvalidBlock, Ledger, split_txs, tx_root
 from sequencer_node.core.mempool import Mempool, RejectReason
 from sequencer_node.core.reconfig import (
     EMPTY_TX_ROOT,
@@ -83,6 +84,8 @@ _VERIFIED_CACHE = 8_192
 _RESTORE_MAX = 10_000
 #: Epoch proofs remembered (closing suffix block -> proof), the most recent ones.
 _CLOSINGS = 8
+#: L1 blocks' fee data kept (those above the committed chain's L1 origin), at most.
+_L1_FEES_MAX = 65_536
 
 
 class _Wait(Exception):
@@ -155,11 +158,17 @@ class SequencerCore:
         chain: Sequence[CertifiedBlock] = (),
         certified: Sequence[CertifiedBlock] = (),
         snapshot: api.ChainSnapshot | None = None,
+        l1_fees: Sequence[L1FeeInfo] = (),
     ) -> None:
         self._cfg = config
         self.genesis = genesis
         self.pk: bytes | None = config.key.public_key if config.key is not None else None
-        ledger = Ledger.genesis(dict(genesis.balances))
+        #: Fee data of L1 blocks by number (a chain with a fee model executes with it).
+        self._l1_fees: dict[int, L1FeeInfo] = {i.number: i for i in l1_fees}
+        #: The top of the stored chain a replay had to leave for later (its blocks are not
+        #: reported committed again when they are).
+        self._stored_through = 0
+        ledger = Ledger.genesis(dict(genesis.balances), genesis.fees)
         genesis_header = BlockHeader(
             0, 0, 0, ZERO_HASH, genesis.timestamp_ms, bytes(32), ZERO_HASH,
             ledger.state_root(), 0, 0,
@@ -243,6 +252,8 @@ class SequencerCore:
         elif isinstance(event, api.L1HeadChanged):
             self._l1_head = max(self._l1_head, event.head)
             self._l1_finalized = max(self._l1_finalized, event.finalized)
+        elif isinstance(event, api.L1FeeInfoSeen):
+            self._on_l1_fees(event.infos)
         elif isinstance(event, api.CertifiedBlocksReceived):
             self._restore.extend(event.blocks)
             self._restore_certified(now_ms, out)
@@ -276,6 +287,7 @@ class SequencerCore:
             mempool_size=len(self._mempool),
             pending_evidence=len(self.pool.evidence),
             forced_next_index=self._forced.next_index,
+            l1_fee_next=self._l1_fee_next(),
         )
 
     # --- queries ----------------------------------------------------------------------------
@@ -343,6 +355,47 @@ class SequencerCore:
                 self._refuse(api.LocalSource.L1, api.Fault.INCONSISTENT_L1,
                              f"forced entry refused: {exc}", out)  # fmt: skip
                 return
+
+    def _on_l1_fees(self, infos: Iterable[L1FeeInfo]) -> None:
+        """Keep L1 fee data (finalized, so never contradicted) above what the committed chain
+        consumed; bounded."""
+        floor = self._l1_fee_next()
+        if floor is None:
+            return
+        for info in infos:
+            if info.number >= floor:
+                self._l1_fees[info.number] = info
+        for n in [n for n in self._l1_fees if n < floor]:
+            del self._l1_fees[n]
+        while len(self._l1_fees) > _L1_FEES_MAX:
+            del self._l1_fees[max(self._l1_fees)]  # the farthest ahead is needed last
+
+    def _l1_fee_next(self) -> int | None:
+        """The first L1 block whose fee data blocks above the committed one may need."""
+        state = self.committed_ledger.fee_state()
+        if state is None:
+            return None
+        if state.l1_origin is None:
+            return self.tree.header(self.committed_hash).l1_origin  # type: ignore[union-attr]
+        return state.l1_origin + 1
+
+    def _fee_input(self, pledger: Ledger, l1_origin: int, first: bool) -> FeeInput | None:
+        """The fee input of a block with ``l1_origin`` on ``pledger`` (``first``: the first
+        block of an epoch); None without a fee model. Raises _Wait while the L1 fee data it
+        needs is unknown here."""
+        if pledger.fee_state() is None:
+            return None
+        infos = []
+        for n in pledger.l1_needed(l1_origin):
+            info = self._l1_fees.get(n)
+            if info is None:
+                raise _Wait(f"L1 fee data of L1 block {n} unknown here")
+            infos.append(info)
+        return FeeInput(l1_origin, tuple(infos), first)
+
+    def _block_fee_input(self, pledger: Ledger, h: BlockHeader) -> FeeInput | None:
+        return self._fee_input(pledger, h.l1_origin,
+                               kind_of(h, self._cfg.epoch_length) is BlockKind.FIRST)  # fmt: skip
 
     def _restore_certified(self, now_ms: int, out: list[api.Effect]) -> None:
         blocks, self._restore = self._restore, []
@@ -825,6 +878,7 @@ class SequencerCore:
             ledger, _ = pledger.apply_block(
                 block.transactions, block.forced, proposer=h.proposer,
                 chain_id=self._cfg.chain_id, eth_txs=block.eth_transactions,
+                fee_input=self._block_fee_input(pledger, h),
             )  # fmt: skip
         except InvalidBlock as exc:
             return f"execution failed: {exc.reason}"
@@ -986,7 +1040,8 @@ class SequencerCore:
         ledger = self.committed_ledger
         self._mempool.remove_committed(ledger)
         self._forced.mark_consumed(ledger.forced_index())
-        out.append(api.BlockCommitted(cb, ledger.state_root()))
+        if cb.block.header.height > self._stored_through:
+            out.append(api.BlockCommitted(cb, ledger.state_root()))
         # The first block of an epoch follows the old table's suffix rounds, not its parent's.
         j = cb.block.justify
         first = cb.block.epoch_proof is not None and j is not None
@@ -996,13 +1051,21 @@ class SequencerCore:
     def _replay(self, chain: Sequence[CertifiedBlock]) -> None:
         """Adopt the node's own stored committed chain (trusted: it committed it before)."""
         sink: list[api.Effect] = []
-        for cb in chain:
+        for i, cb in enumerate(chain):
             h = cb.block.header
             if h.parent_hash != self.committed_hash or cb.qc.block_hash != block_hash(h):
                 raise ValueError(f"stored chain is broken at height {h.height}")
             parent = self.tree.header(h.parent_hash)
             assert parent is not None
-            ledger = self._replay_execute(cb.block)
+            try:
+                ledger = self._replay_execute(cb.block)
+            except _Wait:
+                # A fee model's L1 data is not here yet: the rest is checked like stored
+                # certified blocks once it arrives (CoreStatus.l1_fee_next says from where);
+                # the shell stored them already.
+                self._restore = [*chain[i:], *self._restore]
+                self._stored_through = chain[-1].block.header.height
+                break
             self._after_commit(self.tree.adopt_committed(cb, ledger), parent, sink)
             if rank(cb.qc) > rank(self.high_qc):
                 self.high_qc = cb.qc
@@ -1044,9 +1107,11 @@ class SequencerCore:
             # chain_id: forced entries' signatures are checked exactly as when the block
             # was first executed (a forged entry is skipped); without it the replay would
             # execute the forgery and disagree with the stored state root.
-            ledger, _ = self.committed_ledger.apply_block(
+            pledger = self.committed_ledger
+            ledger, _ = pledger.apply_block(
                 block.transactions, block.forced, proposer=h.proposer,
                 chain_id=self._cfg.chain_id, eth_txs=block.eth_transactions,
+                fee_input=self._block_fee_input(pledger, h),
             )  # fmt: skip
         except InvalidBlock as exc:
             raise ValueError(f"stored block {h.height} does not execute: {exc}") from exc
@@ -1279,6 +1344,13 @@ class SequencerCore:
         pledger = self.tree.ledger(parent_hash)
         assert pledger is not None
         l1_origin = max(parent.l1_origin, min(self._l1_finalized, self._l1_head))
+        height = parent.height + 1
+        try:
+            fee_input = self._proposal_fee_input(pledger, parent, l1_origin, proof is not None)
+        except _Wait:
+            return  # not even the parent's L1 origin has its fee data here yet
+        if fee_input is not None:
+            l1_origin = fee_input.l1_origin
         forced = self._forced.available(
             l1_origin, self._cfg.max_block_forced, from_index=pledger.forced_index()
         )
@@ -1286,9 +1358,9 @@ class SequencerCore:
         # Forced entries run first and may spend a balance or nonce the selection counted
         # on: leave out only the candidates that fail instead of proposing an empty block.
         ledger, txs, _, _ = pledger.build_block(
-            candidates, forced, proposer=self.pk, chain_id=self._cfg.chain_id
-        )
-        height = parent.height + 1
+            candidates, forced, proposer=self.pk, chain_id=self._cfg.chain_id,
+            fee_input=fee_input,
+        )  # fmt: skip
         native, eth = split_txs(txs)
         header = BlockHeader(
             height, self.round, self.epoch_of(height), parent_hash,
@@ -1296,6 +1368,24 @@ class SequencerCore:
             ledger.state_root(), ledger.forced_index(), l1_origin,
         )  # fmt: skip
         self._sign_block(header, txs, tuple(forced), tc, proof, out)
+
+    def _proposal_fee_input(
+        self, pledger: Ledger, parent: BlockHeader, l1_origin: int, first: bool
+    ) -> FeeInput | None:
+        """The fee input of a new block: at the wanted L1 origin, or at the highest one
+        between the parent's and it whose fee data is all here. Raises _Wait when none is."""
+        state = pledger.fee_state()
+        if state is None:
+            return None
+        origin = l1_origin
+        if state.l1_origin is None:  # the chain's first block: only its origin's data
+            while origin > parent.l1_origin and origin not in self._l1_fees:
+                origin -= 1
+        else:  # the data is consumed in order: stop before the first gap
+            origin = state.l1_origin
+            while origin < l1_origin and origin + 1 in self._l1_fees:
+                origin += 1
+        return self._fee_input(pledger, max(origin, parent.l1_origin), first)
 
     def _propose_suffix(
         self,

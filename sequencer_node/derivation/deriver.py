@@ -40,7 +40,9 @@ import trio
 from sequencer_node.batching.blobs import BlobDecodeError, unpack_blobs
 from sequencer_node.batching.codec import Batch, BatchFormatError, decode_payload
 from sequencer_node.clients.l1 import BlobsPruned, InboxBatch, L1Client, L1Rejected
-from sequencer_node.core.ledger import InvalidBlock, Ledger
+from sequencer_node.core.fees import FeeParams, L1FeeInfo
+from sequencer_node.core.ledger import FeeInput, InvalidBlock, Ledger
+from sequencer_node.core.reconfig import BlockKind, kind_of
 from sequencer_node.system.files import atomic_write
 from sequencer_node.wire.blobs import kzg_to_versioned_hash
 from sequencer_node.wire.codec import CodecError, decode
@@ -72,16 +74,21 @@ class DerivationGenesis:
     chain_id: int
     timestamp_ms: int
     balances: tuple[tuple[bytes, int], ...]
+    #: The fee model (None: flat, no fee state) and the epoch length (a pending model takes
+    #: over at an epoch's first block).
+    fees: FeeParams | None = None
+    epoch_length: int = 1_000
 
     @classmethod
     def from_l2(cls, g: Any) -> DerivationGenesis:
         """From :class:`sequencer_node.genesis.L2Genesis`."""
-        return cls(int(g.chain_id), int(g.timestamp_ms), tuple(g.balances))
+        return cls(int(g.chain_id), int(g.timestamp_ms), tuple(g.balances), g.fees,
+                   g.core_config(None).epoch_length)  # fmt: skip
 
 
 def genesis_block_hash(g: DerivationGenesis) -> bytes:
     """The hash of the L2 genesis block (height 0), as :class:`SequencerCore` builds it."""
-    ledger = Ledger.genesis(dict(g.balances))
+    ledger = Ledger.genesis(dict(g.balances), g.fees)
     header = BlockHeader(
         0, 0, 0, ZERO_HASH, g.timestamp_ms, bytes(32), ZERO_HASH, ledger.state_root(), 0, 0
     )
@@ -144,7 +151,7 @@ class Deriver:
         self.genesis = genesis
         self.chain_id = genesis.chain_id
         self.data_dir = data_dir
-        self.ledger = Ledger.genesis(dict(genesis.balances))
+        self.ledger = Ledger.genesis(dict(genesis.balances), genesis.fees)
         self.height = 0
         self.last_block_hash = genesis_block_hash(genesis)
         self.next_batch = 0
@@ -235,7 +242,8 @@ class Deriver:
         if batch.parent_hash != self.last_block_hash:
             raise InvalidBatch(f"{where}: the first block's parent is not L2 block {self.height}")
         forced = await self._forced_entries(batch)
-        ledger, txs = self._execute(batch, forced, where)
+        l1_fees = await self._l1_fees(batch)
+        ledger, txs = self._execute(batch, forced, where, l1_fees)
         headers = batch.headers()
         if block_hash(headers[-1]) != h.last_block_hash:
             raise InvalidBatch(f"{where}: the rebuilt last block hash differs from the header's")
@@ -261,8 +269,41 @@ class Deriver:
                 f"{where}: starts at L2 height {h.first_height}, expected {self.height + 1}"
             )
 
+    async def _l1_fees(self, batch: Batch) -> dict[int, L1FeeInfo]:
+        """The L1 fee data the batch's blocks consume (none without a fee model)."""
+        state = self.ledger.fee_state()
+        if state is None or not batch.blocks:
+            return {}
+        top = max(h.l1_origin for h in batch.headers())
+        start = batch.headers()[0].l1_origin if state.l1_origin is None else state.l1_origin + 1
+        out: dict[int, L1FeeInfo] = {}
+        while start <= top:
+            page = await self.l1.l1_fee_info(start, min(top - start + 1, 1_000))
+            if not page:
+                break  # not finalized yet: execution names the missing block
+            out.update((i.number, i) for i in page)
+            start = page[-1].number + 1
+        return out
+
+    def _fee_input(
+        self, ledger: Ledger, header: BlockHeader, l1_fees: dict[int, L1FeeInfo], where: str
+    ) -> FeeInput | None:
+        if ledger.fee_state() is None:
+            return None
+        infos = []
+        for n in ledger.l1_needed(header.l1_origin):
+            if n not in l1_fees:
+                raise DerivationError(f"{where}: the L1 has no fee data of block {n} yet")
+            infos.append(l1_fees[n])
+        first = kind_of(header, self.genesis.epoch_length) is BlockKind.FIRST
+        return FeeInput(header.l1_origin, tuple(infos), first)
+
     def _execute(
-        self, batch: Batch, forced: dict[int, ForcedTransaction], where: str
+        self,
+        batch: Batch,
+        forced: dict[int, ForcedTransaction],
+        where: str,
+        l1_fees: dict[int, L1FeeInfo] | None = None,
     ) -> tuple[Ledger, int]:
         """Re-execute every block of ``batch`` on a copy of the ledger, checking each block's
         forced entries and state root; returns the new ledger and the transactions run."""
@@ -275,14 +316,20 @@ class Deriver:
                         f"{where}: L2 block {b.height} carries forced entry {f.queue_index} that "
                         "is not the L1 forced queue's entry"
                     )
+            if kind_of(header, self.genesis.epoch_length) is BlockKind.SUFFIX and not (
+                b.transactions or b.forced
+            ):
+                # An epoch's suffix block keeps its parent's state, as the core keeps it
+                # (an empty block would move a fee model's base fee).
+                if ledger.state_root() != header.state_root:
+                    raise InvalidBatch(f"{where}: suffix block {b.height} changes the state")
+                continue
             try:
                 ledger, _ = ledger.apply_block(
-                    b.transactions,
-                    b.forced,
-                    proposer=b.proposer,
-                    chain_id=self.chain_id,
+                    b.transactions, b.forced, proposer=b.proposer, chain_id=self.chain_id,
                     eth_txs=b.eth_transactions,
-                )
+                    fee_input=self._fee_input(ledger, header, l1_fees or {}, where),
+                )  # fmt: skip
             except InvalidBlock as e:
                 raise InvalidBatch(f"{where}: L2 block {b.height} does not execute: {e}") from None
             if ledger.state_root() != header.state_root:

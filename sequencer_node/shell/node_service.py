@@ -61,6 +61,7 @@ from sequencer_node.batcher.config import BatcherConfig, DaMode
 from sequencer_node.batcher.service import BatcherService
 from sequencer_node.clients.l1 import L1Client, L1Error, SequencerInfo
 from sequencer_node.core import api
+from sequencer_node.core.fees import L1FeeInfo
 from sequencer_node.core.ledger import verify_tx_signature
 from sequencer_node.core.sequencer import RECENT_COMMITTED, SequencerCore
 from sequencer_node.genesis import L2Genesis
@@ -413,6 +414,7 @@ class Node:
             chain=chain,
             certified=restore_certified(self.store, persisted, base + len(chain)),
             snapshot=snap,
+            l1_fees=[L1FeeInfo.from_bytes(b) for b in self.store.l1_fees()],
         )
 
     def p2p_identity(self) -> SigningKey:
@@ -459,6 +461,7 @@ class Node:
                     key=self.key,
                     genesis_stake_epoch=self.genesis.stake_epoch,
                     forced_start=self.core.status().forced_next_index,
+                    fee_start=self.core.status().l1_fee_next,
                     metrics=self.metrics,
                     poll_s=s.l1_poll_s,
                     on_sequencers=self._sequencers_changed,
@@ -756,7 +759,18 @@ class Node:
             self._answer(item)
             await self._apply(effects)
         else:  # an L1 event from the follower
+            if isinstance(item, api.L1FeeInfoSeen):
+                await self._store_l1_fees(item)
             await self._apply(core.handle(item, now))
+
+    async def _store_l1_fees(self, item: api.L1FeeInfoSeen) -> None:
+        """Keep the fee data the core executes with (a restart replays with it)."""
+        store, core = self.store, self.core
+        if store is None or core is None:
+            return
+        rows = [(i.number, i.to_bytes()) for i in item.infos]
+        keep = core.status().l1_fee_next or 0
+        await trio.to_thread.run_sync(lambda: store.put_l1_fees(rows, keep_from=keep))
 
     # --- the journal of acknowledged transactions ------------------------------------------
 

@@ -64,6 +64,7 @@ CREATE TABLE IF NOT EXISTS uncommitted (
     hash BLOB PRIMARY KEY, height INTEGER NOT NULL, block BLOB NOT NULL, qc BLOB);
 CREATE TABLE IF NOT EXISTS journal (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, hash BLOB NOT NULL UNIQUE, tx BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS l1_fees (number INTEGER PRIMARY KEY, data BLOB NOT NULL);
 """
 
 
@@ -200,6 +201,19 @@ class Store:
                 _put_snapshot(c, *snapshot, keep=SNAPSHOTS_KEPT)
             if included:
                 c.executemany("DELETE FROM journal WHERE hash = ?", [(h,) for h in included])
+
+    # --- L1 fee data (chains with a fee model) ----------------------------------------------
+
+    def put_l1_fees(self, rows: Sequence[tuple[int, bytes]], *, keep_from: int = 0) -> None:
+        """Store L1 blocks' fee data ``(number, encoded)`` as fed to the core, and drop what
+        is below ``keep_from`` (consumed by the committed chain): a restart replays with it."""
+        with self._tx() as c:
+            c.executemany("INSERT OR REPLACE INTO l1_fees VALUES (?, ?)", rows)
+            c.execute("DELETE FROM l1_fees WHERE number < ?", (keep_from,))
+
+    def l1_fees(self) -> list[bytes]:
+        """Every stored L1 fee record, by L1 block number."""
+        return [_blob(r[0]) for r in self._query("SELECT data FROM l1_fees ORDER BY number")]
 
     # --- acknowledged transactions -----------------------------------------------------------
 

@@ -28,8 +28,10 @@ import heapq
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from functools import partial
 
 from sequencer_node.core import api
+from sequencer_node.core.fees import FeeParams, L1FeeInfo
 from sequencer_node.core.sequencer import SequencerCore
 from sequencer_node.sim.adversary import HOLD, NetRule, combine
 from sequencer_node.sim.instance import Instance, Strategy, kind_of
@@ -85,6 +87,7 @@ class Simulation:
         downtime_window: int = 1_000,
         leader_seed: bytes | None = None,
         strategies: Mapping[int, Sequence[Strategy]] | None = None,
+        fees: FeeParams | None = None,
     ) -> None:
         self.seed = seed
         self.rng = Rng(seed)
@@ -119,10 +122,16 @@ class Simulation:
         seed_bytes = leader_seed or hashlib.sha256(b"sim-l1" + seed.to_bytes(8, "big")).digest()
         self._l1_seed = seed_bytes
         self.genesis = api.Genesis(
-            balances=tuple((u.address, 10**12) for u in self.users),
+            balances=tuple((u.address, 10**12 if fees is None else 10**18) for u in self.users),
             snapshot=api.StakeSnapshot(0, self.stake_schedule[0], seed_bytes),
             timestamp_ms=0,
+            fees=fees,
         )
+        #: Fee of the transfers submit_tx sends (a fee model needs more than 1).
+        self.tx_fee = 1 if fees is None else 10**13
+        #: The simulated L1's fee data per block (fee models only): what is not set here is
+        #: a block with a 1 gwei base fee, a blob base fee of 1 and no batches.
+        self.l1_fee_data: dict[int, L1FeeInfo] = {}
         self.instances: list[Instance] = []
         for i, key in enumerate(self.keys):
             beh = frozenset(byzantine.get(i, ()))
@@ -168,13 +177,14 @@ class Simulation:
     def _boot(self, inst: Instance) -> None:
         persisted = None if "amnesia" in inst.behaviours else inst.durable
         above = sorted(inst.certified.values(), key=lambda cb: cb.block.header.height)
-        inst.core = SequencerCore(
-            self.config_for(inst),
-            self.genesis,
-            persisted=persisted,
-            chain=tuple(inst.store),
-            certified=tuple(above),
-        )
+        make = partial(
+            SequencerCore, self.config_for(inst), self.genesis, persisted=persisted,
+            chain=tuple(inst.store), certified=tuple(above),
+        )  # fmt: skip
+        if self.genesis.fees is None:  # (tests stand in for SequencerCore with these args)
+            inst.core = make()
+        else:
+            inst.core = make(l1_fees=self.l1_fee_infos(0, self.l1_finalized))
         inst.incarnation += 1
         inst.committed = [block_hash(cb.block.header) for cb in inst.store]
         events: list[api.Event] = [
@@ -184,9 +194,17 @@ class Simulation:
             events.append(api.ForcedEntriesSeen(tuple(self.forced)))
         if self._l1_head >= 0:
             events.append(api.L1HeadChanged(self._l1_head, self.l1_finalized))
+            if self.genesis.fees is not None:
+                events.append(api.L1FeeInfoSeen(self.l1_fee_infos(0, self.l1_finalized)))
         for ev in events:
             # Effects of a fresh core's L1 events are dropped, as before strategies existed.
             self._l1_event(inst, ev, route=False)
+
+    def l1_fee_infos(self, first: int, last: int) -> tuple[L1FeeInfo, ...]:
+        """The fee data of L1 blocks ``first .. last``."""
+        return tuple(
+            self.l1_fee_data.get(n) or L1FeeInfo(n, 10**9, 1) for n in range(first, last + 1)
+        )
 
     def snapshot(self, l1_epoch: int) -> api.StakeSnapshot:
         if l1_epoch == 0:
@@ -460,9 +478,12 @@ class Simulation:
         head = self.now // self.l1_block_ms
         if head == self._l1_head:
             return
+        was_finalized = max(0, self._l1_head - 4) if self._l1_head >= 0 else -1
         self._l1_head = head
         finalized = max(0, head - 4)
         events: list[api.Event] = [api.L1HeadChanged(head, finalized)]
+        if self.genesis.fees is not None and finalized > was_finalized:
+            events.append(api.L1FeeInfoSeen(self.l1_fee_infos(was_finalized + 1, finalized)))
         fin_epoch = finalized // self.l1_slots
         while self._finalized_epoch < fin_epoch:
             self._finalized_epoch += 1
@@ -552,7 +573,7 @@ class Simulation:
     def submit_tx(self, user: int, to_node: int, amount: int = 1) -> None:
         key = self.users[user]
         tx = Transaction(key.public_key, self.users[(user + 1) % len(self.users)].address,
-                         amount, self._nonces[user], 1, bytes(64))  # fmt: skip
+                         amount, self._nonces[user], self.tx_fee, bytes(64))  # fmt: skip
         tx = sign_message(tx, key, CHAIN_ID)
         inst = self.instances[to_node]
         if inst.core is None:
@@ -566,7 +587,7 @@ class Simulation:
         """Queue a transfer on the simulated L1 (forced inclusion); every node reads it."""
         key = self.users[user]
         tx = Transaction(key.public_key, self.users[(user + 2) % len(self.users)].address,
-                         amount, self._nonces[user], 1, bytes(64))  # fmt: skip
+                         amount, self._nonces[user], self.tx_fee, bytes(64))  # fmt: skip
         tx = sign_message(tx, key, CHAIN_ID)
         self._nonces[user] += 1
         entry = ForcedTransaction(len(self.forced), max(0, self._l1_head), tx)
