@@ -45,8 +45,8 @@ import trio
 from sequencer_node.cli.tx import make_transfer
 from sequencer_node.clients.node import NodeClient, encode_tx_batch
 from sequencer_node.devnet.accounts import LOAD_ACCOUNTS, load_account_key
-from sequencer_node.devnet.bench_probe import Sampler, machine, verify_rate
-from sequencer_node.devnet.config import DevnetConfig
+from sequencer_node.devnet.bench_probe import Sampler, cosign_cost, machine, verify_rate
+from sequencer_node.devnet.config import DevnetConfig, DevnetError
 from sequencer_node.devnet.procs import spawn, stop
 from sequencer_node.devnet.runner import Devnet, node_argv
 
@@ -82,7 +82,7 @@ PROFILES = {
     # two fixed rates, no failover: for A/B runs of two commits, alternated
     "ab": Profile("ab", rates=(150, 300), step_s=8.0, repeats=1, sizes=(4,), failovers=0,
                   idle_s=2.0, drain_s=20.0, accounts=256),
-    "full": Profile("full", rates=(100, 200, 400, 700, 1000, 1400, 2000, 2800, 4000),
+    "full": Profile("full", rates=(100, 200, 300, 400, 600, 800, 1200, 1600, 2400, 3200),
                     step_s=12.0, repeats=3, sizes=(4, 7, 10, 16), failovers=3, idle_s=5.0,
                     drain_s=30.0, accounts=256),
 }  # fmt: skip
@@ -416,14 +416,26 @@ async def bench(prof: Profile, root: Path, say: Callable[[str], None]) -> dict[s
         "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     doc["verify"] = verify_rate()
-    say(f"Ed25519 ({doc['verify']['library']}): {doc['verify']['per_s_per_core']}/s/core")
+    v = doc["verify"]
+    say(f"Ed25519 ({v['library']}): {v['per_s_per_core']}/s/core, OpenSSL "
+        f"{v['openssl_per_s_per_core']}/s/core")  # fmt: skip
+    quick = prof.name == "quick"
+    doc["cosign"] = cosign_cost(blocks=4 if quick else 40, txs_per_block=100 if quick else 250,
+                                repeats=1 if quick else 3)  # fmt: skip
+    c = doc["cosign"]
+    say(f"co-signing {c['blobs']} blobs: compute {c['compute_ms_per_blob']} ms/blob, check "
+        f"{c['check_ms_per_blob']} ms/blob")  # fmt: skip
 
     async def main4(net: BenchNet, sampler: Sampler) -> dict[str, Any]:
         idle = await idle_cpu(net, sampler, prof.idle_s)
         steps = await sweep(net, sampler, prof, say)
         if not prof.failovers:
             return {"idle": idle, "steps": steps, "failover": None}
-        fo = await failover(net, prof.failovers)
+        try:
+            fo = await failover(net, prof.failovers)
+        except (RuntimeError, OSError) as e:
+            say(f"  failover failed: {e}")
+            return {"idle": idle, "steps": steps, "failover": None}
         say(f"  failover: next certified block {fo['next_block_s']} s after the leader died")
         return {"idle": idle, "steps": steps, "failover": fo}
 
@@ -475,7 +487,11 @@ async def scaling(root: Path, prof: Profile, doc: dict[str, Any], say: Callable[
         if n == 4 and prof.sizes == (4,):
             body_doc = body_from_load(doc, low)
         else:
-            body_doc = await with_network(root, n, prof, say, body)
+            try:
+                body_doc = await with_network(root, n, prof, say, body)
+            except (RuntimeError, DevnetError, OSError) as e:  # a size that failed is reported
+                say(f"  {n} nodes failed: {e}")
+                body_doc = {"nodes": n, "error": str(e)[:500]}
         out.append(body_doc)
     return out
 

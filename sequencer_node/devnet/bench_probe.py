@@ -5,7 +5,9 @@
   (an answer from the node's event loop: its stall under load), stamped with the wall clock
   so that a window (such as a load step's steady state) can be cut out afterwards;
 * :func:`verify_rate`: Ed25519 verifications per second on one core, with the primitive the
-  nodes use (the signature cache bypassed);
+  nodes use (the signature cache bypassed), beside OpenSSL's;
+* :func:`cosign_cost`: a co-signer's rebuild of a blob batch, computing commitments against
+  checking the proposer's proofs;
 * :func:`machine`: the machine and the versions, recorded with every result.
 """
 
@@ -142,18 +144,58 @@ def verify_rate(n: int = 2000, repeats: int = 5) -> dict[str, Any]:
     key = crypto.SigningKey.deterministic("bench-verify")
     msgs = [hashlib.sha256(i.to_bytes(4, "big")).digest() * 5 for i in range(n)]
     sigs = [key.sign(m) for m in msgs]
-    check: Callable[[bytes, bytes, bytes], bool] = crypto.verify_uncached
-    rates = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        for m, s in zip(msgs, sigs, strict=True):
-            if not check(key.public_key, s, m):
-                raise AssertionError("a good signature failed to verify")
-        rates.append(n / (time.perf_counter() - t0))
+    checks: dict[str, Callable[[bytes, bytes, bytes], bool]] = {
+        "nodes": crypto.verify_uncached,
+        "openssl": crypto.verify_openssl,
+    }
+    rates: dict[str, list[float]] = {k: [] for k in checks}
+    for _ in range(repeats):  # alternated, so both see the same machine
+        for name, check in checks.items():
+            t0 = time.perf_counter()
+            for m, s in zip(msgs, sigs, strict=True):
+                if not check(key.public_key, s, m):
+                    raise AssertionError("a good signature failed to verify")
+            rates[name].append(n / (time.perf_counter() - t0))
+    nodes, openssl = statistics.median(rates["nodes"]), statistics.median(rates["openssl"])
     return {
         "library": crypto.VERIFY_LIBRARY,
-        "per_s_per_core": round(statistics.median(rates)),
-        "runs": [round(r) for r in rates],
+        "per_s_per_core": round(nodes),
+        "runs": [round(r) for r in rates["nodes"]],
+        "openssl_per_s_per_core": round(openssl),
+        "speedup_over_openssl": round(nodes / openssl, 2),
+    }
+
+
+def cosign_cost(blocks: int = 40, txs_per_block: int = 250, repeats: int = 3) -> dict[str, Any]:
+    """A co-signer's rebuild of a blob batch, side by side: computing the commitments and
+    proofs (what co-signers did) against checking the proposer's proofs (what they do now);
+    medians of ``repeats``, in this process."""
+    from sequencer_node.batcher.kzg_worker import check, prepare
+    from sequencer_node.batching.sample import sample_chain
+    from sequencer_node.wire.codec import encode
+    from sequencer_node.wire.l1calls import MAX_CALLDATA
+
+    _, chain = sample_chain(accounts=500, blocks=blocks, txs_per_block=txs_per_block)
+    encoded = [encode(b) for b in chain]
+    compute, verify = [], []
+    mine = prepare(encoded, 3, "blobs", MAX_CALLDATA, False)  # also loads the trusted setup
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        prepare(encoded, 3, "blobs", MAX_CALLDATA, False)
+        compute.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        check(encoded, 3, "blobs", MAX_CALLDATA, mine.commitments, mine.proofs)
+        verify.append(time.perf_counter() - t0)
+    blobs = len(mine.commitments)
+    c, v = statistics.median(compute), statistics.median(verify)
+    return {
+        "txs": blocks * txs_per_block,
+        "blobs": blobs,
+        "compute_commitments_s": round(c, 3),
+        "check_proofs_s": round(v, 3),
+        "compute_ms_per_blob": round(c * 1000 / max(1, blobs), 1),
+        "check_ms_per_blob": round(v * 1000 / max(1, blobs), 1),
+        "speedup": round(c / v, 2) if v else None,
     }
 
 

@@ -43,6 +43,16 @@ ACTIVITIES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("Trio scheduling, channels, cancel scopes, I/O wait", ("trio/", "selectors", "socket")),
 )  # fmt: skip
 OTHER = "other"
+#: Innermost frames of threads that wait (py-spy's idle detection misses some here): their
+#: samples are not CPU and are left out.
+IDLE_FRAMES = (
+    "WorkerThread._work (trio/_core/_thread_cache.py",
+    "Condition.wait (threading.py",
+    "Selector.select (selectors.py",
+    "get_events (trio/_core/_io_epoll.py",
+    "Event.wait (threading.py",
+)
+IDLE = "idle (a waiting thread)"
 #: py-spy starts this long after the load process (its start-up and signing).
 PROFILE_DELAY_S = 2.5
 
@@ -54,7 +64,19 @@ def categorize(raw: str) -> Counter[str]:
         stack, _, count = line.rpartition(" ")
         if not stack or not count.isdigit():
             continue
-        out[_activity(stack.split(";"))] += int(count)
+        frames = stack.split(";")
+        idle = any(frames[-1].startswith(f) for f in IDLE_FRAMES)
+        out[IDLE if idle else _activity(frames)] += int(count)
+    return out
+
+
+def innermost(raw: str) -> Counter[str]:
+    """Samples per innermost frame (what was running)."""
+    out: Counter[str] = Counter()
+    for line in raw.splitlines():
+        stack, _, count = line.rpartition(" ")
+        if stack and count.isdigit():
+            out[stack.rsplit(";", 1)[-1]] += int(count)
     return out
 
 
@@ -89,8 +111,12 @@ async def profile_nodes(
 def activity_table(doc: dict[str, Any]) -> dict[str, Any]:
     """The samples of every node's profile by activity, with shares and us/tx/node."""
     samples: Counter[str] = Counter()
+    leaves: Counter[str] = Counter()
     for path in doc["raw_files"]:
-        samples += categorize(Path(path).read_text())
+        text = Path(path).read_text()
+        samples += categorize(text)
+        leaves += innermost(text)
+    idle = samples.pop(IDLE, 0)
     total = sum(samples.values()) or 1
     us_tx = doc["step"]["cpu_us_per_tx_per_node"] or 0.0
     table = [
@@ -101,7 +127,10 @@ def activity_table(doc: dict[str, Any]) -> dict[str, Any]:
         }
         for name, n in samples.most_common()
     ]
-    return {"step": doc["step"], "samples": total, "activities": table}
+    busy = [(f, n) for f, n in leaves.most_common() if not f.startswith(IDLE_FRAMES)]
+    top = [{"frame": f, "share": round(n / total, 4)} for f, n in busy[:40]]
+    return {"step": doc["step"], "samples": total, "idle_samples": idle, "activities": table,
+            "top_frames": top}  # fmt: skip
 
 
 def _with_step(prof: Any, seconds: float) -> Any:
@@ -120,7 +149,8 @@ def markdown(doc: dict[str, Any]) -> str:
     lines = [
         f"Profile of the 4 nodes under {doc['rate']:g} tx/s offered ({step['certified_tx_s']:.0f} "
         f"certified tx/s, {step['cpu_us_per_tx_per_node']} us of CPU per certified tx per node; "
-        f"py-spy, {doc['samples']:,} on-CPU samples over the 4 nodes):",
+        f"py-spy, {doc['samples']:,} busy samples over the 4 nodes, {doc['idle_samples']:,} "
+        f"samples of waiting threads left out):",
         "",
         "| activity | us/tx/node | share |",
         "|---|---|---|",

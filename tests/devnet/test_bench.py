@@ -96,6 +96,7 @@ def test_profile_samples_go_to_the_innermost_activity() -> None:
         "decode (sequencer_node/wire/codec.py:6) 3",
         "run (trio/_core/_run.py:1) 4",
         "mystery (somewhere.py:1) 1",
+        "run (threading.py:1);WorkerThread._work (trio/_core/_thread_cache.py:211) 50",
         "garbage line",
     ])  # fmt: skip
     got = categorize(raw)
@@ -104,4 +105,5 @@ def test_profile_samples_go_to_the_innermost_activity() -> None:
     assert got["msgpack encode and strict decode (wire codec)"] == 3
     assert got["Trio scheduling, channels, cancel scopes, I/O wait"] == 4
     assert got[OTHER] == 1
-    assert sum(got.values()) == 17
+    assert got["idle (a waiting thread)"] == 50
+    assert sum(got.values()) == 67
