@@ -12,9 +12,10 @@ Strategies (:class:`Strategy`):
   rest (both flagged as gossip, so honest nodes pass them on and see both).
 * ``double-vote``: after each vote of ours, sign and gossip a second vote of the same round for
   another block hash.
-* ``twin``: behave honestly but record every statement this key signs; two processes run with
-  the same key (the scenario starts the second one) and the records tell which (kind, round)
-  they signed differently, i.e. the equivocation the twins injected. There is no same-key guard
+* ``twin``: behave honestly but record every statement this key signs (and to how many peers
+  it went); two processes run with the same key (the scenario starts the second one) and the
+  records tell which (kind, round) they signed differently and sent, i.e. the equivocation the
+  twins injected. There is no same-key guard
   to skip: a node that dials its own key only stops dialling that address.
 * ``gossip-flood``: gossip ``TxBatch`` frames of well-formed transfers with bad signatures
   (issue 12, finding 1), as fast as the peers take them.
@@ -147,7 +148,7 @@ class Byzantine:
     def on_broadcast(self, msg: object, peers: Peers) -> bool:
         """Called for each message the core broadcasts; True if it was sent here instead."""
         if Strategy.TWIN in self.strategies:
-            self._record_own(msg)
+            self._record_own(msg, len(peers.connected()))
         mine = (isinstance(msg, Block) and msg.proposal.header.proposer == self.pk) or (
             isinstance(msg, Vote) and msg.voter == self.pk
         )
@@ -157,7 +158,7 @@ class Byzantine:
             self._double_vote(msg, peers)
         return False
 
-    def _record_own(self, msg: object) -> None:
+    def _record_own(self, msg: object, peers: int) -> None:
         statement: Proposal | Vote | object
         if isinstance(msg, Block) and msg.proposal.header.proposer == self.pk:
             kind, statement, round_ = "proposal", msg.proposal, msg.proposal.header.round
@@ -167,7 +168,8 @@ class Byzantine:
             kind, statement, round_ = "timeout", msg.timeout, msg.timeout.round
         else:
             return
-        self._record(kind=kind, round=round_, digest=statement_digest(statement, self.chain_id))
+        digest = statement_digest(statement, self.chain_id)
+        self._record(kind=kind, round=round_, digest=digest, peers=peers)
 
     def _left(self, strategy: Strategy, round_: int) -> bool:
         done = self._injected[strategy]

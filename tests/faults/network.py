@@ -30,12 +30,22 @@ import trio
 from sequencer_node.devnet.config import DevnetConfig
 from sequencer_node.devnet.procs import Child, spawn
 from sequencer_node.devnet.runner import l1_argv, node_argv
-from sequencer_node.devnet.setup import prepare_files, stake_and_genesis, wait_l1
+from sequencer_node.devnet.setup import (
+    DEVNET_SCRYPT_N,
+    prepare_files,
+    stake_and_genesis,
+    wait_l1,
+)
+from sequencer_node.keystore import save_keystore
+from sequencer_node.shell.byzantine import ENV_ALLOW
+from sequencer_node.wire.crypto import SigningKey
 from tests.devnet.helpers import free_bases
 from tests.faults.proxy import LinkProxy, ProxyMesh
 from tests.node_process.helpers import free_port
 
 STAKES = (40, 30, 20, 10)
+#: The environment of a process run with ``--byzantine`` (refused without it).
+BYZANTINE_ENV = {ENV_ALLOW: "1"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +92,10 @@ def peak_rss_kb(pid: int) -> int:
     return 0
 
 
+def _value(argv: list[str], flag: str) -> str:
+    return argv[argv.index(flag) + 1]
+
+
 def _with_values(argv: list[str], values: dict[str, str]) -> list[str]:
     out = list(argv)
     for flag, value in values.items():
@@ -105,6 +119,13 @@ class FaultNet:
     l1_proxy: LinkProxy | None = None
     http: httpx.AsyncClient = field(default_factory=lambda: httpx.AsyncClient(timeout=3.0))
     l1_peak_rss_kb: int = 0
+    #: Processes besides the four nodes (a twin, the hostile peer), by name.
+    extra: dict[str, Node] = field(default_factory=dict)
+    #: The p2p ports the nodes really listen on (behind the proxies).
+    real_p2p: list[int] = field(default_factory=list)
+    #: An identity every node admits as a peer (``--allow-peers``) without stake: the
+    #: hostile peer's, so that it does not take the place of a validator.
+    hostile_key: SigningKey = field(default_factory=SigningKey.generate)
 
     def __post_init__(self) -> None:
         l1_port, rpc_base, p2p_base = free_bases(len(STAKES))
@@ -131,7 +152,9 @@ class FaultNet:
         self.l1 = spawn("l1", l1_argv(cfg), cfg.log_file("l1"))
         await wait_l1(cfg.l1_url, 30, self.l1.alive)
         await stake_and_genesis(cfg, keys, self.say)
-        real = [free_port() for _ in STAKES]
+        real = self.real_p2p = [free_port() for _ in STAKES]
+        save_keystore(self.hostile_key_file, self.hostile_key, self.password(),
+                      description="hostile peer", scrypt_n=DEVNET_SCRYPT_N)  # fmt: skip
         self.mesh = ProxyMesh(real, self.seed)
         await self.mesh.start(nursery)
         self.l1_proxy = LinkProxy("l1", ("127.0.0.1", cfg.l1_port), framed=False, seed=self.seed)
@@ -146,20 +169,63 @@ class FaultNet:
                     "--l1-poll": "0.5",
                     "--shutdown-timeout": "5",
                     "--batch-max-age-ms": str(self.timing.batch_max_age_ms),
+                    "--allow-peers": "0x" + self.hostile_key.public_key.hex(),
                 },
             )
             self.nodes.append(Node(i, argv, cfg.log_file(cfg.name(i))))
             self.start_node(i)
         self.say(f"started L1 and {len(self.nodes)} nodes in {self.root}")
 
-    def start_node(self, i: int) -> None:
+    def start_node(self, i: int, byzantine: str | None = None) -> None:
+        """Start node ``i`` (again); ``byzantine``: with ``--byzantine`` these strategies."""
         n = self.nodes[i]
-        n.child = spawn(self.cfg.name(i), n.argv, n.log)
+        if byzantine is None:
+            n.child = spawn(self.cfg.name(i), n.argv, n.log)
+        else:
+            argv = [*n.argv, "--byzantine", byzantine]
+            n.child = spawn(self.cfg.name(i), argv, n.log, env=BYZANTINE_ENV)
         n.paused = False
+
+    @property
+    def hostile_key_file(self) -> Path:
+        return self.cfg.keys_dir / "hostile.json"
+
+    def password(self) -> str:
+        return self.cfg.password_file.read_text().splitlines()[0]
+
+    def start_extra(self, name: str, like: int, byzantine: str, *, key_file: Path | None = None,
+                    dial: list[str] | None = None) -> Node:  # fmt: skip
+        """Start one more ``sequencer-node run --byzantine ...`` process: node ``like``'s command
+        line with its own data directory and ports, the key of ``key_file`` (default: node
+        ``like``'s, i.e. a twin), dialling ``dial`` (default: node ``like``'s peers, through
+        node ``like``'s proxies, so that the faults of its links are its faults too)."""
+        values = {
+            "--data-dir": str(self.root / "extra" / name),
+            "--p2p-listen": f"127.0.0.1:{free_port()}",
+            "--rpc-listen": f"127.0.0.1:{free_port()}",
+            "--peers": ",".join(dial) if dial else _value(self.nodes[like].argv, "--peers"),
+            "--l1-url": self.cfg.l1_url,
+            "--byzantine": byzantine,
+        }
+        argv = [*_with_values(self.nodes[like].argv, values), "--no-batcher"]
+        if key_file is not None:
+            argv = _with_values(argv, {"--key": str(key_file)})
+        n = Node(-1, argv, self.cfg.log_file(name))
+        n.child = spawn(name, argv, n.log, env=BYZANTINE_ENV)
+        self.extra[name] = n
+        return n
+
+    def stop_extra(self, name: str) -> None:
+        """kill -9 an extra process (and reap it)."""
+        n = self.extra.pop(name)
+        self._sample_rss(n)
+        if n.child is not None and n.child.popen is not None and n.alive():
+            os.kill(n.pid, signal.SIGKILL)
+            n.child.popen.wait(timeout=10)
 
     def stop_all(self) -> None:
         """Teardown: SIGKILL every process of the run (and reap it)."""
-        children = [n.child for n in self.nodes if n.child is not None]
+        children = [n.child for n in [*self.nodes, *self.extra.values()] if n.child is not None]
         if self.l1 is not None:
             self.l1_peak_rss_kb = max(self.l1_peak_rss_kb, peak_rss_kb(self.l1.pid))
             children.append(self.l1)
@@ -207,10 +273,10 @@ class FaultNet:
     def dead(self) -> list[str]:
         """Processes that exited on their own (not killed by the harness)."""
         out = []
-        for n in self.nodes:
+        for name, n in [*((f"node-{n.index}", n) for n in self.nodes), *self.extra.items()]:
             code = n.child.exit_code() if n.child is not None else None
             if code is not None and code != -signal.SIGKILL:
-                out.append(f"node-{n.index} exited with {code}")
+                out.append(f"{name} exited with {code} (log {n.log})")
         if self.l1 is not None and not self.l1.alive():
             out.append(f"the L1 exited with {self.l1.exit_code()}")
         return out

@@ -32,7 +32,7 @@ import trio
 from sequencer_node.cli.tx import make_transfer
 from sequencer_node.clients.l1 import InboxBatch, L1Client, L1Error
 from sequencer_node.devnet.accounts import dev_key
-from tests.faults import checks
+from tests.faults import attacks, checks
 from tests.faults.load import Ack, Load
 from tests.faults.network import STAKES, FaultNet, Timing
 from tests.faults.proxy import Faults
@@ -62,6 +62,8 @@ class Profile:
     load_accounts: int
     #: Crashes of the whole network at the end (stopping at the first that stalls).
     restart_cycles: int = 6
+    #: The long attack steps too: the downtime jail (minutes of pause) and the equivocator.
+    long_attacks: bool = False
     timing: Timing = field(default_factory=Timing)
 
 
@@ -74,6 +76,7 @@ PROFILES = {
         recover_limit_s=45.0,
         load_rate=8.0,
         load_accounts=16,
+        restart_cycles=3,
     ),
     "soak": Profile(
         "soak",
@@ -83,6 +86,7 @@ PROFILES = {
         recover_limit_s=90.0,
         load_rate=15.0,
         load_accounts=24,
+        long_attacks=True,
     ),
 }
 
@@ -477,8 +481,18 @@ class Scenario:
 
     # --- the run -----------------------------------------------------------------------------
 
-    async def run(self) -> Report:
+    async def run(self, only: tuple[str, ...] = ()) -> Report:
+        """Every step of the profile; ``only``: just these attack steps (by kind, see
+        :data:`ATTACK_STEPS`), then the end checks (for working on one of them)."""
         t0 = time.monotonic()
+        if only:
+            for kind in only:
+                await ATTACK_STEPS[kind](self)
+            await self.end_checks()
+            self.load.stop()
+            self._ratios(self._end_chain)
+            self.report.duration_s = time.monotonic() - t0
+            return self.report
         for r in range(self.profile.rounds):
             tag = "" if self.profile.rounds == 1 else f" #{r + 1}"
             await self.kill_restart(self.minority(), tag)
@@ -490,6 +504,7 @@ class Scenario:
             await self.frame_loss(tag)
         await self.checkpoint("L1 checkpoint")
         await self.l1_outage()
+        await self.attacks()
         await self.end_checks()
         # Last, because a stall here (issue 11, finding 6) is for good: several rounds, so
         # that a race that hits one crash in two shows up nearly always.
@@ -499,6 +514,17 @@ class Scenario:
         await self.after_restarts()
         self.report.duration_s = time.monotonic() - t0
         return self.report
+
+    async def attacks(self) -> None:
+        """Byzantine nodes, jail, hostile client and peer (:mod:`tests.faults.attacks`). The
+        jail comes before the twin: a slashed node is jailed already."""
+        if self.profile.long_attacks:
+            await attacks.downtime_jail(self)
+        await attacks.twin(self)
+        if self.profile.long_attacks:
+            await attacks.equivocator(self)
+        await attacks.hostile_peer(self)
+        await attacks.hostile_client(self)
 
     async def checkpoint(self, name: str) -> Step:
         """Every transaction acknowledged so far is in an L1 batch the follower rebuilds."""
@@ -627,7 +653,19 @@ def _fmt(x: float | None) -> str:
     return "-" if x is None else f"{x:.1f}"
 
 
-async def run_scenario(root: Path, profile: Profile, seed: int) -> Report:
+#: The attack steps ``scripts/scenario --only`` can run alone.
+ATTACK_STEPS = {
+    "jail": attacks.downtime_jail,
+    "twin": attacks.twin,
+    "equivocate": attacks.equivocator,
+    "hostile-peer": attacks.hostile_peer,
+    "hostile-client": attacks.hostile_client,
+}
+
+
+async def run_scenario(
+    root: Path, profile: Profile, seed: int, only: tuple[str, ...] = ()
+) -> Report:
     """Start the network, run the scenario, stop every process; the report is also written
     to ``root/report.json``."""
     net = FaultNet(root, seed, profile.timing)
@@ -644,7 +682,7 @@ async def run_scenario(root: Path, profile: Profile, seed: int) -> Report:
                 seed=seed,
             )
             nursery.start_soon(load.run)
-            report = await Scenario(net, load, profile, seed).run()
+            report = await Scenario(net, load, profile, seed).run(only)
             nursery.cancel_scope.cancel()
     finally:
         net.stop_all()
@@ -676,12 +714,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--soak", action="store_true", help="the long profile (several rounds)")
     ap.add_argument("--seed", type=int, default=None, help="replay a run (default: random)")
     ap.add_argument("--dir", type=Path, default=None, help="where logs and data go")
+    ap.add_argument(
+        "--only",
+        default="",
+        help=f"run just these attack steps, comma separated ({', '.join(ATTACK_STEPS)})",
+    )
     args = ap.parse_args(argv)
+    only = tuple(k for k in args.only.split(",") if k)
+    if unknown := [k for k in only if k not in ATTACK_STEPS]:
+        ap.error(f"unknown steps {unknown}")
     profile = PROFILES["soak" if args.soak else "ci"]
     seed = args.seed if args.seed is not None else random.randrange(2**31)
     root = args.dir or Path(tempfile.mkdtemp(prefix=f"seqnet-scenario-{seed}-"))
     print(f"scenario profile {profile.name}, seed {seed}, logs and data in {root}", flush=True)
-    report = trio.run(run_scenario, root, profile, seed)
+    report = trio.run(run_scenario, root, profile, seed, only)
     print(markdown(report))
     print(json.dumps(report.end, indent=2))
     failed = [s.name for s in report.steps if not s.ok]

@@ -103,6 +103,34 @@ def test_batches_land_again_after_an_l1_outage_past_the_window(report: Report) -
         check(report, st)
 
 
+def test_a_twin_of_the_10_percent_node_is_slashed_on_l1(report: Report) -> None:
+    """Every equivocation the twins injected is found by every honest node and slashed once on
+    L1 (evidence submitted == equivocation injected)."""
+    for st in report.steps_of("twin"):
+        check(report, st)
+        assert st.info["injected"]
+        assert st.info["slashed_on_l1"] == len(st.info["injected"])
+        assert st.info["l1_status"] == "slashed"
+
+
+#: Certification during an attack, relative to the baseline just before it (issue 12: the
+#: gossip flood cut it to 0.09, the catch-up flood to 0.19-0.52).
+MIN_RATIO_UNDER_ATTACK = 0.5
+
+
+def test_a_hostile_peer_is_banned_and_does_not_slow_certification(report: Report) -> None:
+    for st in report.steps_of("hostile-peer"):
+        check(report, st)
+        assert st.blocks_ratio is None or st.blocks_ratio >= MIN_RATIO_UNDER_ATTACK, st.info
+
+
+def test_a_hostile_client_gets_no_500_and_does_not_slow_certification(report: Report) -> None:
+    for st in report.steps_of("hostile-client"):
+        check(report, st)
+        assert sum(st.info["answers"].values()) > 0
+        assert st.blocks_ratio is None or st.blocks_ratio >= MIN_RATIO_UNDER_ATTACK, st.info
+
+
 def test_every_node_has_the_same_block_at_every_height(report: Report) -> None:
     for st in [*report.steps_of("end"), *report.steps_of("after-restart")]:
         check(report, st, st.info["forks"])
