@@ -306,6 +306,7 @@ class Scenario:
         assert mesh is not None
         i, j = self.rng.sample([1, 2, 3], 2)
         lossy = Faults(drop=0.05, duplicate=0.05)
+        before = await attacks.p2p_stats(self.net)
         step = await self.step(
             "frame-loss",
             f"frame loss node-{i}<->node-{j}{tag}",
@@ -314,7 +315,23 @@ class Scenario:
             mesh.heal,
             expect="progress",
         )
+        after = await attacks.p2p_stats(self.net)
         step.info["proxy"] = dataclasses.asdict(mesh.totals())
+        # issue 12: a broken session closes and is redialled; nobody is banned for it
+        for k in (i, j):
+            b, a = before[k], after[k]
+            if a is None or b is None:
+                continue
+            failures = a["offenses"].get("decrypt_failure", 0) - b["offenses"].get(
+                "decrypt_failure", 0
+            )
+            step.info[f"node-{k}"] = {"decrypt_failures": failures, "bans": a["bans"] - b["bans"]}
+            if a["bans"] > b["bans"]:
+                step.problems.append(f"node-{k} banned a peer for broken frames")
+        step.ok = not step.problems
+        step.info["note"] = f"sessions broken and redialled: {step.info.get(f'node-{i}')}, " + str(
+            step.info.get(f"node-{j}")
+        )
         return step
 
     async def whole_network_restart(self, tag: str = "") -> Step:
