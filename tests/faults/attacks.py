@@ -49,7 +49,8 @@ HONEST = (0, 1, 2)
 TWIN = "node-3-twin"
 #: The honest node that sees the twin instead of the original.
 TWIN_PEER = 2
-HOSTILE = "hostile"
+#: The hostile peers: one identity per flood (a ban for one must not hide the other).
+HOSTILE = ("gossip-flood", "catchup-flood")
 SLASH_BPS = 1_000
 #: What the twins' records call each kind of statement, and the evidence two of them make.
 EVIDENCE_OF = {"proposal": "double_proposal", "vote": "double_vote", "timeout": "double_timeout"}
@@ -221,9 +222,13 @@ async def equivocator(sc: Scenario, tag: str = "") -> Step:
     stake0 = 0 if info0 is None else info0.stake
     since = time.time()
 
-    def inject() -> None:
+    extra: dict[str, Any] = {}
+
+    async def inject() -> None:
         sc.kill(i)
         net.start_node(i, byzantine="equivocate,double-vote")
+        await trio.sleep(6.0)  # it restarts and catches up
+        extra["steering"] = await steer_leader(sc, i, 40.0)  # it equivocates as leader only
 
     def heal() -> None:
         sc.kill(i)
@@ -238,6 +243,7 @@ async def equivocator(sc: Scenario, tag: str = "") -> Step:
         expect="progress",
         hold_s=max(20.0, sc.profile.hold_s),
     )
+    st.info.update(extra)
     records = read_records(net.cfg.data_dir(i) / RECORD_FILENAME, since)
     injected = {(r["kind"], r["round"]) for r in records}
     await check_evidence(sc, st, pk, injected, stake0)
@@ -367,17 +373,21 @@ async def hostile_peer(sc: Scenario, tag: str = "") -> Step:
     before = await p2p_stats(net)
 
     def inject() -> None:
-        net.start_extra(HOSTILE, BYZANTINE_NODE, "gossip-flood,catchup-flood",
-                        key_file=net.hostile_key_file,
-                        dial=[f"127.0.0.1:{p}" for p in net.real_p2p])  # fmt: skip
+        for k, strategy in enumerate(HOSTILE):
+            net.start_extra(strategy, BYZANTINE_NODE, strategy, key_file=net.hostile_key_file(k),
+                            dial=[f"127.0.0.1:{p}" for p in net.real_p2p])  # fmt: skip
+
+    def heal() -> None:
+        for strategy in HOSTILE:
+            net.stop_extra(strategy)
 
     st = await sc.step(
         "hostile-peer",
-        f"hostile peer{tag}",
-        "an admitted peer floods TxBatch frames of 4,096 forged transfers and SyncRequests "
-        "for the blocks below the head",
+        f"hostile peers{tag}",
+        "two admitted peers flood: TxBatch frames of 4,096 forged transfers; SyncRequests for "
+        "the blocks below the head",
         inject,
-        lambda: net.stop_extra(HOSTILE),
+        heal,
         expect="progress",
     )
     after = await p2p_stats(net)
@@ -392,9 +402,12 @@ async def hostile_peer(sc: Scenario, tag: str = "") -> Step:
             if oa.get(k, 0) > ob.get(k, 0)
         } | {"bans": a.get("bans", 0) - b.get("bans", 0)}
     st.info["charged"] = charged
-    if not any(c.get("bans", 0) > 0 for c in charged.values()):
-        st.problems.append(f"no honest node banned the hostile peer ({charged})")
-        st.ok = False
+    for what in ("invalid_signature", "flood"):
+        if not any(c.get(what, 0) > 0 for c in charged.values()):
+            st.problems.append(f"no node charged {what} ({charged})")
+    if not any(c.get("bans", 0) >= len(HOSTILE) for c in charged.values()):
+        st.problems.append(f"no node banned both hostile peers ({charged})")
+    st.ok = not st.problems
     st.info["note"] = f"charged by the honest nodes: {charged}"
     return st
 

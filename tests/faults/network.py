@@ -123,9 +123,11 @@ class FaultNet:
     extra: dict[str, Node] = field(default_factory=dict)
     #: The p2p ports the nodes really listen on (behind the proxies).
     real_p2p: list[int] = field(default_factory=list)
-    #: An identity every node admits as a peer (``--allow-peers``) without stake: the
-    #: hostile peer's, so that it does not take the place of a validator.
-    hostile_key: SigningKey = field(default_factory=SigningKey.generate)
+    #: Identities every node admits as peers (``--allow-peers``) without stake: the hostile
+    #: peers', so that they do not take the place of a validator.
+    hostile_keys: tuple[SigningKey, ...] = field(
+        default_factory=lambda: (SigningKey.generate(), SigningKey.generate())
+    )
 
     def __post_init__(self) -> None:
         l1_port, rpc_base, p2p_base = free_bases(len(STAKES))
@@ -153,8 +155,9 @@ class FaultNet:
         await wait_l1(cfg.l1_url, 30, self.l1.alive)
         await stake_and_genesis(cfg, keys, self.say)
         real = self.real_p2p = [free_port() for _ in STAKES]
-        save_keystore(self.hostile_key_file, self.hostile_key, self.password(),
-                      description="hostile peer", scrypt_n=DEVNET_SCRYPT_N)  # fmt: skip
+        for k, key in enumerate(self.hostile_keys):
+            save_keystore(self.hostile_key_file(k), key, self.password(),
+                          description="hostile peer", scrypt_n=DEVNET_SCRYPT_N)  # fmt: skip
         self.mesh = ProxyMesh(real, self.seed)
         await self.mesh.start(nursery)
         self.l1_proxy = LinkProxy("l1", ("127.0.0.1", cfg.l1_port), framed=False, seed=self.seed)
@@ -169,7 +172,7 @@ class FaultNet:
                     "--l1-poll": "0.5",
                     "--shutdown-timeout": "5",
                     "--batch-max-age-ms": str(self.timing.batch_max_age_ms),
-                    "--allow-peers": "0x" + self.hostile_key.public_key.hex(),
+                    "--allow-peers": ",".join("0x" + k.public_key.hex() for k in self.hostile_keys),
                 },
             )
             self.nodes.append(Node(i, argv, cfg.log_file(cfg.name(i))))
@@ -186,9 +189,8 @@ class FaultNet:
             n.child = spawn(self.cfg.name(i), argv, n.log, env=BYZANTINE_ENV)
         n.paused = False
 
-    @property
-    def hostile_key_file(self) -> Path:
-        return self.cfg.keys_dir / "hostile.json"
+    def hostile_key_file(self, k: int) -> Path:
+        return self.cfg.keys_dir / f"hostile-{k}.json"
 
     def password(self) -> str:
         return self.cfg.password_file.read_text().splitlines()[0]
