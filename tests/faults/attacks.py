@@ -182,7 +182,7 @@ async def twin(sc: Scenario, tag: str = "") -> Step:
         net.start_node(i, byzantine="twin")
         net.start_extra(TWIN, i, "twin", dial=[f"127.0.0.1:{net.real_p2p[TWIN_PEER]}"])
         split()
-        await trio.sleep(6.0)  # both start and catch up
+        await trio.sleep(4.0)  # both start and catch up
         extra["steering"] = await steer_leader(sc, i, 40.0, keep=split)
 
     def heal() -> None:
@@ -201,7 +201,6 @@ async def twin(sc: Scenario, tag: str = "") -> Step:
         inject,
         heal,
         expect="progress",
-        hold_s=max(12.0, sc.profile.hold_s),
     )
     st.info.update(extra)
     injected = twin_injections(
@@ -339,7 +338,7 @@ async def steer_leader(
         await trio.sleep(cut_s)
         mesh.heal()
         keep()
-        await trio.sleep(cut_s)
+        await trio.sleep(cut_s / 2)  # the TC completes with the heal
     done.append(f"node-{target} did not become leader within {limit_s:.0f} s")
     return done
 

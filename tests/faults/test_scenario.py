@@ -38,7 +38,8 @@ def report() -> Iterator[Report]:
     yield rep
     checks = [s for s in rep.steps if s.kind in ("end", "after-restart")]
     steps_ok = all(s.ok or s.kind in KNOWN_FAILURES for s in rep.steps if s not in checks)
-    if steps_ok and not any(s.info.get(k) for s in checks for k in MUST_HOLD):
+    kept = (*MUST_HOLD, "loss", "crash_loss")  # the logs of any failure are kept
+    if steps_ok and not any(s.info.get(k) for s in checks for k in kept):
         shutil.rmtree(root, ignore_errors=True)
 
 
@@ -121,13 +122,6 @@ MIN_RATIO_UNDER_ATTACK = 0.5
 def test_a_hostile_peer_is_banned_and_does_not_slow_certification(report: Report) -> None:
     for st in report.steps_of("hostile-peer"):
         check(report, st)
-        assert st.blocks_ratio is None or st.blocks_ratio >= MIN_RATIO_UNDER_ATTACK, st.info
-
-
-def test_a_hostile_client_gets_no_500_and_does_not_slow_certification(report: Report) -> None:
-    for st in report.steps_of("hostile-client"):
-        check(report, st)
-        assert sum(st.info["answers"].values()) > 0
         assert st.blocks_ratio is None or st.blocks_ratio >= MIN_RATIO_UNDER_ATTACK, st.info
 
 
