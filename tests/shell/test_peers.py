@@ -394,19 +394,23 @@ async def test_transactions_go_once_per_peer_on_a_full_mesh(nursery):
     for tx in txs:
         tx_send.send_nowait(tx)
     await tx_send.aclose()
+    frames: dict[int, int] = {}
     with trio.fail_after(10):
-        for pm in pms[1:]:
+        for i, pm in enumerate(pms[1:], 1):
             got: list[Transaction] = []
             while len(got) < len(txs):
                 _sender, msg = await pm.inbound.receive()
                 assert isinstance(msg, TxBatch)
                 got += msg.transactions
+                frames[i] = frames.get(i, 0) + 1
             assert got == txs
         await trio.testing.wait_all_tasks_blocked(0.05)
-    for pm in pms[1:]:
+    # The ingress cuts by size or time, so a slow machine may send two frames; each arrives once.
+    assert len(set(frames.values())) == 1, frames
+    for i, pm in enumerate(pms[1:], 1):
         assert await drain(pm) == []
         st = pm.statistics()
-        assert (st.messages_in, st.relayed, st.duplicates_dropped) == (1, 0, 0)
+        assert (st.messages_in, st.relayed, st.duplicates_dropped) == (frames[i], 0, 0)
 
 
 async def test_transactions_are_still_gossiped_when_the_fanout_is_limited(nursery):
