@@ -27,9 +27,11 @@ every second). After the sending phase it waits up to ``--drain`` seconds for th
 transactions to be certified (and in L1 with ``--wait-l1``). The summary reports the client's
 own CPU time (``client``), so a benchmark can tell whether the client kept up.
 
-The kind of transaction is a seam (:class:`TxKind`, ``--kind``): ``transfer`` signs native L2
-transfers and sends them over ``POST /v1/txs``; another kind brings its own signing and
-sending.
+The kind of transaction is a seam (:class:`TxKind`, ``--kind``): ``native`` (alias
+``transfer``) signs native L2 transfers and sends them over ``POST /v1/txs``; ``eth`` signs
+EIP-1559 transfers from each load account's Ethereum twin
+(:func:`~sequencer_node.devnet.accounts.eth_load_private_key`, funded by the devnet) and sends
+them as JSON-RPC batches of ``eth_sendRawTransaction`` at ``POST /``.
 """
 
 from __future__ import annotations
@@ -61,11 +63,17 @@ from sequencer_node.clients.node import (
     NodeUnavailable,
     encode_tx_batch,
 )
-from sequencer_node.devnet.accounts import LOAD_ACCOUNTS, load_account_key
+from sequencer_node.devnet.accounts import (
+    LOAD_ACCOUNTS,
+    eth_load_address,
+    eth_load_private_key,
+    load_account_key,
+)
 from sequencer_node.system.commandline import EXIT_FAILED, fail, json_option
 from sequencer_node.system.terminal import on_terminal
 from sequencer_node.wire.codec import encode
 from sequencer_node.wire.crypto import SigningKey
+from sequencer_node.wire.eth import EthTransaction, eth_tx_hash, sign_dynamic_fee
 from sequencer_node.wire.hexstr import to_hex
 from sequencer_node.wire.messages import tx_hash
 
@@ -223,6 +231,10 @@ class TxKind(Protocol):
 
     name: str
 
+    def address(self, acct: LoadAccount) -> bytes:
+        """The account the transactions of ``acct`` are sent from (nonce, balance)."""
+        ...
+
     def sign(self, acct: LoadAccount, nonce: int, cfg: LoadConfig, chain_id: int) -> Signed: ...
 
     async def send(self, client: NodeClient, batch: list[Signed]) -> list[str | None]:
@@ -238,6 +250,9 @@ class TransferKind:
 
     name = "transfer"
 
+    def address(self, acct: LoadAccount) -> bytes:
+        return acct.key.address
+
     def sign(self, acct: LoadAccount, nonce: int, cfg: LoadConfig, chain_id: int) -> Signed:
         tx = make_transfer(acct.key, acct.to, cfg.amount, nonce, cfg.fee, chain_id)
         return Signed(tx_hash(tx), nonce, encode(tx))
@@ -252,8 +267,44 @@ class TransferKind:
         return [None if r["accepted"] else str(r.get("code") or "REJECTED") for r in results]
 
 
-#: ``--kind``: the transaction kinds the load can send.
-KINDS: dict[str, Callable[[], TxKind]] = {"transfer": TransferKind}
+class EthKind:
+    """EIP-1559 value transfers signed with eth-account from each load account's Ethereum
+    twin, sent as JSON-RPC batches of ``eth_sendRawTransaction`` (``POST /``). ``--fee`` is
+    the priority fee per gas (wei, at least 1); the max fee per gas is that plus
+    :data:`ETH_LOAD_BASE_FEE_ROOM`."""
+
+    name = "eth"
+
+    def address(self, acct: LoadAccount) -> bytes:
+        return eth_load_address(acct.key)
+
+    def sign(self, acct: LoadAccount, nonce: int, cfg: LoadConfig, chain_id: int) -> Signed:
+        tip = max(1, cfg.fee)
+        raw = sign_dynamic_fee(
+            eth_load_private_key(acct.key), chain_id=chain_id, nonce=nonce, to=acct.to,
+            value=cfg.amount, max_priority_fee_per_gas=tip,
+            max_fee_per_gas=tip + ETH_LOAD_BASE_FEE_ROOM,
+        )  # fmt: skip
+        return Signed(eth_tx_hash(EthTransaction(raw)), nonce, raw)
+
+    async def send(self, client: NodeClient, batch: list[Signed]) -> list[str | None]:
+        out: list[str | None] = []
+        for i in range(0, len(batch), ETH_RPC_BATCH):
+            out += await client.eth_send_raw([s.raw for s in batch[i : i + ETH_RPC_BATCH]])
+        return out
+
+
+#: What an Ethereum load transaction may pay per gas above its tip (room for a base fee).
+ETH_LOAD_BASE_FEE_ROOM = 10**9
+#: Requests in one JSON-RPC batch (the node's limit).
+ETH_RPC_BATCH = 100
+
+#: ``--kind``: the transaction kinds the load can send (``transfer`` is ``native``'s old name).
+KINDS: dict[str, Callable[[], TxKind]] = {
+    "native": TransferKind,
+    "transfer": TransferKind,
+    "eth": EthKind,
+}
 
 
 @dataclass(frozen=True)
@@ -542,7 +593,7 @@ class LoadRun:
         acct = self.accounts[due.acct]
         if acct.nonce is None:
             try:
-                acct.nonce = await pending_nonce(client, acct.key.address)
+                acct.nonce = await pending_nonce(client, self.kind.address(acct))
             except (NodeError, KeyError, ValueError, TypeError) as e:
                 self.stats.submitted += 1  # a send attempt that failed before its POST
                 code = e.code if isinstance(e, NodeUnavailable) else "NONCE_UNKNOWN"
@@ -567,7 +618,8 @@ class LoadRun:
                 while height < top:
                     block = await client.block(height + 1)
                     height += 1
-                    hashes = [bytes.fromhex(t["hash"][2:]) for t in block["transactions"]]
+                    txs = [*block["transactions"], *block.get("eth_transactions", ())]
+                    hashes = [bytes.fromhex(t["hash"][2:]) for t in txs]
                     self.stats.block_seen(height, hashes, trio.current_time())
                 if trio.current_time() >= next_batches:
                     next_batches = trio.current_time() + BATCH_POLL
@@ -636,7 +688,7 @@ class LoadRun:
         async def one(i: int, acct: LoadAccount) -> None:
             async with limiter:
                 try:
-                    info = await clients[acct.node].account(acct.key.address)
+                    info = await clients[acct.node].account(self.kind.address(acct))
                 except NodeUnavailable:
                     return  # counted when its sends fail; another node may be up
             acct.nonce = int(info.get("pending_nonce", info["nonce"]))
@@ -664,13 +716,12 @@ class LoadRun:
         nonce = await pending_nonce(client, funder.address)
         sent: list[bytes] = []
         for k in keys:
-            tx = make_transfer(
-                funder, k.address, self.cfg.fund_amount, nonce, self.cfg.fee, chain_id
-            )
+            to = self.kind.address(LoadAccount(k, 0, k.address))  # the account that sends
+            tx = make_transfer(funder, to, self.cfg.fund_amount, nonce, self.cfg.fee, chain_id)
             try:
                 await client.send_tx(tx)
             except NodeRejected as e:
-                fail(f"funding load account {to_hex(k.address)} was refused: {e}")
+                fail(f"funding load account {to_hex(to)} was refused: {e}")
             sent.append(tx_hash(tx))
             nonce += 1
         if self.progress is not None:
@@ -790,7 +841,8 @@ def _sigterm_as_ctrl_c() -> Iterator[None]:
     type=click.Choice(sorted(KINDS)),
     default="transfer",
     show_default=True,
-    help="What to send: native L2 transfers over POST /v1/txs.",
+    help="What to send: native L2 transfers over POST /v1/txs, or Ethereum (EIP-1559) "
+    "transfers over the Ethereum JSON-RPC (eth_sendRawTransaction). transfer = native.",
 )
 @click.option(
     "--amount",

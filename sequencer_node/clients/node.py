@@ -194,6 +194,35 @@ class NodeClient:
         _shaped(data, {"tx_hash": str, "status": str}, self.url, "/v1/tx")
         return cast(NodeTxAccepted, data)
 
+    async def eth_send_raw(self, raws: Sequence[bytes]) -> list[str | None]:
+        """``eth_sendRawTransaction`` of each of ``raws`` in one JSON-RPC batch at ``POST /``
+        (at most 100): None where the node accepted it, else the refusal's reason code
+        (``NONCE_TOO_LOW``, ...). Raises NodeUnavailable when the batch got no answer."""
+        body = [
+            {"jsonrpc": "2.0", "id": i, "method": "eth_sendRawTransaction", "params": [to_hex(r)]}
+            for i, r in enumerate(raws)
+        ]
+        try:
+            r = await self._http.post(self.url + "/", json=body)
+            data = r.json()
+        except (httpx.HTTPError, ValueError) as e:
+            raise NodeUnavailable(f"node at {self.url}: eth_sendRawTransaction failed: {e}") from e
+        if not isinstance(data, list):
+            raise NodeUnavailable(f"node at {self.url} answered the batch with {data!r:.200}")
+        by_id = {a.get("id"): a for a in data if isinstance(a, dict)}
+        out: list[str | None] = []
+        for i in range(len(raws)):
+            answer = by_id.get(i)
+            err = answer.get("error") if answer is not None else {"data": {"reason": "no_answer"}}
+            if not isinstance(err, dict):
+                out.append(None)
+                continue
+            reason = (
+                err.get("data", {}).get("reason") if isinstance(err.get("data"), dict) else None
+            )
+            out.append(str(reason or err.get("code", "rejected")).upper())
+        return out
+
     async def send_txs(self, batch: bytes) -> list[NodeTxResult]:
         """``POST /v1/txs`` with a body from :func:`encode_tx_batch`: one result per
         transaction, in order (NodeRejected if the whole batch was refused: malformed, 413,

@@ -592,6 +592,13 @@ def native_fee_view(tx: Transaction) -> TxFeeView:
     return TxFeeView.native(tx.fee, encode(tx))
 
 
+def base_fee_of(ledger: Ledger) -> int:
+    """The L2 base fee (wei per gas) of a block built on ``ledger``: its fee state's, under a
+    model that charges one; else 0."""
+    state = ledger.fee_state()
+    return state.base_fee if state is not None and state.params.charges_base_fee else 0
+
+
 def eth_fee_view(tx: EthTx) -> TxFeeView:
     """The fee view of an Ethereum transfer: its caps, 21,000 gas, and its raw bytes (what a
     batch carries for it) for the L1 data fee."""

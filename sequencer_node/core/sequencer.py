@@ -34,7 +34,14 @@ from sequencer_node.core.election import leader_for
 from sequencer_node.core.epochs import EpochSchedule
 from sequencer_node.core.fees import L1FeeInfo
 from sequencer_node.core.forced import ForcedQueue, ForcedQueueError, ForcedUnknown
-from sequencer_node.core.ledger import FeeInput, InvalidBlock, Ledger, split_txs, tx_root
+from sequencer_node.core.ledger import (
+    FeeInput,
+    InvalidBlock,
+    Ledger,
+    base_fee_of,
+    split_txs,
+    tx_root,
+)
 from sequencer_node.core.mempool import Mempool, RejectReason
 from sequencer_node.core.reconfig import (
     EMPTY_TX_ROOT,
@@ -207,6 +214,8 @@ class SequencerCore:
             window=config.downtime_window, threshold_percent=config.downtime_threshold_percent
         )
         self._reports = DowntimeReports()
+        #: Height -> the L2 base fee that block pays, for recent blocks (see base_fee).
+        self._base_fees: OrderedDict[int, int] = OrderedDict({1: base_fee_of(ledger)})
         self.epochs.info(0)
         if snapshot is not None:
             self._adopt_snapshot(snapshot)
@@ -1040,6 +1049,7 @@ class SequencerCore:
         ledger = self.committed_ledger
         self._mempool.remove_committed(ledger)
         self._forced.mark_consumed(ledger.forced_index())
+        self._note_base_fee(header.height + 1, ledger)
         if cb.block.header.height > self._stored_through:
             out.append(api.BlockCommitted(cb, ledger.state_root()))
         # The first block of an epoch follows the old table's suffix rounds, not its parent's.
@@ -1047,6 +1057,19 @@ class SequencerCore:
         first = cb.block.epoch_proof is not None and j is not None
         base_round = j.round if first and j is not None else parent.round
         self._account_downtime(header, parent, base_round, cb.qc, out)
+
+    def _note_base_fee(self, height: int, ledger: Ledger) -> None:
+        """Remember the L2 base fee block ``height`` pays (the Ethereum RPC shows it); the
+        most recent :data:`RECENT_COMMITTED` are kept."""
+        self._base_fees[height] = base_fee_of(ledger)
+        while len(self._base_fees) > RECENT_COMMITTED:
+            self._base_fees.popitem(last=False)
+
+    def base_fee(self, height: int) -> int | None:
+        """The L2 base fee of block ``height`` (wei per gas; 0 without a model that charges
+        one): recent committed blocks and the next one; None for older ones. A model change
+        that takes over at an epoch's first block is seen from the block after it."""
+        return self._base_fees.get(height)
 
     def _replay(self, chain: Sequence[CertifiedBlock]) -> None:
         """Adopt the node's own stored committed chain (trusted: it committed it before)."""

@@ -40,6 +40,11 @@ def dev_key(i: int) -> SigningKey:
     return SigningKey.deterministic(f"dev-{i}")
 
 
+def load_keys() -> list[SigningKey]:
+    """The load accounts the devnet funds."""
+    return [load_account_key(i) for i in range(LOAD_ACCOUNTS)]
+
+
 def funded_user_keys() -> list[SigningKey]:
     """Every well-known account the devnet funds: the load accounts, then the dev accounts."""
     return [
@@ -67,6 +72,26 @@ class EthDevAccount:
     @property
     def address_bytes(self) -> bytes:
         return bytes.fromhex(self.address[2:])
+
+
+def eth_load_private_key(native: SigningKey) -> bytes:
+    """The secp256k1 key of the Ethereum twin of a load account (``seqctl load --kind eth``
+    sends from it; the devnet funds the twins of the first :data:`LOAD_ACCOUNTS`)."""
+    import hashlib
+
+    return hashlib.sha256(b"seqnet/devnet-eth-load/" + native.public_key).digest()
+
+
+def eth_load_address(native: SigningKey) -> bytes:
+    """The address of :func:`eth_load_private_key`."""
+    return _eth_address(eth_load_private_key(native))
+
+
+@functools.cache
+def _eth_address(private_key: bytes) -> bytes:
+    from eth_keys.datatypes import PrivateKey
+
+    return bytes(PrivateKey(private_key).public_key.to_canonical_address())
 
 
 @functools.cache

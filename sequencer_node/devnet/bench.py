@@ -224,11 +224,15 @@ async def fund_extra_accounts(url: str, total: int) -> None:
         await wait_until("the extra load accounts to be funded", funded, 60.0)
 
 
-async def run_load(urls: list[str], rate: float, prof: Profile, wait_l1: bool) -> dict[str, Any]:
-    """One ``seqctl load`` process; its JSON summary."""
+async def run_load(
+    urls: list[str], rate: float, prof: Profile, wait_l1: bool, kind: str = "transfer"
+) -> dict[str, Any]:
+    """One ``seqctl load`` process; its JSON summary. ``kind`` ``eth``: Ethereum transfers
+    from the devnet-funded Ethereum twins of the first ``LOAD_ACCOUNTS`` load accounts."""
     seqctl = Path(sys.executable).parent / "seqctl"
+    accounts = prof.accounts if kind != "eth" else min(prof.accounts, LOAD_ACCOUNTS)
     argv = [str(seqctl), "load", "--node-url", ",".join(urls), "--rate", f"{rate:g}",
-            "--duration", f"{prof.step_s:g}", "--accounts", str(prof.accounts),
+            "--duration", f"{prof.step_s:g}", "--accounts", str(accounts), "--kind", kind,
             "--drain", f"{prof.drain_s:g}", "--json", "--quiet"]  # fmt: skip
     if wait_l1:
         argv.append("--wait-l1")
@@ -241,12 +245,18 @@ async def run_load(urls: list[str], rate: float, prof: Profile, wait_l1: bool) -
 
 
 async def load_step(
-    net: BenchNet, sampler: Sampler, rate: float, prof: Profile, *, wait_l1: bool = True
+    net: BenchNet,
+    sampler: Sampler,
+    rate: float,
+    prof: Profile,
+    *,
+    wait_l1: bool = True,
+    kind: str = "transfer",
 ) -> dict[str, Any]:
     """One load step and what the processes did during its steady window."""
     async with httpx.AsyncClient(timeout=5.0) as http:
         m0, b0, h0 = await _p2p_totals(http, net.urls)
-        load = await run_load(net.urls, rate, prof, wait_l1)
+        load = await run_load(net.urls, rate, prof, wait_l1, kind)
         m1, b1, h1 = await _p2p_totals(http, net.urls)
     start, dur = float(load["started_at_unix"]), float(load["duration_s"])
     win = sampler.window(start + dur * 0.25, start + dur)
@@ -256,6 +266,7 @@ async def load_step(
     us_per_tx = node_cores / max(1, len(nodes)) * 1e6 / certified if certified > 0 else None
     blocks = max(1, h1 - h0)
     return {
+        "kind": load.get("kind", kind),
         "offered": rate,
         "certified_tx_s": certified,
         "accepted": load["accepted"],
@@ -316,6 +327,24 @@ async def sweep(net: BenchNet, sampler: Sampler, prof: Profile, say: Callable[[s
         if saturated(step) and prof.name != "ab":
             break
     return steps
+
+
+async def eth_step(
+    net: BenchNet,
+    sampler: Sampler,
+    prof: Profile,
+    steps: list[dict[str, Any]],
+    say: Callable[[str], None],
+) -> dict[str, Any]:
+    """The same offered rate as the best native step, with Ethereum (EIP-1559) transfers
+    sent over the Ethereum JSON-RPC: what secp256k1 recovery and JSON-RPC cost against
+    native Ed25519 transfers."""
+    rate = max(steps, key=lambda s: s["certified_tx_s"])["offered"]
+    step = await load_step(net, sampler, rate, prof, kind="eth")
+    say(f"  eth transfers at {rate:>5} tx/s: certified {step['certified_tx_s']:.0f} tx/s, "
+        f"p50 {step['latency_s']['p50']} s, {step['cpu_us_per_tx_per_node']} us/tx/node, "
+        f"refused {step['rejected_by']}")  # fmt: skip
+    return step
 
 
 async def idle_cpu(net: BenchNet, sampler: Sampler, seconds: float) -> dict[str, float]:
@@ -429,15 +458,16 @@ async def bench(prof: Profile, root: Path, say: Callable[[str], None]) -> dict[s
     async def main4(net: BenchNet, sampler: Sampler) -> dict[str, Any]:
         idle = await idle_cpu(net, sampler, prof.idle_s)
         steps = await sweep(net, sampler, prof, say)
+        eth = await eth_step(net, sampler, prof, steps, say)
         if not prof.failovers:
-            return {"idle": idle, "steps": steps, "failover": None}
+            return {"idle": idle, "steps": steps, "eth": eth, "failover": None}
         try:
             fo = await failover(net, prof.failovers)
         except (RuntimeError, OSError) as e:
             say(f"  failover failed: {e}")
-            return {"idle": idle, "steps": steps, "failover": None}
+            return {"idle": idle, "steps": steps, "eth": eth, "failover": None}
         say(f"  failover: next certified block {fo['next_block_s']} s after the leader died")
-        return {"idle": idle, "steps": steps, "failover": fo}
+        return {"idle": idle, "steps": steps, "eth": eth, "failover": fo}
 
     say("4 nodes: load stepped to saturation")
     doc["load"] = await with_network(root, 4, prof, say, main4)

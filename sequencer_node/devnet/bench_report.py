@@ -43,6 +43,19 @@ LOAD_HEAD = ["offered tx/s", "certified tx/s", "p50 s", "p99 s", "L1 p50 s", "L1
              "/health p50 ms", "/health p99 ms", "client us/tx", "refused+skipped"]  # fmt: skip
 
 
+def _eth_lines(eth: dict[str, Any] | None) -> list[str]:
+    """The Ethereum-transfer step (same offered rate as the best native step), if measured."""
+    if not eth:
+        return []
+    return [
+        "Ethereum (EIP-1559) transfers over the Ethereum JSON-RPC, at the best native step's "
+        "offered rate:",
+        "",
+        _table(LOAD_HEAD, _load_rows([eth])),
+        "",
+    ]
+
+
 def markdown(doc: dict[str, Any]) -> str:
     m, lim, v = doc["machine"], doc["limit"], doc["verify"]
     load = doc["load"]
@@ -63,6 +76,7 @@ def markdown(doc: dict[str, Any]) -> str:
         "",
         _table(LOAD_HEAD, _load_rows(load["steps"])),
         "",
+        *_eth_lines(load.get("eth")),
         f"Idle: {_f(load['idle']['node_cores_mean'] * 100, 1)} % of a core per node, L1 "
         f"{_f(load['idle']['l1_cores'] * 100, 1)} %.",
         "",

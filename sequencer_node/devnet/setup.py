@@ -26,7 +26,9 @@ from sequencer_node.devnet.accounts import (
     USER_DEV_ACCOUNT,
     dev_key,
     eth_dev_accounts,
+    eth_load_address,
     funded_user_keys,
+    load_keys,
 )
 from sequencer_node.devnet.config import (
     L1_FUNDING_TOKENS,
@@ -233,8 +235,10 @@ def l2_genesis_json(
         ],
         "balances": {
             **{to_hex(k.address): str(L2_FUNDING) for k in accounts},
-            # The Ethereum dev accounts wallets know (anvil's and Hardhat's).
+            # The Ethereum dev accounts wallets know (anvil's and Hardhat's), and the Ethereum
+            # twins of the load accounts (seqctl load --kind eth).
             **{a.address.lower(): str(ETH_DEV_FUNDING) for a in eth_dev_accounts()},
+            **{to_hex(eth_load_address(k)): str(ETH_DEV_FUNDING) for k in load_keys()},
         },
         "params": {
             "block_time_ms": cfg.block_time_ms,

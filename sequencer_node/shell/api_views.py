@@ -23,6 +23,7 @@ from sequencer_node.shell.l1_watcher import L1Watcher
 from sequencer_node.shell.peers import PeerManager
 from sequencer_node.shell.store import Store
 from sequencer_node.wire.codec import message_id
+from sequencer_node.wire.eth import EthTransaction, decode_eth
 from sequencer_node.wire.hexstr import opt_hex, to_hex
 from sequencer_node.wire.messages import CertifiedBlock, Transaction, block_hash
 
@@ -291,7 +292,22 @@ def block_json(cb: CertifiedBlock) -> dict[str, Any]:
         "tx_count": len(cb.block.transactions),
         "forced_count": len(cb.block.forced),
         "transactions": [_tx_json(tx) for tx in cb.block.transactions],
+        "eth_tx_count": len(cb.block.eth_transactions),
+        "eth_transactions": [_eth_tx_json(e) for e in cb.block.eth_transactions],
         "qc_signers": [to_hex(e.signer) for e in cb.qc.signatures],
+    }
+
+
+def _eth_tx_json(tx: EthTransaction) -> dict[str, Any]:
+    """An Ethereum transaction of a block (its full form: the Ethereum JSON-RPC)."""
+    e = decode_eth(tx.raw)  # it executed in a certified block: it decodes (cached)
+    return {
+        "hash": to_hex(e.hash),
+        "type": e.type,
+        "from": to_hex(e.sender),
+        "to": None if e.to is None else to_hex(e.to),
+        "value": str(e.value),
+        "nonce": e.nonce,
     }
 
 

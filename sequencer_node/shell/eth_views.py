@@ -23,7 +23,7 @@ import sys
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from sequencer_node.core.ledger import Ledger
+from sequencer_node.core.ledger import Ledger, base_fee_of
 from sequencer_node.core.sequencer import SequencerCore
 from sequencer_node.genesis import L2Genesis
 from sequencer_node.shell.api_views import ApiViews
@@ -130,12 +130,16 @@ class EthViews:
     # --- fees ------------------------------------------------------------------------------
 
     def base_fee(self, height: int) -> int:
-        """The L2 base fee of block ``height`` (0: no fee model charges one)."""
-        return 0
+        """The L2 base fee of block ``height`` (0 when no fee model charges one). The core
+        keeps those of its recent blocks (4,096); an older one is shown at today's."""
+        if height == 0:
+            return 0
+        fee = self._core().base_fee(height)
+        return self.next_base_fee() if fee is None else fee
 
     def next_base_fee(self) -> int:
-        """The base fee of the next block."""
-        return self.base_fee(self.head_height("latest") + 1)
+        """The base fee of the next block (from the certified state: what a wallet bids on)."""
+        return base_fee_of(self._core().committed_ledger)
 
     def gas_limit(self) -> int:
         return self._core().config.max_block_txs * TRANSFER_GAS

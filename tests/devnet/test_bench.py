@@ -73,9 +73,15 @@ def test_quick_bench_measures_every_figure(tmp_path: Path) -> None:
     assert first["p2p_bytes_per_block"] > 0
     assert doc["limit"]["ceiling_tx_s"] > 0
     assert doc["limit"]["ratio"] > 0
+    eth = doc["load"]["eth"]  # Ethereum transfers at the best native step's rate
+    assert eth["kind"] == "eth"
+    assert eth["offered"] in [s["offered"] for s in steps]
+    assert eth["certified_tx_s"] > 0
+    assert eth["rejected"] == 0
     assert doc["load"]["failover"]["next_block_s"] > 0
     assert doc["scaling"][0]["nodes"] == 4
     md = (tmp_path / "results.md").read_text()
+    assert "Ethereum (EIP-1559) transfers" in md
     for heading in ("## 1. Open-loop load", "## 2. The limit", "## 3. Scaling", "## 4. Failover"):
         assert heading in md
     if plots:

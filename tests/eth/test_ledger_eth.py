@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import pytest
 
-from sequencer_node.core.ledger import InvalidBlock, Ledger, Receipt, split_txs, tx_root
+from sequencer_node.core.fees import FeeParams, L1FeeInfo
+from sequencer_node.core.ledger import (
+    FeeInput,
+    InvalidBlock,
+    Ledger,
+    Receipt,
+    base_fee_of,
+    split_txs,
+    tx_root,
+)
 from sequencer_node.core.mempool import Mempool, RejectReason
 from sequencer_node.wire.crypto import SigningKey, address_of
 from sequencer_node.wire.eth import EthTransaction, eth_tx_hash
@@ -156,3 +165,44 @@ def test_pool_refuses_a_replayed_and_an_underpriced_replacement():
     after, _ = run(lg, type2(nonce=0))
     replayed = mp.add(eth(type2(nonce=0)), after)
     assert replayed.reason is RejectReason.NONCE_TOO_LOW
+
+
+# --- under a fee model ----------------------------------------------------------------------
+
+
+def test_under_op_ecotone_an_eth_transfer_pays_base_fee_tip_and_l1_fee():
+    params = FeeParams(model="op-ecotone")
+    lg = Ledger.genesis({ADDR_0: FUNDS}, fees=params)
+    base = base_fee_of(lg)
+    assert base == params.initial_base_fee > 0
+    raw = type2(value=1_000, max_fee=base + 3 * GWEI, tip=GWEI)
+    fin = FeeInput(l1_origin=7, l1=(L1FeeInfo(7, base_fee=GWEI, blob_base_fee=1),))
+    after, (receipt,) = lg.apply_block(
+        [], [], proposer=PROPOSER.public_key, chain_id=CHAIN_ID, fee_input=fin,
+        eth_txs=[eth(raw)],
+    )  # fmt: skip
+    assert receipt.base_fee_paid == 21_000 * base
+    assert receipt.l1_fee_paid > 0  # its raw bytes priced at the L1 origin's fees
+    assert receipt.fee_paid == 21_000 * (base + GWEI) + receipt.l1_fee_paid
+    assert after.balance(params.base_fee_vault) == receipt.base_fee_paid
+    assert after.balance(params.l1_fee_vault) == receipt.l1_fee_paid
+    assert after.balance(FEE_TO) == 21_000 * GWEI  # min(max fee - base, tip) per gas
+    assert after.balance(ADDR_0) == FUNDS - 1_000 - receipt.fee_paid
+    assert after.total_supply() == FUNDS
+    cheap = type2(nonce=1, max_fee=base_fee_of(after) - 1, tip=0)
+    with pytest.raises(InvalidBlock, match="below the L2 base fee"):
+        after.apply_block(
+            [], [], proposer=PROPOSER.public_key, chain_id=CHAIN_ID,
+            fee_input=FeeInput(l1_origin=7), eth_txs=[eth(cheap)],
+        )  # fmt: skip
+
+
+def test_under_the_flat_model_the_effective_priority_fee_goes_to_the_proposer():
+    lg = Ledger.genesis({ADDR_0: FUNDS}, fees=FeeParams(model="flat"))
+    fin = FeeInput(l1_origin=7, l1=(L1FeeInfo(7, base_fee=GWEI, blob_base_fee=1),))
+    after, (receipt,) = lg.apply_block(
+        [], [], proposer=PROPOSER.public_key, chain_id=CHAIN_ID, fee_input=fin,
+        eth_txs=[eth(type2(max_fee=5 * GWEI, tip=2 * GWEI))],
+    )  # fmt: skip
+    assert receipt.fee_paid == 21_000 * 2 * GWEI  # min(5 gwei, 0 + 2 gwei), not the max fee
+    assert after.balance(FEE_TO) == receipt.fee_paid

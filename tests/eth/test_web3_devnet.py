@@ -7,6 +7,7 @@ understand (replay, wrong chain, data), and the JSON-RPC error codes for bad inp
 
 from __future__ import annotations
 
+import json
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -216,3 +217,17 @@ def test_json_rpc_errors_and_batches(devnet: str) -> None:
         == -32700
     )
     assert httpx.post(devnet, content=b"x" * (65 * 1024), timeout=30).status_code == 413
+
+
+def test_load_generator_sends_ethereum_transfers(devnet: str) -> None:
+    r = subprocess.run(
+        [*seqctl(), "load", "--node-url", devnet, "--kind", "eth", "--rate", "20",
+         "--duration", "3s", "--accounts", "4", "--drain", "60", "--json", "--quiet"],
+        capture_output=True, text=True, timeout=180,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stdout + r.stderr
+    summary = json.loads(r.stdout)
+    assert summary["kind"] == "eth"
+    assert summary["accepted"] >= 50
+    assert summary["rejected_total"] == 0
+    assert summary["certified"] == summary["accepted"]

@@ -152,3 +152,12 @@ def test_decoding_is_cached_and_the_cache_is_bounded(monkeypatch):
         decode_eth(raw)
     assert len(weth._CACHE) == 3
     assert raws[0] not in weth._CACHE
+
+
+def test_the_load_generators_signer_makes_the_bytes_eth_account_makes():
+    raw = weth.sign_dynamic_fee(
+        bytes.fromhex(KEY_1[2:]), chain_id=CHAIN_ID, nonce=7, to=RECIPIENT, value=5,
+        max_priority_fee_per_gas=GWEI, max_fee_per_gas=3 * GWEI, gas_limit=30_000,
+    )  # fmt: skip
+    assert raw == type2(KEY_1, nonce=7, value=5, gas=30_000, max_fee=3 * GWEI, tip=GWEI)
+    assert decode_eth(raw).sender == ADDR_1
