@@ -1,8 +1,11 @@
-"""``seqctl tx send|status``: signed L2 transfers through a node's RPC, and their fate.
+"""``seqctl tx send|estimate|status``: signed L2 transfers through a node's RPC, what they
+cost, and their fate.
 
 Amounts and fees are integers in the L2's smallest unit (the ledger's unit; a transaction's
 fields are 64-bit). The L2 chain id comes from the node's ``/v1/status`` unless given, the
-nonce from ``/v1/account/{address}`` unless given.
+nonce from ``/v1/account/{address}`` unless given, the fee from the node's ``/v1/fees``
+estimate unless given (docs/fees.md: under op-ecotone and arbitrum-l1-pricer the fee is the most
+the sender pays; what the base fee and L1 data fee leave goes to the proposer).
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ from sequencer_node.cli.common import (
 )
 from sequencer_node.cli.runner import run_async
 from sequencer_node.clients.node import NodeAccount, NodeClient, NodeRejected, NodeTxStatus
+from sequencer_node.core.fees import FeeContext, FeeEstimate, FeeParams, estimate_native
+from sequencer_node.core.ledger import native_fee_view
 from sequencer_node.keystore import KeystoreError, read_public_info
 from sequencer_node.system.commandline import fail, json_option
 from sequencer_node.system.terminal import Waiting, waiting
@@ -67,6 +72,30 @@ def make_transfer(
     return sign_message(
         Transaction(key.public_key, to, amount, nonce, fee, bytes(64)), key, chain_id
     )
+
+
+def fee_context_of(doc: dict[str, Any] | None) -> FeeContext | None:
+    """The fee context a ``/v1/fees`` document describes (None: flat without fee state, or a
+    node without ``/v1/fees``)."""
+    if not doc or not doc.get("fee_state"):
+        return None
+    try:
+        return FeeContext(
+            FeeParams.from_json(doc["params"]), int(doc["base_fee_per_gas"]),
+            int(doc["l1_base_fee"]), int(doc["l1_blob_base_fee"]),
+            int(doc["l1_data_price_per_byte"]),
+        )  # fmt: skip
+    except (KeyError, TypeError, ValueError) as e:
+        fail(f"the node's /v1/fees answer is not understood: {e}")
+
+
+def estimate_transfer(
+    ctx: FeeContext | None, sender: bytes, to: bytes, amount: int, nonce: int
+) -> FeeEstimate:
+    """The fee to send with a transfer: priced on its encoding with the widest fee field (the
+    fee changes the bytes, so the L1 data fee is an upper bound)."""
+    widest = Transaction(sender, to, amount, nonce, U64_MAX, b"\xff" * 64)
+    return estimate_native(ctx, native_fee_view(widest))
 
 
 async def wait_certified(
@@ -159,9 +188,8 @@ def tx() -> None:
 @click.option(
     "--fee",
     type=click.IntRange(0, U64_MAX),
-    default=1,
-    show_default=True,
-    help="Fee paid to the block's proposer (smallest unit).",
+    help="The most the transfer pays in fees (smallest unit); default: the node's estimate "
+    "(`seqctl tx estimate`; 1 under the flat model).",
 )
 @click.option(
     "--nonce",
@@ -191,7 +219,7 @@ def tx_send(
     from_: Path,
     to: str,
     amount: int,
-    fee: int,
+    fee: int | None,
     nonce: int | None,
     chain_id: int | None,
     wait: bool,
@@ -208,7 +236,11 @@ def tx_send(
         async with NodeClient(node_url) as node:
             cid = chain_id if chain_id is not None else int((await node.status())["chain_id"])
             n = nonce if nonce is not None else await pending_nonce(node, key.address)
-            signed = make_transfer(key, dest, amount, n, fee, cid)
+            paid = fee
+            if paid is None:
+                ctx = fee_context_of(await node.fees())
+                paid = estimate_transfer(ctx, key.public_key, dest, amount, n).fee
+            signed = make_transfer(key, dest, amount, n, paid, cid)
             h = tx_hash(signed)
             out: dict[str, Any] = {
                 "tx_hash": to_hex(h),
@@ -216,7 +248,7 @@ def tx_send(
                 "from": to_hex(key.address),
                 "to": to_hex(dest),
                 "amount": amount,
-                "fee": fee,
+                "fee": paid,
                 "nonce": n,
                 "chain_id": cid,
             }
@@ -232,6 +264,57 @@ def tx_send(
         click.echo(data["tx_hash"])
         if wait:
             click.echo(f"{data['status']} at height {data.get('height')}", err=True)
+
+
+@tx.command("estimate")
+@click.option(
+    "--from",
+    "from_",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    envvar="SEQ_ACCOUNT_KEY",
+    show_envvar=True,
+    help="Keystore of the sending account (its public part only; default: the widest sender).",
+)
+@click.option("--to", help="Receiving address or keystore file (default: the widest address).")
+@click.option("--amount", type=click.IntRange(0, U64_MAX), default=U64_MAX,
+              help="Amount (default: the largest, an upper bound).")  # fmt: skip
+@node_url_option
+@json_option
+def tx_estimate(
+    from_: Path | None, to: str | None, amount: int, node_url: str, as_json: bool
+) -> None:
+    """What a transfer costs now: the L2 base fee, the L1 data fee, a priority fee, and the
+    fee `tx send` would put in it (from the node's /v1/fees; with --from, at the account's
+    next nonce)."""
+    sender, address = b"\xff" * 32, None
+    if from_ is not None:
+        try:
+            info = read_public_info(from_)
+            sender = bytes.fromhex(info["public_key"].removeprefix("0x"))
+            address = parse_address(info["address"])
+        except (KeystoreError, ValueError) as e:
+            fail(f"--from {from_}: {e}")
+    dest = parse_destination(to) if to is not None else b"\xff" * 20
+
+    async def go() -> dict[str, Any]:
+        async with NodeClient(node_url) as node:
+            doc = await node.fees()
+            # the nonce `tx send` would use (its size is part of the L1 data fee)
+            n = U64_MAX if address is None else await pending_nonce(node, address)
+        est = estimate_transfer(fee_context_of(doc), sender, dest, amount, n)
+        return {
+            "model": "flat" if doc is None else doc.get("model", "flat"),
+            "base_fee_per_gas": "0" if doc is None else doc.get("base_fee_per_gas", "0"),
+            "l1_data_price_per_byte": "0" if doc is None else doc.get("l1_data_price_per_byte"),
+            "gas": 21_000,
+            "base_fee": str(est.base),
+            "l1_data_fee": str(est.l1),
+            "priority_fee": str(est.priority),
+            "suggested_fee": str(est.fee),
+        }
+
+    data = run_async(go)
+    emit(data, as_json, render_kv)
 
 
 @tx.command("status")

@@ -20,7 +20,6 @@ from typing import Any
 import httpx
 import trio
 
-from sequencer_node.core.fees import BatchCost, FeeParams, FeeParamsError, L1FeeInfo
 from sequencer_node.wire.codec import CodecError, decode, encode
 from sequencer_node.wire.crypto import SigningKey
 from sequencer_node.wire.hexstr import from_hex, to_hex
@@ -155,25 +154,26 @@ def _i(s: Any) -> int:
     return int(s, 16) if isinstance(s, str) and s.startswith("0x") else int(s)
 
 
-def _fee_info(r: dict[str, Any]) -> L1FeeInfo:
-    costs = tuple(
-        BatchCost(_i(b["batchNumber"]), _i(b["cost"]), _i(b["dataBytes"])) for b in r["batches"]
-    )
-    return L1FeeInfo(
-        _i(r["number"]), _i(r["baseFeePerGas"]), _i(r["blobBaseFee"]), costs,
-        fee_params_of(r.get("feeModel")),
+@dataclass(frozen=True, slots=True)
+class L1FeeRecord:
+    """One finalized L1 block's L2 fee data, as the L1 serves it (``seq_getL1FeeInfo``)."""
+
+    number: int
+    base_fee: int
+    blob_base_fee: int
+    #: (batch number, posting cost in wei, data bytes) of each batch accepted in the block.
+    batches: tuple[tuple[int, int, int], ...]
+    #: The owner's fee-model setting made in the block (JSON text), if any.
+    fee_model: str | None
+
+
+def _fee_record(r: dict[str, Any]) -> L1FeeRecord:
+    batches = tuple((_i(b["batchNumber"]), _i(b["cost"]), _i(b["dataBytes"])) for b in r["batches"])
+    setting = r.get("feeModel")
+    return L1FeeRecord(
+        _i(r["number"]), _i(r["baseFeePerGas"]), _i(r["blobBaseFee"]), batches,
+        setting if isinstance(setting, str) else None,
     )  # fmt: skip
-
-
-def fee_params_of(setting: object) -> FeeParams | None:
-    """The fee model an owner's setting names, or None when the L2 cannot use it (not JSON,
-    unknown model or field, bad value): every node reads it the same way."""
-    if not isinstance(setting, str):
-        return None
-    try:
-        return FeeParams.from_json(json.loads(setting))
-    except (ValueError, FeeParamsError):
-        return None
 
 
 class L1Client:
@@ -329,19 +329,19 @@ class L1Client:
             header, int(b["l1Block"]), _b(b["txHash"]), tuple(_b(s) for s in b["signers"])
         )
 
-    async def l1_fee_info(self, start: int, count: int = 100) -> list[L1FeeInfo]:
+    async def l1_fee_info(self, start: int, count: int = 100) -> list[L1FeeRecord]:
         """The L2 fee data of the finalized L1 blocks ``start ..`` (up to ``count``; fewer
         when the range passes the finalized block): base fees, batch costs, the owner's
-        fee-model settings (a setting the L2 cannot use is read as none)."""
+        fee-model settings (``L1FeeInfo.from_record`` makes the core's value of one)."""
         rows = await self.rpc("seq_getL1FeeInfo", start, count)
         try:
-            return [_fee_info(r) for r in rows]
+            return [_fee_record(r) for r in rows]
         except (KeyError, TypeError, ValueError) as e:
             raise L1Unavailable(f"L1 sent malformed fee info: {e}") from None
 
-    async def set_fee_model(self, params: FeeParams, key: SigningKey) -> bytes:
+    async def set_fee_model(self, fee_params: dict[str, Any], key: SigningKey) -> bytes:
         """The rollup owner's call: set the L2 fee model (in force from a later L2 epoch)."""
-        return await self.submit(SetFeeModel(json.dumps(params.to_json())), key)
+        return await self.submit(SetFeeModel(json.dumps(fee_params)), key)
 
     async def receipt(self, tx_hash: bytes) -> L1Receipt | None:
         r = await self.rpc("eth_getTransactionReceipt", to_hex(tx_hash))

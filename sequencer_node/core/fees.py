@@ -46,6 +46,8 @@ Transactions plug in through :class:`TxFeeView`:
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterable
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
@@ -187,6 +189,17 @@ class FeeParams:
 
 
 _PARAMS_BYTES = 1 + sum(20 if f.type == "bytes" else 16 for f in fields(FeeParams)[1:])
+
+
+def fee_params_of(setting: object) -> FeeParams | None:
+    """The fee model an owner's setting (JSON text) names, or None when the L2 cannot use it
+    (not JSON, unknown model or field, bad value): every node reads it the same way."""
+    if not isinstance(setting, str):
+        return None
+    try:
+        return FeeParams.from_json(json.loads(setting))
+    except (ValueError, RecursionError):  # FeeParamsError is a ValueError
+        return None
 
 
 def _hex20(v: Any, where: str) -> bytes:
@@ -353,6 +366,43 @@ def charge(ctx: FeeContext | None, view: TxFeeView) -> FeeCharge | str:
     return FeeCharge(base, l1, tip * view.gas_used)
 
 
+#: Estimates add this much (percent) to the base and L1 parts: the base fee may rise by 1/8 per
+#: block (two blocks: +27 %) and the L1 origin may move before the transaction is included.
+ESTIMATE_HEADROOM_PERCENT = 30
+
+
+@dataclass(frozen=True, slots=True)
+class FeeEstimate:
+    """A suggestion for one native transfer: the parts now, and the ``fee`` to send (the
+    parts with headroom, plus the priority fee; under op-ecotone and arbitrum-l1-pricer what
+    is not needed goes to the proposer as extra priority)."""
+
+    base: int
+    l1: int
+    priority: int
+    fee: int
+
+
+def suggested_priority_per_gas(ctx: FeeContext | None) -> int:
+    """A priority fee per gas that gets a transfer into the next block when blocks are not
+    full: a tenth of the base fee (at least 1 wei); 1 wei per transfer's gas under flat."""
+    if ctx is None or not ctx.params.charges_base_fee:
+        return 0
+    return max(1, ctx.base_fee // 10)
+
+
+def estimate_native(ctx: FeeContext | None, view: TxFeeView) -> FeeEstimate:
+    """The fee to put in a native transfer with fee view ``view`` (its bytes with the largest
+    fee it may carry, so the L1 part is an upper bound). Flat: 1 (the historical default)."""
+    if ctx is None or ctx.params.model == FLAT:
+        return FeeEstimate(0, 0, 1, 1)
+    base = ctx.base_fee * view.gas_used
+    l1 = ctx.l1_fee(view)
+    tip = suggested_priority_per_gas(ctx) * view.gas_used
+    headroom = -(-(base + l1) * ESTIMATE_HEADROOM_PERCENT // 100)
+    return FeeEstimate(base, l1, tip, min(base + l1 + headroom + tip, _MAX_U64))
+
+
 def next_base_fee(params: FeeParams, base_fee: int, gas_used: int) -> int:
     """EIP-1559: the base fee of the child of a block with ``base_fee`` that used ``gas_used``.
 
@@ -397,6 +447,19 @@ class L1FeeInfo:
 
     def with_number(self, number: int) -> L1FeeInfo:
         return replace(self, number=number)
+
+    @staticmethod
+    def of(
+        number: int,
+        base_fee: int,
+        blob_base_fee: int,
+        batches: Iterable[tuple[int, int, int]],
+        setting: str | None,
+    ) -> L1FeeInfo:
+        """From what the L1 serves (``seq_getL1FeeInfo``): ``batches`` as (number, cost,
+        bytes), ``setting`` the owner's JSON text (:func:`fee_params_of`)."""
+        costs = tuple(BatchCost(n, c, b) for n, c, b in batches)
+        return L1FeeInfo(number, base_fee, blob_base_fee, costs, fee_params_of(setting))
 
     def to_bytes(self) -> bytes:
         """A compact encoding (the node stores the fee data it fed its core)."""
@@ -448,6 +511,12 @@ class FeeState:
     last_surplus: int = 0
     #: Posting costs the L1 fee vault could not pay yet (paid first from later fees).
     owed: int = 0
+    #: Running totals since genesis (reporting: what the L2 collected per batch, what the L1
+    #: fee vault paid the batcher): base fees, L1 data fees, priority fees, reimbursements.
+    collected_base: int = 0
+    collected_l1: int = 0
+    collected_priority: int = 0
+    paid_to_batcher: int = 0
     #: A model set by the owner on L1, in force from the next epoch's first block.
     pending: FeeParams | None = None
 
@@ -473,7 +542,8 @@ class FeeState:
         nums = (
             self.base_fee, -1 if self.l1_origin is None else self.l1_origin, self.l1_base_fee,
             self.l1_blob_base_fee, self.price_per_byte, self.bytes_since_report,
-            self.last_surplus, self.owed,
+            self.last_surplus, self.owed, self.collected_base, self.collected_l1,
+            self.collected_priority, self.paid_to_batcher,
         )  # fmt: skip
         body = b"".join(n.to_bytes(_NUM_BYTES, "big", signed=True) for n in nums)
         pending = b"" if self.pending is None else self.pending.canonical()
@@ -482,7 +552,7 @@ class FeeState:
     @staticmethod
     def from_canonical(data: bytes) -> FeeState:
         """Inverse of :meth:`canonical`. Raises FeeParamsError on malformed bytes."""
-        n = _PARAMS_BYTES + 8 * _NUM_BYTES
+        n = _PARAMS_BYTES + _NUMS * _NUM_BYTES
         if len(data) not in (n, n + _PARAMS_BYTES):
             raise FeeParamsError("fee state: malformed canonical bytes")
         params = FeeParams.from_canonical(data[:_PARAMS_BYTES])
@@ -490,17 +560,19 @@ class FeeState:
             int.from_bytes(data[i : i + _NUM_BYTES], "big", signed=True)
             for i in range(_PARAMS_BYTES, n, _NUM_BYTES)
         ]
-        if min(nums[0], nums[1] + 1, *nums[2:6], nums[7]) < 0:
+        if min(nums[0], nums[1] + 1, *nums[2:6], *nums[7:]) < 0:
             raise FeeParamsError("fee state: negative amount")
         pending = FeeParams.from_canonical(data[n:]) if len(data) > n else None
         return FeeState(
             params, nums[0], None if nums[1] < 0 else nums[1], l1_base_fee=nums[2],
             l1_blob_base_fee=nums[3], price_per_byte=nums[4], bytes_since_report=nums[5],
-            last_surplus=nums[6], owed=nums[7], pending=pending,
+            last_surplus=nums[6], owed=nums[7], collected_base=nums[8], collected_l1=nums[9],
+            collected_priority=nums[10], paid_to_batcher=nums[11], pending=pending,
         )  # fmt: skip
 
 
 _NUM_BYTES = 17
+_NUMS = 12
 
 
 def reprice(state: FeeState, surplus: int, units: int) -> int:
@@ -542,6 +614,7 @@ __all__ = [
     "BatchCost",
     "FeeCharge",
     "FeeContext",
+    "FeeEstimate",
     "FeeParams",
     "FeeParamsError",
     "FeeState",
@@ -550,6 +623,9 @@ __all__ = [
     "calldata_gas",
     "charge",
     "ecotone_l1_fee",
+    "fee_params_of",
+    "estimate_native",
     "next_base_fee",
     "reprice",
+    "suggested_priority_per_gas",
 ]

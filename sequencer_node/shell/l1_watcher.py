@@ -362,9 +362,11 @@ class L1Watcher:
         for _ in range(_FEE_PAGES_PER_POLL):
             if self._fee_next is None or self._fee_next > self.finalized:
                 return
-            infos = await self.l1.l1_fee_info(self._fee_next, _FEE_PAGE)
-            if not infos:
+            records = await self.l1.l1_fee_info(self._fee_next, _FEE_PAGE)
+            if not records:
                 return
+            infos = [L1FeeInfo.of(r.number, r.base_fee, r.blob_base_fee, r.batches,
+                                  r.fee_model) for r in records]  # fmt: skip
             await self._events.send(api.L1FeeInfoSeen(tuple(infos)))
             self._fee_next = infos[-1].number + 1
             self.last_fee_info = infos[-1]

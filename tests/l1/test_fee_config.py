@@ -13,8 +13,8 @@ import trio
 from l1_mock import genesis as genesis_mod
 from l1_mock.chain import CallRejected, Chain
 from l1_mock.server import L1Service, L1Settings, serve
-from sequencer_node.clients.l1 import L1Client, L1Rejected, fee_params_of
-from sequencer_node.core.fees import OP_ECOTONE, FeeParams
+from sequencer_node.clients.l1 import L1Client, L1Rejected
+from sequencer_node.core.fees import OP_ECOTONE, FeeParams, L1FeeInfo, fee_params_of
 from sequencer_node.wire.blobs import BYTES_PER_BLOB
 from sequencer_node.wire.l1calls import SetFeeModel
 from tests.l1.helpers import OTHER, OWNERS, USER, batch_header, batch_params, genesis, mine, submit
@@ -94,14 +94,17 @@ async def test_fee_info_is_served_for_finalized_blocks_only(
     l1: tuple[L1Service, L1Client],
 ) -> None:
     node, client = l1
-    h = await client.set_fee_model(ECOTONE, USER)
+    h = await client.set_fee_model(ECOTONE.to_json(), USER)
     await client.dev_mine(1)
     receipt = await client.receipt(h)
     assert receipt is not None
     assert receipt.status == 1
     await client.dev_mine(3 * 32)
     fin = (await client.finalized()).number
-    infos = await client.l1_fee_info(0, 1_000)
+    infos = [
+        L1FeeInfo.of(r.number, r.base_fee, r.blob_base_fee, r.batches, r.fee_model)
+        for r in await client.l1_fee_info(0, 1_000)
+    ]
     assert [i.number for i in infos] == list(range(fin + 1))
     assert infos[1].fee_config == ECOTONE
     assert infos[1].base_fee == node.chain.config.base_fee_per_gas

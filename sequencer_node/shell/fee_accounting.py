@@ -1,0 +1,58 @@
+"""Where the money goes, per batch: what the L1 charged for a batch against what the L2
+collected in fees from its blocks (docs/fees.md, "Where the money goes").
+
+The ledger's fee state keeps running totals of the fees collected (base, L1 data, priority)
+and of what the L1 fee vault paid the batcher account. :class:`FeeAccounting` remembers the
+totals after each committed block (bounded), so a batch covering L2 heights ``first ..
+last`` collected ``totals(last) - totals(first - 1)``. The batches view
+(``GET /v1/batches``, ``seqctl batches``) adds those fields to each row that has the totals
+of both ends (after a restart, batches below the restart height have none).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Any
+
+from sequencer_node.core.fees import FeeState
+
+#: Committed heights whose totals are kept (the newest ones).
+KEEP_HEIGHTS = 200_000
+
+
+class FeeAccounting:
+    """Running fee totals per committed height (see the module docstring)."""
+
+    def __init__(self, keep: int = KEEP_HEIGHTS) -> None:
+        self._keep = keep
+        self._totals: OrderedDict[int, tuple[int, int, int]] = OrderedDict()
+
+    def on_commit(self, height: int, state: FeeState | None) -> None:
+        if state is None:
+            return
+        self._totals[height] = (state.collected_base, state.collected_l1, state.collected_priority)
+        while len(self._totals) > self._keep:
+            self._totals.popitem(last=False)
+
+    def collected(self, first: int, last: int) -> tuple[int, int, int] | None:
+        """(base, L1 data, priority) fees collected by the blocks ``first .. last``."""
+        before = (0, 0, 0) if first <= 1 else self._totals.get(first - 1)
+        after = self._totals.get(last)
+        if before is None or after is None:
+            return None
+        return (after[0] - before[0], after[1] - before[1], after[2] - before[2])
+
+    def batch_row(self, row: dict[str, Any]) -> dict[str, Any]:
+        """``row`` (a batches-view row: ``first_height``, ``last_height``, ``fee_paid``) with
+        what the L2 collected for it and whether its L1 data fees covered the L1's charge."""
+        got = self.collected(int(row["first_height"]), int(row["last_height"]))
+        if got is None:
+            return {**row, "l2_collected": None, "l1_fee_covered": None}
+        paid = row.get("fee_paid")
+        cover = None if paid in (None, "0", 0) else round(got[1] / int(paid), 4)
+        collected = {"base_fee": str(got[0]), "l1_data_fee": str(got[1]),
+                     "priority_fee": str(got[2])}  # fmt: skip
+        return {**row, "l2_collected": collected, "l1_fee_covered": cover}
+
+
+__all__ = ["KEEP_HEIGHTS", "FeeAccounting"]
