@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from sequencer_node.cli.devnet import devnet
+from sequencer_node.cli.fees import fees
 from sequencer_node.cli.keys import keys
 from sequencer_node.cli.load import load
 from sequencer_node.cli.network import batches, blob, evidence, leaders, status
@@ -28,6 +29,7 @@ main.add_command(devnet)
 main.add_command(stake)
 main.add_command(sequencers)
 main.add_command(tx)
+main.add_command(fees)
 main.add_command(account)
 main.add_command(status)
 main.add_command(leaders)

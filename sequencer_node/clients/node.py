@@ -180,6 +180,15 @@ class NodeClient:
     async def batches(self) -> list[dict[str, Any]]:
         return list((await self._request("GET", "/v1/batches")).get("batches", []))
 
+    async def fees(self) -> dict[str, Any] | None:
+        """``GET /v1/fees`` (docs/fees.md), or None from a node that has no such route."""
+        try:
+            return await self._request("GET", "/v1/fees")
+        except NodeRejected as e:
+            if e.status == 404:
+                return None
+            raise
+
     async def account(self, address: bytes) -> NodeAccount:
         path = f"/v1/account/{to_hex(address)}"
         data = await self._request("GET", path)

@@ -43,7 +43,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Annotated
 
-from sequencer_node.core.fees import FeeParams, L1FeeInfo
+from sequencer_node.core.fees import FeeParams, FeeState, L1FeeInfo
 from sequencer_node.core.ledger import Ledger
 from sequencer_node.wire.codec import U64, Hash32, MaxItems, PubKey, decode, encode, wire_message
 from sequencer_node.wire.crypto import SigningKey
@@ -373,11 +373,13 @@ class PersistWatermark:
 class BlockCommitted:
     """A block is final under the BFT rule (in height order, each exactly once).
 
-    ``certified.qc`` certifies ``certified.block``; ``state_root`` is the post-state.
+    ``certified.qc`` certifies ``certified.block``; ``state_root`` is the post-state;
+    ``fee_state`` its fee state (None without a fee model), for fee reporting.
     """
 
     certified: CertifiedBlock
     state_root: bytes
+    fee_state: FeeState | None = None
 
 
 @dataclass(frozen=True, slots=True)

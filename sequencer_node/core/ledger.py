@@ -631,6 +631,7 @@ class _BlockRun:
         self._gas_used = 0
         self._bytes = 0
         self._charge = FeeCharge()
+        self._collected = [0, 0, 0]  # base, L1, priority fees of this block
         if base._fees is not None:
             if fee_input is None:
                 raise ValueError("this ledger has a fee state: apply_block needs a fee_input")
@@ -698,7 +699,8 @@ class _BlockRun:
         if p.model == _fees.ARBITRUM_L1_PRICER:
             price = _fees.reprice(state, surplus, state.bytes_since_report)
         return replace(state, owed=owed, last_surplus=surplus, price_per_byte=price,
-                       bytes_since_report=0)  # fmt: skip
+                       bytes_since_report=0,
+                       paid_to_batcher=state.paid_to_batcher + pay)  # fmt: skip
 
     def _pay_fees(self, tx: Transaction) -> FeeCharge | str:
         """What ``tx`` pays under the block's model (gas limit included), or why not."""
@@ -743,11 +745,18 @@ class _BlockRun:
         self._charge = charged
         self._overlay[sender] = Account(acct.balance - tx.amount - charged.total, acct.nonce + 1)
         self._credit(tx.to, tx.amount)
+        self._pay(charged)
+        return None
+
+    def _pay(self, charged: FeeCharge) -> None:
+        """Credit a transaction's fee parts to the vaults and the proposer; count them."""
         if self._fees is not None:
             self._credit(self._fees.params.base_fee_vault, charged.base)
             self._credit(self._fees.params.l1_fee_vault, charged.l1)
         self._credit(self._fee_to, charged.priority)
-        return None
+        self._collected[0] += charged.base
+        self._collected[1] += charged.l1
+        self._collected[2] += charged.priority
 
     def eth_transfer(self, tx: EthTransaction) -> str | None:
         """Apply an Ethereum value transfer to the overlay and append its receipt, or say why
@@ -777,10 +786,7 @@ class _BlockRun:
             acct.balance - etx.value - charged.total, acct.nonce + 1
         )
         self._credit(etx.to, etx.value)
-        if self._fees is not None:
-            self._credit(self._fees.params.base_fee_vault, charged.base)
-            self._credit(self._fees.params.l1_fee_vault, charged.l1)
-        self._credit(self._fee_to, charged.priority)
+        self._pay(charged)
         self.receipts.append(Receipt(etx.hash, True, None, charged.total, charged.base, charged.l1))
         return None
 
@@ -790,8 +796,12 @@ class _BlockRun:
             base_fee = fees.base_fee
             if fees.params.charges_base_fee:
                 base_fee = _fees.next_base_fee(fees.params, fees.base_fee, self._gas_used)
-            fees = replace(fees, base_fee=base_fee,
-                           bytes_since_report=fees.bytes_since_report + self._bytes)  # fmt: skip
+            b, l1, tip = self._collected
+            fees = replace(
+                fees, base_fee=base_fee, bytes_since_report=fees.bytes_since_report + self._bytes,
+                collected_base=fees.collected_base + b, collected_l1=fees.collected_l1 + l1,
+                collected_priority=fees.collected_priority + tip,
+            )  # fmt: skip
         shards, delta = _with_changes(self._base._shards, self._overlay)
         return Ledger(shards, self._next_index, self._base._count + delta, fees)
 

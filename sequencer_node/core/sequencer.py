@@ -1051,7 +1051,7 @@ class SequencerCore:
         self._forced.mark_consumed(ledger.forced_index())
         self._note_base_fee(header.height + 1, ledger)
         if cb.block.header.height > self._stored_through:
-            out.append(api.BlockCommitted(cb, ledger.state_root()))
+            out.append(api.BlockCommitted(cb, ledger.state_root(), ledger.fee_state()))
         # The first block of an epoch follows the old table's suffix rounds, not its parent's.
         j = cb.block.justify
         first = cb.block.epoch_proof is not None and j is not None

@@ -281,7 +281,9 @@ class Deriver:
             page = await self.l1.l1_fee_info(start, min(top - start + 1, 1_000))
             if not page:
                 break  # not finalized yet: execution names the missing block
-            out.update((i.number, i) for i in page)
+            for r in page:
+                out[r.number] = L1FeeInfo.of(r.number, r.base_fee, r.blob_base_fee, r.batches,
+                                             r.fee_model)  # fmt: skip
             start = page[-1].number + 1
         return out
 

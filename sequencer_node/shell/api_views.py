@@ -19,6 +19,8 @@ from typing import Any, Protocol
 from sequencer_node.batcher.service import BatcherService
 from sequencer_node.core.sequencer import SequencerCore
 from sequencer_node.genesis import L2Genesis
+from sequencer_node.shell.fee_accounting import FeeAccounting
+from sequencer_node.shell.fee_views import fees_json
 from sequencer_node.shell.l1_watcher import L1Watcher
 from sequencer_node.shell.peers import PeerManager
 from sequencer_node.shell.store import Store
@@ -68,6 +70,8 @@ class NodeState(Protocol):
     def follower(self) -> L1Watcher | None: ...
     @property
     def batcher(self) -> BatcherService | None: ...
+    @property
+    def fee_accounting(self) -> FeeAccounting: ...
     @property
     def genesis(self) -> L2Genesis: ...
     @property
@@ -271,10 +275,16 @@ class ApiViews:
         f = self._node.follower
         return {"evidence": [s.to_json() for s in (f.submissions if f is not None else ())]}
 
+    def fees(self) -> dict[str, Any]:
+        core, f = self._core(), self._node.follower
+        latest = None if f is None else f.last_fee_info
+        return fees_json(core.committed_ledger, core.committed_height, latest)
+
     def batches(self) -> dict[str, Any]:
         if self._node.batcher is None:
             return {"batches": [], "batcher": "not running"}
-        return {"batches": self._node.batcher.batches()}
+        acct = self._node.fee_accounting
+        return {"batches": [acct.batch_row(r) for r in self._node.batcher.batches()]}
 
 
 def block_json(cb: CertifiedBlock) -> dict[str, Any]:

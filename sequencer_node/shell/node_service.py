@@ -68,6 +68,7 @@ from sequencer_node.genesis import L2Genesis
 from sequencer_node.shell.api_views import ApiViews, StoredHead
 from sequencer_node.shell.byzantine import Byzantine, Strategy
 from sequencer_node.shell.eth_rpc import eth_route
+from sequencer_node.shell.fee_accounting import FeeAccounting
 from sequencer_node.shell.l1_watcher import L1Event, L1Watcher, connect_l1
 from sequencer_node.shell.metrics import NodeMetrics
 from sequencer_node.shell.p2p_messages import TxBatch
@@ -309,6 +310,7 @@ class Node:
         self.pm: PeerManager | None = None
         self.follower: L1Watcher | None = None
         self.batcher: BatcherService | None = None
+        self.fee_accounting = FeeAccounting()
         self.views = ApiViews(self)
         self._tx_send: trio.MemorySendChannel[Transaction] | None = None
         #: Accepted client transactions waiting for the journal task (bounded by the input
@@ -362,6 +364,8 @@ class Node:
             self.core, chain = self._restore_core(persisted)
             st = self.core.status()
             self._stored = StoredHead(st.committed_height, st.committed_hash, st.state_root)
+            fee_state = self.core.committed_ledger.fee_state()
+            self.fee_accounting.on_commit(st.committed_height, fee_state)
             self._snapshot_floor = st.committed_height - len(chain)
             below = load_chain(self.store, max(1, self._snapshot_floor - _INDEX_BELOW_SNAPSHOT),
                                self._snapshot_floor)  # fmt: skip
@@ -892,6 +896,7 @@ class Node:
                 self.pm.send_to(e.peer, e.message)
             elif isinstance(e, api.BlockCommitted):
                 self._committed.append(e)
+                self.fee_accounting.on_commit(e.certified.block.header.height, e.fee_state)
             elif isinstance(e, api.BlockCertified):
                 self._certified.append(e.certified)
             elif isinstance(e, api.EvidenceFound | api.DowntimeCertificateReady):

@@ -68,6 +68,7 @@ class Views(Protocol):
     def schedule(self) -> dict[str, Any]: ...
     def evidence(self) -> dict[str, Any]: ...
     def batches(self) -> dict[str, Any]: ...
+    def fees(self) -> dict[str, Any]: ...
 
 
 class NodeApi(Protocol):
@@ -285,6 +286,7 @@ def make_app(node: NodeApi, extra_routes: Sequence[BaseRoute] = ()) -> Starlette
             Route("/v1/schedule", _getter(views.schedule), methods=["GET"]),
             Route("/v1/evidence", _getter(views.evidence), methods=["GET"]),
             Route("/v1/batches", _getter(views.batches), methods=["GET"]),
+            Route("/v1/fees", _getter(views.fees), methods=["GET"]),
             Route("/health", h.health, methods=["GET"]),
             Route("/metrics", h.metrics, methods=["GET"]),
             *extra_routes,

@@ -57,6 +57,8 @@ class FakeNode:
     batch_sizes: list[int] = field(default_factory=list)
     #: every tick also posts a batch of the previous block (with an L1 block)
     auto_batch: bool = False
+    #: the /v1/fees document (None: the route answers 404, as an older node)
+    fees: dict[str, Any] | None = None
 
     def _pending_from(self, sender: bytes) -> int:
         return sum(1 for t in self.txs.values() if t.status == "pending" and t.tx.sender == sender)
@@ -221,6 +223,11 @@ class FakeNode:
     async def get_batches(self, request: Request) -> JSONResponse:
         return JSONResponse({"batches": self.batches})
 
+    async def get_fees(self, request: Request) -> JSONResponse:
+        if self.fees is None:
+            return JSONResponse({"error": {"code": "NOT_FOUND", "message": "no"}}, 404)
+        return JSONResponse(self.fees)
+
     async def health(self, request: Request) -> JSONResponse:
         return JSONResponse({"ok": True})
 
@@ -236,6 +243,7 @@ class FakeNode:
                 Route("/v1/schedule", self.get_schedule),
                 Route("/v1/evidence", self.get_evidence),
                 Route("/v1/batches", self.get_batches),
+                Route("/v1/fees", self.get_fees),
                 Route("/health", self.health),
             ]
         )

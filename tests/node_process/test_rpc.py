@@ -35,7 +35,7 @@ class StubViews:
     def status(self) -> dict[str, Any]:
         return {"role": "follower"}
 
-    schedule = evidence = batches = status
+    schedule = evidence = batches = fees = status
 
 
 class StubNode:
