@@ -27,11 +27,14 @@ import itertools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from sequencer_node.wire.crypto import PUBLIC_KEY_BYTES, SIGNATURE_BYTES, address_of, verify
+from sequencer_node.wire.crypto import PUBLIC_KEY_BYTES, SIGNATURE_BYTES, verify
 from sequencer_node.wire.da import nmt
+from sequencer_node.wire.da.pfb import GAS_PER_BLOB_BYTE as GAS_PER_BLOB_BYTE
+from sequencer_node.wire.da.pfb import PFB_BASE_GAS as PFB_BASE_GAS
+from sequencer_node.wire.da.pfb import PayForBlob as PayForBlob
+from sequencer_node.wire.da.pfb import pfb_gas as pfb_gas
 from sequencer_node.wire.da.shares import (
     MAX_BLOB_BYTES,
-    SHARE_BYTES,
     ShareError,
     check_user_namespace,
     layout,
@@ -39,10 +42,7 @@ from sequencer_node.wire.da.shares import (
     shares_needed,
 )
 
-PFB_DOMAIN = b"seqnet/da/v1/pfb\x00"
 HEADER_DOMAIN = b"seqnet/da/v1/header\x00"
-PFB_BASE_GAS = 65_000
-GAS_PER_BLOB_BYTE = 8
 BASE_FEE_MAX_CHANGE_DENOMINATOR = 8
 ELASTICITY = 2
 MAX_POOL = 1_000
@@ -82,10 +82,6 @@ class DAConfig:
         return self.genesis_time + height * self.slot_time
 
 
-def pfb_gas(data_len: int) -> int:
-    return PFB_BASE_GAS + GAS_PER_BLOB_BYTE * SHARE_BYTES * shares_needed(data_len)
-
-
 def next_base_fee(base_fee: int, gas_used: int, config: DAConfig) -> int:
     """EIP-1559's update rule with this chain's target and floor."""
     target = config.gas_target
@@ -114,39 +110,6 @@ def retention_blocks_for(seconds: int, slot_time: int) -> int:
 
 
 # --- submissions ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class PayForBlob:
-    signer: bytes  # Ed25519 public key
-    nonce: int
-    namespace: bytes
-    data: bytes
-    max_fee_per_gas: int
-    signature: bytes = b""
-
-    def signing_bytes(self, chain_id: int) -> bytes:
-        return (
-            PFB_DOMAIN
-            + chain_id.to_bytes(8, "big")
-            + self.signer
-            + self.nonce.to_bytes(8, "big")
-            + self.max_fee_per_gas.to_bytes(16, "big")
-            + self.namespace
-            + len(self.data).to_bytes(4, "big")
-            + hashlib.sha256(self.data).digest()
-        )
-
-    def tx_hash(self, chain_id: int) -> bytes:
-        return hashlib.sha256(self.signing_bytes(chain_id) + self.signature).digest()
-
-    @property
-    def gas(self) -> int:
-        return pfb_gas(len(self.data))
-
-    @property
-    def sender(self) -> bytes:
-        return address_of(self.signer)
 
 
 def check_pfb_shape(pfb: PayForBlob, chain_id: int) -> None:

@@ -7,9 +7,10 @@ from typing import Literal
 
 from sequencer_node.batching.blobs import MAX_BLOB_DATA_SIZE
 from sequencer_node.batching.compression import DEFAULT_ALGORITHM, Algorithm
+from sequencer_node.wire.da.shares import MAX_BLOB_BYTES
 from sequencer_node.wire.l1calls import MAX_CALLDATA
 
-DaMode = Literal["blobs", "calldata"]
+DaMode = Literal["blobs", "calldata", "extda"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,10 +52,17 @@ class BatcherConfig:
     #: A certified batch that the L1 keeps refusing at submission for a reason the inbox
     #: rules do not classify as final is abandoned after this long.
     abandon_after_s: float = 120.0
+    #: ``extda``: after the DA layer has been unavailable this long, batches go to blobs
+    #: (the OP Stack's Alt-DA failover); back to the DA layer once it answers again.
+    da_failover_s: float = 30.0
+    #: ``extda``: how long a blob may take to be included and attested on the L1.
+    da_attest_timeout_s: float = 60.0
 
     def __post_init__(self) -> None:
-        if self.da not in ("blobs", "calldata"):
-            raise ValueError(f"da must be 'blobs' or 'calldata', got {self.da!r}")
+        if self.da not in ("blobs", "calldata", "extda"):
+            raise ValueError(f"da must be 'blobs', 'calldata' or 'extda', got {self.da!r}")
+        if self.da_failover_s < 0 or self.da_attest_timeout_s <= 0:
+            raise ValueError("da_failover_s must be >= 0 and da_attest_timeout_s > 0")
         if not 1 <= self.max_blobs <= 21:
             raise ValueError(f"max_blobs must be in [1, 21], got {self.max_blobs}")
         if not 1024 <= self.max_batch_bytes <= MAX_CALLDATA:
@@ -72,6 +80,8 @@ class BatcherConfig:
         """Largest payload one batch may carry in this DA mode."""
         if self.da == "calldata":
             return self.max_batch_bytes
+        if self.da == "extda":
+            return min(self.max_batch_bytes, MAX_BLOB_BYTES)
         blobs = self.max_blobs if fork_max_blobs is None else min(self.max_blobs, fork_max_blobs)
         return min(self.max_batch_bytes, blobs * MAX_BLOB_DATA_SIZE)
 

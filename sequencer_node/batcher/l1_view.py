@@ -27,6 +27,7 @@ class _Settings:
     sequencing_window: int
     slots_per_epoch: int
     forks: tuple[tuple[int, str], ...]
+    da_namespace: bytes
 
 
 class InboxJudge:
@@ -53,6 +54,7 @@ class InboxJudge:
                 sequencing_window=int(c["sequencingWindow"]),
                 slots_per_epoch=int(c.get("slotsPerEpoch", SLOTS_PER_EPOCH)),
                 forks=tuple((int(n), str(f)) for n, f in c["forks"]),
+                da_namespace=bytes.fromhex(str(c.get("daNamespace", "0x"))[2:]),
             )
         st = await self.l1.status()
         head = int(st["head"])
@@ -85,6 +87,11 @@ class InboxJudge:
             max_blobs_per_block=params.max if params else _UNKNOWN_FORK_MAX,
         )
 
+    @property
+    def da_namespace(self) -> bytes:
+        """The rollup's namespace on the external DA layer (empty: the L1 takes no extda)."""
+        return self._settings.da_namespace if self._settings else b""
+
     def max_blobs(self) -> int | None:
         """The per-transaction blob limit of the next block's fork (None before a refresh)."""
         return self.landing(1).max_blobs_per_tx if self.ready else None
@@ -111,6 +118,7 @@ class InboxJudge:
             snapshot_exists=True,
             unbonding_epochs=s.unbonding_epochs,
             sequencing_window=s.sequencing_window,
+            da_namespace=s.da_namespace,
         )
         return check_batch(header, view, self.landing(ahead), blob_count=len(header.blob_hashes))
 

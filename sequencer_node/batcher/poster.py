@@ -50,14 +50,17 @@ from sequencer_node.batcher.records import (
 from sequencer_node.clients.l1 import InboxBatch, L1Client, L1Rejected
 from sequencer_node.wire.codec import message_id
 from sequencer_node.wire.crypto import SigningKey
+from sequencer_node.wire.da.attest import PointerProof
 from sequencer_node.wire.l1calls import SubmitBatch, make_call
-from sequencer_node.wire.messages import BatchCertificate, BatchHeader
+from sequencer_node.wire.messages import DA_EXTERNAL, DA_KINDS, BatchCertificate, BatchHeader
 
 log = logging.getLogger("seqnet.batcher.poster")
 
 FaultHook = Callable[[str], None]
 Rebuild = Callable[[BatchHeader, int], Awaitable[Prepared]]
 TxCount = Callable[[int, int], Awaitable[int]]
+#: An extda header's attestation nonce and DA pointer proof (raises PosterError).
+DaProof = Callable[[BatchHeader], Awaitable[tuple[int, PointerProof]]]
 #: Prepared batches kept in memory for re-sending without a rebuild.
 _MAX_CACHED = 8
 _MAX_NONCE_RETRIES = 3
@@ -102,6 +105,7 @@ class Poster:
         rebuild: Rebuild,
         tx_count: TxCount | None = None,
         fault: FaultHook | None = None,
+        da_proof: DaProof | None = None,
     ) -> None:
         self.records = records
         self.l1 = l1
@@ -110,6 +114,7 @@ class Poster:
         self.config = config
         self._rebuild = rebuild
         self._tx_count = tx_count
+        self._da_proof = da_proof
         self._fault = fault or (lambda point: None)
         self._prepared: OrderedDict[int, Prepared] = OrderedDict()
         # post() reads the recorded state, then awaits (disk, L1) before recording POSTED;
@@ -176,7 +181,7 @@ class Poster:
             last_height=h.last_height,
             l1_block=ib.l1_block,
             l1_tx=ib.tx_hash,
-            da="blobs" if blobs else "calldata",
+            da=DA_KINDS[h.da_kind],
             blobs=blobs,
             posted_bytes=blobs * 131072 if blobs else h.data_bytes,
             payload_bytes=h.data_bytes,
@@ -293,6 +298,7 @@ class Poster:
             raise PosterError(f"batch {n} is SIGNED but its certificate is missing")
         prepared = await self._prepared_for(header, rec.algorithm)
         blobs = bool(prepared.draft.blobs)
+        da_nonce, da_proof = await self._external(header)
         attempts = (reuse.attempts if reuse else 0) + 1
         for _ in range(_MAX_NONCE_RETRIES):
             if reuse is not None:
@@ -309,7 +315,9 @@ class Poster:
                 prepared.draft.blobs,
                 prepared.commitments,
                 prepared.proofs,
-                b"" if blobs else prepared.draft.payload,
+                b"" if blobs or da_proof is not None else prepared.draft.payload,
+                da_nonce,
+                da_proof,
             )
             call = make_call(params, key, nonce, self.l1_chain_id)
             h = message_id(call)
@@ -330,6 +338,14 @@ class Poster:
                      n, h.hex()[:16], nonce, fee)  # fmt: skip
             return PostResult(PostOutcome.SENT, "", h)
         return PostResult(PostOutcome.REJECTED, "nonce kept changing; will retry")
+
+    async def _external(self, header: BatchHeader) -> tuple[int, PointerProof | None]:
+        """An extda batch's attestation nonce and pointer proof ((0, None) otherwise)."""
+        if header.da_kind != DA_EXTERNAL:
+            return 0, None
+        if self._da_proof is None:
+            raise PosterError(f"batch {header.batch_number} is extda; this node has no DA layer")
+        return await self._da_proof(header)
 
     async def _refused(self, n: int, nonce: int, h: bytes, e: L1Rejected) -> PostResult | None:
         """What a refusal at submission means (None: a stale nonce, try a fresh one)."""

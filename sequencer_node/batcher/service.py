@@ -15,6 +15,12 @@ routes the batcher's p2p messages (:meth:`handles` / :meth:`message_received`), 
   chain and approves only an identical header (:mod:`~sequencer_node.batcher.cosign`).
   Approvals are broadcast, so every validator that reviewed the header assembles the
   certificate (> 2/3 of ``stake_view()``'s stake) and holds the data to post it.
+* **external DA** (``da = "extda"``): the leader posts the payload to the DA layer under the
+  rollup's namespace and waits until the L1 holds the attestation of its DA block before it
+  proposes the header naming it (so a certified batch needs only the L1 to land);
+  co-signers fetch the blob from the DA layer and check it (namespace proof, commitment,
+  byte-equal to their own rebuild) before approving. When the DA layer has been
+  unavailable for ``da_failover_s``, batches go to blobs, and back once it answers.
 * **posting**: the node at index *i* of ``schedule()`` posts a certified batch once it has
   been certified for ``i * posting_deadline_s`` and the inbox still lacks it
   (:class:`~sequencer_node.batcher.poster.Poster`: durable, exactly once, in order). On
@@ -27,6 +33,7 @@ channel (dropped, and counted, when full).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections import OrderedDict
@@ -38,7 +45,7 @@ from typing import Any, Protocol
 import trio
 
 from sequencer_node.batcher.builder import BatchTooLarge, make_header, pick_count
-from sequencer_node.batcher.config import BatcherConfig
+from sequencer_node.batcher.config import BatcherConfig, DaMode
 from sequencer_node.batcher.cosign import ApprovalCollector, proposal_of, review, sign_approval
 from sequencer_node.batcher.kzg_worker import KzgWorker, Prepared
 from sequencer_node.batcher.l1_view import InboxJudge
@@ -54,12 +61,17 @@ from sequencer_node.batcher.records import (
 )
 from sequencer_node.batching.codec import BatchFormatError
 from sequencer_node.batching.inbox_rule import Refusal, Rule
+from sequencer_node.clients.da import DAClient, DAUnavailable, DAUnreachable
 from sequencer_node.clients.l1 import InboxBatch, L1Client, L1Error
 from sequencer_node.wire.codec import encode, message_id
 from sequencer_node.wire.crypto import SigningKey
+from sequencer_node.wire.da.attest import DAPointer, PointerProof
+from sequencer_node.wire.da.reader import NotVerified
 from sequencer_node.wire.eth import eth_tx_hash
 from sequencer_node.wire.l1calls import MAX_CALLDATA
 from sequencer_node.wire.messages import (
+    DA_CALLDATA,
+    DA_EXTERNAL,
     ZERO_HASH,
     BatchApproval,
     BatchCertificate,
@@ -131,8 +143,10 @@ class BatcherService:
         worker_processes: int = 1,
         fault: FaultHook | None = None,
         clock: Callable[[], float] = time.time,
+        da: DAClient | None = None,
     ) -> None:
         self.config = config
+        self.da = da
         self.blocks = blocks
         self.l1 = l1
         self.key = key
@@ -165,6 +179,8 @@ class BatcherService:
         self._stall: Stall | None = None
         self._refused_since: dict[int, float] = {}  # batch number -> first unclassified refusal
         self._last_accepted_at: float | None = None
+        self._da_down_since: float | None = None  # extda: first failure of the DA layer
+        self._da_proofs: OrderedDict[bytes, tuple[int, PointerProof]] = OrderedDict()
 
     # --- the node seam -----------------------------------------------------------------------
 
@@ -210,6 +226,7 @@ class BatcherService:
                 rebuild=self._rebuild,
                 tx_count=self._tx_count,
                 fault=self._fault,
+                da_proof=self._da_proof_for,
             )
             self._restore()
             task_status.started()
@@ -222,6 +239,8 @@ class BatcherService:
         finally:
             with trio.CancelScope(shield=True):
                 await trio.to_thread.run_sync(self._worker.close)
+                if self.da is not None:
+                    await self.da.aclose()
             self.records.close()
 
     # --- views -------------------------------------------------------------------------------
@@ -236,6 +255,8 @@ class BatcherService:
         out.update(
             {
                 "da": self.config.da,
+                "da_active": self._active_da(),
+                "da_down_since": self._da_down_since,
                 "inbox_next": self._inbox_next,
                 "pending_blocks": len(self._pending),
                 "in_flight": [r.batch_number for r in self.records.batches(BatchState.POSTED)],
@@ -474,7 +495,9 @@ class BatcherService:
         pending = await self._pending_from(first)
         if not pending:
             return
-        max_payload = self.config.max_payload(self.judge.max_blobs())
+        mode = await self._da_mode(now)
+        cfg = self.config if mode == self.config.da else dataclasses.replace(self.config, da=mode)
+        max_payload = cfg.max_payload(self.judge.max_blobs())
         count = pick_count(
             pending,
             now_ms=int(now * 1000),
@@ -486,7 +509,7 @@ class BatcherService:
         )
         if count == 0:
             return
-        cut = await self._cut(n, pending, count, max_payload)
+        cut = await self._cut(n, pending, count, max_payload, mode)
         if cut is None:
             return
         header, prepared, stakes = cut
@@ -495,7 +518,7 @@ class BatcherService:
             # The cut leaves out a forced transaction that falls due before it can land:
             # reach the block that includes it.
             longer = _count_through_forced(pending, header.forced_index)
-            cut = await self._cut(n, pending, longer, max_payload) if longer > count else None
+            cut = await self._cut(n, pending, longer, max_payload, mode) if longer > count else None
             if cut is not None:
                 header, prepared, stakes = cut
                 refusal = await self._refusal(header)
@@ -509,18 +532,29 @@ class BatcherService:
                 refusal,
             )
             return
+        if mode == "extda":
+            published = await self._publish(header, prepared, now)
+            if published is None:
+                return
+            header = published
         self._learn_ratio(prepared, pending)
         await self._propose(header, prepared, stakes, now)
 
     async def _cut(
-        self, n: int, pending: Sequence[CertifiedBlock], count: int, max_payload: int
+        self,
+        n: int,
+        pending: Sequence[CertifiedBlock],
+        count: int,
+        max_payload: int,
+        mode: DaMode,
     ) -> tuple[BatchHeader, Prepared, Mapping[bytes, int]] | None:
-        """Batch ``n`` from the first ``count`` pending blocks (or the prefix that fits)."""
+        """Batch ``n`` from the first ``count`` pending blocks (or the prefix that fits); in
+        ``extda`` mode a calldata-shaped header, until :meth:`_publish` names the DA blob."""
         try:
             prepared = await self._worker.prepare(
                 [encode(b) for b in pending[:count]],
                 algorithm=int(self.config.algorithm),
-                da=self.config.da,
+                da="calldata" if mode == "extda" else mode,
                 max_payload=max_payload,
                 fit=True,
             )
@@ -665,14 +699,117 @@ class BatcherService:
             return None, f"cannot rebuild it: {e}"
         stake_epoch, _ = self._stake_view()
         _, why = review(
-            h,
+            _as_rebuilt(h),
             prepared,
             chain_id=self.chain_id,
             batch_number=self._inbox_next,
             parent_batch_hash=self._parent_batch_hash(),
             stake_epoch=stake_epoch,
         )
-        return prepared, None if why is None else f"rebuilt header differs: {why}"
+        if why is not None:
+            return prepared, f"rebuilt header differs: {why}"
+        if h.da_pointer is not None:
+            return prepared, await self._check_da_data(h.da_pointer, prepared.draft.payload)
+        return prepared, None
+
+    # --- the external DA layer ---------------------------------------------------------------
+
+    def _active_da(self) -> str:
+        if self.config.da != "extda" or self._da_down_since is None:
+            return self.config.da
+        down = self._clock() - self._da_down_since
+        return "blobs (DA failover)" if down >= self.config.da_failover_s else "extda (DA down)"
+
+    async def _da_mode(self, now: float) -> DaMode:
+        """The DA mode of the next cut: this node's, except in ``extda`` after the DA layer
+        has been unavailable for ``da_failover_s``: blobs, until it answers again."""
+        if self.config.da != "extda" or self._da_down_since is None:
+            return self.config.da
+        if self.da is not None and await self.da.healthy():
+            log.info("the DA layer answers again: batches go to it again")
+            self._da_down_since = None
+            return "extda"
+        return "blobs" if now - self._da_down_since >= self.config.da_failover_s else "extda"
+
+    async def _publish(
+        self, header: BatchHeader, prepared: Prepared, now: float
+    ) -> BatchHeader | None:
+        """Post the payload to the DA layer, wait until the L1 holds the attestation of its
+        DA block, and return the extda header naming it (None: the DA layer failed; the
+        failover clock runs from the first failure)."""
+        n = header.batch_number
+        if self.da is None or not self.judge.da_namespace:
+            why = "no DA client (--da-url)" if self.da is None else "the L1 has no DA namespace"
+            self._set_stall(Stall(n, f"batch {n}: cannot use the DA layer: {why}", now))
+            return None
+        self.da.namespace = self.judge.da_namespace
+        try:
+            with trio.fail_after(self.config.da_attest_timeout_s):
+                tx, head = await self.da.submit(prepared.draft.payload)
+                pointer = await self.da.included(tx, head)
+                nonce, proof = await self._attested(pointer)
+        except (DAUnavailable, trio.TooSlowError) as e:
+            why = str(e) or f"not attested on the L1 within {self.config.da_attest_timeout_s} s"
+            if self._da_down_since is None:
+                self._da_down_since = now
+            self._set_stall(Stall(n, f"batch {n}: the DA layer is unavailable: {why}", now))
+            log.warning("batch %d: the DA layer is unavailable (%s); failover to blobs after "
+                        "%.0f s", n, why, self.config.da_failover_s)  # fmt: skip
+            return None
+        self._da_down_since = None
+        ext = dataclasses.replace(header, da_kind=DA_EXTERNAL, da_pointer=pointer)
+        self._da_proofs[message_id(ext)] = (nonce, proof)
+        while len(self._da_proofs) > MAX_OPEN:
+            self._da_proofs.popitem(last=False)
+        log.info("batch %d: payload in DA block %d, shares %d-%d, attested (nonce %d) on the L1",
+                 n, pointer.height, pointer.start, pointer.end, nonce)  # fmt: skip
+        return ext
+
+    async def _attested(self, pointer: DAPointer) -> tuple[int, PointerProof]:
+        """The pointer's proof once its DA block is attested and the L1 holds the attestation
+        (the caller bounds the wait; a DA node that does not answer at all fails at once)."""
+        assert self.da is not None
+        while True:
+            try:
+                nonce, proof = await self.da.pointer_proof(pointer)
+            except DAUnreachable:
+                raise
+            except DAUnavailable:
+                await trio.sleep(0.5)  # not attested yet
+                continue
+            if await self.l1.da_next_nonce() > nonce:
+                return nonce, proof
+            await trio.sleep(0.5)
+
+    async def _da_proof_for(self, header: BatchHeader) -> tuple[int, PointerProof]:
+        """The poster's: the attestation nonce and pointer proof of an extda header."""
+        known = self._da_proofs.get(message_id(header))
+        if known is not None:
+            return known
+        if self.da is None or header.da_pointer is None:
+            raise PosterError(f"batch {header.batch_number} is extda; this node has no DA layer")
+        try:
+            return await self.da.pointer_proof(header.da_pointer)
+        except DAUnavailable as e:
+            raise PosterError(
+                f"batch {header.batch_number}: no proof of its DA pointer: {e}"
+            ) from None
+
+    async def _check_da_data(self, pointer: DAPointer, payload: bytes) -> str | None:
+        """Why this co-signer will not sign an extda header: its blob cannot be fetched, does
+        not verify, or is not this node's rebuilt payload (None: all good)."""
+        if self.da is None:
+            return "it is an extda batch and this node has no DA layer (--da-url)"
+        try:
+            t = await self.da.header(pointer.height)
+            data = await self.da.read(pointer, t.data_root, t.share_count)
+        except DAUnavailable as e:
+            return f"its data cannot be fetched from the DA layer: {e}"
+        except NotVerified as e:
+            return f"its data on the DA layer does not verify: {e}"
+        if data != payload:
+            return "the blob on the DA layer is not this batch's payload"
+        return None
 
     # --- what the inbox will accept; one header per batch number -----------------------------
 
@@ -809,6 +946,14 @@ class BatcherService:
             first = self._refused_since.setdefault(n, now)
             if now - first >= self.config.abandon_after_s:
                 await self._abandon(header, f"refused for {now - first:.0f} s: {result.detail}")
+
+
+def _as_rebuilt(h: BatchHeader) -> BatchHeader:
+    """An extda header as the builder makes it before the DA blob is named (calldata-shaped):
+    what a co-signer's rebuild is compared with; the pointer is checked on its own."""
+    if h.da_kind != DA_EXTERNAL:
+        return h
+    return dataclasses.replace(h, da_kind=DA_CALLDATA, da_pointer=None)
 
 
 def _count_through_forced(pending: Sequence[CertifiedBlock], forced_index: int) -> int:

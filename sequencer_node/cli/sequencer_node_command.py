@@ -116,6 +116,12 @@ def _allow_peers(text: str | None) -> frozenset[bytes]:
     return frozenset(allow)
 
 
+def _da_url(da: str, url: str | None) -> str | None:
+    if da == "extda" and not url:
+        raise _ConfigError("--da extda needs --da-url (the DA node, e.g. http://127.0.0.1:26658)")
+    return url
+
+
 def _peers(text: str | None) -> list[HostPort]:
     peers = []
     for item in _comma_list(text):
@@ -153,6 +159,8 @@ def _build_settings(opts: dict[str, Any]) -> tuple[NodeSettings, dict[str, Any]]
         rpc_host=rpc.host,
         rpc_port=rpc.port,
         da=opts["da"],
+        da_url=_da_url(opts["da"], opts["da_url"]),
+        da_failover_s=opts["da_failover"],
         l1_poll_s=opts["l1_poll"],
         l1_start_timeout_s=opts["l1_start_timeout"],
         shutdown_timeout_s=opts["shutdown_timeout"],
@@ -321,12 +329,31 @@ async def _run_node(settings: NodeSettings) -> None:
 )
 @click.option(
     "--da",
-    type=click.Choice(["blobs", "calldata"]),
+    type=click.Choice(["blobs", "calldata", "extda"]),
     envvar="SEQ_DA",
     show_envvar=True,
     default="blobs",
     show_default=True,
-    help="How batches are posted to L1.",
+    help="How batches are posted to L1 (extda: the data on the external DA layer, a pointer "
+    "on L1; needs --da-url).",
+)
+@click.option(
+    "--da-url",
+    envvar="SEQ_DA_URL",
+    show_envvar=True,
+    default=None,
+    help="URL of the external DA node (da-mock). Needed with --da extda; co-signers use it "
+    "to check extda batches before signing.",
+)
+@click.option(
+    "--da-failover",
+    type=click.FloatRange(0, 86_400),
+    envvar="SEQ_DA_FAILOVER",
+    show_envvar=True,
+    default=30.0,
+    show_default=True,
+    help="With --da extda: seconds the DA layer may be unavailable before batches go to "
+    "blobs (back to the DA layer once it answers).",
 )
 @click.option(
     "--batcher/--no-batcher",

@@ -22,6 +22,7 @@ import trio
 
 from sequencer_node.wire.codec import CodecError, decode, encode
 from sequencer_node.wire.crypto import SigningKey
+from sequencer_node.wire.da.attest import DataRootTuple
 from sequencer_node.wire.hexstr import from_hex, to_hex
 from sequencer_node.wire.l1calls import (
     QueueForced,
@@ -118,6 +119,8 @@ class InboxBatch:
     l1_block: int
     tx_hash: bytes
     signers: tuple[bytes, ...]
+    #: An extda batch: the DA block's data root tuple the inbox proved its pointer against.
+    da_tuple: DataRootTuple | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -325,8 +328,17 @@ class L1Client:
             header = decode(_b(b["header"]), BatchHeader)
         except CodecError as e:
             raise L1Unavailable(f"L1 sent an undecodable batch header: {e}") from None
+        try:
+            raw = b.get("daTuple")
+            da_tuple = None if raw is None else decode(_b(raw), DataRootTuple)
+        except CodecError as e:
+            raise L1Unavailable(f"L1 sent an undecodable DA tuple: {e}") from None
         return InboxBatch(
-            header, int(b["l1Block"]), _b(b["txHash"]), tuple(_b(s) for s in b["signers"])
+            header,
+            int(b["l1Block"]),
+            _b(b["txHash"]),
+            tuple(_b(s) for s in b["signers"]),
+            da_tuple,
         )
 
     async def l1_fee_info(self, start: int, count: int = 100) -> list[L1FeeRecord]:
@@ -342,6 +354,10 @@ class L1Client:
     async def set_fee_model(self, fee_params: dict[str, Any], key: SigningKey) -> bytes:
         """The rollup owner's call: set the L2 fee model (in force from a later L2 epoch)."""
         return await self.submit(SetFeeModel(json.dumps(fee_params)), key)
+
+    async def da_next_nonce(self) -> int:
+        """The next data commitment nonce the L1's DA bridge takes (how many it holds)."""
+        return int((await self.rpc("da_status"))["nextNonce"])
 
     async def receipt(self, tx_hash: bytes) -> L1Receipt | None:
         r = await self.rpc("eth_getTransactionReceipt", to_hex(tx_hash))

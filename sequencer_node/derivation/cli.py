@@ -19,6 +19,7 @@ from typing import Any
 import click
 import trio
 
+from sequencer_node.clients.da import DAClient
 from sequencer_node.clients.l1 import L1Client, L1Error, L1Unavailable
 from sequencer_node.derivation.deriver import (
     DerivationError,
@@ -42,9 +43,16 @@ def load_follower_genesis(path: Path) -> DerivationGenesis:
         fail(str(e))
 
 
-async def _once(url: str, genesis: DerivationGenesis, data_dir: Path | None) -> dict[str, Any]:
+def _da_client(da_url: str | None) -> DAClient | None:
+    """A reader of the external DA layer (the namespace comes from each batch's pointer)."""
+    return None if da_url is None else DAClient(da_url, b"")
+
+
+async def _once(
+    url: str, genesis: DerivationGenesis, data_dir: Path | None, da_url: str | None
+) -> dict[str, Any]:
     async with L1Client(url) as l1:
-        follower = Deriver(l1, genesis, data_dir=data_dir)
+        follower = Deriver(l1, genesis, data_dir=data_dir, da=_da_client(da_url))
         out: dict[str, Any] = {"ok": True}
         derived = []
         try:
@@ -86,10 +94,15 @@ async def _serve_status(follower: Deriver, host: str, port: int) -> None:
 
 
 async def _follow(
-    url: str, genesis: DerivationGenesis, data_dir: Path | None, rpc: str | None, poll: float
+    url: str,
+    genesis: DerivationGenesis,
+    data_dir: Path | None,
+    rpc: str | None,
+    poll: float,
+    da_url: str | None = None,
 ) -> None:
     async with L1Client(url) as l1, trio.open_nursery() as nursery:
-        follower = Deriver(l1, genesis, data_dir=data_dir)
+        follower = Deriver(l1, genesis, data_dir=data_dir, da=_da_client(da_url))
         if rpc:
             host, _, port = rpc.rpartition(":")
             nursery.start_soon(functools.partial(_serve_status, follower, host, int(port)))
@@ -118,6 +131,14 @@ async def _follow(
     show_envvar=True,
     show_default=True,
     help="URL of the L1 (JSON-RPC and Beacon API).",
+)
+@click.option(
+    "--da-url",
+    default=None,
+    envvar="SEQ_DA_URL",
+    show_envvar=True,
+    help="URL of the external DA node (da-mock), for extda batches; their data is checked "
+    "against the data root the L1 proved.",
 )
 @click.option(
     "--genesis",
@@ -169,6 +190,7 @@ async def _follow(
 @json_option
 def follow_command(
     l1_url: str,
+    da_url: str | None,
     genesis_path: Path,
     data_dir: Path | None,
     once: bool,
@@ -177,7 +199,8 @@ def follow_command(
     log_level: str,
     as_json: bool,
 ) -> None:
-    """Derive the L2 chain from L1 alone (inbox, blobs, calldata) and report state roots."""
+    """Derive the L2 chain from L1 alone (inbox, blobs, calldata), plus the external DA
+    layer for extda batches, and report state roots."""
     logging.basicConfig(
         level=log_level.upper(), format="%(asctime)s %(levelname)-7s %(name)s: %(message)s"
     )
@@ -186,9 +209,9 @@ def follow_command(
         fail(f"--rpc-listen wants HOST:PORT, got {rpc_listen!r}", 2)
     try:
         if not once:
-            trio.run(_follow, l1_url, genesis, data_dir, rpc_listen, poll_interval)
+            trio.run(_follow, l1_url, genesis, data_dir, rpc_listen, poll_interval, da_url)
             return
-        out = trio.run(_once, l1_url, genesis, data_dir)
+        out = trio.run(_once, l1_url, genesis, data_dir, da_url)
     except L1Unavailable as e:
         fail(f"{e}; is the L1 running at {l1_url}?", EXIT_UNREACHABLE)
     except L1Error as e:

@@ -8,7 +8,10 @@ it stays ``sequencer-node follow``.) For each batch the inbox accepted, in order
    height, chain id);
 2. fetches the data: blob sidecars from the Beacon API of the L1 block that included the
    batch, selected by the header's versioned hashes, each KZG proof verified; or the
-   calldata of the inbox call (``eth_getBlockByNumber`` with full transactions);
+   calldata of the inbox call (``eth_getBlockByNumber`` with full transactions); or, for an
+   extda batch, the blob its DA pointer names, from the external DA layer, proven against
+   the data root the L1 inbox verified (namespace proof: a withheld or added blob is caught;
+   the share commitment: a forged blob is caught);
 3. checks ``sha256(payload) == data_hash`` and ``len(payload) == data_bytes``, decodes the
    payload strictly, and checks the L2 heights against the header;
 4. re-executes every block with :class:`~sequencer_node.core.ledger.Ledger` from the L2
@@ -39,6 +42,7 @@ import trio
 
 from sequencer_node.batching.blobs import BlobDecodeError, unpack_blobs
 from sequencer_node.batching.codec import Batch, BatchFormatError, decode_payload
+from sequencer_node.clients.da import DAClient, DAUnavailable
 from sequencer_node.clients.l1 import BlobsPruned, InboxBatch, L1Client, L1Rejected
 from sequencer_node.core.fees import FeeParams, L1FeeInfo
 from sequencer_node.core.ledger import FeeInput, InvalidBlock, Ledger
@@ -46,10 +50,13 @@ from sequencer_node.core.reconfig import BlockKind, kind_of
 from sequencer_node.system.files import atomic_write
 from sequencer_node.wire.blobs import kzg_to_versioned_hash
 from sequencer_node.wire.codec import CodecError, decode
+from sequencer_node.wire.da.reader import NotVerified
 from sequencer_node.wire.kzg import verify_blobs_batch
 from sequencer_node.wire.l1calls import SubmitBatch, decode_params
 from sequencer_node.wire.messages import (
     DA_CALLDATA,
+    DA_EXTERNAL,
+    DA_KINDS,
     ZERO_HASH,
     BlockHeader,
     ForcedTransaction,
@@ -145,9 +152,15 @@ class Deriver:
     """``await Deriver(l1, genesis).derive_available()``; see the module docstring."""
 
     def __init__(
-        self, l1: L1Client, genesis: DerivationGenesis, *, data_dir: Path | None = None
+        self,
+        l1: L1Client,
+        genesis: DerivationGenesis,
+        *,
+        data_dir: Path | None = None,
+        da: DAClient | None = None,
     ) -> None:
         self.l1 = l1
+        self.da = da
         self.genesis = genesis
         self.chain_id = genesis.chain_id
         self.data_dir = data_dir
@@ -356,7 +369,7 @@ class Deriver:
             h.first_height,
             h.last_height,
             ib.l1_block,
-            "calldata" if h.da_kind == DA_CALLDATA else "blobs",
+            DA_KINDS[h.da_kind],
             txs,
             h.state_root,
         )
@@ -397,6 +410,8 @@ class Deriver:
         where = f"batch {h.batch_number} (L1 block {ib.l1_block})"
         if h.da_kind == DA_CALLDATA:
             payload = await self._calldata(ib)
+        elif h.da_kind == DA_EXTERNAL:
+            payload = await self._external_payload(ib)
         else:
             payload = await self._blob_payload(ib)
         if hashlib.sha256(payload).digest() != h.data_hash or len(payload) != h.data_bytes:
@@ -440,6 +455,27 @@ class Deriver:
             return unpack_blobs(blobs)
         except BlobDecodeError as e:
             raise InvalidBatch(f"{where}: the blobs do not decode: {e}") from None
+
+    async def _external_payload(self, ib: InboxBatch) -> bytes:
+        """The blob an extda header points at, proven against the tuple the L1 verified."""
+        h = ib.header
+        where = f"batch {h.batch_number} (L1 block {ib.l1_block})"
+        pointer, t = h.da_pointer, ib.da_tuple
+        if pointer is None or t is None or t.height != pointer.height:
+            raise InvalidBatch(f"{where}: an extda batch without the DA tuple the L1 proved")
+        if self.da is None:
+            raise DerivationError(
+                f"{where}: its data is on the external DA layer; give the DA node (--da-url)"
+            )
+        try:
+            return await self.da.read(pointer, t.data_root, t.share_count)
+        except NotVerified as e:
+            raise InvalidBatch(
+                f"{where}: the DA layer's answer for DA block {pointer.height} does not verify "
+                f"(withheld or forged data): {e}"
+            ) from None
+        except DAUnavailable as e:
+            raise DerivationError(f"{where}: cannot read its data from the DA layer: {e}") from None
 
     async def _calldata(self, ib: InboxBatch) -> bytes:
         where = f"batch {ib.header.batch_number} (L1 block {ib.l1_block})"

@@ -59,6 +59,7 @@ import trio
 
 from sequencer_node.batcher.config import BatcherConfig, DaMode
 from sequencer_node.batcher.service import BatcherService
+from sequencer_node.clients.da import DAClient
 from sequencer_node.clients.l1 import L1Client, L1Error, SequencerInfo
 from sequencer_node.core import api
 from sequencer_node.core.fees import L1FeeInfo
@@ -133,6 +134,10 @@ class NodeSettings:
     rpc_host: str = "127.0.0.1"
     rpc_port: int = 8600
     da: DaMode = "blobs"
+    #: The external DA node (``da = "extda"``), and the failover to blobs after it has been
+    #: unavailable this long (docs/da.md).
+    da_url: str | None = None
+    da_failover_s: float = 30.0
     #: How often the core's clock ticks (timeouts, proposing).
     tick_s: float = 0.05
     l1_poll_s: float = 1.0
@@ -580,7 +585,8 @@ class Node:
             return None
         assert self.store is not None
         s = self.settings
-        config = BatcherConfig(da=s.da)
+        config = BatcherConfig(da=s.da, da_failover_s=s.da_failover_s)
+        da = None if s.da_url is None else DAClient(s.da_url, b"", key=self.key)
         if s.batch_max_age_ms is not None:
             config = dataclasses.replace(config, max_age_ms=s.batch_max_age_ms)
         return BatcherService(
@@ -595,6 +601,7 @@ class Node:
             schedule=self.posting_order,
             stake_view=self.stake_view,
             metrics=self.metrics,
+            da=da,
         )
 
     def _batcher_broadcast(self, msg: object) -> None:

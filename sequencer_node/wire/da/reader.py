@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sequencer_node.wire.da import nmt
+from sequencer_node.wire.da.attest import DAPointer, verify_blob
 from sequencer_node.wire.da.shares import NAMESPACE_BYTES, ShareError, namespace_shares, parse_blobs
 
 
@@ -87,3 +88,22 @@ def verified_blobs(
         return [data for _, _, data in parse_blobs(shares)]
     except ShareError as e:  # committed, but not blobs: the DA chain itself misbehaved
         raise NotVerified(f"the namespace's shares do not parse: {e}") from None
+
+
+def pointed_blob(
+    data_root: bytes, share_count: int, pointer: DAPointer, answer: NamespaceAnswer
+) -> bytes:
+    """The bytes of the blob ``pointer`` names, from a namespace answer checked against the
+    block's ``data_root`` and ``share_count`` (the tuple the L1 proved). Raises
+    :class:`NotVerified` when the answer does not prove the namespace's shares, or holds no
+    blob at the pointer's share range (withheld), or one whose bytes are not the committed
+    ones (forged)."""
+    verified_blobs(data_root, share_count, pointer.namespace, answer)
+    for start, end, data in answer.blobs:
+        if (start, end) == (pointer.start, pointer.end):
+            if not verify_blob(pointer, data):
+                raise NotVerified("the blob at the pointer's shares is not the committed one")
+            return data
+    raise NotVerified(
+        f"no blob at shares [{pointer.start}, {pointer.end}) of DA block {pointer.height}"
+    )
