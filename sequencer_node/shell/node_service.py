@@ -58,6 +58,7 @@ from typing import Any
 import trio
 
 from sequencer_node.batcher.config import BatcherConfig, DaMode
+from sequencer_node.batcher.messages import BatchProposal
 from sequencer_node.batcher.service import BatcherService
 from sequencer_node.clients.da import DAClient
 from sequencer_node.clients.l1 import L1Client, L1Error, SequencerInfo
@@ -83,6 +84,7 @@ from sequencer_node.wire.crypto import SigningKey, verify_message
 from sequencer_node.wire.eth import EthTransaction, decode_checked, eth_tx_hash
 from sequencer_node.wire.hexstr import opt_hex
 from sequencer_node.wire.messages import (
+    BatchApproval,
     Block,
     CertifiedBlock,
     Timeout,
@@ -753,6 +755,8 @@ class Node:
             if self.batcher is not None and self.batcher.handles(msg):
                 self.batcher.message_received(item.sender, msg)
                 return
+            if self.batcher is None and isinstance(msg, BatchProposal | BatchApproval):
+                return  # --no-batcher: co-signing is not for us, and not the peer's fault
             if isinstance(msg, TxBatch):
                 for tx in msg.transactions:
                     await self._apply(core.handle(api.MessageReceived(item.sender, tx), now))
