@@ -182,7 +182,8 @@ async def twin(sc: Scenario, tag: str = "") -> Step:
         net.start_node(i, byzantine="twin")
         net.start_extra(TWIN, i, "twin", dial=[f"127.0.0.1:{net.real_p2p[TWIN_PEER]}"])
         split()
-        await trio.sleep(4.0)  # both start and catch up
+        extra["twin_up_s"] = round(await net.wait_extra(TWIN), 1)  # it runs and has its peer
+        await trio.sleep(2.0)  # it catches up
         extra["steering"] = await steer_leader(sc, i, 40.0, keep=split)
 
     def heal() -> None:
@@ -371,10 +372,15 @@ async def hostile_peer(sc: Scenario, tag: str = "") -> Step:
     net = sc.net
     before = await p2p_stats(net)
 
-    def inject() -> None:
+    async def inject() -> None:
         for k, strategy in enumerate(HOSTILE):
             net.start_extra(strategy, BYZANTINE_NODE, strategy, key_file=net.hostile_key_file(k),
                             dial=[f"127.0.0.1:{p}" for p in net.real_p2p])  # fmt: skip
+        # Up (its RPC answers), then a moment to dial: it floods at once and is banned at
+        # once, so its peer count is no sign of life.
+        for strategy in HOSTILE:
+            await net.wait_extra(strategy, peers=0)
+        await trio.sleep(2.0)
 
     def heal() -> None:
         for strategy in HOSTILE:

@@ -217,6 +217,24 @@ class FaultNet:
         self.extra[name] = n
         return n
 
+    async def wait_extra(self, name: str, peers: int = 1, limit_s: float = 60.0) -> float:
+        """Seconds until the extra process ``name`` answers its RPC with at least ``peers``
+        peers connected (it started and speaks p2p); raises AssertionError after ``limit_s``."""
+        n = self.extra[name]
+        url = "http://" + _value(n.argv, "--rpc-listen") + "/v1/status"
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < limit_s:
+            if not n.alive():
+                raise AssertionError(f"{name} exited with {n.child and n.child.exit_code()}")
+            try:
+                r = await self.http.get(url)
+                if r.status_code == 200 and int(r.json().get("peers", 0)) >= peers:
+                    return time.monotonic() - t0
+            except (httpx.HTTPError, ValueError):
+                pass
+            await trio.sleep(0.3)
+        raise AssertionError(f"{name} did not connect to {peers} peers within {limit_s:.0f} s")
+
     def stop_extra(self, name: str) -> None:
         """kill -9 an extra process (and reap it)."""
         n = self.extra.pop(name)
