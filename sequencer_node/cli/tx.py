@@ -25,7 +25,13 @@ from sequencer_node.cli.common import (
     short_hex,
 )
 from sequencer_node.cli.runner import run_async
-from sequencer_node.clients.node import NodeAccount, NodeClient, NodeRejected, NodeTxStatus
+from sequencer_node.clients.node import (
+    NodeAccount,
+    NodeClient,
+    NodeError,
+    NodeRejected,
+    NodeTxStatus,
+)
 from sequencer_node.core.fees import FeeContext, FeeEstimate, FeeParams, estimate_native
 from sequencer_node.core.ledger import native_fee_view
 from sequencer_node.keystore import KeystoreError, read_public_info
@@ -96,6 +102,32 @@ def estimate_transfer(
     fee changes the bytes, so the L1 data fee is an upper bound)."""
     widest = Transaction(sender, to, amount, nonce, U64_MAX, b"\xff" * 64)
     return estimate_native(ctx, native_fee_view(widest))
+
+
+async def suggested_fee(url: str, *, per_gas_tip: bool = False, margin: int = 1) -> int:
+    """The fee a transfer should carry at the node ``url`` now, times ``margin``: a native
+    transfer's total (its estimate for the widest transfer), or with ``per_gas_tip`` an
+    Ethereum transaction's priority fee per gas; 1 under flat or from a node without
+    ``/v1/fees``."""
+    async with NodeClient(url) as node:
+        doc = await node.fees()
+    if per_gas_tip:
+        tip = 1 if doc is None else int(doc.get("suggested_priority_fee_per_gas", 1))
+        return max(1, tip) * margin
+    est = estimate_transfer(fee_context_of(doc), b"\xff" * 32, b"\xff" * 20, U64_MAX, U64_MAX)
+    return min(est.fee * margin, U64_MAX) if est.fee > 1 else est.fee
+
+
+async def suggested_fee_of_any(
+    urls: tuple[str, ...], *, per_gas_tip: bool = False, margin: int = 1
+) -> int:
+    """:func:`suggested_fee` from the first of ``urls`` that answers; 1 if none does."""
+    for url in urls:
+        try:
+            return await suggested_fee(url, per_gas_tip=per_gas_tip, margin=margin)
+        except NodeError:
+            continue
+    return 1
 
 
 async def wait_certified(
