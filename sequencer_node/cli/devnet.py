@@ -16,6 +16,7 @@ import click
 import trio
 
 from sequencer_node.cli.common import emit, render_table
+from sequencer_node.core.fees import MODELS
 from sequencer_node.devnet import monitor
 from sequencer_node.devnet.config import (
     DEFAULT_STAKES,
@@ -123,6 +124,16 @@ def network_options(f: F) -> F:
             envvar="SEQ_DEVNET_DA",
             show_envvar=True,
             help="Where the nodes post batches on L1.",
+        ),
+        click.option(
+            "--fee-model",
+            type=click.Choice(["none", *MODELS]),
+            default="none",
+            show_default=True,
+            envvar="SEQ_DEVNET_FEE_MODEL",
+            show_envvar=True,
+            help="L2 fee model of the genesis (docs/fees.md); none: the historical flat rule "
+            "without fee state.",
         ),
         click.option(
             "--host",

@@ -45,6 +45,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, Protocol, TextIO
 
@@ -55,7 +56,13 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from sequencer_node.cli.common import emit, open_key, password_file_option, render_kv, render_table
 from sequencer_node.cli.runner import run_async
-from sequencer_node.cli.tx import U64_MAX, make_transfer, pending_nonce, wait_certified
+from sequencer_node.cli.tx import (
+    U64_MAX,
+    make_transfer,
+    pending_nonce,
+    suggested_fee_of_any,
+    wait_certified,
+)
 from sequencer_node.clients.node import (
     NodeClient,
     NodeError,
@@ -854,9 +861,8 @@ def _sigterm_as_ctrl_c() -> Iterator[None]:
 @click.option(
     "--fee",
     type=click.IntRange(0, U64_MAX),
-    default=1,
-    show_default=True,
-    help="Fee of each transfer (smallest unit).",
+    help="Fee of each transfer (smallest unit; eth: priority fee per gas). Default: twice the "
+    "node's estimate (/v1/fees, docs/fees.md), which is 1 under the flat fee model.",
 )
 @click.option(
     "--drain",
@@ -898,7 +904,7 @@ def load(
     max_in_flight: int,
     kind: str,
     amount: int,
-    fee: int,
+    fee: int | None,
     drain: float,
     wait_l1: bool,
     chain_id: int | None,
@@ -921,6 +927,8 @@ def load(
     except click.BadParameter as e:
         fail(f"--duration: {e.message}")
     funder = open_key(fund_from, password_file) if fund_from is not None else None
+    if fee is None:  # twice the estimate: room for the base fee to rise during the run
+        fee = run_async(partial(suggested_fee_of_any, urls, per_gas_tip=kind == "eth", margin=2))
     cfg = LoadConfig(
         urls, rate, seconds, accounts, max_in_flight, amount, fee, drain, wait_l1, chain_id,
         funder, fund_amount, kind,

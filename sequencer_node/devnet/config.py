@@ -73,6 +73,8 @@ class DevnetConfig:
     epoch_length: int = 100
     sequencing_window: int = 100
     da: str = "blobs"
+    #: The L2 fee model of the genesis (docs/fees.md); "none": no fee section (flat rule).
+    fee_model: str = "none"
     load: bool = True
     load_rate: float = 5.0
     host: str = "127.0.0.1"
@@ -99,6 +101,8 @@ class DevnetConfig:
                 f"give one percentage per node"
             )
         stake_tokens(self.stakes)
+        if self.fee_model not in ("none", "flat", "op-ecotone", "arbitrum-l1-pricer"):
+            raise DevnetError(f"--fee-model: unknown fee model {self.fee_model!r}")
         if self.da not in ("blobs", "calldata"):
             raise DevnetError(f"--da must be blobs or calldata, got {self.da!r}")
 

@@ -47,6 +47,8 @@ from sequencer_node.wire.hexstr import to_hex
 from sequencer_node.wire.l1calls import GWEI, RegisterSequencer
 
 SLOTS_PER_EPOCH = 32
+#: The dev account that owns the rollup on the devnet's L1 (as in the L1's own dev genesis).
+ROLLUP_OWNER_DEV_ACCOUNT = 9
 #: Devnet keystores protect throw-away keys: a cheaper scrypt keeps start-up fast.
 DEVNET_SCRYPT_N = 1 << 14
 #: Blocks ``up`` expects to mine while staking (the L1 genesis time is back-dated by as many slots).
@@ -115,6 +117,8 @@ def l1_genesis_json(cfg: DevnetConfig, keys: list[SigningKey], now: float) -> di
             "slot_time": cfg.slot_time,
             "forks": [[0, cfg.fork]],
             "sequencing_window": cfg.sequencing_window,
+            # dev account 9 may set the L2 fee model (seqctl fees set-model, docs/fees.md)
+            "rollup_owner": to_hex(dev_key(ROLLUP_OWNER_DEV_ACCOUNT).address),
         },
         "balances": {
             to_hex(k.address): str(L1_FUNDING_TOKENS * TOKEN) for k in funded_accounts(cfg, keys)
@@ -246,6 +250,7 @@ def l2_genesis_json(
             "epoch_length": cfg.epoch_length,
             "sequencing_window": cfg.sequencing_window,
         },
+        **({} if cfg.fee_model == "none" else {"fees": {"model": cfg.fee_model}}),
     }
 
 
