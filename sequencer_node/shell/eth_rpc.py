@@ -255,9 +255,12 @@ class _Handlers:
         try:
             return await self.node.submit_tx(tx)
         except Overloaded as e:
-            raise RpcError(LIMIT_EXCEEDED, f"limit exceeded: {e}") from None
+            raise RpcError(
+                LIMIT_EXCEEDED, f"limit exceeded: {e}", {"reason": "overloaded"}
+            ) from None
         except trio.TooSlowError:
-            raise RpcError(SERVER_ERROR, "the node did not answer in time; retry") from None
+            raise RpcError(SERVER_ERROR, "the node did not answer in time; retry",
+                           {"reason": "timeout"}) from None  # fmt: skip
 
     async def eth_getTransactionByHash(self, params: Any) -> Any:
         p = _params(params, 1, 1)

@@ -38,6 +38,7 @@ from sequencer_node.sim.instance import Instance, Strategy, kind_of
 from sequencer_node.sim.rng import Rng
 from sequencer_node.wire.codec import signing_bytes
 from sequencer_node.wire.crypto import SigningKey, sign_message
+from sequencer_node.wire.eth import EthTransaction
 from sequencer_node.wire.messages import (
     Block,
     DowntimeCertificate,
@@ -582,6 +583,16 @@ class Simulation:
         if any(isinstance(e, api.TxResult) and e.accepted for e in effects):
             self._nonces[user] += 1
         self._route(inst, effects)
+
+    def submit(self, tx: Transaction | EthTransaction, to_node: int) -> bool:
+        """Give a ready transaction (native or Ethereum) to one node as a client would; True
+        if its pool accepted it (it then gossips it)."""
+        inst = self.instances[to_node]
+        if inst.core is None:
+            return False
+        effects = self._handle(inst, api.TxSubmitted(tx))
+        self._route(inst, effects)
+        return any(isinstance(e, api.TxResult) and e.accepted for e in effects)
 
     def queue_forced(self, user: int, amount: int = 1) -> ForcedTransaction:
         """Queue a transfer on the simulated L1 (forced inclusion); every node reads it."""
