@@ -52,6 +52,7 @@ import hashlib
 import logging
 import math
 import random
+from collections import deque
 from collections.abc import Awaitable, Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -110,6 +111,12 @@ class PeerConfig:
     max_pending_per_host: int = 8
     max_pending_per_key: int = 2
     max_peers: int = 256
+    #: Client transactions disseminated in the last ``resend_window_s`` (at most
+    #: ``resend_max`` frames) are sent again to a peer that (re)connects: on a full mesh each
+    #: goes to each peer once and nobody relays it, so a session that broke with it in flight,
+    #: or a peer that was away when it went out, would otherwise never get it.
+    resend_window_s: float = 10.0
+    resend_max: int = 2048
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,6 +146,8 @@ class PeerManagerStatistics:
     refused_peer_limit: int
     bans: int
     offenses: dict[str, int]
+    #: Disseminated frames sent again to a peer that (re)connected (``resend_window_s``).
+    resent: int = 0
 
 
 class _Peer:
@@ -186,6 +195,7 @@ class PeerManager:
         self._peers: dict[bytes, _Peer] = {}
         self._scores = ScoreBoard(self.config.scoring)
         self._seen = SeenCache(self.config.seen_cache_size, self.config.seen_ttl_s)
+        self._recent: deque[tuple[float, bytes]] = deque(maxlen=self.config.resend_max)
         self._inbound_send, self.inbound = trio.open_memory_channel[tuple[bytes, object]](
             self.config.inbound_buffer
         )
@@ -211,6 +221,7 @@ class PeerManager:
                 "handshakes_evicted",
                 "refused_peer_limit",
                 "bans",
+                "resent",
             ),
             0,
         )
@@ -411,6 +422,7 @@ class PeerManager:
         peer = _Peer(conn, address, self.config.outbound_queue, trio.current_time())
         conn.drop_gossip = functools.partial(self._gossip_filter, ident)
         self._peers[ident] = peer
+        self._resend_recent(peer)
         self._notify()
         return peer
 
@@ -543,7 +555,19 @@ class PeerManager:
         if self.config.fanout is not None:
             return self.broadcast(msg)
         raw = encode(msg)
+        self._recent.append((trio.current_time(), raw))
         return sum(self._enqueue(p, raw, False) for p in list(self._peers.values()))
+
+    def _resend_recent(self, peer: _Peer) -> None:
+        """Send a (re)connected peer what was disseminated in the last ``resend_window_s``
+        (a duplicate of what it already has costs it one mempool lookup)."""
+        since = trio.current_time() - self.config.resend_window_s
+        while self._recent and self._recent[0][0] < since:
+            self._recent.popleft()
+        for _, raw in list(self._recent):
+            if not self._enqueue(peer, raw, False):
+                return
+            self._stats["resent"] += 1
 
     def relay(self, msg: object, *, source: bytes) -> int:
         """Relay a message received from ``source`` (for ``auto_relay=False``)."""

@@ -431,6 +431,39 @@ async def test_transactions_are_still_gossiped_when_the_fanout_is_limited(nurser
     assert batch in got
 
 
+async def test_a_peer_that_connects_gets_the_transactions_disseminated_just_before(nursery):
+    """On a full mesh a client transaction goes to each peer once and is not relayed, so a
+    peer that was away (or whose session broke with the frame in flight) would never get it:
+    the last ``resend_window_s`` of them are sent again when it (re)connects (issue 12's
+    fault scenario lost acknowledged transactions on a lossy link without this)."""
+    net = MemoryNetwork()
+    a = manager(net, 0, [])
+    await nursery.start(a.run)
+    batch = TxBatch((Transaction(bytes(32), bytes(20), 1, 0, 1, bytes(64)),))
+    assert a.disseminate(batch) == 0  # nobody connected yet
+    b = manager(net, 1, ["a"])
+    await nursery.start(b.run)
+    with trio.fail_after(10):
+        assert (await b.inbound.receive())[1] == batch
+    assert a.statistics().resent == 1
+
+
+async def test_nothing_older_than_the_resend_window_is_sent_again(nursery):
+    net = MemoryNetwork()
+    cfg = PeerConfig(resend_window_s=0.0, backoff_initial_s=0.01, backoff_max_s=0.05)
+    a = manager(net, 0, [], config=cfg)
+    await nursery.start(a.run)
+    a.disseminate(TxBatch((Transaction(bytes(32), bytes(20), 1, 0, 1, bytes(64)),)))
+    await trio.sleep(0.01)
+    b = manager(net, 1, ["a"])
+    await nursery.start(b.run)
+    with trio.fail_after(10):
+        await b.wait_peers(1)
+        await trio.testing.wait_all_tasks_blocked(0.05)
+    assert await drain(b) == []
+    assert a.statistics().resent == 0
+
+
 def test_peer_address_parsing():
     assert PeerAddress.parse("10.0.0.1:9000") == PeerAddress("10.0.0.1", 9000)
     assert PeerAddress.parse("[::1]:9000") == PeerAddress("::1", 9000)
