@@ -118,12 +118,13 @@ def network_options(f: F) -> F:
         ),
         click.option(
             "--da",
-            type=click.Choice(["blobs", "calldata"]),
+            type=click.Choice(["blobs", "calldata", "extda"]),
             default="blobs",
             show_default=True,
             envvar="SEQ_DEVNET_DA",
             show_envvar=True,
-            help="Where the nodes post batches on L1.",
+            help="Where the nodes post batches on L1 (extda: on a DA mock process, which "
+            "the devnet starts, a pointer on L1; failover to blobs, docs/da.md).",
         ),
         click.option(
             "--fee-model",

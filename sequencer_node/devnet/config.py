@@ -79,6 +79,8 @@ class DevnetConfig:
     load_rate: float = 5.0
     host: str = "127.0.0.1"
     l1_port: int = 8545
+    #: ``--da extda``: the DA mock's port (Celestia's node API port).
+    da_port: int = 26658
     rpc_port: int = 8600
     p2p_port: int = 9000
     l1_chain_id: int = 900
@@ -91,6 +93,8 @@ class DevnetConfig:
     #: Where the nodes listen for p2p: one port per node on the host, or the same port in
     #: every container (compose).
     same_ports: bool = False
+    #: The DA URL the nodes use, when it is not ``http://host:da_port`` (docker-compose).
+    da_url_override: str = ""
 
     def __post_init__(self) -> None:
         if not 1 <= self.nodes <= 16:
@@ -103,8 +107,8 @@ class DevnetConfig:
         stake_tokens(self.stakes)
         if self.fee_model not in ("none", "flat", "op-ecotone", "arbitrum-l1-pricer"):
             raise DevnetError(f"--fee-model: unknown fee model {self.fee_model!r}")
-        if self.da not in ("blobs", "calldata"):
-            raise DevnetError(f"--da must be blobs or calldata, got {self.da!r}")
+        if self.da not in ("blobs", "calldata", "extda"):
+            raise DevnetError(f"--da must be blobs, calldata or extda, got {self.da!r}")
 
     # --- layout -----------------------------------------------------------------------------
 
@@ -143,6 +147,23 @@ class DevnetConfig:
     @property
     def l1_url(self) -> str:
         return self.l1_url_override or f"http://{self.host}:{self.l1_port}"
+
+    @property
+    def da_genesis(self) -> Path:
+        return self.directory / "da-genesis.json"
+
+    @property
+    def da_data(self) -> Path:
+        return self.directory / "da"
+
+    @property
+    def da_url(self) -> str:
+        return self.da_url_override or f"http://{self.host}:{self.da_port}"
+
+    @property
+    def relayer_key_file(self) -> Path:
+        """The DA relayer's L1 key (an Ed25519 seed in hex), funded by the L1 genesis."""
+        return self.keys_dir / "da-relayer.seed"
 
     @property
     def user_key_file(self) -> Path:
@@ -184,6 +205,8 @@ class DevnetConfig:
 
     def ports(self) -> list[tuple[str, int]]:
         out = [("L1", self.l1_port)]
+        if self.da == "extda":
+            out.append(("DA", self.da_port))
         for i in range(self.nodes):
             out.append((f"{self.name(i)} rpc", self.rpc_port + i))
             out.append((f"{self.name(i)} p2p", self.p2p_port + i))

@@ -23,7 +23,7 @@ import trio
 from rich.console import Console
 from rich.live import Live
 
-from sequencer_node.devnet import monitor
+from sequencer_node.devnet import extda, monitor
 from sequencer_node.devnet.accounts import LOAD_ACCOUNTS, eth_dev_account_lines
 from sequencer_node.devnet.config import (
     DevnetConfig,
@@ -84,6 +84,8 @@ def node_argv(cfg: DevnetConfig, i: int) -> list[str]:
         "--da",
         cfg.da,
     ]
+    if cfg.da == "extda":
+        argv += ["--da-url", cfg.da_url]
     if peers:
         argv += ["--peers", peers]
     return argv
@@ -130,12 +132,14 @@ def load_argv(cfg: DevnetConfig) -> list[str]:
 
 
 def recorded_children(state: dict[str, Any]) -> list[Child]:
-    """Every process of a recorded devnet, in stop order (load, nodes, L1)."""
+    """Every process of a recorded devnet, in stop order (load, nodes, DA, L1)."""
     out: list[Child] = []
     if state.get("load"):
         out.append(adopt("load", state["load"]))
     for n in state.get("nodes", []):
         out.append(adopt(str(n["name"]), n))
+    if state.get("da"):
+        out.append(adopt("da", state["da"]))
     if state.get("l1"):
         out.append(adopt("l1", state["l1"]))
     return out
@@ -168,6 +172,7 @@ class Devnet:
         self.say = say
         self.detach = detach
         self.l1: Child | None = None
+        self.da: Child | None = None
         self.nodes: list[Child] = []
         self.load: Child | None = None
         self.keys: list[SigningKey] = []
@@ -179,6 +184,8 @@ class Devnet:
         if self.load is not None:
             out.append(self.load)
         out.extend(self.nodes)
+        if self.da is not None:
+            out.append(self.da)
         if self.l1 is not None:
             out.append(self.l1)
         return out
@@ -209,6 +216,9 @@ class Devnet:
                 for i, c in enumerate(self.nodes)
             ],
             "load": None if self.load is None else self.load.record(),
+            "da": None
+            if self.da is None
+            else {"url": cfg.da_url, "data_dir": str(cfg.da_data), **self.da.record()},
         }
 
     def save(self) -> None:
@@ -236,6 +246,8 @@ class Devnet:
         with waiting("waiting for the L1 mock", L1_START_DEADLINE_S):
             await wait_l1(cfg.l1_url, L1_START_DEADLINE_S, l1.alive)
         self.say(f"L1 mock up at {cfg.l1_url} (pid {l1.pid}, log {l1.log})")
+        if cfg.da == "extda":
+            await self._start_da()
         await stake_and_genesis(cfg, self.keys, self.say)
         for i in range(cfg.nodes):
             self.nodes.append(self._spawn(cfg.name(i), node_argv(cfg, i)))
@@ -253,6 +265,16 @@ class Devnet:
             self.load = self._spawn("load", load_argv(cfg))
             self.save()
             self.say(f"load generator started ({cfg.load_rate:g} tx/s, log {self.load.log})")
+
+    async def _start_da(self) -> None:
+        """The DA mock (``--da extda``), relaying its attestations to the L1."""
+        cfg = self.cfg
+        self.da = self._spawn("da", extda.da_argv(cfg))
+        self.save()
+        da = self.da
+        with waiting("waiting for the DA mock", L1_START_DEADLINE_S):
+            await extda.wait_da(cfg.da_url, L1_START_DEADLINE_S, da.alive)
+        self.say(f"DA mock up at {cfg.da_url} (pid {da.pid}, log {da.log}), relaying to the L1")
 
     def node_urls(self) -> list[tuple[str, str]]:
         return [(self.cfg.name(i), self.cfg.rpc_url(i)) for i in range(len(self.nodes))]

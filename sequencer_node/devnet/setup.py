@@ -21,6 +21,7 @@ from typing import Any
 import trio
 
 from sequencer_node.clients.l1 import L1Client, L1Error, L1StakeSnapshot
+from sequencer_node.devnet import extda
 from sequencer_node.devnet.accounts import (
     ETH_DEV_FUNDING,
     USER_DEV_ACCOUNT,
@@ -105,6 +106,12 @@ def funded_accounts(cfg: DevnetConfig, keys: list[SigningKey]) -> list[SigningKe
     return [*keys, *funded_user_keys()]
 
 
+def l1_funded(cfg: DevnetConfig, keys: list[SigningKey]) -> list[SigningKey]:
+    """The L1 accounts the genesis funds (with extda, also the DA relayer)."""
+    out = funded_accounts(cfg, keys)
+    return [*out, extda.relayer_key(cfg)] if cfg.da == "extda" else out
+
+
 def l1_genesis_json(cfg: DevnetConfig, keys: list[SigningKey], now: float) -> dict[str, Any]:
     back = EXPECTED_MINED_BLOCKS * cfg.slot_time
     genesis_time = int(now) - back
@@ -119,9 +126,10 @@ def l1_genesis_json(cfg: DevnetConfig, keys: list[SigningKey], now: float) -> di
             "sequencing_window": cfg.sequencing_window,
             # dev account 9 may set the L2 fee model (seqctl fees set-model, docs/fees.md)
             "rollup_owner": to_hex(dev_key(ROLLUP_OWNER_DEV_ACCOUNT).address),
+            **(extda.l1_genesis_config(cfg) if cfg.da == "extda" else {}),
         },
         "balances": {
-            to_hex(k.address): str(L1_FUNDING_TOKENS * TOKEN) for k in funded_accounts(cfg, keys)
+            to_hex(k.address): str(L1_FUNDING_TOKENS * TOKEN) for k in l1_funded(cfg, keys)
         },
         "sequencers": [],
     }
@@ -138,6 +146,8 @@ def prepare_files(cfg: DevnetConfig) -> list[SigningKey]:
     cfg.logs_dir.mkdir(exist_ok=True)
     cfg.save()
     keys = create_keys(cfg)
+    if cfg.da == "extda":
+        extda.write_da_genesis(cfg, keys)
     write_l1_genesis(cfg, keys)
     return keys
 
