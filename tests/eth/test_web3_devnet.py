@@ -78,7 +78,7 @@ def test_chain_identity_and_funded_dev_accounts(w3: Any) -> None:
     assert DEV[0].address == "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266"
 
 
-def test_type2_transfer_receipt_balance_and_nonce(w3: Any) -> None:
+def test_type2_transfer_receipt_balance_and_nonce(w3: Any, devnet: str) -> None:
     sender = Account.from_key(DEV[1].private_key)
     to = "0x000000000000000000000000000000000000dEaD"
     before = w3.eth.get_balance(sender.address)
@@ -109,6 +109,14 @@ def test_type2_transfer_receipt_balance_and_nonce(w3: Any) -> None:
     assert block["hash"] == receipt["blockHash"]
     assert block["transactions"][receipt["transactionIndex"]]["hash"] == tx_hash
     assert w3.eth.get_block(block["hash"])["number"] == block["number"]
+    # the node's own views know it by its Ethereum hash too
+    status = httpx.get(f"{devnet}/v1/tx/{tx_hash.to_0x_hex()}", timeout=30).json()
+    assert status["status"] in ("certified", "batched", "finalized")
+    assert status["height"] == receipt["blockNumber"]
+    listed = httpx.get(f"{devnet}/v1/blocks/{receipt['blockNumber']}", timeout=30).json()
+    assert tx_hash.to_0x_hex() in [t["hash"] for t in listed["eth_transactions"]]
+    account = httpx.get(f"{devnet}/v1/account/{sender.address}", timeout=30).json()
+    assert account["nonce"] == 1
 
 
 def test_legacy_eip155_transfer(w3: Any) -> None:
