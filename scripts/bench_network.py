@@ -26,6 +26,11 @@ def main() -> None:
         metavar="RATE",
         help="instead: py-spy on 4 nodes under RATE tx/s -> profile.{json,md}",
     )
+    p.add_argument(
+        "--report-only",
+        action="store_true",
+        help="re-render results.md and the plots from the results.json in --out",
+    )
     args = p.parse_args()
     name = args.profile or ("quick" if args.quick else "full")
     prof = PROFILES[name]
@@ -34,11 +39,22 @@ def main() -> None:
     def say(line: str) -> None:
         print(line, file=sys.stderr, flush=True)
 
-    if args.profile_nodes:
+    if args.report_only:
+        import json
+
+        from sequencer_node.devnet import bench_report
+
+        doc = json.loads((out / "results.json").read_text())
+        (out / "results.md").write_text(bench_report.markdown(doc))
+        if not args.no_plots:
+            bench_report.plots(doc, out)
+        return
+    if args.profile_nodes is not None:
         from sequencer_node.devnet import bench_profile
 
-        bench_profile.run(args.profile_nodes, 20.0, args.out or ROOT / "docs" / "bench", say)
-        print("profile in profile.md")
+        out = args.out or ROOT / "docs" / "bench"
+        bench_profile.run(args.profile_nodes, 20.0, out, say)
+        print(f"profile in {out}")
         return
     done = run(prof, out, say, plots=not args.no_plots)
     print(f"results in {done}/results.md")

@@ -288,18 +288,19 @@ async def load_step(
     }
 
 
-def median_of(docs: list[dict[str, Any]]) -> dict[str, Any]:
-    """Field-wise median of ``docs`` (numbers; nested dicts recursively; others: the first)."""
+def median_of(docs: list[dict[str, Any]], *, top: bool = True) -> dict[str, Any]:
+    """Field-wise median of ``docs`` (numbers; nested dicts recursively; others: the first);
+    ``repeats`` says how many were merged (top level only)."""
     out: dict[str, Any] = {}
     for k, v in docs[0].items():
         vals = [d.get(k) for d in docs]
         if isinstance(v, dict):
-            out[k] = median_of([x for x in vals if isinstance(x, dict)])
+            out[k] = median_of([x for x in vals if isinstance(x, dict)], top=False)
         elif all(isinstance(x, int | float) and not isinstance(x, bool) for x in vals):
             out[k] = statistics.median(vals)  # type: ignore[type-var]
         else:
             out[k] = v
-    if len(docs) > 1:
+    if top and len(docs) > 1:
         out["repeats"] = len(docs)
     return out
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import shutil
 import sys
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -102,7 +103,10 @@ async def profile_nodes(
                 argv = [spy, "record", "-f", "raw", "-r", "100", "-d", f"{seconds - 3:g}",
                         "-o", str(raws[i]), "-p", str(pid)]  # fmt: skip
                 nursery.start_soon(_run_quiet, argv)
-            step = await load_step(net, sampler, rate, _with_step(prof, seconds), wait_l1=False)
+            if rate > 0:
+                step = await load_step(net, sampler, rate, _with_step(prof, seconds), wait_l1=False)
+            else:  # idle: what a node does with no transactions
+                step = await _idle_step(sampler, seconds)
         return {"step": step, "raw_files": [str(p) for p in raws]}
 
     return await with_network(root, 4, prof, say, body)
@@ -133,6 +137,15 @@ def activity_table(doc: dict[str, Any]) -> dict[str, Any]:
             "top_frames": top}  # fmt: skip
 
 
+async def _idle_step(sampler: Sampler, seconds: float) -> dict[str, Any]:
+    t0 = time.time()
+    await trio.sleep(seconds)
+    cores = sampler.window(t0 + PROFILE_DELAY_S, time.time())["cores"]
+    nodes = [v for k, v in cores.items() if k.startswith("node-")]
+    return {"certified_tx_s": 0.0, "cpu_us_per_tx_per_node": None,
+            "node_cores": round(sum(nodes), 4)}  # fmt: skip
+
+
 def _with_step(prof: Any, seconds: float) -> Any:
     import dataclasses
 
@@ -146,6 +159,8 @@ async def _run_quiet(argv: list[str]) -> None:
 
 def markdown(doc: dict[str, Any]) -> str:
     step = doc["step"]
+    if doc["rate"] <= 0:
+        return _idle_markdown(doc)
     lines = [
         f"Profile of the 4 nodes under {doc['rate']:g} tx/s offered ({step['certified_tx_s']:.0f} "
         f"certified tx/s, {step['cpu_us_per_tx_per_node']} us of CPU per certified tx per node; "
@@ -160,6 +175,21 @@ def markdown(doc: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _idle_markdown(doc: dict[str, Any]) -> str:
+    cores = doc["step"]["node_cores"]
+    lines = [
+        f"Profile of 4 idle nodes ({cores / 4 * 100:.1f} % of a core each; py-spy, "
+        f"{doc['samples']:,} busy samples, {doc['idle_samples']:,} of waiting threads left out):",
+        "",
+        "| activity | % of a core per node | share |",
+        "|---|---|---|",
+    ]
+    for a in doc["activities"]:
+        lines.append(f"| {a['activity']} | {cores / 4 * a['share'] * 100:.2f} | "
+                     f"{a['share'] * 100:.0f} % |")  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
 def run(rate: float, seconds: float, out_dir: Path, say: Any) -> dict[str, Any]:
     import tempfile
 
@@ -167,6 +197,7 @@ def run(rate: float, seconds: float, out_dir: Path, say: Any) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="seqnet-profile-") as tmp:
         raw = trio.run(profile_nodes, Path(tmp), rate, seconds, out_dir, say)
         doc = {"rate": rate, **activity_table(raw)}
-    (out_dir / "profile.json").write_text(json.dumps(doc, indent=1) + "\n")
-    (out_dir / "profile.md").write_text(markdown(doc))
+    name = "profile-idle" if rate <= 0 else "profile"
+    (out_dir / f"{name}.json").write_text(json.dumps(doc, indent=1) + "\n")
+    (out_dir / f"{name}.md").write_text(markdown(doc))
     return doc

@@ -29,8 +29,7 @@ def test_medians_of_repeats_are_field_wise() -> None:
         {"a": 5.0, "b": {"p50": 1, "p99": 7}, "name": "y"},
         {"a": 2.0, "b": {"p50": 2, "p99": 8}, "name": "z"},
     ]
-    assert median_of(runs) == {"a": 2.0, "b": {"p50": 2, "p99": 8, "repeats": 3}, "name": "x",
-                               "repeats": 3}  # fmt: skip
+    assert median_of(runs) == {"a": 2.0, "b": {"p50": 2, "p99": 8}, "name": "x", "repeats": 3}
 
 
 def test_saturation_and_the_limit() -> None:
