@@ -196,32 +196,40 @@ async def wait_until(what: str, check: Callable[[], Awaitable[bool]], limit_s: f
 async def fund_extra_accounts(url: str, total: int) -> None:
     """Load accounts ``LOAD_ACCOUNTS .. total-1`` paid by the funded ones (the devnet funds
     only the first ``LOAD_ACCOUNTS``; more senders keep nonces within the pool's gap at high
-    rates); returns once the last one has its balance."""
+    rates); returns once every one has a balance. A loaded node may answer some items
+    TIMEOUT or OVERLOADED: the unfunded ones are sent again (fresh nonces), a few times."""
     if total <= LOAD_ACCOUNTS:
         return
-    async with NodeClient(url) as node:
+    async with NodeClient(url, timeout=30.0) as node:
         chain_id = int((await node.status())["chain_id"])
-        nonces: dict[int, int] = {}
-        txs = []
-        for i in range(LOAD_ACCOUNTS, total):
-            f = i % LOAD_ACCOUNTS
-            if f not in nonces:
-                acct = await node.account(load_account_key(f).address)
-                nonces[f] = int(acct.get("pending_nonce", acct["nonce"]))
-            key, to = load_account_key(f), load_account_key(i).address
-            txs.append(make_transfer(key, to, EXTRA_FUNDING, nonces[f], 1, chain_id))
-            nonces[f] += 1
-        for k in range(0, len(txs), 1024):
-            results = await node.send_txs(encode_tx_batch(txs[k : k + 1024]))
-            refused = [r for r in results if not r["accepted"]]
-            if refused:
-                raise RuntimeError(f"funding refused: {refused[0]}")
-        last = load_account_key(total - 1).address
+        todo = list(range(LOAD_ACCOUNTS, total))
+        for _ in range(5):
+            await _fund_once(node, chain_id, todo)
+            for _ in range(60):  # up to ~30 s for them to be certified
+                todo = [i for i in todo if not await _has_balance(node, i)]
+                if not todo:
+                    return
+                await trio.sleep(0.5)
+        raise RuntimeError(f"{len(todo)} extra load accounts could not be funded")
 
-        async def funded() -> bool:
-            return int((await node.account(last))["balance"]) > 0
 
-        await wait_until("the extra load accounts to be funded", funded, 60.0)
+async def _has_balance(node: NodeClient, i: int) -> bool:
+    return int((await node.account(load_account_key(i).address))["balance"]) > 0
+
+
+async def _fund_once(node: NodeClient, chain_id: int, todo: list[int]) -> None:
+    nonces: dict[int, int] = {}
+    txs = []
+    for i in todo:
+        f = i % LOAD_ACCOUNTS
+        if f not in nonces:
+            acct = await node.account(load_account_key(f).address)
+            nonces[f] = int(acct.get("pending_nonce", acct["nonce"]))
+        key, to = load_account_key(f), load_account_key(i).address
+        txs.append(make_transfer(key, to, EXTRA_FUNDING, nonces[f], 1, chain_id))
+        nonces[f] += 1
+    for k in range(0, len(txs), 256):
+        await node.send_txs(encode_tx_batch(txs[k : k + 256]))  # refusals: retried above
 
 
 async def run_load(

@@ -49,8 +49,8 @@ OTHER = "other"
 IDLE_FRAMES = (
     "WorkerThread._work (trio/_core/_thread_cache.py",
     "Condition.wait (threading.py",
-    "Selector.select (selectors.py",
-    "get_events (trio/_core/_io_epoll.py",
+    "Selector.select (selectors.py",  # e.g. _PollLikeSelector.select: a thread in poll()
+    "EpollIOManager.get_events (trio/_core/_io_epoll.py",  # Trio's loop in epoll_wait
     "Event.wait (threading.py",
 )
 IDLE = "idle (a waiting thread)"
@@ -66,7 +66,7 @@ def categorize(raw: str) -> Counter[str]:
         if not stack or not count.isdigit():
             continue
         frames = stack.split(";")
-        idle = any(frames[-1].startswith(f) for f in IDLE_FRAMES)
+        idle = any(f in frames[-1] for f in IDLE_FRAMES)
         out[IDLE if idle else _activity(frames)] += int(count)
     return out
 
@@ -131,7 +131,7 @@ def activity_table(doc: dict[str, Any]) -> dict[str, Any]:
         }
         for name, n in samples.most_common()
     ]
-    busy = [(f, n) for f, n in leaves.most_common() if not f.startswith(IDLE_FRAMES)]
+    busy = [(f, n) for f, n in leaves.most_common() if not any(i in f for i in IDLE_FRAMES)]
     top = [{"frame": f, "share": round(n / total, 4)} for f, n in busy[:40]]
     return {"step": doc["step"], "samples": total, "idle_samples": idle, "activities": table,
             "top_frames": top}  # fmt: skip
