@@ -42,13 +42,14 @@ from typing import Any
 import httpx
 import trio
 
-from sequencer_node.cli.tx import make_transfer
 from sequencer_node.clients.node import NodeClient, encode_tx_batch
 from sequencer_node.devnet.accounts import LOAD_ACCOUNTS, load_account_key
 from sequencer_node.devnet.bench_probe import Sampler, cosign_cost, machine, verify_rate
 from sequencer_node.devnet.config import DevnetConfig, DevnetError
 from sequencer_node.devnet.procs import spawn, stop
 from sequencer_node.devnet.runner import Devnet, node_argv
+from sequencer_node.wire.crypto import sign_message
+from sequencer_node.wire.messages import Transaction
 
 #: A step is saturated when the network certifies less than this share of the offered rate.
 SATURATED_BELOW = 0.85
@@ -226,7 +227,8 @@ async def _fund_once(node: NodeClient, chain_id: int, todo: list[int]) -> None:
             acct = await node.account(load_account_key(f).address)
             nonces[f] = int(acct.get("pending_nonce", acct["nonce"]))
         key, to = load_account_key(f), load_account_key(i).address
-        txs.append(make_transfer(key, to, EXTRA_FUNDING, nonces[f], 1, chain_id))
+        tx = Transaction(key.public_key, to, EXTRA_FUNDING, nonces[f], 1, bytes(64))
+        txs.append(sign_message(tx, key, chain_id))
         nonces[f] += 1
     for k in range(0, len(txs), 256):
         await node.send_txs(encode_tx_batch(txs[k : k + 256]))  # refusals: retried above
