@@ -154,6 +154,15 @@ def network_options(f: F) -> F:
             help="L1 JSON-RPC port.",
         ),
         click.option(
+            "--da-port",
+            type=click.IntRange(1, 65535),
+            default=26658,
+            show_default=True,
+            envvar="SEQ_DEVNET_DA_PORT",
+            show_envvar=True,
+            help="Port of the DA mock (--da extda only).",
+        ),
+        click.option(
             "--rpc-port",
             type=click.IntRange(1, 65535),
             default=8600,

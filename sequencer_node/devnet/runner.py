@@ -348,7 +348,7 @@ NETWORK_FLAGS = {
     "host": "--host",
 }
 #: Ports are where a network listens this time, not what it is: a resumed devnet takes them.
-PORT_FIELDS = ("l1_port", "rpc_port", "p2p_port")
+PORT_FIELDS = ("l1_port", "rpc_port", "p2p_port", "da_port")
 
 
 def prepare_directory(
