@@ -75,7 +75,7 @@ class Profile:
 
 PROFILES = {
     "quick": Profile("quick", rates=(100, 400), step_s=3.0, repeats=1, sizes=(4,), failovers=1,
-                     idle_s=1.5, drain_s=12.0, accounts=32),
+                     idle_s=1.5, drain_s=25.0, accounts=32),
     # one 4-node sweep to saturation, for before/after comparisons of a change
     "sweep": Profile("sweep", rates=(200, 400, 700, 1000, 1400, 2000, 2800, 4000), step_s=6.0,
                      repeats=1, sizes=(4,), failovers=1, idle_s=2.0, drain_s=20.0,
