@@ -112,11 +112,12 @@ class PeerConfig:
     max_pending_per_key: int = 2
     max_peers: int = 256
     #: Client transactions disseminated in the last ``resend_window_s`` (at most
-    #: ``resend_max`` frames) are sent again to a peer that (re)connects: on a full mesh each
-    #: goes to each peer once and nobody relays it, so a session that broke with it in flight,
-    #: or a peer that was away when it went out, would otherwise never get it.
-    resend_window_s: float = 10.0
-    resend_max: int = 2048
+    #: ``resend_max_bytes`` of frames) are sent again to a peer that (re)connects: on a full
+    #: mesh each goes to each peer once and nobody relays it, so a session that broke with it
+    #: in flight, or a peer that was away when it went out, would otherwise never get it. The
+    #: window covers a failed handshake (10 s) and a redial after it.
+    resend_window_s: float = 60.0
+    resend_max_bytes: int = 16 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,7 +196,8 @@ class PeerManager:
         self._peers: dict[bytes, _Peer] = {}
         self._scores = ScoreBoard(self.config.scoring)
         self._seen = SeenCache(self.config.seen_cache_size, self.config.seen_ttl_s)
-        self._recent: deque[tuple[float, bytes]] = deque(maxlen=self.config.resend_max)
+        self._recent: deque[tuple[float, bytes]] = deque()
+        self._recent_bytes = 0
         self._inbound_send, self.inbound = trio.open_memory_channel[tuple[bytes, object]](
             self.config.inbound_buffer
         )
@@ -556,14 +558,21 @@ class PeerManager:
             return self.broadcast(msg)
         raw = encode(msg)
         self._recent.append((trio.current_time(), raw))
+        self._recent_bytes += len(raw)
+        self._trim_recent()
         return sum(self._enqueue(p, raw, False) for p in list(self._peers.values()))
+
+    def _trim_recent(self) -> None:
+        since = trio.current_time() - self.config.resend_window_s
+        while self._recent and (
+            self._recent[0][0] < since or self._recent_bytes > self.config.resend_max_bytes
+        ):
+            self._recent_bytes -= len(self._recent.popleft()[1])
 
     def _resend_recent(self, peer: _Peer) -> None:
         """Send a (re)connected peer what was disseminated in the last ``resend_window_s``
         (a duplicate of what it already has costs it one mempool lookup)."""
-        since = trio.current_time() - self.config.resend_window_s
-        while self._recent and self._recent[0][0] < since:
-            self._recent.popleft()
+        self._trim_recent()
         for _, raw in list(self._recent):
             if not self._enqueue(peer, raw, False):
                 return

@@ -448,6 +448,16 @@ async def test_a_peer_that_connects_gets_the_transactions_disseminated_just_befo
     assert a.statistics().resent == 1
 
 
+async def test_the_resend_buffer_is_bounded_in_bytes(nursery):
+    net = MemoryNetwork()
+    a = manager(net, 0, [], config=PeerConfig(resend_max_bytes=1000))
+    await nursery.start(a.run)
+    for n in range(50):
+        a.disseminate(TxBatch((Transaction(bytes(32), bytes(20), 1, n, 1, bytes(64)),)))
+    assert 0 < a._recent_bytes <= 1000
+    assert len(a._recent) < 50
+
+
 async def test_nothing_older_than_the_resend_window_is_sent_again(nursery):
     net = MemoryNetwork()
     cfg = PeerConfig(resend_window_s=0.0, backoff_initial_s=0.01, backoff_max_s=0.05)
