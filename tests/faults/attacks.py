@@ -118,17 +118,25 @@ def slashes(before: int, after: int) -> int | None:
 
 
 async def check_evidence(
-    sc: Scenario, st: Step, offender: bytes, injected: set[tuple[str, int]], stake0: int
+    sc: Scenario,
+    st: Step,
+    offender: bytes,
+    injected: set[tuple[str, int]],
+    stake0: int,
+    before: dict[int, set[tuple[str, int]]],
 ) -> None:
-    """Wait until every honest node found exactly ``injected`` and the L1 slashed it once per
-    injected equivocation; record what was seen."""
+    """Wait until every honest node found exactly ``injected`` (besides what it had found
+    ``before`` the step) and the L1 slashed it once per injected equivocation; record what
+    was seen."""
     net = sc.net
     deadline = time.monotonic() + 45
     found: dict[int, set[tuple[str, int]]] = {}
     info: SequencerInfo | None = None
     n: int | None = None
     while time.monotonic() < deadline:
-        found = await evidence_found(net, offender)
+        found = {
+            i: f - before.get(i, set()) for i, f in (await evidence_found(net, offender)).items()
+        }
         info = await l1_sequencer(net, offender)
         n = None if info is None else slashes(stake0, info.stake)
         agreed = len(found) == len(HONEST) and all(f == injected for f in found.values())
@@ -167,6 +175,7 @@ async def twin(sc: Scenario, tag: str = "") -> Step:
     pk = node_key(net, i)
     info0 = await l1_sequencer(net, pk)
     stake0 = 0 if info0 is None else info0.stake
+    before = await evidence_found(net, pk)  # an earlier step's evidence is not this one's
     since = time.time()
 
     mesh = net.mesh
@@ -208,7 +217,7 @@ async def twin(sc: Scenario, tag: str = "") -> Step:
         read_records(net.cfg.data_dir(i) / RECORD_FILENAME, since),
         read_records(net.root / "extra" / TWIN / RECORD_FILENAME, since),
     )
-    await check_evidence(sc, st, pk, injected, stake0)
+    await check_evidence(sc, st, pk, injected, stake0, before)
     sc.say(f"{st.name}: {'ok' if st.ok else 'FAILED: ' + '; '.join(st.problems)} "
            f"({st.info['note']}; {st.info.get('steering')})")  # fmt: skip
     return st
@@ -220,6 +229,7 @@ async def equivocator(sc: Scenario, tag: str = "") -> Step:
     pk = node_key(net, i)
     info0 = await l1_sequencer(net, pk)
     stake0 = 0 if info0 is None else info0.stake
+    before = await evidence_found(net, pk)  # an earlier step's evidence is not this one's
     since = time.time()
 
     extra: dict[str, Any] = {}
@@ -246,7 +256,7 @@ async def equivocator(sc: Scenario, tag: str = "") -> Step:
     st.info.update(extra)
     records = read_records(net.cfg.data_dir(i) / RECORD_FILENAME, since)
     injected = {(r["kind"], r["round"]) for r in records}
-    await check_evidence(sc, st, pk, injected, stake0)
+    await check_evidence(sc, st, pk, injected, stake0, before)
     sc.say(f"{st.name}: {'ok' if st.ok else 'FAILED: ' + '; '.join(st.problems)} "
            f"({st.info['note']})")  # fmt: skip
     return st
