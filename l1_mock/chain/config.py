@@ -38,8 +38,9 @@ class ChainConfig:
     reporter_share_bps: int = 1_000
     #: Metis: 0.000761 token per certified L2 block.
     reward_per_block: int = 761 * 10**12
-    #: Forced-inclusion sequencing window in L1 blocks.
-    sequencing_window: int = 64
+    #: Forced-inclusion sequencing window in L1 blocks: at least the finality lag plus the
+    #: batch latency (:func:`check_sequencing_window`), and the L2 genesis must use the same.
+    sequencing_window: int = 100
     blob_retention_epochs: int = 4096
     inbox_first_height: int = 1
     max_pool: int = 4096
@@ -73,6 +74,7 @@ class ChainConfig:
             raise ValueError("stake bounds must satisfy 0 < min <= max")
         if len(self.rollup_owner) not in (0, 20):
             raise ValueError("rollup_owner must be a 20-byte address (or empty)")
+        check_sequencing_window(self.sequencing_window)
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +91,29 @@ class Genesis:
     config: ChainConfig
     balances: tuple[tuple[bytes, int], ...] = ()
     sequencers: tuple[GenesisSequencer, ...] = ()
+
+
+#: How far this L1's finalized head lags its head at most: a block is final once the head is
+#: two epochs past its epoch (``Chain.finalized_epoch``).
+FINALITY_LAG_BLOCKS = 2 * SLOTS_PER_EPOCH
+#: L1 blocks a batch may take to land after its L2 blocks are committed (the batcher's few
+#: seconds of batching plus the blob transaction's inclusion).
+BATCH_LATENCY_BLOCKS = 8
+
+
+def check_sequencing_window(window: int) -> None:
+    """Refuse a forced-inclusion window the sequencers cannot meet: they include a forced
+    transaction only once its L1 block is final, so its batch lands at the earliest the
+    finality lag plus the batch latency after it was queued; a shorter window makes every
+    forced transaction stall batch posting (the inbox refuses the batch that skips it)."""
+    need = FINALITY_LAG_BLOCKS + BATCH_LATENCY_BLOCKS
+    if window < need:
+        raise ValueError(
+            f"sequencing_window of {window} L1 blocks is below the finality lag (up to "
+            f"{FINALITY_LAG_BLOCKS} blocks) plus the batch latency ({BATCH_LATENCY_BLOCKS} "
+            f"blocks): every forced transaction would stall batch posting; set "
+            f"sequencing_window to at least {need} (and the L2 genesis's to the same)"
+        )
 
 
 def retention_floor_epoch(current_epoch: int, retention_epochs: int) -> int:
@@ -115,11 +140,14 @@ def default_retention_epochs(slot_time: int, fault_proof_window_s: int) -> int:
 
 
 __all__ = [
+    "BATCH_LATENCY_BLOCKS",
+    "FINALITY_LAG_BLOCKS",
     "TOKEN",
     "ChainConfig",
     "Genesis",
     "GenesisSequencer",
     "check_retention",
+    "check_sequencing_window",
     "default_retention_epochs",
     "retention_floor_epoch",
 ]

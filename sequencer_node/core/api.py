@@ -53,6 +53,7 @@ from sequencer_node.wire.messages import (
     BlockHeader,
     CertifiedBlock,
     DowntimeCertificate,
+    EpochProof,
     Evidence,
     ForcedTransaction,
     QuorumCertificate,
@@ -64,6 +65,11 @@ from sequencer_node.wire.messages import (
 MAX_SYNC_BLOCKS = 64
 
 # --- configuration ------------------------------------------------------------------------
+
+
+#: Default ``CoreConfig.seed_lead_blocks``: the L1 mock's finality lag (up to 64 blocks) plus
+#: one L1 epoch of 32, and an epoch of margin for the nodes' differing L1 views.
+DEFAULT_SEED_LEAD_BLOCKS = 128
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,8 +88,15 @@ class CoreConfig:
     epoch_length: int = 1_000
     max_block_txs: int = 2_000
     max_block_forced: int = 256
-    #: Forced-inclusion window in L1 blocks (see :mod:`sequencer_node.core.forced`).
+    #: Forced-inclusion window in L1 blocks (see :mod:`sequencer_node.core.forced`); the L1
+    #: inbox's window must be the same.
     sequencing_window: int = 100
+    #: How far, at most, the L1's finalized head lags its head (L1 blocks; the mock: 2 epochs),
+    #: and how many L1 blocks a batch takes to land after its blocks are committed. A forced
+    #: entry is included once its L1 block is final and its batch must land inside the window,
+    #: so the window must cover both (checked here, and by the L1 mock's genesis).
+    l1_finality_blocks: int = 64
+    batch_latency_blocks: int = 8
     #: A proposal's timestamp may be at most this far ahead of the validator's clock.
     max_clock_skew_ms: int = 2_000
     #: A proposal's ``l1_origin`` may be at most this many L1 blocks behind the validator's
@@ -91,9 +104,17 @@ class CoreConfig:
     #: L1 time, so a forced entry queued at L1 block ``b`` is due in every block voted for once
     #: the voters' finalized heads pass ``b + sequencing_window + max_l1_origin_lag``.
     max_l1_origin_lag: int = 32
-    #: L1 slots per L1 epoch, and how many L1 epochs the stake snapshot lags the L1 origin.
+    #: L1 slots per L1 epoch.
     l1_slots_per_epoch: int = 32
-    snapshot_lag_epochs: int = 2
+    #: Epoch e's stake table and seed come from the snapshot named by its *anchor*, the first
+    #: block of epoch ``e - seed_anchor_epochs``: the first L1 epoch starting after L1 block
+    #: ``anchor.l1_origin + seed_lead_blocks``, which validators require to lie beyond their
+    #: L1 head when they vote for the anchor (docs/protocol.md, section 2). The lead must exceed
+    #: the L1's finality lag plus one L1 epoch (the mock finalizes up to 64 blocks behind its
+    #: head), and the anchor distance must cover the time that snapshot takes to be finalized,
+    #: else the new epoch waits for it.
+    seed_lead_blocks: int = DEFAULT_SEED_LEAD_BLOCKS
+    seed_anchor_epochs: int = 2
     #: Downtime: window of committed L2 heights, and the missed share (percent) that reports.
     downtime_window: int = 100
     downtime_threshold_percent: int = 50
@@ -121,6 +142,34 @@ class CoreConfig:
             raise ValueError("downtime_grace_heights cannot be negative")
         if self.max_l1_origin_lag < 0:
             raise ValueError("max_l1_origin_lag cannot be negative")
+        self._check_l1_windows()
+        if not 1 <= self.seed_anchor_epochs < MAX_SNAPSHOT_ANCHORS:
+            raise ValueError(
+                f"seed_anchor_epochs must be in 1..{MAX_SNAPSHOT_ANCHORS - 1} (a snapshot of "
+                f"the chain keeps the anchors of the last {MAX_SNAPSHOT_ANCHORS} epochs)"
+            )
+
+    def _check_l1_windows(self) -> None:
+        """L1 block counts that must cover the L1's finality lag (errors name the fix)."""
+        need = self.l1_finality_blocks + self.batch_latency_blocks
+        if self.sequencing_window < need:
+            raise ValueError(
+                f"sequencing_window of {self.sequencing_window} L1 blocks is below the L1's "
+                f"finality lag ({self.l1_finality_blocks} blocks) plus the batch latency "
+                f"({self.batch_latency_blocks} blocks): forced transactions are included only "
+                "once their L1 block is final, so each one would make its batch land after the "
+                f"window and stall batch posting; set sequencing_window to at least {need} "
+                "(in the L2 genesis params and the L1 genesis alike)"
+            )
+        lead = self.l1_finality_blocks + self.l1_slots_per_epoch
+        if self.l1_slots_per_epoch < 1 or self.seed_lead_blocks < lead:
+            raise ValueError(
+                f"seed_lead_blocks of {self.seed_lead_blocks} is below the L1's finality lag "
+                f"({self.l1_finality_blocks}) plus one L1 epoch ({self.l1_slots_per_epoch}): "
+                "validators refuse an epoch's first block whose origin (the proposer's "
+                "finalized L1 head) names a snapshot seed less than an L1 epoch past their L1 "
+                f"head; set seed_lead_blocks to at least {lead}"
+            )
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,15 +221,19 @@ class Genesis:
 # --- persisted record (never-sign-twice watermark) -----------------------------------------
 
 
-@wire_message(64)
+@wire_message(64, version=2)
 @dataclass(frozen=True, slots=True)
 class PersistedState:
     """What this node signed, per message kind (EIP-3076 style), plus its lock.
 
     A node may sign a message of one kind at round ``r`` only if ``r`` is above the recorded
     round of that kind, or equal with the same digest (re-signing identical bytes). ``high_qc``
-    is the highest QC this node has voted on top of: after a restart the node never reports a
-    lower one in a timeout (that would undo its lock and break the two-chain argument).
+    is the highest QC (by rank: epoch, then round) this node has signed on top of: after a
+    restart the node never reports a lower one in a timeout (that would undo its lock and break
+    the two-chain argument). ``high_qc_proof`` is the epoch proof when that QC certifies a block
+    that closes its epoch (docs/protocol.md, section 3a): a restarted node that knows the block
+    only from a proof can still tell that the next block starts an epoch, and propose it.
+    Version 2: version 1 had no ``high_qc_proof``.
     """
 
     chain_id: U64
@@ -192,6 +245,7 @@ class PersistedState:
     timeout_round: U64
     timeout_digest: Hash32
     high_qc: QuorumCertificate | None
+    high_qc_proof: EpochProof | None = None
 
 
 #: Most epoch anchors a snapshot carries (the committed first blocks of the latest epochs).

@@ -233,13 +233,23 @@ class SequencerCore:
         return record
 
     def _resume_from_record(self) -> None:
-        """Never sign below what the record says was signed; keep its lock."""
+        """Never sign below what the record says was signed; keep its lock, and what makes
+        its block usable when it closes an epoch (the node may know it only from a proof)."""
         r = self.outbox.record
         if r is None:
             return
         self.round = max(self.round, r.vote_round, r.timeout_round, r.proposal_round)
         if r.high_qc is not None and rank(r.high_qc) > rank(self.high_qc):
             self.high_qc = r.high_qc
+        if r.high_qc is not None and r.high_qc_proof is not None:
+            self._remember_closing(r.high_qc.block_hash, r.high_qc_proof)
+            self.tree.add_qc(r.high_qc_proof.last_qc)
+
+    def _lock(self) -> tuple[QuorumCertificate | None, EpochProof | None]:
+        """The high QC a signature is made on top of, with its epoch proof if it closes its
+        epoch (both go into the persisted record)."""
+        hq = self.high_qc
+        return hq, None if hq is None else self._closings.get(hq.block_hash)
 
     # --- public entry points ----------------------------------------------------------------
 
@@ -346,11 +356,11 @@ class SequencerCore:
     def epoch_info(self, epoch: int, via: bytes | None = None) -> api.EpochInfo | None:
         """Stake table, leader order and L1 stake epoch of an L2 epoch, or None if unknown yet.
 
-        Epoch 0 uses the genesis snapshot. Epoch e >= 1 uses the L1 snapshot named by the
-        block at the first height of epoch e - 1 *on the chain being judged* (``via`` is a
-        block of that chain at or above that height; once that height is committed, the
-        committed block): L1 epoch ``l1_origin // slots_per_epoch - snapshot_lag_epochs``,
-        never before genesis. See docs/protocol.md, section 2.
+        Epochs below ``seed_anchor_epochs`` use the genesis snapshot. Epoch e uses the L1
+        snapshot named by its anchor, the block at the first height of epoch e -
+        ``seed_anchor_epochs`` *on the chain being judged* (``via`` is a block of that chain at
+        or above that height; once that height is committed, the committed block); see
+        :func:`~sequencer_node.core.epochs.snapshot_epoch` and docs/protocol.md, section 2.
         """
         return self.epochs.info(epoch, via)
 
@@ -862,6 +872,11 @@ class SequencerCore:
             raise _Wait("L1 origin ahead of this node's L1 view")
         if h.l1_origin + self._cfg.max_l1_origin_lag < self._l1_finalized:
             return "L1 origin too far behind this node's finalized L1 head"
+        if self.epochs.is_anchor(h):
+            # Its origin names a later epoch's snapshot: only one whose seed is unknown yet.
+            refusal = self.epochs.anchor_refusal(h.l1_origin, self._l1_head, self._l1_finalized)
+            if refusal is not None:
+                return refusal
         pledger = self.tree.ledger(h.parent_hash)
         assert pledger is not None
         problem = self._forced.check_block(
@@ -937,7 +952,7 @@ class SequencerCore:
         if not self.tree.vote_ready(bh):
             return  # known only from catch-up: its proposal-time checks never ran here
         vote = Vote(bh, h.height, h.round, h.epoch, self.pk, bytes(64))
-        signed = self.outbox.sign(Kind.VOTE, h.round, bh, vote, self.high_qc)
+        signed = self.outbox.sign(Kind.VOTE, h.round, bh, vote, *self._lock())
         if signed is not None:
             out.append(self.outbox.hold([signed], self._vouched(bh)))
 
@@ -1162,7 +1177,7 @@ class SequencerCore:
             self.pk,
             bytes(64),
         )
-        signed = self.outbox.sign(Kind.TIMEOUT, self.round, message_id(t), t, self.high_qc)
+        signed = self.outbox.sign(Kind.TIMEOUT, self.round, message_id(t), t, *self._lock())
         if signed is None:
             return
         self._my_timeout = TimeoutMessage(signed, hq)
@@ -1439,7 +1454,7 @@ class SequencerCore:
     ) -> None:
         proposal = self.outbox.sign(
             Kind.PROPOSAL, self.round, block_hash(header), Proposal(header, bytes(64)),
-            self.high_qc,
+            *self._lock(),
         )  # fmt: skip
         if proposal is None:
             return

@@ -23,7 +23,7 @@ from typing import TypeVar
 
 from sequencer_node.core.api import PersistedState, PersistWatermark
 from sequencer_node.wire.crypto import SigningKey, sign_message
-from sequencer_node.wire.messages import ZERO_HASH, Block, QuorumCertificate
+from sequencer_node.wire.messages import ZERO_HASH, Block, EpochProof, QuorumCertificate
 
 M = TypeVar("M")
 
@@ -60,17 +60,29 @@ def record_signature(
     round_: int,
     digest: bytes,
     high_qc: QuorumCertificate | None,
+    proof: EpochProof | None = None,
 ) -> PersistedState:
-    """The record after signing; raises if the signature is not allowed (a bug upstream)."""
+    """The record after signing; raises if the signature is not allowed (a bug upstream).
+
+    ``high_qc`` replaces the recorded QC if it ranks higher, by (epoch, round) like every QC
+    comparison (a closing QC of an old epoch may carry a higher round than the new epoch's
+    first QCs); ``proof`` is its epoch proof if it closes its epoch.
+    """
     if not may_sign(record, kind, round_, digest):
         raise AssertionError(f"refusing to sign {kind.value} at round {round_}: watermark")
-    if high_qc is not None and (record.high_qc is None or high_qc.round > record.high_qc.round):
-        record = replace(record, high_qc=high_qc)
+    if high_qc is not None and (record.high_qc is None or _rank(high_qc) > _rank(record.high_qc)):
+        record = replace(record, high_qc=high_qc, high_qc_proof=proof)
+    elif high_qc is not None and high_qc == record.high_qc and record.high_qc_proof is None:
+        record = replace(record, high_qc_proof=proof)
     if kind is Kind.PROPOSAL:
         return replace(record, proposal_round=round_, proposal_digest=digest)
     if kind is Kind.VOTE:
         return replace(record, vote_round=round_, vote_digest=digest)
     return replace(record, timeout_round=round_, timeout_digest=digest)
+
+
+def _rank(qc: QuorumCertificate) -> tuple[int, int]:
+    return (qc.epoch, qc.round)
 
 
 @dataclass(slots=True)
@@ -95,14 +107,20 @@ class Outbox:
         self._held: list[_Held] = []
 
     def sign(
-        self, kind: Kind, round_: int, digest: bytes, msg: M, high_qc: QuorumCertificate | None
+        self,
+        kind: Kind,
+        round_: int,
+        digest: bytes,
+        msg: M,
+        high_qc: QuorumCertificate | None,
+        proof: EpochProof | None = None,
     ) -> M | None:
         """``msg`` signed, if the watermark allows (the record then names it); else None."""
         if self._key is None or self.record is None:
             return None
         if not may_sign(self.record, kind, round_, digest):
             return None
-        self.record = record_signature(self.record, kind, round_, digest, high_qc)
+        self.record = record_signature(self.record, kind, round_, digest, high_qc, proof)
         return sign_message(msg, self._key, self._chain_id)
 
     def hold(self, messages: list[object], blocks: tuple[Block, ...] = ()) -> PersistWatermark:

@@ -21,6 +21,8 @@ from typing import Any
 import trio
 
 from sequencer_node.clients.l1 import L1Client, L1Error, L1StakeSnapshot
+from sequencer_node.core.api import DEFAULT_SEED_LEAD_BLOCKS, MAX_SNAPSHOT_ANCHORS
+from sequencer_node.core.epochs import anchor_epochs_needed
 from sequencer_node.devnet import extda
 from sequencer_node.devnet.accounts import (
     ETH_DEV_FUNDING,
@@ -259,9 +261,27 @@ def l2_genesis_json(
             "timeout_base_ms": cfg.timeout_base_ms,
             "epoch_length": cfg.epoch_length,
             "sequencing_window": cfg.sequencing_window,
+            "seed_anchor_epochs": seed_anchor_epochs(cfg),
         },
         **({} if cfg.fee_model == "none" else {"fees": {"model": cfg.fee_model}}),
     }
+
+
+def seed_anchor_epochs(cfg: DevnetConfig) -> int:
+    """How many L2 epochs back an epoch's anchor lies, so that the stake snapshot it names is
+    finalized on the L1 mock (finality up to 2 L1 epochs) before the epoch starts."""
+    need = anchor_epochs_needed(
+        epoch_ms=cfg.epoch_length * cfg.block_time_ms, l1_slot_ms=cfg.slot_time * 1000,
+        seed_lead_blocks=DEFAULT_SEED_LEAD_BLOCKS, slots=SLOTS_PER_EPOCH,
+        finality_blocks=2 * SLOTS_PER_EPOCH,
+    )  # fmt: skip
+    if need >= MAX_SNAPSHOT_ANCHORS:
+        raise DevnetError(
+            f"--epoch-length {cfg.epoch_length} at {cfg.block_time_ms} ms per block is too "
+            f"short for {cfg.slot_time} s L1 slots: the next stake snapshot needs {need} L2 "
+            f"epochs to be finalized (at most {MAX_SNAPSHOT_ANCHORS - 1}); raise --epoch-length"
+        )
+    return max(2, need)
 
 
 def write_l2_genesis(cfg: DevnetConfig, data: dict[str, Any]) -> None:

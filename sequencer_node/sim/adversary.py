@@ -36,6 +36,7 @@ from typing import Final
 
 from sequencer_node.core import api
 from sequencer_node.core.election import epoch_seed, weighted_order
+from sequencer_node.core.epochs import anchor_refusal, snapshot_epoch
 from sequencer_node.sim.instance import Instance, SimView, Strategy
 from sequencer_node.wire.crypto import sign_message
 from sequencer_node.wire.messages import Block, Proposal, Vote
@@ -229,17 +230,20 @@ class FreezeOrigin(Strategy):
 
 
 class GrindOrigin(FreezeOrigin):
-    """Choose the origin of each epoch-first block it proposes to lead the next epoch.
+    """Choose the origin of each epoch-first block it proposes to lead a later epoch.
 
-    The first block of L2 epoch ``e`` fixes, through its ``l1_origin``, the stake snapshot (and
-    so the seed) of epoch ``e + 1`` (docs/protocol.md, section 2). Before each input the
-    strategy asks its core (``status()``) whether the epoch's last block is next; if so it
-    tries every origin validators accept (from the parent's up to the L1 head),
-    computes the next epoch's schedule with the public election functions, and raises its core's
-    finalized view to the first origin that puts itself first (an honest core proposes with
-    its finalized view, and may do so inside the input that completes the parent's QC: hence
-    the choice one block ahead). It does not freeze between choices: validators refuse an
-    origin far behind their finalized head.
+    The first block of L2 epoch ``e`` is the anchor of epoch ``e + seed_anchor_epochs``: its
+    ``l1_origin`` names that epoch's stake snapshot and seed (docs/protocol.md, section 2).
+    Before each input the strategy asks its core (``status()``) whether the epoch's last block
+    is next; if so it lists every origin validators accept for the anchor (from the parent's,
+    and at most ``max_l1_origin_lag`` behind the finalized head, up to the L1 head, and the
+    anchor rule of :func:`~sequencer_node.core.epochs.anchor_refusal`), keeps those naming a
+    snapshot whose seed already exists (it reads no seed ahead of the L1), computes each one's
+    schedule with the public election functions, and raises its core's finalized view to an
+    origin that puts itself first (an honest core proposes with its finalized view, and may do
+    so inside the input that completes the parent's QC: hence the choice one block ahead). It
+    does not freeze between choices: validators refuse an origin far behind their finalized
+    head.
     """
 
     def __init__(self) -> None:
@@ -248,6 +252,9 @@ class GrindOrigin(FreezeOrigin):
         self._done: set[int] = set()
         #: (epoch whose first block it may propose, chosen origin or None if none wins).
         self.choices: list[tuple[int, int | None]] = []
+        #: Per choice: how many different snapshots with a known seed the accepted origins
+        #: name (2 or more is a real choice between seeds; the rule allows at most 1).
+        self.known_options: list[int] = []
 
     def observe(self, sim: SimView, inst: Instance, msg: object) -> None:
         if isinstance(msg, Block):
@@ -265,7 +272,7 @@ class GrindOrigin(FreezeOrigin):
     def l1_event(self, sim: SimView, inst: Instance, event: api.Event) -> api.Event | None:
         # No freezing: validators refuse an origin far behind their finalized head
         # (max_l1_origin_lag), so a frozen grinder would lose its leadership. It chooses
-        # among the origins from the finalized head up to the L1 head instead.
+        # among the origins validators accept instead.
         return event
 
     def before_input(self, sim: SimView, inst: Instance) -> None:
@@ -283,24 +290,40 @@ class GrindOrigin(FreezeOrigin):
         self._done.add(first)
         if len(self._done) > 64:
             self._done.discard(min(self._done))
-        low = max(self._origin_at.get(first - 1, 0), sim.l1_finalized)
-        epoch = (first - 1) // length
+        target = (first - 1) // length + sim.config_kw["seed_anchor_epochs"]
+        known = self._known_snapshots(sim, self._origin_at.get(first - 1, 0))
+        self.known_options.append(len(set(known.values())))
+        # Its core can only be told a higher finalized head, so it picks among those.
         chosen = next(
-            (o for o in range(low, sim.l1_head + 1) if self._leads(sim, inst, o, epoch + 1)),
+            (o for o, e in sorted(known.items())
+             if o >= sim.l1_finalized and self._leads(sim, inst, e, target)),
             None,
-        )
-        self.choices.append((epoch, chosen))
+        )  # fmt: skip
+        self.choices.append((target, chosen))
         if chosen is not None and chosen > self.frozen_at:
             self.frozen_at = chosen
             sim.feed(inst, api.L1HeadChanged(sim.l1_head, chosen))
 
     @staticmethod
-    def _leads(sim: SimView, inst: Instance, origin: int, epoch: int) -> bool:
-        slots = sim.config_kw["l1_slots_per_epoch"]
-        lag = sim.config_kw["snapshot_lag_epochs"]
-        l1_epoch = max(0, origin // slots - lag)
-        if l1_epoch > sim.finalized_l1_epoch:
-            return False  # validators could not judge the next epoch yet
+    def _known_snapshots(sim: SimView, parent_origin: int) -> dict[int, int]:
+        """Origin -> L1 epoch of the snapshot it names, for every origin validators accept in
+        the anchor now whose snapshot's seed exists already."""
+        kw = sim.config_kw
+        genesis_epoch = sim.snapshot(0).l1_epoch
+        rule = dict(genesis_epoch=genesis_epoch, slots=kw["l1_slots_per_epoch"],
+                    lead=kw["seed_lead_blocks"])  # fmt: skip
+        low = max(parent_origin, sim.l1_finalized - kw["max_l1_origin_lag"])
+        out: dict[int, int] = {}
+        for o in range(low, sim.l1_head + 1):
+            if anchor_refusal(o, head=sim.l1_head, finalized=sim.l1_finalized, **rule):
+                continue
+            e = snapshot_epoch(o, **rule)
+            if sim.seed_known(e):
+                out[o] = e
+        return out
+
+    @staticmethod
+    def _leads(sim: SimView, inst: Instance, l1_epoch: int, epoch: int) -> bool:
         snap = sim.snapshot(l1_epoch)
         order = weighted_order(snap.table(), epoch_seed(snap.seed, epoch))
         return bool(order) and order[0] == inst.pk

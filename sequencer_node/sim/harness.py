@@ -107,8 +107,13 @@ class Simulation:
             timeout_max_ms=timeout_max_ms,
             epoch_length=epoch_length,
             l1_slots_per_epoch=self.l1_slots,
-            snapshot_lag_epochs=1,
+            # Finality lags 4 blocks (one L1 epoch) here: the seed lead covers it plus an L1
+            # epoch and a block of skew, and 4 L2 epochs of at least 0.8 s cover the up to 14
+            # L1 blocks (2.8 s) until the named snapshot is finalized (docs/protocol.md, s. 2).
+            seed_lead_blocks=10,
+            seed_anchor_epochs=4,
             sequencing_window=20,
+            l1_finality_blocks=4,
             max_l1_origin_lag=8,
             max_clock_skew_ms=500,
             downtime_window=downtime_window,
@@ -207,7 +212,16 @@ class Simulation:
             self.l1_fee_data.get(n) or L1FeeInfo(n, 10**9, 1) for n in range(first, last + 1)
         )
 
+    def seed_known(self, l1_epoch: int) -> bool:
+        """Whether L1 epoch ``l1_epoch``'s snapshot exists yet: its seed is fixed by the last
+        block before the epoch (as on the L1 mock), so nobody can know it earlier."""
+        return l1_epoch == 0 or l1_epoch * self.l1_slots - 1 <= self._l1_head
+
     def snapshot(self, l1_epoch: int) -> api.StakeSnapshot:
+        """L1 epoch ``l1_epoch``'s stake snapshot; only once its seed block exists (the
+        simulator derives seeds from its own seed, which no adversary may read ahead)."""
+        if not self.seed_known(l1_epoch):
+            raise ValueError(f"L1 epoch {l1_epoch}'s snapshot does not exist yet")
         if l1_epoch == 0:
             return self.genesis.snapshot
         start = max(e for e in self.stake_schedule if e <= l1_epoch)

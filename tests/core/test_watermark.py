@@ -7,6 +7,7 @@ import pytest
 from sequencer_node.core import api
 from sequencer_node.core.watermark import Kind, empty_record, may_sign, record_signature
 from sequencer_node.wire.codec import decode, encode
+from sequencer_node.wire.messages import QuorumCertificate
 
 D1, D2 = b"\x01" * 32, b"\x02" * 32
 
@@ -20,6 +21,17 @@ def test_rule_allows_only_higher_rounds_or_the_same_statement() -> None:
     assert not may_sign(rec, Kind.VOTE, 4, D2)  # below the watermark: refused
     assert may_sign(rec, Kind.VOTE, 6, D2)
     assert may_sign(rec, Kind.TIMEOUT, 5, D2)  # kinds are separate slots
+
+
+def test_the_recorded_high_qc_is_the_highest_by_rank_not_by_round() -> None:
+    """A late closing QC of epoch e can carry a higher round than the first QCs of epoch e + 1;
+    the record must keep the QC of e + 1 (the lock argument of section 3a compares ranks), or a
+    restarted node would hold a lower lock than before its crash."""
+    new_epoch = QuorumCertificate(D1, 17, 99, 2, ())
+    late_closing = QuorumCertificate(D2, 18, 100, 1, ())
+    rec = record_signature(empty_record(1, b"\x09" * 32), Kind.VOTE, 100, D1, new_epoch)
+    rec = record_signature(rec, Kind.TIMEOUT, 101, D2, late_closing)
+    assert rec.high_qc == new_epoch
 
 
 def test_record_round_trips_through_the_codec() -> None:

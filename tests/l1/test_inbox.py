@@ -7,6 +7,7 @@ import dataclasses
 import pytest
 
 from l1_mock.chain import CallRejected
+from l1_mock.chain.config import BATCH_LATENCY_BLOCKS, FINALITY_LAG_BLOCKS
 from sequencer_node.wire.blobs import GAS_PER_BLOB
 from sequencer_node.wire.l1calls import QueueForced
 from sequencer_node.wire.messages import BatchCertificate, Transaction
@@ -78,14 +79,15 @@ def test_stake_epoch_must_be_finalized_and_not_regress() -> None:
 
 
 def test_skipped_forced_inclusion_is_refused_after_the_window() -> None:
-    chain = new_chain(sequencing_window=5)
+    window = FINALITY_LAG_BLOCKS + BATCH_LATENCY_BLOCKS  # the shortest window the L1 allows
+    chain = new_chain(sequencing_window=window)
     tx = Transaction(USER.public_key, bytes(20), 1, 0, 1, bytes(64))
     submit(chain, OWNERS[3], QueueForced(tx))
     mine(chain)
     queued_at = chain.head.number
     assert chain.forced[0].l1_block == queued_at
     accept(chain, forced_index=0)  # inside the window: may leave it out
-    mine(chain, 3)
+    mine(chain, window - 2)
     with pytest.raises(CallRejected, match="skips forced transaction 0"):
         submit(chain, USER, batch_params(batch_header(chain, forced_index=0)))
     with pytest.raises(CallRejected, match="forced_index 2 outside"):
