@@ -67,8 +67,8 @@ MAX_SYNC_BLOCKS = 64
 # --- configuration ------------------------------------------------------------------------
 
 
-#: Default ``CoreConfig.seed_lead_blocks``: the L1 mock's finality lag (up to 64 blocks) plus
-#: one L1 epoch of 32, and an epoch of margin for the nodes' differing L1 views.
+#: Default ``CoreConfig.seed_lead_blocks``: the L1 mock's finality lag (up to 64 blocks), plus
+#: the default ``max_l1_origin_lag`` (32), plus one L1 epoch (32).
 DEFAULT_SEED_LEAD_BLOCKS = 128
 
 
@@ -161,14 +161,17 @@ class CoreConfig:
                 f"window and stall batch posting; set sequencing_window to at least {need} "
                 "(in the L2 genesis params and the L1 genesis alike)"
             )
-        lead = self.l1_finality_blocks + self.l1_slots_per_epoch
+        # Then the anchor rule refuses no origin the lag rule accepts (o >= F - lag >= H -
+        # finality - lag), so it adds no liveness condition of its own.
+        lead = self.l1_finality_blocks + self.max_l1_origin_lag + self.l1_slots_per_epoch
         if self.l1_slots_per_epoch < 1 or self.seed_lead_blocks < lead:
             raise ValueError(
                 f"seed_lead_blocks of {self.seed_lead_blocks} is below the L1's finality lag "
-                f"({self.l1_finality_blocks}) plus one L1 epoch ({self.l1_slots_per_epoch}): "
-                "validators refuse an epoch's first block whose origin (the proposer's "
-                "finalized L1 head) names a snapshot seed less than an L1 epoch past their L1 "
-                f"head; set seed_lead_blocks to at least {lead}"
+                f"({self.l1_finality_blocks}) plus max_l1_origin_lag "
+                f"({self.max_l1_origin_lag}) plus one L1 epoch ({self.l1_slots_per_epoch}): "
+                "validators would refuse an epoch's first block whose origin the lag rule "
+                "allows, because the snapshot seed it names is less than an L1 epoch past "
+                f"their L1 head; set seed_lead_blocks to at least {lead}"
             )
 
 

@@ -1389,6 +1389,10 @@ class SequencerCore:
             return  # not even the parent's L1 origin has its fee data here yet
         if fee_input is not None:
             l1_origin = fee_input.l1_origin
+        if height == self.epochs.first_height(self.epoch_of(height)) and (
+            self.epochs.anchor_refusal(l1_origin, self._l1_head, self._l1_finalized)
+        ):
+            return  # validators would refuse this anchor's origin: keep the round's proposal
         forced = self._forced.available(
             l1_origin, self._cfg.max_block_forced, from_index=pledger.forced_index()
         )

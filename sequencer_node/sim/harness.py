@@ -107,11 +107,12 @@ class Simulation:
             timeout_max_ms=timeout_max_ms,
             epoch_length=epoch_length,
             l1_slots_per_epoch=self.l1_slots,
-            # Finality lags 4 blocks (one L1 epoch) here: the seed lead covers it plus an L1
-            # epoch and a block of skew, and 4 L2 epochs of at least 0.8 s cover the up to 14
-            # L1 blocks (2.8 s) until the named snapshot is finalized (docs/protocol.md, s. 2).
-            seed_lead_blocks=10,
-            seed_anchor_epochs=4,
+            # Finality lags 4 blocks (one L1 epoch) here: the seed lead covers it, the origin
+            # lag and an L1 epoch, and 5 L2 epochs of at least 0.8 s cover the up to 20 L1
+            # blocks (4 s) from an honest anchor until the snapshot it names is finalized
+            # (docs/protocol.md, section 2).
+            seed_lead_blocks=16,
+            seed_anchor_epochs=5,
             sequencing_window=20,
             l1_finality_blocks=4,
             max_l1_origin_lag=8,

@@ -53,7 +53,7 @@ def _boundary(seed: int, old: tuple[int, ...], new: tuple[int, ...]) -> tuple[in
     sim = _rotation_sim(seed, old, new)
     old_pks = {k.public_key for k, s in zip(sim.keys, old, strict=True) if s}
     new_pks = {k.public_key for k, s in zip(sim.keys, new, strict=True) if s}
-    sim.run_for(8_000)
+    sim.run_for(14_000)
     for cb in sim.instances[0].store:
         signers = {e.signer for e in cb.qc.signatures}
         if signers <= new_pks and not signers <= old_pks:
@@ -129,6 +129,8 @@ def _reconfiguration_attack(seed: int, old: tuple[int, ...], new: tuple[int, ...
     rule = ReconfigurationSplit(sim, height, v, old_set - v, old_set)
     sim.add_rule(rule)
     try:
+        # The new table takes over some epochs after its L1 epoch (the anchor distance).
+        sim.run_until(lambda: rule.b is not None, 20_000)
         sim.run_for(6_000)
     except Violation as exc:
         if "FORK" in str(exc):

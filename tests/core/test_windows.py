@@ -46,12 +46,12 @@ def test_the_l2_genesis_refuses_a_window_inside_the_finality_lag() -> None:
     assert "set sequencing_window to at least 72" in msg
     assert parse_genesis(_l2_doc(sequencing_window=72)).params["sequencing_window"] == 72
     # An L1 that finalizes faster allows a shorter window, if the genesis says so.
-    parse_genesis(_l2_doc(sequencing_window=20, l1_finality_blocks=4, seed_lead_blocks=40))
+    parse_genesis(_l2_doc(sequencing_window=20, l1_finality_blocks=4, seed_lead_blocks=68))
 
 
 def test_the_core_config_refuses_a_seed_lead_inside_the_finality_lag() -> None:
-    with pytest.raises(ValueError, match="set seed_lead_blocks to at least 96"):
-        CoreConfig(chain_id=1, key=None, seed_lead_blocks=95)
+    with pytest.raises(ValueError, match="set seed_lead_blocks to at least 128"):
+        CoreConfig(chain_id=1, key=None, seed_lead_blocks=127)
     with pytest.raises(ValueError, match=r"seed_anchor_epochs must be in 1\.\.7"):
         CoreConfig(chain_id=1, key=None, seed_anchor_epochs=8)
 
