@@ -41,8 +41,10 @@ STAKES = (30_000, 25_000, 25_000, 20_000)  # tokens
 KEYS = [SigningKey.deterministic(f"node-process-{i}") for i in range(len(STAKES))]
 USERS = [SigningKey.deterministic(f"node-process-user-{i}") for i in range(3)]
 USER_BALANCE = 10**15
+# Epochs of 80 s: an epoch's stake snapshot is named two epochs ahead and is finalized up to
+# about 200 L1 blocks (1 s each here) later (docs/protocol.md, section 2, "Sizing").
 PARAMS = {"block_time_ms": 200, "timeout_base_ms": 1500, "timeout_max_ms": 6000,
-          "epoch_length": 40, "sequencing_window": 100}  # fmt: skip
+          "epoch_length": 400, "sequencing_window": 100}  # fmt: skip
 
 
 def free_port() -> int:
