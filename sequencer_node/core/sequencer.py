@@ -946,8 +946,12 @@ class SequencerCore:
             return
         if kind_of(h, self._cfg.epoch_length) is BlockKind.SUFFIX and (
             self.committed_height >= last_height(h.epoch, self._cfg.epoch_length)
+            and self._qc_hash(self.high_qc) in self._closings
         ):
-            return  # the epoch is closed: its suffix no longer matters
+            # The epoch is closed and this node's lock can start the next one. (With a lock on
+            # a later, non-closing suffix block, only a closing block above it lets a first
+            # block pass the rank rule: refusing those votes deadlocked the hand-over.)
+            return
         bh = block_hash(h)
         if not self.tree.vote_ready(bh):
             return  # known only from catch-up: its proposal-time checks never ran here
@@ -1331,10 +1335,12 @@ class SequencerCore:
         if kind is BlockKind.FIRST:  # extend the committed last block R, not the suffix
             parent_hash = self._closings[base_hash].last_qc.block_hash
         elif kind is BlockKind.SUFFIX and (
-            self.committed_height >= last_height(base.epoch, self._cfg.epoch_length)
-            or base.height - last_height(base.epoch, self._cfg.epoch_length) >= MAX_SUFFIX
+            base.height - last_height(base.epoch, self._cfg.epoch_length) >= MAX_SUFFIX
         ):
-            return  # the epoch is closed (or its suffix is full): nothing to add to it
+            # The suffix is full. (A suffix block is proposed even once the epoch's last block
+            # is committed here: the high QC is then a later, non-closing suffix block, and only
+            # a closing block above it can start the next epoch; see _vote.)
+            return
         parent = self.tree.header(parent_hash)
         if parent is None or self.tree.ledger(parent_hash) is None:
             return

@@ -1,0 +1,76 @@
+"""A hand-over deadlock the Hypothesis machine found (tests/core/test_stateful.py): epoch 15's
+last block R was committed by some nodes through a closing suffix block at round 100, while a
+later, non-closing suffix block (round 101) was certified and became every node's lock. The
+first block of epoch 16 (justified by the round-100 closing QC) then fails the rank rule, and the
+nodes that had committed R refused to propose or vote for suffix blocks, so no closing block
+above round 101 could form: the chain stalled for good. Now such a node still works on the
+suffix while its lock is not a closing block (docs/protocol.md, section 3a, rule 6)."""
+
+from __future__ import annotations
+
+from tests.core.test_stateful import SimMachine
+
+
+def test_a_later_non_closing_suffix_lock_does_not_deadlock_the_hand_over() -> None:
+    state = SimMachine()
+    state.start(seed=1000, behaviour="malformed")
+    state.chain_is_one_chain()
+    state.submit(node=0, step_ms=670, user=3)
+    state.chain_is_one_chain()
+    state.pause(i=0, ms=2044, step_ms=91)
+    state.chain_is_one_chain()
+    state.one_way(a=4, b=6, step_ms=468)
+    state.chain_is_one_chain()
+    state.restart(i=2, step_ms=462)
+    state.chain_is_one_chain()
+    state.restart(i=2, step_ms=290)
+    state.chain_is_one_chain()
+    state.pause(i=0, ms=199, step_ms=245)
+    state.chain_is_one_chain()
+    state.restart(i=2, step_ms=449)
+    state.chain_is_one_chain()
+    state.one_way(a=5, b=1, step_ms=87)
+    state.chain_is_one_chain()
+    state.restart(i=1, step_ms=588)
+    state.chain_is_one_chain()
+    state.one_way(a=6, b=7, step_ms=210)
+    state.chain_is_one_chain()
+    state.restart(i=1, step_ms=242)
+    state.chain_is_one_chain()
+    state.submit(node=1, step_ms=506, user=2)
+    state.chain_is_one_chain()
+    state.submit(node=1, step_ms=525, user=1)
+    state.chain_is_one_chain()
+    state.restart(i=3, step_ms=332)
+    state.chain_is_one_chain()
+    state.submit(node=3, step_ms=233, user=0)
+    state.chain_is_one_chain()
+    state.pause(i=6, ms=400, step_ms=709)
+    state.chain_is_one_chain()
+    state.restart(i=0, step_ms=101)
+    state.chain_is_one_chain()
+    state.pause(i=1, ms=182, step_ms=525)
+    state.chain_is_one_chain()
+    state.submit(node=4, step_ms=301, user=0)
+    state.chain_is_one_chain()
+    state.one_way(a=1, b=4, step_ms=512)
+    state.chain_is_one_chain()
+    state.pause(i=0, ms=280, step_ms=412)
+    state.chain_is_one_chain()
+    state.restart(i=6, step_ms=942)
+    state.chain_is_one_chain()
+    state.restart(i=0, step_ms=100)
+    state.chain_is_one_chain()
+    state.one_way(a=3, b=5, step_ms=954)
+    state.chain_is_one_chain()
+    state.one_way(a=2, b=6, step_ms=183)
+    state.chain_is_one_chain()
+    state.submit(node=6, step_ms=999, user=1)
+    state.chain_is_one_chain()
+    state.submit(node=4, step_ms=893, user=3)
+    state.chain_is_one_chain()
+    state.pause(i=0, ms=611, step_ms=592)
+    state.chain_is_one_chain()
+    state.pause(i=7, ms=895, step_ms=198)
+    state.chain_is_one_chain()
+    state.teardown()  # faults stop; every honest node must commit again (the stall was here)
