@@ -55,6 +55,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import msgpack
 import trio
 
 from sequencer_node.batcher.config import BatcherConfig, DaMode
@@ -503,6 +504,7 @@ class Node:
             nursery.start_soon(run_tx_ingress, pm, tx_recv)
             nursery.start_soon(self._journal_loop)
             nursery.start_soon(self._core_loop, core_done)
+            await self._restore_stake_snapshots()
             if self._byzantine is not None:  # fault tests only
                 nursery.start_soon(self._byzantine.run, pm, lambda: self._stored.height)
             rpc_url = await self._start_rpc(nursery, rpc_done)
@@ -776,7 +778,40 @@ class Node:
         else:  # an L1 event from the follower
             if isinstance(item, api.L1FeeInfoSeen):
                 await self._store_l1_fees(item)
+            elif isinstance(item, api.StakeSnapshotAvailable):
+                await self._store_stake_snapshot(item.snapshot)
             await self._apply(core.handle(item, now))
+
+    async def _store_stake_snapshot(self, snap: api.StakeSnapshot) -> None:
+        """Keep what the core judges epochs by (a restart gives it back, see
+        :meth:`_restore_stake_snapshots`)."""
+        store = self.store
+        if store is None:
+            return
+        data = msgpack.packb([snap.l1_epoch, [list(e) for e in snap.stakes], snap.seed])
+        await trio.to_thread.run_sync(lambda: store.put_stake_snapshot(snap.l1_epoch, data))
+
+    async def _restore_stake_snapshots(self) -> None:
+        """Give the core the stake snapshots it was fed before the restart, before the L1
+        watcher's: the L1 keeps a snapshot only for a while, and the watcher looks back a
+        bounded number of L1 epochs, so the snapshot of the epoch the chain is in may come
+        from nowhere else (a whole-network restart stalled for good for lack of it)."""
+        store = self.store
+        if store is None:
+            return
+        for data in await trio.to_thread.run_sync(store.stake_snapshots):
+            try:
+                l1_epoch, stakes, seed = msgpack.unpackb(data)
+                snap = api.StakeSnapshot(
+                    int(l1_epoch), tuple((bytes(k), int(v)) for k, v in stakes), bytes(seed)
+                )
+            except (ValueError, TypeError, msgpack.UnpackException) as e:
+                log.warning("a stored stake snapshot is unreadable (%s); skipped", e)
+                continue
+            try:
+                await self._send.send(api.StakeSnapshotAvailable(snap))
+            except (trio.ClosedResourceError, trio.BrokenResourceError):
+                return  # shutting down
 
     async def _store_l1_fees(self, item: api.L1FeeInfoSeen) -> None:
         """Keep the fee data the core executes with (a restart replays with it)."""

@@ -49,6 +49,8 @@ DB_FILENAME = "node.sqlite3"
 SCHEMA_VERSION = 1
 #: Snapshots kept: the newest, and one to fall back on if the newest is unreadable.
 SNAPSHOTS_KEPT = 2
+#: L1 stake snapshots kept for a restart (as many as the core keeps).
+STAKE_SNAPSHOTS_KEPT = 256
 #: Acknowledged, uncommitted transactions kept in the journal (the newest); a bound, not a
 #: target: the mempool holds far fewer.
 MAX_JOURNALED_TXS = 100_000
@@ -65,6 +67,7 @@ CREATE TABLE IF NOT EXISTS uncommitted (
 CREATE TABLE IF NOT EXISTS journal (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, hash BLOB NOT NULL UNIQUE, tx BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS l1_fees (number INTEGER PRIMARY KEY, data BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS stake_snapshots (l1_epoch INTEGER PRIMARY KEY, data BLOB NOT NULL);
 """
 
 
@@ -214,6 +217,27 @@ class Store:
     def l1_fees(self) -> list[bytes]:
         """Every stored L1 fee record, by L1 block number."""
         return [_blob(r[0]) for r in self._query("SELECT data FROM l1_fees ORDER BY number")]
+
+    # --- L1 stake snapshots -------------------------------------------------------------------
+
+    def put_stake_snapshot(
+        self, l1_epoch: int, data: bytes, *, keep: int = STAKE_SNAPSHOTS_KEPT
+    ) -> None:
+        """Keep a finalized L1 stake snapshot as fed to the core (the ``keep`` newest): after a
+        restart the core needs the tables of the epochs it is in, and the L1 may have pruned
+        those snapshots, or the watcher's first look back may not reach them."""
+        with self._tx() as c:
+            c.execute("INSERT OR REPLACE INTO stake_snapshots VALUES (?, ?)", (l1_epoch, data))
+            c.execute(
+                "DELETE FROM stake_snapshots WHERE l1_epoch NOT IN "
+                "(SELECT l1_epoch FROM stake_snapshots ORDER BY l1_epoch DESC LIMIT ?)",
+                (keep,),
+            )
+
+    def stake_snapshots(self) -> list[bytes]:
+        """The stored stake snapshots, oldest first."""
+        rows = self._query("SELECT data FROM stake_snapshots ORDER BY l1_epoch")
+        return [_blob(r[0]) for r in rows]
 
     # --- acknowledged transactions -----------------------------------------------------------
 

@@ -198,3 +198,12 @@ def test_a_failed_put_blocks_keeps_the_journal(tmp_path):
         with pytest.raises(StoreError):
             s.put_blocks([certified(1, salt=1)], included=[b"h1" * 16])
         assert s.journaled_txs() == [(b"h1" * 16, b"tx1")]
+
+
+def test_stake_snapshots_are_kept_newest_first_and_survive_a_reopen(tmp_path):
+    with open_store(tmp_path) as s:
+        for epoch in (5, 3, 9, 7):
+            s.put_stake_snapshot(epoch, f"snap-{epoch}".encode(), keep=3)
+        s.put_stake_snapshot(9, b"snap-9")  # the same epoch again: replaced, not added
+    with open_store(tmp_path) as s:
+        assert s.stake_snapshots() == [b"snap-5", b"snap-7", b"snap-9"]
