@@ -317,8 +317,9 @@ async def test_a_stalled_pipeline_shows_in_status_and_clears(tmp_path: Path) -> 
         assert leader.status()["stalled"] is None
         assert leader.status()["error"] is None
         nursery.cancel_scope.cancel()
-        for c in clients:
-            await c.aclose()
+    # Closed only once the services have stopped: one waking up in between met a closed client.
+    for c in clients:
+        await c.aclose()
     for s in services:
         stores.pop(s).close()
 
