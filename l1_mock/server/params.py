@@ -13,6 +13,8 @@ import json
 import re
 from typing import Any
 
+from sequencer_node.system.json_depth import json_depth as raw_json_depth
+
 #: JSON-RPC error codes (EIP-1474 where one fits).
 PARSE_ERROR = -32700
 INVALID_REQUEST = -32600
@@ -43,6 +45,8 @@ class RpcError(Exception):
 def parse_body(body: bytes) -> Any:
     """The decoded JSON of a request body; RpcError(PARSE_ERROR) if it is not JSON or nests
     deeper than :data:`MAX_JSON_DEPTH`."""
+    if raw_json_depth(body) > MAX_JSON_DEPTH:
+        raise RpcError(PARSE_ERROR, f"request nests deeper than {MAX_JSON_DEPTH} levels")
     try:
         doc = json.loads(body)
     except RecursionError:

@@ -38,7 +38,8 @@ from sequencer_node.shell.eth_views import (
     StateUnavailable,
     q,
 )
-from sequencer_node.shell.rpc import Overloaded, json_depth, read_body
+from sequencer_node.shell.rpc import Overloaded, read_body
+from sequencer_node.system.json_depth import json_depth
 from sequencer_node.wire.eth import (
     MAX_ETH_TX_BYTES,
     TRANSFER_GAS,

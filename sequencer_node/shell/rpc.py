@@ -17,7 +17,6 @@ import contextlib
 import functools
 import json
 import logging
-import re
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import Any, Protocol
 
@@ -31,6 +30,7 @@ from starlette.routing import BaseRoute, Route
 
 from sequencer_node.core import api
 from sequencer_node.shell.metrics import NodeMetrics
+from sequencer_node.system.json_depth import json_depth
 from sequencer_node.wire.codec import CodecError, decode
 from sequencer_node.wire.crypto import parse_address
 from sequencer_node.wire.hexstr import from_hex, to_hex
@@ -50,8 +50,6 @@ MAX_TX_BYTES = 4096
 MAX_JSON_DEPTH = 8
 #: Heights are SQLite integers: anything above is refused before it reaches the store.
 MAX_HEIGHT = 2**63 - 1
-_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
-_BRACKETS = re.compile(rb"[\[\]{}]")
 
 
 class Overloaded(Exception):
@@ -90,15 +88,6 @@ def _error(status: int, code: str, message: str) -> JSONResponse:
 
 class BadRequest(ValueError):
     """A malformed request: answered 400 with the message."""
-
-
-def json_depth(body: bytes) -> int:
-    """How deeply arrays and objects nest in ``body`` (strings skipped); not a validator."""
-    depth = deepest = 0
-    for m in _BRACKETS.finditer(_JSON_STRING.sub(b"", body)):
-        depth += 1 if m.group() in (b"[", b"{") else -1
-        deepest = max(deepest, depth)
-    return deepest
 
 
 def parse_json_body(body: bytes) -> object:
