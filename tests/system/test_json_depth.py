@@ -21,8 +21,10 @@ def test_the_l1_refuses_a_deep_body_without_parsing_it() -> None:
     # json.loads recursed once per level in C: a deep enough body crashed the L1's process
     # (a segfault under load) before the depth of the parsed document was checked.
     body = b"[" * 200_000 + b"]" * 200_000
-    with mock.patch.object(json, "loads", side_effect=AssertionError("parsed")):
-        with pytest.raises(RpcError) as e:
-            parse_body(body)
+    with (
+        mock.patch.object(json, "loads", side_effect=AssertionError("parsed")),
+        pytest.raises(RpcError) as e,
+    ):
+        parse_body(body)
     assert e.value.code == PARSE_ERROR
     assert str(MAX_JSON_DEPTH) in e.value.message
