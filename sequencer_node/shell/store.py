@@ -46,7 +46,10 @@ from sequencer_node.wire.codec import decode, encode
 from sequencer_node.wire.messages import Block, CertifiedBlock, QuorumCertificate, block_hash
 
 DB_FILENAME = "node.sqlite3"
-SCHEMA_VERSION = 1
+#: 2: blocks, catch-up answers and the watermark record in wire version 2 (epoch proofs,
+#: Ethereum transactions), and the journal, L1 fee and stake snapshot tables. A directory of
+#: version 1 is refused at open with the way out, not deep in a decode.
+SCHEMA_VERSION = 2
 #: Snapshots kept: the newest, and one to fall back on if the newest is unreadable.
 SNAPSHOTS_KEPT = 2
 #: L1 stake snapshots kept for a restart (as many as the core keeps).

@@ -207,3 +207,10 @@ def test_stake_snapshots_are_kept_newest_first_and_survive_a_reopen(tmp_path):
         s.put_stake_snapshot(9, b"snap-9")  # the same epoch again: replaced, not added
     with open_store(tmp_path) as s:
         assert s.stake_snapshots() == [b"snap-5", b"snap-7", b"snap-9"]
+
+
+def test_a_data_directory_of_the_previous_schema_is_refused_with_the_way_out(tmp_path):
+    with open_store(tmp_path) as s:
+        s._conn.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
+    with pytest.raises(StoreError, match=r"schema version 1 is not 2.*fresh --data-dir"):
+        open_store(tmp_path)
