@@ -788,7 +788,7 @@ class Node:
         store = self.store
         if store is None:
             return
-        data = msgpack.packb([snap.l1_epoch, [list(e) for e in snap.stakes], snap.seed])
+        data = stake_snapshot_bytes(snap)
         await trio.to_thread.run_sync(lambda: store.put_stake_snapshot(snap.l1_epoch, data))
 
     async def _restore_stake_snapshots(self) -> None:
@@ -801,10 +801,7 @@ class Node:
             return
         for data in await trio.to_thread.run_sync(store.stake_snapshots):
             try:
-                l1_epoch, stakes, seed = msgpack.unpackb(data)
-                snap = api.StakeSnapshot(
-                    int(l1_epoch), tuple((bytes(k), int(v)) for k, v in stakes), bytes(seed)
-                )
+                snap = stake_snapshot_from_bytes(data)
             except (ValueError, TypeError, msgpack.UnpackException) as e:
                 log.warning("a stored stake snapshot is unreadable (%s); skipped", e)
                 continue
@@ -1159,6 +1156,21 @@ class Node:
         if info is None:
             return self.genesis.stake_epoch, dict(self.genesis.validators)
         return info.stake_epoch, dict(info.table)
+
+
+def stake_snapshot_bytes(snap: api.StakeSnapshot) -> bytes:
+    """A stake snapshot as the store keeps it (stakes as decimal strings: wei exceed 64 bits)."""
+    packed = msgpack.packb([snap.l1_epoch, [[k, str(v)] for k, v in snap.stakes], snap.seed])
+    assert isinstance(packed, bytes)
+    return packed
+
+
+def stake_snapshot_from_bytes(data: bytes) -> api.StakeSnapshot:
+    """The inverse of :func:`stake_snapshot_bytes`; ValueError/TypeError on damaged data."""
+    l1_epoch, stakes, seed = msgpack.unpackb(data)
+    return api.StakeSnapshot(
+        int(l1_epoch), tuple((bytes(k), int(v)) for k, v in stakes), bytes(seed)
+    )
 
 
 def data_dir_summary(data_dir: Path) -> dict[str, Any]:

@@ -214,3 +214,13 @@ def test_a_data_directory_of_the_previous_schema_is_refused_with_the_way_out(tmp
         s._conn.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
     with pytest.raises(StoreError, match=r"schema version 1 is not 2.*fresh --data-dir"):
         open_store(tmp_path)
+
+
+def test_a_stake_snapshot_with_wei_stakes_round_trips_through_its_stored_form():
+    # Stakes are wei (10**22 here): msgpack integers stop at 64 bits, and a node that packed
+    # them as integers died on the first snapshot the L1 watcher fed it.
+    from sequencer_node.core.api import StakeSnapshot
+    from sequencer_node.shell.node_service import stake_snapshot_bytes, stake_snapshot_from_bytes
+
+    snap = StakeSnapshot(12, ((A.public_key, 40_000 * 10**18), (B.public_key, 1)), bytes(32))
+    assert stake_snapshot_from_bytes(stake_snapshot_bytes(snap)) == snap
