@@ -118,6 +118,9 @@ class BenchNet:
         self.cfg = DevnetConfig(
             directory=root / f"net-{n}", nodes=n, stakes=(10,) * n, load=False,
             block_time_ms=prof.block_time_ms, timeout_base_ms=prof.timeout_base_ms,
+            # 100 s epochs at 250 ms: a stake snapshot is finalized a few epochs ahead of its use
+            # (the devnet refuses epochs too short for that, docs/protocol.md section 2)
+            epoch_length=400,
             slot_time=1, l1_port=free_base_port(1), rpc_port=free_base_port(n),
             p2p_port=free_base_port(n),
         )  # fmt: skip
