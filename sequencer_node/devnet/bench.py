@@ -29,7 +29,6 @@ import dataclasses
 import json
 import os
 import signal
-import socket
 import statistics
 import sys
 import tempfile
@@ -46,6 +45,7 @@ from sequencer_node.clients.node import NodeClient, encode_tx_batch
 from sequencer_node.devnet.accounts import LOAD_ACCOUNTS, load_account_key
 from sequencer_node.devnet.bench_probe import Sampler, cosign_cost, machine, verify_rate
 from sequencer_node.devnet.config import DevnetConfig, DevnetError
+from sequencer_node.devnet.ports import free_block
 from sequencer_node.devnet.procs import spawn, stop
 from sequencer_node.devnet.runner import Devnet, node_argv
 from sequencer_node.wire.crypto import sign_message
@@ -89,40 +89,18 @@ PROFILES = {
 }  # fmt: skip
 
 
-def free_base_port(count: int, host: str = "127.0.0.1") -> int:
-    """A port such that ``port .. port+count-1`` are free now (from an ephemeral probe)."""
-    for _ in range(200):
-        with socket.socket() as s:
-            s.bind((host, 0))
-            base = int(s.getsockname()[1])
-        if base + count >= 65_000:
-            continue
-        if all(_free(host, p) for p in range(base, base + count)):
-            return base
-    raise RuntimeError(f"no run of {count} free ports found")
-
-
-def _free(host: str, port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind((host, port))
-        except OSError:
-            return False
-    return True
-
-
 class BenchNet:
     """One network of ``n`` nodes in ``root`` (started with the devnet's code, equal stakes)."""
 
     def __init__(self, root: Path, n: int, prof: Profile, say: Callable[[str], None]) -> None:
+        base = free_block(1 + 2 * n)
         self.cfg = DevnetConfig(
             directory=root / f"net-{n}", nodes=n, stakes=(10,) * n, load=False,
             block_time_ms=prof.block_time_ms, timeout_base_ms=prof.timeout_base_ms,
             # 100 s epochs at 250 ms: a stake snapshot is finalized a few epochs ahead of its use
             # (the devnet refuses epochs too short for that, docs/protocol.md section 2)
             epoch_length=400,
-            slot_time=1, l1_port=free_base_port(1), rpc_port=free_base_port(n),
-            p2p_port=free_base_port(n),
+            slot_time=1, l1_port=base, rpc_port=base + 1, p2p_port=base + 1 + n,
         )  # fmt: skip
         self.devnet = Devnet(self.cfg, say, detach=False)
         self.n = n

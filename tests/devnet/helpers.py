@@ -5,8 +5,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import random
-import socket
 import subprocess
 import sys
 import time
@@ -14,28 +12,18 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from sequencer_node.devnet.ports import free_block
+
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 
 
-def _free(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
 def free_bases(nodes: int) -> tuple[int, int, int]:
-    """(l1 port, rpc base, p2p base) with every port of the devnet free right now."""
-    rng = random.Random()
-    for _ in range(200):
-        base = rng.randrange(20_000, 60_000, 100)
-        ports = [base, *range(base + 10, base + 10 + nodes), *range(base + 50, base + 50 + nodes)]
-        if all(_free(p) for p in ports):
-            return base, base + 10, base + 50
-    raise RuntimeError("no free port range found")
+    """(l1 port, rpc base, p2p base): a block of 100 free ports (tests put a DA port at +90)."""
+    if nodes > 40:
+        raise ValueError("the block holds at most 40 nodes")
+    base = free_block(100)
+    return base, base + 10, base + 50
 
 
 def seqctl() -> list[str]:

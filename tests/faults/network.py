@@ -28,6 +28,7 @@ import httpx
 import trio
 
 from sequencer_node.devnet.config import DevnetConfig
+from sequencer_node.devnet.ports import free_port
 from sequencer_node.devnet.procs import Child, spawn
 from sequencer_node.devnet.runner import l1_argv, node_argv
 from sequencer_node.devnet.setup import (
@@ -41,7 +42,6 @@ from sequencer_node.shell.byzantine import ENV_ALLOW
 from sequencer_node.wire.crypto import SigningKey
 from tests.devnet.helpers import free_bases
 from tests.faults.proxy import LinkProxy, ProxyMesh
-from tests.node_process.helpers import free_port
 
 STAKES = (40, 30, 20, 10)
 #: The environment of a process run with ``--byzantine`` (refused without it).

@@ -14,7 +14,6 @@ import dataclasses
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -28,6 +27,7 @@ import trio
 
 from l1_mock.chain import TOKEN, ChainConfig, GenesisSequencer
 from l1_mock.genesis import dev_genesis, dumps
+from sequencer_node.devnet.ports import free_port
 from sequencer_node.genesis import L2Genesis, write_genesis
 from sequencer_node.keystore import save_keystore
 from sequencer_node.wire.codec import encode
@@ -45,12 +45,6 @@ USER_BALANCE = 10**15
 # about 200 L1 blocks (1 s each here) later (docs/protocol.md, section 2, "Sizing").
 PARAMS = {"block_time_ms": 200, "timeout_base_ms": 1500, "timeout_max_ms": 6000,
           "epoch_length": 400, "sequencing_window": 100}  # fmt: skip
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def make_tx(user: SigningKey, to: bytes, amount: int, nonce: int, fee: int = 1) -> Transaction:
