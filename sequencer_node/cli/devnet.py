@@ -59,128 +59,47 @@ def _stakes(value: str | None) -> tuple[int, ...] | None:
     return out
 
 
+def devnet_option(flag: str, help: str, **kw: Any) -> Callable[[F], F]:
+    """A ``seqctl devnet`` option, also read from ``SEQ_DEVNET_<FLAG>``, its default shown."""
+    env = "SEQ_DEVNET_" + flag.lstrip("-").upper().replace("-", "_")
+    return click.option(flag, envvar=env, show_envvar=True, show_default=True, help=help, **kw)
+
+
+def _port(flag: str, default: int, help: str) -> Callable[[F], F]:
+    return devnet_option(flag, help, type=click.IntRange(1, 65535), default=default)
+
+
 def network_options(f: F) -> F:
     """Options that shape the network (shared by ``up`` and ``init``)."""
+    stakes_help = (
+        "Stake of each node in percent, comma-separated "
+        f"(default {','.join(map(str, DEFAULT_STAKES))} for 4 nodes, equal otherwise). "
+        "The smallest gets the L1's minimum stake (20,000 tokens)."
+    )
     opts = [
-        click.option(
-            "--nodes",
-            type=click.IntRange(1, 16),
-            default=4,
-            show_default=True,
-            envvar="SEQ_DEVNET_NODES",
-            show_envvar=True,
-            help="Number of sequencer nodes.",
-        ),
-        click.option(
-            "--stakes",
-            default=None,
-            envvar="SEQ_DEVNET_STAKES",
-            show_envvar=True,
-            help="Stake of each node in percent, comma-separated "
-            f"(default {','.join(map(str, DEFAULT_STAKES))} for 4 nodes, equal otherwise). "
-            "The smallest gets the L1's minimum stake (20,000 tokens).",
-        ),
-        click.option(
-            "--fork",
-            type=click.Choice(FORKS),
-            default="bpo2",
-            show_default=True,
-            envvar="SEQ_DEVNET_FORK",
-            show_envvar=True,
-            help="L1 blob fee rules (EIP-4844 schedule).",
-        ),
-        click.option(
-            "--slot-time",
-            type=click.IntRange(1, 60),
-            default=2,
-            show_default=True,
-            envvar="SEQ_DEVNET_SLOT_TIME",
-            show_envvar=True,
-            help="L1 seconds per slot (Ethereum: 12).",
-        ),
-        click.option(
-            "--block-time",
-            type=click.IntRange(100, 60_000),
-            default=1000,
-            show_default=True,
-            envvar="SEQ_DEVNET_BLOCK_TIME",
-            show_envvar=True,
-            help="L2 block time in milliseconds.",
-        ),
-        click.option(
-            "--epoch-length",
-            type=click.IntRange(3, 100_000),
-            default=100,
-            show_default=True,
-            envvar="SEQ_DEVNET_EPOCH_LENGTH",
-            show_envvar=True,
-            help="L2 blocks per leader epoch.",
-        ),
-        click.option(
-            "--da",
-            type=click.Choice(["blobs", "calldata", "extda"]),
-            default="blobs",
-            show_default=True,
-            envvar="SEQ_DEVNET_DA",
-            show_envvar=True,
-            help="Where the nodes post batches on L1 (extda: on a DA mock process, which "
-            "the devnet starts, a pointer on L1; failover to blobs, docs/da.md).",
-        ),
-        click.option(
-            "--fee-model",
-            type=click.Choice(["none", *MODELS]),
-            default="none",
-            show_default=True,
-            envvar="SEQ_DEVNET_FEE_MODEL",
-            show_envvar=True,
-            help="L2 fee model of the genesis (docs/fees.md); none: the historical flat rule "
-            "without fee state.",
-        ),
-        click.option(
-            "--host",
-            default="127.0.0.1",
-            show_default=True,
-            envvar="SEQ_DEVNET_HOST",
-            show_envvar=True,
-            help="Address the L1 and the nodes listen on.",
-        ),
-        click.option(
-            "--l1-port",
-            type=click.IntRange(1, 65535),
-            default=8545,
-            show_default=True,
-            envvar="SEQ_DEVNET_L1_PORT",
-            show_envvar=True,
-            help="L1 JSON-RPC port.",
-        ),
-        click.option(
-            "--da-port",
-            type=click.IntRange(1, 65535),
-            default=26658,
-            show_default=True,
-            envvar="SEQ_DEVNET_DA_PORT",
-            show_envvar=True,
-            help="Port of the DA mock (--da extda only).",
-        ),
-        click.option(
-            "--rpc-port",
-            type=click.IntRange(1, 65535),
-            default=8600,
-            show_default=True,
-            envvar="SEQ_DEVNET_RPC_PORT",
-            show_envvar=True,
-            help="RPC (and /metrics) port of node-0; node-i uses this + i.",
-        ),
-        click.option(
-            "--p2p-port",
-            type=click.IntRange(1, 65535),
-            default=9000,
-            show_default=True,
-            envvar="SEQ_DEVNET_P2P_PORT",
-            show_envvar=True,
-            help="P2P port of node-0; node-i uses this + i.",
-        ),
-    ]
+        devnet_option("--nodes", "Number of sequencer nodes.",
+                      type=click.IntRange(1, 16), default=4),
+        devnet_option("--stakes", stakes_help, default=None),
+        devnet_option("--fork", "L1 blob fee rules (EIP-4844 schedule).",
+                      type=click.Choice(FORKS), default="bpo2"),
+        devnet_option("--slot-time", "L1 seconds per slot (Ethereum: 12).",
+                      type=click.IntRange(1, 60), default=2),
+        devnet_option("--block-time", "L2 block time in milliseconds.",
+                      type=click.IntRange(100, 60_000), default=1000),
+        devnet_option("--epoch-length", "L2 blocks per leader epoch.",
+                      type=click.IntRange(3, 100_000), default=100),
+        devnet_option("--da", "Where the nodes post batches on L1 (extda: on a DA mock process, "
+                      "which the devnet starts, a pointer on L1; failover to blobs, docs/da.md).",
+                      type=click.Choice(["blobs", "calldata", "extda"]), default="blobs"),
+        devnet_option("--fee-model", "L2 fee model of the genesis (docs/fees.md); none: the "
+                      "historical flat rule without fee state.",
+                      type=click.Choice(["none", *MODELS]), default="none"),
+        devnet_option("--host", "Address the L1 and the nodes listen on.", default="127.0.0.1"),
+        _port("--l1-port", 8545, "L1 JSON-RPC port."),
+        _port("--da-port", 26658, "Port of the DA mock (--da extda only)."),
+        _port("--rpc-port", 8600, "RPC (and /metrics) port of node-0; node-i uses this + i."),
+        _port("--p2p-port", 9000, "P2P port of node-0; node-i uses this + i."),
+    ]  # fmt: skip
     for o in reversed(opts):
         f = o(f)
     return f
@@ -230,14 +149,11 @@ def devnet() -> None:
     "(stop later with `seqctl devnet down`).",
 )
 @click.option("--no-load", is_flag=True, help="Do not start the load generator.")
-@click.option(
+@devnet_option(
     "--load-rate",
+    "Transfers per second sent by the load generator.",
     type=click.FloatRange(0.1, 10_000),
     default=5.0,
-    show_default=True,
-    envvar="SEQ_DEVNET_LOAD_RATE",
-    show_envvar=True,
-    help="Transfers per second sent by the load generator.",
 )
 @click.option(
     "--fresh",
@@ -276,21 +192,16 @@ def up_cmd(
     help="A running L1: also register and stake the sequencers there and write the L2 "
     "genesis. Without it only the keys and the L1 genesis are written.",
 )
-@click.option(
+@devnet_option(
     "--advertise-host",
-    default="127.0.0.1",
-    show_default=True,
-    envvar="SEQ_DEVNET_ADVERTISE_HOST",
-    show_envvar=True,
-    help="Host registered on L1 for each node's p2p and RPC; {i} is the node index "
+    "Host registered on L1 for each node's p2p and RPC; {i} is the node index "
     "(docker-compose: node-{i}).",
+    default="127.0.0.1",
 )
-@click.option(
+@devnet_option(
     "--same-ports",
+    "Every node uses the base ports (one container per node) instead of base + i.",
     is_flag=True,
-    envvar="SEQ_DEVNET_SAME_PORTS",
-    show_envvar=True,
-    help="Every node uses the base ports (one container per node) instead of base + i.",
 )
 def init_cmd(
     directory: Path, l1_url: str | None, advertise_host: str, same_ports: bool, **kw: Any
