@@ -8,69 +8,49 @@ suffix while its lock is not a closing block (docs/protocol.md, section 3a, rule
 
 from __future__ import annotations
 
+from typing import Any
+
 from tests.core.test_stateful import SimMachine
+
+#: The shrunk Hypothesis run: (rule, arguments); the invariant is checked after each step.
+STEPS: list[tuple[str, dict[str, Any]]] = [
+    ("submit", {"node": 0, "step_ms": 670, "user": 3}),
+    ("pause", {"i": 0, "ms": 2044, "step_ms": 91}),
+    ("one_way", {"a": 4, "b": 6, "step_ms": 468}),
+    ("restart", {"i": 2, "step_ms": 462}),
+    ("restart", {"i": 2, "step_ms": 290}),
+    ("pause", {"i": 0, "ms": 199, "step_ms": 245}),
+    ("restart", {"i": 2, "step_ms": 449}),
+    ("one_way", {"a": 5, "b": 1, "step_ms": 87}),
+    ("restart", {"i": 1, "step_ms": 588}),
+    ("one_way", {"a": 6, "b": 7, "step_ms": 210}),
+    ("restart", {"i": 1, "step_ms": 242}),
+    ("submit", {"node": 1, "step_ms": 506, "user": 2}),
+    ("submit", {"node": 1, "step_ms": 525, "user": 1}),
+    ("restart", {"i": 3, "step_ms": 332}),
+    ("submit", {"node": 3, "step_ms": 233, "user": 0}),
+    ("pause", {"i": 6, "ms": 400, "step_ms": 709}),
+    ("restart", {"i": 0, "step_ms": 101}),
+    ("pause", {"i": 1, "ms": 182, "step_ms": 525}),
+    ("submit", {"node": 4, "step_ms": 301, "user": 0}),
+    ("one_way", {"a": 1, "b": 4, "step_ms": 512}),
+    ("pause", {"i": 0, "ms": 280, "step_ms": 412}),
+    ("restart", {"i": 6, "step_ms": 942}),
+    ("restart", {"i": 0, "step_ms": 100}),
+    ("one_way", {"a": 3, "b": 5, "step_ms": 954}),
+    ("one_way", {"a": 2, "b": 6, "step_ms": 183}),
+    ("submit", {"node": 6, "step_ms": 999, "user": 1}),
+    ("submit", {"node": 4, "step_ms": 893, "user": 3}),
+    ("pause", {"i": 0, "ms": 611, "step_ms": 592}),
+    ("pause", {"i": 7, "ms": 895, "step_ms": 198}),
+]
 
 
 def test_a_later_non_closing_suffix_lock_does_not_deadlock_the_hand_over() -> None:
     state = SimMachine()
     state.start(seed=1000, behaviour="malformed")
     state.chain_is_one_chain()
-    state.submit(node=0, step_ms=670, user=3)
-    state.chain_is_one_chain()
-    state.pause(i=0, ms=2044, step_ms=91)
-    state.chain_is_one_chain()
-    state.one_way(a=4, b=6, step_ms=468)
-    state.chain_is_one_chain()
-    state.restart(i=2, step_ms=462)
-    state.chain_is_one_chain()
-    state.restart(i=2, step_ms=290)
-    state.chain_is_one_chain()
-    state.pause(i=0, ms=199, step_ms=245)
-    state.chain_is_one_chain()
-    state.restart(i=2, step_ms=449)
-    state.chain_is_one_chain()
-    state.one_way(a=5, b=1, step_ms=87)
-    state.chain_is_one_chain()
-    state.restart(i=1, step_ms=588)
-    state.chain_is_one_chain()
-    state.one_way(a=6, b=7, step_ms=210)
-    state.chain_is_one_chain()
-    state.restart(i=1, step_ms=242)
-    state.chain_is_one_chain()
-    state.submit(node=1, step_ms=506, user=2)
-    state.chain_is_one_chain()
-    state.submit(node=1, step_ms=525, user=1)
-    state.chain_is_one_chain()
-    state.restart(i=3, step_ms=332)
-    state.chain_is_one_chain()
-    state.submit(node=3, step_ms=233, user=0)
-    state.chain_is_one_chain()
-    state.pause(i=6, ms=400, step_ms=709)
-    state.chain_is_one_chain()
-    state.restart(i=0, step_ms=101)
-    state.chain_is_one_chain()
-    state.pause(i=1, ms=182, step_ms=525)
-    state.chain_is_one_chain()
-    state.submit(node=4, step_ms=301, user=0)
-    state.chain_is_one_chain()
-    state.one_way(a=1, b=4, step_ms=512)
-    state.chain_is_one_chain()
-    state.pause(i=0, ms=280, step_ms=412)
-    state.chain_is_one_chain()
-    state.restart(i=6, step_ms=942)
-    state.chain_is_one_chain()
-    state.restart(i=0, step_ms=100)
-    state.chain_is_one_chain()
-    state.one_way(a=3, b=5, step_ms=954)
-    state.chain_is_one_chain()
-    state.one_way(a=2, b=6, step_ms=183)
-    state.chain_is_one_chain()
-    state.submit(node=6, step_ms=999, user=1)
-    state.chain_is_one_chain()
-    state.submit(node=4, step_ms=893, user=3)
-    state.chain_is_one_chain()
-    state.pause(i=0, ms=611, step_ms=592)
-    state.chain_is_one_chain()
-    state.pause(i=7, ms=895, step_ms=198)
-    state.chain_is_one_chain()
+    for rule, args in STEPS:
+        getattr(state, rule)(**args)
+        state.chain_is_one_chain()
     state.teardown()  # faults stop; every honest node must commit again (the stall was here)
