@@ -34,7 +34,7 @@ from sequencer_node.wire.codec import CodecError, decode
 from sequencer_node.wire.crypto import SigningKey
 from sequencer_node.wire.hexstr import to_hex
 from sequencer_node.wire.l1calls import SubmitEvidence
-from sequencer_node.wire.messages import DA_BLOBS, DoubleProposal, DoubleTimeout, DoubleVote
+from sequencer_node.wire.messages import DA_KINDS, DoubleProposal, DoubleTimeout, DoubleVote
 
 #: At most this many batches per ``seqctl batches`` call (the L1 answers 1000 per request).
 MAX_BATCHES = 1000
@@ -306,7 +306,7 @@ def _batch_row(b: InboxBatch, fee: int | None) -> dict[str, Any]:
         "first_height": h.first_height,
         "last_height": h.last_height,
         "blocks": h.last_height - h.first_height + 1,
-        "da": "blobs" if h.da_kind == DA_BLOBS else "calldata",
+        "da": DA_KINDS[h.da_kind],
         "blobs": len(h.blob_hashes),
         "bytes": h.data_bytes,
         "stake_epoch": h.stake_epoch,
@@ -389,7 +389,7 @@ def _render_batches(d: dict[str, Any]) -> str:
         [
             b["number"],
             f"{b['first_height']}-{b['last_height']}",
-            b["da"] if b["da"] == "calldata" else f"blobs x{b['blobs']}",
+            f"blobs x{b['blobs']}" if b["da"] == "blobs" else b["da"],
             b["bytes"],
             b["l1_block"],
             _dash(b["fee"]),
