@@ -52,6 +52,10 @@ class ChainConfig:
     da_chain_id: int = 0
     da_committee: tuple[tuple[bytes, int], ...] = ()
     da_namespace: bytes = b""
+    #: Wei per DA fee unit: the rate at which the L1 converts what the DA layer charged an
+    #: external-DA batch into the posting cost it reports to the L2 (the L1 fee vault pays
+    #: it). A fixed rate stands in for a price oracle; 1 prices the DA token at par with ETH.
+    da_fee_wei_per_unit: int = 1
     #: The address that may set the L2 fee model (``setFeeModel``); empty: nobody.
     rollup_owner: bytes = b""
 

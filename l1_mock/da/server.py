@@ -210,6 +210,13 @@ class DANode:
         if floor > 0:
             self.store.prune(floor)
 
+    def root_tuples(self, start: int, end: int) -> list[attest.DataRootTuple]:
+        """The data root tuples of DA blocks ``[start, end)`` (what an attestation signs)."""
+        return [
+            attest.DataRootTuple(h.height, h.share_count, h.data_root, h.base_fee_per_gas)
+            for h in self.chain.headers[start:end]
+        ]
+
     def attestation(self, nonce: int) -> attest.Attestation | None:
         """Attestation ``nonce`` signed by the committee keys held, once its window is complete
         (Ed25519 signatures are deterministic, so it is recomputed rather than stored)."""
@@ -217,11 +224,7 @@ class DANode:
         if not window or nonce >= attest.attested_nonces(self.chain.head.height, window):
             return None
         start, end = attest.attestation_range(nonce, window)
-        tuples = [
-            attest.DataRootTuple(h.height, h.share_count, h.data_root)
-            for h in self.chain.headers[start:end]
-        ]
-        c = attest.make_commitment(nonce, tuples)
+        c = attest.make_commitment(nonce, self.root_tuples(start, end))
         msg = c.signing_bytes(self.chain.config.chain_id)
         members = {k for k, _ in self.chain.genesis.committee}
         sigs = tuple(
@@ -444,10 +447,7 @@ class Api:
         if index >= len(stored) or any(b.data is None for b in stored):
             raise BadRequest(404, f"DA block {h.height} has no blob {index} (or it was pruned)")
         start, end = attest.attestation_range(nonce, window)
-        tuples = [
-            attest.DataRootTuple(x.height, x.share_count, x.data_root)
-            for x in self.chain.headers[start:end]
-        ]
+        tuples = self.node.root_tuples(start, end)
         b = stored[index]
         pointer, proof = await trio.to_thread.run_sync(
             _pointer_answer, [x.pfb for x in stored], h.height, b, tuples, att.commitment

@@ -154,7 +154,13 @@ def fee_record_json(r: FeeRecord) -> dict[str, Any]:
         "baseFeePerGas": q(r.base_fee),
         "blobBaseFee": q(r.blob_base_fee),
         "batches": [
-            {"batchNumber": q(b.batch_number), "cost": q(b.cost), "dataBytes": q(b.data_bytes)}
+            {
+                "batchNumber": q(b.batch_number),
+                "cost": q(b.cost),
+                "dataBytes": q(b.data_bytes),
+                "l1Cost": q(b.l1_cost),
+                "daFee": q(b.da_fee),
+            }
             for b in r.batches
         ],
         "feeModel": r.fee_config,
@@ -187,6 +193,7 @@ def config_json(chain: Chain) -> dict[str, Any]:
         "daChainId": c.da_chain_id,
         "daNamespace": to_hex(c.da_namespace),
         "daCommittee": [{"key": to_hex(k), "stake": str(s)} for k, s in c.da_committee],
+        "daFeeWeiPerUnit": str(c.da_fee_wei_per_unit),
     }
 
 

@@ -28,6 +28,7 @@ class _Settings:
     slots_per_epoch: int
     forks: tuple[tuple[int, str], ...]
     da_namespace: bytes
+    da_fee_wei_per_unit: int
 
 
 class InboxJudge:
@@ -55,6 +56,7 @@ class InboxJudge:
                 slots_per_epoch=int(c.get("slotsPerEpoch", SLOTS_PER_EPOCH)),
                 forks=tuple((int(n), str(f)) for n, f in c["forks"]),
                 da_namespace=bytes.fromhex(str(c.get("daNamespace", "0x"))[2:]),
+                da_fee_wei_per_unit=int(c.get("daFeeWeiPerUnit", 1)),
             )
         st = await self.l1.status()
         head = int(st["head"])
@@ -91,6 +93,11 @@ class InboxJudge:
     def da_namespace(self) -> bytes:
         """The rollup's namespace on the external DA layer (empty: the L1 takes no extda)."""
         return self._settings.da_namespace if self._settings else b""
+
+    @property
+    def da_fee_wei_per_unit(self) -> int:
+        """Wei per DA fee unit: the rate at which the L1 counts an extda batch's DA fee."""
+        return self._settings.da_fee_wei_per_unit if self._settings else 1
 
     def max_blobs(self) -> int | None:
         """The per-transaction blob limit of the next block's fork (None before a refresh)."""

@@ -61,6 +61,9 @@ Rebuild = Callable[[BatchHeader, int], Awaitable[Prepared]]
 TxCount = Callable[[int, int], Awaitable[int]]
 #: An extda header's attestation nonce and DA pointer proof (raises PosterError).
 DaProof = Callable[[BatchHeader], Awaitable[tuple[int, PointerProof]]]
+#: What the DA layer charged an accepted extda batch, in its fee units and in wei (None: not
+#: known: the caller then prices the blob from the L1-proven data root tuple).
+DaFee = Callable[[InboxBatch], Awaitable[tuple[int, int] | None]]
 #: Prepared batches kept in memory for re-sending without a rebuild.
 _MAX_CACHED = 8
 _MAX_NONCE_RETRIES = 3
@@ -106,6 +109,7 @@ class Poster:
         tx_count: TxCount | None = None,
         fault: FaultHook | None = None,
         da_proof: DaProof | None = None,
+        da_fee: DaFee | None = None,
     ) -> None:
         self.records = records
         self.l1 = l1
@@ -115,6 +119,7 @@ class Poster:
         self._rebuild = rebuild
         self._tx_count = tx_count
         self._da_proof = da_proof
+        self._da_fee = da_fee
         self._fault = fault or (lambda point: None)
         self._prepared: OrderedDict[int, Prepared] = OrderedDict()
         # post() reads the recorded state, then awaits (disk, L1) before recording POSTED;
@@ -175,6 +180,7 @@ class Poster:
             txs = 0
         inflight = self.records.inflight(h.batch_number)
         blobs = len(h.blob_hashes)
+        da = None if self._da_fee is None or h.da_pointer is None else await self._da_fee(ib)
         cost = BatchCost(
             batch_number=h.batch_number,
             first_height=h.first_height,
@@ -189,6 +195,8 @@ class Poster:
             fee_paid=fee,
             blob_fee=blob_fee,
             by_us=inflight is not None and inflight.tx_hash == ib.tx_hash,
+            da_fee=None if da is None else da[0],
+            da_fee_wei=0 if da is None else da[1],
         )
         await self._io(self.records.save_cost, cost)
         return cost

@@ -8,7 +8,8 @@ the headers abandoned because the L1 inbox refuses them for good (docs/batcher.m
 Beside it, what a restarted poster needs to resend *the same* L1 call (the nonce and fee of
 the call in flight, :class:`Inflight`; the blob bytes are not stored: they are rebuilt,
 byte-identical, from the certified chain), and the cost of every accepted batch
-(:class:`BatchCost`).
+(:class:`BatchCost`; an external-DA batch's DA fee in a table of its own, ``da_costs``, so a
+records file of the previous release opens unchanged).
 
 Durability: WAL, ``synchronous=FULL``, each write committed before the method returns, so a
 state recorded here survives a crash at any later point.
@@ -47,6 +48,8 @@ CREATE TABLE IF NOT EXISTS costs (
     l1_block INTEGER NOT NULL, l1_tx BLOB NOT NULL, da TEXT NOT NULL, blobs INTEGER NOT NULL,
     posted_bytes INTEGER NOT NULL, payload_bytes INTEGER NOT NULL, txs INTEGER NOT NULL,
     fee_paid TEXT NOT NULL, blob_fee TEXT NOT NULL, by_us INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS da_costs (
+    batch_number INTEGER PRIMARY KEY, da_fee TEXT NOT NULL, da_fee_wei TEXT NOT NULL);
 """
 
 
@@ -112,13 +115,22 @@ class BatchCost:
     posted_bytes: int
     payload_bytes: int
     txs: int
-    fee_paid: int  # wei: execution gas + blob gas
+    fee_paid: int  # wei: execution gas + blob gas (what the L1 charged)
     blob_fee: int  # wei: the blob gas part
     by_us: bool
+    #: External DA: what the DA layer charged for the batch's blob (its own fee units, from
+    #: the DA chain's receipt) and that in wei at the L1's rate; None / 0 for other batches.
+    da_fee: int | None = None
+    da_fee_wei: int = 0
+
+    @property
+    def total_cost(self) -> int:
+        """Wei: what posting the batch cost, L1 and DA layer (what the L1 fee vault pays)."""
+        return self.fee_paid + self.da_fee_wei
 
     @property
     def fee_per_tx(self) -> float:
-        return self.fee_paid / self.txs if self.txs else float(self.fee_paid)
+        return self.total_cost / self.txs if self.txs else float(self.total_cost)
 
     @property
     def bytes_per_tx(self) -> float:
@@ -331,12 +343,18 @@ class BatchRecords:
             conn.execute(
                 "INSERT OR REPLACE INTO costs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", row
             )
+            if c.da_fee is not None:
+                conn.execute(
+                    "INSERT OR REPLACE INTO da_costs VALUES (?, ?, ?)",
+                    (c.batch_number, str(c.da_fee), str(c.da_fee_wei)),
+                )
 
     def costs(self, limit: int = 1000) -> list[BatchCost]:
         """The latest ``limit`` batch costs, oldest first."""
         rows = self._rows(
-            "SELECT * FROM (SELECT * FROM costs ORDER BY batch_number DESC LIMIT ?) "
-            "ORDER BY batch_number",
+            "SELECT c.*, d.da_fee, d.da_fee_wei FROM (SELECT * FROM costs ORDER BY "
+            "batch_number DESC LIMIT ?) AS c LEFT JOIN da_costs AS d USING (batch_number) "
+            "ORDER BY c.batch_number",
             (limit,),
         )
         return [_cost(r) for r in rows]
@@ -359,7 +377,7 @@ def _record(row: tuple[object, ...]) -> BatchRecord:
 
 
 def _cost(r: tuple[object, ...]) -> BatchCost:
-    n, fh, lh, blk, tx, da, blobs, pb, plb, txs, fee, bfee, us = r
+    n, fh, lh, blk, tx, da, blobs, pb, plb, txs, fee, bfee, us, da_fee, da_wei = r
     return BatchCost(
         int(str(n)),
         int(str(fh)),
@@ -374,6 +392,8 @@ def _cost(r: tuple[object, ...]) -> BatchCost:
         int(str(fee)),
         int(str(bfee)),
         bool(us),
+        None if da_fee is None else int(str(da_fee)),
+        0 if da_wei is None else int(str(da_wei)),
     )
 
 

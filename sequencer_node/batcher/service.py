@@ -66,6 +66,7 @@ from sequencer_node.clients.l1 import InboxBatch, L1Client, L1Error
 from sequencer_node.wire.codec import encode, message_id
 from sequencer_node.wire.crypto import SigningKey
 from sequencer_node.wire.da.attest import DAPointer, PointerProof
+from sequencer_node.wire.da.pfb import blob_fee
 from sequencer_node.wire.da.reader import NotVerified
 from sequencer_node.wire.eth import eth_tx_hash
 from sequencer_node.wire.l1calls import MAX_CALLDATA
@@ -227,6 +228,7 @@ class BatcherService:
                 tx_count=self._tx_count,
                 fault=self._fault,
                 da_proof=self._da_proof_for,
+                da_fee=self._da_fee_of,
             )
             self._restore()
             task_status.started()
@@ -250,6 +252,7 @@ class BatcherService:
         last = costs[-1] if costs else None
         txs = sum(c.txs for c in costs)
         fee = sum(c.fee_paid for c in costs)
+        da_wei = sum(c.da_fee_wei for c in costs)
         posted = sum(c.posted_bytes for c in costs)
         out: dict[str, Any] = _cost_json(last) if last else {"number": None}
         out.update(
@@ -270,8 +273,10 @@ class BatcherService:
                     "batches": len(costs),
                     "txs": txs,
                     "fee_paid": str(fee),
+                    "da_fee_wei": str(da_wei),
+                    "total_cost": str(fee + da_wei),
                     "bytes": posted,
-                    "fee_per_tx": str(fee // txs) if txs else None,
+                    "fee_per_tx": str((fee + da_wei) // txs) if txs else None,
                     "bytes_per_tx": round(posted / txs, 1) if txs else None,
                 },
             }
@@ -297,6 +302,9 @@ class BatcherService:
                     "bytes": h.data_bytes,
                     "txs": None,
                     "fee_paid": None,
+                    "da_fee": None,
+                    "da_fee_wei": None,
+                    "total_cost": None,
                     "fee_per_tx": None,
                     "bytes_per_tx": None,
                 }
@@ -795,6 +803,27 @@ class BatcherService:
                 f"batch {header.batch_number}: no proof of its DA pointer: {e}"
             ) from None
 
+    async def _da_fee_of(self, ib: InboxBatch) -> tuple[int, int] | None:
+        """What the DA layer charged the accepted extda batch ``ib``, in DA fee units and in
+        wei at the L1's rate: the fee of its DA receipt; if the DA node does not answer, the
+        fee the L1-proven data root tuple's base fee gives (the same number, which the L1
+        also reports to the L2's fee vault, unless the DA node or its committee lies)."""
+        ptr = ib.header.da_pointer
+        if ptr is None:
+            return None
+        fee: int | None = None
+        if self.da is not None:
+            try:
+                fee = await self.da.blob_fee(ptr)
+            except DAUnavailable as e:
+                log.info("batch %d: DA receipt not read (%s); priced from the L1's tuple",
+                         ib.header.batch_number, e)  # fmt: skip
+        if fee is None and ib.da_tuple is not None:
+            fee = blob_fee(ptr.end - ptr.start, ib.da_tuple.base_fee)
+        if fee is None:
+            return None
+        return fee, fee * self.judge.da_fee_wei_per_unit
+
     async def _check_da_data(self, pointer: DAPointer, payload: bytes) -> str | None:
         """Why this co-signer will not sign an extda header: its blob cannot be fetched, does
         not verify, or is not this node's rebuilt payload (None: all good)."""
@@ -994,7 +1023,10 @@ def _cost_json(c: BatchCost) -> dict[str, Any]:
         "txs": c.txs,
         "fee_paid": str(c.fee_paid),
         "blob_fee": str(c.blob_fee),
-        "fee_per_tx": str(c.fee_paid // c.txs) if c.txs else None,
+        "da_fee": None if c.da_fee is None else str(c.da_fee),
+        "da_fee_wei": str(c.da_fee_wei),
+        "total_cost": str(c.total_cost),
+        "fee_per_tx": str(c.total_cost // c.txs) if c.txs else None,
         "bytes_per_tx": round(c.bytes_per_tx, 1) if c.txs else None,
         "posted_by_us": c.by_us,
     }

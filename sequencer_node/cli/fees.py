@@ -1,5 +1,7 @@
-"""``seqctl fees show|set-model``: the L2 fee model in force and what a transfer costs (from a
-node's ``/v1/fees``), and the rollup owner's L1 call that changes the model (docs/fees.md).
+"""``seqctl fees show|batches|set-model``: the L2 fee model in force and what a transfer costs
+(from a node's ``/v1/fees``), what each batch cost to post (L1 and DA layer) against what the
+L2 collected for it (from ``/v1/batches``), and the rollup owner's L1 call that changes the
+model (docs/fees.md).
 
 ``set-model`` sends ``setFeeModel`` signed by the owner's keystore (the L1 refuses anyone
 else); the L2 applies it from the first block of the L2 epoch after the L2 chain's L1 origin
@@ -21,6 +23,7 @@ from sequencer_node.cli.common import (
     open_key,
     password_file_option,
     render_kv,
+    render_table,
 )
 from sequencer_node.cli.runner import run_async
 from sequencer_node.cli.stake import submit_and_wait
@@ -67,6 +70,47 @@ def fees_show(node_url: str, as_json: bool) -> None:
         })  # fmt: skip
 
     emit(run_async(go), as_json, human)
+
+
+@fees.command("batches")
+@node_url_option
+@click.option("--last", type=click.IntRange(min=1), default=20, show_default=True,
+              help="Show the newest N batches the node knows.")  # fmt: skip
+@json_option
+def fees_batches(node_url: str, last: int, as_json: bool) -> None:
+    """Per batch: what the L1 charged (and, for external DA, the DA layer), what the L2
+    collected for its blocks, and whether the L1 data fees covered the posting cost."""
+
+    async def go() -> list[dict[str, Any]]:
+        async with NodeClient(node_url) as node:
+            rows = await node.batches()
+        return [r for r in rows if r.get("state") == "accepted"][-last:]
+
+    emit(run_async(go), as_json, _render_fee_batches)
+
+
+def _render_fee_batches(rows: list[dict[str, Any]]) -> str:
+    if not rows:
+        return "no accepted batches known to this node yet"
+    table = []
+    for r in rows:
+        got = r.get("l2_collected") or {}
+        table.append([
+            r["number"], f"{r['first_height']}-{r['last_height']}", r.get("da") or "-",
+            _dash(r.get("fee_paid")), _dash(r.get("da_fee")), _dash(r.get("total_cost")),
+            _dash(got.get("l1_data_fee")), _dash(r.get("l1_fee_covered")),
+        ])  # fmt: skip
+    headers = ["batch", "L2 heights", "da", "L1 charged (wei)", "DA fee (DA units)",
+               "posting cost (wei)", "L1 data fees collected", "covered"]  # fmt: skip
+    note = (
+        "posting cost: the L1's charge plus the DA layer's fee in wei at the L1's rate "
+        "(what the L1 fee vault pays the batcher account); covered: collected / cost"
+    )
+    return f"{render_table(headers, table)}\n{note}"
+
+
+def _dash(v: Any) -> str:
+    return "-" if v is None else str(v)
 
 
 def parse_model(model: str, params: tuple[str, ...]) -> FeeParams:

@@ -76,7 +76,9 @@ class DAClient:
     async def header(self, height: int) -> attest.DataRootTuple:
         h = await self._get(f"/v1/headers/{height}")
         root = bytes.fromhex(h["dataRoot"][2:])
-        return attest.DataRootTuple(int(h["height"]), int(h["shareCount"]), root)
+        return attest.DataRootTuple(
+            int(h["height"]), int(h["shareCount"]), root, int(h["baseFeePerGas"])
+        )
 
     async def submit(self, payload: bytes) -> tuple[bytes, int]:
         """Sign and send a pay-for-blob; return its tx hash and the DA head at submission."""
@@ -122,18 +124,32 @@ class DAClient:
     async def pointer_proof(self, pointer: DAPointer) -> tuple[int, PointerProof]:
         """The attestation nonce and the proof of ``pointer`` (DAUnavailable until the DA
         block is attested)."""
+        i, _ = await self._blob_entry(pointer)
+        body = await self._get(f"/v1/pointers/{pointer.height}/{i}")
+        try:
+            got = attest.pointer_from_json(body["pointer"])
+            proof = attest.pointer_proof_from_json(body["proof"])
+        except (ValueError, KeyError, TypeError) as e:
+            raise DAUnavailable(f"malformed pointer answer: {e}") from None
+        if got != pointer:
+            raise DAUnavailable("the DA node's pointer differs from ours")
+        return int(body["attestationNonce"]), proof
+
+    async def blob_fee(self, pointer: DAPointer) -> int:
+        """What the DA chain charged the blob ``pointer`` names: the ``fee`` of its receipt in
+        the block's blob list (DA fee units; kept after the blob data is pruned)."""
+        _, entry = await self._blob_entry(pointer)
+        try:
+            return int(str(entry["fee"]))
+        except (KeyError, ValueError) as e:
+            raise DAUnavailable(f"malformed blob receipt: {e}") from None
+
+    async def _blob_entry(self, pointer: DAPointer) -> tuple[int, dict[str, Any]]:
+        """The index and receipt of the blob at ``pointer``'s share range in its block."""
         blobs = (await self._get(f"/v1/blocks/{pointer.height}/blobs"))["blobs"]
         for i, b in enumerate(blobs):
             if (int(b["start"]), int(b["end"])) == (pointer.start, pointer.end):
-                body = await self._get(f"/v1/pointers/{pointer.height}/{i}")
-                try:
-                    got = attest.pointer_from_json(body["pointer"])
-                    proof = attest.pointer_proof_from_json(body["proof"])
-                except (ValueError, KeyError, TypeError) as e:
-                    raise DAUnavailable(f"malformed pointer answer: {e}") from None
-                if got != pointer:
-                    raise DAUnavailable("the DA node's pointer differs from ours")
-                return int(body["attestationNonce"]), proof
+                return i, b
         raise DAUnavailable(f"DA block {pointer.height} holds no blob at our share range")
 
     async def read(self, pointer: DAPointer, data_root: bytes, share_count: int) -> bytes:

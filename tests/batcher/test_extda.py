@@ -28,6 +28,7 @@ from sequencer_node.clients.da import DAClient
 from sequencer_node.clients.l1 import L1Client
 from sequencer_node.derivation.deriver import Deriver, InvalidBatch
 from sequencer_node.wire.crypto import SigningKey
+from sequencer_node.wire.da.pfb import blob_fee
 from sequencer_node.wire.da.shares import user_namespace
 from sequencer_node.wire.messages import DA_EXTERNAL, CertifiedBlock
 from tests.batcher.helpers import KEYS, l1_genesis, l2_chain, l2_genesis
@@ -175,9 +176,27 @@ async def test_extda_batches_land_and_a_follower_derives_from_l1_and_da(tmp_path
             await without_da.derive_available()
         rows = services[0].batches()
         assert {r["state"] for r in rows} == {"accepted"}
+        await _check_da_fees(l1, da_url, rows)
         nursery.cancel_scope.cancel()
     for s in services:
         stores.pop(s).close()
+
+
+async def _check_da_fees(l1: L1Client, da_url: str, rows: list[dict[str, Any]]) -> None:
+    """Each extda batch's report carries the DA fee of its DA receipt (the attested base fee
+    gives the same), in wei at the L1's rate (1 here), beside the L1 charge."""
+    accepted = {b.header.batch_number: b for b in await l1.inbox_batches(0, 100)}
+    async with DAClient(da_url, b"") as reader:
+        for r in rows:
+            ib = accepted[r["number"]]
+            ptr = ib.header.da_pointer
+            assert r["da"] == "extda"
+            assert ptr is not None
+            assert ib.da_tuple is not None
+            fee = await reader.blob_fee(ptr)
+            assert fee == blob_fee(ptr.end - ptr.start, ib.da_tuple.base_fee) > 0
+            assert int(r["da_fee"]) == int(r["da_fee_wei"]) == fee
+            assert int(r["total_cost"]) == int(r["fee_paid"]) + fee
 
 
 async def test_a_dead_da_layer_fails_over_to_blobs_and_back_losing_nothing(

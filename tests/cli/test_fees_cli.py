@@ -115,3 +115,23 @@ def _set_model(l1: L1, keystore: Keystore, pwfile: Path) -> None:
                "--param", "gas_targt=5")  # fmt: skip
     assert r.exit_code == 2
     assert "gas_targt" in r.output
+
+
+def test_fees_batches_shows_the_l1_and_da_charges_beside_what_the_l2_collected(
+    fake_node: Node,
+) -> None:
+    fake_node.fake.batches = [
+        {"number": 3, "state": "accepted", "first_height": 1, "last_height": 9, "da": "extda",
+         "fee_paid": "1000", "da_fee": "50", "da_fee_wei": "350", "total_cost": "1350",
+         "l2_collected": {"base_fee": "10", "l1_data_fee": "2700", "priority_fee": "1"},
+         "l1_fee_covered": 2.0},
+        {"number": 4, "state": "posted", "first_height": 10, "last_height": 12, "da": "extda"},
+    ]  # fmt: skip
+    r = seqctl("fees", "batches", "--node-url", fake_node.url)
+    assert r.exit_code == 0, r.output
+    assert "DA fee" in r.stdout
+    (line,) = [x for x in r.stdout.splitlines() if x.strip().startswith("3 ")]
+    for cell in ("1-9", "extda", "1000", "50", "1350", "2700", "2.0"):
+        assert cell in line.split()
+    r = seqctl("fees", "batches", "--node-url", fake_node.url, "--json")
+    assert [b["number"] for b in json.loads(r.stdout)] == [3]

@@ -1,8 +1,10 @@
 """Blobstream-style attestations and DA pointers: what the L1 will check. Pure.
 
-* A **data root tuple** is ``(height, share_count, data_root)`` of one DA block. Binding the
-  share count lets a verifier know the tree's shape (the share range of a pointer is then
-  unambiguous).
+* A **data root tuple** is ``(height, share_count, data_root, base_fee)`` of one DA block.
+  Binding the share count lets a verifier know the tree's shape (the share range of a pointer
+  is then unambiguous). The block's base fee per gas is this mock's addition to Blobstream's
+  tuple: with it the L1 knows what the DA layer charged a pointed blob (every blob of a block
+  pays ``pfb.blob_fee(shares, base_fee)``), so the L2's L1 fee vault can pay it.
 * A **data commitment** attests the DA blocks ``[start, end)``: the plain RFC 6962 Merkle root
   over their tuples, numbered by a nonce that increases by one per attestation. The DA
   committee (Ed25519 keys and stakes, from the DA genesis) signs
@@ -24,7 +26,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-from sequencer_node.wire.codec import U64, Bytes, Hash32, MaxItems, wire_message
+from sequencer_node.wire.codec import U64, U128, Bytes, Hash32, MaxItems, wire_message
 from sequencer_node.wire.crypto import PUBLIC_KEY_BYTES, verify
 from sequencer_node.wire.da import merkle, nmt
 from sequencer_node.wire.da.merkle import ProofError
@@ -58,9 +60,16 @@ class DataRootTuple:
     height: U64
     share_count: U64
     data_root: NmtNode
+    #: The block's base fee per gas on the DA chain (what each of its blobs paid per gas).
+    base_fee: U128 = 0
 
     def encode(self) -> bytes:
-        return self.height.to_bytes(8, "big") + self.share_count.to_bytes(8, "big") + self.data_root
+        return (
+            self.height.to_bytes(8, "big")
+            + self.share_count.to_bytes(8, "big")
+            + self.data_root
+            + self.base_fee.to_bytes(16, "big")
+        )
 
 
 def tuple_root(tuples: Sequence[DataRootTuple]) -> bytes:
@@ -293,10 +302,17 @@ def _b(v: Any, n: int | None = None) -> bytes:
     return raw
 
 
-def _i(v: Any) -> int:
-    if not isinstance(v, int) or isinstance(v, bool) or v < 0:
-        raise ValueError(f"expected a non-negative integer, got {v!r}")
+def _i(v: Any, bits: int = 64) -> int:
+    if not isinstance(v, int) or isinstance(v, bool) or not 0 <= v < 1 << bits:
+        raise ValueError(f"expected a non-negative {bits}-bit integer, got {v!r}")
     return v
+
+
+def _decimal(v: Any, bits: int) -> int:
+    """A large integer's JSON form: a decimal string (docs/da.md)."""
+    if not isinstance(v, str) or not v.isascii() or not v.isdigit() or len(v) > 40:
+        raise ValueError(f"expected a decimal string, got {v!r}")
+    return _i(int(v), bits)
 
 
 def attestation_to_json(att: Attestation) -> dict[str, Any]:
@@ -340,7 +356,12 @@ def pointer_from_json(obj: Any) -> DAPointer:
 def pointer_proof_to_json(p: PointerProof) -> dict[str, Any]:
     t = p.root_tuple
     return {
-        "tuple": {"height": t.height, "shareCount": t.share_count, "dataRoot": _h(t.data_root)},
+        "tuple": {
+            "height": t.height,
+            "shareCount": t.share_count,
+            "dataRoot": _h(t.data_root),
+            "baseFeePerGas": str(t.base_fee),
+        },
         "tupleSiblings": [_h(x) for x in p.tuple_siblings],
         "subtreeRoots": [_h(x) for x in p.subtree_roots],
         "rangeNodes": [_h(x) for x in p.range_nodes],
@@ -350,7 +371,12 @@ def pointer_proof_to_json(p: PointerProof) -> dict[str, Any]:
 def pointer_proof_from_json(obj: Any) -> PointerProof:
     t = obj["tuple"]
     return PointerProof(
-        DataRootTuple(_i(t["height"]), _i(t["shareCount"]), _b(t["dataRoot"], nmt.NODE_BYTES)),
+        DataRootTuple(
+            _i(t["height"]),
+            _i(t["shareCount"]),
+            _b(t["dataRoot"], nmt.NODE_BYTES),
+            _decimal(t["baseFeePerGas"], 128),
+        ),
         tuple(_b(x, merkle.HASH_BYTES) for x in obj["tupleSiblings"]),
         tuple(_b(x, nmt.NODE_BYTES) for x in obj["subtreeRoots"]),
         tuple(_b(x, nmt.NODE_BYTES) for x in obj["rangeNodes"]),

@@ -20,7 +20,18 @@ GAS_PER_BLOB_BYTE = 8
 
 
 def pfb_gas(data_len: int) -> int:
-    return PFB_BASE_GAS + GAS_PER_BLOB_BYTE * SHARE_BYTES * shares_needed(data_len)
+    return share_gas(shares_needed(data_len))
+
+
+def share_gas(shares: int) -> int:
+    """The gas of a pay-for-blob whose blob takes ``shares`` shares."""
+    return PFB_BASE_GAS + GAS_PER_BLOB_BYTE * SHARE_BYTES * shares
+
+
+def blob_fee(shares: int, base_fee: int) -> int:
+    """What the DA chain charges (and burns) for a blob of ``shares`` shares in a block whose
+    base fee per gas is ``base_fee``: the fee a DA pointer's blob paid."""
+    return share_gas(shares) * base_fee
 
 
 @dataclass(frozen=True, slots=True)
