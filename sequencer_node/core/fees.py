@@ -22,6 +22,10 @@ The models:
   fee, no gas limit.
 * ``op-ecotone``: L2 base fee * gas + the OP Stack Ecotone L1 data fee
   (:func:`ecotone_l1_fee`) + a priority fee.
+* ``op-fjord``: the same with the OP Stack Fjord L1 data fee (:func:`fjord_l1_fee`), whose size
+  estimate is a linear function of the transaction's FastLZ-compressed length
+  (:func:`~sequencer_node.core.fastlz.fastlz_compressed_len`) instead of Ecotone's
+  ``calldataGas / 16``.
 * ``arbitrum-l1-pricer``: L2 base fee * gas + ``price_per_byte * compressed size``, where the
   price adjusts after every batch report from the L1 fee vault's surplus or deficit
   (:func:`reprice`, ArbOS's ``l1pricing`` rule).
@@ -51,11 +55,15 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
+from sequencer_node.core.fastlz import fastlz_compressed_len
+
 #: Model names, as written in the genesis and the owner's L1 call.
 FLAT = "flat"
 OP_ECOTONE = "op-ecotone"
 ARBITRUM_L1_PRICER = "arbitrum-l1-pricer"
-MODELS = (FLAT, OP_ECOTONE, ARBITRUM_L1_PRICER)
+OP_FJORD = "op-fjord"
+#: The order is part of the canonical encoding (state root): new models go at the end.
+MODELS = (FLAT, OP_ECOTONE, ARBITRUM_L1_PRICER, OP_FJORD)
 
 #: Gas a native transfer uses (Ethereum's intrinsic gas of a plain transfer).
 NATIVE_TX_GAS = 21_000
@@ -68,6 +76,12 @@ BATCHER_ACCOUNT = bytes.fromhex("4200000000000000000000000000000000000011")
 
 #: Ecotone: the scalars are fixed-point with 6 decimals (``DECIMALS`` in GasPriceOracle.sol).
 SCALAR_DECIMALS = 10**6
+#: Fjord's size estimate (specs: protocol/fjord/exec-engine.md; op-geth ``rollup_cost.go``):
+#: ``max(min_size * 1e6, intercept + coef * fastlzSize)``, in millionths of a byte, fitted by
+#: OP Labs on past OP mainnet transactions.
+FJORD_INTERCEPT = -42_585_600
+FJORD_FASTLZ_COEF = 836_500
+FJORD_MIN_TX_SIZE = 100
 _MAX_U64 = (1 << 64) - 1
 _MAX_U128 = (1 << 128) - 1
 
@@ -234,7 +248,8 @@ class TxFeeView:
     ``max_fee``: a native transaction's most total fee (None for Ethereum ones);
     ``max_fee_per_gas`` / ``max_priority_fee_per_gas``: an Ethereum transaction's caps;
     ``gas_used``: gas the execution used; ``data``: the bytes the batcher posts for it
-    (its wire or RLP encoding), the input of the L1 data fee.
+    (its wire or RLP encoding), the input of the L1 data fee (kept for op-fjord, which
+    compresses it only when that model is in force).
     """
 
     gas_used: int
@@ -242,10 +257,11 @@ class TxFeeView:
     max_fee: int | None = None
     max_fee_per_gas: int | None = None
     max_priority_fee_per_gas: int | None = None
+    data: bytes = b""
 
     @staticmethod
     def native(fee: int, data: bytes, gas_used: int = NATIVE_TX_GAS) -> TxFeeView:
-        return TxFeeView(gas_used, calldata_gas(data), max_fee=fee)
+        return TxFeeView(gas_used, calldata_gas(data), max_fee=fee, data=data)
 
     @staticmethod
     def eip1559(
@@ -256,6 +272,7 @@ class TxFeeView:
             calldata_gas(data),
             max_fee_per_gas=max_fee_per_gas,
             max_priority_fee_per_gas=min(max_priority_fee_per_gas, max_fee_per_gas),
+            data=data,
         )
 
     @staticmethod
@@ -266,6 +283,10 @@ class TxFeeView:
     def compressed_size(self) -> int:
         """Ecotone's estimate of the compressed size in bytes (``calldataGas / 16``)."""
         return self.data_gas // 16
+
+    def fjord_size_scaled(self) -> int:
+        """Fjord's size estimate in millionths of a byte (from the FastLZ length)."""
+        return fjord_size_scaled(fastlz_compressed_len(self.data))
 
 
 def calldata_gas(data: bytes) -> int:
@@ -297,11 +318,16 @@ class FeeContext:
             )  # fmt: skip
         if model == ARBITRUM_L1_PRICER:
             return view.compressed_size * self.l1_price_per_byte
+        if model == OP_FJORD:
+            return fjord_l1_fee(
+                view.fjord_size_scaled(), self.l1_base_fee, self.l1_blob_base_fee,
+                self.params.base_fee_scalar, self.params.blob_base_fee_scalar,
+            )  # fmt: skip
         return 0
 
     def l1_price_per_byte_now(self) -> int:
         """What one compressed byte of L1 data costs a user now (for estimates)."""
-        if self.params.model == OP_ECOTONE:
+        if self.params.model in (OP_ECOTONE, OP_FJORD):
             p = self.params
             return ecotone_l1_fee(16, self.l1_base_fee, self.l1_blob_base_fee,
                                   p.base_fee_scalar, p.blob_base_fee_scalar)  # fmt: skip
@@ -321,6 +347,24 @@ def ecotone_l1_fee(
     """
     weighted = 16 * base_fee_scalar * l1_base_fee + blob_scalar * blob_base_fee
     return data_gas * weighted // (16 * SCALAR_DECIMALS)
+
+
+def fjord_size_scaled(fastlz_size: int) -> int:
+    """Fjord's ``estimatedSizeScaled``: ``max(minTransactionSize * 1e6, intercept + fastlzCoef
+    * fastlzSize)`` (millionths of a byte)."""
+    estimate = FJORD_INTERCEPT + FJORD_FASTLZ_COEF * fastlz_size
+    return max(FJORD_MIN_TX_SIZE * SCALAR_DECIMALS, estimate)
+
+
+def fjord_l1_fee(
+    size_scaled: int, l1_base_fee: int, blob_base_fee: int, base_fee_scalar: int,
+    blob_scalar: int,
+) -> int:  # fmt: skip
+    """The OP Stack Fjord L1 data fee (specs: protocol/fjord/exec-engine.md, "Fjord L1-Cost
+    fee changes (FastLZ estimator)"): ``estimatedSizeScaled * (16 * base_fee_scalar *
+    l1_base_fee + blob_base_fee_scalar * blob_base_fee) / 1e12``."""
+    weighted = 16 * base_fee_scalar * l1_base_fee + blob_scalar * blob_base_fee
+    return size_scaled * weighted // (SCALAR_DECIMALS * SCALAR_DECIMALS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -425,7 +469,8 @@ class BatchCost:
     """What the L1 charged for one accepted batch (read from the inbox's record)."""
 
     batch_number: int
-    #: Wei the batcher paid on L1 for the batch (execution gas + blob gas).
+    #: Wei posting the batch cost (L1 execution gas + blob gas; for an external-DA batch
+    #: also the DA layer's fee, converted by the L1: docs/fees.md).
     cost: int
     #: Bytes of (compressed) L2 data the batch carried.
     data_bytes: int = 0
@@ -610,7 +655,11 @@ __all__ = [
     "L1_FEE_VAULT",
     "MODELS",
     "NATIVE_TX_GAS",
+    "FJORD_FASTLZ_COEF",
+    "FJORD_INTERCEPT",
+    "FJORD_MIN_TX_SIZE",
     "OP_ECOTONE",
+    "OP_FJORD",
     "BatchCost",
     "FeeCharge",
     "FeeContext",
@@ -625,6 +674,8 @@ __all__ = [
     "ecotone_l1_fee",
     "fee_params_of",
     "estimate_native",
+    "fjord_l1_fee",
+    "fjord_size_scaled",
     "next_base_fee",
     "reprice",
     "suggested_priority_per_gas",
