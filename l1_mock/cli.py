@@ -3,32 +3,26 @@
 from __future__ import annotations
 
 import dataclasses
-import logging
-import re
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
-import trio
 
+from l1_mock.cli_common import (
+    duration,
+    log_level_option,
+    parse_funds,
+    run_service,
+    server_options,
+    setup_logging,
+)
 from sequencer_node.wire.blobs import FORKS, LATEST_FORK
 
 if TYPE_CHECKING:
     from l1_mock.chain import Genesis
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-_DURATION = re.compile(r"^(\d+)([smhd]?)$")
-_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
-
-
-def _duration(ctx: click.Context, param: click.Parameter, value: str) -> int:
-    m = _DURATION.match(value.strip())
-    if not m:
-        raise click.BadParameter(f"{value!r} is not a duration like 604800, 90m, 12h or 7d")
-    return int(m.group(1)) * _UNITS[m.group(2)]
 
 
 def _chain_options(note: str) -> Callable[[F], F]:
@@ -83,41 +77,13 @@ def main() -> None:
 
 
 @main.command()
-@click.option(
-    "--host",
-    default="127.0.0.1",
-    envvar="SEQ_L1_HOST",
-    show_envvar=True,
-    show_default=True,
-    help="Address to listen on.",
-)
-@click.option(
-    "--port",
-    default=8545,
-    type=click.IntRange(0, 65535),
-    envvar="SEQ_L1_PORT",
-    show_envvar=True,
-    show_default=True,
-    help="HTTP port (JSON-RPC and Beacon API).",
-)
-@click.option(
-    "--data-dir",
-    default="./l1-data",
-    type=click.Path(file_okay=False, path_type=Path),
-    envvar="SEQ_L1_DATA_DIR",
-    show_envvar=True,
-    show_default=True,
-    help="Directory of the SQLite database; the chain resumes from it on restart.",
-)
-@click.option(
-    "--genesis",
-    "genesis_path",
-    default=None,
-    type=click.Path(dir_okay=False, path_type=Path),
-    envvar="SEQ_L1_GENESIS",
-    show_envvar=True,
-    help="Genesis JSON (see docs/l1-api.md). Default: ten funded dev accounts. "
-    "Ignored when the data directory already holds a chain.",
+@server_options(
+    "L1",
+    port=8545,
+    port_help="HTTP port (JSON-RPC and Beacon API).",
+    data_dir="./l1-data",
+    what="the chain",
+    genesis_help="Genesis JSON (see docs/l1-api.md). Default: ten funded dev accounts.",
 )
 @_chain_options(" (when no --genesis is given)")
 @click.option(
@@ -141,7 +107,7 @@ def main() -> None:
 @click.option(
     "--fault-proof-window",
     default="7d",
-    callback=_duration,
+    callback=duration,
     envvar="SEQ_L1_FAULT_PROOF_WINDOW",
     show_envvar=True,
     show_default=True,
@@ -165,15 +131,7 @@ def main() -> None:
     help="Serve dev_mine (mine up to 10,000 blocks at once) to callers on other hosts too; "
     "by default only loopback callers may use it.",
 )
-@click.option(
-    "--log-level",
-    default="INFO",
-    type=click.Choice(["DEBUG", "INFO", "WARNING"]),
-    envvar="SEQ_L1_LOG_LEVEL",
-    show_envvar=True,
-    show_default=True,
-    help="Log verbosity.",
-)
+@log_level_option("L1")
 def run(
     host: str,
     port: int,
@@ -194,23 +152,19 @@ def run(
     from l1_mock.chain.config import default_retention_epochs
     from l1_mock.server import L1Service, L1Settings, serve_until_signal
 
-    logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_logging(log_level)
     retention = blob_retention_epochs or default_retention_epochs(slot_time, fault_proof_window)
     try:
         check_retention(retention, slot_time, fault_proof_window)
     except ValueError as e:
         raise click.UsageError(str(e)) from None
-    try:
+
+    def open_service() -> L1Service:
         genesis = _run_genesis(genesis_path, chain_id, l2_chain_id, slot_time, fork, retention)
         settings = L1Settings(data_dir, slot_time, auto_mine, remote_dev=remote_dev)
-        service = L1Service.open(genesis, settings)
-    except (ValueError, RuntimeError) as e:
-        click.echo(f"error: {e}", err=True)
-        sys.exit(2)
-    try:
-        trio.run(serve_until_signal, service, host, port)
-    finally:
-        service.store.close()
+        return L1Service.open(genesis, settings)
+
+    run_service(open_service, serve_until_signal, host, port)
 
 
 def _run_genesis(
@@ -305,16 +259,7 @@ def dev_genesis(
             raise click.BadParameter(f"{spec!r}: {e}") from None
     config = ChainConfig(chain_id=chain_id, l2_chain_id=l2_chain_id, forks=((0, fork),))
     genesis = genesis_mod.dev_genesis(config, tuple(seqs))
-    extra = []
-    for spec in funds:
-        addr, _, tokens = spec.partition(",")
-        try:
-            extra.append((bytes.fromhex(addr.removeprefix("0x")), int(tokens) * TOKEN))
-        except ValueError as e:
-            raise click.BadParameter(
-                f"--fund {spec!r}: expected ADDRESS_HEX,TOKENS ({e})"
-            ) from None
-    genesis = dataclasses.replace(genesis, balances=genesis.balances + tuple(extra))
+    genesis = dataclasses.replace(genesis, balances=genesis.balances + parse_funds(funds, TOKEN))
     try:  # the same checks as loading the file (key and address lengths, stake bounds)
         genesis_mod.from_json(genesis_mod.to_json(genesis))
         Chain(genesis)

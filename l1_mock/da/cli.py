@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import logging
-import re
 import sys
 import time
 from collections.abc import Callable
@@ -15,19 +14,18 @@ from typing import Any, TypeVar
 import click
 import trio
 
+from l1_mock.cli_common import (
+    duration,
+    log_level_option,
+    parse_funds,
+    run_service,
+    server_options,
+    setup_logging,
+)
 from l1_mock.da.chain import TOKEN, DAConfig, retention_blocks_for
 from sequencer_node.wire.crypto import SigningKey
 
 F = TypeVar("F", bound=Callable[..., Any])
-_DURATION = re.compile(r"([0-9]{1,9})([smhd]?)")
-_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
-
-
-def _duration(ctx: click.Context, param: click.Parameter, value: str) -> int:
-    m = _DURATION.fullmatch(value.strip())
-    if not m:
-        raise click.BadParameter(f"{value!r} is not a duration like 3600, 90m, 12h or 30d")
-    return int(m.group(1)) * _UNITS[m.group(2)]
 
 
 _DEFAULTS = DAConfig()
@@ -91,15 +89,7 @@ def _relayer_key_options(prefix: str) -> Callable[[F], F]:
     return apply
 
 
-_log_level = click.option(
-    "--log-level",
-    default="INFO",
-    type=click.Choice(["DEBUG", "INFO", "WARNING"]),
-    envvar="SEQ_DA_LOG_LEVEL",
-    show_envvar=True,
-    show_default=True,
-    help="Log verbosity.",
-)
+_log_level = log_level_option("DA")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -115,48 +105,20 @@ def main() -> None:
 
 
 @main.command()
-@click.option(
-    "--host",
-    default="127.0.0.1",
-    envvar="SEQ_DA_HOST",
-    show_envvar=True,
-    show_default=True,
-    help="Address to listen on.",
-)
-@click.option(
-    "--port",
-    default=26658,
-    type=click.IntRange(0, 65535),
-    envvar="SEQ_DA_PORT",
-    show_envvar=True,
-    show_default=True,
-    help="HTTP port of the DA API (0 picks a free one).",
-)
-@click.option(
-    "--data-dir",
-    default="./da-data",
-    envvar="SEQ_DA_DATA_DIR",
-    show_envvar=True,
-    show_default=True,
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Directory of the SQLite database; the DA chain resumes from it on restart.",
-)
-@click.option(
-    "--genesis",
-    "genesis_path",
-    default=None,
-    envvar="SEQ_DA_GENESIS",
-    show_envvar=True,
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="DA genesis JSON (see docs/da.md). Default: the dev genesis (ten funded dev "
-    "accounts, a four-key dev committee). Ignored when the data directory holds a "
-    "chain.",
+@server_options(
+    "DA",
+    port=26658,
+    port_help="HTTP port of the DA API (0 picks a free one).",
+    data_dir="./da-data",
+    what="the DA chain",
+    genesis_help="DA genesis JSON (see docs/da.md). Default: the dev genesis (ten funded dev "
+    "accounts, a four-key dev committee).",
 )
 @_config_options(" (when no --genesis is given)")
 @click.option(
     "--retention",
     default="30d",
-    callback=_duration,
+    callback=duration,
     envvar="SEQ_DA_RETENTION",
     show_envvar=True,
     show_default=True,
@@ -229,8 +191,9 @@ def run(
     from l1_mock.da import genesis as genesis_mod
     from l1_mock.da.server import DANode, DASettings, serve_until_signal
 
-    logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
+    setup_logging(log_level)
+
+    def open_node() -> DANode:
         if genesis_path is not None:
             genesis = genesis_mod.load(genesis_path)
         else:
@@ -256,14 +219,9 @@ def run(
             relay_l1_url,
             relay_key,
         )
-        node = DANode.open(genesis, settings)
-    except (ValueError, RuntimeError) as e:
-        click.echo(f"error: {e}", err=True)
-        sys.exit(2)
-    try:
-        trio.run(serve_until_signal, node, host, port)
-    finally:
-        node.store.close()
+        return DANode.open(genesis, settings)
+
+    run_service(open_node, serve_until_signal, host, port)
 
 
 def _committee_keys(path: Path | None) -> tuple[SigningKey, ...]:
@@ -332,7 +290,7 @@ def relay(
     from l1_mock.da.relay import RelaySettings, run_relayer
     from sequencer_node.system.signals import run_until_signal
 
-    logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_logging(log_level)
     try:
         key = _relayer_key(key_file, dev_key)
     except ValueError as e:
@@ -383,15 +341,7 @@ def dev_genesis(
         g = genesis_mod.dev_genesis(DAConfig(**config))
     except ValueError as e:
         raise click.UsageError(str(e)) from None
-    extra = []
-    for spec in funds:
-        addr, _, tokens = spec.partition(",")
-        try:
-            extra.append((bytes.fromhex(addr.removeprefix("0x")), int(tokens) * TOKEN))
-        except ValueError as e:
-            raise click.BadParameter(
-                f"--fund {spec!r}: expected ADDRESS_HEX,TOKENS ({e})"
-            ) from None
+    extra = parse_funds(funds, TOKEN)
     members = []
     for spec in committee:
         key, _, stake = spec.partition(",")
