@@ -29,6 +29,7 @@ from sequencer_node.system.commandline import (
     EXIT_KEYSTORE,
     EXIT_UNREACHABLE,
     EXIT_USAGE,
+    da_url_option,
 )
 from sequencer_node.system.hostport import HostPort
 from sequencer_node.wire.hexstr import from_hex, opt_hex
@@ -337,14 +338,8 @@ async def _run_node(settings: NodeSettings) -> None:
     help="How batches are posted to L1 (extda: the data on the external DA layer, a pointer "
     "on L1; needs --da-url).",
 )
-@click.option(
-    "--da-url",
-    envvar="SEQ_DA_URL",
-    show_envvar=True,
-    default=None,
-    help="URL of the external DA node (da-mock). Needed with --da extda; co-signers use it "
-    "to check extda batches before signing.",
-)
+@da_url_option(". Needed with --da extda; co-signers use it to check extda batches before "
+               "signing")  # fmt: skip
 @click.option(
     "--da-failover",
     type=click.FloatRange(0, 86_400),

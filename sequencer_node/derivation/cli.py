@@ -28,7 +28,7 @@ from sequencer_node.derivation.deriver import (
     PrunedData,
     describe,
 )
-from sequencer_node.system.commandline import EXIT_UNREACHABLE, fail, json_option
+from sequencer_node.system.commandline import EXIT_UNREACHABLE, da_url_option, fail, json_option
 
 log = logging.getLogger("seqnet.derivation")
 
@@ -132,14 +132,8 @@ async def _follow(
     show_default=True,
     help="URL of the L1 (JSON-RPC and Beacon API).",
 )
-@click.option(
-    "--da-url",
-    default=None,
-    envvar="SEQ_DA_URL",
-    show_envvar=True,
-    help="URL of the external DA node (da-mock), for extda batches; their data is checked "
-    "against the data root the L1 proved.",
-)
+@da_url_option(", for extda batches; their data is checked against the data root the L1 "
+               "proved")  # fmt: skip
 @click.option(
     "--genesis",
     "genesis_path",

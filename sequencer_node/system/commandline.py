@@ -60,6 +60,18 @@ def fail(message: str, exit_code: int = EXIT_FAILED) -> NoReturn:
     raise _BY_CODE[exit_code](message)
 
 
+def da_url_option(role: str) -> Callable[[F], F]:
+    """``--da-url`` (``SEQ_DA_URL``): the external DA node (da-mock) of ``sequencer-node run``
+    and ``follow``; ``role`` ends the help with what the command uses it for."""
+    return click.option(
+        "--da-url",
+        default=None,
+        envvar="SEQ_DA_URL",
+        show_envvar=True,
+        help=f"URL of the external DA node (da-mock){role}.",
+    )
+
+
 def json_option(f: F) -> F:
     return click.option(
         "--json", "as_json", is_flag=True, help="Print machine-readable JSON instead of a table."
