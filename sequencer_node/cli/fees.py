@@ -25,10 +25,9 @@ from sequencer_node.cli.common import (
     render_kv,
     render_table,
 )
-from sequencer_node.cli.runner import run_async
+from sequencer_node.cli.runner import ask_node, run_async
 from sequencer_node.cli.stake import submit_and_wait
 from sequencer_node.clients.l1 import L1Client
-from sequencer_node.clients.node import NodeClient
 from sequencer_node.core.fees import MODELS, FeeParams, FeeParamsError
 from sequencer_node.system.commandline import fail, json_option
 from sequencer_node.wire.l1calls import SetFeeModel
@@ -45,12 +44,9 @@ def fees() -> None:
 def fees_show(node_url: str, as_json: bool) -> None:
     """The model in force, the L2 base fee, the L1 data price, and a transfer's estimate."""
 
-    async def go() -> dict[str, Any]:
-        async with NodeClient(node_url) as node:
-            doc = await node.fees()
-        if doc is None:
-            fail(f"the node at {node_url} has no /v1/fees (an older node: flat fees)")
-        return doc
+    doc = ask_node(node_url, lambda node: node.fees())
+    if doc is None:
+        fail(f"the node at {node_url} has no /v1/fees (an older node: flat fees)")
 
     def human(d: dict[str, Any]) -> str:
         t = d.get("native_transfer", {})
@@ -69,7 +65,7 @@ def fees_show(node_url: str, as_json: bool) -> None:
             "transfer: suggested fee": t.get("suggested_fee"),
         })  # fmt: skip
 
-    emit(run_async(go), as_json, human)
+    emit(doc, as_json, human)
 
 
 @fees.command("batches")
@@ -81,12 +77,9 @@ def fees_batches(node_url: str, last: int, as_json: bool) -> None:
     """Per batch: what the L1 charged (and, for external DA, the DA layer), what the L2
     collected for its blocks, and whether the L1 data fees covered the posting cost."""
 
-    async def go() -> list[dict[str, Any]]:
-        async with NodeClient(node_url) as node:
-            rows = await node.batches()
-        return [r for r in rows if r.get("state") == "accepted"][-last:]
-
-    emit(run_async(go), as_json, _render_fee_batches)
+    rows = ask_node(node_url, lambda node: node.batches())
+    accepted = [r for r in rows if r.get("state") == "accepted"][-last:]
+    emit(accepted, as_json, _render_fee_batches)
 
 
 def _render_fee_batches(rows: list[dict[str, Any]]) -> str:

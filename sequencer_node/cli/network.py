@@ -23,7 +23,7 @@ from sequencer_node.cli.common import (
     render_kv,
     render_table,
 )
-from sequencer_node.cli.runner import run_async
+from sequencer_node.cli.runner import ask_node, run_async
 from sequencer_node.cli.stake import submit_and_wait
 from sequencer_node.clients.l1 import BlobsPruned, InboxBatch, L1Client, L1Rejected
 from sequencer_node.clients.node import NodeClient, NodeError
@@ -143,11 +143,7 @@ def _runs(leaders: list[str]) -> list[tuple[int, int, str]]:
 def leaders(node_url: str, as_json: bool) -> None:
     """The leader schedule of the current and the next epoch (from a node's /v1/schedule)."""
 
-    async def go() -> dict[str, Any]:
-        async with NodeClient(node_url) as node:
-            return await node.schedule()
-
-    data = run_async(go)
+    data = ask_node(node_url, lambda node: node.schedule())
 
     def human(d: dict[str, Any]) -> str:
         rows: list[list[Any]] = []
@@ -181,11 +177,7 @@ def evidence() -> None:
 def evidence_list(node_url: str, as_json: bool) -> None:
     """Evidence a node has found (kind, offender, round, whether it was submitted to L1)."""
 
-    async def go() -> list[dict[str, Any]]:
-        async with NodeClient(node_url) as node:
-            return await node.evidence()
-
-    items = run_async(go)
+    items = ask_node(node_url, lambda node: node.evidence())
 
     def human(d: dict[str, Any]) -> str:
         if not d["evidence"]:

@@ -8,7 +8,7 @@ from typing import Any, TypeVar
 import trio
 
 from sequencer_node.clients.l1 import BlobsPruned, L1Rejected, L1Unavailable
-from sequencer_node.clients.node import NodeRejected, NodeUnavailable
+from sequencer_node.clients.node import NodeClient, NodeRejected, NodeUnavailable
 from sequencer_node.system.commandline import EXIT_UNREACHABLE, fail
 
 T = TypeVar("T")
@@ -28,3 +28,14 @@ def run_async(fn: Callable[..., Awaitable[T]], *args: Any) -> T:
         fail(f"{e}; check --node-url (or $SEQ_NODE_URL) and that the node runs", EXIT_UNREACHABLE)
     except NodeRejected as e:
         fail(f"the node refused: {e}")
+
+
+def ask_node(node_url: str, request: Callable[[NodeClient], Awaitable[T]]) -> T:
+    """One request to the node at ``node_url`` (e.g. ``lambda node: node.fees()``), run as
+    :func:`run_async` runs a command's body (same exit codes)."""
+
+    async def go() -> T:
+        async with NodeClient(node_url) as node:
+            return await request(node)
+
+    return run_async(go)
