@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sequencer_node.core.fees import MODELS
 from sequencer_node.system.files import atomic_write
 
 TOKEN = 10**18
@@ -105,7 +106,7 @@ class DevnetConfig:
                 f"give one percentage per node"
             )
         stake_tokens(self.stakes)
-        if self.fee_model not in ("none", "flat", "op-ecotone", "arbitrum-l1-pricer"):
+        if self.fee_model not in ("none", *MODELS):
             raise DevnetError(f"--fee-model: unknown fee model {self.fee_model!r}")
         if self.da not in ("blobs", "calldata", "extda"):
             raise DevnetError(f"--da must be blobs, calldata or extda, got {self.da!r}")
