@@ -1350,7 +1350,7 @@ class SequencerCore:
                 return
             tc = self.last_tc
         # Suffix blocks exist only to close the epoch: no reason to wait a block time.
-        waited = now_ms >= parent.timestamp_ms + self._cfg.block_time_ms
+        waited = now_ms >= parent.timestamp_ms + self._pace_ms(kind, base)
         if tc is None and kind is not BlockKind.SUFFIX and not waited:
             return
         if self.round <= record.timeout_round:
@@ -1361,6 +1361,21 @@ class SequencerCore:
             proof = self._closings[base_hash] if kind is BlockKind.FIRST else None
             self._propose(parent_hash, parent, max(parent.timestamp_ms, base.timestamp_ms),
                           tc, proof, now_ms, out)  # fmt: skip
+
+    def _pace_ms(self, kind: BlockKind, base: BlockHeader) -> int:
+        """How long a proposal waits after its parent: a block time, or ``idle_block_ms`` when
+        there is nothing to order (no transaction in the mempool, no forced entry pending, and
+        neither the base nor its parent carries any). The two blocks after one with content
+        keep the block time, so that block commits as fast as before (two-chain rule)."""
+        cfg = self._cfg
+        if cfg.idle_block_ms <= cfg.block_time_ms or kind is not BlockKind.NORMAL:
+            return cfg.block_time_ms
+        if len(self._mempool) or len(self._forced):
+            return cfg.block_time_ms
+        for h in (base, self.tree.header(base.parent_hash)):
+            if h is not None and h.tx_root != EMPTY_TX_ROOT:
+                return cfg.block_time_ms
+        return cfg.idle_block_ms
 
     def _leader_here(self, base: BlockHeader, base_hash: bytes) -> bytes | None:
         """The leader of the current round on ``base`` (memoized; None while unknown)."""

@@ -81,6 +81,7 @@ class Simulation:
         twins: Iterable[int] = (),
         net: NetParams | None = None,
         block_time_ms: int = 100,
+        idle_block_ms: int = 0,
         timeout_base_ms: int = 400,
         timeout_max_ms: int = 3_200,
         epoch_length: int = 8,
@@ -103,6 +104,7 @@ class Simulation:
         self.config_kw = dict(
             chain_id=CHAIN_ID,
             block_time_ms=block_time_ms,
+            idle_block_ms=idle_block_ms,
             timeout_base_ms=timeout_base_ms,
             timeout_max_ms=timeout_max_ms,
             epoch_length=epoch_length,
