@@ -323,6 +323,11 @@ class SequencerCore:
     def committed_hash(self) -> bytes:
         return self.tree.committed_hash
 
+    @property
+    def mempool_size(self) -> int:
+        """Transactions waiting in the mempool (the shell's ingress bound reads it)."""
+        return len(self._mempool)
+
     def pending_nonce(self, address: bytes) -> int:
         """The nonce the account's next new transaction should carry: its nonce at the tip the
         pool builds on, past its transactions waiting in the pool (Ethereum's "pending")."""
