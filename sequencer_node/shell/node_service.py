@@ -148,6 +148,11 @@ class NodeSettings:
     shutdown_timeout_s: float = 10.0
     inbound_buffer: int = 4096
     tx_wait_s: float = 5.0
+    #: Ingress bounds (issue 13): client transactions are refused (429) while the mempool
+    #: holds this many, or this many wait in the input queue for the core. Past saturation,
+    #: admitting everything spent the CPU on transactions the chain could not order.
+    ingress_max_pool: int = 2_000
+    ingress_max_queued: int = 1_024
     peer_config: PeerConfig = field(default_factory=PeerConfig)
     #: Extra identities allowed as peers besides the genesis validators and the keys
     #: registered on L1 (tests, private networks).
@@ -172,11 +177,26 @@ class NodeAddresses:
 
 @dataclass(slots=True)
 class _TxRequest:
-    tx: Transaction | EthTransaction
+    """Client transactions handed to the core-owning task as one input (a whole ``POST
+    /v1/txs`` batch is one: one channel item and one event instead of one per transaction)."""
+
+    txs: Sequence[Transaction | EthTransaction]
     done: trio.Event = field(default_factory=trio.Event)
-    result: api.TxResult | None = None
+    #: The core's answer for each of ``txs``, in order (filled by the core-owning task).
+    results: list[api.TxResult | None] = field(default_factory=list)
     #: Re-submitted from the journal after a restart (nobody waits for the answer).
     replayed: bool = False
+
+    @property
+    def result(self) -> api.TxResult | None:
+        """The answer for the first (of a single transaction: the) transaction."""
+        return self.results[0] if self.results else None
+
+    def accepted(self) -> Iterator[tuple[bytes, Transaction | EthTransaction]]:
+        """(hash, transaction) of each one the core accepted."""
+        for tx, r in zip(self.txs, self.results, strict=False):
+            if r is not None and r.accepted:
+                yield r.tx_hash, tx
 
 
 def _hash_of(tx: Transaction | EthTransaction) -> bytes:
@@ -325,6 +345,8 @@ class Node:
         #: channel: each is one request from it).
         self._unjournaled: list[_TxRequest] = []
         self._journal_wakeup = trio.Event()
+        #: Client transactions in the input channel, not yet handled by the core.
+        self._queued_txs = 0
         self._tx_index: OrderedDict[bytes, int] = OrderedDict()
         self._committed: list[api.BlockCommitted] = []
         #: Blocks certified above the committed chain, written with the next commits.
@@ -759,9 +781,11 @@ class Node:
                 return
             if self.batcher is None and isinstance(msg, BatchProposal | BatchApproval):
                 return  # --no-batcher: co-signing is not for us, and not the peer's fault
-            if isinstance(msg, TxBatch):
-                for tx in msg.transactions:
-                    await self._apply(core.handle(api.MessageReceived(item.sender, tx), now))
+            if isinstance(msg, TxBatch):  # one input, one pass over the effects
+                txs = msg.transactions
+                await self._apply(
+                    [e for tx in txs for e in core.handle(api.MessageReceived(item.sender, tx), now)]
+                )
                 return
             if isinstance(msg, api.SyncRequest) and self._serve_old_sync(item.sender, msg):
                 return
@@ -769,10 +793,12 @@ class Node:
                 self._saw_block(msg)
             await self._apply(core.handle(api.MessageReceived(item.sender, msg), now))
         elif isinstance(item, _TxRequest):
-            effects = core.handle(api.TxSubmitted(item.tx), now)
-            for e in effects:
-                if isinstance(e, api.TxResult) and item.result is None:
-                    item.result = e
+            self._queued_txs -= len(item.txs)
+            effects: list[api.Effect] = []
+            for one in item.txs:
+                out = core.handle(api.TxSubmitted(one), now)
+                item.results.append(next((e for e in out if isinstance(e, api.TxResult)), None))
+                effects.extend(out)
             self._answer(item)
             await self._apply(effects)
         else:  # an L1 event from the follower
@@ -824,7 +850,7 @@ class Node:
     def _answer(self, req: _TxRequest) -> None:
         """Release the RPC's answer: at once for a refusal, after the journal write for an
         acceptance (the client is told "pending" only once a crash cannot lose the tx)."""
-        if req.replayed or req.result is None or not req.result.accepted or self.store is None:
+        if req.replayed or self.store is None or not any(req.accepted()):
             req.done.set()
             return
         self._unjournaled.append(req)
@@ -840,7 +866,7 @@ class Node:
             store = self.store
             if store is None:
                 return
-            rows = [(r.result.tx_hash, encode(r.tx)) for r in batch if r.result is not None]
+            rows = [(h, encode(tx)) for r in batch for h, tx in r.accepted()]
             # Shielded: an acknowledgement must not be half-written by a shutdown.
             with trio.CancelScope(shield=True):
                 await trio.to_thread.run_sync(store.journal_txs, rows)
@@ -871,7 +897,7 @@ class Node:
             if not isinstance(tx, Transaction | EthTransaction):
                 stale.append(tx_hash)
                 continue
-            req = _TxRequest(tx, replayed=True)
+            req = _TxRequest((tx,), replayed=True)
             try:
                 await self._send.send(req)
             except (trio.ClosedResourceError, trio.BrokenResourceError):
@@ -1065,53 +1091,63 @@ class Node:
 
     # --- RPC-facing writes and the state the views read -----------------------------------
 
-    async def submit_tx(self, tx: Transaction | EthTransaction) -> api.TxResult:
-        """Give ``tx`` to the core; raises Overloaded if the input queue is full."""
-        req = _TxRequest(tx)
+    def ingress_room(self) -> int:
+        """How many more client transactions the node takes now (the RPC sheds the rest with
+        429 before decoding them): room below the ingress bounds of the pool and the queue."""
+        core, s = self.core, self.settings
+        if core is None:
+            return 0
+        queued = self._queued_txs
+        return max(0, min(s.ingress_max_pool - core.mempool_size - queued,
+                          s.ingress_max_queued - queued))  # fmt: skip
+
+    def _enqueue(self, txs: Sequence[Transaction | EthTransaction]) -> _TxRequest:
+        """Hand ``txs`` to the core-owning task as one input; Overloaded if it has no room."""
+        if self.ingress_room() < len(txs):
+            self.metrics.rpc_tx.labels("overloaded").inc(len(txs))
+            raise Overloaded("the node's ingress is full; retry later")
+        req = _TxRequest(txs)
         try:
             self._send.send_nowait(req)
         except trio.WouldBlock:
-            self.metrics.rpc_tx.labels("overloaded").inc()
+            self.metrics.rpc_tx.labels("overloaded").inc(len(txs))
             raise Overloaded("the node's input queue is full; retry later") from None
         except (trio.ClosedResourceError, trio.BrokenResourceError):
             raise Overloaded("the node is shutting down") from None
+        self._queued_txs += len(txs)
+        return req
+
+    async def submit_tx(self, tx: Transaction | EthTransaction) -> api.TxResult:
+        """Give ``tx`` to the core; raises Overloaded if the ingress is full."""
+        req = self._enqueue((tx,))
         with trio.fail_after(self.settings.tx_wait_s):
             await req.done.wait()
         assert req.result is not None
         return req.result
 
     async def submit_txs(self, txs: Sequence[Transaction]) -> list[api.TxResult]:
-        """Give each of ``txs`` to the core in order, through the same input as
-        :meth:`submit_tx` (one request each, so every admission rule applies to every item).
-        Raises Overloaded if not even the first fits the input queue; the ones after a full
-        queue, or not answered within ``tx_wait_s``, come back refused (``overloaded``,
+        """Give ``txs`` to the core as one input (each admitted by every rule, in order).
+        Raises Overloaded if not even the first fits the ingress bounds; the ones past the
+        room, or not answered within ``tx_wait_s``, come back refused (``overloaded``,
         ``timeout``)."""
-        reqs: list[_TxRequest] = []
-        for tx in txs:
-            req = _TxRequest(tx)
-            try:
-                self._send.send_nowait(req)
-            except trio.WouldBlock:
-                if not reqs:
-                    self.metrics.rpc_tx.labels("overloaded").inc()
-                    raise Overloaded("the node's input queue is full; retry later") from None
-                break
-            except (trio.ClosedResourceError, trio.BrokenResourceError):
-                raise Overloaded("the node is shutting down") from None
-            reqs.append(req)
+        room = self.ingress_room()
+        if room <= 0 or not txs:
+            self.metrics.rpc_tx.labels("overloaded").inc(len(txs))
+            raise Overloaded("the node's ingress is full; retry later")
+        req = self._enqueue(txs[:room])
         with trio.move_on_after(self.settings.tx_wait_s):
-            for req in reqs:
-                await req.done.wait()
+            await req.done.wait()
         # Only an answered request counts: an acceptance is answered after its journal write.
+        results = req.results if req.done.is_set() else []
         out = [
-            r.result
-            if r.done.is_set() and r.result is not None
-            else api.TxResult(_hash_of(r.tx), False, "timeout", "no answer in time")
-            for r in reqs
+            results[i] or api.TxResult(_hash_of(tx), False, "timeout", "no answer in time")
+            if i < len(results)
+            else api.TxResult(_hash_of(tx), False, "timeout", "no answer in time")
+            for i, tx in enumerate(req.txs)
         ]
-        for tx in txs[len(reqs) :]:
+        for tx in txs[room:]:
             self.metrics.rpc_tx.labels("overloaded").inc()
-            out.append(api.TxResult(transaction_hash(tx), False, "overloaded", "input queue full"))
+            out.append(api.TxResult(transaction_hash(tx), False, "overloaded", "ingress full"))
         return out
 
     @property
