@@ -5,16 +5,26 @@ Conventions: bytes are ``0x`` hex, amounts decimal strings (``POST /v1/txs`` tak
 msgpack body, the lean path for many transactions, and answers JSON); every error, including
 an unknown path or method, is ``{"error": {"code": "...", "message": "..."}}`` with 400
 (malformed request), 404 (unknown), 405 (wrong method), 413 (body too large), 422 (a
-transaction the node refused), 429 (input queue full: retry later), 500 (a bug: no traceback
-in the answer), 503 (shutting down or too slow). Request bodies are limited to ``MAX_BODY``
-bytes (``MAX_BATCH_BODY`` for a batch) and JSON nesting to ``MAX_JSON_DEPTH``; heights are
-ASCII decimal numbers up to ``MAX_HEIGHT``.
+transaction the node refused), 429 (ingress full: retry later, see below), 500 (a bug: no
+traceback in the answer), 503 (shutting down or too slow). Request bodies are limited to
+``MAX_BODY`` bytes (``MAX_BATCH_BODY`` for a batch) and JSON nesting to ``MAX_JSON_DEPTH``;
+heights are ASCII decimal numbers up to ``MAX_HEIGHT``.
+
+Ingress is bounded (issue 13, the overload collapse): the node says how many more client
+transactions it takes now (:meth:`NodeApi.ingress_room`: its pool and its input queue have
+bounds well below their hard limits). A submission finding no room is answered 429
+``OVERLOADED`` with ``Retry-After`` *before* its body is decoded, and the items of a batch
+past the room come back ``OVERLOADED`` undecoded: open-loop load past saturation costs the
+node an HTTP request per batch, not a strict decode, a signature check and gossip per
+transaction that the chain cannot order anyway (before: certified throughput fell to a
+fraction of saturation while the pool grew).
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
+import hashlib
 import json
 import logging
 from collections.abc import Awaitable, Callable, Iterator, Sequence
@@ -80,6 +90,13 @@ class NodeApi(Protocol):
     def views(self) -> Views: ...
     async def submit_tx(self, tx: Transaction) -> api.TxResult: ...
     async def submit_txs(self, txs: Sequence[Transaction]) -> list[api.TxResult]: ...
+    def ingress_room(self) -> int:
+        """How many more client transactions the node takes now (0: shed with 429)."""
+        ...
+
+
+#: Seconds a shed client is told to wait (``Retry-After``).
+RETRY_AFTER_S = 1
 
 
 def _error(status: int, code: str, message: str) -> JSONResponse:
@@ -129,6 +146,24 @@ def parse_tx_body(body: bytes) -> Transaction:
 def parse_txs_body(body: bytes) -> list[Transaction]:
     """A msgpack array of 1..``MAX_BATCH_TXS`` byte strings, each the canonical encoding of a
     Transaction (strictly decoded); BadRequest naming the first bad item otherwise."""
+    return split_txs_body(body, MAX_BATCH_TXS)[0]
+
+
+def split_txs_body(body: bytes, admit: int) -> tuple[list[Transaction], list[bytes]]:
+    """:func:`parse_txs_body` for the first ``admit`` items only: those decoded, and the raw
+    items after them (left undecoded: the node has no room for them)."""
+    items = _batch_items(body)
+    txs: list[Transaction] = []
+    for i, item in enumerate(items[:admit]):
+        try:
+            txs.append(decode(item, Transaction, max_bytes=MAX_TX_BYTES))
+        except CodecError as e:
+            raise BadRequest(f"item {i}: not a canonical Transaction: {e}") from None
+    return txs, items[admit:]
+
+
+def _batch_items(body: bytes) -> list[bytes]:
+    """The items of a batch body: a non-empty msgpack array of byte strings."""
     try:
         items = msgpack.unpackb(
             body,
@@ -147,15 +182,22 @@ def parse_txs_body(body: bytes) -> list[Transaction]:
         ) from None
     if type(items) is not list or not items:
         raise BadRequest("expected a non-empty msgpack array of encoded Transactions")
-    txs: list[Transaction] = []
     for i, item in enumerate(items):
         if type(item) is not bytes:
             raise BadRequest(f"item {i}: expected bin (an encoded Transaction)")
-        try:
-            txs.append(decode(item, Transaction, max_bytes=MAX_TX_BYTES))
-        except CodecError as e:
-            raise BadRequest(f"item {i}: not a canonical Transaction: {e}") from None
-    return txs
+    return items
+
+
+def shed_result(raw: bytes) -> api.TxResult:
+    """The answer for a batch item past the node's room (its hash is the sha256 of its bytes,
+    the transaction hash if they are canonical: the item was not decoded)."""
+    return api.TxResult(hashlib.sha256(raw).digest(), False, "overloaded", "ingress full")
+
+
+def _overloaded(message: str) -> JSONResponse:
+    resp = _error(429, "OVERLOADED", message)
+    resp.headers["Retry-After"] = str(RETRY_AFTER_S)
+    return resp
 
 
 def tx_result_json(result: api.TxResult) -> dict[str, Any]:
@@ -198,11 +240,14 @@ class _Handlers:
         self.views = node.views
 
     async def submit_tx(self, request: Request) -> Response:
-        tx = parse_tx_body(await read_body(request))
+        body = await read_body(request)
+        if self.node.ingress_room() <= 0:
+            return self._shed(1)
+        tx = parse_tx_body(body)
         try:
             result = await self.node.submit_tx(tx)
         except Overloaded as e:
-            return _error(429, "OVERLOADED", str(e))
+            return _overloaded(str(e))
         except trio.TooSlowError:
             return _error(503, "TIMEOUT", "the node did not answer in time; retry")
         if not result.accepted:
@@ -212,16 +257,27 @@ class _Handlers:
         return JSONResponse({"tx_hash": to_hex(result.tx_hash), "status": "pending"})
 
     async def submit_txs(self, request: Request) -> Response:
-        txs = parse_txs_body(await read_body(request, MAX_BATCH_BODY))
+        body = await read_body(request, MAX_BATCH_BODY)
+        room = self.node.ingress_room()
+        if room <= 0:
+            return self._shed(len(_batch_items(body)))
+        txs, shed = split_txs_body(body, room)
         try:
             results = await self.node.submit_txs(txs)
         except Overloaded as e:
-            return _error(429, "OVERLOADED", str(e))
+            return _overloaded(str(e))
         except trio.TooSlowError:
             return _error(503, "TIMEOUT", "the node did not answer in time; retry")
+        if shed:
+            self.node.metrics.rpc_tx.labels("overloaded").inc(len(shed))
+            results = [*results, *(shed_result(raw) for raw in shed)]
         items = [tx_result_json(r) for r in results]
         accepted = sum(1 for r in results if r.accepted)
         return JSONResponse({"accepted": accepted, "results": items})
+
+    def _shed(self, n: int) -> Response:
+        self.node.metrics.rpc_tx.labels("overloaded").inc(n)
+        return _overloaded("the node's ingress is full; retry later")
 
     async def tx_status(self, request: Request) -> Response:
         with _malformed_on_value_error():

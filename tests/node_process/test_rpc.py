@@ -44,6 +44,10 @@ class StubNode:
         self.views = StubViews()
         self.result: api.TxResult | BaseException = api.TxResult(b"\x07" * 32, True)
         self.batches: list[list[Transaction]] = []
+        self.room = MAX_BATCH_TXS
+
+    def ingress_room(self) -> int:
+        return self.room
 
     async def submit_tx(self, tx: Any) -> api.TxResult:
         if isinstance(self.result, BaseException):
@@ -157,6 +161,36 @@ async def test_batch_submission_answers_each_transaction_in_order() -> None:
         node.result = trio.TooSlowError()
         assert (await http.post("/v1/txs", content=encode_tx_batch(txs))).status_code == 503
         assert (await http.get("/v1/txs")).status_code == 405
+
+
+async def test_a_full_ingress_sheds_with_429_before_decoding() -> None:
+    # Issue 13 (overload collapse): past its ingress bound the node answers 429 with
+    # Retry-After and decodes nothing; a batch larger than its room is decoded up to the room
+    # and the rest comes back OVERLOADED undecoded (an item there that is no transaction at
+    # all is not even looked at).
+    node = StubNode()
+    txs = [make_tx(USERS[0], USERS[1].address, 1, n) for n in range(4)]
+    transport = httpx.ASGITransport(app=make_app(node))
+    async with httpx.AsyncClient(transport=transport, base_url="http://node") as http:
+        node.room = 0
+        r = await http.post("/v1/txs", content=encode_tx_batch(txs))
+        assert (r.status_code, r.json()["error"]["code"]) == (429, "OVERLOADED")
+        assert r.headers["retry-after"] == "1"
+        r = await http.post("/v1/tx", json=tx_body(txs[0]))
+        assert (r.status_code, r.headers["retry-after"]) == (429, "1")
+        assert node.batches == []
+        node.room = 2
+        body = msgpack.packb([encode(t) for t in txs[:3]] + [b"not a transaction"])
+        r = await http.post("/v1/txs", content=body)
+        assert r.status_code == 200
+        doc = r.json()
+        assert node.batches == [txs[:2]]
+        assert [x.get("code") for x in doc["results"]] == [None, "NONCE_TOO_HIGH"] + [
+            "OVERLOADED"
+        ] * 2
+        assert doc["results"][2]["tx_hash"] == "0x" + tx_hash(txs[2]).hex()
+    text = node.metrics.render().decode()
+    assert 'seqnet_rpc_transactions_total{outcome="overloaded"} 7.0' in text
 
 
 async def test_malformed_batches_are_json_400s_and_nothing_is_submitted() -> None:
