@@ -70,6 +70,8 @@ class Profile:
     drain_s: float
     accounts: int
     block_time_ms: int = 250
+    #: An idle leader proposes every second instead of every block time (0: off, as before).
+    idle_block_ms: int = 1_000
     timeout_base_ms: int = 4_000
 
 
@@ -96,7 +98,8 @@ class BenchNet:
         base = free_block(1 + 2 * n)
         self.cfg = DevnetConfig(
             directory=root / f"net-{n}", nodes=n, stakes=(10,) * n, load=False,
-            block_time_ms=prof.block_time_ms, timeout_base_ms=prof.timeout_base_ms,
+            block_time_ms=prof.block_time_ms, idle_block_ms=prof.idle_block_ms,
+            timeout_base_ms=prof.timeout_base_ms,
             # 100 s epochs at 250 ms: a stake snapshot is finalized a few epochs ahead of its use
             # (the devnet refuses epochs too short for that, docs/protocol.md section 2)
             epoch_length=400,

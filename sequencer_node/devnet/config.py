@@ -70,6 +70,8 @@ class DevnetConfig:
     fork: str = "bpo2"
     slot_time: int = 2
     block_time_ms: int = 1_000
+    #: Proposal pace while there is nothing to order (genesis ``idle_block_ms``; 0: off).
+    idle_block_ms: int = 0
     timeout_base_ms: int = 4_000
     epoch_length: int = 100
     sequencing_window: int = 100

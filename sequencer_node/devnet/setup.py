@@ -262,6 +262,7 @@ def l2_genesis_json(
             "epoch_length": cfg.epoch_length,
             "sequencing_window": cfg.sequencing_window,
             "seed_anchor_epochs": seed_anchor_epochs(cfg),
+            **({"idle_block_ms": cfg.idle_block_ms} if cfg.idle_block_ms else {}),
         },
         **({} if cfg.fee_model == "none" else {"fees": {"model": cfg.fee_model}}),
     }
