@@ -151,7 +151,7 @@ class NodeSettings:
     #: Ingress bounds (issue 13): client transactions are refused (429) while the mempool
     #: holds this many, or this many wait in the input queue for the core. Past saturation,
     #: admitting everything spent the CPU on transactions the chain could not order.
-    ingress_max_pool: int = 2_000
+    ingress_max_pool: int = 1_000
     ingress_max_queued: int = 1_024
     peer_config: PeerConfig = field(default_factory=PeerConfig)
     #: Extra identities allowed as peers besides the genesis validators and the keys
@@ -782,10 +782,10 @@ class Node:
             if self.batcher is None and isinstance(msg, BatchProposal | BatchApproval):
                 return  # --no-batcher: co-signing is not for us, and not the peer's fault
             if isinstance(msg, TxBatch):  # one input, one pass over the effects
-                txs = msg.transactions
-                await self._apply(
-                    [e for tx in txs for e in core.handle(api.MessageReceived(item.sender, tx), now)]
-                )
+                received: list[api.Effect] = []
+                for tx in msg.transactions:
+                    received.extend(core.handle(api.MessageReceived(item.sender, tx), now))
+                await self._apply(received)
                 return
             if isinstance(msg, api.SyncRequest) and self._serve_old_sync(item.sender, msg):
                 return
