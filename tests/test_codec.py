@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
 
 import msgpack
 import pytest
@@ -148,7 +149,7 @@ def test_expected_type_mismatch() -> None:
 
 def test_cross_field_rule_is_a_codec_error() -> None:
     header = m.BatchHeader(1, 1, 0, 1, 1, bytes(32), bytes(32), bytes(32), 0, 0, (), bytes(32), 0)
-    body = codec._info(m.BatchHeader).to_body(header)
+    body = list(codec._info(m.BatchHeader).to_body(header))
     body[3], body[4] = 9, 1  # first_height above last_height
     raw = msgpack.packb([codec.message_tag(m.BatchHeader), 1, body], use_bin_type=True)
     with pytest.raises(CodecError, match="first_height is above last_height"):
@@ -169,3 +170,73 @@ def test_tags_are_unique_and_registration_is_checked() -> None:
         @dataclasses.dataclass
         class Mutable:
             x: codec.U8
+
+
+# --- fast paths (issue 13): same bytes, same verdicts, one hash per transaction -------------
+
+FLAT = [c for c in ALL if codec._info(c).fast is not None]
+
+
+def _generic(cls: type, body: object) -> object:
+    """The generic checks alone (what a flat message's fast checker must agree with)."""
+    info = codec._info(cls)
+    fast, info._fast = info._fast, None
+    try:
+        return info.from_body(body, cls.__name__)
+    finally:
+        info._fast = fast
+
+
+def test_the_hot_messages_have_fast_checkers() -> None:
+    assert {m.Transaction, m.Vote, m.Timeout, m.BlockHeader, m.Endorsement} <= set(FLAT)
+
+
+_VALUES = st.one_of(
+    st.integers(-(2**65), 2**65), st.binary(max_size=70), st.booleans(), st.none(),
+    st.text(max_size=3), st.lists(st.integers(0, 3), max_size=2),
+)  # fmt: skip
+
+
+@pytest.mark.parametrize("cls", FLAT, ids=lambda c: c.__name__)
+@given(data=st.data())
+def test_a_fast_checker_accepts_exactly_what_the_generic_checks_accept(
+    cls: type, data: st.DataObject
+) -> None:
+    msg = data.draw(strategies.message(cls))
+    body = list(codec._info(cls).to_body(msg))
+    for _ in range(data.draw(st.integers(0, 3))):  # replace a few fields with anything
+        i = data.draw(st.integers(0, len(body) - 1))
+        body[i] = data.draw(_VALUES)
+    if data.draw(st.booleans()):
+        body = body[: data.draw(st.integers(0, len(body)))]
+    fast = codec._info(cls).fast
+    assert fast is not None
+    try:
+        want = _generic(cls, body)
+    except CodecError:
+        assert fast(body) is None
+    else:
+        got = fast(body)
+        assert got == want
+        assert type(got) is type(want)
+
+
+def test_a_transaction_is_hashed_once_and_its_id_is_not_on_the_wire() -> None:
+    key = b"\x01" * 32
+    tx = m.Transaction(key, b"\x02" * 20, 3, 4, 5, b"\x06" * 64)
+    raw = encode(tx)
+    first = codec.message_id(tx)
+    assert first == hashlib.sha256(raw).digest()
+    assert tx._id == first
+    assert encode(tx) == raw
+    decoded = decode(raw, m.Transaction)
+    assert decoded._id == first  # decode fills it from the bytes it checked
+    assert decoded == tx
+    assert hash(decoded) == hash(m.Transaction(*dataclasses.astuple(tx)[:6]))
+    fresh = dataclasses.replace(tx, amount=9)
+    assert fresh._id is None
+    assert codec.message_id(fresh) != first
+    header = m.BlockHeader(1, 1, 0, bytes(32), 0, key, bytes(32), bytes(32), 0, 0)
+    block = m.Block(m.Proposal(header, bytes(64)), (tx,), (), None, None)
+    batch: m.Block = decode(encode(block))
+    assert codec.message_id(batch.transactions[0]) == first

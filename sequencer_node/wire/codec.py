@@ -17,6 +17,16 @@ width, byte strings a length, sequences a maximum item count. The decoder is str
 
 Any problem raises :class:`CodecError`. Anything else escaping :func:`decode` is a bug.
 
+Fast paths (issue 13; they change no byte and no verdict). A *flat* message, whose fields are
+all integers, byte strings and booleans (Transaction, Vote, Timeout, BlockHeader,
+Endorsement...), gets a generated checker that accepts exactly what the generic checks
+accept without building paths or dicts, and falls back to them for the precise error; its
+body is dumped with one ``attrgetter`` (a tuple packs as an array). A message class with a
+non-wire ``_id`` field (:data:`MEMO`: Transaction) carries its :func:`message_id` once
+computed, and :func:`decode` fills it from the canonical bytes it checked, so a transaction
+is hashed once per node however many times the pool, the block root, execution and the
+journal ask for its id.
+
 Signing (see :func:`signing_bytes`) never signs "the message" loosely: it signs
 ``DOMAIN_PREFIX || domain || 0x00 || chain_id (8 bytes, big endian) || body-without-signature``.
 The domain is fixed per message type and the chain id comes from the verifier's own
@@ -28,6 +38,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import operator
 import types
 import typing
 from collections.abc import Callable
@@ -39,6 +50,9 @@ WIRE_VERSION = 1
 #: Upper bound of one encoded message. A block of 20k transfers or 21 blobs fits.
 MAX_MESSAGE_BYTES = 8 * 1024 * 1024
 DOMAIN_PREFIX = b"seqnet/v1/"
+#: Field metadata of a memo field: not on the wire, not compared (``_id: bytes | None =
+#: field(default=None, init=False, repr=False, compare=False, metadata=MEMO)``).
+MEMO = {"wire": False}
 
 T = TypeVar("T")
 
@@ -52,6 +66,11 @@ class CodecError(ValueError):
 
 class Spec:
     """How one field is checked and converted between Python and msgpack objects."""
+
+    def fast_item(self) -> Callable[[Any], Any] | None:
+        """A checker returning the value or None (refused: the generic check says why), for
+        the items of a sequence; None if this spec has none."""
+        return None
 
     def check(self, value: Any, path: str) -> Any:
         """Validate a decoded msgpack object and return the Python value (raise CodecError)."""
@@ -123,6 +142,11 @@ class Seq(Spec):
     max_items: int
 
     def check(self, value: Any, path: str) -> tuple[Any, ...]:
+        fast = self.item.fast_item()
+        if fast is not None and type(value) is list and len(value) <= self.max_items:
+            items = [fast(v) for v in value]
+            if all(items):  # messages are truthy; a None is an item the fast check refused
+                return tuple(items)
         if type(value) is not list:
             raise CodecError(f"{path}: expected a list, got {type(value).__name__}")
         if len(value) > self.max_items:
@@ -150,6 +174,9 @@ class Nested(Spec):
 
     def check(self, value: Any, path: str) -> Any:
         return _info(self.cls).from_body(value, path)
+
+    def fast_item(self) -> Callable[[Any], Any] | None:
+        return _info(self.cls).fast
 
     def dump(self, value: Any) -> Any:
         if type(value) is not self.cls:
@@ -221,6 +248,11 @@ class _MessageInfo:
         self.version = version
         self.domain = domain
         self._fields: list[tuple[str, Spec]] | None = None
+        self._fast: Callable[[Any], Any] | None = None
+        self._getter: Callable[[Any], Any] | None = None
+        self._unsigned_getter: Callable[[Any], Any] | None = None
+        #: The class carries its message id in a memo field ``_id``.
+        self.memo = any(f.metadata == MEMO for f in dataclasses.fields(cls))
 
     @property
     def fields(self) -> list[tuple[str, Spec]]:
@@ -229,12 +261,33 @@ class _MessageInfo:
             self._fields = [
                 (f.name, _spec_for(hints[f.name], f"{self.cls.__name__}.{f.name}"))
                 for f in dataclasses.fields(self.cls)
+                if f.metadata != MEMO
             ]
             if self.domain is not None and not any(n == "signature" for n, _ in self._fields):
                 raise TypeError(f"{self.cls.__name__} has a signing domain but no `signature`")
+            if all(type(spec) in (UInt, Bytes, Bool) for _, spec in self._fields):
+                self._fast = _flat_checker(self.cls, [spec for _, spec in self._fields])
+                names = [name for name, _ in self._fields]
+                if len(names) > 1:  # (attrgetter of one name returns the value, no tuple)
+                    self._getter = operator.attrgetter(*names)
+                unsigned = [name for name, _ in self._fields if name != "signature"]
+                if self.domain is not None and len(unsigned) > 1:
+                    self._unsigned_getter = operator.attrgetter(*unsigned)
         return self._fields
 
+    @property
+    def fast(self) -> Callable[[Any], Any] | None:
+        """The generated checker of a flat message (see the module docstring), else None."""
+        if self._fields is None:
+            self.fields  # noqa: B018 - resolves the fields, and with them the checker
+        return self._fast
+
     def from_body(self, body: Any, path: str) -> Any:
+        fast = self.fast
+        if fast is not None:
+            msg = fast(body)
+            if msg is not None:
+                return msg
         if type(body) is not list:
             raise CodecError(f"{path}: expected the field list of {self.cls.__name__}")
         fields = self.fields
@@ -251,8 +304,44 @@ class _MessageInfo:
         except ValueError as e:  # __post_init__ cross-field checks
             raise CodecError(f"{path}: {e}") from None
 
-    def to_body(self, msg: Any, skip: str | None = None) -> list[Any]:
-        return [spec.dump(getattr(msg, name)) for name, spec in self.fields if name != skip]
+    def to_body(self, msg: Any, skip: str | None = None) -> list[Any] | tuple[Any, ...]:
+        fields = self.fields
+        if skip is None and self._getter is not None:
+            return self._getter(msg)  # type: ignore[no-any-return]
+        if skip == "signature" and self._unsigned_getter is not None:
+            return self._unsigned_getter(msg)  # type: ignore[no-any-return]
+        return [spec.dump(getattr(msg, name)) for name, spec in fields if name != skip]
+
+
+def _flat_checker(cls: type, specs: list[Spec]) -> Callable[[Any], Any]:
+    """A generated function that returns ``cls(*body)`` if every field passes exactly the
+    generic checks of ``specs`` (UInt, Bytes, Bool), else None (also when ``cls`` refuses the
+    values: its generic path turns that into a CodecError)."""
+    names = [f"f{i}" for i in range(len(specs))]
+    lines = [
+        "def check(body):",
+        f"    if type(body) is not list or len(body) != {len(specs)}:",
+        "        return None",
+        f"    {', '.join(names)}{',' if len(names) == 1 else ''} = body",
+    ]
+    for name, spec in zip(names, specs, strict=True):
+        if isinstance(spec, UInt):
+            cond = f"type({name}) is not int or not 0 <= {name} < {1 << spec.bits}"
+        elif isinstance(spec, Bytes):
+            lo, hi = spec.min_len, spec.max_len
+            cond = f"type({name}) is not bytes or not {lo} <= len({name}) <= {hi}"
+        else:
+            cond = f"type({name}) is not bool"
+        lines += [f"    if {cond}:", "        return None"]
+    lines += [
+        "    try:",
+        f"        return cls({', '.join(names)})",
+        "    except ValueError:",
+        "        return None",
+    ]
+    scope: dict[str, Any] = {"cls": cls}
+    exec("\n".join(lines), scope)  # the source is built above from the specs alone
+    return scope["check"]  # type: ignore[no-any-return]
 
 
 _REGISTRY_BY_TAG: dict[int, _MessageInfo] = {}
@@ -374,14 +463,25 @@ def decode(
     if type(version) is not int or version != info.version:
         raise CodecError(f"{info.cls.__name__}: unsupported version {version!r}")
     msg = info.from_body(body, info.cls.__name__)
-    if _pack([info.tag, info.version, info.to_body(msg)]) != bytes(data):
+    raw = bytes(data)
+    if _pack([info.tag, info.version, info.to_body(msg)]) != raw:
         raise CodecError(f"{info.cls.__name__}: not the canonical encoding")
+    if info.memo:  # the bytes just checked are the canonical ones: the id for free
+        object.__setattr__(msg, "_id", hashlib.sha256(raw).digest())
     return typing.cast(T, msg)
 
 
 def message_id(msg: Any) -> bytes:
-    """sha256 of the canonical encoding: the identity used for dedup and hashing."""
-    return hashlib.sha256(encode(msg)).digest()
+    """sha256 of the canonical encoding: the identity used for dedup and hashing (computed
+    once per object for a class with a memo field)."""
+    info = _info(type(msg))
+    if not info.memo:
+        return hashlib.sha256(encode(msg)).digest()
+    mid: bytes | None = msg._id
+    if mid is None:
+        mid = hashlib.sha256(encode(msg)).digest()
+        object.__setattr__(msg, "_id", mid)
+    return mid
 
 
 def signing_bytes(msg: Any, chain_id: int) -> bytes:

@@ -20,10 +20,11 @@ stake is counted in, so that the L1 can check a certificate without knowing L2 e
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated
 
 from sequencer_node.wire.codec import (
+    MEMO,
     U8,
     U32,
     U64,
@@ -63,6 +64,8 @@ class Transaction:
     nonce: U64
     fee: U64
     signature: Signature
+    #: Its message id once computed (not on the wire, not compared): see ``codec.MEMO``.
+    _id: bytes | None = field(default=None, init=False, repr=False, compare=False, metadata=MEMO)
 
 
 @wire_message(2)
