@@ -590,9 +590,15 @@ class LoadRun:
                 self.stats.accepted_tx()
                 continue
             self.stats.refused(signed.tx_hash, code)
+            acct = self.accounts[due.acct]
+            if code == "OVERLOADED" and acct.nonce is not None:
+                # Shed by a full ingress before it was decoded: the node did not take it, so
+                # its nonce comes next again (re-reading it cost the loaded node a request).
+                acct.nonce = min(acct.nonce, signed.nonce)
+                continue
             # The node may or may not have taken it: re-read the nonce before the account's
             # next transaction.
-            self.accounts[due.acct].nonce = None
+            acct.nonce = None
 
     async def _ready(self, client: NodeClient, due: _Due) -> Signed | None:
         """The transaction to send for ``due`` with its account's current nonce (None, and
