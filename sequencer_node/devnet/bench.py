@@ -69,6 +69,9 @@ class Profile:
     idle_s: float
     drain_s: float
     accounts: int
+    #: After the sweep, one step at this multiple of the best step's offered rate (0: none):
+    #: past saturation the certified rate must stay near it (the node sheds, issue 13).
+    overload: float = 0.0
     block_time_ms: int = 250
     #: An idle leader proposes every second instead of every block time (0: off, as before).
     idle_block_ms: int = 1_000
@@ -81,13 +84,13 @@ PROFILES = {
     # one 4-node sweep to saturation, for before/after comparisons of a change
     "sweep": Profile("sweep", rates=(200, 400, 700, 1000, 1400, 2000, 2800, 4000), step_s=6.0,
                      repeats=1, sizes=(4,), failovers=1, idle_s=2.0, drain_s=20.0,
-                     accounts=256),
+                     accounts=256, overload=2.0),
     # two fixed rates, no failover: for A/B runs of two commits, alternated
     "ab": Profile("ab", rates=(150, 300), step_s=8.0, repeats=1, sizes=(4,), failovers=0,
                   idle_s=2.0, drain_s=20.0, accounts=256),
     "full": Profile("full", rates=(100, 200, 300, 400, 600, 800, 1200, 1600, 2400, 3200),
                     step_s=12.0, repeats=3, sizes=(4, 7, 10, 16), failovers=3, idle_s=5.0,
-                    drain_s=30.0, accounts=256),
+                    drain_s=30.0, accounts=256, overload=2.0),
 }  # fmt: skip
 
 
@@ -342,6 +345,24 @@ async def eth_step(
     return step
 
 
+async def overload_step(
+    net: BenchNet, sampler: Sampler, prof: Profile, steps: list[dict[str, Any]],
+    say: Callable[[str], None],
+) -> dict[str, Any] | None:  # fmt: skip
+    """One step at ``prof.overload`` times the best step's offered rate: open-loop load past
+    saturation (the share of the saturation certified there is what the report shows)."""
+    if not prof.overload:
+        return None
+    best = max(steps, key=lambda s: s["certified_tx_s"])
+    rate = round(best["offered"] * prof.overload)
+    step = await load_step(net, sampler, rate, prof)
+    step["of_saturation"] = round(step["certified_tx_s"] / max(best["certified_tx_s"], 1e-9), 3)
+    say(f"  overload {rate:>5} tx/s: certified {step['certified_tx_s']:.0f} tx/s "
+        f"({step['of_saturation']:.0%} of saturation), p50 {step['latency_s']['p50']} s, "
+        f"refused {step['rejected_by']}")  # fmt: skip
+    return step
+
+
 async def idle_cpu(net: BenchNet, sampler: Sampler, seconds: float) -> dict[str, float]:
     t0 = time.time()
     await trio.sleep(seconds)
@@ -453,16 +474,17 @@ async def bench(prof: Profile, root: Path, say: Callable[[str], None]) -> dict[s
     async def main4(net: BenchNet, sampler: Sampler) -> dict[str, Any]:
         idle = await idle_cpu(net, sampler, prof.idle_s)
         steps = await sweep(net, sampler, prof, say)
+        over = await overload_step(net, sampler, prof, steps, say)
         eth = await eth_step(net, sampler, prof, steps, say)
         if not prof.failovers:
-            return {"idle": idle, "steps": steps, "eth": eth, "failover": None}
+            return {"idle": idle, "steps": steps, "overload": over, "eth": eth, "failover": None}
         try:
             fo = await failover(net, prof.failovers)
         except (RuntimeError, OSError) as e:
             say(f"  failover failed: {e}")
-            return {"idle": idle, "steps": steps, "eth": eth, "failover": None}
+            return {"idle": idle, "steps": steps, "overload": over, "eth": eth, "failover": None}
         say(f"  failover: next certified block {fo['next_block_s']} s after the leader died")
-        return {"idle": idle, "steps": steps, "eth": eth, "failover": fo}
+        return {"idle": idle, "steps": steps, "overload": over, "eth": eth, "failover": fo}
 
     say("4 nodes: load stepped to saturation")
     doc["load"] = await with_network(root, 4, prof, say, main4)

@@ -56,6 +56,20 @@ def _eth_lines(eth: dict[str, Any] | None) -> list[str]:
     ]
 
 
+def _overload_lines(step: dict[str, Any] | None) -> list[str]:
+    """The step past saturation, if measured."""
+    if not step:
+        return []
+    return [
+        f"Past saturation (open loop at {_f(step['offered'])} tx/s): certified "
+        f"{_f(step['certified_tx_s'])} tx/s, {_f(step['of_saturation'] * 100)} % of the "
+        f"saturation; refused {step['rejected']} ({', '.join(step['rejected_by']) or 'none'}):",
+        "",
+        _table(LOAD_HEAD, _load_rows([step])),
+        "",
+    ]
+
+
 def markdown(doc: dict[str, Any]) -> str:
     m, lim, v = doc["machine"], doc["limit"], doc["verify"]
     load = doc["load"]
@@ -76,6 +90,7 @@ def markdown(doc: dict[str, Any]) -> str:
         "",
         _table(LOAD_HEAD, _load_rows(load["steps"])),
         "",
+        *_overload_lines(load.get("overload")),
         *_eth_lines(load.get("eth")),
         f"Idle: {_f(load['idle']['node_cores_mean'] * 100, 1)} % of a core per node, L1 "
         f"{_f(load['idle']['l1_cores'] * 100, 1)} %.",
@@ -190,6 +205,9 @@ def plots(doc: dict[str, Any], out_dir: Path) -> list[Path]:
     a.plot(x, x, ":", color="grey", label="offered")
     ceiling = doc["limit"]["ceiling_tx_s"]
     a.axhline(ceiling, color="red", ls="--", label="every-node-verifies ceiling")
+    over = doc["load"].get("overload")
+    if over:
+        a.plot([over["offered"]], [over["certified_tx_s"]], "x", ms=10, label="past saturation")
     a.set(xlabel="offered tx/s", ylabel="tx/s", title="Throughput (4 nodes)")
     a.legend()
     a = ax[0][1]
