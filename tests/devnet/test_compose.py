@@ -220,3 +220,29 @@ def test_docker_compose_accepts_the_file() -> None:
         [compose, "-f", str(COMPOSE), "config", "-q"], capture_output=True, text=True, timeout=60
     )
     assert r.returncode == 0, r.stderr
+
+
+def test_compose_smoke_takes_extda_and_a_fee_model_and_refuses_the_rest() -> None:
+    smoke = ROOT / "scripts" / "compose-smoke"
+    r = subprocess.run(["bash", str(smoke), "--bogus"], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 2
+    assert "--extda, --fee-model MODEL" in r.stderr
+    r = subprocess.run(["bash", str(smoke), "--fee-model"], capture_output=True, text=True,
+                       timeout=30)  # fmt: skip
+    assert r.returncode != 0
+    assert "--fee-model needs a model" in r.stderr
+
+
+def test_docker_compose_extda_profile_with_a_fee_model() -> None:
+    compose = shutil.which("docker-compose")
+    if compose is None:
+        pytest.skip("docker-compose is not installed")
+    env = {**os.environ, "SEQ_DA": "extda", "SEQ_FEE_MODEL": "op-fjord"}
+    r = subprocess.run(
+        [compose, "-f", str(COMPOSE), "--profile", "extda", "config"],
+        capture_output=True, text=True, timeout=60, env=env,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert "da-mock" in r.stdout
+    assert "SEQ_DEVNET_FEE_MODEL: op-fjord" in r.stdout
+    assert "SEQ_DA: extda" in r.stdout
