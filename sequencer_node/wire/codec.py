@@ -305,12 +305,12 @@ class _MessageInfo:
             raise CodecError(f"{path}: {e}") from None
 
     def to_body(self, msg: Any, skip: str | None = None) -> list[Any] | tuple[Any, ...]:
-        fields = self.fields
+        # (the getters exist only once the fields are resolved)
         if skip is None and self._getter is not None:
             return self._getter(msg)  # type: ignore[no-any-return]
         if skip == "signature" and self._unsigned_getter is not None:
             return self._unsigned_getter(msg)  # type: ignore[no-any-return]
-        return [spec.dump(getattr(msg, name)) for name, spec in fields if name != skip]
+        return [spec.dump(getattr(msg, name)) for name, spec in self.fields if name != skip]
 
 
 def _flat_checker(cls: type, specs: list[Spec]) -> Callable[[Any], Any]:
