@@ -25,7 +25,10 @@ Theory of operation
   peer for messages and bytes (a message over the rate is dropped and charged FLOOD), gossip
   dedup by message id, relay of new gossip to ``fanout`` peers except the source
   (``auto_relay``; off if the node prefers to relay only what its core has validated, via
-  :meth:`relay`), then one
+  :meth:`relay`; on a full mesh to at most ``relay_fanout`` random peers: the origin sent it
+  to every peer itself, so relaying to all made n^2 copies of each vote and block, the
+  16-node collapse of issue 13, while a few random relays still reach a node whose link to
+  the origin is down), then one
   ``(peer_pubkey, message)`` into :attr:`inbound`. A full inbound channel makes the readers
   wait (TCP backpressure), which is the intended overload behaviour.
 * **Validation hook.** ``validate(peer, message)`` (optional) runs after dedup and before
@@ -102,6 +105,9 @@ class PeerConfig:
     backoff_max_s: float = 30.0
     #: None: flood to every peer (small networks); k: relay to k random peers.
     fanout: int | None = None
+    #: With ``fanout=None`` (full mesh: the origin sends to every peer), a relay goes to at
+    #: most this many random peers (None: all). 4 nodes relay to the 2 others either way.
+    relay_fanout: int | None = 3
     seen_cache_size: int = 100_000
     seen_ttl_s: float = 300.0
     auto_relay: bool = True
@@ -489,7 +495,9 @@ class PeerManager:
             if verdict is not None:
                 continue
             if inbound.gossip and self.config.auto_relay:
-                self._stats["relayed"] += self._gossip_raw(inbound.raw, exclude=(ident,))
+                self._stats["relayed"] += self._gossip_raw(
+                    inbound.raw, exclude=(ident,), relay=True
+                )
             try:
                 await self._inbound_send.send((ident, inbound.message))
             except (trio.BrokenResourceError, trio.ClosedResourceError):
@@ -580,12 +588,13 @@ class PeerManager:
 
     def relay(self, msg: object, *, source: bytes) -> int:
         """Relay a message received from ``source`` (for ``auto_relay=False``)."""
-        return self._gossip_raw(encode(msg), exclude=(source,))
+        return self._gossip_raw(encode(msg), exclude=(source,), relay=True)
 
-    def _gossip_raw(self, raw: bytes, *, exclude: Collection[bytes]) -> int:
-        targets = choose_targets(
-            self._peers, exclude=exclude, fanout=self.config.fanout, rng=self._rng
-        )
+    def _gossip_raw(self, raw: bytes, *, exclude: Collection[bytes], relay: bool = False) -> int:
+        fanout = self.config.fanout
+        if relay and fanout is None:
+            fanout = self.config.relay_fanout
+        targets = choose_targets(self._peers, exclude=exclude, fanout=fanout, rng=self._rng)
         return sum(self._enqueue(self._peers[t], raw, True) for t in targets)
 
     def send_to(self, peer: bytes, msg: object, *, gossip: bool = False) -> bool:
