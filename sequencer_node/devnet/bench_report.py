@@ -82,7 +82,13 @@ def markdown(doc: dict[str, Any]) -> str:
         + ", ".join(f"{k} {x}" for k, x in m["packages"].items() if x)
         + ".",
         "",
-        f"Blocks every {doc['profile']['block_time_ms']} ms; steps of "
+        f"Blocks every {doc['profile']['block_time_ms']} ms"
+        + (
+            f" (every {idle} ms while there is nothing to order)"
+            if (idle := doc["profile"].get("idle_block_ms"))
+            else ""
+        )
+        + "; steps of "
         f"{doc['profile']['step_s']:g} s, medians of {doc['profile']['repeats']}; "
         f"{doc['profile']['accounts']} sender accounts; network start {load['start_s']} s.",
         "",
