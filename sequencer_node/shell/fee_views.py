@@ -15,6 +15,8 @@ from typing import Any
 
 from sequencer_node.core.fees import (
     NATIVE_TX_GAS,
+    OP_FJORD,
+    SCALAR_DECIMALS,
     FeeContext,
     FeeState,
     L1FeeInfo,
@@ -78,15 +80,17 @@ def fees_json(ledger: Ledger, height: int, latest: L1FeeInfo | None) -> dict[str
         "l1_blob_base_fee": str(ctx.l1_blob_base_fee),
         "l1_data_price_per_byte": str(ctx.l1_price_per_byte_now()),
         "suggested_priority_fee_per_gas": str(suggested_priority_per_gas(ctx)),
-        "native_transfer": _estimate_json(est, view),
+        "native_transfer": _estimate_json(est, view, p.model == OP_FJORD),
         "vaults": _vaults_json(ledger, state),
     }  # fmt: skip
 
 
-def _estimate_json(est: Any, view: TxFeeView) -> dict[str, Any]:
+def _estimate_json(est: Any, view: TxFeeView, fjord: bool = False) -> dict[str, Any]:
+    # op-fjord prices Fjord's FastLZ-based size estimate; the other models calldataGas / 16
+    size = -(-view.fjord_size_scaled() // SCALAR_DECIMALS) if fjord else view.compressed_size
     return {
         "gas": NATIVE_TX_GAS,
-        "compressed_size": view.compressed_size,
+        "compressed_size": size,
         "base_fee": str(est.base),
         "l1_data_fee": str(est.l1),
         "priority_fee": str(est.priority),

@@ -10,6 +10,7 @@ from sequencer_node.core import fees
 from sequencer_node.core.fastlz import fastlz_compressed_len
 from sequencer_node.core.fees import MODELS, OP_ECOTONE, OP_FJORD, FeeParams, L1FeeInfo
 from sequencer_node.core.ledger import FeeInput, Ledger, native_fee_view
+from sequencer_node.shell.fee_views import fees_json
 from sequencer_node.sim.harness import Simulation
 from tests.core.test_fastlz import CONTRACT_CALL_TX
 
@@ -50,6 +51,16 @@ def test_op_fjord_charges_the_fjord_fee_and_differs_from_ecotone() -> None:
     ecotone = fees.ecotone_l1_fee(view.data_gas, GWEI, 3, FJORD.base_fee_scalar,
                                   FJORD.blob_base_fee_scalar)  # fmt: skip
     assert r.l1_fee_paid != ecotone
+
+
+def test_the_fees_view_gives_fjords_size_estimate() -> None:
+    doc = fees_json(Ledger.genesis({}, FJORD), 0, L1FeeInfo(3, GWEI, 1))
+    assert doc["model"] == OP_FJORD
+    t = doc["native_transfer"]
+    assert t["compressed_size"] == 100  # the widest transfer falls under Fjord's floor
+    assert int(t["l1_data_fee"]) == fees.fjord_l1_fee(
+        100 * 10**6, GWEI, 1, FJORD.base_fee_scalar, FJORD.blob_base_fee_scalar
+    )
 
 
 def test_models_keep_their_canonical_index_and_op_fjord_round_trips() -> None:
