@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from l1_mock.chain import CallRejected
+from l1_mock.server.views import fee_record_json
 from sequencer_node.batcher.records import BatchCost, BatchRecords
 from sequencer_node.core.fees import OP_ECOTONE, FeeParams, L1FeeInfo
 from sequencer_node.core.ledger import FeeInput, Ledger
@@ -78,6 +79,20 @@ def test_the_l1_reports_an_extda_batchs_da_fee_in_its_posting_cost() -> None:
     assert cost.l1_cost > 0
     assert cost.cost == cost.l1_cost + da_fee * RATE
     assert cost.data_bytes == len(PAYLOAD)
+    # the L2's L1 fee vault pays the batcher account both parts
+    rec = fee_record_json(chain.fee_record(chain.head.number))
+    info = L1FeeInfo.of(
+        int(rec["number"], 16), int(rec["baseFeePerGas"], 16), int(rec["blobBaseFee"], 16),
+        [(int(b["batchNumber"], 16), int(b["cost"], 16), int(b["dataBytes"], 16))
+         for b in rec["batches"]],
+        rec["feeModel"],
+    )  # fmt: skip
+    led = Ledger.genesis({}, FeeParams(model=OP_ECOTONE))
+    led, _ = led.apply_block([], [], proposer=b"\x07" * 32, fee_input=FeeInput(info.number,
+                                                                            (info,)))  # fmt: skip
+    state = led.fee_state()
+    assert state is not None
+    assert state.paid_to_batcher + state.owed == cost.l1_cost + da_fee * RATE
 
 
 def test_a_base_fee_the_committee_did_not_attest_is_refused() -> None:
