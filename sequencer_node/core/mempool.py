@@ -319,6 +319,16 @@ class Mempool:
                 heapq.heappush(heap, (-nxt.fee, nxt.hash, pos + 1, run))
         return out
 
+    def heads(self, ledger: Ledger, max_txs: int) -> list[tuple[bytes, PoolTx]]:
+        """(hash, transaction) of the next executable transaction of each sender, up to
+        ``max_txs`` in hash order: the ones that hold up all the others of their sender."""
+        found = []
+        for sender, pooled in self._by_sender.items():
+            entry = pooled.get(ledger.nonce(account_of(sender)))
+            if entry is not None and entry.cost <= ledger.balance(account_of(sender)):
+                found.append((entry.hash, entry.tx))
+        return sorted(found, key=lambda item: item[0])[: max(0, max_txs)]
+
     # --- pruning --------------------------------------------------------------------------
 
     def remove_committed(self, ledger: Ledger) -> None:

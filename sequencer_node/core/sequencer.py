@@ -89,6 +89,14 @@ RECENT_COMMITTED = 4_096
 _VERIFIED_CACHE = 8_192
 #: Stored certified blocks kept for a retry while the stake tables they need are unknown.
 _RESTORE_MAX = 10_000
+#: Messages kept for a retry while what judges them is unknown here (the oldest go first).
+_PARKED_MAX = 512
+#: A transaction that holds up its sender's others and stayed ready this many block times is
+#: sent to the peers again (at most _RESEND_MAX per period).
+_RESEND_BLOCKS = 20
+_RESEND_MAX = 256
+#: Stored uncertified blocks whose certificates a restart learns, at most (the newest).
+_RESTORE_CERTS_MAX = 64
 #: Epoch proofs remembered (closing suffix block -> proof), the most recent ones.
 _CLOSINGS = 8
 #: L1 blocks' fee data kept (those above the committed chain's L1 origin), at most.
@@ -166,15 +174,17 @@ class SequencerCore:
         certified: Sequence[CertifiedBlock] = (),
         snapshot: api.ChainSnapshot | None = None,
         l1_fees: Sequence[L1FeeInfo] = (),
+        stake_snapshots: Sequence[api.StakeSnapshot] = (),
+        uncertified: Sequence[Block] = (),
     ) -> None:
         self._cfg = config
         self.genesis = genesis
         self.pk: bytes | None = config.key.public_key if config.key is not None else None
         #: Fee data of L1 blocks by number (a chain with a fee model executes with it).
         self._l1_fees: dict[int, L1FeeInfo] = {i.number: i for i in l1_fees}
-        #: The top of the stored chain a replay had to leave for later (its blocks are not
-        #: reported committed again when they are).
-        self._stored_through = 0
+        #: The rest of the stored committed chain, when a replay had to stop for the L1 fee
+        #: data of a block: replayed (trusted, not reported again) once the data arrives.
+        self._replay_rest: list[CertifiedBlock] = []
         ledger = Ledger.genesis(dict(genesis.balances), genesis.fees)
         genesis_header = BlockHeader(
             0, 0, 0, ZERO_HASH, genesis.timestamp_ms, bytes(32), ZERO_HASH,
@@ -195,7 +205,21 @@ class SequencerCore:
         self._consecutive_timeouts = 0
         self._verified: OrderedDict[bytes, None] = OrderedDict()
         self._my_timeout: TimeoutMessage | None = None
+        #: Peer messages that could not be judged yet (_Wait), retried when L1 data or
+        #: blocks arrive: gossip is not sent twice (the shell drops repeats of a message it
+        #: saw), so one dropped here is gone for good. A whole-network restart stalled for
+        #: good on that: every timeout of the round arrived before the stake table.
+        self._parked: deque[tuple[api.Source, object]] = deque(maxlen=_PARKED_MAX)
+        self._retrying = False
+        #: A round whose counted timeouts could not form a TC for want of its table.
+        self._tc_waits: int | None = None
         self._restore: list[CertifiedBlock] = list(certified)
+        #: Stored blocks this node voted for or proposed whose QC it never saw: the
+        #: certificates they carry are learned at start (see _restore_certificates).
+        self._restore_certs: list[Block] = list(uncertified)[-_RESTORE_CERTS_MAX:]
+        #: When to look for stuck transactions next, and the ones ready at the last look.
+        self._resend_at = 0
+        self._ready_before: set[bytes] = set()
         #: Closing suffix blocks seen here (hash -> the proof a first block would carry).
         self._closings: OrderedDict[bytes, EpochProof] = OrderedDict()
         self._leader_memo: tuple[tuple[int, bytes], bytes | None] | None = None
@@ -217,6 +241,8 @@ class SequencerCore:
         #: Height -> the L2 base fee that block pays, for recent blocks (see base_fee).
         self._base_fees: OrderedDict[int, int] = OrderedDict({1: base_fee_of(ledger)})
         self.epochs.info(0)
+        for snap in stake_snapshots:  # the shell's stored copies: they never change
+            self.epochs.add_snapshot(snap)
         if snapshot is not None:
             self._adopt_snapshot(snapshot)
         self._replay(chain)
@@ -273,20 +299,27 @@ class SequencerCore:
             self._l1_finalized = max(self._l1_finalized, event.finalized)
         elif isinstance(event, api.L1FeeInfoSeen):
             self._on_l1_fees(event.infos)
+            self._resume_replay()
         elif isinstance(event, api.CertifiedBlocksReceived):
             self._restore.extend(event.blocks)
-            self._restore_certified(now_ms, out)
+            if not self._replay_rest:
+                self._restore_certified(now_ms, out)
         else:
             raise TypeError(f"unknown event {type(event).__name__}")
+        if not isinstance(event, api.MessageReceived | api.WatermarkPersisted | api.TxSubmitted):
+            self._retry_parked(now_ms, out)
         self._propose_if_leader(now_ms, out)
         return out
 
     def tick(self, now_ms: int) -> list[api.Effect]:
         """Let time pass: round timeouts, retransmission, proposing."""
         out: list[api.Effect] = []
-        if self._restore:
+        if self._restore and not self._replay_rest:  # they build on the stored chain
             self._restore_certified(now_ms, out)
+        if self._restore_certs and not self._replay_rest:
+            self._restore_certificates(now_ms, out)
         self._sync_if_stuck(now_ms, out)
+        self._resend_stuck(now_ms, out)
         if self._deadline_ms is None:
             self._deadline_ms = now_ms + self._timeout_ms()
         elif now_ms >= self._deadline_ms:
@@ -432,6 +465,40 @@ class SequencerCore:
             self._refuse(api.LocalSource.STORE, _fault_of(exc),
                          f"stored certified block refused: {exc}", out)  # fmt: skip
 
+    def _restore_certificates(self, now_ms: int, out: list[api.Effect]) -> None:
+        """Learn the QC and TC that this node's stored, uncertified blocks carry (its own
+        proposal, the proposals it voted for). The TC that moved it to its round is not in
+        the record: without it, after a whole-network restart a node one round ahead could
+        not show it to the others, which cannot form that TC again (its timeout for their
+        round is gone), and the network deadlocked (seen on real processes after an epoch
+        change: docs/reliability.md)."""
+        pending, self._restore_certs = self._restore_certs, []
+        for block in pending:
+            try:
+                self._take_certificates(api.LocalSource.STORE, block, now_ms, out)
+            except _Wait:
+                self._restore_certs.append(block)  # its table is on the way: next tick
+            except _Stale:
+                continue
+            except CertificateError as exc:
+                self._refuse(api.LocalSource.STORE, _fault_of(exc),
+                             f"stored block's certificate refused: {exc}", out)  # fmt: skip
+
+    def _resend_stuck(self, now_ms: int, out: list[api.Effect]) -> None:
+        """Gossip again each transaction that was ready to run (its sender's next nonce) at
+        the last look and still is: whoever leads may never have got it. Gossip goes out
+        once, and a transaction can sit in the pool of a node that does not lead: e.g. one
+        submitted again from the journal after a whole-network restart, before its peers
+        were back (acknowledged, never certified)."""
+        if now_ms < self._resend_at:
+            return
+        self._resend_at = now_ms + _RESEND_BLOCKS * self._cfg.block_time_ms
+        heads = self._mempool.heads(self._tip_ledger(), _RESEND_MAX)
+        for tx_hash, tx in heads:
+            if tx_hash in self._ready_before:
+                out.append(api.Broadcast(tx))
+        self._ready_before = {tx_hash for tx_hash, _ in heads}
+
     def _sync_if_stuck(self, now_ms: int, out: list[api.Effect]) -> None:
         # A restored or gossiped high QC whose block this node lacks: without the block it
         # cannot lead or judge the next proposal. Ask the peers in turn.
@@ -544,6 +611,18 @@ class SequencerCore:
         if len(self._verified) > _VERIFIED_CACHE:
             self._verified.popitem(last=False)
 
+    def _known_signer(self, who: bytes) -> bool:
+        """The cheap spam filter before a signature check: ``who`` has stake in a table
+        derived here. While this node's own epoch has no table yet (e.g. just restarted, its
+        L1 snapshot not fed yet), anyone may be a member of it: the message waits instead
+        (raises _Wait: parked, in a bounded buffer)."""
+        if self.epochs.known_signer(who):
+            return True
+        hq = self.high_qc
+        if self.epochs.info(self._next_epoch_or_guess(hq), self._qc_hash(hq)) is None:
+            raise _Wait("this node's epoch table is unknown")
+        return False
+
     def _check_qc(self, qc: QuorumCertificate, out: list[api.Effect]) -> None:
         """Raise CertificateError or _Wait unless ``qc`` is valid; keep the votes it holds."""
         key = message_id(qc)
@@ -608,7 +687,13 @@ class SequencerCore:
     # --- dispatch ---------------------------------------------------------------------------
 
     def _on_message(
-        self, sender: api.Source, msg: object, now_ms: int, out: list[api.Effect]
+        self,
+        sender: api.Source,
+        msg: object,
+        now_ms: int,
+        out: list[api.Effect],
+        *,
+        retry: bool = False,
     ) -> None:
         self.catchup.note_peer(sender)
         try:
@@ -618,9 +703,32 @@ class SequencerCore:
         except _Stale:
             return  # a lagging honest peer may still send these: no fault, nothing to do
         except _Wait:
-            # Usually: the message belongs to an epoch whose table this node cannot derive
-            # yet because it lags behind. Catch up from the sender.
-            self._ask_sync(sender, self.committed_height + api.MAX_SYNC_BLOCKS, now_ms, out)
+            # The message belongs to an epoch whose table (or L1 data, or chain) this node
+            # does not have yet: keep it for a retry, and catch up from the sender (it may
+            # lag behind).
+            self._parked.append((sender, msg))
+            if not retry:
+                self._ask_sync(sender, self.committed_height + api.MAX_SYNC_BLOCKS, now_ms, out)
+            return
+        if isinstance(msg, api.SyncResponse) and not retry:
+            self._retry_parked(now_ms, out)
+
+    def _retry_parked(self, now_ms: int, out: list[api.Effect]) -> None:
+        """Judge the parked messages again (after new L1 data or blocks), oldest first; those
+        still not judgeable are parked again. Also form a TC from timeouts already counted
+        while the table that judges it was unknown (nothing else would try again)."""
+        if self._retrying or (not self._parked and self._tc_waits is None):
+            return
+        self._retrying = True
+        try:
+            parked = list(self._parked)
+            self._parked.clear()
+            for sender, msg in parked:
+                self._on_message(sender, msg, now_ms, out, retry=True)
+            if self._tc_waits is not None and self._tc_waits >= self.round:
+                self._try_form_tc(self._tc_waits, now_ms, out)
+        finally:
+            self._retrying = False
 
     def _dispatch(
         self, sender: api.Source, msg: object, now_ms: int, out: list[api.Effect]
@@ -706,6 +814,7 @@ class SequencerCore:
         try:
             reason = self._accept_proposal(block, now_ms, out)
         except _Wait:
+            self._parked.append((sender, block))
             return
         if reason is not None:
             self._refuse(sender, api.Fault.INVALID_BLOCK,
@@ -973,19 +1082,25 @@ class SequencerCore:
         if vote.round > self.round + self._cfg.max_future_rounds:
             return
         prev = self.pool.vote_in_slot(vote)
-        if prev == vote or not self.epochs.known_signer(vote.voter):
-            return
-        if not verify_message(vote, vote.voter, self._cfg.chain_id):
-            raise SignatureError("bad vote signature")
-        if prev is not None:
-            self._found(self.pool.evidence_of(prev, vote), out)
-            return
-        self.pool.add_vote(vote)
+        if prev != vote:
+            if not self._known_signer(vote.voter):
+                return
+            if not verify_message(vote, vote.voter, self._cfg.chain_id):
+                raise SignatureError("bad vote signature")
+            if prev is not None:
+                self._found(self.pool.evidence_of(prev, vote), out)
+                return
+            self.pool.add_vote(vote)
+        elif not self._retrying:
+            return  # a repeat: counted already
         known = self.tree.qc_of(vote.block_hash)
         if known is not None and known.round == vote.round:
             return
+        if not qc_epoch_fits(vote.epoch, vote.height, self._cfg.epoch_length):
+            return
         info = self.epochs.info(vote.epoch, vote.block_hash)
-        if info is None or not qc_epoch_fits(vote.epoch, vote.height, self._cfg.epoch_length):
+        if info is None:
+            self._parked.append((sender, vote))  # a retry forms the QC
             return
         qc = self.pool.form_qc(vote, info.table)
         if qc is not None:
@@ -1074,8 +1189,7 @@ class SequencerCore:
         self._mempool.remove_committed(ledger)
         self._forced.mark_consumed(ledger.forced_index())
         self._note_base_fee(header.height + 1, ledger)
-        if cb.block.header.height > self._stored_through:
-            out.append(api.BlockCommitted(cb, ledger.state_root(), ledger.fee_state()))
+        out.append(api.BlockCommitted(cb, ledger.state_root(), ledger.fee_state()))
         # The first block of an epoch follows the old table's suffix rounds, not its parent's.
         j = cb.block.justify
         first = cb.block.epoch_proof is not None and j is not None
@@ -1107,17 +1221,26 @@ class SequencerCore:
             try:
                 ledger = self._replay_execute(cb.block)
             except _Wait:
-                # A fee model's L1 data is not here yet: the rest is checked like stored
-                # certified blocks once it arrives (CoreStatus.l1_fee_next says from where);
-                # the shell stored them already.
-                self._restore = [*chain[i:], *self._restore]
-                self._stored_through = chain[-1].block.header.height
+                # A fee model's L1 data is not here yet: the rest is replayed the same way
+                # once it arrives (CoreStatus.l1_fee_next says from where). Not as certified
+                # blocks: the commit rule would leave the top of the stored chain uncommitted
+                # (its committing QC is not stored), and the node already reported it.
+                self._replay_rest = list(chain[i:])
                 break
             self._after_commit(self.tree.adopt_committed(cb, ledger), parent, sink)
             if rank(cb.qc) > rank(self.high_qc):
                 self.high_qc = cb.qc
             self.tree.prune()
         self.round = max(self.round, _qc_round(self.high_qc) + 1)
+
+    def _resume_replay(self) -> None:
+        """Replay the rest of the stored chain that waited for L1 fee data (what catch-up
+        committed meanwhile is skipped; a rest that no longer continues the chain is
+        dropped: the shell's store is then behind, not ahead)."""
+        rest = [cb for cb in self._replay_rest if cb.block.header.height > self.committed_height]
+        self._replay_rest = []
+        if rest and rest[0].block.header.parent_hash == self.committed_hash:
+            self._replay(rest)
 
     def _adopt_snapshot(self, snap: api.ChainSnapshot) -> None:
         """Start from a stored snapshot instead of genesis (trusted like the stored chain,
@@ -1201,7 +1324,7 @@ class SequencerCore:
         in_window = t.round + ROUND_HISTORY >= self.round
         prev = self.pool.timeout_in_slot(t)
         if prev != t:
-            if not self.epochs.known_signer(t.voter):
+            if not self._known_signer(t.voter):
                 return
             if not verify_message(t, t.voter, self._cfg.chain_id):
                 raise SignatureError("bad timeout signature")
@@ -1243,7 +1366,16 @@ class SequencerCore:
             info = self.epochs.info(follows[1], self._qc_hash(high_qc))
             return None if info is None else (*follows, info)
 
-        tc = self.pool.form_tc(round_, table_of)
+        missing: list[int] = []
+
+        def judged_by(high_qc: QuorumCertificate | None) -> tuple[int, int, api.EpochInfo] | None:
+            found = table_of(high_qc)
+            if found is None:
+                missing.append(round_)
+            return found
+
+        tc = self.pool.form_tc(round_, judged_by)
+        self._tc_waits = round_ if missing else None
         if tc is not None:
             self._remember_verified(message_id(tc))
             self._on_tc(tc, now_ms, out)

@@ -29,6 +29,7 @@ from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from functools import partial
+from typing import Any
 
 from sequencer_node.core import api
 from sequencer_node.core.fees import FeeParams, L1FeeInfo
@@ -36,11 +37,12 @@ from sequencer_node.core.sequencer import SequencerCore
 from sequencer_node.sim.adversary import HOLD, NetRule, combine
 from sequencer_node.sim.instance import Instance, Strategy, kind_of
 from sequencer_node.sim.rng import Rng
-from sequencer_node.wire.codec import signing_bytes
+from sequencer_node.wire.codec import encode, message_id, signing_bytes
 from sequencer_node.wire.crypto import SigningKey, sign_message
-from sequencer_node.wire.eth import EthTransaction
+from sequencer_node.wire.eth import EthTransaction, eth_tx_hash
 from sequencer_node.wire.messages import (
     Block,
+    CertifiedBlock,
     DowntimeCertificate,
     EvidenceKind,
     ForcedTransaction,
@@ -64,6 +66,28 @@ class NetParams:
     replay: float = 0.0
     delay_min_ms: int = 2
     delay_max_ms: int = 30
+    #: A gossiped message arriving again within this many ms of its first delivery is
+    #: dropped by the receiver, as the node's p2p seen-cache does (5 min there; 0: off). A
+    #: core's retransmission then reaches only instances that missed the first copy.
+    dedup_ms: int = 0
+
+
+@dataclass(frozen=True)
+class NodeRestart:
+    """A restart as the node process does it (``shell/node_service.py``), not from memory.
+
+    The core is rebuilt from what the node keeps on disk: the watermark record, the newest
+    chain snapshot (taken every ``snapshot_every`` committed heights; 0: none, a full replay)
+    plus the stored blocks above it, the certified blocks, the stake snapshots it was fed
+    (``stored_snapshots``: the node stores them since the soak's stall) and its journal of
+    acknowledged transactions, which it submits again. Its L1 view (head, stake snapshots,
+    forced entries) arrives only ``l1_delay_ms`` after the start, as the L1 watcher's first
+    poll; peers' messages may come first.
+    """
+
+    l1_delay_ms: int = 0
+    snapshot_every: int = 0
+    stored_snapshots: bool = True
 
 
 _kind_of = kind_of
@@ -90,8 +114,13 @@ class Simulation:
         leader_seed: bytes | None = None,
         strategies: Mapping[int, Sequence[Strategy]] | None = None,
         fees: FeeParams | None = None,
+        node_restart: NodeRestart | None = None,
     ) -> None:
         self.seed = seed
+        self.node_restart = node_restart
+        #: Acknowledged transactions (a pool accepted them from a client): hash -> instance.
+        self.acked: dict[bytes, int] = {}
+        self._gossiping = False
         self.rng = Rng(seed)
         self.net = net or NetParams()
         self.now = 0
@@ -186,9 +215,10 @@ class Simulation:
     def _boot(self, inst: Instance) -> None:
         persisted = None if "amnesia" in inst.behaviours else inst.durable
         above = sorted(inst.certified.values(), key=lambda cb: cb.block.header.height)
+        chain, extra = self._stored_start(inst)
         make = partial(
             SequencerCore, self.config_for(inst), self.genesis, persisted=persisted,
-            chain=tuple(inst.store), certified=tuple(above),
+            chain=chain, certified=tuple(above), **extra,
         )  # fmt: skip
         if self.genesis.fees is None:  # (tests stand in for SequencerCore with these args)
             inst.core = make()
@@ -196,6 +226,43 @@ class Simulation:
             inst.core = make(l1_fees=self.l1_fee_infos(0, self.l1_finalized))
         inst.incarnation += 1
         inst.committed = [block_hash(cb.block.header) for cb in inst.store]
+        inst.seen.clear()
+        nr = self.node_restart
+        if nr is not None and nr.l1_delay_ms > 0 and self._l1_head >= 0:
+            inst.l1_blind = True
+            self._push(self.now + nr.l1_delay_ms, inst.idx, "l1", (inst.incarnation, 0))
+        else:
+            self._l1_catch_up(inst, route=False)
+        if nr is not None:
+            for tx in list(inst.journal.values()):
+                self._route(inst, self._handle(inst, api.TxSubmitted(tx)))
+
+    def _stored_start(self, inst: Instance) -> tuple[tuple[CertifiedBlock, ...], dict[str, Any]]:
+        """The stored chain a restart replays, and the node-like extras (its chain snapshot,
+        its stored stake snapshots)."""
+        nr = self.node_restart
+        if nr is None:
+            return tuple(inst.store), {}
+        extra: dict[str, Any] = {}
+        top = len(inst.store)
+        for k in [k for k, b in inst.voted.items() if b.header.height <= top]:
+            del inst.voted[k]
+        extra["uncertified"] = tuple(
+            b for k, b in sorted(inst.voted.items(), key=lambda kb: kb[1].header.height)
+            if k not in inst.certified
+        )  # fmt: skip
+        if nr.stored_snapshots:
+            extra["stake_snapshots"] = tuple(inst.stake_snapshots.values())
+        if not inst.chain_snapshots:
+            return tuple(inst.store), extra
+        snap = inst.chain_snapshots[-1]
+        extra["snapshot"] = snap
+        return tuple(cb for cb in inst.store if cb.block.header.height > snap.height), extra
+
+    def _l1_catch_up(self, inst: Instance, *, route: bool) -> None:
+        """Everything the L1 says so far, to one instance (at boot, or the watcher's first
+        poll after a restart)."""
+        inst.l1_blind = False
         events: list[api.Event] = [
             api.StakeSnapshotAvailable(self.snapshot(e)) for e in range(self._finalized_epoch + 1)
         ]
@@ -207,7 +274,7 @@ class Simulation:
                 events.append(api.L1FeeInfoSeen(self.l1_fee_infos(0, self.l1_finalized)))
         for ev in events:
             # Effects of a fresh core's L1 events are dropped, as before strategies existed.
-            self._l1_event(inst, ev, route=False)
+            self._l1_event(inst, ev, route=route)
 
     def l1_fee_infos(self, first: int, last: int) -> tuple[L1FeeInfo, ...]:
         """The fee data of L1 blocks ``first .. last``."""
@@ -254,8 +321,10 @@ class Simulation:
         for strategy in inst.strategies:
             if ev is not None:
                 ev = strategy.l1_event(self, inst, ev)
-        if ev is None or inst.core is None:
+        if ev is None or inst.core is None or inst.l1_blind:
             return
+        if isinstance(ev, api.StakeSnapshotAvailable):
+            inst.stake_snapshots[ev.snapshot.l1_epoch] = ev.snapshot  # the node stores them
         effects = self._handle(inst, ev)
         if route:
             self._route(inst, effects)
@@ -310,10 +379,11 @@ class Simulation:
             return
         at = self.now + (extra or 0)
         at += self.rng.randint(self.net.delay_min_ms, self.net.delay_max_ms)
-        self._push(at, dst.idx, "msg", (src.pk, msg))
+        kind = "gossip" if self._gossiping else "msg"
+        self._push(at, dst.idx, kind, (src.pk, msg))
         if self.rng.chance(self.net.duplicate):
             at2 = self.now + self.rng.randint(self.net.delay_min_ms, 4 * self.net.delay_max_ms)
-            self._push(at2, dst.idx, "msg", (src.pk, msg))
+            self._push(at2, dst.idx, kind, (src.pk, msg))
         self._recent.append((dst.idx, src.pk, msg))
 
     def add_rule(self, rule: NetRule) -> NetRule:
@@ -335,14 +405,22 @@ class Simulation:
         self._push(self.now + delay_ms, dst, "msg", (sender, msg))
 
     def _route(self, src: Instance, effects: list[api.Effect]) -> None:
+        committed = len(src.committed)
         for eff in effects:
             if isinstance(eff, api.Broadcast):
-                self._outgoing(src, eff.message, [d for d in self.instances if d is not src])
+                # Transactions go to each peer directly (not relayed, so not deduplicated).
+                self._gossiping = not isinstance(eff.message, Transaction | EthTransaction)
+                try:
+                    self._outgoing(src, eff.message, [d for d in self.instances if d is not src])
+                finally:
+                    self._gossiping = False
             elif isinstance(eff, api.SendTo):
                 dsts = [d for d in self.instances if d.pk == eff.peer and d is not src]
                 self._outgoing(src, eff.message, dsts)
             elif isinstance(eff, api.PersistWatermark):
                 src.durable = eff.record
+                for b in eff.blocks:
+                    src.voted[block_hash(b.header)] = b
                 self._push(self.now + 1, src.idx, "ack", (src.incarnation, eff.seq))
             elif isinstance(eff, api.BlockCommitted):
                 self._on_commit(src, eff)
@@ -356,6 +434,26 @@ class Simulation:
                 src.downtime_certs += 1
                 if len(self.downtime_certificates) < 10_000:
                     self.downtime_certificates.append((src.idx, eff.certificate))
+            elif isinstance(eff, api.TxResult) and eff.accepted and src.core is not None:
+                # A client's transaction acknowledged (TxResult answers TxSubmitted only): the
+                # node journals it before answering.
+                tx = src.core.pending_tx(eff.tx_hash)
+                if tx is not None:
+                    src.journal[eff.tx_hash] = tx
+                    self.acked.setdefault(eff.tx_hash, src.idx)
+        self._maybe_snapshot(src, committed)
+
+    def _maybe_snapshot(self, inst: Instance, before: int) -> None:
+        """Take the node's chain snapshot when its commits crossed a multiple of
+        ``snapshot_every`` (the newest two are kept, as the node's store does)."""
+        nr = self.node_restart
+        every = 0 if nr is None else nr.snapshot_every
+        after = len(inst.committed)
+        if every <= 0 or inst.core is None or after // every == before // every:
+            return
+        snap = inst.core.snapshot()
+        if snap is not None and snap.height == after:
+            inst.chain_snapshots = [*inst.chain_snapshots, snap][-2:]
 
     def _outgoing(self, src: Instance, msg: object, dsts: list[Instance]) -> None:
         info = _kind_of(msg)
@@ -432,6 +530,8 @@ class Simulation:
             self._fail(f"ROLLBACK/GAP: {inst.name} committed height {h.height} after "
                        f"{len(inst.committed)}")  # fmt: skip
         inst.committed.append(bh)
+        for tx_hash in block_tx_hashes(eff.certified.block):
+            inst.journal.pop(tx_hash, None)
         self.trace.append(f"{self.now} {inst.name} commit h{h.height} r{h.round} {bh.hex()[:8]}")
         if not inst.honest:
             return
@@ -474,6 +574,13 @@ class Simulation:
         if inst.core is None:
             return
         now = self.local_now(inst)
+        if kind == "l1":
+            assert isinstance(payload, tuple)
+            if payload[0] == inst.incarnation and inst.l1_blind:
+                self._l1_catch_up(inst, route=True)
+            return
+        if kind == "gossip" and self._repeat(inst, payload):
+            return
         if kind == "ack":
             assert isinstance(payload, tuple)
             incarnation, seq = payload
@@ -491,6 +598,22 @@ class Simulation:
                 strategy.observe(self, inst, msg)
             return
         self._route(inst, effects)
+
+    def _repeat(self, inst: Instance, payload: object) -> bool:
+        """Whether the p2p seen-cache drops this gossip (a repeat within ``dedup_ms``)."""
+        ttl = self.net.dedup_ms
+        if ttl <= 0:
+            return False
+        assert isinstance(payload, tuple)
+        key = hashlib.sha256(encode(payload[1])).digest()
+        first = inst.seen.get(key)
+        if first is not None and self.now - first < ttl:
+            return True
+        inst.seen[key] = self.now
+        if len(inst.seen) > 200_000:  # bounded like the shell's cache: forget the oldest
+            for k in list(inst.seen)[:100_000]:
+                del inst.seen[k]
+        return False
 
     def _l1_step(self) -> None:
         head = self.now // self.l1_block_ms
@@ -625,7 +748,10 @@ class Simulation:
         return entry
 
     def stop_faults(self) -> None:
-        self.net = NetParams(delay_min_ms=self.net.delay_min_ms, delay_max_ms=self.net.delay_max_ms)
+        self.net = NetParams(
+            delay_min_ms=self.net.delay_min_ms, delay_max_ms=self.net.delay_max_ms,
+            dedup_ms=self.net.dedup_ms,
+        )  # fmt: skip
         self.heal()
         self.rules.clear()
         self.release_held()
@@ -664,6 +790,12 @@ class Simulation:
         return self.now - start
 
 
+def block_tx_hashes(block: Block) -> list[bytes]:
+    """The hashes the mempool knows a block's transactions by (as the node's journal)."""
+    return [*(message_id(t) for t in block.transactions),
+            *(eth_tx_hash(t) for t in block.eth_transactions)]  # fmt: skip
+
+
 def _valid_signature(stmt: object, signer: bytes) -> bool:
     from sequencer_node.wire.crypto import verify_message
 
@@ -683,4 +815,12 @@ def _kind_of_evidence(eff: api.EvidenceFound) -> tuple[str, bytes, int, object]:
     return (_STATEMENT_OF[ev.kind], ev.offender, ev.round, ev.a)
 
 
-__all__ = ["CHAIN_ID", "Instance", "NetParams", "Simulation", "Violation"]
+__all__ = [
+    "CHAIN_ID",
+    "Instance",
+    "NetParams",
+    "NodeRestart",
+    "Simulation",
+    "Violation",
+    "block_tx_hashes",
+]

@@ -17,7 +17,8 @@ from typing import Protocol
 from sequencer_node.core import api
 from sequencer_node.core.sequencer import SequencerCore
 from sequencer_node.wire.crypto import SigningKey
-from sequencer_node.wire.messages import Block, CertifiedBlock, TimeoutMessage, Vote
+from sequencer_node.wire.eth import EthTransaction
+from sequencer_node.wire.messages import Block, CertifiedBlock, TimeoutMessage, Transaction, Vote
 
 
 class SimView(Protocol):
@@ -91,6 +92,19 @@ class Instance:
     downtime_certs: int = 0
     #: Byzantine strategies this instance runs (empty: the instance follows the protocol).
     strategies: tuple[Strategy, ...] = ()
+    #: What the node process keeps on disk besides the record and the blocks (used by a
+    #: restart like the node's, :class:`~sequencer_node.sim.harness.NodeRestart`): the L1
+    #: stake snapshots it was fed, its newest chain snapshots, the acknowledged transactions
+    #: not yet committed (the journal).
+    stake_snapshots: dict[int, api.StakeSnapshot] = field(default_factory=dict)
+    chain_snapshots: list[api.ChainSnapshot] = field(default_factory=list)
+    journal: dict[bytes, Transaction | EthTransaction] = field(default_factory=dict)
+    #: Blocks stored with the watermark record (voted for or proposed), by hash.
+    voted: dict[bytes, Block] = field(default_factory=dict)
+    #: Message id -> delivery time of gossip seen (the p2p seen-cache; empty after a restart).
+    seen: dict[bytes, int] = field(default_factory=dict)
+    #: Until the L1 watcher's first look after a restart, L1 events do not reach the core.
+    l1_blind: bool = False
 
     @property
     def pk(self) -> bytes:

@@ -147,3 +147,35 @@ def _replay_ledgers(sim: Simulation) -> list[tuple[int, Ledger]]:
         core._replay([cb])
         out.append((cb.block.header.height, core.committed_ledger))
     return out
+
+
+def test_restart_without_fee_data_replays_the_whole_stored_chain_once_it_is_back() -> None:
+    """A restart whose store lacks L1 fee data (none at all, or only the older part) stops the
+    replay at the first block that needs it and resumes it when the data arrives: all of the
+    stored committed chain, to its exact state root, without reporting those blocks committed
+    again. Before, the rest went through the certified-block path, whose commit rule left the
+    top of the stored chain uncommitted (its committing QC is not stored)."""
+    for seed in (14, 21, 33):
+        sim = Simulation(seed, fees=ECOTONE)
+        _traffic(sim, 10)
+        sim.run_for(1_500)
+        inst = sim.honest()[1]
+        assert inst.core is not None
+        height = inst.core.committed_height
+        root = inst.core.committed_ledger.state_root()
+        needed = sim.l1_finalized
+        for known in (0, needed // 2):
+            fees = sim.l1_fee_infos(0, known - 1) if known else ()
+            bare = SequencerCore(sim.config_for(inst), sim.genesis, chain=tuple(inst.store),
+                                 l1_fees=fees)  # fmt: skip
+            assert bare.committed_height < height
+            out = bare.handle(api.L1HeadChanged(sim.l1_head, sim.l1_finalized), sim.now)
+            for e in range(sim.finalized_l1_epoch + 1):
+                out += bare.handle(api.StakeSnapshotAvailable(sim.snapshot(e)), sim.now)
+            start = bare.status().l1_fee_next
+            assert start is not None
+            out += bare.handle(api.L1FeeInfoSeen(sim.l1_fee_infos(start, needed)), sim.now)
+            out += bare.tick(sim.now)
+            assert bare.committed_height == height, (seed, known)
+            assert bare.committed_ledger.state_root() == root
+            assert not [e for e in out if isinstance(e, api.BlockCommitted)]

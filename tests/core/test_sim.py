@@ -79,8 +79,11 @@ def test_negative_control_stake_sweep_with_a_byzantine_majority_forks() -> None:
             run_stake_sweep(seed, majority=True)
         except Violation as exc:
             failures.append(str(exc).splitlines()[0])
-    assert len(failures) >= 3, failures
-    assert all(f.startswith("FORK") for f in failures), failures
+    assert sum(f.startswith("FORK") for f in failures) >= 3, failures
+    # With > 1/3 of the stake byzantine liveness is not promised either: a run whose twins
+    # split the honest nodes' timeouts before any fork stalls instead (seed 4 since stored
+    # messages are judged again once their table is known; the same runs fork otherwise).
+    assert all(f.startswith(("FORK", "STALL")) for f in failures), failures
 
 
 def test_happy_path_commits_every_block_time() -> None:

@@ -1,0 +1,159 @@
+"""Whole-network restarts around an epoch change, from persisted state only (issue 11, finding 6
+and "Durability before votes, and recovery"; docs/protocol.md, section 7 "Restart").
+
+Every node is killed at once at a point around an epoch boundary whose stake table differs from
+the one before (a node dropped or added), and comes back as the node process does
+(:class:`~sequencer_node.sim.harness.NodeRestart`): from its record, its newest chain snapshot,
+the stored blocks, the stake snapshots it stored (or none), its journal of acknowledged
+transactions; its L1 view only after the watcher's first poll; and peers that drop a repeat of
+a gossip message they saw (the p2p seen-cache). The chain must resume and every acknowledged
+transaction must be committed.
+
+The fault soak's stall (height 2,406, all four nodes timed out in one round and no TC ever
+formed) is the ``boundary`` cases without stored stake snapshots: the timeouts of the round
+reached the restarted cores before the L1 snapshot of their epoch, were dropped as not
+judgeable, and their retransmissions were dropped as repeats by the p2p layer. The core now
+parks such messages and judges them again when L1 data or blocks arrive.
+``SEQ_SIM_PROFILE=soak`` sweeps ``SEQ_RESTART_SEEDS`` seeds (default 40) per case.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+
+import pytest
+
+from sequencer_node.sim.harness import NetParams, NodeRestart, Simulation, block_tx_hashes
+from sequencer_node.sim.instance import Instance
+
+EPOCH = 8
+#: The L1 epoch from which the new stake table holds.
+CHANGE_AT = 3
+SOAK = os.environ.get("SEQ_SIM_PROFILE") == "soak"
+SEEDS = int(os.environ.get("SEQ_RESTART_SEEDS", "40" if SOAK else "1"))
+
+#: (stakes before, stakes from L1 epoch CHANGE_AT on)
+CHANGES = {
+    "drop": ((1, 1, 1, 1), (1, 1, 1, 0)),
+    "add": ((1, 1, 1, 0), (1, 1, 1, 1)),
+}
+#: Where the crash falls, relative to L = the last height of the epoch before the change:
+#: committed heights L-2 .. L+2 (L: the epoch's last block committed, not yet the first of
+#: the next one), or "anchored": the block that names the new table is committed and its L1
+#: snapshot is not finalized yet.
+MOMENTS = ("anchored", -2, -1, 0, 1, 2)
+
+
+def _changed_epoch(sim: Simulation) -> int | None:
+    """The first L2 epoch judged by the new table, once its anchor is committed."""
+    inst = sim.instances[0]
+    core = inst.core
+    if core is None:
+        return None
+    distance = int(sim.config_kw["seed_anchor_epochs"])
+    for cb in inst.store:
+        h = cb.block.header
+        if h.height == h.epoch * EPOCH + 1 and core.epochs.snapshot_epoch(h.l1_origin) >= CHANGE_AT:
+            return h.epoch + distance
+    return None
+
+
+def _top(sim: Simulation) -> int:
+    return max(len(i.committed) for i in sim.instances)
+
+
+def _traffic(sim: Simulation) -> Callable[[], None]:
+    """A client per user sending a transfer to a random live node every 300 ms or so."""
+    due = [0] * len(sim.users)
+
+    def step() -> None:
+        for u in range(len(sim.users)):
+            if sim.now >= due[u]:
+                live = [i.idx for i in sim.instances if i.core is not None]
+                if live:
+                    sim.submit_tx(u, sim.rng.choice(live))
+                due[u] = sim.now + sim.rng.randint(150, 450)
+
+    return step
+
+
+def _run_until(
+    sim: Simulation, load: Callable[[], None], cond: Callable[[], bool], ms: int
+) -> bool:
+    end = sim.now + ms
+    while sim.now < end:
+        if cond():
+            return True
+        load()
+        sim.step()
+    return cond()
+
+
+def _restart_all(seed: int, change: str, moment: int | str, stored: bool) -> None:
+    before, after = CHANGES[change]
+    rng_probe = Simulation(seed, stakes=before, epoch_length=EPOCH)  # for the random knobs
+    l1_delay = rng_probe.rng.randint(200, 1_500)
+    sim = Simulation(
+        seed,
+        stakes=before,
+        epoch_length=EPOCH,
+        net=NetParams(dedup_ms=300_000),
+        node_restart=NodeRestart(l1_delay_ms=l1_delay, snapshot_every=5, stored_snapshots=stored),
+    )
+    sim.change_stakes(CHANGE_AT, after)
+    load = _traffic(sim)
+    assert _run_until(sim, load, lambda: _changed_epoch(sim) is not None, 30_000)
+    changed = _changed_epoch(sim)
+    assert changed is not None
+    if moment != "anchored":
+        assert isinstance(moment, int)
+        target = changed * EPOCH + moment  # changed * EPOCH: the last height before it
+        assert _run_until(sim, load, lambda: _top(sim) >= target, 30_000), "no progress"
+    crash_at = [len(i.committed) for i in sim.instances]
+    for inst in sim.instances:
+        sim.crash(inst.idx)
+    # Down for a while, then back one after the other (a whole-network restart).
+    sim.run_for(sim.rng.randint(100, 2_000))
+    order = list(range(len(sim.instances)))
+    sim.rng.shuffle(order)
+    for idx in order:
+        sim.restart(idx)
+        sim.run_for(sim.rng.randint(0, 300))
+    members = [i for i in sim.instances if i.core is not None]
+    base = max(len(i.committed) for i in members)
+    bound = sim.liveness_bound_ms()
+
+    def resumed(insts: list[Instance]) -> bool:
+        return all(len(i.committed) > max(base, changed * EPOCH) + 2 for i in insts)
+
+    where = (f"seed {seed}, {change}, moment {moment}, stored snapshots {stored}, crash at "
+             f"{crash_at}, new table from epoch {changed}")  # fmt: skip
+    if not _run_until(sim, load, lambda: resumed(members), bound + 10_000):
+        heights = [len(i.committed) for i in sim.instances]
+        rounds = [i.core.round if i.core else None for i in sim.instances]
+        pytest.fail(f"STALL after the restart ({where}): heights {heights}, rounds {rounds}")
+    # Every acknowledged transaction ends in the chain (the clients stop first).
+    committed: set[bytes] = set()
+
+    def all_in() -> bool:
+        committed.clear()
+        for cb in sim.instances[0].store:
+            committed.update(block_tx_hashes(cb.block))
+        return set(sim.acked) <= committed
+
+    assert _run_until(sim, lambda: None, all_in, 20_000), (
+        f"{len(set(sim.acked) - committed)} of {len(sim.acked)} acknowledged transactions "
+        f"never committed ({where})"
+    )
+    assert len(sim.acked) > 10
+
+
+@pytest.mark.parametrize("moment", MOMENTS)
+@pytest.mark.parametrize("change", sorted(CHANGES))
+@pytest.mark.parametrize("stored", [False, True], ids=["no-stored-snapshots", "stored"])
+def test_whole_network_restart_around_an_epoch_change_resumes(
+    change: str, moment: int | str, stored: bool
+) -> None:
+    for seed in range(SEEDS):
+        _restart_all(seed + 1, change, moment, stored)
