@@ -331,11 +331,15 @@ class L1Watcher:
 
     async def _snapshots(self, current_epoch: int) -> None:
         final_epoch = current_epoch - 2
+        limit = _SNAPSHOTS_PER_POLL
         if not self._snapshot_floor_set:
+            # The first look (at start) reads the whole look back at once: a restarted core
+            # may need the newest of these to judge its epoch (8 per poll took 8 polls).
             self._snapshot_floor_set = True
             self._snapshot_next = max(self._snapshot_next, final_epoch - _SNAPSHOT_LOOKBACK)
+            limit = _SNAPSHOT_LOOKBACK + 1
         fetched = 0
-        while self._snapshot_next <= final_epoch and fetched < _SNAPSHOTS_PER_POLL:
+        while self._snapshot_next <= final_epoch and fetched < limit:
             epoch = self._snapshot_next
             try:
                 snap = await self.l1.stake_snapshot(epoch)

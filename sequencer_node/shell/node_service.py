@@ -280,6 +280,14 @@ def restore_certified(
     return out
 
 
+def restore_uncertified(store: Store, committed_height: int) -> list[Block]:
+    """The stored blocks above the committed chain whose QC is not known (voted for or
+    proposed): a restart learns the certificates they carry (the TC of the node's round)."""
+    rows = [(b, qc) for b, qc in store.uncommitted() if b.header.height > committed_height]
+    certified = {qc.block_hash for _, qc in rows if qc is not None}
+    return [b for b, qc in rows if qc is None and block_hash(b.header) not in certified]
+
+
 def load_chain(store: Store, start: int = 1, end: int | None = None) -> list[CertifiedBlock]:
     """Every stored certified block from ``start`` (to ``end``, default the top), in order
     (stops at the first gap)."""
@@ -447,9 +455,24 @@ class Node:
             persisted=persisted,
             chain=chain,
             certified=restore_certified(self.store, persisted, base + len(chain)),
+            uncertified=restore_uncertified(self.store, base + len(chain)),
             snapshot=snap,
             l1_fees=[L1FeeInfo.from_bytes(b) for b in self.store.l1_fees()],
+            stake_snapshots=self._stored_stake_snapshots(),
         )
+
+    def _stored_stake_snapshots(self) -> list[api.StakeSnapshot]:
+        """The stake snapshots fed to the core before the restart: given to the new core at
+        once, before any peer message (the L1 keeps a snapshot only for a while, and the L1
+        watcher's first poll comes after the first peer messages)."""
+        assert self.store is not None
+        out = []
+        for data in self.store.stake_snapshots():
+            try:
+                out.append(stake_snapshot_from_bytes(data))
+            except (ValueError, TypeError, msgpack.UnpackException) as e:
+                log.warning("a stored stake snapshot is unreadable (%s); skipped", e)
+        return out
 
     def p2p_identity(self) -> SigningKey:
         """The key this node shows its peers: the signing key, or for a node without one a
@@ -526,7 +549,6 @@ class Node:
             nursery.start_soon(run_tx_ingress, pm, tx_recv)
             nursery.start_soon(self._journal_loop)
             nursery.start_soon(self._core_loop, core_done)
-            await self._restore_stake_snapshots()
             if self._byzantine is not None:  # fault tests only
                 nursery.start_soon(self._byzantine.run, pm, lambda: self._stored.height)
             rpc_url = await self._start_rpc(nursery, rpc_done)
@@ -810,31 +832,12 @@ class Node:
 
     async def _store_stake_snapshot(self, snap: api.StakeSnapshot) -> None:
         """Keep what the core judges epochs by (a restart gives it back, see
-        :meth:`_restore_stake_snapshots`)."""
+        :meth:`_stored_stake_snapshots`)."""
         store = self.store
         if store is None:
             return
         data = stake_snapshot_bytes(snap)
         await trio.to_thread.run_sync(lambda: store.put_stake_snapshot(snap.l1_epoch, data))
-
-    async def _restore_stake_snapshots(self) -> None:
-        """Give the core the stake snapshots it was fed before the restart, before the L1
-        watcher's: the L1 keeps a snapshot only for a while, and the watcher looks back a
-        bounded number of L1 epochs, so the snapshot of the epoch the chain is in may come
-        from nowhere else (a whole-network restart stalled for good for lack of it)."""
-        store = self.store
-        if store is None:
-            return
-        for data in await trio.to_thread.run_sync(store.stake_snapshots):
-            try:
-                snap = stake_snapshot_from_bytes(data)
-            except (ValueError, TypeError, msgpack.UnpackException) as e:
-                log.warning("a stored stake snapshot is unreadable (%s); skipped", e)
-                continue
-            try:
-                await self._send.send(api.StakeSnapshotAvailable(snap))
-            except (trio.ClosedResourceError, trio.BrokenResourceError):
-                return  # shutting down
 
     async def _store_l1_fees(self, item: api.L1FeeInfoSeen) -> None:
         """Keep the fee data the core executes with (a restart replays with it)."""
