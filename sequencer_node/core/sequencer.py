@@ -1627,6 +1627,10 @@ class SequencerCore:
         vouched = self._vouched(header.parent_hash)
         if proof is not None:
             vouched += self._vouched(self._qc_hash(self.high_qc))
+        if tc is not None:
+            # And the proposal itself: its TC is what moved this node to its round, and the
+            # record does not keep it; a restart learns it back from the stored block.
+            vouched += (block,)
         out.append(self.outbox.hold([block], vouched))
 
     # --- downtime ---------------------------------------------------------------------------

@@ -24,8 +24,12 @@ from collections.abc import Callable
 
 import pytest
 
+from sequencer_node.core.api import SyncResponse
+from sequencer_node.core.election import epoch_seed, weighted_order
+from sequencer_node.sim.adversary import HOLD, NetRule, Verdict
 from sequencer_node.sim.harness import NetParams, NodeRestart, Simulation, block_tx_hashes
 from sequencer_node.sim.instance import Instance
+from sequencer_node.wire.messages import Block, TimeoutMessage
 
 EPOCH = 8
 #: The L1 epoch from which the new stake table holds.
@@ -157,3 +161,69 @@ def test_whole_network_restart_around_an_epoch_change_resumes(
 ) -> None:
     for seed in range(SEEDS):
         _restart_all(seed + 1, change, moment, stored)
+
+
+class _OnlyAAdvances(NetRule):
+    """Round ``r`` fails (its proposal reaches nobody); only node A gets the round's timeouts,
+    forms TC(r) and proposes in round r + 1; its proposal (which carries the TC) and its
+    catch-up answers (which would too) reach nobody."""
+
+    def __init__(self, r: int, a: int) -> None:
+        self.r, self.a = r, a
+
+    def decide(self, src: Instance, dst: Instance, msg: object) -> Verdict:
+        if isinstance(msg, Block) and msg.header.round in (self.r, self.r + 1):
+            return HOLD
+        if isinstance(msg, TimeoutMessage) and msg.timeout.round >= self.r and dst.idx != self.a:
+            return HOLD
+        if isinstance(msg, SyncResponse) and src.idx == self.a:
+            return HOLD
+        return None
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_a_node_a_round_ahead_shows_the_others_its_tc_after_a_whole_network_restart(
+    seed: int,
+) -> None:
+    """Node A moved to round r + 1 by a TC of round r that only it formed, proposed there, and
+    every node was killed. The others, in round r, cannot form TC(r) again (A may not sign a
+    timeout of round r any more); A must show them the TC, which the record does not keep: a
+    restart learns it from A's stored proposal (it stalled for good before)."""
+    stakes = (2, 1, 1, 1)  # A (node 0) holds 2/5: no TC of any round without it
+    keys = Simulation(seed, stakes=stakes).keys
+    table = {k.public_key: s for k, s in zip(keys, stakes, strict=True)}
+    # A is second in epoch 0's order: the leader after the first leader's failed round.
+    leader_seed = next(
+        b for i in range(10_000)
+        if (b := i.to_bytes(32, "big"))
+        and weighted_order(table, epoch_seed(b, 0))[1] == keys[0].public_key
+    )  # fmt: skip
+    sim = Simulation(seed, stakes=stakes, epoch_length=1_000, leader_seed=leader_seed,
+                     net=NetParams(dedup_ms=300_000), node_restart=NodeRestart(200))  # fmt: skip
+    sim.run_for(1_000)
+    probe = sim.instances[0].core
+    assert probe is not None
+    r = probe.round + 3
+    # The stable leader leads until round r fails; then the next one in the order, A.
+    order = probe.epoch_info(0)
+    stable = probe.status().leader
+    assert order is not None
+    assert stable is not None
+    leader = order.order[(order.order.index(stable) + 1) % len(order.order)]
+    a = next(i.idx for i in sim.instances if i.pk == leader)
+    assert a == 0
+    sim.add_rule(_OnlyAAdvances(r, a))
+
+    def a_proposed() -> bool:
+        rec = sim.instances[a].durable
+        return rec is not None and rec.proposal_round == r + 1
+
+    assert sim.run_until(a_proposed, 10_000), "A never proposed in round r + 1"
+    assert all(i.core is not None and i.core.round == r for i in sim.instances if i.idx != a)
+    for inst in sim.instances:
+        sim.crash(inst.idx)
+    sim.rules.clear()
+    sim.held.clear()  # what was in flight died with the connections
+    for inst in sim.instances:
+        sim.restart(inst.idx)
+    sim.check_liveness()
