@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 import sequencer_node.wire.messages as m
 from sequencer_node.wire import codec
 from sequencer_node.wire.codec import CodecError, decode, encode
+from sequencer_node.wire.da.attest import DataRootTuple
 from tests import strategies
 
 ALL = codec.registered_messages()
@@ -240,3 +241,22 @@ def test_a_transaction_is_hashed_once_and_its_id_is_not_on_the_wire() -> None:
     block = m.Block(m.Proposal(header, bytes(64)), (tx,), (), None, None)
     batch: m.Block = decode(encode(block))
     assert codec.message_id(batch.transactions[0]) == first
+
+
+def test_integers_wider_than_64_bits_travel_as_minimal_big_endian_bytes() -> None:
+    # msgpack has no integer past 2**64 - 1: a DA base fee above it could not be encoded
+    big = DataRootTuple(1, 2, b"\x01" * 90, 2**100 + 7)
+    raw = encode(big)
+    assert decode(raw) == big
+    _tag, _version, fields = msgpack.unpackb(raw)
+    assert fields[3] == (2**100 + 7).to_bytes(13, "big")  # 13 bytes, no padding to 16
+    assert decode(encode(dataclasses.replace(big, base_fee=0)), DataRootTuple).base_fee == 0
+
+
+@pytest.mark.parametrize(
+    ("wire", "why"),
+    [(b"\x00\x05", "leading zero"), (b"\x01" * 17, "more than a u128"), (5, "big-endian bytes")],
+)
+def test_wide_integers_refuse_non_canonical_and_oversized_bytes(wire: object, why: str) -> None:
+    with pytest.raises(CodecError, match=why):
+        codec.BigUInt(128).check(wire, "base_fee")

@@ -94,6 +94,28 @@ class UInt(Spec):
 
 
 @dataclasses.dataclass(frozen=True)
+class BigUInt(UInt):
+    """An unsigned integer wider than msgpack's 64-bit integers: minimal big-endian bytes on the
+    wire (zero is empty), so that each value has exactly one encoding."""
+
+    def check(self, value: Any, path: str) -> int:
+        if type(value) is not bytes:
+            raise CodecError(
+                f"{path}: expected a u{self.bits} as big-endian bytes, got {type(value).__name__}"
+            )
+        if len(value) > self.bits // 8:
+            raise CodecError(f"{path}: {len(value)} bytes is more than a u{self.bits}")
+        if value[:1] == b"\x00":
+            raise CodecError(f"{path}: a u{self.bits} with a leading zero byte (not canonical)")
+        return int.from_bytes(value, "big")
+
+    def dump(self, value: Any) -> Any:
+        if type(value) is not int or not 0 <= value < (1 << self.bits):
+            raise CodecError(f"{value!r} is not a u{self.bits}")
+        return value.to_bytes((value.bit_length() + 7) // 8, "big")
+
+
+@dataclasses.dataclass(frozen=True)
 class Bytes(Spec):
     min_len: int = 0
     max_len: int = MAX_MESSAGE_BYTES
@@ -189,8 +211,8 @@ U8 = typing.Annotated[int, UInt(8)]
 U16 = typing.Annotated[int, UInt(16)]
 U32 = typing.Annotated[int, UInt(32)]
 U64 = typing.Annotated[int, UInt(64)]
-U128 = typing.Annotated[int, UInt(128)]
-U256 = typing.Annotated[int, UInt(256)]
+U128 = typing.Annotated[int, BigUInt(128)]
+U256 = typing.Annotated[int, BigUInt(256)]
 Hash32 = typing.Annotated[bytes, Bytes(32, 32)]
 PubKey = typing.Annotated[bytes, Bytes(32, 32)]
 Signature = typing.Annotated[bytes, Bytes(64, 64)]
