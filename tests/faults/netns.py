@@ -66,6 +66,8 @@ class Topology:
     tag: str = field(default_factory=lambda: f"{random.randrange(16**4):04x}")
     prefix: str = field(default_factory=lambda: _random_subnet())
     netem: bool = False
+    #: The FORWARD rule added for the bridge (``iptables -D`` arguments), if one was needed.
+    _forward_rule: list[str] = field(default_factory=list)
     _partition_routes: list[tuple[int, str]] = field(default_factory=list)
 
     @property
@@ -97,7 +99,24 @@ class Topology:
             _ip("-n", ns, "addr", "add", f"{self.node_ip(i)}/24", "dev", "eth0")
             _ip("-n", ns, "link", "set", "eth0", "up")
             _ip("-n", ns, "link", "set", "lo", "up")
+        self._accept_bridged_traffic()
         self.netem = self._try_netem()
+
+    def _accept_bridged_traffic(self) -> None:
+        """With br_netfilter loaded (Docker loads it, and sets FORWARD's policy to DROP),
+        node-to-node frames on the bridge pass iptables' FORWARD chain: accept ours there, or
+        the nodes never reach each other (the tests failed on a machine running dockerd)."""
+        calls = Path("/proc/sys/net/bridge/bridge-nf-call-iptables")
+        if (
+            shutil.which("iptables") is None
+            or not calls.exists()
+            or calls.read_text().strip() != "1"
+        ):
+            return
+        rule = ["FORWARD", "-i", self.bridge, "-o", self.bridge, "-j", "ACCEPT"]
+        r = subprocess.run(["iptables", "-I", *rule], capture_output=True, text=True, check=False)
+        if r.returncode == 0:
+            self._forward_rule = rule
 
     def _try_netem(self) -> bool:
         veth = self.veth(0)
@@ -113,6 +132,11 @@ class Topology:
             _ip("netns", "del", self.ns(i), check=False)
             _ip("link", "del", self.veth(i), check=False)
         _ip("link", "del", self.bridge, check=False)
+        if self._forward_rule:
+            subprocess.run(
+                ["iptables", "-D", *self._forward_rule], capture_output=True, check=False
+            )
+            self._forward_rule = []
 
     # --- faults ------------------------------------------------------------------------------
 
