@@ -232,7 +232,7 @@ class Genesis:
 # --- persisted record (never-sign-twice watermark) -----------------------------------------
 
 
-@wire_message(64, version=2)
+@wire_message(64, version=3)
 @dataclass(frozen=True, slots=True)
 class PersistedState:
     """What this node signed, per message kind (EIP-3076 style), plus its lock.
@@ -244,7 +244,12 @@ class PersistedState:
     the two-chain argument). ``high_qc_proof`` is the epoch proof when that QC certifies a block
     that closes its epoch (docs/protocol.md, section 3a): a restarted node that knows the block
     only from a proof can still tell that the next block starts an epoch, and propose it.
-    Version 2: version 1 had no ``high_qc_proof``.
+    ``last_tc`` is the highest TC this node entered a round by and signed a timeout in: a
+    restarted node still in that round sends it with its timeout (see
+    :class:`~sequencer_node.wire.messages.TimeoutMessage`); without it, peers that never saw
+    the TC stay a round behind for good. Version 3: version 2 had no ``last_tc`` (it is read
+    as version 3 without one, see :func:`~sequencer_node.core.watermark.decode_record`);
+    version 1 had no ``high_qc_proof``.
     """
 
     chain_id: U64
@@ -257,6 +262,7 @@ class PersistedState:
     timeout_digest: Hash32
     high_qc: QuorumCertificate | None
     high_qc_proof: EpochProof | None = None
+    last_tc: TimeoutCertificate | None = None
 
 
 #: Most epoch anchors a snapshot carries (the committed first blocks of the latest epochs).

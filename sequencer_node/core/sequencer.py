@@ -270,6 +270,10 @@ class SequencerCore:
         if r.high_qc is not None and r.high_qc_proof is not None:
             self._remember_closing(r.high_qc.block_hash, r.high_qc_proof)
             self.tree.add_qc(r.high_qc_proof.last_qc)
+        if r.last_tc is not None and (self.last_tc is None or r.last_tc.round > self.last_tc.round):
+            # Our own durable record: it was checked when we entered its round by it.
+            self.last_tc = r.last_tc
+            self._remember_verified(message_id(r.last_tc))
 
     def _lock(self) -> tuple[QuorumCertificate | None, EpochProof | None]:
         """The high QC a signature is made on top of, with its epoch proof if it closes its
@@ -1309,11 +1313,17 @@ class SequencerCore:
             self.pk,
             bytes(64),
         )
-        signed = self.outbox.sign(Kind.TIMEOUT, self.round, message_id(t), t, *self._lock())
+        tc = self._entry_tc()
+        signed = self.outbox.sign(Kind.TIMEOUT, self.round, message_id(t), t, *self._lock(), tc=tc)
         if signed is None:
             return
-        self._my_timeout = TimeoutMessage(signed, hq)
+        self._my_timeout = TimeoutMessage(signed, hq, tc)
         out.append(self.outbox.hold([self._my_timeout], self._vouched(self._qc_hash(hq))))
+
+    def _entry_tc(self) -> TimeoutCertificate | None:
+        """The TC this node entered its round by, if that is how it did."""
+        tc = self.last_tc
+        return tc if tc is not None and tc.round + 1 == self.round else None
 
     def _on_timeout(
         self, sender: api.Source, tm: TimeoutMessage, now_ms: int, out: list[api.Effect]
@@ -1339,6 +1349,10 @@ class SequencerCore:
         if tm.high_qc is not None:
             self.pool.add_timeout_qc(tm.high_qc)
             self._on_qc(sender, tm.high_qc, now_ms, out)
+        if tm.last_tc is not None and tm.last_tc.round >= self.round:
+            # Only a TC that moves us on is judged (an older one is no news: no cost).
+            self._check_tc(tm.last_tc, out)
+            self._on_tc(tm.last_tc, now_ms, out, sender)
         if t.round < self.round:
             if isinstance(sender, bytes):
                 self._help(sender, t, now_ms, out)
@@ -1354,6 +1368,8 @@ class SequencerCore:
             self._check_qc(tm.high_qc, out)
         elif t.high_qc_round != 0 or t.epoch != 0:
             raise CertificateError("timeout names a QC it does not carry")
+        if tm.last_tc is not None and tm.last_tc.round + 1 != t.round:
+            raise CertificateError("timeout carries a TC of another round than the one before")
 
     def _try_form_tc(self, round_: int, now_ms: int, out: list[api.Effect]) -> None:
         if self.last_tc is not None and self.last_tc.round >= round_:

@@ -21,9 +21,18 @@ import enum
 from dataclasses import dataclass, replace
 from typing import TypeVar
 
+import msgpack
+
 from sequencer_node.core.api import PersistedState, PersistWatermark
+from sequencer_node.wire.codec import CodecError, decode, message_tag
 from sequencer_node.wire.crypto import SigningKey, sign_message
-from sequencer_node.wire.messages import ZERO_HASH, Block, EpochProof, QuorumCertificate
+from sequencer_node.wire.messages import (
+    ZERO_HASH,
+    Block,
+    EpochProof,
+    QuorumCertificate,
+    TimeoutCertificate,
+)
 
 M = TypeVar("M")
 
@@ -36,6 +45,32 @@ class Kind(enum.Enum):
 
 def empty_record(chain_id: int, signer: bytes) -> PersistedState:
     return PersistedState(chain_id, signer, 0, ZERO_HASH, 0, ZERO_HASH, 0, ZERO_HASH, None)
+
+
+def decode_record(raw: bytes) -> PersistedState:
+    """The stored record, read strictly; a version 2 record (written before ``last_tc``
+    existed) is read as version 3 without a TC: refusing it would leave the operator only the
+    choice of deleting the record, the one thing that makes double signing possible.
+
+    Raises:
+        CodecError: anything else than a canonical version 2 or 3 record.
+    """
+    try:
+        return decode(raw, PersistedState)
+    except CodecError:
+        try:
+            obj = msgpack.unpackb(raw, raw=False, use_list=True, strict_map_key=True)
+        except (ValueError, msgpack.UnpackException):
+            raise CodecError("the watermark record is not valid msgpack") from None
+        if not (isinstance(obj, list) and len(obj) == 3 and isinstance(obj[2], list)):
+            raise
+        if obj[0] != message_tag(PersistedState) or obj[1] != 2:
+            raise
+        upgraded = msgpack.packb([obj[0], 3, [*obj[2], None]], use_bin_type=True)
+        record = decode(upgraded, PersistedState)
+        if msgpack.packb([obj[0], 2, list(obj[2])], use_bin_type=True) != bytes(raw):
+            raise CodecError("PersistedState: not the canonical encoding") from None
+        return record
 
 
 def _slot(record: PersistedState, kind: Kind) -> tuple[int, bytes]:
@@ -61,15 +96,19 @@ def record_signature(
     digest: bytes,
     high_qc: QuorumCertificate | None,
     proof: EpochProof | None = None,
+    tc: TimeoutCertificate | None = None,
 ) -> PersistedState:
     """The record after signing; raises if the signature is not allowed (a bug upstream).
 
     ``high_qc`` replaces the recorded QC if it ranks higher, by (epoch, round) like every QC
     comparison (a closing QC of an old epoch may carry a higher round than the new epoch's
-    first QCs); ``proof`` is its epoch proof if it closes its epoch.
+    first QCs); ``proof`` is its epoch proof if it closes its epoch. ``tc`` replaces the
+    recorded TC if its round is higher.
     """
     if not may_sign(record, kind, round_, digest):
         raise AssertionError(f"refusing to sign {kind.value} at round {round_}: watermark")
+    if tc is not None and (record.last_tc is None or tc.round > record.last_tc.round):
+        record = replace(record, last_tc=tc)
     if high_qc is not None and (record.high_qc is None or _rank(high_qc) > _rank(record.high_qc)):
         record = replace(record, high_qc=high_qc, high_qc_proof=proof)
     elif high_qc is not None and high_qc == record.high_qc and record.high_qc_proof is None:
@@ -114,13 +153,14 @@ class Outbox:
         msg: M,
         high_qc: QuorumCertificate | None,
         proof: EpochProof | None = None,
+        tc: TimeoutCertificate | None = None,
     ) -> M | None:
         """``msg`` signed, if the watermark allows (the record then names it); else None."""
         if self._key is None or self.record is None:
             return None
         if not may_sign(self.record, kind, round_, digest):
             return None
-        self.record = record_signature(self.record, kind, round_, digest, high_qc, proof)
+        self.record = record_signature(self.record, kind, round_, digest, high_qc, proof, tc)
         return sign_message(msg, self._key, self._chain_id)
 
     def hold(self, messages: list[object], blocks: tuple[Block, ...] = ()) -> PersistWatermark:

@@ -67,6 +67,7 @@ from sequencer_node.core import api
 from sequencer_node.core.fees import L1FeeInfo
 from sequencer_node.core.ledger import verify_tx_signature
 from sequencer_node.core.sequencer import RECENT_COMMITTED, SequencerCore
+from sequencer_node.core.watermark import decode_record
 from sequencer_node.genesis import L2Genesis
 from sequencer_node.shell.api_views import ApiViews, StoredHead
 from sequencer_node.shell.byzantine import Byzantine, Strategy
@@ -397,7 +398,7 @@ class Node:
             identity = self.pk if self.pk is not None else FOLLOWER_IDENTITY
             self.store = Store.open(s.data_dir, chain_id=self.genesis.chain_id, identity=identity)
             raw = self.store.read_watermark()
-            persisted = decode(raw, api.PersistedState) if raw is not None else None
+            persisted = decode_record(raw) if raw is not None else None
             t0 = time.monotonic()
             self.core, chain = self._restore_core(persisted)
             st = self.core.status()

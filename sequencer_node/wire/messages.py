@@ -178,13 +178,21 @@ class TimeoutCertificate:
     high_qc: QuorumCertificate | None
 
 
-@wire_message(11)
+@wire_message(11, version=2)
 @dataclass(frozen=True, slots=True)
 class TimeoutMessage:
-    """A timeout as gossiped: the signed statement plus the QC it names (unsigned proof)."""
+    """A timeout as gossiped: the signed statement plus the QC it names (unsigned proof).
+
+    ``last_tc`` is the TC of the round before the timeout's, when that TC is how the sender
+    entered the round (Jolteon's timeout carries it, Aptos' sync info): a peer still in the
+    round before learns from the timeout itself why the sender moved on, and moves on too.
+    Without it, two nodes that formed a TC the others never saw time out alone in the next
+    round for good (docs/reliability.md). Version 2: version 1 had no ``last_tc``.
+    """
 
     timeout: Timeout
     high_qc: QuorumCertificate | None
+    last_tc: TimeoutCertificate | None = None
 
 
 #: Most suffix blocks between an epoch's last block and the block that closes the epoch.

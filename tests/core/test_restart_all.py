@@ -21,9 +21,11 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from dataclasses import replace
 
 import pytest
 
+from sequencer_node.core import api
 from sequencer_node.core.api import SyncResponse
 from sequencer_node.core.election import epoch_seed, weighted_order
 from sequencer_node.sim.adversary import HOLD, NetRule, Verdict
@@ -227,3 +229,87 @@ def test_a_node_a_round_ahead_shows_the_others_its_tc_after_a_whole_network_rest
     for inst in sim.instances:
         sim.restart(inst.idx)
     sim.check_liveness()
+
+
+def test_the_soak_sweeps_stall_a_tc_only_two_nodes_formed_after_a_restart() -> None:
+    """The soak sweep's one stall (seed 31: a node added, the crash at L + 1, no stored stake
+    snapshots): nodes 2 and 3 formed TC(66) and moved to round 67, signed a timeout there and
+    were killed; nodes 0 and 1 never formed TC(66). After the restart 2 and 3 had no TC (the
+    record did not keep it), so their timeouts of round 67 could not move 0 and 1, and the
+    retransmitted timeouts of round 66 were dropped as repeats: stalled at heights 57, rounds
+    66, 66, 67, 67. Now the record keeps the TC a node entered its round by, and its timeout
+    carries it (``TimeoutMessage.last_tc``)."""
+    _restart_all(31, "add", 1, False)
+
+
+class _TwoAdvance(NetRule):
+    """Round ``r`` fails and only nodes ``ab`` get its timeouts: they alone form TC(r). Every
+    other way the others could learn it is held back: round r + 1's proposal (it carries the
+    TC) and the catch-up answers of ``ab`` (they would too)."""
+
+    def __init__(self, r: int, ab: tuple[int, int]) -> None:
+        self.r, self.ab = r, ab
+        self.carried: list[TimeoutMessage] = []
+
+    def decide(self, src: Instance, dst: Instance, msg: object) -> Verdict:
+        if isinstance(msg, Block) and msg.header.round in (self.r, self.r + 1):
+            return HOLD
+        if isinstance(msg, TimeoutMessage) and msg.timeout.round == self.r:
+            return None if dst.idx in self.ab else HOLD
+        if isinstance(msg, SyncResponse) and src.idx in self.ab:
+            return HOLD
+        if isinstance(msg, TimeoutMessage) and msg.last_tc is not None:
+            self.carried.append(msg)
+        return None
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_a_timeout_carries_the_tc_its_sender_entered_the_round_by(seed: int) -> None:
+    """Two of four nodes formed TC(r), the other two never saw it: the timeouts of round r + 1
+    of the two ahead carry it, so the two behind move on, time out in r + 1 too, and the TC of
+    r + 1 forms (before, 2 of 4 timeouts in r + 1 never made one: stalled for good)."""
+    sim = Simulation(seed, epoch_length=1_000, net=NetParams(dedup_ms=300_000))
+    sim.run_for(1_000)
+    probe = sim.instances[0].core
+    assert probe is not None
+    r = probe.round + 3
+    rule = _TwoAdvance(r, (0, 1))
+    sim.add_rule(rule)
+    # Past the failed rounds r and r + 1, with new blocks certified after them.
+    base = max(len(i.committed) for i in sim.instances)
+
+    def resumed() -> bool:
+        return all(
+            i.core is not None and i.core.round > r + 2 and len(i.committed) > base + 4
+            for i in sim.instances
+        )
+
+    assert sim.run_until(resumed, 60_000), (
+        f"stalled: rounds {[i.core.round if i.core else None for i in sim.instances]}"
+    )
+    tc_rounds = {m.last_tc.round for m in rule.carried if m.last_tc is not None}
+    assert r in tc_rounds  # the two behind learned TC(r) from a timeout of round r + 1
+
+
+def test_a_timeout_carrying_a_tc_of_another_round_is_refused() -> None:
+    """A timeout of round t may carry only the TC of round t - 1 (the one its sender entered
+    by); anything else is a malformed message, charged to the peer."""
+    sim = Simulation(1, epoch_length=1_000, net=NetParams(dedup_ms=300_000))
+    sim.run_for(1_000)
+    probe = sim.instances[0].core
+    assert probe is not None
+    rule = _TwoAdvance(probe.round + 3, (0, 1))
+    sim.add_rule(rule)
+    assert sim.run_until(lambda: bool(rule.carried), 30_000)
+    good = rule.carried[0]
+    assert good.last_tc is not None
+    bad = TimeoutMessage(
+        good.timeout, good.high_qc, replace(good.last_tc, round=good.timeout.round)
+    )
+    target = sim.instances[3]
+    assert target.core is not None
+    out = target.core.handle(api.MessageReceived(good.timeout.voter, bad), sim.now)
+    refused = [e for e in out if isinstance(e, api.PeerMisbehaved)]
+    assert refused
+    assert refused[0].peer == good.timeout.voter
+    assert "TC of another round" in refused[0].offense.detail

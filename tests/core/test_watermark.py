@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import msgpack
 import pytest
 
 from sequencer_node.core import api
-from sequencer_node.core.watermark import Kind, empty_record, may_sign, record_signature
-from sequencer_node.wire.codec import decode, encode
-from sequencer_node.wire.messages import QuorumCertificate
+from sequencer_node.core.watermark import (
+    Kind,
+    decode_record,
+    empty_record,
+    may_sign,
+    record_signature,
+)
+from sequencer_node.wire.codec import CodecError, decode, encode
+from sequencer_node.wire.messages import QuorumCertificate, TimeoutCertificate
 
 D1, D2 = b"\x01" * 32, b"\x02" * 32
 
@@ -84,3 +91,84 @@ def test_a_core_restarted_from_its_record_starts_above_every_signed_round() -> N
     other = empty_record(sim.config_kw["chain_id"], sim.keys[1].public_key)
     with pytest.raises(ValueError, match="another key"):
         SequencerCore(sim.config_for(sim.instances[0]), sim.genesis, persisted=other)
+
+
+def _tc(round_: int) -> TimeoutCertificate:
+    return TimeoutCertificate(round_, 1, 0, (), None)
+
+
+def test_the_record_keeps_the_highest_tc_it_signed_after() -> None:
+    rec = record_signature(empty_record(1, b"\x09" * 32), Kind.TIMEOUT, 5, D1, None, tc=_tc(4))
+    assert rec.last_tc == _tc(4)
+    rec = record_signature(rec, Kind.TIMEOUT, 6, D2, None)  # entered by a QC: the TC stays
+    assert rec.last_tc == _tc(4)
+    rec = record_signature(rec, Kind.TIMEOUT, 8, D1, None, tc=_tc(7))
+    assert rec.last_tc == _tc(7)
+    assert decode_record(encode(rec)) == rec
+
+
+def _as_version_2(rec: api.PersistedState) -> bytes:
+    """The bytes a node of the previous release wrote for ``rec`` (no ``last_tc``)."""
+    tag, version, body = msgpack.unpackb(encode(rec), raw=False)
+    assert (version, body[-1]) == (3, None)
+    raw: bytes = msgpack.packb([tag, 2, body[:-1]], use_bin_type=True)
+    return raw
+
+
+def test_a_version_2_record_is_read_as_version_3_without_a_tc() -> None:
+    """A data directory written before the record kept the TC must start: refusing it would
+    leave the operator only the choice of deleting the record (the one way to double-sign)."""
+    qc = QuorumCertificate(D1, 17, 99, 2, ())
+    rec = record_signature(empty_record(7, b"\x09" * 32), Kind.VOTE, 100, D2, qc)
+    assert decode_record(_as_version_2(rec)) == rec
+    with pytest.raises(CodecError):
+        decode(_as_version_2(rec), api.PersistedState)  # the strict decoder alone refuses it
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"",
+        b"\xc1",
+        msgpack.packb([64, 1, []]),
+        msgpack.packb([64, 4, []]),
+        msgpack.packb([65, 2, []]),
+        msgpack.packb([64, 2, [1, 2]]),
+    ],
+    ids=["empty", "not-msgpack", "version-1", "version-4", "other-tag", "short-body"],
+)
+def test_anything_else_than_a_version_2_or_3_record_is_refused(raw: bytes) -> None:
+    with pytest.raises(CodecError):
+        decode_record(raw)
+
+
+def test_a_restarted_core_sends_the_tc_of_its_record_with_its_timeout() -> None:
+    """After a crash in a round entered by a TC, the restarted node's timeout carries that TC
+    (the peers that never saw it move on by it). Here it voted in that round before the crash:
+    a timeout of the round is still to be signed."""
+    from sequencer_node.core.sequencer import SequencerCore
+    from sequencer_node.sim.harness import Simulation
+    from sequencer_node.wire.messages import TimeoutMessage
+
+    sim = Simulation(23)
+    tc = _tc(40)
+    rec = record_signature(
+        empty_record(sim.config_kw["chain_id"], sim.keys[0].public_key),
+        Kind.VOTE, 41, D1, None, tc=tc,
+    )  # fmt: skip
+    core = SequencerCore(sim.config_for(sim.instances[0]), sim.genesis, persisted=rec)
+    assert core.round == 41
+    assert core.last_tc == tc
+    timeout_ms = int(sim.config_kw["timeout_base_ms"])
+    core.tick(0)
+    out = core.tick(timeout_ms + 1)
+    persists = [e for e in out if isinstance(e, api.PersistWatermark)]
+    assert persists
+    sent = core.handle(api.WatermarkPersisted(persists[-1].seq), timeout_ms + 2)
+    timeouts = [
+        e.message
+        for e in sent
+        if isinstance(e, api.Broadcast) and isinstance(e.message, TimeoutMessage)
+    ]
+    assert len(timeouts) == 1
+    assert timeouts[0].last_tc == tc
