@@ -1080,6 +1080,21 @@ class SequencerCore:
 
     # --- votes and QCs ----------------------------------------------------------------------
 
+    def _admit_signed(
+        self, stmt: Vote | Timeout, prev: Vote | Timeout | None, out: list[api.Effect]
+    ) -> bool:
+        """Whether a vote or timeout not seen before may be kept: its signer has stake here,
+        its signature holds (else the peer is charged) and its slot (signer, round) was empty.
+        A second, different statement in a filled slot is evidence, never kept."""
+        if not self._known_signer(stmt.voter):
+            return False
+        if not verify_message(stmt, stmt.voter, self._cfg.chain_id):
+            raise SignatureError(f"bad {'vote' if isinstance(stmt, Vote) else 'timeout'} signature")
+        if prev is not None:
+            self._found(self.pool.evidence_of(prev, stmt), out)
+            return False
+        return True
+
     def _on_vote(self, sender: api.Source, vote: Vote, now_ms: int, out: list[api.Effect]) -> None:
         if vote.round + ROUND_HISTORY < self.round:
             return
@@ -1087,12 +1102,7 @@ class SequencerCore:
             return
         prev = self.pool.vote_in_slot(vote)
         if prev != vote:
-            if not self._known_signer(vote.voter):
-                return
-            if not verify_message(vote, vote.voter, self._cfg.chain_id):
-                raise SignatureError("bad vote signature")
-            if prev is not None:
-                self._found(self.pool.evidence_of(prev, vote), out)
+            if not self._admit_signed(vote, prev, out):
                 return
             self.pool.add_vote(vote)
         elif not self._retrying:
@@ -1334,12 +1344,7 @@ class SequencerCore:
         in_window = t.round + ROUND_HISTORY >= self.round
         prev = self.pool.timeout_in_slot(t)
         if prev != t:
-            if not self._known_signer(t.voter):
-                return
-            if not verify_message(t, t.voter, self._cfg.chain_id):
-                raise SignatureError("bad timeout signature")
-            if prev is not None:
-                self._found(self.pool.evidence_of(prev, t), out)
+            if not self._admit_signed(t, prev, out):
                 return
             if in_window:
                 self.pool.keep_timeout(t)
