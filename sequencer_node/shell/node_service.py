@@ -13,18 +13,23 @@ Theory of operation
 * **One owner.** A single task owns the core. It consumes ONE bounded channel into which
   everything else feeds: peer messages (forwarded from the peer manager), transaction
   submissions from the RPC (each with a slot for its answer), and L1 events from the follower;
-  a periodic tick (``tick_s``) lets time pass. RPC *reads* (status, blocks, accounts) look at
-  the core between two events; Trio's cooperative scheduling makes each read consistent.
+  a periodic tick (``tick_s``) lets time pass. It waits once per batch of inputs, not once per
+  input: after the first it takes what is already queued (at most ``_DRAIN_MAX``), feeds them
+  to the core one by one, and writes what they committed once (issue 13: the per-item wait
+  and cancel scope were a large share of a node's CPU under load). RPC *reads* (status,
+  blocks, accounts) look at the core between two events; Trio's cooperative scheduling makes
+  each read consistent.
 * **Effects in order.** ``PersistWatermark`` is written and fsynced with the blocks its
   signatures vouch for (:meth:`Store.write_watermark`) and ``WatermarkPersisted`` is fed back
   at once, before any other input, so a signature never leaves before its record is durable,
   nor a vote or QC before its block is. ``BlockCertified`` blocks are kept until committed;
   on restart they (and the voted blocks whose QC is known) go back to the core. ``Broadcast`` /
   ``SendTo`` go to the peer manager (client transactions through the ingress batcher, as
-  ``TxBatch`` frames). ``BlockCommitted`` is written to the store (one transaction per handled
-  input, off the event loop), then handed to the batcher and the metrics. Evidence and
-  downtime certificates go to the follower's bounded L1 submission queue. ``TxResult``
-  answers the waiting RPC request. ``PeerMisbehaved`` charges the peer.
+  ``TxBatch`` frames). ``BlockCommitted`` is written to the store (one transaction per batch
+  of handled inputs, off the event loop, before the next batch), then handed to the batcher
+  and the metrics. Evidence and downtime certificates go to the follower's bounded L1
+  submission queue. ``TxResult`` answers the waiting RPC request. ``PeerMisbehaved`` charges
+  the peer.
 * **Acknowledged means durable.** A client transaction the core accepts is journaled in the
   store (:meth:`Store.journal_txs`, fsynced) before the RPC answers "pending": a journal task
   writes everything accepted since its last write in one transaction (group commit), then
@@ -117,6 +122,9 @@ _OLD_SYNC_INTERVAL_S = 0.05
 #: per block time, so this is several times what a lagging honest node needs.
 _SYNC_REQUESTS_PER_S = 20.0
 _SYNC_REQUEST_BURST = 40.0
+#: Inputs the core-owning task takes from its channel per wait (the tick is checked between
+#: two batches, so this bounds how late a tick can be: a few ms of inputs).
+_DRAIN_MAX = 64
 LOCK_FILENAME = "LOCK"
 #: Seed of the p2p identity of a node that runs without a signing key.
 P2P_IDENTITY_FILENAME = "p2p-identity.key"
@@ -758,10 +766,23 @@ class Node:
                 yield self._charged(Offense.INVALID_SIGNATURE)
 
     async def _forward_peers(self) -> None:
+        """Move peer messages into the core's input channel: a wait per burst, not per
+        message (what is already queued moves without a yield while the channel has room;
+        a full channel still blocks the forwarder, hence the readers)."""
         assert self.pm is not None
+        inbound, send = self.pm.inbound, self._send
         try:
-            async for sender, msg in self.pm.inbound:
-                await self._send.send(_PeerInput(sender, msg))
+            async for sender, msg in inbound:
+                while True:
+                    item = _PeerInput(sender, msg)
+                    try:
+                        send.send_nowait(item)
+                    except trio.WouldBlock:
+                        await send.send(item)
+                    try:
+                        sender, msg = inbound.receive_nowait()
+                    except (trio.WouldBlock, trio.EndOfChannel):
+                        break
         except (trio.ClosedResourceError, trio.BrokenResourceError):
             return  # shutting down
 
@@ -781,19 +802,42 @@ class Node:
                         await self._apply(self.core.tick(self.now_ms()))
                         self._update_gauges()
                         next_tick = trio.current_time() + tick_s
-                    # Only the wait is bounded by the tick: handling an input is never cut short.
-                    item: _Input | None = None
+                    # Only the wait is bounded by the tick: handling inputs is never cut short.
+                    first: _Input | None = None
                     with trio.move_on_at(next_tick):
                         try:
-                            item = await self._recv.receive()
+                            first = await self._recv.receive()
                         except (trio.EndOfChannel, trio.ClosedResourceError):
                             return
-                    if item is not None:
-                        await self._handle(item)
+                    if first is not None:
+                        await self._handle_all(self._drain(first))
         finally:
             done.set()
 
+    def _drain(self, first: _Input) -> list[_Input]:
+        """``first`` and what is already queued behind it (at most ``_DRAIN_MAX`` in all):
+        one wait and one cancel scope per batch of inputs, not per input. The channel's
+        bound is unchanged: items leave it only as the core takes them."""
+        items = [first]
+        while len(items) < _DRAIN_MAX:
+            try:
+                items.append(self._recv.receive_nowait())
+            except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
+                break
+        return items
+
+    async def _handle_all(self, items: Sequence[_Input]) -> None:
+        """Feed ``items`` to the core in order, carrying out each one's effects before the
+        next input (a watermark is persisted and released at once, as for one input); the
+        blocks they commit are written once, after the last."""
+        for item in items:
+            await self._handle(item)
+        if self._committed or self._certified:
+            await self._flush_committed()
+
     async def _handle(self, item: _Input) -> None:
+        """One input to the core and its effects, except the store write of what it commits
+        (the caller's: :meth:`_handle_all`)."""
         core = self.core
         assert core is not None
         now = self.now_ms()
@@ -808,13 +852,16 @@ class Node:
                 received: list[api.Effect] = []
                 for tx in msg.transactions:
                     received.extend(core.handle(api.MessageReceived(item.sender, tx), now))
-                await self._apply(received)
+                self._carry_out(received)
                 return
-            if isinstance(msg, api.SyncRequest) and self._serve_old_sync(item.sender, msg):
-                return
+            if isinstance(msg, api.SyncRequest):
+                if self._committed or self._certified:  # the store answers: bring it up to date
+                    await self._flush_committed()
+                if self._serve_old_sync(item.sender, msg):
+                    return
             if isinstance(msg, Block):
                 self._saw_block(msg)
-            await self._apply(core.handle(api.MessageReceived(item.sender, msg), now))
+            self._carry_out(core.handle(api.MessageReceived(item.sender, msg), now))
         elif isinstance(item, _TxRequest):
             self._queued_txs -= len(item.txs)
             effects: list[api.Effect] = []
@@ -823,13 +870,13 @@ class Node:
                 item.results.append(next((e for e in out if isinstance(e, api.TxResult)), None))
                 effects.extend(out)
             self._answer(item)
-            await self._apply(effects)
+            self._carry_out(effects)
         else:  # an L1 event from the follower
             if isinstance(item, api.L1FeeInfoSeen):
                 await self._store_l1_fees(item)
             elif isinstance(item, api.StakeSnapshotAvailable):
                 await self._store_stake_snapshot(item.snapshot)
-            await self._apply(core.handle(item, now))
+            self._carry_out(core.handle(item, now))
 
     async def _store_stake_snapshot(self, snap: api.StakeSnapshot) -> None:
         """Keep what the core judges epochs by (a restart gives it back, see
@@ -946,20 +993,18 @@ class Node:
 
     async def _apply(self, effects: Sequence[api.Effect]) -> None:
         """Carry out the core's effects in order; then write the blocks they committed."""
-        await self._carry_out(effects)
+        self._carry_out(effects)
         if self._committed or self._certified:
             await self._flush_committed()
 
-    async def _carry_out(self, effects: Sequence[api.Effect]) -> None:
+    def _carry_out(self, effects: Sequence[api.Effect]) -> None:
         assert self.core is not None
         assert self.store is not None
         for e in effects:
             if isinstance(e, api.PersistWatermark):
                 # Durable before anything signed leaves; then release it at once.
                 self.store.write_watermark(encode(e.record), e.blocks)
-                await self._carry_out(
-                    self.core.handle(api.WatermarkPersisted(e.seq), self.now_ms())
-                )
+                self._carry_out(self.core.handle(api.WatermarkPersisted(e.seq), self.now_ms()))
             elif isinstance(e, api.Broadcast):
                 byz = self._byzantine  # fault tests only: it may send something else instead
                 if byz is None or not (self.pm and byz.on_broadcast(e.message, self.pm)):
