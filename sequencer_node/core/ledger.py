@@ -218,13 +218,15 @@ class _Bucket:
 @dataclass(frozen=True, slots=True)
 class _Shard:
     buckets: dict[int, _Bucket]  # never mutated once built; no empty buckets
-    #: The 256 bucket hashes in index order (zeros for an empty bucket), kept so that the
-    #: shard hash is one join, not 256 lookups.
-    hashes: tuple[bytes, ...]
+    #: The shard hash's preimage: the tag, then the 256 bucket hashes in index order (zeros
+    #: for an empty bucket). One ``bytes`` value, so that a change is one copy of 8 KiB and
+    #: a slice assignment, and the hash needs no join (issue 13: the per-block cost).
+    preimage: bytes
     hash: bytes
 
 
-_EMPTY_HASHES = (_EMPTY,) * 256
+_BUCKET_AT = len(_SHARD_TAG)
+_EMPTY_SHARD_PREIMAGE = _SHARD_TAG + _EMPTY * 256
 
 
 def _root_hash(
@@ -252,10 +254,10 @@ def _with_changes(
         old_shard = shards.get(s_idx)
         if old_shard is not None:
             buckets = dict(old_shard.buckets)
-            hashes = list(old_shard.hashes)
+            preimage = bytearray(old_shard.preimage)
         else:
             buckets = {}
-            hashes = list(_EMPTY_HASHES)
+            preimage = bytearray(_EMPTY_SHARD_PREIMAGE)
         for b_idx, accts in by_bucket.items():
             old_bucket = buckets.get(b_idx)
             merged = dict(old_bucket.accounts) if old_bucket is not None else {}
@@ -268,16 +270,17 @@ def _with_changes(
                 else:
                     merged[addr] = acct
             delta += len(merged) - before
+            at = _BUCKET_AT + 32 * b_idx
             if merged:
                 bucket = _Bucket(merged, _bucket_hash(merged))
                 buckets[b_idx] = bucket
-                hashes[b_idx] = bucket.hash
+                preimage[at : at + 32] = bucket.hash
             else:
                 buckets.pop(b_idx, None)
-                hashes[b_idx] = _EMPTY
+                preimage[at : at + 32] = _EMPTY
         if buckets:
-            shard_hash = hashlib.sha256(_SHARD_TAG + b"".join(hashes)).digest()
-            new_shards[s_idx] = _Shard(buckets, tuple(hashes), shard_hash)
+            data = bytes(preimage)
+            new_shards[s_idx] = _Shard(buckets, data, hashlib.sha256(data).digest())
         else:
             new_shards.pop(s_idx, None)
     return new_shards, delta

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import hashlib
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sequencer_node.core.ledger import (
+    Account,
     InvalidBlock,
     Ledger,
+    _with_changes,
     split_txs,
     tx_root,
     verify_tx_signature,
@@ -278,3 +281,72 @@ def test_random_blocks_conserve_supply_and_root_matches_rebuild(blocks):
     rebuilt = Ledger._from_accounts(led.accounts(), led.forced_index())
     assert rebuilt.state_root() == led.state_root()
     assert rebuilt.account_count() == led.account_count()
+
+
+def _root_by_definition(led: Ledger) -> bytes:
+    """The state root exactly as the ledger module's docstring defines it, computed from
+    scratch from the accounts (no shards, no copy-on-write): the reference for the tree."""
+    by_bucket: dict[tuple[int, int], list[tuple[bytes, Account]]] = {}
+    for addr, acct in led.accounts():
+        by_bucket.setdefault((addr[0], addr[1]), []).append((addr, acct))
+    shard_hashes = []
+    for s in range(256):
+        bucket_hashes = []
+        for b in range(256):
+            accts = sorted(by_bucket.get((s, b), []))
+            if not accts:
+                bucket_hashes.append(bytes(32))
+                continue
+            pre = b"seqnet/state/bucket" + b"".join(
+                a + acct.balance.to_bytes(16, "big") + acct.nonce.to_bytes(8, "big")
+                for a, acct in accts
+            )
+            bucket_hashes.append(hashlib.sha256(pre).digest())
+        if all(h == bytes(32) for h in bucket_hashes):
+            shard_hashes.append(bytes(32))
+        else:
+            shard_hashes.append(
+                hashlib.sha256(b"seqnet/state/shard" + b"".join(bucket_hashes)).digest()
+            )
+    pre = b"seqnet/state/v1" + led.forced_index().to_bytes(8, "big") + b"".join(shard_hashes)
+    return hashlib.sha256(pre).digest()
+
+
+def test_the_incremental_root_is_the_defined_root_and_does_not_change():
+    """The copy-on-write tree (issue 13 made its per-block copy cheaper) computes the root the
+    docstring defines, after blocks that touch shared buckets and empty ones; and the root of a
+    fixed state is the value stored chains hold (pinned before the change)."""
+    balances = {hashlib.sha256(b"a%d" % i).digest()[:20]: 10**18 + i for i in range(3000)}
+    led = Ledger.genesis(balances)
+    assert led.state_root().hex() == (
+        "ca5542b3f2bafc7a0bd2847f864b561f371c699fab6be9c56e8ff5dbb4967952"
+    )
+    lone = bytes([0xFF, 0xFF]) + bytes(18)  # alone in shard 0xff? not necessarily: checked
+    balances[lone] = 1
+    balances[A.address] = 10**6
+    balances[B.address] = 10**6
+    twin = bytes([A.address[0], A.address[1]]) + bytes(18)  # A's bucket holds two accounts
+    balances[twin] = 5
+    l0 = Ledger.genesis(balances)
+    assert l0.state_root() == _root_by_definition(l0)
+    l1, _ = l0.apply_block(
+        [transfer(A, addr, 3, n) for n, addr in enumerate(list(balances)[:150])],
+        [], proposer=PROPOSER.public_key,
+    )  # fmt: skip
+    l2, _ = l1.apply_block([transfer(B, A.address, 7, 0)], [], proposer=PROPOSER.public_key)
+    for one in (l1, l2):
+        assert one.state_root() == _root_by_definition(one)
+    assert l0.state_root() == _root_by_definition(l0)  # the parent is untouched
+    # Accounts back to (0, 0) leave their bucket: one shares it, one empties its bucket.
+    shards, delta = _with_changes(l2._shards, {lone: Account(0, 0), twin: Account(0, 0)})
+    l3 = Ledger(shards, l2.forced_index(), l2.account_count() + delta)
+    assert delta == -2
+    assert lone[1] not in shards[lone[0]].buckets
+    assert l3.state_root() == _root_by_definition(l3)
+    # A shard emptied of its only account leaves the root preimage (zeros).
+    alone = Ledger.genesis({lone: 1, A.address: 1})
+    shards, delta = _with_changes(alone._shards, {lone: Account(0, 0)})
+    emptied = Ledger(shards, 0, 1)
+    assert lone[0] not in shards
+    assert delta == -1
+    assert emptied.state_root() == _root_by_definition(emptied)
