@@ -20,8 +20,9 @@ Theory of operation
   blocks, accounts) look at the core between two events; Trio's cooperative scheduling makes
   each read consistent.
 * **Effects in order.** ``PersistWatermark`` is written and fsynced with the blocks its
-  signatures vouch for (:meth:`Store.write_watermark`) and ``WatermarkPersisted`` is fed back
-  at once, before any other input, so a signature never leaves before its record is durable,
+  signatures vouch for (:meth:`Store.write_watermark`, in a worker thread while the core task
+  waits: the fsync does not stall the event loop) and ``WatermarkPersisted`` is fed back at
+  once, before any other input, so a signature never leaves before its record is durable,
   nor a vote or QC before its block is. ``BlockCertified`` blocks are kept until committed;
   on restart they (and the voted blocks whose QC is known) go back to the core. ``Broadcast`` /
   ``SendTo`` go to the peer manager (client transactions through the ingress batcher, as
@@ -84,6 +85,7 @@ from sequencer_node.shell.p2p_messages import TxBatch
 from sequencer_node.shell.peers import PeerAddress, PeerConfig, PeerManager, run_tx_ingress
 from sequencer_node.shell.rpc import Overloaded, serve_rpc
 from sequencer_node.shell.scoring import Offense, RequestBudget
+from sequencer_node.shell.stalls import install_from_env, write_summary
 from sequencer_node.shell.store import DB_FILENAME, Store
 from sequencer_node.system.files import DirectoryInUse, atomic_write, lock_directory
 from sequencer_node.wire.codec import decode, encode, message_id
@@ -125,6 +127,8 @@ _SYNC_REQUEST_BURST = 40.0
 #: Inputs the core-owning task takes from its channel per wait (the tick is checked between
 #: two batches, so this bounds how late a tick can be: a few ms of inputs).
 _DRAIN_MAX = 64
+#: How long the core task works through a batch of inputs before it lets other tasks run.
+_BATCH_SLICE_S = 0.002
 LOCK_FILENAME = "LOCK"
 #: Seed of the p2p identity of a node that runs without a signing key.
 P2P_IDENTITY_FILENAME = "p2p-identity.key"
@@ -228,6 +232,17 @@ class _PeerInput:
 
 #: Everything the core-owning task consumes, from its one input channel.
 _Input = _PeerInput | _TxRequest | L1Event
+
+
+def _describe(item: _Input) -> str:
+    """An input, for the stall diagnosis: its type (and size of a batch)."""
+    if isinstance(item, _PeerInput):
+        msg = item.message
+        n = len(msg.transactions) if isinstance(msg, TxBatch) else None
+        return type(msg).__name__ + ("" if n is None else f"({n})")
+    if isinstance(item, _TxRequest):
+        return f"TxRequest({len(item.txs)})"
+    return type(item).__name__
 
 
 def offense_for(offense: api.Offense) -> Offense:
@@ -382,6 +397,9 @@ class Node:
         self._sync_budget = RequestBudget(_SYNC_REQUESTS_PER_S, _SYNC_REQUEST_BURST)
         self.started_at = 0.0
         self.addresses: NodeAddresses | None = None
+        #: The core-owning task and what it handles now (the stall diagnosis only).
+        self._core_task: trio.lowlevel.Task | None = None
+        self._activity = ""
         self._byzantine = (
             Byzantine(settings.byzantine, settings.key, self.genesis.chain_id, settings.data_dir)
             if settings.byzantine and settings.key is not None
@@ -542,12 +560,30 @@ class Node:
             self.close()
 
     async def _serve(self, l1: L1Client, task_status: trio.TaskStatus[NodeAddresses]) -> None:
-        s = self.settings
         assert self.follower is not None
         pm = self.pm = self._make_peer_manager()
         tx_send, tx_recv = trio.open_memory_channel[Transaction](4096)
         self._tx_send = tx_send
         core_done, rpc_done = trio.Event(), trio.Event()
+        stalls = install_from_env(self._activity_of)  # diagnosis only (SEQNET_STALL_DIR)
+        try:
+            await self._serve_all(pm, l1, tx_send, tx_recv, core_done, rpc_done, task_status)
+        finally:
+            write_summary(stalls)
+        log.info("stopped")
+
+    async def _serve_all(
+        self,
+        pm: PeerManager,
+        l1: L1Client,
+        tx_send: trio.MemorySendChannel[Transaction],
+        tx_recv: trio.MemoryReceiveChannel[Transaction],
+        core_done: trio.Event,
+        rpc_done: trio.Event,
+        task_status: trio.TaskStatus[NodeAddresses],
+    ) -> None:
+        s = self.settings
+        assert self.follower is not None
         async with trio.open_nursery() as nursery:
             p2p_port = await self._start_p2p(nursery, pm)
             self.batcher = self._start_batcher(l1)
@@ -586,7 +622,10 @@ class Node:
                 log.warning("graceful shutdown deadline passed; cancelling the rest")
             pm.close()
             nursery.cancel_scope.cancel()
-        log.info("stopped")
+
+    def _activity_of(self, task: trio.lowlevel.Task) -> str:
+        """What the core task was doing (for the stall diagnosis), else ''."""
+        return self._activity if task is self._core_task else ""
 
     def _make_peer_manager(self) -> PeerManager:
         s = self.settings
@@ -793,12 +832,14 @@ class Node:
 
     async def _core_loop(self, done: trio.Event) -> None:
         assert self.core is not None
+        self._core_task = trio.lowlevel.current_task()
         tick_s = self.settings.tick_s
         next_tick = trio.current_time()
         try:
             with self._core_scope:
                 while True:
                     if trio.current_time() >= next_tick:
+                        self._activity = "tick"
                         await self._apply(self.core.tick(self.now_ms()))
                         self._update_gauges()
                         next_tick = trio.current_time() + tick_s
@@ -829,11 +870,20 @@ class Node:
     async def _handle_all(self, items: Sequence[_Input]) -> None:
         """Feed ``items`` to the core in order, carrying out each one's effects before the
         next input (a watermark is persisted and released at once, as for one input); the
-        blocks they commit are written once, after the last."""
-        for item in items:
-            await self._handle(item)
-        if self._committed or self._certified:
-            await self._flush_committed()
+        blocks they commit are written once, after the last (or when a shutdown cancels the
+        batch: the core already counts them). Other tasks (the RPC, the readers) get the loop
+        every ``_BATCH_SLICE_S`` of a long batch, so a batch is no longer an event-loop stall
+        than one input."""
+        try:
+            since = time.perf_counter()
+            for item in items:
+                await self._handle(item)
+                if time.perf_counter() - since > _BATCH_SLICE_S:
+                    await trio.lowlevel.cancel_shielded_checkpoint()
+                    since = time.perf_counter()
+        finally:
+            if self._committed or self._certified:
+                await self._flush_committed()
 
     async def _handle(self, item: _Input) -> None:
         """One input to the core and its effects, except the store write of what it commits
@@ -841,6 +891,7 @@ class Node:
         core = self.core
         assert core is not None
         now = self.now_ms()
+        self._activity = _describe(item)
         if isinstance(item, _PeerInput):
             msg = item.message
             if self.batcher is not None and self.batcher.handles(msg):
@@ -852,7 +903,7 @@ class Node:
                 received: list[api.Effect] = []
                 for tx in msg.transactions:
                     received.extend(core.handle(api.MessageReceived(item.sender, tx), now))
-                self._carry_out(received)
+                await self._carry_out(received)
                 return
             if isinstance(msg, api.SyncRequest):
                 if self._committed or self._certified:  # the store answers: bring it up to date
@@ -861,7 +912,7 @@ class Node:
                     return
             if isinstance(msg, Block):
                 self._saw_block(msg)
-            self._carry_out(core.handle(api.MessageReceived(item.sender, msg), now))
+            await self._carry_out(core.handle(api.MessageReceived(item.sender, msg), now))
         elif isinstance(item, _TxRequest):
             self._queued_txs -= len(item.txs)
             effects: list[api.Effect] = []
@@ -870,13 +921,13 @@ class Node:
                 item.results.append(next((e for e in out if isinstance(e, api.TxResult)), None))
                 effects.extend(out)
             self._answer(item)
-            self._carry_out(effects)
+            await self._carry_out(effects)
         else:  # an L1 event from the follower
             if isinstance(item, api.L1FeeInfoSeen):
                 await self._store_l1_fees(item)
             elif isinstance(item, api.StakeSnapshotAvailable):
                 await self._store_stake_snapshot(item.snapshot)
-            self._carry_out(core.handle(item, now))
+            await self._carry_out(core.handle(item, now))
 
     async def _store_stake_snapshot(self, snap: api.StakeSnapshot) -> None:
         """Keep what the core judges epochs by (a restart gives it back, see
@@ -993,18 +1044,24 @@ class Node:
 
     async def _apply(self, effects: Sequence[api.Effect]) -> None:
         """Carry out the core's effects in order; then write the blocks they committed."""
-        self._carry_out(effects)
+        await self._carry_out(effects)
         if self._committed or self._certified:
             await self._flush_committed()
 
-    def _carry_out(self, effects: Sequence[api.Effect]) -> None:
+    async def _carry_out(self, effects: Sequence[api.Effect]) -> None:
         assert self.core is not None
         assert self.store is not None
         for e in effects:
             if isinstance(e, api.PersistWatermark):
-                # Durable before anything signed leaves; then release it at once.
-                self.store.write_watermark(encode(e.record), e.blocks)
-                self._carry_out(self.core.handle(api.WatermarkPersisted(e.seq), self.now_ms()))
+                # Durable before anything signed leaves; then release it at once. The fsync
+                # (2-15 ms here) runs in a worker thread: the core task waits (no input is
+                # handled before the release), the RPC and the readers do not.
+                write, record = self.store.write_watermark, encode(e.record)
+                with trio.CancelScope(shield=True):
+                    await trio.to_thread.run_sync(write, record, e.blocks)
+                await self._carry_out(
+                    self.core.handle(api.WatermarkPersisted(e.seq), self.now_ms())
+                )
             elif isinstance(e, api.Broadcast):
                 byz = self._byzantine  # fault tests only: it may send something else instead
                 if byz is None or not (self.pm and byz.on_broadcast(e.message, self.pm)):
@@ -1072,6 +1129,7 @@ class Node:
 
     async def _flush_committed(self) -> None:
         assert self.store is not None
+        self._activity = f"{self._activity} + flush"  # the stall diagnosis only
         done, self._committed = self._committed, []
         certified, self._certified = self._certified, []
         store = self.store

@@ -10,10 +10,11 @@ transaction has been fsynced to the WAL before ``COMMIT`` returns. :meth:`Store.
 commits before it returns, and the node lets no signature leave the process before that.
 A crash (kill -9, power cut) in the middle of a transaction leaves the previous committed state.
 
-Blocking: every method blocks on disk. The watermark write is small and must finish before a
-signature is released, so the core-owning task may call it directly; big writes (block batches,
-snapshots) go through ``trio.to_thread.run_sync``. The connection is shared across threads
-(``check_same_thread=False``) behind a lock, so calls are serialised.
+Blocking: every method blocks on disk, so the node calls the writes through
+``trio.to_thread.run_sync`` (the watermark too: its fsync takes 2-15 ms under load, an
+event-loop stall; the core-owning task waits for it before it releases a signature). The
+connection is shared across threads (``check_same_thread=False``) behind a lock, so calls are
+serialised.
 
 Snapshots: :meth:`put_blocks` takes an optional snapshot (the node's encoded
 :class:`~sequencer_node.core.api.ChainSnapshot` of the last block it stores) and writes it in

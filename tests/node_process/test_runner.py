@@ -138,23 +138,28 @@ async def test_runner_certifies_persists_before_signing_and_restarts(
 ) -> None:
     node = Node(settings(tmp_path, l1_url))
     log: list[tuple[str, Any]] = []
+    # Record the order of durable watermark writes and outgoing signed messages. The writes
+    # are recorded from the start (they run in a worker thread: one started before a later
+    # patch would go unrecorded while its release is sent after the patch).
+    node.open()
+    assert node.store is not None
+    real_write = node.store.write_watermark
+
+    def write(record: bytes, blocks: Sequence[Block] = ()) -> None:
+        real_write(record, blocks)
+        log.append(("persist", decode(record, api.PersistedState)))
+        log.extend(("durable", block_hash(b.header)) for b in blocks)
+
+    node.store.write_watermark = write  # type: ignore[method-assign]
     async with httpx.AsyncClient(timeout=5) as http, trio.open_nursery() as nursery:
         addrs = await nursery.start(node.run)
-        assert node.store is not None
         assert node.pm is not None
-        # Record the order of durable watermark writes and outgoing signed messages.
-        real_write, real_broadcast = node.store.write_watermark, node.pm.broadcast
-
-        def write(record: bytes, blocks: Sequence[Block] = ()) -> None:
-            real_write(record, blocks)
-            log.append(("persist", decode(record, api.PersistedState)))
-            log.extend(("durable", block_hash(b.header)) for b in blocks)
+        real_broadcast = node.pm.broadcast
 
         def broadcast(msg: Any, **kw: Any) -> int:
             log.append(("send", msg))
             return real_broadcast(msg, **kw)
 
-        node.store.write_watermark = write  # type: ignore[method-assign]
         node.pm.broadcast = broadcast  # type: ignore[method-assign]
 
         async def height() -> int:

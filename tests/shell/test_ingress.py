@@ -7,7 +7,6 @@ bounds, and sheds the rest (429 at the RPC, see ``tests/node_process/test_rpc.py
 from __future__ import annotations
 
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 import trio
@@ -91,65 +90,5 @@ async def test_ingress_takes_transactions_only_up_to_its_bounds(tmp_path: Path) 
             assert node.ingress_room() == 0  # the pool is at its bound
             assert gossip.sent == txs[:5]
             nursery.cancel_scope.cancel()
-    finally:
-        node.close()
-
-
-class _Peers(Gossip):
-    """Gossip, and the statistics the core task's gauges read."""
-
-    def statistics(self) -> SimpleNamespace:
-        return SimpleNamespace(connected=0, offenses={}, bans=0, handshake_failures=0)
-
-
-class _CountingReceive:
-    """The core task's input channel, counting the waits (``receive``) it does."""
-
-    def __init__(self, inner: trio.MemoryReceiveChannel[object]) -> None:
-        self.inner = inner
-        self.waits = 0
-        self.taken = 0
-
-    async def receive(self) -> object:
-        self.waits += 1
-        item = await self.inner.receive()
-        self.taken += 1
-        return item
-
-    def receive_nowait(self) -> object:
-        item = self.inner.receive_nowait()
-        self.taken += 1
-        return item
-
-
-@pytest.mark.parametrize(("queued", "waits"), [(10, 1), (100, 2)])
-async def test_queued_inputs_are_taken_in_one_wait_per_batch(
-    tmp_path: Path, queued: int, waits: int
-) -> None:
-    """Issue 13: the core task waited (a receive and a cancel scope) once per input; it now
-    takes what is queued behind the first input in the same pass, at most 64 (so a tick is
-    never late by more than that), and the input channel keeps its bound. Fails before: one
-    wait per input (10 and 100)."""
-    sim = Simulation(1)
-    settings = NodeSettings(tmp_path, _genesis(sim), key=None, batcher=False, tick_s=3600.0)
-    node = Node(settings)
-    node.open()
-    node.pm = _Peers()  # type: ignore[assignment]
-    counting = _CountingReceive(node._recv)
-    node._recv = counting  # type: ignore[assignment]
-    try:
-        reqs = [node._enqueue([tx]) for tx in _txs(sim, 0, queued)]
-        assert node._send.statistics().max_buffer_size == settings.inbound_buffer
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(node._journal_loop)
-            nursery.start_soon(node._core_loop, trio.Event())
-            with trio.fail_after(20):
-                for req in reqs:
-                    await req.done.wait()
-            nursery.cancel_scope.cancel()
-        assert counting.taken == queued
-        assert counting.waits == waits + 1  # + the wait that was cancelled
-        assert all(len(r.results) == 1 and r.result is not None for r in reqs)
-        assert node._queued_txs == 0
     finally:
         node.close()

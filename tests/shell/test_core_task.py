@@ -1,0 +1,141 @@
+"""The node's core-owning task (issue 13): it takes the inputs queued behind the first one in
+one pass instead of one wait per input, and persists the never-sign-twice watermark in a
+worker thread, so the event loop keeps serving (``/health``, the readers) during the fsync
+while no signed message leaves before it is durable."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import trio
+import trio.testing
+
+from sequencer_node.core import api
+from sequencer_node.shell import node_service
+from sequencer_node.shell.node_service import Node, NodeSettings
+from sequencer_node.sim.harness import Simulation
+from tests.shell.test_ingress import Gossip, _txs
+from tests.shell.test_store_snapshots import _genesis
+
+
+class _Peers(Gossip):
+    """Gossip, and the statistics the core task's gauges read."""
+
+    def statistics(self) -> SimpleNamespace:
+        return SimpleNamespace(connected=0, offenses={}, bans=0, handshake_failures=0)
+
+
+class _CountingReceive:
+    """The core task's input channel, counting the waits (``receive``) it does."""
+
+    def __init__(self, inner: trio.MemoryReceiveChannel[object]) -> None:
+        self.inner = inner
+        self.waits = 0
+        self.taken = 0
+
+    async def receive(self) -> object:
+        self.waits += 1
+        item = await self.inner.receive()
+        self.taken += 1
+        return item
+
+    def receive_nowait(self) -> object:
+        item = self.inner.receive_nowait()
+        self.taken += 1
+        return item
+
+
+@pytest.mark.parametrize(("queued", "waits"), [(10, 1), (100, 2)])
+async def test_queued_inputs_are_taken_in_one_wait_per_batch(
+    tmp_path: Path, queued: int, waits: int
+) -> None:
+    """Issue 13: the core task waited (a receive and a cancel scope) once per input; it now
+    takes what is queued behind the first input in the same pass, at most 64 (so a tick is
+    never late by more than that), and the input channel keeps its bound. Fails before: one
+    wait per input (10 and 100)."""
+    sim = Simulation(1)
+    settings = NodeSettings(tmp_path, _genesis(sim), key=None, batcher=False, tick_s=3600.0)
+    node = Node(settings)
+    node.open()
+    node.pm = _Peers()  # type: ignore[assignment]
+    counting = _CountingReceive(node._recv)
+    node._recv = counting  # type: ignore[assignment]
+    try:
+        reqs = [node._enqueue([tx]) for tx in _txs(sim, 0, queued)]
+        assert node._send.statistics().max_buffer_size == settings.inbound_buffer
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(node._journal_loop)
+            nursery.start_soon(node._core_loop, trio.Event())
+            with trio.fail_after(20):
+                for req in reqs:
+                    await req.done.wait()
+            nursery.cancel_scope.cancel()
+        assert counting.taken == queued
+        assert counting.waits == waits + 1  # + the wait that was cancelled
+        assert all(len(r.results) == 1 and r.result is not None for r in reqs)
+        assert node._queued_txs == 0
+    finally:
+        node.close()
+
+
+class _SlowStore:
+    """A store whose watermark write blocks (in its worker thread) until released."""
+
+    def __init__(self) -> None:
+        self.started, self.release = threading.Event(), threading.Event()
+        self.written: list[bytes] = []
+
+    def write_watermark(self, record: bytes, blocks: object = ()) -> None:
+        self.started.set()
+        self.release.wait(2.0)  # on the event loop (before the change) this blocks it
+        self.written.append(record)
+
+
+class _RecordingCore:
+    def __init__(self) -> None:
+        self.fed: list[object] = []
+
+    def handle(self, event: object, now: int) -> list[api.Effect]:
+        self.fed.append(event)
+        return []
+
+
+async def test_the_watermark_is_written_off_the_event_loop_and_released_only_after(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Fails before: the fsync ran on the event loop, so nothing else ran during it."""
+    sim = Simulation(1)
+    node = Node(NodeSettings(tmp_path, _genesis(sim), key=None, batcher=False))
+    node.open()
+    real_store, real_core = node.store, node.core
+    store, core = _SlowStore(), _RecordingCore()
+    node.store, node.core = store, core  # type: ignore[assignment]
+    monkeypatch.setattr(node_service, "encode", lambda record: b"record")
+    try:
+        done = trio.Event()
+
+        async def carry_out() -> None:
+            persist = api.PersistWatermark(None, 7)  # type: ignore[arg-type]
+            await node._carry_out([persist])
+            done.set()
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(carry_out)
+            with trio.fail_after(10):
+                await trio.to_thread.run_sync(store.started.wait)
+            # The write is in flight and this task runs: the loop is free; nothing released.
+            await trio.testing.wait_all_tasks_blocked()
+            assert core.fed == []
+            assert store.written == []
+            assert not done.is_set()
+            store.release.set()
+            with trio.fail_after(10):
+                await done.wait()
+        assert store.written == [b"record"]
+        assert core.fed == [api.WatermarkPersisted(7)]  # fed back once durable, at once
+    finally:
+        node.store, node.core = real_store, real_core
+        node.close()
