@@ -139,3 +139,53 @@ async def test_the_watermark_is_written_off_the_event_loop_and_released_only_aft
     finally:
         node.store, node.core = real_store, real_core
         node.close()
+
+
+async def test_requests_taken_in_one_pass_share_one_journal_commit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Group commit across concurrent requests (issue 13): the client transactions accepted in
+    one pass of the core task are journaled in ONE fsynced store transaction, and each request
+    is answered only after it returned. Fails before: the journal task ran between the first
+    request and the rest (two commits for five requests)."""
+    monkeypatch.setattr(node_service, "_BATCH_SLICE_S", 60.0, raising=False)  # no yield in a pass
+    sim = Simulation(1)
+    settings = NodeSettings(tmp_path, _genesis(sim), key=None, batcher=False, tick_s=3600.0)
+    node = Node(settings)
+    node.open()
+    node.pm = _Peers()  # type: ignore[assignment]
+    assert node.store is not None
+    real_journal = node.store.journal_txs
+    events: list[str] = []
+
+    def journal(rows: list[tuple[bytes, bytes]], **kw: int) -> None:
+        real_journal(rows, **kw)
+        events.append(f"committed {len(rows)}")
+
+    node.store.journal_txs = journal  # type: ignore[method-assign,assignment]
+    try:
+        async with trio.open_nursery() as nursery:
+            results: list[api.TxResult] = []
+            all_answered = trio.Event()
+
+            async def submit(tx: object) -> None:
+                [result] = await node.submit_txs([tx])  # type: ignore[list-item]
+                events.append("answered")
+                results.append(result)
+                if len(results) == 5:
+                    all_answered.set()
+
+            for tx in _txs(sim, 0, 5):
+                nursery.start_soon(submit, tx)
+            await trio.testing.wait_all_tasks_blocked()  # all five queued for the core
+            nursery.start_soon(node._journal_loop)
+            nursery.start_soon(node._core_loop, trio.Event())
+            with trio.fail_after(20):
+                await all_answered.wait()
+            nursery.cancel_scope.cancel()
+        assert all(r.accepted for r in results)
+        assert events == ["committed 5"] + ["answered"] * 5
+        journaled = sorted(h for h, _ in node.store.journaled_txs())
+        assert journaled == sorted(r.tx_hash for r in results)
+    finally:
+        node.close()
