@@ -4,12 +4,15 @@ name and what the node was doing (the core task's current input or effect).
 
 Off unless ``SEQNET_STALL_DIR`` is set (the benchmark's diagnosis runs): then each node
 process appends its stalls over ``SEQNET_STALL_MS`` (default 10) to
-``$SEQNET_STALL_DIR/stalls-<pid>.txt``, one line each: ``<ms> <task> <activity>``, and a
-summary line per activity at exit. It costs two clock reads per task step.
+``$SEQNET_STALL_DIR/stalls-<pid>.txt``, one line each: ``<ms> <cpu ms> <task> <activity>``
+(wall time, and the CPU time of the loop's thread in it: on a loaded machine a step may wait
+for a core, or block on a disk), and a summary line per activity at exit. It costs four
+clock reads per task step.
 """
 
 from __future__ import annotations
 
+import gc
 import os
 import time
 from collections import Counter
@@ -32,11 +35,14 @@ class StallMonitor(trio.abc.Instrument):
         self.threshold_s = threshold_s
         self.activity = activity
         self._started = -1.0  # no step timed yet (installed in the middle of one)
+        self._started_cpu = 0.0
+        self._gc_started = 0.0
         self.total_s: dict[str, float] = {}
         self.count: Counter[str] = Counter()
 
     def before_task_step(self, task: trio.lowlevel.Task) -> None:
         self._started = time.perf_counter()
+        self._started_cpu = time.thread_time()
 
     def after_task_step(self, task: trio.lowlevel.Task) -> None:
         if self._started < 0:
@@ -49,7 +55,22 @@ class StallMonitor(trio.abc.Instrument):
         self.total_s[what] = self.total_s.get(what, 0.0) + took
         self.count[what] += 1
         with self.path.open("a") as f:
-            f.write(f"{took * 1000:.1f} {what}\n")
+            cpu = time.thread_time() - self._started_cpu
+            f.write(f"{took * 1000:.1f} {cpu * 1000:.1f} {what}\n")
+
+    def on_gc(self, phase: str, info: dict[str, int]) -> None:
+        """A ``gc.callbacks`` hook: a collection over the threshold is recorded as a stall of
+        task ``gc`` (the step it interrupted is recorded too, including it)."""
+        if phase == "start":
+            self._gc_started = time.perf_counter()
+            return
+        took = time.perf_counter() - self._gc_started
+        if took >= self.threshold_s:
+            what = f"gc gen{info.get('generation')}"
+            self.total_s[what] = self.total_s.get(what, 0.0) + took
+            self.count[what] += 1
+            with self.path.open("a") as f:
+                f.write(f"{took * 1000:.1f} {took * 1000:.1f} {what}\n")
 
     def summary(self) -> str:
         """Stalls by task and activity, longest total first."""
@@ -69,10 +90,13 @@ def install_from_env(activity: Callable[[trio.lowlevel.Task], str]) -> StallMoni
     monitor = StallMonitor(Path(where) / f"stalls-{os.getpid()}.txt", threshold_ms / 1000,
                            activity)  # fmt: skip
     trio.lowlevel.add_instrument(monitor)
+    gc.callbacks.append(monitor.on_gc)
     return monitor
 
 
 def write_summary(monitor: StallMonitor | None) -> None:
     if monitor is not None:
+        if monitor.on_gc in gc.callbacks:
+            gc.callbacks.remove(monitor.on_gc)
         with monitor.path.open("a") as f:
             f.write(monitor.summary() + "\n")

@@ -32,8 +32,9 @@ async def test_a_long_task_step_is_recorded_with_its_activity(
     write_summary(monitor)
     lines = monitor.path.read_text().splitlines()
     assert len(lines) == 2
-    ms, what = lines[0].split(" ", 1)
+    ms, cpu_ms, what = lines[0].split(" ", 2)
     assert float(ms) >= 30
+    assert 0 <= float(cpu_ms) < float(ms)  # a sleep takes no CPU
     assert what == "blocking handling X"
     assert lines[1].startswith("total ")
     assert lines[1].endswith("in 1 stalls: blocking handling X")
