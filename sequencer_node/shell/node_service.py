@@ -393,6 +393,8 @@ class Node:
         self._last_leader: bytes | None = None
         self._lock_fd: int | None = None
         self._core_scope = trio.CancelScope()
+        #: When the core task next lets time pass in the core (trio clock).
+        self._next_tick = 0.0
         self._sync_served: dict[bytes, float] = {}
         self._sync_budget = RequestBudget(_SYNC_REQUESTS_PER_S, _SYNC_REQUEST_BURST)
         self.started_at = 0.0
@@ -833,19 +835,14 @@ class Node:
     async def _core_loop(self, done: trio.Event) -> None:
         assert self.core is not None
         self._core_task = trio.lowlevel.current_task()
-        tick_s = self.settings.tick_s
-        next_tick = trio.current_time()
+        self._next_tick = trio.current_time()
         try:
             with self._core_scope:
                 while True:
-                    if trio.current_time() >= next_tick:
-                        self._activity = "tick"
-                        await self._apply(self.core.tick(self.now_ms()))
-                        self._update_gauges()
-                        next_tick = trio.current_time() + tick_s
+                    await self._tick_if_due()
                     # Only the wait is bounded by the tick: handling inputs is never cut short.
                     first: _Input | None = None
-                    with trio.move_on_at(next_tick):
+                    with trio.move_on_at(self._next_tick):
                         try:
                             first = await self._recv.receive()
                         except (trio.EndOfChannel, trio.ClosedResourceError):
@@ -854,6 +851,15 @@ class Node:
                         await self._handle_all(self._drain(first))
         finally:
             done.set()
+
+    async def _tick_if_due(self) -> None:
+        """Let time pass in the core every ``tick_s`` (between two inputs, as before)."""
+        assert self.core is not None
+        if trio.current_time() >= self._next_tick:
+            self._activity = "tick"
+            await self._apply(self.core.tick(self.now_ms()))
+            self._update_gauges()
+            self._next_tick = trio.current_time() + self.settings.tick_s
 
     def _drain(self, first: _Input) -> list[_Input]:
         """``first`` and what is already queued behind it (at most ``_DRAIN_MAX`` in all):
@@ -878,6 +884,7 @@ class Node:
             since = time.perf_counter()
             for item in items:
                 await self._handle(item)
+                await self._tick_if_due()  # a long batch does not delay the core's clock
                 if time.perf_counter() - since > _BATCH_SLICE_S:
                     await trio.lowlevel.cancel_shielded_checkpoint()
                     since = time.perf_counter()

@@ -5,6 +5,7 @@ while no signed message leaves before it is durable."""
 
 from __future__ import annotations
 
+import itertools
 import threading
 from pathlib import Path
 from types import SimpleNamespace
@@ -187,5 +188,47 @@ async def test_requests_taken_in_one_pass_share_one_journal_commit(
         assert events == ["committed 5"] + ["answered"] * 5
         journaled = sorted(h for h, _ in node.store.journaled_txs())
         assert journaled == sorted(r.tx_hash for r in results)
+    finally:
+        node.close()
+
+
+async def test_the_core_clock_ticks_between_inputs_of_a_batch(
+    tmp_path: Path, mock_clock: trio.testing.MockClock
+) -> None:
+    """A batch of queued inputs does not hold back the core's tick (timeouts, proposing):
+    when one is due, it runs between two inputs, as before the batching."""
+    sim = Simulation(1)
+    settings = NodeSettings(tmp_path, _genesis(sim), key=None, batcher=False, tick_s=0.5)
+    node = Node(settings)
+    node.open()
+    node.pm = _Peers()  # type: ignore[assignment]
+    core = node.core
+    assert core is not None
+    calls: list[str] = []
+    real_tick, real_handle = core.tick, core.handle
+
+    def tick(now: int) -> list[api.Effect]:
+        calls.append("tick")
+        return real_tick(now)
+
+    def handle(event: api.Event, now: int) -> list[api.Effect]:
+        calls.append(type(event).__name__)
+        mock_clock.jump(1.0)  # each input takes longer than a tick
+        return real_handle(event, now)
+
+    core.tick, core.handle = tick, handle  # type: ignore[method-assign,assignment]
+    try:
+        reqs = [node._enqueue([tx]) for tx in _txs(sim, 0, 5)]
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(node._journal_loop)
+            nursery.start_soon(node._core_loop, trio.Event())
+            with trio.fail_after(20):
+                for req in reqs:
+                    await req.done.wait()
+            nursery.cancel_scope.cancel()
+        submitted = [i for i, c in enumerate(calls) if c == "TxSubmitted"]
+        assert len(submitted) == 5
+        for a, b in itertools.pairwise(submitted):
+            assert "tick" in calls[a:b]
     finally:
         node.close()
