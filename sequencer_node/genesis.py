@@ -56,6 +56,18 @@ class L2Genesis:
     #: The L2 fee model (None: the historical flat rule, no fee state).
     fees: FeeParams | None = None
 
+    @classmethod
+    def of_core(
+        cls, genesis: Genesis, chain_id: int, params: dict[str, int], l1_chain_id: int = 1
+    ) -> L2Genesis:
+        """The file form of a core genesis (the inverse of :meth:`core_genesis`): a simulated
+        chain run by a real node, in tests and benchmarks."""
+        snap = genesis.snapshot
+        return cls(chain_id=chain_id, l1_chain_id=l1_chain_id, validators=snap.stakes,
+                   balances=genesis.balances, timestamp_ms=genesis.timestamp_ms,
+                   stake_epoch=snap.l1_epoch, seed=snap.seed, params=params,
+                   fees=genesis.fees)  # fmt: skip
+
     def core_genesis(self) -> Genesis:
         snapshot = StakeSnapshot(self.stake_epoch, self.validators, self.seed)
         return Genesis(self.balances, snapshot, self.timestamp_ms, self.fees)

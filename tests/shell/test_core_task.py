@@ -49,6 +49,15 @@ class _CountingReceive:
         return item
 
 
+def _open(tmp_path: Path, sim: Simulation, tick_s: float) -> Node:
+    """A follower node of ``sim``'s chain, opened, with peers that take everything."""
+    settings = NodeSettings(tmp_path, _genesis(sim), key=None, batcher=False, tick_s=tick_s)
+    node = Node(settings)
+    node.open()
+    node.pm = _Peers()  # type: ignore[assignment]
+    return node
+
+
 @pytest.mark.parametrize(("queued", "waits"), [(10, 1), (100, 2)])
 async def test_queued_inputs_are_taken_in_one_wait_per_batch(
     tmp_path: Path, queued: int, waits: int
@@ -58,15 +67,12 @@ async def test_queued_inputs_are_taken_in_one_wait_per_batch(
     never late by more than that), and the input channel keeps its bound. Fails before: one
     wait per input (10 and 100)."""
     sim = Simulation(1)
-    settings = NodeSettings(tmp_path, _genesis(sim), key=None, batcher=False, tick_s=3600.0)
-    node = Node(settings)
-    node.open()
-    node.pm = _Peers()  # type: ignore[assignment]
+    node = _open(tmp_path, sim, tick_s=3600.0)
     counting = _CountingReceive(node._recv)
     node._recv = counting  # type: ignore[assignment]
     try:
         reqs = [node._enqueue([tx]) for tx in _txs(sim, 0, queued)]
-        assert node._send.statistics().max_buffer_size == settings.inbound_buffer
+        assert node._send.statistics().max_buffer_size == node.settings.inbound_buffer
         async with trio.open_nursery() as nursery:
             nursery.start_soon(node._journal_loop)
             nursery.start_soon(node._core_loop, trio.Event())
@@ -151,10 +157,7 @@ async def test_requests_taken_in_one_pass_share_one_journal_commit(
     request and the rest (two commits for five requests)."""
     monkeypatch.setattr(node_service, "_BATCH_SLICE_S", 60.0, raising=False)  # no yield in a pass
     sim = Simulation(1)
-    settings = NodeSettings(tmp_path, _genesis(sim), key=None, batcher=False, tick_s=3600.0)
-    node = Node(settings)
-    node.open()
-    node.pm = _Peers()  # type: ignore[assignment]
+    node = _open(tmp_path, sim, tick_s=3600.0)
     assert node.store is not None
     real_journal = node.store.journal_txs
     events: list[str] = []
@@ -198,10 +201,7 @@ async def test_the_core_clock_ticks_between_inputs_of_a_batch(
     """A batch of queued inputs does not hold back the core's tick (timeouts, proposing):
     when one is due, it runs between two inputs, as before the batching."""
     sim = Simulation(1)
-    settings = NodeSettings(tmp_path, _genesis(sim), key=None, batcher=False, tick_s=0.5)
-    node = Node(settings)
-    node.open()
-    node.pm = _Peers()  # type: ignore[assignment]
+    node = _open(tmp_path, sim, tick_s=0.5)
     core = node.core
     assert core is not None
     calls: list[str] = []
@@ -242,10 +242,7 @@ async def test_a_large_batch_of_transactions_lets_other_tasks_run_while_it_is_ha
     transaction. Fails before: the batch's transactions were handled in one step."""
     monkeypatch.setattr(node_service, "_BATCH_SLICE_S", 0.0, raising=False)
     sim = Simulation(1)
-    settings = NodeSettings(tmp_path, _genesis(sim), key=None, batcher=False, tick_s=3600.0)
-    node = Node(settings)
-    node.open()
-    node.pm = _Peers()  # type: ignore[assignment]
+    node = _open(tmp_path, sim, tick_s=3600.0)
     core = node.core
     assert core is not None
     calls: list[str] = []

@@ -23,11 +23,7 @@ EVERY = 10
 
 def _genesis(sim: Simulation) -> L2Genesis:
     params = {k: int(v) for k, v in sim.config_kw.items() if k != "chain_id"}
-    snap = sim.genesis.snapshot
-    return L2Genesis(chain_id=int(sim.config_kw["chain_id"]), l1_chain_id=1,
-                     validators=snap.stakes, balances=sim.genesis.balances,
-                     timestamp_ms=sim.genesis.timestamp_ms, stake_epoch=snap.l1_epoch,
-                     seed=snap.seed, params=params)  # fmt: skip
+    return L2Genesis.of_core(sim.genesis, int(sim.config_kw["chain_id"]), params)
 
 
 def _node(sim: Simulation, data_dir: Path) -> Node:
