@@ -24,7 +24,15 @@ def main() -> None:
         "--profile-nodes",
         type=float,
         metavar="RATE",
-        help="instead: py-spy on 4 nodes under RATE tx/s -> profile.{json,md}",
+        help="instead: py-spy on the nodes under RATE tx/s (0: idle) -> profile[-idle].{json,md}",
+    )
+    p.add_argument(
+        "--nodes",
+        type=int,
+        default=4,
+        metavar="N",
+        help="with --profile-nodes: the network's size (4 to 16; py-spy samples its first 4 "
+        "nodes); files get a -N suffix unless N is 4",
     )
     p.add_argument(
         "--report-only",
@@ -53,7 +61,9 @@ def main() -> None:
         from sequencer_node.devnet import bench_profile
 
         out = args.out or ROOT / "docs" / "bench"
-        bench_profile.run(args.profile_nodes, 20.0, out, say)
+        if not 4 <= args.nodes <= 16:
+            p.error(f"--nodes {args.nodes}: the profile runs networks of 4 to 16 nodes")
+        bench_profile.run(args.profile_nodes, 20.0, out, say, args.nodes)
         print(f"profile in {out}")
         return
     done = run(prof, out, say, plots=not args.no_plots)

@@ -1,11 +1,11 @@
 """Where a node's CPU goes under load: ``scripts/bench --profile-nodes`` (docs/benchmarks.md).
 
-A 4-node network runs one load step at a fixed rate while ``py-spy record`` samples every
-node (on-CPU samples only, ``--format raw``: one collapsed stack per line with its count).
-:func:`categorize` attributes each sample to the first activity that matches walking from the
-innermost frame outwards (so a signature check called by the core counts as signature
-verification, not as the core), and the table gives each activity's share and its CPU
-microseconds per certified transaction per node.
+A network (4 nodes unless ``--nodes`` says otherwise) runs one load step at a fixed rate
+while ``py-spy record`` samples each of its first :data:`SAMPLED` nodes (on-CPU samples only,
+``--format raw``: one collapsed stack per line with its count). :func:`categorize` attributes
+each sample to the first activity that matches walking from the innermost frame outwards (so
+a signature check called by the core counts as signature verification, not as the core), and
+the table gives each activity's share and its CPU microseconds per certified transaction per node.
 """
 
 from __future__ import annotations
@@ -56,6 +56,9 @@ IDLE_FRAMES = (
 IDLE = "idle (a waiting thread)"
 #: py-spy starts this long after the load process (its start-up and signing).
 PROFILE_DELAY_S = 2.5
+#: Nodes sampled at most: py-spy on every node of a 16-node network would take a good part of
+#: the cores it measures; the first four stand for the rest (the leader rotates over all).
+SAMPLED = 4
 
 
 def categorize(raw: str) -> Counter[str]:
@@ -81,6 +84,22 @@ def innermost(raw: str) -> Counter[str]:
     return out
 
 
+def innermost_own(raw: str) -> Counter[str]:
+    """Busy samples per innermost frame of the project's own code (who caused the work: the
+    Trio or socket frame under it says only what ran)."""
+    out: Counter[str] = Counter()
+    for line in raw.splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack or not count.isdigit():
+            continue
+        frames = stack.split(";")
+        if any(f in frames[-1] for f in IDLE_FRAMES):
+            continue
+        own = next((f for f in reversed(frames) if "sequencer_node/" in f), "(no own frame)")
+        out[own] += int(count)
+    return out
+
+
 def _activity(frames: list[str]) -> str:
     for frame in reversed(frames):
         for name, needles in ACTIVITIES:
@@ -90,16 +109,17 @@ def _activity(frames: list[str]) -> str:
 
 
 async def profile_nodes(
-    root: Path, rate: float, seconds: float, out_dir: Path, say: Any
+    root: Path, rate: float, seconds: float, out_dir: Path, say: Any, nodes: int = 4
 ) -> dict[str, Any]:
-    """One step at ``rate`` on 4 nodes with py-spy on each; the activity table."""
+    """One step at ``rate`` on ``nodes`` nodes with py-spy on the first :data:`SAMPLED`."""
     spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
     prof = PROFILES["sweep"]
 
     async def body(net: BenchNet, sampler: Sampler) -> dict[str, Any]:
-        raws = [root / f"node-{i}.pyspy.txt" for i in range(net.n)]
+        sampled = min(net.n, SAMPLED)
+        raws = [root / f"node-{i}.pyspy.txt" for i in range(sampled)]
         async with trio.open_nursery() as nursery:
-            for i, pid in enumerate(net.pids()[f"node-{i}"] for i in range(net.n)):
+            for i, pid in enumerate(net.pids()[f"node-{i}"] for i in range(sampled)):
                 argv = [spy, "record", "-f", "raw", "-r", "100", "-d", f"{seconds - 3:g}",
                         "-o", str(raws[i]), "-p", str(pid)]  # fmt: skip
                 nursery.start_soon(_run_quiet, argv)
@@ -107,19 +127,21 @@ async def profile_nodes(
                 step = await load_step(net, sampler, rate, _with_step(prof, seconds), wait_l1=False)
             else:  # idle: what a node does with no transactions
                 step = await _idle_step(sampler, seconds)
-        return {"step": step, "raw_files": [str(p) for p in raws]}
+        return {"step": step, "raw_files": [str(p) for p in raws], "nodes": net.n}
 
-    return await with_network(root, 4, prof, say, body)
+    return await with_network(root, nodes, prof, say, body)
 
 
 def activity_table(doc: dict[str, Any]) -> dict[str, Any]:
     """The samples of every node's profile by activity, with shares and us/tx/node."""
     samples: Counter[str] = Counter()
     leaves: Counter[str] = Counter()
+    own: Counter[str] = Counter()
     for path in doc["raw_files"]:
         text = Path(path).read_text()
         samples += categorize(text)
         leaves += innermost(text)
+        own += innermost_own(text)
     idle = samples.pop(IDLE, 0)
     total = sum(samples.values()) or 1
     us_tx = doc["step"]["cpu_us_per_tx_per_node"] or 0.0
@@ -133,8 +155,10 @@ def activity_table(doc: dict[str, Any]) -> dict[str, Any]:
     ]
     busy = [(f, n) for f, n in leaves.most_common() if not any(i in f for i in IDLE_FRAMES)]
     top = [{"frame": f, "share": round(n / total, 4)} for f, n in busy[:40]]
-    return {"step": doc["step"], "samples": total, "idle_samples": idle, "activities": table,
-            "top_frames": top}  # fmt: skip
+    top_own = [{"frame": f, "share": round(n / total, 4)} for f, n in own.most_common(40)]
+    return {"step": doc["step"], "nodes": doc["nodes"], "sampled": len(doc["raw_files"]),
+            "samples": total, "idle_samples": idle, "activities": table,
+            "top_frames": top, "top_own_frames": top_own}  # fmt: skip
 
 
 async def _idle_step(sampler: Sampler, seconds: float) -> dict[str, Any]:
@@ -143,7 +167,7 @@ async def _idle_step(sampler: Sampler, seconds: float) -> dict[str, Any]:
     cores = sampler.window(t0 + PROFILE_DELAY_S, time.time())["cores"]
     nodes = [v for k, v in cores.items() if k.startswith("node-")]
     return {"certified_tx_s": 0.0, "cpu_us_per_tx_per_node": None,
-            "node_cores": round(sum(nodes), 4)}  # fmt: skip
+            "node_cores": round(sum(nodes), 4), "nodes": len(nodes)}  # fmt: skip
 
 
 def _with_step(prof: Any, seconds: float) -> Any:
@@ -162,10 +186,10 @@ def markdown(doc: dict[str, Any]) -> str:
     if doc["rate"] <= 0:
         return _idle_markdown(doc)
     lines = [
-        f"Profile of the 4 nodes under {doc['rate']:g} tx/s offered ({step['certified_tx_s']:.0f} "
-        f"certified tx/s, {step['cpu_us_per_tx_per_node']} us of CPU per certified tx per node; "
-        f"py-spy, {doc['samples']:,} busy samples over the 4 nodes, {doc['idle_samples']:,} "
-        f"samples of waiting threads left out):",
+        f"Profile of {_nodes(doc)} under {doc['rate']:g} tx/s offered "
+        f"({step['certified_tx_s']:.0f} certified tx/s, {step['cpu_us_per_tx_per_node']} us of "
+        f"CPU per certified tx per node; py-spy, {doc['samples']:,} busy samples over "
+        f"{doc['sampled']} nodes, {doc['idle_samples']:,} samples of waiting threads left out):",
         "",
         "| activity | us/tx/node | share |",
         "|---|---|---|",
@@ -175,29 +199,36 @@ def markdown(doc: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _nodes(doc: dict[str, Any]) -> str:
+    n, sampled = doc["nodes"], doc["sampled"]
+    return f"the {n} nodes" if n == sampled else f"{n} nodes ({sampled} of them sampled)"
+
+
 def _idle_markdown(doc: dict[str, Any]) -> str:
-    cores = doc["step"]["node_cores"]
+    cores, n = doc["step"]["node_cores"], doc["nodes"]
     lines = [
-        f"Profile of 4 idle nodes ({cores / 4 * 100:.1f} % of a core each; py-spy, "
+        f"Profile of {n} idle nodes ({cores / n * 100:.1f} % of a core each; py-spy, "
         f"{doc['samples']:,} busy samples, {doc['idle_samples']:,} of waiting threads left out):",
         "",
         "| activity | % of a core per node | share |",
         "|---|---|---|",
     ]
     for a in doc["activities"]:
-        lines.append(f"| {a['activity']} | {cores / 4 * a['share'] * 100:.2f} | "
+        lines.append(f"| {a['activity']} | {cores / n * a['share'] * 100:.2f} | "
                      f"{a['share'] * 100:.0f} % |")  # fmt: skip
     return "\n".join(lines) + "\n"
 
 
-def run(rate: float, seconds: float, out_dir: Path, say: Any) -> dict[str, Any]:
+def run(rate: float, seconds: float, out_dir: Path, say: Any, nodes: int = 4) -> dict[str, Any]:
+    """Profile ``nodes`` nodes at ``rate`` (0: idle) and write ``profile[-idle][-N].{json,md}``
+    (``-N`` only for another size than 4, so the 4-node profiles keep their names)."""
     import tempfile
 
     out_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="seqnet-profile-") as tmp:
-        raw = trio.run(profile_nodes, Path(tmp), rate, seconds, out_dir, say)
+        raw = trio.run(profile_nodes, Path(tmp), rate, seconds, out_dir, say, nodes)
         doc = {"rate": rate, **activity_table(raw)}
-    name = "profile-idle" if rate <= 0 else "profile"
+    name = ("profile-idle" if rate <= 0 else "profile") + ("" if nodes == 4 else f"-{nodes}")
     (out_dir / f"{name}.json").write_text(json.dumps(doc, indent=1) + "\n")
     (out_dir / f"{name}.md").write_text(markdown(doc))
     return doc
