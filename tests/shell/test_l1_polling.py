@@ -1,0 +1,141 @@
+"""How many HTTP exchanges the node's L1 readers make (issue 13, scaling): an exchange costs
+each side about 1.5 ms of CPU, so the follower reads everything of one poll in ONE JSON-RPC
+batch, and the batcher reads the inbox only when a new L1 block can hold a new batch. Also
+the client's batch call: results in order, a refused call raised, a malformed answer refused."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import trio
+
+from sequencer_node.clients.l1 import L1Client, L1Rejected, L1Unavailable
+from sequencer_node.core import api
+from sequencer_node.shell.l1_watcher import L1Watcher
+from tests.batcher.helpers import running_l1
+from tests.batcher.test_service import Net, make_service
+
+
+class CountingL1(L1Client):
+    """Counts HTTP exchanges (one per POST, whatever it carries) and the calls in them."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(url)
+        self.posts = 0
+        self.calls: list[str] = []
+
+    async def _post(self, body: object) -> Any:
+        self.posts += 1
+        for call in body if isinstance(body, list) else [body]:
+            assert isinstance(call, dict)
+            self.calls.append(str(call["method"]))
+        return await super()._post(body)
+
+
+async def test_a_follower_poll_is_one_http_exchange(tmp_path: Path) -> None:
+    # Before: head, finalized, forced queue, fee data and inbox were five exchanges a poll.
+    async with running_l1(tmp_path) as (_node, client):
+        await client.dev_mine(100)  # past the first finalized blocks
+        send, recv = trio.open_memory_channel[Any](100)
+        async with CountingL1(client.url) as l1:
+            watcher = L1Watcher(l1, events=send, key=None, genesis_stake_epoch=0, fee_start=0)
+            await watcher.poll_once()  # the first poll also reads snapshots and sequencers
+            l1.posts, l1.calls = 0, []
+            await watcher.poll_once()
+            assert l1.posts == 1
+            assert sorted(l1.calls) == sorted(
+                ["eth_getBlockByNumber", "eth_getBlockByNumber", "inbox_getForcedQueue",
+                 "inbox_getBatches", "seq_getL1FeeInfo"]
+            )  # fmt: skip
+            head = await l1.head()
+            fin = await l1.finalized()
+        assert (watcher.head, watcher.finalized) == (head.number, fin.number)
+        events = []
+        while True:
+            try:
+                events.append(recv.receive_nowait())
+            except trio.WouldBlock:
+                break
+        assert any(isinstance(e, api.L1HeadChanged) for e in events)
+        # The fee data of every finalized block up to the finalized one reached the core.
+        fee_blocks = [i.number for e in events if isinstance(e, api.L1FeeInfoSeen) for i in e.infos]
+        assert fin.number > 0
+        assert fee_blocks == list(range(fin.number + 1))
+
+
+async def test_the_poll_reads_what_the_separate_calls_read(tmp_path: Path) -> None:
+    async with running_l1(tmp_path) as (_node, client):
+        await client.dev_mine(3)
+        poll = await client.poll(forced_from=0, inbox_from=0, fee_from=0)
+        assert poll.head == await client.head()
+        assert poll.finalized == await client.finalized()
+        assert poll.forced == await client.forced_queue(0, 100)
+        assert poll.inbox == await client.inbox_batches(0, 100)
+        assert poll.fees == await client.l1_fee_info(0, 256)
+        assert all(r.number <= poll.finalized.number for r in poll.fees)
+        assert not poll.full_fee_page
+        none = await client.poll(forced_from=0, inbox_from=0, fee_from=None)
+        assert none.fees == []
+
+
+async def test_the_batcher_reads_the_inbox_only_after_a_new_l1_block(tmp_path: Path) -> None:
+    # Before: every tick read the inbox, and read it again until a page came back empty.
+    async with running_l1(tmp_path) as (_node, client), CountingL1(client.url) as l1:
+        svc = make_service(tmp_path, l1, None, Net())
+        await svc._tick()
+        assert l1.calls.count("inbox_getBatches") == 1  # one page, not full: the end
+        for _ in range(3):
+            await svc._tick()
+        assert l1.calls.count("inbox_getBatches") == 1  # no new L1 block: nothing new
+        await client.dev_mine(1)
+        await svc._tick()
+        assert l1.calls.count("inbox_getBatches") == 2
+
+
+def _mock(answer: Any) -> L1Client:
+    def handler(request: httpx.Request) -> httpx.Response:
+        body = json.loads(request.content)
+        return httpx.Response(200, json=answer(body))
+
+    client = L1Client("http://l1.invalid")
+    client._http = httpx.AsyncClient(transport=httpx.MockTransport(handler))
+    return client
+
+
+async def test_a_batch_answers_in_call_order_whatever_the_order_of_the_answers() -> None:
+    l1 = _mock(lambda body: [{"jsonrpc": "2.0", "id": c["id"], "result": c["method"]}
+                             for c in reversed(body)])  # fmt: skip
+    assert await l1.rpc_batch([("a", ()), ("b", (1,)), ("c", (2, 3))]) == ["a", "b", "c"]
+    assert await l1.rpc_batch([]) == []
+    await l1.aclose()
+
+
+async def test_a_refused_call_in_a_batch_is_raised() -> None:
+    def answer(body: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return [{"jsonrpc": "2.0", "id": body[0]["id"], "result": 1},
+                {"jsonrpc": "2.0", "id": body[1]["id"],
+                 "error": {"code": -32000, "message": "no such range"}}]  # fmt: skip
+
+    l1 = _mock(answer)
+    with pytest.raises(L1Rejected, match="no such range"):
+        await l1.rpc_batch([("a", ()), ("b", ())])
+    await l1.aclose()
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        lambda body: {"jsonrpc": "2.0", "id": body[0]["id"], "result": 1},  # not a list
+        lambda body: [{"jsonrpc": "2.0", "id": body[0]["id"], "result": 1}],  # one missing
+        lambda body: [{"jsonrpc": "2.0", "result": 1}, {"jsonrpc": "2.0", "result": 2}],  # no ids
+    ],
+)
+async def test_a_malformed_batch_answer_is_the_l1_unavailable(answer: Any) -> None:
+    l1 = _mock(answer)
+    with pytest.raises(L1Unavailable, match="malformed JSON-RPC batch"):
+        await l1.rpc_batch([("a", ()), ("b", ())])
+    await l1.aclose()
