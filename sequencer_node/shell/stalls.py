@@ -6,8 +6,9 @@ Off unless ``SEQNET_STALL_DIR`` is set (the benchmark's diagnosis runs): then ea
 process appends its stalls over ``SEQNET_STALL_MS`` (default 10) to
 ``$SEQNET_STALL_DIR/stalls-<pid>.txt``, one line each: ``<ms> <cpu ms> <task> <activity>``
 (wall time, and the CPU time of the loop's thread in it: on a loaded machine a step may wait
-for a core, or block on a disk), and a summary line per activity at exit. It costs four
-clock reads per task step.
+for a core, or block on a disk), and at exit a summary line per activity and one per garbage
+collector generation with the time of ALL its collections (short ones included: what the
+collector costs the node). It costs four clock reads per task step.
 """
 
 from __future__ import annotations
@@ -39,6 +40,10 @@ class StallMonitor(trio.abc.Instrument):
         self._gc_started = 0.0
         self.total_s: dict[str, float] = {}
         self.count: Counter[str] = Counter()
+        #: Every collection's time and count by generation, whatever its length.
+        self.gc_s = [0.0, 0.0, 0.0]
+        self.gc_count = [0, 0, 0]
+        self._since = time.perf_counter()
 
     def before_task_step(self, task: trio.lowlevel.Task) -> None:
         self._started = time.perf_counter()
@@ -65,19 +70,30 @@ class StallMonitor(trio.abc.Instrument):
             self._gc_started = time.perf_counter()
             return
         took = time.perf_counter() - self._gc_started
+        gen = info.get("generation", 2)
+        self.gc_s[gen] += took
+        self.gc_count[gen] += 1
         if took >= self.threshold_s:
-            what = f"gc gen{info.get('generation')}"
+            what = f"gc gen{gen}"
             self.total_s[what] = self.total_s.get(what, 0.0) + took
             self.count[what] += 1
             with self.path.open("a") as f:
                 f.write(f"{took * 1000:.1f} {took * 1000:.1f} {what}\n")
 
     def summary(self) -> str:
-        """Stalls by task and activity, longest total first."""
-        return "\n".join(
+        """Stalls by task and activity, longest total first; then every collection by
+        generation over the process's monitored time."""
+        lines = [
             f"total {self.total_s[w] * 1000:.0f} ms in {self.count[w]} stalls: {w}"
             for w in sorted(self.total_s, key=self.total_s.__getitem__, reverse=True)
-        )
+        ]
+        elapsed = time.perf_counter() - self._since
+        lines += [
+            f"gc gen{g}: {self.gc_count[g]} collections, {self.gc_s[g] * 1000:.0f} ms in "
+            f"{elapsed:.0f} s ({self.gc_s[g] / max(elapsed, 1e-9) * 100:.2f} % of the time)"
+            for g in range(3)
+        ]
+        return "\n".join(lines)
 
 
 def install_from_env(activity: Callable[[trio.lowlevel.Task], str]) -> StallMonitor | None:
