@@ -87,6 +87,30 @@ class NodeMetrics:
             ["status"],
             registry=r,
         )
+        # Compact blocks (shell.compact): proposals as batch digests instead of bodies.
+        self.compact_blocks_sent = Counter(
+            "seqnet_compact_blocks_sent", "Blocks broadcast as CompactBlock", registry=r
+        )
+        self.compact_inline_txs = Counter(
+            "seqnet_compact_inline_transactions",
+            "Transactions sent inline in CompactBlocks (in no batch this node knew)",
+            registry=r,
+        )
+        self.compact_blocks_resolved = Counter(
+            "seqnet_compact_blocks_resolved",
+            "CompactBlocks received and rebuilt from known batches",
+            registry=r,
+        )
+        self.compact_blocks_requested = Counter(
+            "seqnet_compact_blocks_requested",
+            "CompactBlocks that named an unknown batch: BlockRequests sent",
+            registry=r,
+        )
+        self.compact_blocks_resolved_after_request = Counter(
+            "seqnet_compact_blocks_resolved_after_request",
+            "Requested blocks whose full Block arrived",
+            registry=r,
+        )
         # Filled by the batcher (through the ``metrics`` argument of BatcherService).
         self.batches = Counter("seqnet_batches", "Batches by state reached", ["state"], registry=r)
         self.batch_cost_wei = Counter(

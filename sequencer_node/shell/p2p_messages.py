@@ -3,7 +3,9 @@
 Handshake messages exist only inside :mod:`sequencer_node.shell.handshake`; after the handshake
 a peer that sends one is charged UNEXPECTED_MESSAGE. Ping/Pong are answered by the transport
 and never reach the node's core. Catch-up uses the core's own ``SyncRequest`` /
-``SyncResponse`` (tags 65/66), which the transport carries like any other message.
+``SyncResponse`` (tags 65/66, full blocks), which the transport carries like any other message.
+``CompactBlock`` / ``BlockRequest`` are the shell's encoding of a proposed block on the link
+(:mod:`sequencer_node.shell.compact`): the core only ever sees full ``Block`` s.
 """
 
 from __future__ import annotations
@@ -11,11 +13,23 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated
 
-from sequencer_node.wire.codec import U64, Bytes, MaxItems, PubKey, Signature, Str, wire_message
-from sequencer_node.wire.messages import Transaction
+from sequencer_node.wire.codec import (
+    U64,
+    Bytes,
+    Hash32,
+    MaxItems,
+    PubKey,
+    Signature,
+    Str,
+    wire_message,
+)
+from sequencer_node.wire.messages import MAX_BLOCK_TXS, Block, Transaction
 
 #: Transactions in one ingress batch frame.
 MAX_TX_BATCH = 4096
+#: Bytes of one pick of a CompactBlock: ``>HH``, the index into ``batches`` (or ``0xFFFF``: the
+#: next ``inline`` transaction, position 0) and the position in that batch.
+PICK_BYTES = 4
 
 
 @wire_message(80)
@@ -63,6 +77,32 @@ class TxBatch:
     """Client transactions collected at ingress for a few ms and gossiped as one frame."""
 
     transactions: Annotated[tuple[Transaction, ...], MaxItems(MAX_TX_BATCH)]
+
+
+@wire_message(86)
+@dataclass(frozen=True, slots=True)
+class CompactBlock:
+    """A proposed block whose client transactions are named by the TxBatch frames that carried
+    them (:mod:`sequencer_node.shell.compact`): ``block`` is the Block with ``transactions=()``
+    (everything else as signed: header, forced, justify, certificates, Ethereum transactions);
+    ``picks`` has one pick per transaction of the block, in block order; ``inline`` are the
+    transactions found in no batch the proposer knew. The structure (whole picks, indices in
+    range, each batch referred to, one inline pick per inline transaction) is checked by
+    :func:`~sequencer_node.shell.compact.check_structure` before relay."""
+
+    block: Block
+    batches: Annotated[tuple[Hash32, ...], MaxItems(MAX_BLOCK_TXS)]
+    picks: Annotated[bytes, Bytes(0, PICK_BYTES * MAX_BLOCK_TXS)]
+    inline: Annotated[tuple[Transaction, ...], MaxItems(MAX_BLOCK_TXS)]
+
+
+@wire_message(87)
+@dataclass(frozen=True, slots=True)
+class BlockRequest:
+    """Direct request for the full Block with this hash (a CompactBlock named a batch the
+    requester does not hold); answered with the Block, or not at all."""
+
+    block_hash: Hash32
 
 
 HANDSHAKE_MESSAGES = (HandshakeHello, HandshakeAuth, HandshakeAccept)
