@@ -43,6 +43,11 @@ Theory of operation
   peer manager relays them, so a bad signature is charged to the peer that sent it (once per
   forged item) and never travels on (a relaying honest node is never blamed for it). The same
   hook holds each peer to a catch-up budget (``SyncRequest``s per second, any range).
+* **Compact blocks.** Blocks this node broadcasts go out as ``CompactBlock`` (batch digests
+  and picks instead of transaction bodies) when that references a ``TxBatch``; on the way in,
+  before the core's input queue, :class:`~sequencer_node.shell.compact.CompactBlocks` rebuilds
+  them, or asks their proposer for the full block (``BlockRequest``), and answers such
+  requests: the core only ever sees full blocks (:mod:`sequencer_node.shell.compact`).
 * **Shutdown.** :meth:`Node.stop` (SIGTERM/SIGINT in the CLI): the RPC stops accepting, the
   core loop stops, pending store writes finish, peers are closed, the store is closed; all
   within ``shutdown_timeout_s``, after which the rest is cancelled.
@@ -77,11 +82,12 @@ from sequencer_node.core.watermark import decode_record
 from sequencer_node.genesis import L2Genesis
 from sequencer_node.shell.api_views import ApiViews, StoredHead
 from sequencer_node.shell.byzantine import Byzantine, Strategy
+from sequencer_node.shell.compact import CompactBlocks, check_structure
 from sequencer_node.shell.eth_rpc import eth_route
 from sequencer_node.shell.fee_accounting import FeeAccounting
 from sequencer_node.shell.l1_watcher import L1Event, L1Watcher, connect_l1
 from sequencer_node.shell.metrics import NodeMetrics
-from sequencer_node.shell.p2p_messages import TxBatch
+from sequencer_node.shell.p2p_messages import BlockRequest, CompactBlock, TxBatch
 from sequencer_node.shell.peers import PeerAddress, PeerConfig, PeerManager, run_tx_ingress
 from sequencer_node.shell.rpc import Overloaded, serve_rpc
 from sequencer_node.shell.scoring import Offense, RequestBudget
@@ -130,6 +136,8 @@ _DRAIN_MAX = 64
 #: How long the core task works through a batch of inputs before it lets other tasks run.
 _BATCH_SLICE_S = 0.002
 LOCK_FILENAME = "LOCK"
+#: Peer messages that pass through the compact-block state on their way to the core.
+_COMPACT_TYPES = (TxBatch, CompactBlock, BlockRequest, Block)
 #: Seed of the p2p identity of a node that runs without a signing key.
 P2P_IDENTITY_FILENAME = "p2p-identity.key"
 
@@ -397,6 +405,7 @@ class Node:
         self._next_tick = 0.0
         self._sync_served: dict[bytes, float] = {}
         self._sync_budget = RequestBudget(_SYNC_REQUESTS_PER_S, _SYNC_REQUEST_BURST)
+        self.compact = CompactBlocks(self.metrics)
         self.started_at = 0.0
         self.addresses: NodeAddresses | None = None
         #: The core-owning task and what it handles now (the stall diagnosis only).
@@ -593,7 +602,7 @@ class Node:
                 await nursery.start(self.batcher.run)
             await nursery.start(self.follower.run)
             nursery.start_soon(self._forward_peers)
-            nursery.start_soon(run_tx_ingress, pm, tx_recv)
+            nursery.start_soon(run_tx_ingress, pm, tx_recv, None, self.compact.batch_sent)
             nursery.start_soon(self._journal_loop)
             nursery.start_soon(self._core_loop, core_done)
             if self._byzantine is not None:  # fault tests only
@@ -769,6 +778,9 @@ class Node:
             return self._charged(Offense.FLOOD)
         if isinstance(msg, TxBatch):
             return self._invalid_transactions(msg.transactions)
+        if isinstance(msg, BlockRequest):
+            ok = self.compact.allow_request(sender, trio.current_time())
+            return None if ok else self._charged(Offense.FLOOD)
         if isinstance(msg, Transaction):
             return self._invalid_transactions((msg,))
         if isinstance(msg, EthTransaction):
@@ -781,6 +793,11 @@ class Node:
             round_, signed, signer = msg.round, msg, msg.voter
         elif isinstance(msg, Block):
             p = msg.proposal
+            round_, signed, signer = p.header.round, p, p.header.proposer
+        elif isinstance(msg, CompactBlock):
+            if check_structure(msg) is not None:
+                return self._charged(Offense.MALFORMED_MESSAGE)
+            p = msg.block.proposal
             round_, signed, signer = p.header.round, p, p.header.proposer
         elif isinstance(msg, TimeoutMessage):
             t: Timeout = msg.timeout
@@ -809,17 +826,27 @@ class Node:
     async def _forward_peers(self) -> None:
         """Move peer messages into the core's input channel: a wait per burst, not per
         message (what is already queued moves without a yield while the channel has room;
-        a full channel still blocks the forwarder, hence the readers)."""
-        assert self.pm is not None
-        inbound, send = self.pm.inbound, self._send
+        a full channel still blocks the forwarder, hence the readers). Batches, blocks and
+        compact blocks pass through the compact-block state first (a compact block reaches
+        the core as the full block, or not yet)."""
+        pm = self.pm
+        assert pm is not None
+        inbound, send = pm.inbound, self._send
         try:
             async for sender, msg in inbound:
                 while True:
-                    item = _PeerInput(sender, msg)
-                    try:
-                        send.send_nowait(item)
-                    except trio.WouldBlock:
-                        await send.send(item)
+                    if isinstance(msg, _COMPACT_TYPES):
+                        now = trio.current_time()
+                        items = [
+                            _PeerInput(s, m) for s, m in self.compact.receive(sender, msg, now, pm)
+                        ]
+                    else:
+                        items = [_PeerInput(sender, msg)]
+                    for item in items:
+                        try:
+                            send.send_nowait(item)
+                        except trio.WouldBlock:
+                            await send.send(item)
                     try:
                         sender, msg = inbound.receive_nowait()
                     except (trio.WouldBlock, trio.EndOfChannel):
@@ -1122,6 +1149,8 @@ class Node:
                 pass
         if isinstance(msg, Block):
             self._saw_block(msg)
+            self.pm.broadcast(self.compact.outgoing(msg, trio.current_time()))
+            return
         self.pm.broadcast(msg)
 
     def _submit_to_l1(self, e: api.EvidenceFound | api.DowntimeCertificateReady) -> None:

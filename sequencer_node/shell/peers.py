@@ -65,6 +65,7 @@ from sequencer_node.shell.errors import ConnectionClosed, HandshakeError, Remote
 from sequencer_node.shell.gossip import SeenCache, TxBatcher, choose_targets
 from sequencer_node.shell.handshake import IsAllowed, Role
 from sequencer_node.shell.handshake_slots import HandshakeSlots, PendingHandshake
+from sequencer_node.shell.p2p_messages import TxBatch
 from sequencer_node.shell.scoring import Offense, ScoreBoard, ScoringConfig, Verdict
 from sequencer_node.shell.transport import (
     SecureConnection,
@@ -703,28 +704,31 @@ async def run_tx_ingress(
     manager: PeerManager,
     transactions: trio.MemoryReceiveChannel[Transaction],
     batcher: TxBatcher | None = None,
+    on_batch: Callable[[TxBatch, float], None] | None = None,
 ) -> None:
     """Send client transactions to the peers in TxBatch frames (a few ms or N txs per frame),
-    once per peer (:meth:`PeerManager.disseminate`).
+    once per peer (:meth:`PeerManager.disseminate`); ``on_batch(batch, now)`` sees each one
+    first (the node's compact-block index).
 
     The RPC puts accepted transactions into ``transactions`` with ``send_nowait`` (a full
     channel means "busy, retry"). Returns, after flushing, when that channel is closed.
     """
     batcher = batcher or TxBatcher()
+
+    def send(batch: TxBatch | None) -> None:
+        if batch is not None:
+            if on_batch is not None:
+                on_batch(batch, trio.current_time())
+            manager.disseminate(batch)
+
     while True:
         deadline = batcher.deadline()
         with trio.move_on_at(math.inf if deadline is None else deadline):
             try:
                 tx = await transactions.receive()
             except trio.EndOfChannel:
-                batch = batcher.flush()
-                if batch is not None:
-                    manager.disseminate(batch)
+                send(batcher.flush())
                 return
-            batch = batcher.add(tx, trio.current_time())
-            if batch is not None:
-                manager.disseminate(batch)
+            send(batcher.add(tx, trio.current_time()))
             continue
-        batch = batcher.poll(trio.current_time())
-        if batch is not None:
-            manager.disseminate(batch)
+        send(batcher.poll(trio.current_time()))
