@@ -61,6 +61,10 @@ async def test_four_nodes_agree_fail_over_and_catch_up(cluster: Cluster) -> None
         assert st["height"] >= 1
     bal = await c.get(3, "/v1/account/0x" + bob.address.hex())
     assert int(bal["balance"]) == 10**15 + sum(1000 + n for n in range(6))
+    # The proposals that carried them went out as compact blocks, rebuilt by the receivers
+    # from the TxBatch frames they had (issue 13).
+    assert await _metric_sum(c, all4, "seqnet_compact_blocks_sent_total") >= 1
+    assert await _metric_sum(c, all4, "seqnet_compact_blocks_resolved_total") >= 1
 
     # Every node certified the same blocks with the same state roots.
     top = min(await c.heights(all4))
@@ -132,3 +136,13 @@ async def test_four_nodes_agree_fail_over_and_catch_up(cluster: Cluster) -> None
 
     # A graceful stop exits 0.
     assert c.kill(others[1], signal.SIGTERM) == 0
+
+
+async def _metric_sum(c: Cluster, nodes: list[int], name: str) -> float:
+    """The sum of a metric without labels over ``nodes`` (their /metrics text)."""
+    total = 0.0
+    for i in nodes:
+        text = (await c.client.get(c.nodes[i].rpc + "/metrics")).text
+        total += sum(float(line.split()[1]) for line in text.splitlines()
+                     if line.startswith(name + " "))  # fmt: skip
+    return total
