@@ -173,8 +173,6 @@ class BatcherService:
         self._heard: dict[int, float] = {}  # batch number -> when a proposal last came in
         self._posting: dict[int, bytes] = {}  # batch number -> header id being posted
         self._inbox_next = 0
-        #: The L1 head at which the inbox was last read to its end (None: not yet).
-        self._inbox_read_at: int | None = None
         self._last_header: BatchHeader | None = None
         self._l1_finalized = 0
         self._ratio = 0.95
@@ -380,19 +378,16 @@ class BatcherService:
     # --- inbox -------------------------------------------------------------------------------
 
     async def _sync_inbox(self) -> None:
-        # Every tick: the L1 head, hence the fork's blob limit, is never stale.
-        await self.judge.refresh()
-        # A batch lands in an L1 block: with no new block since the inbox was read to its end
-        # there is nothing new (an HTTP exchange costs ~1.5 ms of CPU on each side, per node
-        # and tick), and a page that is not full is the end (no second read of an empty one).
-        if self.judge.head != self._inbox_read_at:
-            for _ in range(64):  # bounded catch-up per tick
-                page = await self.l1.inbox_batches(self._inbox_next, _INBOX_PAGE)
-                for ib in page:
-                    await self._accepted(ib)
-                if len(page) < _INBOX_PAGE:
-                    self._inbox_read_at = self.judge.head
-                    break
+        # Every tick, in ONE exchange with the L1 (one costs each side ~1.5 ms of CPU): the L1
+        # head, hence the fork's blob limit, is never stale; and the next page of the inbox.
+        # A page that is not full is the end (no second read of an empty one).
+        page = await self.judge.refresh_with_inbox(self._inbox_next, _INBOX_PAGE)
+        for _ in range(64):  # bounded catch-up per tick
+            for ib in page:
+                await self._accepted(ib)
+            if len(page) < _INBOX_PAGE:
+                break
+            page = await self.l1.inbox_batches(self._inbox_next, _INBOX_PAGE)
         self._l1_finalized = self.judge.finalized
 
     async def _accepted(self, ib: InboxBatch) -> None:

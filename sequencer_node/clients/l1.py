@@ -366,6 +366,18 @@ class L1Client:
         st: dict[str, Any] = await self.rpc("seq_status")
         return st
 
+    async def status_and_inbox(
+        self, start: int, count: int = 100
+    ) -> tuple[dict[str, Any], list[InboxBatch]]:
+        """:meth:`status` and :meth:`inbox_batches` in one exchange (see :meth:`rpc_batch`)."""
+        st, rows = await self.rpc_batch([("seq_status", ()), ("inbox_getBatches", (start, count))])
+        if not isinstance(st, dict) or not isinstance(rows, list):
+            raise L1Unavailable(f"L1 at {self.url} answered a malformed status or inbox page")
+        try:
+            return st, [self._batch(b) for b in rows]
+        except (KeyError, TypeError, ValueError) as e:
+            raise L1Unavailable(f"L1 sent a malformed inbox batch: {e!r}") from None
+
     async def stake_snapshot(self, epoch: int) -> L1StakeSnapshot:
         s = await self.rpc("staking_getSnapshot", epoch)
         return L1StakeSnapshot(

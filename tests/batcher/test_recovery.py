@@ -210,10 +210,11 @@ class FlakyL1(L1Client):
 
     down = False
 
-    async def rpc(self, method: str, *params: Any) -> Any:
+    async def _post(self, body: object) -> Any:
+        # Every exchange, single calls and JSON-RPC batches alike, goes through here.
         if FlakyL1.down:
             raise L1Unavailable(f"L1 at {self.url} unreachable (test outage)")
-        return await super().rpc(method, *params)
+        return await super()._post(body)
 
 
 async def test_an_outage_past_the_sequencing_window_with_a_forced_tx_queued(

@@ -1,6 +1,6 @@
 """How many HTTP exchanges the node's L1 readers make (issue 13, scaling): an exchange costs
 each side about 1.5 ms of CPU, so the follower reads everything of one poll in ONE JSON-RPC
-batch, and the batcher reads the inbox only when a new L1 block can hold a new batch. Also
+batch, and the batcher reads the L1 head and the next inbox page in one per tick. Also
 the client's batch call: results in order, a refused call raised, a malformed answer refused."""
 
 from __future__ import annotations
@@ -82,18 +82,20 @@ async def test_the_poll_reads_what_the_separate_calls_read(tmp_path: Path) -> No
         assert none.fees == []
 
 
-async def test_the_batcher_reads_the_inbox_only_after_a_new_l1_block(tmp_path: Path) -> None:
-    # Before: every tick read the inbox, and read it again until a page came back empty.
+async def test_a_batcher_tick_is_one_exchange_with_the_l1(tmp_path: Path) -> None:
+    # Before: the head (seq_status), then the inbox, then the inbox again until a page came
+    # back empty: two or three exchanges a tick. Now the head and the next inbox page share
+    # one, and a page that is not full is the end.
     async with running_l1(tmp_path) as (_node, client), CountingL1(client.url) as l1:
         svc = make_service(tmp_path, l1, None, Net())
-        await svc._tick()
-        assert l1.calls.count("inbox_getBatches") == 1  # one page, not full: the end
+        await svc._tick()  # the first also reads the inbox's settings (seq_getConfig)
+        l1.posts, l1.calls = 0, []
         for _ in range(3):
             await svc._tick()
-        assert l1.calls.count("inbox_getBatches") == 1  # no new L1 block: nothing new
-        await client.dev_mine(1)
-        await svc._tick()
-        assert l1.calls.count("inbox_getBatches") == 2
+            await client.dev_mine(1)
+        assert l1.posts == 3
+        assert l1.calls == ["seq_status", "inbox_getBatches"] * 3
+        assert svc.judge.head == (await client.head()).number - 1  # read before the mine
 
 
 def _mock(answer: Any) -> L1Client:
