@@ -339,6 +339,19 @@ class SyncResponse:
     last_tc: TimeoutCertificate | None
 
 
+@dataclass(frozen=True, slots=True)
+class ProposalHeard:
+    """A peer's signed proposal whose transactions are not here yet (not a wire message: the
+    shell makes it when a block came by reference to batches this node does not hold, and asks
+    for the block). The core takes from it what needs only the proposer's signature and the
+    certificates: evidence of a double proposal, the QC and TC it carries. It neither votes
+    nor judges the block, and ``block.transactions`` is not looked at; the block itself comes
+    later (rebuilt, answered, or by catch-up once certified). Without this a proposer could
+    equivocate unseen by sending some nodes a proposal nobody can rebuild."""
+
+    block: Block
+
+
 # --- events (inputs) ----------------------------------------------------------------------
 
 
@@ -617,6 +630,7 @@ __all__ = [
     "L1HeadChanged",
     "LocalSource",
     "MessageReceived",
+    "ProposalHeard",
     "Offense",
     "PeerMisbehaved",
     "PersistWatermark",

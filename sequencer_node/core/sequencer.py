@@ -739,6 +739,8 @@ class SequencerCore:
     ) -> None:
         if isinstance(msg, Block):
             self._on_block(sender, msg, now_ms, out)
+        elif isinstance(msg, api.ProposalHeard):
+            self._proposal_statements(sender, msg.block, now_ms, out)
         elif isinstance(msg, Vote):
             self._on_vote(sender, msg, now_ms, out)
         elif isinstance(msg, TimeoutMessage):
@@ -799,14 +801,7 @@ class SequencerCore:
         self, sender: api.Source, block: Block, now_ms: int, out: list[api.Effect]
     ) -> None:
         h = block.header
-        # Evidence first: it needs only the signature, not the (maybe unknown) epoch tables.
-        if not verify_message(block.proposal, h.proposer, self._cfg.chain_id):
-            raise SignatureError("bad proposal signature")
-        if self.epochs.known_signer(h.proposer) and h.round + ROUND_HISTORY > self.round:
-            first = self.pool.first_proposal(block.proposal)
-            if first is not block.proposal:
-                self._found(self.pool.evidence_of(first, block.proposal), out)
-        self._take_certificates(sender, block, now_ms, out)
+        self._proposal_statements(sender, block, now_ms, out)
         bh = block_hash(h)
         if bh in self.tree:
             self._maybe_vote(block, out)
@@ -826,6 +821,20 @@ class SequencerCore:
             return
         self._maybe_vote(block, out)
         self._adopt_orphans(bh, now_ms, out)
+
+    def _proposal_statements(
+        self, sender: api.Source, block: Block, now_ms: int, out: list[api.Effect]
+    ) -> None:
+        """What a proposal says whatever its transactions: evidence of a double proposal (it
+        needs only the signature, not the maybe unknown epoch tables), then its QC and TC."""
+        h = block.header
+        if not verify_message(block.proposal, h.proposer, self._cfg.chain_id):
+            raise SignatureError("bad proposal signature")
+        if self.epochs.known_signer(h.proposer) and h.round + ROUND_HISTORY > self.round:
+            first = self.pool.first_proposal(block.proposal)
+            if first is not block.proposal:
+                self._found(self.pool.evidence_of(first, block.proposal), out)
+        self._take_certificates(sender, block, now_ms, out)
 
     def _take_certificates(
         self, sender: api.Source, block: Block, now_ms: int, out: list[api.Effect]

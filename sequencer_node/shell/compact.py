@@ -31,8 +31,10 @@ Theory of operation
   batch we hold is provably its author's fault, but the proposal's signature covers only the
   header: it is charged only when the frame came from the proposer itself (an honest relay
   forwards frames before it rebuilds them). A batch we do not hold is nobody's fault (it may
-  have been lost): the compact block waits (bounded: :attr:`CompactBlocks.max_pending`, for
-  ``pending_ttl_s``) and a :class:`BlockRequest` goes to its proposer (it put the block in its
+  have been lost): the core hears the signed proposal at once (``api.ProposalHeard``: evidence
+  of a double proposal and the certificates it carries need no transactions), the compact
+  block waits (bounded: :attr:`CompactBlocks.max_pending`, for ``pending_ttl_s``) and a
+  :class:`BlockRequest` goes to its proposer (it put the block in its
   cache before sending it; the peer it came from if the proposer is not connected); the
   answer is the full ``Block``, which completes it; a batch that arrives meanwhile completes
   it too. If neither comes, the core's own catch-up fetches the block once a certificate names
@@ -61,6 +63,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from sequencer_node.core.api import ProposalHeard
 from sequencer_node.shell.metrics import NodeMetrics
 from sequencer_node.shell.p2p_messages import (
     MAX_TX_BATCH,
@@ -392,10 +395,14 @@ class CompactBlocks:
             self.metrics.invalid_messages.labels(Offense.MALFORMED_MESSAGE.value).inc()
             peers.penalize(sender, Offense.MALFORMED_MESSAGE)
             return []
-        # A batch we lack (or, from a relay, picks nobody can vouch for): ask for the block.
+        # A batch we lack (or, from a relay, picks nobody can vouch for): ask for the block,
+        # and let the core hear the signed proposal meanwhile (evidence of a double proposal,
+        # the certificates it carries: a proposer must not equivocate unseen by sending a
+        # block nobody can rebuild).
         h = block_hash(cb.block.header)
         if h in self._pending or self.cache.get(h) is not None:
             return []
+        heard: list[tuple[bytes, object]] = [(sender, ProposalHeard(cb.block))]
         pending = _Pending(sender, cb, now)
         if isinstance(got, Malformed):
             pending.cb = dataclasses.replace(cb, batches=())  # never completed by a batch
@@ -406,7 +413,7 @@ class CompactBlocks:
         pending.requested = peers.send_to(target, BlockRequest(h))
         if pending.requested:
             self.metrics.compact_blocks_requested.inc()
-        return []
+        return heard
 
     def _completed(self, digest: bytes | None) -> list[tuple[bytes, object]]:
         """The pending compact blocks that the batch ``digest`` completes, rebuilt."""

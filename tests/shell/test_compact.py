@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from sequencer_node.core.api import ProposalHeard
 from sequencer_node.shell.compact import (
     INLINE,
     BatchIndex,
@@ -284,7 +285,9 @@ def test_an_unknown_batch_leads_to_a_block_request_and_the_answer_completes_it()
     h = block_hash(block.header)
     # From a relay: the request goes to the proposer, which holds the block.
     to_follower = FakePeers()
-    assert follower.receive(RELAY, cb, 0.0, to_follower) == []
+    assert isinstance(cb, CompactBlock)
+    # Meanwhile the core hears the signed proposal (evidence, certificates), not the block.
+    assert follower.receive(RELAY, cb, 0.0, to_follower) == [(RELAY, ProposalHeard(cb.block))]
     assert to_follower.sent == [(LEADER.public_key, BlockRequest(h))]
     assert follower.receive(RELAY, cb, 0.1, to_follower) == []  # one request per block
     assert len(to_follower.sent) == 1
@@ -313,7 +316,9 @@ def test_a_batch_that_arrives_after_its_compact_block_completes_it() -> None:
     block = _block(batch)
     cb = leader.outgoing(block, 0.0)
     peers = FakePeers()
-    assert follower.receive(LEADER.public_key, cb, 0.0, peers) == []
+    assert isinstance(cb, CompactBlock)
+    heard = follower.receive(LEADER.public_key, cb, 0.0, peers)
+    assert heard == [(LEADER.public_key, ProposalHeard(cb.block))]
     assert peers.sent == [(LEADER.public_key, BlockRequest(block_hash(block.header)))]
     out = follower.receive(RELAY, TxBatch(batch), 0.05, peers)
     assert out == [(RELAY, TxBatch(batch)), (LEADER.public_key, block)]
@@ -338,7 +343,7 @@ def test_a_pick_past_a_held_batch_is_charged_to_the_proposer_only() -> None:
     # and the full block is asked of the proposer.
     other = CompactBlocks()
     other.receive(RELAY, TxBatch(batch), 0.0, peers)
-    assert other.receive(RELAY, bad, 0.0, peers) == []
+    assert other.receive(RELAY, bad, 0.0, peers) == [(RELAY, ProposalHeard(bad.block))]
     assert peers.charged == [(LEADER.public_key, Offense.MALFORMED_MESSAGE)]
     assert peers.sent == [(LEADER.public_key, BlockRequest(block_hash(bad.block.header)))]
 
