@@ -47,6 +47,14 @@ async def test_nodes_batch_certified_blocks_to_l1(cluster: Cluster) -> None:
     doc = await c.get(2, f"/v1/tx/{hashes[-1]}")
     assert doc["batch"] is not None
     assert doc["height"] is not None
+
+    async def safe() -> bool:
+        # The safe head is the L1 watcher's view of the inbox, read at its next poll; the
+        # batcher (whose view says "batched") reads the inbox on its own tick.
+        st = await c.get(2, "/v1/status")
+        return bool(st["heads"]["safe"]["height"] >= doc["height"])
+
+    await c.wait_for("node 2's safe head covers the batched transfer", safe, 30)
     st = await c.get(2, "/v1/status")
     assert st["heads"]["safe"]["height"] >= doc["height"]
     assert st["last_batch"] is not None
