@@ -15,6 +15,7 @@ import shutil
 import sys
 import time
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -61,26 +62,28 @@ PROFILE_DELAY_S = 2.5
 SAMPLED = 4
 
 
+def _stacks(raw: str) -> Iterator[tuple[list[str], int, bool]]:
+    """(frames outermost first, sample count, idle) of each line of a py-spy raw file."""
+    for line in raw.splitlines():
+        stack, _, count = line.rpartition(" ")
+        if stack and count.isdigit():
+            frames = stack.split(";")
+            yield frames, int(count), any(f in frames[-1] for f in IDLE_FRAMES)
+
+
 def categorize(raw: str) -> Counter[str]:
     """Samples per activity of a py-spy ``--format raw`` file (``frame;frame;... count``)."""
     out: Counter[str] = Counter()
-    for line in raw.splitlines():
-        stack, _, count = line.rpartition(" ")
-        if not stack or not count.isdigit():
-            continue
-        frames = stack.split(";")
-        idle = any(f in frames[-1] for f in IDLE_FRAMES)
-        out[IDLE if idle else _activity(frames)] += int(count)
+    for frames, count, idle in _stacks(raw):
+        out[IDLE if idle else _activity(frames)] += count
     return out
 
 
 def innermost(raw: str) -> Counter[str]:
     """Samples per innermost frame (what was running)."""
     out: Counter[str] = Counter()
-    for line in raw.splitlines():
-        stack, _, count = line.rpartition(" ")
-        if stack and count.isdigit():
-            out[stack.rsplit(";", 1)[-1]] += int(count)
+    for frames, count, _ in _stacks(raw):
+        out[frames[-1]] += count
     return out
 
 
@@ -88,15 +91,10 @@ def innermost_own(raw: str) -> Counter[str]:
     """Busy samples per innermost frame of the project's own code (who caused the work: the
     Trio or socket frame under it says only what ran)."""
     out: Counter[str] = Counter()
-    for line in raw.splitlines():
-        stack, _, count = line.rpartition(" ")
-        if not stack or not count.isdigit():
-            continue
-        frames = stack.split(";")
-        if any(f in frames[-1] for f in IDLE_FRAMES):
-            continue
-        own = next((f for f in reversed(frames) if "sequencer_node/" in f), "(no own frame)")
-        out[own] += int(count)
+    for frames, count, idle in _stacks(raw):
+        if not idle:
+            own = next((f for f in reversed(frames) if "sequencer_node/" in f), "(no own frame)")
+            out[own] += count
     return out
 
 
