@@ -13,12 +13,14 @@ Theory of operation
 * **One owner.** A single task owns the core. It consumes ONE bounded channel into which
   everything else feeds: peer messages (forwarded from the peer manager), transaction
   submissions from the RPC (each with a slot for its answer), and L1 events from the follower;
-  a periodic tick (``tick_s``) lets time pass. It waits once per batch of inputs, not once per
-  input: after the first it takes what is already queued (at most ``_DRAIN_MAX``), feeds them
-  to the core one by one, and writes what they committed once (issue 13: the per-item wait
-  and cancel scope were a large share of a node's CPU under load). RPC *reads* (status,
-  blocks, accounts) look at the core between two events; Trio's cooperative scheduling makes
-  each read consistent.
+  a tick lets time pass, every ``tick_s`` while the core has timed work and otherwise at the
+  core's next deadline (``SequencerCore.next_tick_ms``, at most ``idle_tick_s`` apart: an
+  idle follower sleeps instead of waking 20 times a second). It waits once per batch of
+  inputs, not once per input: after the first it takes what is already queued (at most
+  ``_DRAIN_MAX``), feeds them to the core one by one, and writes what they committed once
+  (issue 13: the per-item wait and cancel scope were a large share of a node's CPU under
+  load). RPC *reads* (status, blocks, accounts) look at the core between two events; Trio's
+  cooperative scheduling makes each read consistent.
 * **Effects in order.** ``PersistWatermark`` is written and fsynced with the blocks its
   signatures vouch for (:meth:`Store.write_watermark`, in a worker thread while the core task
   waits: the fsync does not stall the event loop) and ``WatermarkPersisted`` is fed back at
@@ -162,8 +164,12 @@ class NodeSettings:
     #: unavailable this long (docs/da.md).
     da_url: str | None = None
     da_failover_s: float = 30.0
-    #: How often the core's clock ticks (timeouts, proposing).
+    #: How often the core's clock ticks while it has timed work (the leader pacing its
+    #: proposals, a restore, a missing block) ...
     tick_s: float = 0.05
+    #: ... and at most this long apart otherwise: an idle follower ticks at its round deadline
+    #: (``SequencerCore.next_tick_ms``) or after this, whichever is first.
+    idle_tick_s: float = 0.5
     l1_poll_s: float = 1.0
     l1_start_timeout_s: float = 30.0
     shutdown_timeout_s: float = 10.0
@@ -368,6 +374,7 @@ class Node:
         self.key = settings.key
         self.pk = settings.key.public_key if settings.key is not None else None
         self.metrics = metrics or NodeMetrics()
+        self.metrics.before_render = self._update_gauges
         self._clock = clock
         self._rng = rng or random.Random()
         self._send, self._recv = trio.open_memory_channel[_Input](settings.inbound_buffer)
@@ -876,17 +883,28 @@ class Node:
                             return
                     if first is not None:
                         await self._handle_all(self._drain(first))
+                        self._schedule_tick(sooner_only=True)  # inputs can make work due
         finally:
             done.set()
 
     async def _tick_if_due(self) -> None:
-        """Let time pass in the core every ``tick_s`` (between two inputs, as before)."""
+        """Let time pass in the core when its tick is due (between two inputs, as before)."""
         assert self.core is not None
         if trio.current_time() >= self._next_tick:
             self._activity = "tick"
             await self._apply(self.core.tick(self.now_ms()))
-            self._update_gauges()
-            self._next_tick = trio.current_time() + self.settings.tick_s
+            self._schedule_tick()
+
+    def _schedule_tick(self, *, sooner_only: bool = False) -> None:
+        """The next tick: when the core next has timed work (``next_tick_ms``), but no sooner
+        than ``tick_s`` and no later than ``idle_tick_s`` from now. ``sooner_only`` (after
+        inputs): only ever move the next tick earlier."""
+        assert self.core is not None
+        s = self.settings
+        now_ms = self.now_ms()
+        wait_s = (self.core.next_tick_ms(now_ms) - now_ms) / 1000
+        at = trio.current_time() + min(max(wait_s, s.tick_s), max(s.idle_tick_s, s.tick_s))
+        self._next_tick = min(self._next_tick, at) if sooner_only else at
 
     def _drain(self, first: _Input) -> list[_Input]:
         """``first`` and what is already queued behind it (at most ``_DRAIN_MAX`` in all):
@@ -1232,7 +1250,10 @@ class Node:
         return snap if snap is not None and snap.height == last else None
 
     def _update_gauges(self) -> None:
-        assert self.core is not None
+        """The gauges that mirror the core's and the peers' state (``NodeMetrics.before_render``:
+        at each scrape)."""
+        if self.core is None:
+            return
         st = self.core.status()
         m = self.metrics
         m.round.set(st.round)

@@ -125,6 +125,9 @@ class Simulation:
         self.net = net or NetParams()
         self.now = 0
         self.tick_ms = tick_ms
+        #: An instance whose core has no timed work is ticked at most this long apart (the
+        #: node's ``idle_tick_s`` is ten of its ticks).
+        self.idle_tick_ms = 10 * tick_ms
         self.l1_block_ms = 200
         self.l1_slots = 4
         byzantine = byzantine or {}
@@ -214,6 +217,7 @@ class Simulation:
 
     def _boot(self, inst: Instance) -> None:
         persisted = None if "amnesia" in inst.behaviours else inst.durable
+        inst.next_tick = 0  # a new core ticks at once, as a started node does
         above = sorted(inst.certified.values(), key=lambda cb: cb.block.header.height)
         chain, extra = self._stored_start(inst)
         make = partial(
@@ -340,7 +344,12 @@ class Simulation:
             return []
         at = self.local_now(inst) if now is None else now
         try:
-            return core.tick(at) if event is None else core.handle(event, at)
+            out = core.tick(at) if event is None else core.handle(event, at)
+            # The node's schedule (Node._schedule_tick): after a tick, the core's next due
+            # time; after an input, only ever sooner.
+            due = min(max(core.next_tick_ms(at), at + self.tick_ms), at + self.idle_tick_ms)
+            inst.next_tick = due if event is None else min(inst.next_tick, due)
+            return out
         except AssertionError as exc:
             if not str(exc).startswith("SAFETY") or isinstance(exc, Violation):
                 raise
@@ -644,7 +653,11 @@ class Simulation:
             dst, sender, msg = self.rng.choice(list(self._recent))
             self.inject(dst, sender, msg, self.rng.randint(1, 200))
         for inst in self.instances:
-            if inst.core is not None and inst.paused_until <= self.now:
+            if (
+                inst.core is not None
+                and inst.paused_until <= self.now
+                and self.local_now(inst) >= inst.next_tick
+            ):
                 self._before_input(inst)
                 if inst.core is not None:
                     self._route(inst, self._handle(inst, None))

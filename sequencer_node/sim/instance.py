@@ -87,6 +87,9 @@ class Instance:
     committed: list[bytes] = field(default_factory=list)
     skew_ms: int = 0
     paused_until: int = 0
+    #: When the core is next ticked (its local clock): as the node does, when its timed
+    #: work is due (``SequencerCore.next_tick_ms``), at most ``Simulation.idle_tick_ms`` apart.
+    next_tick: int = 0
     incarnation: int = 0
     evidence: set[tuple[str, bytes, int]] = field(default_factory=set)
     downtime_certs: int = 0

@@ -188,7 +188,14 @@ async def test_runner_certifies_persists_before_signing_and_restarts(
         assert (await http.get(addrs.rpc_url + "/v1/blocks/99999")).status_code == 404
         assert (await http.get(addrs.rpc_url + "/v1/account/0x12")).status_code == 400
         metrics = (await http.get(addrs.rpc_url + "/metrics")).text
-        assert 'seqnet_head_height{head="certified"}' in metrics
+        # The state gauges are set at the scrape (not on a core tick): they are current.
+        gauges = dict(
+            line.rsplit(" ", 1) for line in metrics.splitlines() if line.startswith("seqnet_")
+        )
+        certified_now = int(float(gauges['seqnet_head_height{head="certified"}']))
+        assert certified_now >= st["heads"]["certified"]["height"] >= 3
+        assert float(gauges["seqnet_is_leader"]) == 1.0
+        assert float(gauges["seqnet_round"]) >= st["round"]
         node.stop()
     assert node.store is None  # closed by the graceful stop
     # Never sign twice: each signed message left after a durable record that covers it.
