@@ -12,7 +12,10 @@ batches over ``POST /v1/txs``. The arrival is open-loop: transaction ``n`` is du
 ``start + n / rate`` whatever the answers; accounts take turns round robin and each is pinned
 to one node (round robin over ``--node-url``). One lane per node sends, one request at a time,
 every transaction that became due since its last request (so a slow node gets larger
-batches, never more requests, and each account's nonces arrive in order); a lane with more
+batches, never more requests, and each account's nonces arrive in order), and with
+``--request-interval-ms`` at most one request per interval (as a gateway that coalesces its
+users' transactions would; latency still counts from when each transaction was due, so the
+wait is in the figures; the summary counts the requests); a lane with more
 than ``--max-in-flight`` transactions due and unanswered skips the new ones (counted as
 ``skipped``), so the client never queues without bound. After a refusal or a lost answer the
 account's nonce is re-read from ``/v1/account`` and its next transactions are signed again.
@@ -91,6 +94,8 @@ PRESIGN_AHEAD_S = 60.0
 MAX_BATCH = 1024
 #: The shortest sleep between two hand-outs of due transactions.
 TICK_MIN_S = 0.01
+#: Default least time between two requests of one lane (``--request-interval-ms``): none.
+REQUEST_INTERVAL_MS = 0
 #: The steady-state window starts this far into the sending time.
 STEADY_FROM = 0.25
 #: Latency samples kept (beyond that, the percentiles are over the first ones).
@@ -329,6 +334,8 @@ class LoadConfig:
     fund_from: SigningKey | None
     fund_amount: int
     kind: str = "transfer"
+    #: least seconds between two requests to one node (due transactions wait and go together)
+    request_interval_s: float = REQUEST_INTERVAL_MS / 1000
 
 
 @dataclass
@@ -348,6 +355,9 @@ class _Lane:
         self.queue: list[_Due] = []
         self.in_flight = 0
         self.wake = trio.Event()
+        #: when the lane's last request went out (trio clock), and how many it sent
+        self.last_sent = -math.inf
+        self.requests = 0
 
     def push(self, due: _Due) -> None:
         self.queue.append(due)
@@ -419,6 +429,7 @@ class LoadRun:
         if self.progress is not None and self.progress.isatty():
             self.progress.write("\n")
         out = self.stats.summary(elapsed, cfg.rate)
+        requests = sum(lane.requests for lane in self._lanes)
         out.update(
             nodes=list(cfg.node_urls),
             accounts=cfg.accounts,
@@ -434,6 +445,9 @@ class LoadRun:
                 "resigned": self.resigned,
                 "cpu_s": round(cpu, 3),
                 "cpu_us_per_tx": round(cpu * 1e6 / max(1, self.stats.submitted), 1),
+                "requests": requests,
+                "txs_per_request": round(self.stats.submitted / max(1, requests), 1),
+                "request_interval_ms": round(cfg.request_interval_s * 1000, 1),
             },
         )
         return out
@@ -561,7 +575,11 @@ class LoadRun:
                 await lane.wake.wait()
                 lane.wake = trio.Event()
                 continue
+            # What falls due before the interval is over goes out with what waits now.
+            await trio.sleep_until(lane.last_sent + self.cfg.request_interval_s)
             batch, lane.queue = lane.queue[:MAX_BATCH], lane.queue[MAX_BATCH:]
+            lane.last_sent = trio.current_time()
+            lane.requests += 1
             lane.in_flight = len(batch)
             try:
                 await self._send_batch(lane.client, batch)
@@ -785,6 +803,12 @@ def _human(d: dict[str, Any]) -> str:
         f"  ({d['l1_latency_s']['samples']} samples, submit -> batch on L1)",
         "client CPU": f"{client['cpu_s']} s, {client['cpu_us_per_tx']} us/tx "
         f"({client['presigned']} signed before sending in {client['presign_s']} s)",
+        "requests": f"{client['requests']} ({client['txs_per_request']} transactions each; "
+        + (
+            f"at most one every {client['request_interval_ms']:g} ms per node)"
+            if client["request_interval_ms"]
+            else "one at a time per node)"
+        ),
     }
     out = render_kv(kv)
     if d["rejected"]:
@@ -850,6 +874,15 @@ def _sigterm_as_ctrl_c() -> Iterator[None]:
     "and counted).",
 )
 @click.option(
+    "--request-interval-ms",
+    type=click.FloatRange(0, 10_000),
+    default=REQUEST_INTERVAL_MS,
+    show_default=True,
+    help="Least time between two requests to one node: transactions that fall due in "
+    "between go out together in the next request (latency still counts from when each was "
+    "due). 0: the next request as soon as the previous one is answered.",
+)
+@click.option(
     "--kind",
     type=click.Choice(sorted(KINDS)),
     default="transfer",
@@ -908,6 +941,7 @@ def load(
     duration: str,
     accounts: int,
     max_in_flight: int,
+    request_interval_ms: float,
     kind: str,
     amount: int,
     fee: int | None,
@@ -937,7 +971,7 @@ def load(
         fee = run_async(partial(suggested_fee_of_any, urls, per_gas_tip=kind == "eth", margin=2))
     cfg = LoadConfig(
         urls, rate, seconds, accounts, max_in_flight, amount, fee, drain, wait_l1, chain_id,
-        funder, fund_amount, kind,
+        funder, fund_amount, kind, request_interval_ms / 1000,
     )  # fmt: skip
     progress = None if quiet else sys.stderr
     with _sigterm_as_ctrl_c():

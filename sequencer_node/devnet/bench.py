@@ -280,6 +280,8 @@ async def load_step(
         "health_ms": win["health_ms"],
         "client_cpu_us_per_tx": load["client"]["cpu_us_per_tx"],
         "client_cores": round(load["client"]["cpu_s"] / max(dur, 1e-9), 3),
+        "client_requests": load["client"].get("requests"),
+        "txs_per_request": load["client"].get("txs_per_request"),
         "p2p_messages_per_block": round((m1 - m0) / blocks, 1),
         "p2p_bytes_per_block": round((b1 - b0) / blocks),
         "blocks": h1 - h0,

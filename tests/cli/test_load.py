@@ -102,6 +102,29 @@ def test_load_presigns_and_sends_batches(fake_node: Node) -> None:
     assert client["cpu_us_per_tx"] > 0
 
 
+def test_a_request_interval_coalesces_due_transactions_into_fewer_requests(
+    fake_node: Node,
+) -> None:
+    _fund(fake_node, 4)
+    r = seqctl("load", "--node-url", fake_node.url, "--rate", "400", "--duration", "1",
+               "--accounts", "4", "--drain", "10", "--request-interval-ms", "250", "--json",
+               "--quiet")  # fmt: skip
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.stdout)
+    assert out["certified"] == out["accepted"] == out["submitted"] == 400
+    sizes = fake_node.fake.batch_sizes
+    assert sum(sizes) == 400
+    # one lane, at most one request per 250 ms over a 1 s run (the generator's 10 ms ticks
+    # would make it up to 100)
+    assert len(sizes) <= 6, sizes
+    client = out["client"]
+    assert client["requests"] == len(sizes)
+    assert client["request_interval_ms"] == 250
+    assert client["txs_per_request"] == round(400 / len(sizes), 1)
+    # latency counts from when each transaction was due: the wait for the interval is in it
+    assert out["latency_s"]["max"] >= 0.2
+
+
 def test_a_refused_batch_resyncs_the_nonces_of_its_accounts(fake_node: Node) -> None:
     _fund(fake_node, 2)
     fake_node.fake.overload_every = 3
