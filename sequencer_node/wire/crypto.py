@@ -8,6 +8,7 @@ can never collide with any other hash in the protocol.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import os
 from collections.abc import Hashable
@@ -29,8 +30,11 @@ ADDRESS_BYTES = 20
 M = TypeVar("M")
 
 
+@functools.lru_cache(maxsize=16_384)
 def address_of(public_key: bytes) -> bytes:
-    """The 20-byte account address of an Ed25519 public key."""
+    """The 20-byte account address of an Ed25519 public key (memoized, bounded: the mempool,
+    execution and the views ask for the same senders' addresses several times per
+    transaction)."""
     if len(public_key) != PUBLIC_KEY_BYTES:
         raise ValueError(f"an Ed25519 public key has 32 bytes, got {len(public_key)}")
     return hashlib.sha256(b"seqnet/address" + public_key).digest()[-ADDRESS_BYTES:]
