@@ -333,9 +333,9 @@ class SequencerCore:
 
     def next_tick_ms(self, now_ms: int) -> int:
         """The earliest time :meth:`tick` may have something to do (``now_ms``: as soon as the
-        caller's finest tick). A caller may tick less often than that; it must not tick later,
-        nor keep a time from before its last input: an input can make work due sooner (a QC
-        that makes this node the leader), so ask again after each input.
+        caller's finest tick). A caller may tick sooner (such a tick does nothing); it must not
+        tick later, nor keep a time it got before its last input: an input can make work due
+        sooner (a QC that makes this node the leader), so ask again after each input.
 
         Due now while restoring, while a certified block is missing here, before the round
         has a deadline, and while this node leads the round (its proposal is paced by the
