@@ -25,15 +25,17 @@ after), ``results.md`` and PNG plots (:mod:`~sequencer_node.devnet.bench_report`
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
+import shutil
 import signal
 import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -555,12 +557,25 @@ def body_from_load(doc: dict[str, Any], low: int) -> dict[str, Any]:
             "below": below, "above": above}  # fmt: skip
 
 
+@contextlib.contextmanager
+def work_dir(prefix: str, say: Callable[[str], None]) -> Iterator[Path]:
+    """A temporary directory for the networks of a run: removed when the run succeeds, kept
+    (and named) when it fails, so the logs of every process are there to read."""
+    tmp = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        yield tmp
+    except BaseException:
+        say(f"the run failed; the data and logs of its processes are kept in {tmp}")
+        raise
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
 def run(prof: Profile, out_dir: Path, say: Callable[[str], None], plots: bool = True) -> Path:
     """Run the benchmark and write ``results.json``, ``results.md`` and plots to ``out_dir``."""
     from sequencer_node.devnet import bench_report
 
-    with tempfile.TemporaryDirectory(prefix="seqnet-bench-") as tmp:
-        doc = trio.run(bench, prof, Path(tmp), say)
+    with work_dir("seqnet-bench-", say) as tmp:
+        doc = trio.run(bench, prof, tmp, say)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "results.json").write_text(json.dumps(doc, indent=1) + "\n")
     (out_dir / "results.md").write_text(bench_report.markdown(doc))

@@ -21,7 +21,7 @@ from typing import Any
 
 import trio
 
-from sequencer_node.devnet.bench import PROFILES, BenchNet, load_step, with_network
+from sequencer_node.devnet.bench import PROFILES, BenchNet, load_step, with_network, work_dir
 from sequencer_node.devnet.bench_probe import Sampler
 
 #: (activity, substrings of a frame "function (file:line)") in the order they are tried on
@@ -220,11 +220,9 @@ def _idle_markdown(doc: dict[str, Any]) -> str:
 def run(rate: float, seconds: float, out_dir: Path, say: Any, nodes: int = 4) -> dict[str, Any]:
     """Profile ``nodes`` nodes at ``rate`` (0: idle) and write ``profile[-idle][-N].{json,md}``
     (``-N`` only for another size than 4, so the 4-node profiles keep their names)."""
-    import tempfile
-
     out_dir.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="seqnet-profile-") as tmp:
-        raw = trio.run(profile_nodes, Path(tmp), rate, seconds, out_dir, say, nodes)
+    with work_dir("seqnet-profile-", say) as tmp:
+        raw = trio.run(profile_nodes, tmp, rate, seconds, out_dir, say, nodes)
         doc = {"rate": rate, **activity_table(raw)}
     name = ("profile-idle" if rate <= 0 else "profile") + ("" if nodes == 4 else f"-{nodes}")
     (out_dir / f"{name}.json").write_text(json.dumps(doc, indent=1) + "\n")

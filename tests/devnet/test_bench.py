@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from sequencer_node.devnet.bench import limit, median_of, saturated
+from sequencer_node.devnet.bench import limit, median_of, saturated, work_dir
 from tests.devnet.helpers import ROOT
 
 
@@ -30,6 +31,30 @@ def test_medians_of_repeats_are_field_wise() -> None:
         {"a": 2.0, "b": {"p50": 2, "p99": 8}, "name": "z"},
     ]
     assert median_of(runs) == {"a": 2.0, "b": {"p50": 2, "p99": 8}, "name": "x", "repeats": 3}
+
+
+def test_a_runs_directory_is_removed_on_success_and_kept_with_its_logs_on_failure() -> None:
+    said: list[str] = []
+    with work_dir("seqnet-test-", said.append) as ok:
+        (ok / "node-0.log").write_text("fine")
+    assert not ok.exists()
+    assert said == []
+
+    kept: list[Path] = []
+
+    def failing_run() -> None:
+        with work_dir("seqnet-test-", said.append) as bad:
+            kept.append(bad)
+            (bad / "node-0.log").write_text("what went wrong")
+            raise RuntimeError("a node did not answer")
+
+    with pytest.raises(RuntimeError):
+        failing_run()
+    try:
+        assert (kept[0] / "node-0.log").read_text() == "what went wrong"
+        assert said == [f"the run failed; the data and logs of its processes are kept in {kept[0]}"]
+    finally:
+        shutil.rmtree(kept[0])
 
 
 def test_saturation_and_the_limit() -> None:
