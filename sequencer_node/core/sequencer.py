@@ -651,7 +651,9 @@ class SequencerCore:
         hq = self.high_qc
         if self.epochs.info(self._next_epoch_or_guess(hq), self._qc_hash(hq)) is None:
             raise _Wait("this node's epoch table is unknown")
-        return False
+        # That table may have just been derived: ``who`` may be in it. (Before the tick
+        # schedule, the 20 Hz status() for the gauges derived it first and hid this.)
+        return self.epochs.known_signer(who)
 
     def _check_qc(self, qc: QuorumCertificate, out: list[api.Effect]) -> None:
         """Raise CertificateError or _Wait unless ``qc`` is valid; keep the votes it holds."""

@@ -883,7 +883,6 @@ class Node:
                             return
                     if first is not None:
                         await self._handle_all(self._drain(first))
-                        self._schedule_tick(sooner_only=True)  # inputs can make work due
         finally:
             done.set()
 
@@ -929,6 +928,7 @@ class Node:
             since = time.perf_counter()
             for item in items:
                 await self._handle(item)
+                self._schedule_tick(sooner_only=True)  # an input can make work due sooner
                 await self._tick_if_due()  # a long batch does not delay the core's clock
                 if time.perf_counter() - since > _BATCH_SLICE_S:
                     await trio.lowlevel.cancel_shielded_checkpoint()

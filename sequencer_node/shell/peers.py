@@ -730,14 +730,16 @@ async def run_tx_ingress(
                 send(batcher.flush())
                 return
             now = trio.current_time()
-            send(batcher.add(tx, now))
+            batch = batcher.add(tx, now)
             # What is already queued joins without a wait per transaction (a request's
-            # transactions arrive together: one task step each was a fifth of a loaded node's).
-            while True:
+            # transactions arrive together: one task step each was a fifth of a loaded node's),
+            # up to a full batch: the next one starts after a checkpoint.
+            while batch is None:
                 try:
                     tx = transactions.receive_nowait()
                 except (trio.WouldBlock, trio.EndOfChannel):
                     break  # the end is seen by the next receive()
-                send(batcher.add(tx, now))
+                batch = batcher.add(tx, now)
+            send(batch)
             continue
         send(batcher.poll(trio.current_time()))

@@ -117,3 +117,18 @@ def test_a_round_timeout_fires_as_soon_as_with_the_fixed_tick(seed: int) -> None
 
     fixed, adaptive = recovery_ms(True), recovery_ms(False)
     assert adaptive <= fixed + 20, (fixed, adaptive)
+
+
+def test_a_member_of_a_table_derived_by_the_spam_check_itself_is_known() -> None:
+    """The spam filter before a signature check derives this node's epoch table when none
+    holds the signer; a member of the table it just derived is known, not dropped once.
+    (The 20 Hz gauges used to derive every table first, which hid this; a node without a
+    key now derives it only when a message asks.)"""
+    sim = Simulation(1, epoch_length=1_000)
+    sim.run_for(1_000)
+    core = _core(sim, 0)
+    member = sim.instances[1].key.public_key
+    core.epochs._infos.clear()  # as on a node that has not derived its table yet
+    assert not core.epochs.known_signer(member)
+    assert core._known_signer(member)
+    assert not core._known_signer(bytes(32))  # not a member of any table

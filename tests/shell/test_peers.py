@@ -785,3 +785,19 @@ async def test_queued_transactions_join_a_batch_without_a_task_step_each(nursery
     assert [tx for b in rec.batches for tx in b.transactions] == txs
     assert len(rec.batches) == 1  # under the 512 cut, within one 5 ms window
     assert counter.steps <= 10, counter.steps  # was one step per transaction (400+)
+
+
+async def test_a_long_queue_goes_out_in_full_batches(nursery):
+    # The drain stops at a full batch (512): the next one starts after a checkpoint, so a
+    # long queue is not one long step.
+    rec = _Recorder()
+    tx_send, tx_recv = trio.open_memory_channel[Transaction](2_000)
+    txs = [Transaction(bytes(32), bytes(20), 1, n, 1, bytes(64)) for n in range(1_200)]
+    for tx in txs:
+        tx_send.send_nowait(tx)
+    await tx_send.aclose()
+    with trio.fail_after(10):
+        # returns after flushing the closed channel; the recorder stands in for the manager
+        await run_tx_ingress(rec, tx_recv)  # type: ignore[arg-type]
+    assert [len(b.transactions) for b in rec.batches] == [512, 512, 176]
+    assert [tx for b in rec.batches for tx in b.transactions] == txs
