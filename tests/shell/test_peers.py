@@ -764,14 +764,23 @@ class _StepCounter(trio.abc.Instrument):
             self.steps += 1
 
 
+def _queued(
+    n: int,
+) -> tuple[list[Transaction], trio.MemorySendChannel[Transaction],
+           trio.MemoryReceiveChannel[Transaction]]:  # fmt: skip
+    """``n`` transactions already queued for the ingress, and the channel's two ends."""
+    tx_send, tx_recv = trio.open_memory_channel[Transaction](n)
+    txs = [Transaction(bytes(32), bytes(20), 1, k, 1, bytes(64)) for k in range(n)]
+    for tx in txs:
+        tx_send.send_nowait(tx)
+    return txs, tx_send, tx_recv
+
+
 async def test_queued_transactions_join_a_batch_without_a_task_step_each(nursery):
     # issue 13: the ingress task took one wait (a task step and a cancel scope) per
     # transaction, a fifth of a loaded node's task steps; what is queued now joins at once.
     rec = _Recorder()
-    tx_send, tx_recv = trio.open_memory_channel[Transaction](1_000)
-    txs = [Transaction(bytes(32), bytes(20), 1, n, 1, bytes(64)) for n in range(400)]
-    for tx in txs:
-        tx_send.send_nowait(tx)
+    txs, tx_send, tx_recv = _queued(400)
     counter = _StepCounter("run_tx_ingress")
     trio.lowlevel.add_instrument(counter)
     try:
@@ -791,10 +800,7 @@ async def test_a_long_queue_goes_out_in_full_batches(nursery):
     # The drain stops at a full batch (512): the next one starts after a checkpoint, so a
     # long queue is not one long step.
     rec = _Recorder()
-    tx_send, tx_recv = trio.open_memory_channel[Transaction](2_000)
-    txs = [Transaction(bytes(32), bytes(20), 1, n, 1, bytes(64)) for n in range(1_200)]
-    for tx in txs:
-        tx_send.send_nowait(tx)
+    txs, tx_send, tx_recv = _queued(1_200)
     await tx_send.aclose()
     with trio.fail_after(10):
         # returns after flushing the closed channel; the recorder stands in for the manager
