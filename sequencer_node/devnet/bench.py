@@ -78,22 +78,26 @@ class Profile:
     #: An idle leader proposes every second instead of every block time (0: off, as before).
     idle_block_ms: int = 1_000
     timeout_base_ms: int = 4_000
+    #: Part 1b: the highest unsaturated rate again with ``seqctl load --request-interval-ms``
+    #: of each of these (larger requests at the same rate), and the saturated rate at the
+    #: largest of them (none: skipped). The sweep's step is the 0 ms point.
+    request_intervals_ms: tuple[int, ...] = ()
 
 
 PROFILES = {
     "quick": Profile("quick", rates=(100, 400), step_s=3.0, repeats=1, sizes=(4,), failovers=1,
-                     idle_s=1.5, drain_s=25.0, accounts=32),
+                     idle_s=1.5, drain_s=25.0, accounts=32, request_intervals_ms=(250,)),
     # one 4-node sweep to saturation, for before/after comparisons of a change
     "sweep": Profile("sweep", rates=(200, 400, 700, 1000, 1400, 2000, 2800, 4000), step_s=6.0,
                      repeats=1, sizes=(4,), failovers=1, idle_s=2.0, drain_s=20.0,
-                     accounts=256, overload=2.0),
+                     accounts=256, overload=2.0, request_intervals_ms=(100, 400)),
     # two fixed rates, no failover: for A/B runs of two commits, alternated
     "ab": Profile("ab", rates=(150, 300), step_s=8.0, repeats=1, sizes=(4,), failovers=0,
                   idle_s=2.0, drain_s=20.0, accounts=256),
     # (fits the 30 min benchmark window with 16 nodes: drain 20 s, no 300 step)
     "full": Profile("full", rates=(100, 200, 400, 600, 800, 1200, 1600, 2400, 3200),
                     step_s=12.0, repeats=3, sizes=(4, 7, 10, 16), failovers=3, idle_s=5.0,
-                    drain_s=20.0, accounts=256, overload=2.0),
+                    drain_s=20.0, accounts=256, overload=2.0, request_intervals_ms=(100, 200, 400)),
 }  # fmt: skip
 
 
@@ -103,7 +107,7 @@ class BenchNet:
     def __init__(self, root: Path, n: int, prof: Profile, say: Callable[[str], None]) -> None:
         base = free_block(1 + 2 * n)
         self.cfg = DevnetConfig(
-            directory=root / f"net-{n}", nodes=n, stakes=(10,) * n, load=False,
+            directory=fresh_directory(root, f"net-{n}"), nodes=n, stakes=(10,) * n, load=False,
             block_time_ms=prof.block_time_ms, idle_block_ms=prof.idle_block_ms,
             timeout_base_ms=prof.timeout_base_ms,
             # 100 s epochs at 250 ms: a stake snapshot is finalized a few epochs ahead of its use
@@ -143,6 +147,17 @@ class BenchNet:
     def restart(self, i: int) -> None:
         cfg = self.cfg
         self.devnet.nodes[i] = spawn(cfg.name(i), node_argv(cfg, i), cfg.log_file(cfg.name(i)))
+
+
+def fresh_directory(root: Path, name: str) -> Path:
+    """``root/name``, or ``root/name-2``, ``-3`` ... if taken: every network of a run starts
+    fresh. (The scaling part's 4-node network once started in the sweep's directory, and so
+    resumed that network, journals and all, instead of measuring a new one.)"""
+    d, k = root / name, 1
+    while d.exists():
+        k += 1
+        d = root / f"{name}-{k}"
+    return d
 
 
 async def _status(http: httpx.AsyncClient, url: str) -> dict[str, Any] | None:
@@ -225,15 +240,18 @@ async def _fund_once(node: NodeClient, chain_id: int, todo: list[int]) -> None:
 
 
 async def run_load(
-    urls: list[str], rate: float, prof: Profile, wait_l1: bool, kind: str = "transfer"
-) -> dict[str, Any]:
+    urls: list[str], rate: float, prof: Profile, wait_l1: bool, kind: str = "transfer",
+    interval_ms: int = 0,
+) -> dict[str, Any]:  # fmt: skip
     """One ``seqctl load`` process; its JSON summary. ``kind`` ``eth``: Ethereum transfers
-    from the devnet-funded Ethereum twins of the first ``LOAD_ACCOUNTS`` load accounts."""
+    from the devnet-funded Ethereum twins of the first ``LOAD_ACCOUNTS`` load accounts;
+    ``interval_ms``: its ``--request-interval-ms``."""
     seqctl = Path(sys.executable).parent / "seqctl"
     accounts = prof.accounts if kind != "eth" else min(prof.accounts, LOAD_ACCOUNTS)
     argv = [str(seqctl), "load", "--node-url", ",".join(urls), "--rate", f"{rate:g}",
             "--duration", f"{prof.step_s:g}", "--accounts", str(accounts), "--kind", kind,
-            "--drain", f"{prof.drain_s:g}", "--json", "--quiet"]  # fmt: skip
+            "--drain", f"{prof.drain_s:g}", "--request-interval-ms", str(interval_ms),
+            "--json", "--quiet"]  # fmt: skip
     if wait_l1:
         argv.append("--wait-l1")
     proc = await trio.run_process(argv, capture_stdout=True, capture_stderr=True, check=False)
@@ -252,11 +270,12 @@ async def load_step(
     *,
     wait_l1: bool = True,
     kind: str = "transfer",
+    interval_ms: int = 0,
 ) -> dict[str, Any]:
     """One load step and what the processes did during its steady window."""
     async with httpx.AsyncClient(timeout=5.0) as http:
         m0, b0, h0 = await _p2p_totals(http, net.urls)
-        load = await run_load(net.urls, rate, prof, wait_l1, kind)
+        load = await run_load(net.urls, rate, prof, wait_l1, kind, interval_ms)
         m1, b1, h1 = await _p2p_totals(http, net.urls)
     start, dur = float(load["started_at_unix"]), float(load["duration_s"])
     win = sampler.window(start + dur * 0.25, start + dur)
@@ -284,6 +303,7 @@ async def load_step(
         "client_cores": round(load["client"]["cpu_s"] / max(dur, 1e-9), 3),
         "client_requests": load["client"].get("requests"),
         "txs_per_request": load["client"].get("txs_per_request"),
+        "request_interval_ms": interval_ms,
         "p2p_messages_per_block": round((m1 - m0) / blocks, 1),
         "p2p_bytes_per_block": round((b1 - b0) / blocks),
         "blocks": h1 - h0,
@@ -330,6 +350,65 @@ async def sweep(net: BenchNet, sampler: Sampler, prof: Profile, say: Callable[[s
         if saturated(step) and prof.name != "ab":
             break
     return steps
+
+
+async def request_sizes(
+    net: BenchNet, sampler: Sampler, prof: Profile, steps: list[dict[str, Any]],
+    say: Callable[[str], None],
+) -> dict[str, Any] | None:  # fmt: skip
+    """Part 1b: the same offered rate in larger requests. The highest unsaturated rate of the
+    sweep again with each of ``prof.request_intervals_ms`` (the sweep's step is the 0 ms
+    point), then the first saturated rate with the largest interval: how much of a node's
+    CPU is per request rather than per transaction, and whether the sweep's saturation is
+    the network's most or the most at the request sizes the load made there."""
+    fine = [s for s in steps if not saturated(s)]
+    if not prof.request_intervals_ms or not fine:
+        return None
+    rate = max(fine, key=lambda s: s["offered"])["offered"]
+    rows = [max(fine, key=lambda s: s["offered"])]
+    for ms in prof.request_intervals_ms:
+        runs = [await load_step(net, sampler, rate, prof, wait_l1=False, interval_ms=ms)
+                for _ in range(prof.repeats)]  # fmt: skip
+        rows.append(median_of(runs))
+        say(f"  {rate:>5} tx/s in requests at most every {ms} ms: "
+            f"{rows[-1]['txs_per_request']} tx/request, certified "
+            f"{rows[-1]['certified_tx_s']:.0f} tx/s, p50 {rows[-1]['latency_s']['p50']} s, "
+            f"{rows[-1]['cpu_us_per_tx_per_node']} us/tx/node")  # fmt: skip
+    out: dict[str, Any] = {"offered": rate, "steps": rows, "at_saturation": None}
+    over = [s for s in steps if saturated(s)]
+    if over:
+        ms = max(prof.request_intervals_ms)
+        big = await load_step(net, sampler, over[0]["offered"], prof, wait_l1=False,
+                              interval_ms=ms)  # fmt: skip
+        big["sweep_certified_tx_s"] = over[0]["certified_tx_s"]
+        big["sweep_txs_per_request"] = over[0].get("txs_per_request")
+        out["at_saturation"] = big
+        say(f"  saturated rate {over[0]['offered']} tx/s in requests at most every {ms} ms: "
+            f"certified {big['certified_tx_s']:.0f} tx/s (the sweep: "
+            f"{over[0]['certified_tx_s']:.0f}), refused {big['rejected_by']}")  # fmt: skip
+    return out
+
+
+def request_fit(rows: list[dict[str, Any]], n: int, one_verify_us: float) -> dict[str, Any] | None:
+    """Least squares of CPU per certified transaction per node against requests per
+    transaction, over steps at one offered rate: the intercept is what a transaction costs a
+    node when requests are free (its own work and its share of the blocks at that rate), the
+    slope times ``n`` what one client request costs the network (its HTTP exchange, journal
+    commit and the gossip frames it makes). None with fewer than two request sizes."""
+    pts = [(1.0 / r["txs_per_request"], float(r["cpu_us_per_tx_per_node"])) for r in rows
+           if r.get("txs_per_request") and r.get("cpu_us_per_tx_per_node")]  # fmt: skip
+    xs, ys = [x for x, _ in pts], [y for _, y in pts]
+    if len(set(xs)) < 2:
+        return None
+    slope, intercept = statistics.linear_regression(xs, ys)
+    r2 = statistics.correlation(xs, ys) ** 2 if len(set(ys)) > 1 else 0.0
+    return {
+        "points": len(pts),
+        "per_tx_us": round(intercept, 1),
+        "per_tx_in_verifications": round(intercept / one_verify_us, 2),
+        "per_request_us": round(slope * n, 1),
+        "r2": round(r2, 3),
+    }
 
 
 async def eth_step(
@@ -479,21 +558,26 @@ async def bench(prof: Profile, root: Path, say: Callable[[str], None]) -> dict[s
     async def main4(net: BenchNet, sampler: Sampler) -> dict[str, Any]:
         idle = await idle_cpu(net, sampler, prof.idle_s)
         steps = await sweep(net, sampler, prof, say)
+        sizes = await request_sizes(net, sampler, prof, steps, say)
         over = await overload_step(net, sampler, prof, steps, say)
         eth = await eth_step(net, sampler, prof, steps, say)
+        out = {"idle": idle, "steps": steps, "requests": sizes, "overload": over, "eth": eth,
+               "failover": None}  # fmt: skip
         if not prof.failovers:
-            return {"idle": idle, "steps": steps, "overload": over, "eth": eth, "failover": None}
+            return out
         try:
-            fo = await failover(net, prof.failovers)
+            out["failover"] = fo = await failover(net, prof.failovers)
         except (RuntimeError, OSError) as e:
             say(f"  failover failed: {e}")
-            return {"idle": idle, "steps": steps, "overload": over, "eth": eth, "failover": None}
+            return out
         say(f"  failover: next certified block {fo['next_block_s']} s after the leader died")
-        return {"idle": idle, "steps": steps, "overload": over, "eth": eth, "failover": fo}
+        return out
 
     say("4 nodes: load stepped to saturation")
     doc["load"] = await with_network(root, 4, prof, say, main4)
     doc["limit"] = limit(doc["load"]["steps"], doc["verify"]["per_s_per_core"], 4)
+    if sizes := doc["load"]["requests"]:
+        sizes["fit"] = request_fit(sizes["steps"], 4, doc["limit"]["one_verify_us"])
     doc["scaling"] = await scaling(root, prof, doc, say)
     doc["machine"]["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
     return doc

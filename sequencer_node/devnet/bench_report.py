@@ -70,6 +70,45 @@ def _overload_lines(step: dict[str, Any] | None) -> list[str]:
     ]
 
 
+def _requests_lines(part: dict[str, Any] | None) -> list[str]:
+    """Part 1b: one offered rate in larger requests, the fit, the saturated rate."""
+    if not part:
+        return []
+    rows = [[_f(s.get("request_interval_ms")), _f(s.get("txs_per_request"), 1), *r]
+            for s, r in zip(part["steps"], _load_rows(part["steps"]), strict=True)]  # fmt: skip
+    lines = [
+        f"### 1b. Request size: {_f(part['offered'])} tx/s offered in larger requests",
+        "",
+        "`seqctl load --request-interval-ms`: at most one request per node per interval, "
+        "everything due since in it (the 0 ms row is the sweep's step).",
+        "",
+        _table(["interval ms", "tx/request", *LOAD_HEAD], rows),
+        "",
+    ]
+    if fit := part.get("fit"):
+        lines += [
+            f"Least squares over these {fit['points']} steps (CPU per certified tx per node "
+            f"against requests per tx, r^2 {_f(fit['r2'], 2)}): a transaction costs a node "
+            f"**{_f(fit['per_tx_us'])} us ({_f(fit['per_tx_in_verifications'], 2)} "
+            f"verifications) when requests are free** (its own work and its share of the "
+            f"blocks at this rate); one client request costs the network "
+            f"{_f(fit['per_request_us'])} us.",
+            "",
+        ]
+    if big := part.get("at_saturation"):
+        lines += [
+            f"The sweep's first saturated rate, {_f(big['offered'])} tx/s, in requests at most "
+            f"every {_f(big['request_interval_ms'])} ms ({_f(big['txs_per_request'], 1)} "
+            f"tx/request; the sweep's step: {_f(big['sweep_txs_per_request'], 1)}): certified "
+            f"{_f(big['certified_tx_s'])} tx/s (the sweep's step: "
+            f"{_f(big['sweep_certified_tx_s'])}), refused {_f(big['rejected'])}.",
+            "",
+            _table(LOAD_HEAD, _load_rows([big])),
+            "",
+        ]
+    return lines
+
+
 def markdown(doc: dict[str, Any]) -> str:
     m, lim, v = doc["machine"], doc["limit"], doc["verify"]
     load = doc["load"]
@@ -96,6 +135,7 @@ def markdown(doc: dict[str, Any]) -> str:
         "",
         _table(LOAD_HEAD, _load_rows(load["steps"])),
         "",
+        *_requests_lines(load.get("requests")),
         *_overload_lines(load.get("overload")),
         *_eth_lines(load.get("eth")),
         f"Idle: {_f(load['idle']['node_cores_mean'] * 100, 1)} % of a core per node, L1 "

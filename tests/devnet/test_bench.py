@@ -1,5 +1,6 @@
 """``scripts/bench --quick`` run for real (L1 mock + 4 nodes + ``seqctl load``), and the pure
-parts of the benchmark (medians of repeats, the saturation rule, the limit).
+parts of the benchmark (medians of repeats, the saturation rule, the limit, the request-size
+fit, a fresh directory per network).
 
 Budget: about 45-60 s for the smoke test on 2 loaded cores (marked slow).
 """
@@ -15,7 +16,14 @@ from pathlib import Path
 
 import pytest
 
-from sequencer_node.devnet.bench import limit, median_of, saturated, work_dir
+from sequencer_node.devnet.bench import (
+    fresh_directory,
+    limit,
+    median_of,
+    request_fit,
+    saturated,
+    work_dir,
+)
 from tests.devnet.helpers import ROOT
 
 
@@ -70,6 +78,34 @@ def test_saturation_and_the_limit() -> None:
     assert lim["cpu_per_tx_in_verifications"] == 6.25  # 625 us / 100 us
 
 
+def test_the_request_size_fit_separates_per_request_from_per_transaction_cost() -> None:
+    # 4 nodes; a request costs the network 2,000 us, a transaction 150 us per node:
+    # cpu/tx/node = 150 + (2000 / 4) / txs_per_request
+    rows = [{"txs_per_request": k, "cpu_us_per_tx_per_node": 150 + 500 / k} for k in (5, 10, 40)]
+    fit = request_fit(rows, 4, 100.0)
+    assert fit is not None
+    assert fit["per_tx_us"] == 150.0
+    assert fit["per_tx_in_verifications"] == 1.5
+    assert fit["per_request_us"] == 2000.0
+    assert fit["r2"] == 1.0
+    assert fit["points"] == 3
+    # one request size (or none measured) says nothing about the split
+    assert request_fit([rows[0], dict(rows[0])], 4, 100.0) is None
+    assert request_fit([{"txs_per_request": None, "cpu_us_per_tx_per_node": 1.0}], 4, 1.0) is None
+
+
+def test_every_network_of_a_run_gets_a_fresh_directory(tmp_path: Path) -> None:
+    # The scaling part's 4-node network once started in the sweep's directory and resumed it.
+    first = fresh_directory(tmp_path, "net-4")
+    assert first == tmp_path / "net-4"
+    first.mkdir()
+    second = fresh_directory(tmp_path, "net-4")
+    assert second == tmp_path / "net-4-2"
+    second.mkdir()
+    assert fresh_directory(tmp_path, "net-4") == tmp_path / "net-4-3"
+    assert fresh_directory(tmp_path, "net-7") == tmp_path / "net-7"
+
+
 @pytest.mark.slow
 def test_quick_bench_measures_every_figure(tmp_path: Path) -> None:
     plots = importlib.util.find_spec("matplotlib") is not None
@@ -96,6 +132,12 @@ def test_quick_bench_measures_every_figure(tmp_path: Path) -> None:
     assert first["client_cpu_us_per_tx"] > 0
     assert first["p2p_messages_per_block"] > 0
     assert first["p2p_bytes_per_block"] > 0
+    sizes = doc["load"]["requests"]  # the highest unsaturated rate again, in larger requests
+    if sizes is not None:  # None only if the quick sweep's first step already saturated
+        assert sizes["offered"] in [s["offered"] for s in steps]
+        assert [s["request_interval_ms"] for s in sizes["steps"]] == [0, 250]
+        assert sizes["steps"][1]["txs_per_request"] > 0
+        assert sizes["steps"][1]["cpu_us_per_tx_per_node"] > 0
     assert doc["limit"]["ceiling_tx_s"] > 0
     assert doc["limit"]["ratio"] > 0
     eth = doc["load"]["eth"]  # Ethereum transfers at the best native step's rate
@@ -107,6 +149,8 @@ def test_quick_bench_measures_every_figure(tmp_path: Path) -> None:
     assert doc["scaling"][0]["nodes"] == 4
     md = (tmp_path / "results.md").read_text()
     assert "Ethereum (EIP-1559) transfers" in md
+    if sizes is not None:
+        assert "### 1b. Request size" in md
     for heading in ("## 1. Open-loop load", "## 2. The limit", "## 3. Scaling", "## 4. Failover"):
         assert heading in md
     if plots:
