@@ -17,8 +17,13 @@ Ethereum clients know is ``keccak256(raw)``, and any re-encoding would change it
 :func:`decode_eth` decodes strictly (canonical RLP, minimal integers, low-s signatures as
 EIP-2 requires) and recovers the sender once; the result is remembered in a bounded cache,
 because a transaction is decoded by the RPC, the pool, every peer that relays it and the
-block execution. Checks that depend on the chain (its id, the account's nonce and balance)
-are the ledger's: see :func:`static_refusal` for the ones that depend on nothing else.
+block execution. The decoder is a direct one for the two transaction shapes (the ``rlp``
+library's general decoder and re-encoding of the signed fields cost most of a decode), the
+signed payload is cut from the raw bytes instead of re-encoded, and the sender is recovered
+with libsecp256k1 through coincurve (what eth-keys calls, without its wrappers): the property
+tests in ``tests/eth/test_eth_decoder.py`` hold it to the ``rlp`` library and eth-keys.
+Checks that depend on the chain (its id, the account's nonce and balance) are the ledger's:
+see :func:`static_refusal` for the ones that depend on nothing else.
 """
 
 from __future__ import annotations
@@ -28,10 +33,9 @@ from dataclasses import dataclass
 from typing import Annotated, Any
 
 import rlp  # type: ignore[import-untyped]
+from coincurve import PublicKey
 from eth_hash.auto import keccak
-from eth_keys.datatypes import PrivateKey, Signature
-from eth_keys.exceptions import BadSignature
-from eth_utils.exceptions import ValidationError
+from eth_keys.datatypes import PrivateKey
 
 from sequencer_node.wire.codec import Bytes, wire_message
 
@@ -101,8 +105,10 @@ class EthTx:
 
 
 def eth_tx_hash(tx: EthTransaction) -> bytes:
-    """The Ethereum transaction hash: ``keccak256(raw)``."""
-    return bytes(keccak(tx.raw))
+    """The Ethereum transaction hash: ``keccak256(raw)`` (the decoded one's, when cached: a
+    node asks it of every transaction it pools, answers and indexes)."""
+    hit = _CACHE.get(tx.raw)
+    return hit.hash if hit is not None else bytes(keccak(tx.raw))
 
 
 # --- decoding --------------------------------------------------------------------------------
@@ -135,30 +141,119 @@ def _to(item: Any) -> bytes | None:
     return to
 
 
-def _rlp_list(data: bytes, fields: int, what: str) -> list[Any]:
+class _RlpError(Exception):
+    """Not canonical RLP (the message says where); turned into an :class:`EthTxError`."""
+
+
+def _length(data: bytes, pos: int, end: int) -> tuple[bool, int, int]:
+    """The item whose prefix starts at ``pos``: (is a list, payload start, payload end).
+
+    Canonical RLP only, as ``rlp.decode(strict=True)`` reads it: a single byte below 0x80 is
+    encoded as itself, long forms only for payloads of 56 bytes or more, lengths without
+    leading zero bytes, and the payload within ``end``.
+    """
+    if pos >= end:
+        raise _RlpError("RLP string too short")
+    b0 = data[pos]
+    if b0 < 0x80:
+        return False, pos, pos + 1
+    if b0 < 0xB8:
+        start, stop = pos + 1, pos + 1 + b0 - 0x80
+        if b0 == 0x81 and (start >= end or data[start] < 0x80):
+            raise _RlpError("a single byte below 0x80 encoded as a string")
+        is_list = False
+    elif b0 < 0xC0 or b0 >= 0xF8:
+        ll = b0 - (0xB7 if b0 < 0xC0 else 0xF7)
+        start = pos + 1 + ll
+        if start > end:
+            raise _RlpError("RLP string too short")
+        if data[pos + 1] == 0:
+            raise _RlpError("length starts with a zero byte")
+        n = int.from_bytes(data[pos + 1 : start], "big")
+        if n < 56:
+            raise _RlpError("long form used for a payload under 56 bytes")
+        stop, is_list = start + n, b0 >= 0xF8
+    else:
+        start, stop, is_list = pos + 1, pos + 1 + b0 - 0xC0, True
+    if stop > end:
+        raise _RlpError("payload runs past its end")
+    return is_list, start, stop
+
+
+def _rlp_item(data: bytes, pos: int, end: int) -> tuple[Any, int]:
+    """The item at ``pos`` (bytes, or a list of items) and where the next one starts."""
+    is_list, start, stop = _length(data, pos, end)
+    if not is_list:
+        return data[start:stop], stop
+    items = []
+    while start < stop:
+        item, start = _rlp_item(data, start, stop)
+        items.append(item)
+    return items, stop
+
+
+def _rlp_fields(data: bytes, fields: int, what: str) -> tuple[list[Any], list[int]]:
+    """The items of a top-level RLP list that is all of ``data``, and where each starts.
+
+    A direct decoder: ``rlp.decode`` with its general machinery cost 5-10x more per
+    transaction (``scripts/bench_eth_path.py``); the property tests hold the two to the same
+    answers on valid and mutated inputs.
+    """
     try:
-        items = rlp.decode(data, strict=True)
-    except rlp.exceptions.DecodingError as e:
+        is_list, pos, stop = _length(data, 0, len(data))
+        if stop != len(data):
+            raise _RlpError(f"RLP string ends with {len(data) - stop} superfluous bytes")
+        if not is_list:
+            raise EthTxError(f"{what}: expected a list of {fields} fields, got a byte string")
+        items: list[Any] = []
+        starts: list[int] = []
+        while pos < stop:
+            starts.append(pos)
+            item, pos = _rlp_item(data, pos, stop)
+            items.append(item)
+    except _RlpError as e:
         raise EthTxError(f"{what}: not canonical RLP ({e})") from None
-    if not isinstance(items, list) or len(items) != fields:
-        got = len(items) if isinstance(items, list) else "a byte string"
-        raise EthTxError(f"{what}: expected a list of {fields} fields, got {got}")
-    return items
+    if len(items) != fields:
+        raise EthTxError(f"{what}: expected a list of {fields} fields, got {len(items)}")
+    starts.append(stop)
+    return items, starts
+
+
+def _list_prefix(length: int) -> bytes:
+    """The RLP prefix of a list whose items' encodings take ``length`` bytes."""
+    if length < 56:
+        return bytes((0xC0 + length,))
+    n = length.to_bytes((length.bit_length() + 7) // 8, "big")
+    return bytes((0xF7 + len(n),)) + n
+
+
+#: Recovered public key (64 bytes) -> address, for senders that send again (bounded).
+_ADDRESSES: dict[bytes, bytes] = {}
+ADDRESS_CACHE_SIZE = 16_384
 
 
 def _recover(msg_hash: bytes, y_parity: int, r: int, s: int) -> bytes:
+    """The address that signed ``msg_hash`` (libsecp256k1 through coincurve, as eth-keys'
+    coincurve backend does, without its per-call validation objects)."""
     if not (1 <= r < SECP256K1_N and 1 <= s <= SECP256K1_N // 2):
         raise EthTxError("signature: r or s out of range (s must be in the lower half, EIP-2)")
+    signature = r.to_bytes(32, "big") + s.to_bytes(32, "big") + bytes((y_parity,))
     try:
-        signature = Signature(vrs=(y_parity, r, s))
-        public = signature.recover_public_key_from_msg_hash(msg_hash)
-    except (BadSignature, ValidationError) as e:
+        public = PublicKey.from_signature_and_message(signature, msg_hash, hasher=None)
+    except ValueError as e:
         raise EthTxError(f"signature: no public key recovers from it ({e})") from None
-    return bytes(public.to_canonical_address())
+    point = public.format(compressed=False)[1:]
+    address = _ADDRESSES.get(point)
+    if address is None:
+        if len(_ADDRESSES) >= ADDRESS_CACHE_SIZE:
+            _ADDRESSES.clear()
+        address = _ADDRESSES[point] = bytes(keccak(point))[12:]
+    return address
 
 
 def _decode_dynamic_fee(raw: bytes) -> EthTx:
-    items = _rlp_list(raw[1:], 12, "type-2 transaction")
+    body = raw[1:]
+    items, starts = _rlp_fields(body, 12, "type-2 transaction")
     chain_id = _uint(items[0], "chainId", 64)
     y_parity = _uint(items[9], "yParity", 8)
     if y_parity > 1:
@@ -167,7 +262,10 @@ def _decode_dynamic_fee(raw: bytes) -> EthTx:
     if not isinstance(access_list, list):
         raise EthTxError("accessList: expected a list")
     r, s = _uint(items[10], "r"), _uint(items[11], "s")
-    msg_hash = bytes(keccak(b"\x02" + rlp.encode(items[:9])))
+    # The signed payload is 0x02 || rlp(the first nine fields): their canonical encodings are
+    # the bytes between the list prefix and the signature, under a new list prefix.
+    signed = body[starts[0] : starts[9]]
+    msg_hash = bytes(keccak(b"\x02" + _list_prefix(len(signed)) + signed))
     return EthTx(
         hash=bytes(keccak(raw)),
         type=TYPE_DYNAMIC_FEE,
@@ -189,7 +287,7 @@ def _decode_dynamic_fee(raw: bytes) -> EthTx:
 
 
 def _decode_legacy(raw: bytes) -> EthTx:
-    items = _rlp_list(raw, 9, "legacy transaction")
+    items, starts = _rlp_fields(raw, 9, "legacy transaction")
     v, r, s = _uint(items[6], "v"), _uint(items[7], "r"), _uint(items[8], "s")
     if v in (27, 28):
         raise EthTxError(
@@ -201,8 +299,10 @@ def _decode_legacy(raw: bytes) -> EthTx:
     chain_id, y_parity = (v - 35) // 2, (v - 35) % 2
     if chain_id >= 1 << 64:
         raise EthTxError("v: the chain id it names does not fit in 64 bits")
-    unsigned = [*items[:6], chain_id.to_bytes((chain_id.bit_length() + 7) // 8, "big"), b"", b""]
     gas_price = _uint(items[1], "gasPrice")
+    # Signed: rlp([the first six fields, chain_id, 0, 0]) (EIP-155).
+    signed = raw[starts[0] : starts[6]] + _uint_rlp(chain_id) + b"\x80\x80"
+    msg_hash = bytes(keccak(_list_prefix(len(signed)) + signed))
     return EthTx(
         hash=bytes(keccak(raw)),
         type=TYPE_LEGACY,
@@ -215,12 +315,20 @@ def _decode_legacy(raw: bytes) -> EthTx:
         value=_uint(items[4], "value"),
         data=_bytes(items[5], "data"),
         access_list_items=0,
-        sender=_recover(bytes(keccak(rlp.encode(unsigned))), y_parity, r, s),
+        sender=_recover(msg_hash, y_parity, r, s),
         v=v,
         r=r,
         s=s,
         raw=raw,
     )
+
+
+def _uint_rlp(n: int) -> bytes:
+    """The canonical RLP of an integer below 2**64 (as a string of its minimal bytes)."""
+    if 0 < n < 0x80:
+        return bytes((n,))
+    b = n.to_bytes((n.bit_length() + 7) // 8, "big")
+    return bytes((0x80 + len(b),)) + b
 
 
 _CACHE: OrderedDict[bytes, EthTx] = OrderedDict()

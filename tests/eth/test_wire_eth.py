@@ -161,3 +161,23 @@ def test_the_load_generators_signer_makes_the_bytes_eth_account_makes():
     )  # fmt: skip
     assert raw == type2(KEY_1, nonce=7, value=5, gas=30_000, max_fee=3 * GWEI, tip=GWEI)
     assert decode_eth(raw).sender == ADDR_1
+
+
+def test_a_decoded_transaction_costs_two_keccaks_and_its_hash_none(monkeypatch):
+    """Issue 13: a node hashed each Ethereum transaction four times (the signed payload, the
+    raw bytes, the recovered key, and the raw bytes again for its hash index)."""
+    calls: list[bytes] = []
+    real = keccak
+
+    def counting(data: bytes) -> bytes:
+        calls.append(bytes(data))
+        return real(data)
+
+    decode_eth(type2(nonce=40))  # the sender's key is now known
+    weth._CACHE.clear()
+    monkeypatch.setattr(weth, "keccak", counting)
+    raw = type2(nonce=41)
+    tx = decode_eth(raw)
+    assert len(calls) == 2  # the signed payload and the transaction hash
+    assert weth.eth_tx_hash(EthTransaction(raw)) == tx.hash == keccak(raw)
+    assert len(calls) == 2  # the hash of a decoded transaction is the cached one
