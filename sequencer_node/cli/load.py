@@ -18,7 +18,12 @@ users' transactions would; latency still counts from when each transaction was d
 wait is in the figures; the summary counts the requests); a lane with more
 than ``--max-in-flight`` transactions due and unanswered skips the new ones (counted as
 ``skipped``), so the client never queues without bound. After a refusal or a lost answer the
-account's nonce is re-read from ``/v1/account`` and its next transactions are signed again.
+account's nonce is re-read from ``/v1/account`` and its next transactions are signed again;
+after ``OVERLOADED`` (shed before it was decoded) the refused nonces are the account's next
+ones, lowest first, and a nonce the node took after a refused one is not sent again (nodes
+shed a batch's last transactions, so usually the account just resumes at its first refused
+nonce). A transaction the node answers ``DUPLICATE`` (Ethereum: *already known*) is in its
+pool: it counts as pending (``already_known``), not as refused.
 Latency is measured from the moment a transaction was due (not from when it went out), so a
 slow client or node cannot hide queueing.
 
@@ -119,6 +124,8 @@ class LoadStats:
     submitted: int = 0
     accepted: int = 0
     skipped: int = 0
+    #: sends the node answered DUPLICATE: it holds that very transaction (not a refusal)
+    already_known: int = 0
     rejected: Counter[str] = field(default_factory=Counter)
     #: tx hash -> submit time, for transactions sent and not yet seen in a block
     pending: dict[bytes, float] = field(default_factory=dict)
@@ -138,7 +145,11 @@ class LoadStats:
 
     def sending(self, h: bytes, now: float) -> None:
         self.submitted += 1
-        self.pending[h] = now
+        self.pending.setdefault(h, now)  # a resend of a pending one keeps its first due time
+
+    def known(self, h: bytes) -> None:
+        """The node already holds ``h`` (a resend of one it took): still pending."""
+        self.already_known += 1
 
     def accepted_tx(self) -> None:
         self.accepted += 1
@@ -198,6 +209,7 @@ class LoadStats:
             "not_certified": self.accepted - len(self.certified),
             "rejected": dict(sorted(self.rejected.items())),
             "rejected_total": sum(self.rejected.values()),
+            "already_known": self.already_known,
             "skipped_max_in_flight": self.skipped,
             "latency_s": {
                 "samples": len(lat),
@@ -227,6 +239,8 @@ class LoadAccount:
     nonce: int | None = None
     #: the nonce of its first presigned transaction
     first_nonce: int = 0
+    #: nonces shed (OVERLOADED) below one the node took: sent again first, lowest first
+    holes: set[int] = field(default_factory=set)
 
 
 @dataclass(frozen=True, slots=True)
@@ -604,19 +618,26 @@ class LoadRun:
             failed = e.code if isinstance(e, NodeRejected | NodeUnavailable) else "ERROR"
             codes = [failed or "ERROR"] * len(items)
         for (due, signed), code in zip(items, codes, strict=True):
+            acct = self.accounts[due.acct]
             if code is None:
                 self.stats.accepted_tx()
                 continue
+            if code == "DUPLICATE":
+                self.stats.known(signed.tx_hash)  # this very transaction is in the pool
+                continue
             self.stats.refused(signed.tx_hash, code)
-            acct = self.accounts[due.acct]
             if code == "OVERLOADED" and acct.nonce is not None:
                 # Shed by a full ingress before it was decoded: the node did not take it, so
-                # its nonce comes next again (re-reading it cost the loaded node a request).
-                acct.nonce = min(acct.nonce, signed.nonce)
+                # its nonce is sent again, before new ones (re-reading it cost the loaded node
+                # a request; a node that took later nonces of the batch keeps them).
+                acct.holes.add(signed.nonce)
                 continue
             # The node may or may not have taken it: re-read the nonce before the account's
             # next transaction.
             acct.nonce = None
+            acct.holes.clear()
+        for i in {due.acct for due, _ in items}:
+            _rewind(self.accounts[i])
 
     async def _ready(self, client: NodeClient, due: _Due) -> Signed | None:
         """The transaction to send for ``due`` with its account's current nonce (None, and
@@ -630,11 +651,16 @@ class LoadRun:
                 code = e.code if isinstance(e, NodeUnavailable) else "NONCE_UNKNOWN"
                 self.stats.rejected[code] += 1
                 return None
+        if acct.holes:
+            nonce = min(acct.holes)
+            acct.holes.discard(nonce)
+        else:
+            nonce = acct.nonce
+            acct.nonce += 1
         signed = due.signed
-        if signed is None or signed.nonce != acct.nonce:
-            signed = self.kind.sign(acct, acct.nonce, self.cfg, self.chain_id)
+        if signed is None or signed.nonce != nonce:
+            signed = self.kind.sign(acct, nonce, self.cfg, self.chain_id)
             self.resigned += 1
-        acct.nonce += 1
         return signed
 
     async def _follow(self, clients: list[NodeClient], height: int) -> None:
@@ -766,6 +792,14 @@ class LoadRun:
             )
 
 
+def _rewind(acct: LoadAccount) -> None:
+    """Shed nonces at the top of what the account sent make its next nonce the lowest of them
+    (only those below a nonce the node took stay holes)."""
+    while acct.nonce is not None and acct.nonce - 1 in acct.holes:
+        acct.nonce -= 1
+        acct.holes.discard(acct.nonce)
+
+
 def _parse_duration(text: str) -> float:
     units = {"s": 1.0, "m": 60.0, "h": 3600.0}
     t = text.strip().lower()
@@ -796,6 +830,7 @@ def _human(d: dict[str, Any]) -> str:
         "in L1": d["in_l1"],
         "not certified": d["not_certified"],
         "rejected": d["rejected_total"],
+        "already known": f"{d.get('already_known', 0)} (resent, the node had them: pending)",
         "skipped": f"{d['skipped_max_in_flight']} (max in flight reached)",
         "latency": f"p50 {sec(lat['p50'])}  p90 {sec(lat['p90'])}  p99 {sec(lat['p99'])}  "
         f"max {sec(lat['max'])}  ({lat['samples']} samples, submit -> certified)",
