@@ -1069,6 +1069,9 @@ class Node:
                 stale.append(tx_hash)
                 continue
             req = _TxRequest((tx,), replayed=True)
+            # Queued like a client's: the core task takes it off the count when it handles it
+            # (uncounted, each replayed one raised the ingress bounds for good after a restart).
+            self._queued_txs += 1
             try:
                 await self._send.send(req)
             except (trio.ClosedResourceError, trio.BrokenResourceError):
