@@ -599,6 +599,8 @@ class CoreStatus:
     state_root: bytes
     mempool_size: int
     pending_evidence: int = 0
+    #: Pooled transactions no certified block holds yet (what the ingress bound counts).
+    mempool_backlog: int = 0
     #: The next forced-queue index this node expects to read from L1 (where an L1 reader
     #: starts).
     forced_next_index: int = 0

@@ -160,6 +160,7 @@ class ApiViews:
             "leader": opt_hex(st.leader),
             **self._peers(),
             "mempool_size": st.mempool_size,
+            "mempool_backlog": st.mempool_backlog,
             "heads": {name: head.to_json() for name, head in self.heads().items()},
             "state_root": to_hex(node.stored_head.state_root),
             "l1": {

@@ -39,6 +39,11 @@ class NodeMetrics:
         )
         self.peers = Gauge("seqnet_peers", "Connected peers", registry=r)
         self.mempool_size = Gauge("seqnet_mempool_size", "Transactions in the mempool", registry=r)
+        self.mempool_backlog = Gauge(
+            "seqnet_mempool_backlog",
+            "Pooled transactions no certified block holds yet (the ingress bound counts them)",
+            registry=r,
+        )
         self.invalid_messages = Counter(
             "seqnet_invalid_messages", "Invalid inbound input by kind", ["kind"], registry=r
         )

@@ -176,8 +176,10 @@ class NodeSettings:
     inbound_buffer: int = 4096
     tx_wait_s: float = 5.0
     #: Ingress bounds (issue 13): client transactions are refused (429) while the mempool
-    #: holds this many, or this many wait in the input queue for the core. Past saturation,
-    #: admitting everything spent the CPU on transactions the chain could not order.
+    #: holds this many that no certified block holds yet (``core.backlog_size``: those of
+    #: certified blocks wait only for their commit), or this many wait in the input queue for
+    #: the core. Past saturation, admitting everything spent the CPU on transactions the
+    #: chain could not order.
     ingress_max_pool: int = 1_000
     ingress_max_queued: int = 1_024
     peer_config: PeerConfig = field(default_factory=PeerConfig)
@@ -1263,6 +1265,7 @@ class Node:
         m.epoch.set(st.epoch)
         m.is_leader.set(1 if st.leader is not None and st.leader == self.pk else 0)
         m.mempool_size.set(st.mempool_size)
+        m.mempool_backlog.set(st.mempool_backlog)
         if self.pm is not None:
             pst = self.pm.statistics()
             m.peers.set(pst.connected)
@@ -1277,12 +1280,13 @@ class Node:
 
     def ingress_room(self) -> int:
         """How many more client transactions the node takes now (the RPC sheds the rest with
-        429 before decoding them): room below the ingress bounds of the pool and the queue."""
+        429 before decoding them): room below the ingress bounds of the backlog (pooled, in no
+        certified block yet) and the queue."""
         core, s = self.core, self.settings
         if core is None:
             return 0
         queued = self._queued_txs
-        return max(0, min(s.ingress_max_pool - core.mempool_size - queued,
+        return max(0, min(s.ingress_max_pool - core.backlog_size - queued,
                           s.ingress_max_queued - queued))  # fmt: skip
 
     def _enqueue(self, txs: Sequence[Transaction | EthTransaction]) -> _TxRequest:
