@@ -179,8 +179,9 @@ class NodeSettings:
     #: holds this many that no certified block holds yet (``core.backlog_size``: those of
     #: certified blocks wait only for their commit), or this many wait in the input queue for
     #: the core. Past saturation, admitting everything spent the CPU on transactions the
-    #: chain could not order.
-    ingress_max_pool: int = 1_000
+    #: chain could not order. 2,000 is one full block (``max_block_txs``): a smaller backlog
+    #: bound keeps a leader from filling its blocks (1,000 capped 1 s blocks at ~700 tx/s).
+    ingress_max_pool: int = 2_000
     ingress_max_queued: int = 1_024
     peer_config: PeerConfig = field(default_factory=PeerConfig)
     #: Extra identities allowed as peers besides the genesis validators and the keys
