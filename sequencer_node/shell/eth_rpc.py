@@ -454,9 +454,15 @@ class EthRpc:
                     nursery.start_soon(one, i, request)
                     continue
                 try:
-                    sends.append((i, request, self._handlers.raw_transaction(request["params"])))
+                    sends.append(
+                        (i, request, self._handlers.raw_transaction(request.get("params")))
+                    )
                 except RpcError as e:
                     answers[i] = None if "id" not in request else _answer(request["id"], error=e)
+                except Exception:
+                    log.exception("eth RPC eth_sendRawTransaction failed")
+                    error = RpcError(INTERNAL_ERROR, "internal error; see the log")
+                    answers[i] = _answer(request.get("id"), error=error)
             if sends:
                 await self._send_all(sends, answers)
         return [a for a in answers if a is not None] or None

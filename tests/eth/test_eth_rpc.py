@@ -75,19 +75,21 @@ def test_a_batchs_transactions_go_to_the_node_as_one_input_in_order() -> None:
     body.insert(2, {"jsonrpc": "2.0", "id": "c", "method": "eth_chainId"})
     body.insert(4, _send(99, "0x02c0"))  # malformed: answered, never submitted
     body.append(_send(0, type2(KEY_1, nonce=0), notify=True))  # submitted, not answered
+    body.append({"jsonrpc": "2.0", "id": "p", "method": "eth_sendRawTransaction"})  # no params
     answers = _handle(node, body)
     # one input, the request order (several trio tasks had put them in any order), the room
     assert node.inputs == [[EthTransaction(r) for r in raws[:4]]]
     by_id = {a["id"]: a for a in answers}
-    assert len(answers) == 8
+    assert len(answers) == 9
     assert by_id["c"]["result"] == hex(CHAIN_ID)
     assert by_id[99]["error"]["code"] == -32602
+    assert by_id["p"]["error"]["code"] == -32602
     assert [by_id[i].get("result") for i in range(4)] == ["0x" + decode_eth(r).hash.hex()
                                                           for r in raws[:4]]  # fmt: skip
     for i in (4, 5):  # past the room: the last ones, as a retry from the first refused expects
         assert by_id[i]["error"]["code"] == -32005
         assert by_id[i]["error"]["data"] == {"reason": "overloaded"}
-    assert [a["id"] for a in answers] == [0, 1, "c", 2, 99, 3, 4, 5]  # the requests' order
+    assert [a["id"] for a in answers] == [0, 1, "c", 2, 99, 3, 4, 5, "p"]  # the requests' order
 
 
 def test_a_full_ingress_refuses_the_whole_batch_as_overloaded() -> None:
