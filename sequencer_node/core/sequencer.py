@@ -90,6 +90,9 @@ _VERIFIED_CACHE = 8_192
 #: Blocks walked from the high QC down to the committed head to count the pooled
 #: transactions they hold (two-chain commit: normally one or two; more after a timeout).
 _IN_FLIGHT_WALK = 64
+#: Orphans adopted per input or tick, each a block executed: a few tens of ms of work each
+#: when full, so a node catching up answers between two steps.
+_ADOPT_PER_STEP = 4
 #: Stored certified blocks kept for a retry while the stake tables they need are unknown.
 _RESTORE_MAX = 10_000
 #: Messages kept for a retry while what judges them is unknown here (the oldest go first).
@@ -235,6 +238,9 @@ class SequencerCore:
             max_nonce_gap=config.mempool_max_nonce_gap,
         )
         self._forced = ForcedQueue()
+        #: Blocks whose orphans are still to adopt (a stack: :meth:`_adopt_some`). Each entry
+        #: is a block inserted here, so it holds at most the orphans' count plus one per input.
+        self._adoptable: list[bytes] = []
         #: (high QC block, committed head) -> pooled transactions in the blocks between them.
         self._in_flight: tuple[tuple[bytes, bytes], int] = ((b"", b""), 0)
         #: Committed blocks waiting out the downtime grace (late votes may still arrive).
@@ -327,6 +333,8 @@ class SequencerCore:
             self._restore_certified(now_ms, out)
         if self._restore_certs and not self._replay_rest:
             self._restore_certificates(now_ms, out)
+        if self._adoptable:
+            self._adopt_some(now_ms, out)
         self._sync_if_stuck(now_ms, out)
         self._resend_stuck(now_ms, out)
         if self._deadline_ms is None:
@@ -342,14 +350,16 @@ class SequencerCore:
         tick later, nor keep a time it got before its last input: an input can make work due
         sooner (a QC that makes this node the leader), so ask again after each input.
 
-        Due now while restoring, while a certified block is missing here, before the round
-        has a deadline, and while this node leads the round (its proposal is paced by the
-        block time and the pool's content); otherwise at the round's deadline or the next
+        Due now while restoring, while orphans wait to be adopted, while a certified block is
+        missing here, before the round has a deadline, and while this node leads the round
+        (its proposal is paced by the block time and the pool's content); otherwise at the round's deadline or the next
         resend of stuck transactions, whichever is first. An idle follower thus needs a tick
         per round timeout, not one per tick period (issue 13: the 20 Hz tick was a third of an
         idle node's CPU)."""
         if (self._restore or self._restore_certs) and not self._replay_rest:
             return now_ms
+        if self._adoptable:
+            return now_ms  # orphans left to adopt, a few per tick
         hq = self.high_qc
         if hq is not None and hq.block_hash not in self.tree and hq.height > self.committed_height:
             return now_ms  # _sync_if_stuck asks a peer per tick
@@ -1103,16 +1113,28 @@ class SequencerCore:
         return ledger
 
     def _adopt_orphans(self, parent: bytes, now_ms: int, out: list[api.Effect]) -> None:
-        queue = [parent]
-        while queue:
-            for child in self.tree.take_orphans(queue.pop()):
+        """Adopt the orphans ``parent`` connects, :data:`_ADOPT_PER_STEP` blocks now and the
+        rest in the next ticks (:meth:`next_tick_ms` says they are due at once)."""
+        self._adoptable.append(parent)
+        self._adopt_some(now_ms, out)
+
+    def _adopt_some(self, now_ms: int, out: list[api.Effect]) -> None:
+        """Execute and insert up to :data:`_ADOPT_PER_STEP` orphans whose parent is now here
+        (depth first, as they chain). Every one is a full block's execution: a node that was
+        behind kept up to the orphan bound while its gap was open, and adopting them all in
+        one input stalled its event loop for seconds (issue 13: 4-11 s steps of a node
+        catching up after a resume)."""
+        stack, budget = self._adoptable, _ADOPT_PER_STEP
+        while stack and budget > 0:
+            for child in self.tree.take_orphans(stack.pop()):
                 ch = block_hash(child.header)
                 if ch in self.tree:
                     continue
+                budget -= 1
                 try:
                     if self._accept_proposal(child, now_ms, out) is None:
                         self._maybe_vote(child, out)
-                        queue.append(ch)
+                        stack.append(ch)
                 except _Wait:
                     continue
                 if self.tree.qc_of(ch) is not None:
