@@ -352,10 +352,10 @@ class SequencerCore:
 
         Due now while restoring, while orphans wait to be adopted, while a certified block is
         missing here, before the round has a deadline, and while this node leads the round
-        (its proposal is paced by the block time and the pool's content); otherwise at the round's deadline or the next
-        resend of stuck transactions, whichever is first. An idle follower thus needs a tick
-        per round timeout, not one per tick period (issue 13: the 20 Hz tick was a third of an
-        idle node's CPU)."""
+        (its proposal is paced by the block time and the pool's content); otherwise at the
+        round's deadline or the next resend of stuck transactions, whichever is first. An idle
+        follower thus needs a tick per round timeout, not one per tick period (issue 13: the
+        20 Hz tick was a third of an idle node's CPU)."""
         if (self._restore or self._restore_certs) and not self._replay_rest:
             return now_ms
         if self._adoptable:

@@ -26,7 +26,7 @@ import json
 import logging
 import re
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, Protocol, cast
+from typing import Any, Protocol
 
 import trio
 from starlette.requests import Request
@@ -118,9 +118,9 @@ class EthNode(EthNodeState, Protocol):
 
     async def submit_tx(self, tx: EthTransaction) -> api.TxResult: ...
 
-    # Takes Ethereum transactions too (its input path is shared); its annotation names the
-    # native kind only, hence the cast at the call.
-    async def submit_txs(self, txs: Sequence[Transaction]) -> list[api.TxResult]: ...
+    async def submit_txs(
+        self, txs: Sequence[Transaction | EthTransaction]
+    ) -> list[api.TxResult]: ...
 
     def ingress_room(self) -> int: ...
 
@@ -302,8 +302,7 @@ class _Handlers:
         results: list[api.TxResult] = []
         if room > 0:
             try:
-                # submit_txs takes both kinds (the core tells them apart): see EthNode.
-                results = await self.node.submit_txs(cast(Sequence[Transaction], txs[:room]))
+                results = await self.node.submit_txs(txs[:room])
             except Overloaded:
                 results = []
         shed = api.TxResult(b"", False, "overloaded", "the node's ingress is full; retry later")

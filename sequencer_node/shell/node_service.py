@@ -1314,7 +1314,7 @@ class Node:
         assert req.result is not None
         return req.result
 
-    async def submit_txs(self, txs: Sequence[Transaction]) -> list[api.TxResult]:
+    async def submit_txs(self, txs: Sequence[Transaction | EthTransaction]) -> list[api.TxResult]:
         """Give ``txs`` to the core as one input (each admitted by every rule, in order).
         Raises Overloaded if not even the first fits the ingress bounds; the ones past the
         room, or not answered within ``tx_wait_s``, come back refused (``overloaded``,
@@ -1336,7 +1336,7 @@ class Node:
         ]
         for tx in txs[room:]:
             self.metrics.rpc_tx.labels("overloaded").inc()
-            out.append(api.TxResult(transaction_hash(tx), False, "overloaded", "ingress full"))
+            out.append(api.TxResult(_hash_of(tx), False, "overloaded", "ingress full"))
         return out
 
     @property
