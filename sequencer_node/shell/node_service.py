@@ -1162,8 +1162,8 @@ class Node:
                 log.warning("core refused input from %s: %s", e.source.value, e.offense)
 
     def _broadcast(self, msg: object) -> None:
-        """Client transactions go out through the ingress batcher (TxBatch frames); everything
-        else straight to the peer manager."""
+        """Client transactions go out through the ingress batcher (TxBatch frames), Ethereum
+        ones disseminated one frame each; everything else straight to the peer manager."""
         assert self.pm is not None
         if isinstance(msg, Transaction) and self._tx_send is not None:
             try:
@@ -1174,6 +1174,11 @@ class Node:
         if isinstance(msg, Block):
             self._saw_block(msg)
             self.pm.broadcast(self.compact.outgoing(msg, trio.current_time()))
+            return
+        if isinstance(msg, EthTransaction):
+            # Like a TxBatch: once to every peer, not relayed on a full mesh (each relayed
+            # copy cost a peer a decrypt before it was dropped as a duplicate).
+            self.pm.disseminate(msg)
             return
         self.pm.broadcast(msg)
 
