@@ -274,7 +274,7 @@ class _MessageInfo:
         self._getter: Callable[[Any], Any] | None = None
         self._unsigned_getter: Callable[[Any], Any] | None = None
         #: The class carries its message id in a memo field ``_id``.
-        self.memo = any(f.metadata == MEMO for f in dataclasses.fields(cls))
+        self.memo = any(f.name == "_id" and f.metadata == MEMO for f in dataclasses.fields(cls))
 
     @property
     def fields(self) -> list[tuple[str, Spec]]:

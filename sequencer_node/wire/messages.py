@@ -66,6 +66,11 @@ class Transaction:
     signature: Signature
     #: Its message id once computed (not on the wire, not compared): see ``codec.MEMO``.
     _id: bytes | None = field(default=None, init=False, repr=False, compare=False, metadata=MEMO)
+    #: The chain id its signature was verified good for, once it was (not on the wire, not
+    #: compared): see ``core.ledger.verify_tx_signature``.
+    _good_for: int | None = field(
+        default=None, init=False, repr=False, compare=False, metadata=MEMO
+    )
 
 
 @wire_message(2)

@@ -213,6 +213,32 @@ def test_signature_cache_is_bounded_and_caches_only_good():
     assert not verify_tx_signature(forged, CHAIN_ID)
 
 
+def test_a_transaction_object_remembers_only_a_good_signature_for_its_chain():
+    """The per-object memo (issue 13) gives the answer ``verify`` gives: only a success is
+    remembered, for one chain id; it is not on the wire, not compared, and a copy or a
+    decoded object starts without it."""
+    from sequencer_node.wire.codec import decode, encode
+
+    SIGNATURE_CACHE.clear()
+    tx = transfer(A, C.address, 1, 0)
+    assert tx._good_for is None
+    assert verify_tx_signature(tx, CHAIN_ID)
+    assert tx._good_for == CHAIN_ID
+    SIGNATURE_CACHE.clear()  # the object alone answers now
+    assert verify_tx_signature(tx, CHAIN_ID)
+    assert len(SIGNATURE_CACHE) == 0
+    assert not verify_tx_signature(tx, CHAIN_ID + 1)  # another chain: checked, refused
+    assert tx._good_for == CHAIN_ID
+    bad = dataclasses.replace(tx, signature=bytes(64))
+    assert bad._good_for is None
+    assert not verify_tx_signature(bad, CHAIN_ID)
+    assert bad._good_for is None
+    copy = decode(encode(tx), Transaction)
+    assert copy == tx
+    assert copy._good_for is None
+    assert encode(copy) == encode(tx)
+
+
 def test_check_tx():
     l0 = genesis()
     assert l0.check_tx(transfer(A, C.address, 999, 0)) is None
