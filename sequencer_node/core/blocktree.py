@@ -137,6 +137,9 @@ class BlockTree:
     def take_orphans(self, parent: bytes) -> list[Block]:
         return self._orphans.pop(parent, [])
 
+    def has_orphans(self, parent: bytes) -> bool:
+        return parent in self._orphans
+
     # --- committing -----------------------------------------------------------------------
 
     def path_to(self, target: bytes) -> list[bytes]:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from collections import OrderedDict, deque
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 
 from sequencer_node.core import api
 from sequencer_node.core.blocktree import BlockTree
@@ -93,6 +94,11 @@ _IN_FLIGHT_WALK = 64
 #: Orphans adopted per input or tick, each a block executed: a few tens of ms of work each
 #: when full, so a node catching up answers between two steps.
 _ADOPT_PER_STEP = 4
+#: Certified blocks of sync answers executed per input or tick (the same reason: an answer
+#: holds up to ``MAX_SYNC_BLOCKS``), and queued at most; an answer that finds the queue full
+#: is dropped (no fault: the node asks again once it has worked through the queue).
+_SYNC_PER_STEP = 4
+_SYNC_QUEUE_MAX = 4 * api.MAX_SYNC_BLOCKS
 #: Stored certified blocks kept for a retry while the stake tables they need are unknown.
 _RESTORE_MAX = 10_000
 #: Messages kept for a retry while what judges them is unknown here (the oldest go first).
@@ -107,6 +113,15 @@ _RESTORE_CERTS_MAX = 64
 _CLOSINGS = 8
 #: L1 blocks' fee data kept (those above the committed chain's L1 origin), at most.
 _L1_FEES_MAX = 65_536
+
+
+@dataclass(slots=True)
+class _SyncAnswer:
+    """What is left of a sync answer: its certified blocks in order, then its TC."""
+
+    sender: api.Source
+    blocks: deque[CertifiedBlock]
+    last_tc: TimeoutCertificate | None
 
 
 class _Wait(Exception):
@@ -129,6 +144,13 @@ _PEER_FAULTS = (
 def _fault_of(exc: CertificateError) -> api.Fault:
     return api.Fault.BAD_SIGNATURE if isinstance(exc, SignatureError) else (
         api.Fault.INVALID_CERTIFICATE)  # fmt: skip
+
+
+def _check_qc_matches(cb: CertifiedBlock) -> None:
+    """Raise CertificateError unless ``cb``'s QC names its block (hash, height, round, epoch)."""
+    h = cb.block.header
+    if cb.qc.block_hash != block_hash(h) or _qc_slot(cb.qc) != (h.height, h.round, h.epoch):
+        raise CertificateError("certified block and QC do not match")
 
 
 def _qc_height(qc: QuorumCertificate | None) -> int:
@@ -241,6 +263,8 @@ class SequencerCore:
         #: Blocks whose orphans are still to adopt (a stack: :meth:`_adopt_some`). Each entry
         #: is a block inserted here, so it holds at most the orphans' count plus one per input.
         self._adoptable: list[bytes] = []
+        #: Sync answers still to work through, oldest first (:meth:`_sync_some`).
+        self._syncing: deque[_SyncAnswer] = deque()
         #: (high QC block, committed head) -> pooled transactions in the blocks between them.
         self._in_flight: tuple[tuple[bytes, bytes], int] = ((b"", b""), 0)
         #: Committed blocks waiting out the downtime grace (late votes may still arrive).
@@ -335,6 +359,9 @@ class SequencerCore:
             self._restore_certificates(now_ms, out)
         if self._adoptable:
             self._adopt_some(now_ms, out)
+        if self._syncing:
+            self._sync_some(now_ms, out)
+            self._retry_parked(now_ms, out)
         self._sync_if_stuck(now_ms, out)
         self._resend_stuck(now_ms, out)
         if self._deadline_ms is None:
@@ -358,8 +385,8 @@ class SequencerCore:
         20 Hz tick was a third of an idle node's CPU)."""
         if (self._restore or self._restore_certs) and not self._replay_rest:
             return now_ms
-        if self._adoptable:
-            return now_ms  # orphans left to adopt, a few per tick
+        if self._adoptable or self._syncing:
+            return now_ms  # orphans left to adopt or certified blocks to insert, a few per tick
         hq = self.high_qc
         if hq is not None and hq.block_hash not in self.tree and hq.height > self.committed_height:
             return now_ms  # _sync_if_stuck asks a peer per tick
@@ -532,7 +559,10 @@ class SequencerCore:
     def _restore_certified(self, now_ms: int, out: list[api.Effect]) -> None:
         blocks, self._restore = self._restore, []
         try:
-            self._on_certified(api.LocalSource.STORE, blocks, now_ms, out)
+            for cb in blocks:  # the node's own store, before it serves: all in one step
+                _check_qc_matches(cb)
+                if self._on_certified(api.LocalSource.STORE, cb, now_ms, out) is None:
+                    break
         except _Wait:
             if len(blocks) < _RESTORE_MAX:  # retry later: the stake tables may be on the way
                 self._restore = [b for b in blocks if b.block.header.height > self.committed_height]
@@ -580,6 +610,8 @@ class SequencerCore:
         hq = self.high_qc
         if hq is None or hq.block_hash in self.tree or hq.height <= self.committed_height:
             return
+        if self._syncing:
+            return  # an answer is being worked through: asking again would fetch it again
         peer = self.catchup.next_peer()
         if peer is not None:
             self._ask_sync(peer, hq.height, now_ms, out)
@@ -827,10 +859,7 @@ class SequencerCore:
         elif isinstance(msg, api.SyncRequest):
             self._on_sync_request(sender, msg, out)
         elif isinstance(msg, api.SyncResponse):
-            self._on_certified(sender, msg.blocks, now_ms, out)
-            if msg.last_tc is not None:
-                self._check_tc(msg.last_tc, out)
-                self._on_tc(msg.last_tc, now_ms, out, sender)
+            self._queue_sync_answer(sender, msg, now_ms, out)
         elif isinstance(msg, Transaction | EthTransaction):
             self._on_peer_tx(sender, msg, out)
         elif isinstance(msg, DowntimeReport):
@@ -1531,31 +1560,83 @@ class SequencerCore:
         if blocks or self.last_tc is not None:
             out.append(api.SendTo(sender, api.SyncResponse(tuple(blocks), self.last_tc)))
 
-    def _on_certified(
-        self,
-        sender: api.Source,
-        blocks: Iterable[CertifiedBlock],
-        now_ms: int,
-        out: list[api.Effect],
+    def _queue_sync_answer(
+        self, sender: api.Source, msg: api.SyncResponse, now_ms: int, out: list[api.Effect]
     ) -> None:
-        for cb in blocks:
-            h = cb.block.header
-            bh = block_hash(h)
-            if cb.qc.block_hash != bh or _qc_slot(cb.qc) != (h.height, h.round, h.epoch):
-                raise CertificateError("certified block and QC do not match")
-            if h.height <= self.committed_height:
+        """Check that every block of a sync answer matches its QC (a mismatch refuses the
+        whole answer, before anything is inserted), queue it, and work through the first
+        :data:`_SYNC_PER_STEP` blocks. The rest, and the answer's TC after them, are due at
+        the next ticks (:meth:`next_tick_ms`): an answer holds up to 64 certified blocks,
+        each a block's execution, and a node catching up under load stalled for 1.3-2.9 s
+        of CPU in one such input (issue 13, ``scripts/resume_after_overload.py``)."""
+        for cb in msg.blocks:
+            _check_qc_matches(cb)
+        blocks = deque(cb for cb in msg.blocks if cb.block.header.height > self.committed_height)
+        queued = sum(len(a.blocks) for a in self._syncing)
+        if queued + len(blocks) > _SYNC_QUEUE_MAX:
+            return
+        self._syncing.append(_SyncAnswer(sender, blocks, msg.last_tc))
+        self._sync_some(now_ms, out)
+
+    def _sync_some(self, now_ms: int, out: list[api.Effect]) -> None:
+        """Insert queued certified blocks in order, up to :data:`_SYNC_PER_STEP` executions,
+        then each answer's TC. A problem ends its answer as it would have ended the whole
+        answer in one input: a bad certificate charges the sender, an unknown epoch table
+        parks what is left of it for a retry, a missing parent asks for the gap."""
+        budget = _SYNC_PER_STEP
+        while self._syncing and budget > 0:
+            answer = self._syncing[0]
+            if not answer.blocks:
+                self._syncing.popleft()
+                if answer.last_tc is not None:
+                    self._on_message(answer.sender, answer.last_tc, now_ms, out, retry=True)
                 continue
-            if bh not in self.tree:
-                if h.parent_hash not in self.tree:
-                    self._ask_sync(sender, h.height, now_ms, out)
-                    return
-                self._check_certified_block(cb, out)
-            else:
-                self._check_qc(cb.qc, out)
-            if cb.block.justify is not None:
-                self._on_qc(sender, cb.block.justify, now_ms, out)
-            self._on_qc(sender, cb.qc, now_ms, out)
-            self._adopt_orphans(bh, now_ms, out)
+            cb = answer.blocks[0]
+            try:
+                executed = self._on_certified(answer.sender, cb, now_ms, out)
+            except CertificateError as exc:
+                self._syncing.popleft()
+                self._refuse(answer.sender, _fault_of(exc), str(exc), out)
+                continue
+            except _Stale:
+                self._syncing.popleft()
+                continue
+            except _Wait:
+                self._syncing.popleft()
+                rest = api.SyncResponse(tuple(answer.blocks), answer.last_tc)
+                self._parked.append((answer.sender, rest))
+                continue
+            if executed is None:  # its parent is missing: asked for; the rest cannot connect
+                self._syncing.popleft()
+                continue
+            answer.blocks.popleft()
+            budget -= executed
+
+    def _on_certified(
+        self, sender: api.Source, cb: CertifiedBlock, now_ms: int, out: list[api.Effect]
+    ) -> int | None:
+        """Insert one certified block of a sync answer (its QC checked against its header by
+        :meth:`_queue_sync_answer`). Returns how many blocks it executed (0 or 1), or None
+        when its parent is unknown here (the gap is asked for)."""
+        h = cb.block.header
+        bh = block_hash(h)
+        if h.height <= self.committed_height:
+            return 0
+        executed = 0
+        if bh not in self.tree:
+            if h.parent_hash not in self.tree:
+                self._ask_sync(sender, h.height, now_ms, out)
+                return None
+            self._check_certified_block(cb, out)
+            executed = 1
+        else:
+            self._check_qc(cb.qc, out)
+        if cb.block.justify is not None:
+            self._on_qc(sender, cb.block.justify, now_ms, out)
+        self._on_qc(sender, cb.qc, now_ms, out)
+        if self.tree.has_orphans(bh):
+            self._adoptable.append(bh)  # adopted in the next steps, within their own budget
+        return executed
 
     def _check_certified_block(self, cb: CertifiedBlock, out: list[api.Effect]) -> None:
         """Check a new certified block whose parent is known, and insert it."""
