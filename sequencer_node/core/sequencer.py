@@ -361,7 +361,6 @@ class SequencerCore:
             self._adopt_some(now_ms, out)
         if self._syncing:
             self._sync_some(now_ms, out)
-            self._retry_parked(now_ms, out)
         self._sync_if_stuck(now_ms, out)
         self._resend_stuck(now_ms, out)
         if self._deadline_ms is None:
@@ -818,9 +817,6 @@ class SequencerCore:
             self._parked.append((sender, msg))
             if not retry:
                 self._ask_sync(sender, self.committed_height + api.MAX_SYNC_BLOCKS, now_ms, out)
-            return
-        if isinstance(msg, api.SyncResponse) and not retry:
-            self._retry_parked(now_ms, out)
 
     def _retry_parked(self, now_ms: int, out: list[api.Effect]) -> None:
         """Judge the parked messages again (after new L1 data or blocks), oldest first; those
@@ -1582,35 +1578,39 @@ class SequencerCore:
         """Insert queued certified blocks in order, up to :data:`_SYNC_PER_STEP` executions,
         then each answer's TC. A problem ends its answer as it would have ended the whole
         answer in one input: a bad certificate charges the sender, an unknown epoch table
-        parks what is left of it for a retry, a missing parent asks for the gap."""
-        budget = _SYNC_PER_STEP
+        parks what is left of it for a retry, a missing parent asks for the gap. Once an
+        answer has ended, the parked messages are judged again (what it inserted may be what
+        they waited for), as they were after a whole answer."""
+        budget, ended = _SYNC_PER_STEP, 0
         while self._syncing and budget > 0:
             answer = self._syncing[0]
             if not answer.blocks:
                 self._syncing.popleft()
+                ended += 1
                 if answer.last_tc is not None:
+                    # retry=True: a TC whose blocks are still unknown is parked, not asked for
                     self._on_message(answer.sender, answer.last_tc, now_ms, out, retry=True)
                 continue
             cb = answer.blocks[0]
             try:
                 executed = self._on_certified(answer.sender, cb, now_ms, out)
             except CertificateError as exc:
-                self._syncing.popleft()
+                executed = None
                 self._refuse(answer.sender, _fault_of(exc), str(exc), out)
-                continue
             except _Stale:
-                self._syncing.popleft()
-                continue
+                executed = None
             except _Wait:
-                self._syncing.popleft()
+                executed = None
                 rest = api.SyncResponse(tuple(answer.blocks), answer.last_tc)
                 self._parked.append((answer.sender, rest))
-                continue
-            if executed is None:  # its parent is missing: asked for; the rest cannot connect
+            if executed is None:  # ended (or its parent is missing: the rest cannot connect)
                 self._syncing.popleft()
+                ended += 1
                 continue
             answer.blocks.popleft()
             budget -= executed
+        if ended:
+            self._retry_parked(now_ms, out)
 
     def _on_certified(
         self, sender: api.Source, cb: CertifiedBlock, now_ms: int, out: list[api.Effect]

@@ -156,6 +156,8 @@ async def check_evidence(
     net = sc.net
     deadline = time.monotonic() + 45
     found: dict[int, set[tuple[str, int]]] = {}
+    union: set[tuple[str, int]] = set()
+    extra: set[tuple[str, int]] = set()
     info: SequencerInfo | None = None
     n: int | None = None
     while time.monotonic() < deadline:
@@ -164,13 +166,12 @@ async def check_evidence(
         }
         info = await l1_sequencer(net, offender)
         n = None if info is None else slashes(stake0, info.stake)
-        extra = {s for f in found.values() for s in f - injected if s in history}
+        union = set().union(*found.values())
+        extra = union & history  # history holds no injected slot
         agreed = len(found) == len(HONEST) and all(f - extra == injected for f in found.values())
         if agreed and n == len(injected | extra):
             break
         await trio.sleep(1.0)
-    union = set().union(*found.values()) if found else set()
-    extra = union & (history - injected)
     st.info.update(
         injected=sorted(injected),
         found_in_history=sorted(extra),
