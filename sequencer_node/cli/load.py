@@ -19,11 +19,11 @@ wait is in the figures; the summary counts the requests); a lane with more
 than ``--max-in-flight`` transactions due and unanswered skips the new ones (counted as
 ``skipped``), so the client never queues without bound. After a refusal or a lost answer the
 account's nonce is re-read from ``/v1/account`` and its next transactions are signed again;
-after ``OVERLOADED`` (shed before it was decoded) the refused nonces are the account's next
-ones, lowest first, and a nonce the node took after a refused one is not sent again (nodes
-shed a batch's last transactions, so usually the account just resumes at its first refused
-nonce). A transaction the node answers ``DUPLICATE`` (Ethereum: *already known*) is in its
-pool: it counts as pending (``already_known``), not as refused.
+after ``OVERLOADED`` or ``CATCHING_UP`` (shed before it was decoded) the refused nonces are
+the account's next ones, lowest first, and a nonce the node took after a refused one is not
+sent again (nodes shed a batch's last transactions, so usually the account just resumes at its
+first refused nonce). A transaction the node answers ``DUPLICATE`` (Ethereum: *already
+known*) is in its pool: it counts as pending (``already_known``), not as refused.
 Latency is measured from the moment a transaction was due (not from when it went out), so a
 slow client or node cannot hide queueing.
 
@@ -97,6 +97,9 @@ MAX_ACCOUNTS = 10_000
 PRESIGN_AHEAD_S = 60.0
 #: Most transactions in one ``POST /v1/txs`` (the node's bound).
 MAX_BATCH = 1024
+#: Refusals made before the node decoded the transaction (it did not take it): 429 from a
+#: full ingress, 503 from a node catching up.
+_SHED_CODES = frozenset({"OVERLOADED", "CATCHING_UP"})
 #: The shortest sleep between two hand-outs of due transactions.
 TICK_MIN_S = 0.01
 #: Default least time between two requests of one lane (``--request-interval-ms``): none.
@@ -626,8 +629,9 @@ class LoadRun:
                 self.stats.known(signed.tx_hash)  # this very transaction is in the pool
                 continue
             self.stats.refused(signed.tx_hash, code)
-            if code == "OVERLOADED" and acct.nonce is not None:
-                # Shed by a full ingress before it was decoded: the node did not take it, so
+            if code in _SHED_CODES and acct.nonce is not None:
+                # Shed by a full ingress (or a node catching up) before it was decoded: the
+                # node did not take it, so
                 # its nonce is sent again, before new ones (re-reading it cost the loaded node
                 # a request; a node that took later nonces of the batch keeps them).
                 acct.holes.add(signed.nonce)

@@ -429,6 +429,7 @@ class Ledger:
         chain_id: int | None = None,
         fee_input: FeeInput | None = None,
         eth_txs: Sequence[EthTransaction] = (),
+        vouched: bool = False,
     ) -> tuple[Ledger, list[Receipt]]:
         """Execute forced entries (in queue order), then ``txs``, then ``eth_txs``; return
         the new state.
@@ -437,6 +438,11 @@ class Ledger:
         makes the block invalid, a bad one in ``forced`` skips that entry. When None, the
         caller vouches for the signatures of ``txs`` *and* ``forced``; pass it whenever the
         forced entries come from L1, which does not check L2 signatures.
+
+        ``vouched``: the caller vouches for the signatures of ``txs`` only (a block with a
+        valid QC: validators with more than 2/3 of the stake executed it, so at least one
+        honest one checked every signature; docs/protocol.md section 7). ``forced`` entries
+        are still checked with ``chain_id``, because their outcome depends on the check.
 
         ``fee_input``: required when this ledger has a fee state (see :class:`FeeInput`);
         ignored without one.
@@ -447,6 +453,8 @@ class Ledger:
             ValueError: a fee state but no (or incomplete) ``fee_input``: a caller's bug.
         """
         run = _BlockRun(self, proposer, chain_id, forced, fee_input)
+        if vouched:
+            run.vouch_for_transfers()
         for i, tx in enumerate(txs):
             tid = message_id(tx)
             reason = run.transfer(tx)
@@ -636,6 +644,7 @@ class _BlockRun:
         self._base = base
         self._fee_to = address_of(proposer)
         self._chain_id = chain_id
+        self._vouched = False
         self._overlay: dict[bytes, Account] = {}
         self.receipts: list[Receipt] = []
         self._next_index = base.forced_index()
@@ -663,6 +672,12 @@ class _BlockRun:
                 self.receipts.append(Receipt(fid, False, reason, 0))
             else:
                 self.receipts.append(self.receipt(fid))
+
+    def vouch_for_transfers(self) -> None:
+        """Check no signature of the transfers still to come (the forced entries, whose
+        outcome depends on their check, were executed at construction). Ethereum
+        transactions are unaffected: recovering the sender is their execution."""
+        self._vouched = True
 
     def _get(self, addr: bytes) -> Account:
         acct = self._overlay.get(addr)
@@ -745,7 +760,8 @@ class _BlockRun:
 
     def transfer(self, tx: Transaction) -> str | None:
         """Apply ``tx`` to the overlay, or say why it fails (and change nothing)."""
-        if self._chain_id is not None and not verify_tx_signature(tx, self._chain_id):
+        chain_id = self._chain_id
+        if chain_id is not None and not self._vouched and not verify_tx_signature(tx, chain_id):
             return "bad signature"
         sender = address_of(tx.sender)
         acct = self._get(sender)

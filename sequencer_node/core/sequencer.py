@@ -434,6 +434,19 @@ class SequencerCore:
         return len(self._mempool)
 
     @property
+    def blocks_behind(self) -> int:
+        """How far behind the network this node is: 0 while it holds the block its high QC
+        names (the high QC is raised by every valid QC it hears, for a block it has or not),
+        else the high QC's height less the committed height. The shell sheds its own clients
+        and gossip while it is large (docs/protocol.md section 7, catching up under load).
+        A suffix block at an epoch's end is never committed, so the committed height alone
+        would count the suffix of an epoch as lag."""
+        hq = self.high_qc
+        if hq is None or hq.block_hash in self.tree:
+            return 0
+        return max(0, hq.height - self.committed_height)
+
+    @property
     def backlog_size(self) -> int:
         """Pooled transactions that no certified block holds yet: what the chain has still
         to order (the shell's ingress bound reads it). The pool keeps a transaction until its
@@ -966,12 +979,13 @@ class SequencerCore:
 
     def _accept_certified(self, block: Block, out: list[api.Effect]) -> str | None:
         """Check a block that comes with a QC (catch-up, store): every rule except the
-        proposal-time ones, which only held when it was proposed. Reason if invalid."""
+        proposal-time ones, which only held when it was proposed, and its transfers'
+        signatures, which the QC vouches for (see :meth:`_execute`). Reason if invalid."""
         parent = self._parent_of(block)
         reason = self._check_header(block, parent)
         if reason is not None:
             return reason
-        ledger = self._execute(block, parent)
+        ledger = self._execute(block, parent, certified=True)
         if isinstance(ledger, str):
             return ledger
         self._insert(block, ledger, out)
@@ -1114,8 +1128,16 @@ class SequencerCore:
             raise _Wait(problem.reason)
         return None if problem is None else problem.reason
 
-    def _execute(self, block: Block, parent: BlockHeader) -> Ledger | str:
-        """The block's post-state, or why it does not execute to its header's claims."""
+    def _execute(self, block: Block, parent: BlockHeader, certified: bool = False) -> Ledger | str:
+        """The block's post-state, or why it does not execute to its header's claims.
+
+        ``certified``: the block comes with a valid QC, so validators with more than 2/3 of
+        the stake executed it with every signature checked, at least one of them honest
+        (f < 1/3): its transfers' signatures are not checked again. A node catching up
+        executes everything the network certified, and checking each signature again made
+        it as slow per block as the nodes that keep up: under load it never caught up
+        (docs/protocol.md section 7). Forced entries are still checked (a forged one is
+        skipped, not refused: the check decides the state), and so is everything else."""
         h = block.header
         if tx_root(block.transactions, block.forced, block.eth_transactions) != h.tx_root:
             return "tx root mismatch"
@@ -1127,7 +1149,7 @@ class SequencerCore:
             ledger, _ = pledger.apply_block(
                 block.transactions, block.forced, proposer=h.proposer,
                 chain_id=self._cfg.chain_id, eth_txs=block.eth_transactions,
-                fee_input=self._block_fee_input(pledger, h),
+                fee_input=self._block_fee_input(pledger, h), vouched=certified,
             )  # fmt: skip
         except InvalidBlock as exc:
             return f"execution failed: {exc.reason}"
@@ -1157,7 +1179,12 @@ class SequencerCore:
                     continue
                 budget -= 1
                 try:
-                    if self._accept_proposal(child, now_ms, out) is None:
+                    if self.tree.qc_of(ch) is not None:
+                        # Certified already (a later block's justify): no vote is due in its
+                        # round, and its QC vouches for its transfers (see _execute).
+                        if self._accept_certified(child, out) is None:
+                            stack.append(ch)
+                    elif self._accept_proposal(child, now_ms, out) is None:
                         self._maybe_vote(child, out)
                         stack.append(ch)
                 except _Wait:
@@ -1409,12 +1436,13 @@ class SequencerCore:
         try:
             # chain_id: forced entries' signatures are checked exactly as when the block
             # was first executed (a forged entry is skipped); without it the replay would
-            # execute the forgery and disagree with the stored state root.
+            # execute the forgery and disagree with the stored state root. The transfers'
+            # signatures were checked when this node first executed the block.
             pledger = self.committed_ledger
             ledger, _ = pledger.apply_block(
                 block.transactions, block.forced, proposer=h.proposer,
                 chain_id=self._cfg.chain_id, eth_txs=block.eth_transactions,
-                fee_input=self._block_fee_input(pledger, h),
+                fee_input=self._block_fee_input(pledger, h), vouched=True,
             )  # fmt: skip
         except InvalidBlock as exc:
             raise ValueError(f"stored block {h.height} does not execute: {exc}") from exc

@@ -84,6 +84,8 @@ class NodeState(Protocol):
     def stored_head(self) -> StoredHead: ...
     @property
     def unsafe_head(self) -> tuple[int, bytes]: ...
+    @property
+    def catching_up(self) -> bool: ...
     def tx_height(self, tx_hash: bytes) -> int | None: ...
 
 
@@ -161,6 +163,8 @@ class ApiViews:
             **self._peers(),
             "mempool_size": st.mempool_size,
             "mempool_backlog": st.mempool_backlog,
+            "blocks_behind": self._core().blocks_behind,
+            "catching_up": node.catching_up,
             "heads": {name: head.to_json() for name, head in self.heads().items()},
             "state_root": to_hex(node.stored_head.state_root),
             "l1": {

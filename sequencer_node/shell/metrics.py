@@ -44,6 +44,16 @@ class NodeMetrics:
             "Pooled transactions no certified block holds yet (the ingress bound counts them)",
             registry=r,
         )
+        self.blocks_behind = Gauge(
+            "seqnet_blocks_behind",
+            "How far behind the network this node is, in certified blocks (0 when keeping up)",
+            registry=r,
+        )
+        self.catching_up = Gauge(
+            "seqnet_catching_up",
+            "1 while the node is far behind and refuses client transactions (503 CATCHING_UP)",
+            registry=r,
+        )
         self.invalid_messages = Counter(
             "seqnet_invalid_messages", "Invalid inbound input by kind", ["kind"], registry=r
         )

@@ -140,6 +140,8 @@ _BATCH_SLICE_S = 0.002
 LOCK_FILENAME = "LOCK"
 #: Peer messages that pass through the compact-block state on their way to the core.
 _COMPACT_TYPES = (TxBatch, CompactBlock, BlockRequest, Block)
+#: Gossiped client transactions (not pooled while the node is catching up).
+_TX_GOSSIP = (TxBatch, Transaction, EthTransaction)
 #: Seed of the p2p identity of a node that runs without a signing key.
 P2P_IDENTITY_FILENAME = "p2p-identity.key"
 
@@ -183,6 +185,14 @@ class NodeSettings:
     #: bound keeps a leader from filling its blocks (1,000 capped 1 s blocks at ~700 tx/s).
     ingress_max_pool: int = 2_000
     ingress_max_queued: int = 1_024
+    #: A node more than this many certified blocks behind (``core.blocks_behind``) is
+    #: catching up: it refuses its own clients (503 ``CATCHING_UP``) and leaves gossiped
+    #: client transactions unchecked and out of its pool, until it is at most a quarter of
+    #: this behind again. Checking and pooling them cost it as much per transaction as the
+    #: nodes that keep up spend, so under load it never caught up (docs/protocol.md section
+    #: 7). 0: never. A node that keeps up is 0 behind (it holds its high QC's block), and a
+    #: QC for a block still on its way counts 1-2.
+    catch_up_blocks: int = 8
     peer_config: PeerConfig = field(default_factory=PeerConfig)
     #: Extra identities allowed as peers besides the genesis validators and the keys
     #: registered on L1 (tests, private networks).
@@ -418,6 +428,8 @@ class Node:
         self.compact = CompactBlocks(self.metrics)
         self.started_at = 0.0
         self.addresses: NodeAddresses | None = None
+        #: Whether the node was catching up at the last look (see ``catching_up``).
+        self._catching_up = False
         #: The core-owning task and what it handles now (the stall diagnosis only).
         self._core_task: trio.lowlevel.Task | None = None
         self._activity = ""
@@ -786,6 +798,8 @@ class Node:
             if self._sync_budget.take(sender, trio.current_time()):
                 return None
             return self._charged(Offense.FLOOD)
+        if isinstance(msg, TxBatch | Transaction | EthTransaction) and self._ignoring_tx_gossip():
+            return None  # not checked, not pooled (_forward_peers), not relayed (full mesh)
         if isinstance(msg, TxBatch):
             return self._invalid_transactions(msg.transactions)
         if isinstance(msg, BlockRequest):
@@ -820,6 +834,15 @@ class Node:
             return self._charged(Offense.INVALID_SIGNATURE)
         return None
 
+    def _ignoring_tx_gossip(self) -> bool:
+        """While catching up, gossiped client transactions are neither checked nor pooled:
+        the node could not order them before it is back, they are in the blocks it executes
+        (whose QCs vouch for their signatures) or still in its peers' pools, and checking
+        them kept a node behind under load behind for good. Only on a full mesh, where
+        nobody relays them: a relay must check what it relays."""
+        pm = self.pm
+        return self.catching_up and pm is not None and pm.config.fanout is None
+
     def _charged(self, offense: Offense) -> Offense:
         self.metrics.invalid_messages.labels(offense.value).inc()
         return offense
@@ -852,6 +875,8 @@ class Node:
                         ]
                     else:
                         items = [_PeerInput(sender, msg)]
+                    if self._ignoring_tx_gossip():  # indexed above, for compact blocks
+                        items = [i for i in items if not isinstance(i.message, _TX_GOSSIP)]
                     for item in items:
                         try:
                             send.send_nowait(item)
@@ -1272,6 +1297,8 @@ class Node:
         m.is_leader.set(1 if st.leader is not None and st.leader == self.pk else 0)
         m.mempool_size.set(st.mempool_size)
         m.mempool_backlog.set(st.mempool_backlog)
+        m.blocks_behind.set(self.core.blocks_behind)
+        m.catching_up.set(1 if self.catching_up else 0)
         if self.pm is not None:
             pst = self.pm.statistics()
             m.peers.set(pst.connected)
@@ -1284,12 +1311,42 @@ class Node:
 
     # --- RPC-facing writes and the state the views read -----------------------------------
 
+    @property
+    def catching_up(self) -> bool:
+        """True while the node is far behind the network (``NodeSettings.catch_up_blocks``,
+        with the hysteresis described there): it then takes no client transaction, from
+        its own clients or from its peers' gossip, and spends its CPU on the blocks."""
+        core, limit = self.core, self.settings.catch_up_blocks
+        if core is None or limit <= 0:
+            return False
+        behind = core.blocks_behind
+        if behind > limit:
+            if not self._catching_up:
+                log.info("catching up: %d certified blocks behind; clients are refused", behind)
+            self._catching_up = True
+        elif self._catching_up and behind <= limit // 4:
+            log.info("caught up (%d blocks behind): clients are served again", behind)
+            self._catching_up = False
+        return self._catching_up
+
+    def ingress_closed(self) -> str | None:
+        """Why the node takes no client transaction at all now (it is catching up), else
+        None. The RPC answers 503 ``CATCHING_UP`` with it: the client should use another
+        node (or retry later), where 429 ``OVERLOADED`` says only "not now"."""
+        if not self.catching_up:
+            return None
+        assert self.core is not None
+        return (
+            f"this node is catching up ({self.core.blocks_behind} certified blocks behind the "
+            "network); send to another node or retry later"
+        )
+
     def ingress_room(self) -> int:
         """How many more client transactions the node takes now (the RPC sheds the rest with
         429 before decoding them): room below the ingress bounds of the backlog (pooled, in no
-        certified block yet) and the queue."""
+        certified block yet) and the queue; none while catching up."""
         core, s = self.core, self.settings
-        if core is None:
+        if core is None or self.catching_up:
             return 0
         queued = self._queued_txs
         return max(0, min(s.ingress_max_pool - core.backlog_size - queued,
@@ -1299,7 +1356,7 @@ class Node:
         """Hand ``txs`` to the core-owning task as one input; Overloaded if it has no room."""
         if self.ingress_room() < len(txs):
             self.metrics.rpc_tx.labels("overloaded").inc(len(txs))
-            raise Overloaded("the node's ingress is full; retry later")
+            raise Overloaded(self.ingress_closed() or "the node's ingress is full; retry later")
         req = _TxRequest(txs)
         try:
             self._send.send_nowait(req)
@@ -1327,7 +1384,7 @@ class Node:
         room = self.ingress_room()
         if room <= 0 or not txs:
             self.metrics.rpc_tx.labels("overloaded").inc(len(txs))
-            raise Overloaded("the node's ingress is full; retry later")
+            raise Overloaded(self.ingress_closed() or "the node's ingress is full; retry later")
         req = self._enqueue(txs[:room])
         with trio.move_on_after(self.settings.tx_wait_s):
             await req.done.wait()

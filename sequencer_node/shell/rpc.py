@@ -6,7 +6,8 @@ msgpack body, the lean path for many transactions, and answers JSON); every erro
 an unknown path or method, is ``{"error": {"code": "...", "message": "..."}}`` with 400
 (malformed request), 404 (unknown), 405 (wrong method), 413 (body too large), 422 (a
 transaction the node refused), 429 (ingress full: retry later, see below), 500 (a bug: no
-traceback in the answer), 503 (shutting down or too slow). Request bodies are limited to
+traceback in the answer), 503 (shutting down, too slow, or ``CATCHING_UP``: far behind the
+network, send to another node). Request bodies are limited to
 ``MAX_BODY`` bytes (``MAX_BATCH_BODY`` for a batch) and JSON nesting to ``MAX_JSON_DEPTH``;
 heights are ASCII decimal numbers up to ``MAX_HEIGHT``.
 
@@ -93,6 +94,9 @@ class NodeApi(Protocol):
     def ingress_room(self) -> int:
         """How many more client transactions the node takes now (0: shed with 429)."""
         ...
+
+    # Optional: ``ingress_closed() -> str | None``, why the node takes no client transaction
+    # at all now (shed with 503 CATCHING_UP instead of 429), else None.
 
 
 #: Seconds a shed client is told to wait (``Retry-After``).
@@ -277,6 +281,12 @@ class _Handlers:
 
     def _shed(self, n: int) -> Response:
         self.node.metrics.rpc_tx.labels("overloaded").inc(n)
+        ask = getattr(self.node, "ingress_closed", None)
+        closed: str | None = ask() if ask is not None else None
+        if closed is not None:  # catching up: another node can take it now
+            resp = _error(503, "CATCHING_UP", closed)
+            resp.headers["Retry-After"] = str(RETRY_AFTER_S)
+            return resp
         return _overloaded("the node's ingress is full; retry later")
 
     async def tx_status(self, request: Request) -> Response:

@@ -107,6 +107,23 @@ def test_forced_runs_first_and_failed_forced_is_skipped_but_consumed():
     assert l1.balance(C.address) == 25
 
 
+def test_a_vouched_block_checks_its_forced_entries_but_not_its_transfers():
+    # A certified block (docs/protocol.md section 7): its QC vouches for its transfers'
+    # signatures, but a forced entry's outcome depends on its check, so that one still runs.
+    forged = forced(0, 8, dataclasses.replace(transfer(A, C.address, 900, 0), amount=901))
+    foreign = transfer(B, C.address, 5, 0, chain_id=CHAIN_ID + 1)  # signed for another chain
+    with pytest.raises(InvalidBlock, match="bad signature"):
+        genesis().apply_block([foreign], [forged], proposer=PROPOSER.public_key,
+                              chain_id=CHAIN_ID)  # fmt: skip
+    led, receipts = genesis().apply_block(
+        [foreign], [forged], proposer=PROPOSER.public_key, chain_id=CHAIN_ID, vouched=True
+    )
+    assert [(r.ok, r.reason) for r in receipts] == [(False, "bad signature"), (True, None)]
+    assert led.balance(A.address) == 1000  # the forged forced entry was still skipped
+    assert led.balance(C.address) == 5
+    assert led.forced_index() == 1
+
+
 def test_forced_entries_must_continue_the_queue():
     e = forced(1, 7, transfer(B, C.address, 20, 0))
     with pytest.raises(InvalidBlock, match="queue index 1, expected 0"):

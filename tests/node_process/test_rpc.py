@@ -193,6 +193,35 @@ async def test_a_full_ingress_sheds_with_429_before_decoding() -> None:
     assert 'seqnet_rpc_transactions_total{outcome="overloaded"} 7.0' in text
 
 
+class CatchingUpNode(StubNode):
+    """A node far behind the network: no room, and it says why."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.room = 0
+
+    def ingress_closed(self) -> str | None:
+        return "this node is catching up (40 certified blocks behind the network)"
+
+
+async def test_a_node_catching_up_sends_clients_elsewhere_with_503() -> None:
+    # A node far behind the network takes no transaction (docs/protocol.md section 7): it
+    # answers 503 CATCHING_UP (use another node), not 429 (retry here), before decoding.
+    node = CatchingUpNode()
+    txs = [make_tx(USERS[0], USERS[1].address, 1, n) for n in range(2)]
+    transport = httpx.ASGITransport(app=make_app(node))
+    async with httpx.AsyncClient(transport=transport, base_url="http://node") as http:
+        for r in (
+            await http.post("/v1/txs", content=encode_tx_batch(txs)),
+            await http.post("/v1/tx", json=tx_body(txs[0])),
+        ):
+            assert r.status_code == 503
+            assert r.json()["error"]["code"] == "CATCHING_UP"
+            assert "40 certified blocks behind" in r.json()["error"]["message"]
+            assert r.headers["retry-after"] == "1"
+    assert node.batches == []
+
+
 async def test_malformed_batches_are_json_400s_and_nothing_is_submitted() -> None:
     node = StubNode()
     good = encode(make_tx(USERS[0], USERS[1].address, 1, 0))
