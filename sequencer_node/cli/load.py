@@ -50,7 +50,7 @@ import signal
 import sys
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import partial
@@ -144,7 +144,7 @@ class LoadStats:
     #: when the sending started (same clock as the other times)
     start: float = 0.0
     #: (height, submit time) of certified transactions not yet covered by an L1 batch
-    _to_l1: list[tuple[int, float]] = field(default_factory=list)
+    _to_l1: deque[tuple[int, float]] = field(default_factory=deque)
 
     def sending(self, h: bytes, now: float) -> None:
         self.submitted += 1
@@ -176,15 +176,14 @@ class LoadStats:
         """Heights up to ``height`` are in L1 batches (seen at ``now``, if given: the
         submit -> L1 latency of the transactions they cover)."""
         self.l1_height = max(self.l1_height, height)
-        if now is None or not self._to_l1:
+        if now is None:
             return
-        waiting = []
-        for h, t0 in self._to_l1:
-            if h <= self.l1_height:
-                self.l1_latencies.append(now - t0)
-            else:
-                waiting.append((h, t0))
-        self._to_l1 = waiting
+        # In height order (blocks are seen in order): a pop per covered transaction. The
+        # follower calls this for every batch of every poll, and scanning the whole list
+        # each time kept the generator busy for minutes after a long overloaded run.
+        waiting = self._to_l1
+        while waiting and waiting[0][0] <= self.l1_height:
+            self.l1_latencies.append(now - waiting.popleft()[1])
 
     @property
     def in_l1(self) -> int:

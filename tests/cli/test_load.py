@@ -46,6 +46,21 @@ def test_percentiles_and_stats_are_exact() -> None:
     assert out["achieved_rate"] == 1.0
 
 
+def test_submit_to_l1_latency_counts_each_transaction_once_its_height_is_covered() -> None:
+    s = LoadStats()
+    for i, h in enumerate((b"a", b"b", b"c")):
+        s.sending(h, float(i))
+    s.block_seen(5, [b"a"], 10.0)
+    s.block_seen(6, [b"b"], 11.0)
+    s.block_seen(9, [b"c"], 12.0)
+    s.l1_covers(6, 20.0)
+    s.l1_covers(6, 21.0)  # the same batch polled again: nothing more
+    assert s.l1_latencies == [20.0, 19.0]
+    s.l1_covers(4, 22.0)  # an older batch listed after a newer one covers nothing new
+    s.l1_covers(9, 30.0)
+    assert s.l1_latencies == [20.0, 19.0, 28.0]
+
+
 def test_dev_accounts_are_the_ones_the_devnet_funds() -> None:
     # docs/cli.md tells users these seeds; the devnet's genesis funds exactly these keys
     # (tests/devnet/test_parts.py checks the genesis side).
