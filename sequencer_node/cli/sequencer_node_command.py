@@ -169,6 +169,7 @@ def _build_settings(opts: dict[str, Any]) -> tuple[NodeSettings, dict[str, Any]]
         allow_peers=_allow_peers(opts["allow_peers"]),
         batcher=opts["batcher"],
         batch_max_age_ms=opts["batch_max_age_ms"],
+        catch_up_blocks=opts["catch_up_blocks"],
         byzantine=byzantine,
     )
     summary = {
@@ -183,6 +184,7 @@ def _build_settings(opts: dict[str, Any]) -> tuple[NodeSettings, dict[str, Any]]
         "rpc_listen": f"{rpc.host}:{rpc.port}",
         "peers": [f"{p.host}:{p.port}" for p in peers],
         "da": opts["da"],
+        "catch_up_blocks": settings.catch_up_blocks,
         "params": genesis.params,
     }
     return settings, summary
@@ -373,6 +375,17 @@ async def _run_node(settings: NodeSettings) -> None:
     default=None,
     help="Post a batch at the latest when its oldest block is this old (default: the "
     "batcher's, 10 s).",
+)
+@click.option(
+    "--catch-up-blocks",
+    type=click.IntRange(0, 1_000_000),
+    envvar="SEQ_CATCH_UP_BLOCKS",
+    show_envvar=True,
+    default=8,
+    show_default=True,
+    help="While more than this many certified blocks behind the network, answer clients 503 "
+    "CATCHING_UP and leave gossiped client transactions unchecked, so the node catches up "
+    "under load (0: never).",
 )
 @click.option(
     "--log-format",

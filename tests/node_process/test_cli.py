@@ -53,6 +53,17 @@ def test_check_config_prints_a_summary_and_exits_0(files: dict[str, Path]) -> No
     assert doc["chain_id"] == GENESIS.chain_id
 
 
+def test_the_catch_up_bound_is_an_option(files: dict[str, Path]) -> None:
+    code, out = run(*base(files), "--check-config")
+    assert json.loads(out[out.index("{") :])["catch_up_blocks"] == 8
+    code, out = run(*base(files), "--catch-up-blocks", "0", "--check-config")
+    assert code == 0, out
+    assert json.loads(out[out.index("{") :])["catch_up_blocks"] == 0
+    code, out = run(*base(files), "--catch-up-blocks", "-1", "--check-config")
+    assert code == 2
+    assert "--catch-up-blocks" in out
+
+
 def test_wrong_password_exits_4(files: dict[str, Path]) -> None:
     code, out = run(*base(files, **{"--password-file": str(files["bad_pw"])}), "--check-config")
     assert code == 4
