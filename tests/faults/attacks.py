@@ -228,7 +228,9 @@ async def twin(sc: Scenario, tag: str = "") -> Step:
         net.start_extra(TWIN, i, "twin", dial=[f"127.0.0.1:{net.real_p2p[TWIN_PEER]}"])
         split()
         extra["twin_up_s"] = round(await net.wait_extra(TWIN), 1)  # it runs and has its peer
-        await trio.sleep(2.0)  # it catches up
+        # It must hold the chain to lead or vote: a fixed 2 s wait here left a twin that
+        # heard nothing for its first ~30 s (seed 825751462) out of the step.
+        extra["twin_caught_up_s"] = round(await net.wait_extra_caught_up(TWIN, TWIN_PEER), 1)
         extra["steering"] = await steer_leader(sc, i, STEER_LIMIT_S, keep=split)
 
     def heal() -> None:

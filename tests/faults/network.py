@@ -235,6 +235,32 @@ class FaultNet:
             await trio.sleep(0.3)
         raise AssertionError(f"{name} did not connect to {peers} peers within {limit_s:.0f} s")
 
+    async def wait_extra_caught_up(
+        self, name: str, ref: int, within: int = 3, limit_s: float = 90.0
+    ) -> float:
+        """Seconds until the extra process ``name`` is within ``within`` certified blocks of
+        node ``ref`` and no longer catching up; raises AssertionError after ``limit_s``. A
+        fresh process needs its stake tables from L1 and may wait for an idle timeout of its
+        peer's older link with the same identity (30 s) before it hears anything."""
+        n = self.extra[name]
+        url = "http://" + _value(n.argv, "--rpc-listen") + "/v1/status"
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < limit_s:
+            if not n.alive():
+                raise AssertionError(f"{name} exited with {n.child and n.child.exit_code()}")
+            ref_st = await self.status(ref)
+            try:
+                r = await self.http.get(url)
+                doc = r.json() if r.status_code == 200 else None
+            except (httpx.HTTPError, ValueError):
+                doc = None
+            if doc is not None and ref_st is not None and not doc.get("catching_up", False):
+                mine = int(doc["heads"]["certified"]["height"])
+                if mine >= int(ref_st["heads"]["certified"]["height"]) - within:
+                    return time.monotonic() - t0
+            await trio.sleep(0.3)
+        raise AssertionError(f"{name} did not catch up with node-{ref} within {limit_s:.0f} s")
+
     def stop_extra(self, name: str) -> None:
         """kill -9 an extra process (and reap it)."""
         n = self.extra.pop(name)
