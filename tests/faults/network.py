@@ -217,21 +217,27 @@ class FaultNet:
         self.extra[name] = n
         return n
 
+    async def _extra_status(self, name: str) -> dict[str, Any] | None:
+        """The extra process's ``/v1/status`` (None: not answering); AssertionError if it
+        exited."""
+        n = self.extra[name]
+        if not n.alive():
+            raise AssertionError(f"{name} exited with {n.child and n.child.exit_code()}")
+        try:
+            r = await self.http.get("http://" + _value(n.argv, "--rpc-listen") + "/v1/status")
+            doc: dict[str, Any] = r.json()
+        except (httpx.HTTPError, ValueError):
+            return None
+        return doc if r.status_code == 200 else None
+
     async def wait_extra(self, name: str, peers: int = 1, limit_s: float = 60.0) -> float:
         """Seconds until the extra process ``name`` answers its RPC with at least ``peers``
         peers connected (it started and speaks p2p); raises AssertionError after ``limit_s``."""
-        n = self.extra[name]
-        url = "http://" + _value(n.argv, "--rpc-listen") + "/v1/status"
         t0 = time.monotonic()
         while time.monotonic() - t0 < limit_s:
-            if not n.alive():
-                raise AssertionError(f"{name} exited with {n.child and n.child.exit_code()}")
-            try:
-                r = await self.http.get(url)
-                if r.status_code == 200 and int(r.json().get("peers", 0)) >= peers:
-                    return time.monotonic() - t0
-            except (httpx.HTTPError, ValueError):
-                pass
+            doc = await self._extra_status(name)
+            if doc is not None and int(doc.get("peers", 0)) >= peers:
+                return time.monotonic() - t0
             await trio.sleep(0.3)
         raise AssertionError(f"{name} did not connect to {peers} peers within {limit_s:.0f} s")
 
@@ -242,18 +248,10 @@ class FaultNet:
         node ``ref`` and no longer catching up; raises AssertionError after ``limit_s``. A
         fresh process needs its stake tables from L1 and may wait for an idle timeout of its
         peer's older link with the same identity (30 s) before it hears anything."""
-        n = self.extra[name]
-        url = "http://" + _value(n.argv, "--rpc-listen") + "/v1/status"
         t0 = time.monotonic()
         while time.monotonic() - t0 < limit_s:
-            if not n.alive():
-                raise AssertionError(f"{name} exited with {n.child and n.child.exit_code()}")
+            doc = await self._extra_status(name)
             ref_st = await self.status(ref)
-            try:
-                r = await self.http.get(url)
-                doc = r.json() if r.status_code == 200 else None
-            except (httpx.HTTPError, ValueError):
-                doc = None
             if doc is not None and ref_st is not None and not doc.get("catching_up", False):
                 mine = int(doc["heads"]["certified"]["height"])
                 if mine >= int(ref_st["heads"]["certified"]["height"]) - within:
