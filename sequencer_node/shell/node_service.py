@@ -66,7 +66,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import msgpack
 import trio
@@ -920,6 +920,7 @@ class Node:
         if trio.current_time() >= self._next_tick:
             self._activity = "tick"
             await self._apply(self.core.tick(self.now_ms()))
+            self._follow_catch_up()
             self._schedule_tick()
 
     def _schedule_tick(self, *, sooner_only: bool = False) -> None:
@@ -956,6 +957,7 @@ class Node:
             since = time.perf_counter()
             for item in items:
                 await self._handle(item)
+                self._follow_catch_up()
                 self._schedule_tick(sooner_only=True)  # an input can make work due sooner
                 await self._tick_if_due()  # a long batch does not delay the core's clock
                 if time.perf_counter() - since > _BATCH_SLICE_S:
@@ -1315,19 +1317,24 @@ class Node:
     def catching_up(self) -> bool:
         """True while the node is far behind the network (``NodeSettings.catch_up_blocks``,
         with the hysteresis described there): it then takes no client transaction, from
-        its own clients or from its peers' gossip, and spends its CPU on the blocks."""
+        its own clients or from its peers' gossip, and spends its CPU on the blocks. Kept by
+        :meth:`_follow_catch_up` after each pass of the core."""
+        return self._catching_up
+
+    def _follow_catch_up(self) -> None:
+        """Enter or leave the catching-up state from the core's ``blocks_behind``; only the
+        core's inputs and ticks change it, so the core task calls this after each of them."""
         core, limit = self.core, self.settings.catch_up_blocks
         if core is None or limit <= 0:
-            return False
+            self._catching_up = False
+            return
         behind = core.blocks_behind
-        if behind > limit:
-            if not self._catching_up:
-                log.info("catching up: %d certified blocks behind; clients are refused", behind)
+        if behind > limit and not self._catching_up:
+            log.info("catching up: %d certified blocks behind; clients are refused", behind)
             self._catching_up = True
         elif self._catching_up and behind <= limit // 4:
             log.info("caught up (%d blocks behind): clients are served again", behind)
             self._catching_up = False
-        return self._catching_up
 
     def ingress_closed(self) -> str | None:
         """Why the node takes no client transaction at all now (it is catching up), else
@@ -1352,11 +1359,17 @@ class Node:
         return max(0, min(s.ingress_max_pool - core.backlog_size - queued,
                           s.ingress_max_queued - queued))  # fmt: skip
 
+    def _refuse(self, n: int) -> NoReturn:
+        """Refuse ``n`` client transactions for lack of room (``ingress_room``): counted under
+        ``catching_up`` or ``overloaded``, and raised as Overloaded with the reason."""
+        closed = self.ingress_closed()
+        self.metrics.rpc_tx.labels("overloaded" if closed is None else "catching_up").inc(n)
+        raise Overloaded(closed or "the node's ingress is full; retry later")
+
     def _enqueue(self, txs: Sequence[Transaction | EthTransaction]) -> _TxRequest:
         """Hand ``txs`` to the core-owning task as one input; Overloaded if it has no room."""
         if self.ingress_room() < len(txs):
-            self.metrics.rpc_tx.labels("overloaded").inc(len(txs))
-            raise Overloaded(self.ingress_closed() or "the node's ingress is full; retry later")
+            self._refuse(len(txs))
         req = _TxRequest(txs)
         try:
             self._send.send_nowait(req)
@@ -1383,8 +1396,7 @@ class Node:
         ``timeout``)."""
         room = self.ingress_room()
         if room <= 0 or not txs:
-            self.metrics.rpc_tx.labels("overloaded").inc(len(txs))
-            raise Overloaded(self.ingress_closed() or "the node's ingress is full; retry later")
+            self._refuse(len(txs))
         req = self._enqueue(txs[:room])
         with trio.move_on_after(self.settings.tx_wait_s):
             await req.done.wait()

@@ -280,9 +280,9 @@ class _Handlers:
         return JSONResponse({"accepted": accepted, "results": items})
 
     def _shed(self, n: int) -> Response:
-        self.node.metrics.rpc_tx.labels("overloaded").inc(n)
         ask = getattr(self.node, "ingress_closed", None)
         closed: str | None = ask() if ask is not None else None
+        self.node.metrics.rpc_tx.labels("overloaded" if closed is None else "catching_up").inc(n)
         if closed is not None:  # catching up: another node can take it now
             resp = _error(503, "CATCHING_UP", closed)
             resp.headers["Retry-After"] = str(RETRY_AFTER_S)

@@ -220,6 +220,9 @@ async def test_a_node_catching_up_sends_clients_elsewhere_with_503() -> None:
             assert "40 certified blocks behind" in r.json()["error"]["message"]
             assert r.headers["retry-after"] == "1"
     assert node.batches == []
+    text = node.metrics.render().decode()
+    assert 'seqnet_rpc_transactions_total{outcome="catching_up"} 3.0' in text  # 2 + 1
+    assert 'outcome="overloaded"' not in text
 
 
 async def test_malformed_batches_are_json_400s_and_nothing_is_submitted() -> None:

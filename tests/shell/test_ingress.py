@@ -133,10 +133,13 @@ async def test_a_node_far_behind_takes_no_client_transaction_until_it_is_back(
     behind = [2]
     _behind(monkeypatch, behind)
     try:
+        node._follow_catch_up()  # what the core task does after each input and tick
         assert not node.catching_up
         assert node.ingress_closed() is None
         assert node.ingress_room() > 0
         behind[0] = 9
+        assert not node.catching_up  # a plain read: the state moves with the core's passes
+        node._follow_catch_up()
         assert node.catching_up
         assert node.ingress_room() == 0
         why = node.ingress_closed()
@@ -145,9 +148,15 @@ async def test_a_node_far_behind_takes_no_client_transaction_until_it_is_back(
         with pytest.raises(Overloaded, match="catching up"):
             await node.submit_txs(_txs(sim, 0, 1))
         assert node._recv.statistics().current_buffer_used == 0  # nothing reached the core
+        refused = node.metrics.registry.get_sample_value(
+            "seqnet_rpc_transactions_total", {"outcome": "catching_up"}
+        )
+        assert refused == 1.0
         behind[0] = 3  # within the hysteresis: still catching up
+        node._follow_catch_up()
         assert node.catching_up
         behind[0] = 2  # a quarter of the bound: back
+        node._follow_catch_up()
         assert not node.catching_up
         assert node.ingress_room() > 0
         node.pm = None  # the status reads more of a real peer manager than Mesh has
@@ -178,6 +187,7 @@ async def test_a_node_far_behind_leaves_gossiped_transactions_unchecked_and_unpo
         assert not isinstance(found, Offense)
         assert list(found) == [Offense.INVALID_SIGNATURE]
         behind[0] = 20
+        node._follow_catch_up()
         assert node.check_peer_message(peer, TxBatch((forged,))) is None
         async with trio.open_nursery() as nursery:
             nursery.start_soon(node._forward_peers)
