@@ -16,9 +16,8 @@ from __future__ import annotations
 import pytest
 
 from sequencer_node.core import api, ledger
-from sequencer_node.core.sequencer import SequencerCore
-from sequencer_node.sim.harness import Simulation
-from sequencer_node.wire.messages import Block, CertifiedBlock, Transaction, block_hash
+from sequencer_node.wire.messages import Block, Transaction, block_hash
+from tests.core.helpers import behind_node
 
 CHAIN = 30
 #: The newest blocks reach the behind node as proposals (orphans: their parents are missing).
@@ -39,32 +38,12 @@ def checks(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
     return seen
 
 
-def _behind_node(seed: int) -> tuple[Simulation, SequencerCore, list[CertifiedBlock], bytes]:
-    """Node 3 down while the others certify ``CHAIN`` blocks holding transfers, then up
-    again but cut off from them."""
-    sim = Simulation(seed, block_time_ms=100)
-    sim.crash(3)
-    node0 = sim.instances[0]
-    for k in range(CHAIN):
-        sim.submit_tx(k % len(sim.users), 0)
-        sim.run_until(lambda k=k: len(node0.committed) > k, 5_000)
-    assert sim.run_until(lambda: len(node0.committed) >= CHAIN, 30_000)
-    chain = list(node0.store[:CHAIN])
-    assert sum(len(cb.block.transactions) for cb in chain) >= CHAIN // 2
-    sim.partition([[0, 1, 2], [3]])
-    sim.restart(3)
-    core = sim.instances[3].core
-    assert core is not None
-    assert core.committed_height == 0
-    return sim, core, chain, node0.pk
-
-
 def _txs(blocks: list[Block]) -> int:
     return sum(len(b.transactions) for b in blocks)
 
 
 def test_a_node_knows_how_far_behind_it_is() -> None:
-    sim, core, certified, peer = _behind_node(3)
+    sim, core, certified, peer = behind_node(3, CHAIN, transfers=True)
     now = sim.local_now(sim.instances[3])
     assert core.blocks_behind == 0
     newest = certified[-1].block
@@ -82,7 +61,7 @@ def test_a_node_knows_how_far_behind_it_is() -> None:
 def test_certified_blocks_are_executed_without_checking_their_transfers_again(
     checks: list[bytes],
 ) -> None:
-    sim, core, certified, peer = _behind_node(4)
+    sim, core, certified, peer = behind_node(4, CHAIN, transfers=True)
     checks.clear()  # those of the nodes that built the chain
     chain = [cb.block for cb in certified]
     now = sim.local_now(sim.instances[3])
@@ -109,7 +88,7 @@ def test_certified_blocks_are_executed_without_checking_their_transfers_again(
 
 
 def test_a_proposal_still_has_every_transfer_checked(checks: list[bytes]) -> None:
-    sim, core, certified, peer = _behind_node(5)
+    sim, core, certified, peer = behind_node(5, CHAIN, transfers=True)
     checks.clear()  # those of the nodes that built the chain
     now = sim.local_now(sim.instances[3])
     # The chain up to the newest block with transfers, which then comes as a proposal.

@@ -22,8 +22,8 @@ from sequencer_node.core.sequencer import (
     _SYNC_QUEUE_MAX,
     SequencerCore,
 )
-from sequencer_node.sim.harness import Simulation
 from sequencer_node.wire.messages import Block, CertifiedBlock, block_hash
+from tests.core.helpers import behind_node
 
 CHAIN = 40
 #: The newest blocks reach the node as proposals first (their L1 origins are recent enough
@@ -40,24 +40,8 @@ def _reached(core: SequencerCore, chain: list[Block]) -> int:
     )  # fmt: skip
 
 
-def _behind_node(seed: int) -> tuple[Simulation, SequencerCore, list[CertifiedBlock], bytes]:
-    """Node 3 down while the others certify ``CHAIN`` blocks, then up again but cut off."""
-    sim = Simulation(seed, block_time_ms=100)
-    sim.crash(3)
-    done = sim.run_until(lambda: len(sim.instances[0].committed) >= CHAIN, 30_000)
-    assert done, "the three live nodes commit the chain"
-    node0 = sim.instances[0]
-    chain = list(node0.store[:CHAIN])
-    sim.partition([[0, 1, 2], [3]])
-    sim.restart(3)
-    core = sim.instances[3].core
-    assert core is not None
-    assert core.committed_height == 0
-    return sim, core, chain, node0.pk
-
-
 def test_the_block_that_closes_a_gap_adopts_its_orphans_a_few_per_step() -> None:
-    sim, core, certified, peer = _behind_node(5)
+    sim, core, certified, peer = behind_node(5, CHAIN)
     chain = [cb.block for cb in certified]
     now = sim.local_now(sim.instances[3])
     for block in chain[-ORPHANS:]:  # their parents are unknown here: kept as orphans
@@ -82,7 +66,7 @@ def test_the_block_that_closes_a_gap_adopts_its_orphans_a_few_per_step() -> None
 
 
 def test_a_node_catching_up_through_orphans_ends_on_the_network_chain() -> None:
-    sim, _, _, _ = _behind_node(9)
+    sim, _, _, _ = behind_node(9, CHAIN)
     sim.heal()
     inst = sim.instances[3]
 
@@ -98,7 +82,7 @@ def _misbehaved(effects: list[api.Effect], peer: bytes) -> list[api.PeerMisbehav
 
 
 def test_a_sync_answer_is_inserted_a_few_blocks_per_step() -> None:
-    sim, core, certified, peer = _behind_node(11)
+    sim, core, certified, peer = behind_node(11, CHAIN)
     chain = [cb.block for cb in certified]
     now = sim.local_now(sim.instances[3])
     answer = tuple(certified[: api.MAX_SYNC_BLOCKS])
@@ -117,7 +101,7 @@ def test_a_sync_answer_is_inserted_a_few_blocks_per_step() -> None:
 
 
 def test_a_sync_answer_whose_block_and_qc_do_not_match_is_refused_whole() -> None:
-    sim, core, certified, peer = _behind_node(12)
+    sim, core, certified, peer = behind_node(12, CHAIN)
     now = sim.local_now(sim.instances[3])
     answer = list(certified[:10])
     answer[7] = CertifiedBlock(answer[7].block, answer[8].qc)  # another block's QC
@@ -131,7 +115,7 @@ def test_a_sync_answer_whose_block_and_qc_do_not_match_is_refused_whole() -> Non
 def test_a_bad_certificate_in_a_queued_answer_ends_it_and_charges_the_sender() -> None:
     """Checked when its turn comes (a later tick): the blocks before it stay, the rest of the
     answer is dropped, the sender is charged as it was when the answer was one input."""
-    sim, core, certified, peer = _behind_node(13)
+    sim, core, certified, peer = behind_node(13, CHAIN)
     chain = [cb.block for cb in certified]
     now = sim.local_now(sim.instances[3])
     bad_at = 2 * _SYNC_PER_STEP + 1
@@ -157,7 +141,7 @@ def test_a_bad_certificate_in_a_queued_answer_ends_it_and_charges_the_sender() -
 def test_sync_answers_beyond_the_queue_bound_are_dropped_without_fault(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    sim, core, certified, peer = _behind_node(14)
+    sim, core, certified, peer = behind_node(14, CHAIN)
     now = sim.local_now(sim.instances[3])
     # A node that inserts nothing meanwhile (the bound is what stops the queue, not progress).
     monkeypatch.setattr(sequencer, "_SYNC_PER_STEP", 0)
