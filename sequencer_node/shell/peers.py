@@ -12,8 +12,11 @@ Theory of operation
 * **One connection per identity.** If both sides dial at once, the connection *initiated by
   the lower public key* wins, on both sides (each side computes the same answer). A new
   connection with the same initiator as the old one replaces it (the old one is stale, e.g.
-  the peer restarted). A dialer whose peer is connected (by the other direction) waits for that
-  connection to end instead of redialling.
+  the peer restarted). So does any new connection while the old one has carried no frame for
+  ``stale_link_s`` (a live peer pings every ``keepalive_interval_s``): a peer that restarted
+  behind a dead path (a crashed host, a blackhole) is heard at once, not after the old
+  link's idle timeout. A dialer whose peer is connected (by the other direction) waits for
+  that connection to end instead of redialling.
 * **Reconnect.** Failed dials back off exponentially from ``backoff_initial_s`` to
   ``backoff_max_s`` with "equal jitter" (half fixed, half random from the injected
   ``random.Random``), so restarted nodes do not dial in lockstep.
@@ -125,6 +128,10 @@ class PeerConfig:
     #: window covers a failed handshake (10 s) and a redial after it.
     resend_window_s: float = 60.0
     resend_max_bytes: int = 16 * 1024 * 1024
+    #: An established link silent (not even a Ping) for this long gives way to a new
+    #: connection from the same identity, whoever dialled. Above the keepalive interval
+    #: (10 s), below the idle timeout (30 s) that would close it anyway.
+    stale_link_s: float = 15.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,6 +163,8 @@ class PeerManagerStatistics:
     offenses: dict[str, int]
     #: Disseminated frames sent again to a peer that (re)connected (``resend_window_s``).
     resent: int = 0
+    #: Silent links given up for a new connection from the same identity (``stale_link_s``).
+    stale_links_replaced: int = 0
 
 
 class _Peer:
@@ -231,6 +240,7 @@ class PeerManager:
                 "refused_peer_limit",
                 "bans",
                 "resent",
+                "stale_links_replaced",
             ),
             0,
         )
@@ -443,7 +453,15 @@ class PeerManager:
 
         if initiator(old) == initiator(new):
             return True
-        return initiator(new) == min(me, them)
+        if initiator(new) == min(me, them):
+            return True
+        silent = trio.current_time() - old.last_frame_at
+        if silent > self.config.stale_link_s:
+            log.info("peer %s: replacing a link silent for %.1f s with its new connection",
+                     them.hex()[:16], silent)  # fmt: skip
+            self._stats["stale_links_replaced"] += 1
+            return True
+        return False
 
     async def _keepalive(self, peer: _Peer) -> None:
         try:

@@ -96,6 +96,9 @@ class SecureConnection:
         self._ping_nonce = 0
         self._frames_sent = self._frames_received = 0
         self._bytes_sent = self._bytes_received = self._writes = 0
+        #: When the last complete frame arrived (or the session began): a live peer sends at
+        #: least a Ping every ``keepalive_interval_s``, so a longer silence means a dead path.
+        self.last_frame_at = trio.current_time()
         #: Called with the bytes of each gossiped message after decryption and before the
         #: strict decode; True drops the frame (a duplicate: the owner meters and dedups).
         self.drop_gossip: Callable[[bytes], bool] | None = None
@@ -172,6 +175,7 @@ class SecureConnection:
             if frame is not NEED_DATA:
                 assert isinstance(frame, bytes)
                 self._bytes_received += len(frame) + HEADER.size
+                self.last_frame_at = trio.current_time()
                 return frame
             if self._decoder.at_eof:
                 raise ConnectionClosed("peer closed the connection")

@@ -328,6 +328,81 @@ async def test_reconnects_after_the_peer_restarts(nursery):
         assert (await b2.inbound.receive())[1] == vote(3)
 
 
+class _CuttableStream(trio.abc.Stream):
+    """One end of a stream whose path can be cut: afterwards what it sends is lost and
+    closing it tells the other end nothing (a crashed host behind a silent network)."""
+
+    def __init__(self, inner: trio.abc.Stream) -> None:
+        self.inner = inner
+        self.cut = False
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        if not self.cut:
+            await self.inner.send_all(data)
+
+    async def wait_send_all_might_not_block(self) -> None:
+        await self.inner.wait_send_all_might_not_block()
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes | bytearray:
+        return await self.inner.receive_some(max_bytes)
+
+    async def aclose(self) -> None:
+        if not self.cut:
+            await self.inner.aclose()
+
+
+async def test_a_peer_restarted_behind_a_dead_link_is_taken_before_the_idle_timeout(
+    nursery, autojump_clock
+):
+    # The lower key keeps the link it initiated against a new one from the peer (the
+    # simultaneous-dial rule). But that link is dead: the peer's host vanished without a
+    # FIN. Its fresh process must not wait out the old link's 30 s idle timeout (the fault
+    # scenario's twin heard nothing for ~30 s): a link silent past stale_link_s gives way.
+    low, high = sorted((0, 1), key=lambda i: KEYS[i].public_key)
+    ends: list[_CuttableStream] = []
+
+    def pair() -> tuple[trio.abc.Stream, trio.abc.Stream]:
+        x, y = trio.testing.memory_stream_pair()
+        ends.append(_CuttableStream(y))
+        return x, ends[-1]
+
+    net = MemoryNetwork(pair)
+    cfg = PeerConfig(backoff_initial_s=0.5, backoff_max_s=2.0)
+    a = PeerManager(KEYS[low], CHAIN, is_allowed=allowed, peers=[addr("b")], config=cfg,
+                    rng=random.Random(1), connect=net.connect,
+                    listeners=[net.listen(str(addr("a")))])  # fmt: skip
+
+    def the_high_node(dial: list[PeerAddress]) -> PeerManager:
+        return PeerManager(KEYS[high], CHAIN, is_allowed=allowed, peers=dial,
+                           config=cfg, rng=random.Random(2), connect=net.connect,
+                           listeners=[net.listen(str(addr("b")))])  # fmt: skip
+
+    await nursery.start(a.run)
+    old = the_high_node([])  # a dials it
+    async with trio.open_nursery() as inner:
+        await inner.start(old.run)
+        with trio.fail_after(10):
+            await a.wait_peers(1)
+            await old.wait_peers(1)
+        [link] = a.peers()
+        assert link.direction == "out"  # the lower key's own dial won
+        for end in ends:
+            end.cut = True
+        inner.cancel_scope.cancel()
+    cut_at = trio.current_time()
+    assert a.peers() == [link]  # nothing told it
+    fresh = the_high_node([addr("a")])  # it dials a, whose dial waits on the old link
+    await nursery.start(fresh.run)
+    with trio.fail_after(60):
+        await a.wait_until(lambda: bool(a.peers()) and a.peers()[0].connected_at > cut_at)
+    taken_after = trio.current_time() - cut_at
+    assert cfg.stale_link_s < taken_after < cfg.transport.idle_timeout_s
+    assert a.statistics().stale_links_replaced == 1
+    a.broadcast(vote(5))
+    with trio.fail_after(10):
+        assert (await fresh.inbound.receive())[1] == vote(5)
+
+
 async def test_close_ends_the_inbound_channel(nursery):
     net = MemoryNetwork()
     a, b = manager(net, 0, []), manager(net, 1, ["a"])
