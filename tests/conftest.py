@@ -26,18 +26,37 @@ PARALLEL_PATHS = (
     "tests/batching",
     "tests/da",
     "tests/shell",
+    "tests/l1",
+    "tests/eth",
+    "tests/system",
+    "tests/cli",
+    "tests/batcher/test_builder_cosign.py",
+    "tests/batcher/test_inbox_judge.py",
+    "tests/batcher/test_records.py",
+    "tests/devnet/test_ports.py",
+    "tests/faults/test_fuzz.py",
     "tests/test_codec.py",
     "tests/test_keystore.py",
     "tests/test_layering.py",
     "tests/test_signing.py",
+)
+#: Under PARALLEL_PATHS but starting processes (servers, devnets, real nodes): run alone.
+SERIAL_PATHS = (
+    "tests/l1/test_server.py",
+    "tests/eth/test_web3_devnet.py",
+    "tests/cli/test_real_node.py",
 )
 _ROOT = Path(__file__).resolve().parent.parent
 
 
 def _parallel(item: pytest.Item) -> bool:
     where = item.path.resolve().relative_to(_ROOT).as_posix()
-    in_paths = any(where == p or where.startswith(p + "/") for p in PARALLEL_PATHS)
-    return in_paths and item.get_closest_marker("slow") is None
+
+    def under(paths: tuple[str, ...]) -> bool:
+        return any(where == p or where.startswith(p + "/") for p in paths)
+
+    slow = item.get_closest_marker("slow") is not None
+    return under(PARALLEL_PATHS) and not under(SERIAL_PATHS) and not slow
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -48,7 +67,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         return
     if part not in ("parallel", "serial"):
         raise pytest.UsageError(f"SEQ_TEST_PART must be parallel or serial, not {part!r}")
-    keep, drop = [], []
+    keep: list[pytest.Item] = []
+    drop: list[pytest.Item] = []
     for item in items:
         (keep if _parallel(item) == (part == "parallel") else drop).append(item)
     if drop:
