@@ -246,8 +246,8 @@ class FaultNet:
     ) -> float:
         """Seconds until the extra process ``name`` is within ``within`` certified blocks of
         node ``ref`` and no longer catching up; raises AssertionError after ``limit_s``. A
-        fresh process needs its stake tables from L1 and may wait for an idle timeout of its
-        peer's older link with the same identity (30 s) before it hears anything."""
+        fresh process needs its stake tables from L1, and its peer gives up an older link with
+        the same identity only once that link has been silent for ``stale_link_s`` (15 s)."""
         t0 = time.monotonic()
         while time.monotonic() - t0 < limit_s:
             doc = await self._extra_status(name)
