@@ -14,9 +14,9 @@ Theory of operation
   connection with the same initiator as the old one replaces it (the old one is stale, e.g.
   the peer restarted). So does any new connection while the old one has carried no frame for
   ``stale_link_s`` (a live peer pings every ``keepalive_interval_s``): a peer that restarted
-  behind a dead path (a crashed host, a blackhole) is heard at once, not after the old
-  link's idle timeout. A dialer whose peer is connected (by the other direction) waits for
-  that connection to end instead of redialling.
+  behind a dead path (a crashed host, a blackhole) is heard once the old link has been
+  silent that long, not after the old link's idle timeout. A dialer whose peer is connected
+  (by the other direction) waits for that connection to end instead of redialling.
 * **Reconnect.** Failed dials back off exponentially from ``backoff_initial_s`` to
   ``backoff_max_s`` with "equal jitter" (half fixed, half random from the injected
   ``random.Random``), so restarted nodes do not dial in lockstep.
