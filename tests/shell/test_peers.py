@@ -398,6 +398,13 @@ async def test_a_peer_restarted_behind_a_dead_link_is_taken_before_the_idle_time
     taken_after = trio.current_time() - cut_at
     assert cfg.stale_link_s < taken_after < cfg.transport.idle_timeout_s
     assert a.statistics().stale_links_replaced == 1
+    # a's dial loop served the dead link it had dialled; when that ended it found the link
+    # that replaced it and waits on it, instead of dialling again and swapping it for its own
+    # (which the lower-key rule would prefer).
+    [fresh_link] = a.peers()
+    assert fresh_link.direction == "in"
+    await trio.sleep(10)
+    assert a.peers() == [fresh_link]
     a.broadcast(vote(5))
     with trio.fail_after(10):
         assert (await fresh.inbound.receive())[1] == vote(5)
