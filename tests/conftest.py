@@ -20,7 +20,8 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
 #: In-process tests that only use the CPU (no subprocess, no wall-clock deadline that another
-#: test's load could miss): scripts/test runs them, unless marked slow, on every core at once.
+#: test's load could miss): scripts/test runs them on every core at once. A test under these
+#: paths that starts processes is marked slow (the marker's meaning), which keeps it serial.
 PARALLEL_PATHS = (
     "tests/core",
     "tests/batching",
@@ -40,23 +41,14 @@ PARALLEL_PATHS = (
     "tests/test_layering.py",
     "tests/test_signing.py",
 )
-#: Under PARALLEL_PATHS but starting processes (servers, devnets, real nodes): run alone.
-SERIAL_PATHS = (
-    "tests/l1/test_server.py",
-    "tests/eth/test_web3_devnet.py",
-    "tests/cli/test_real_node.py",
-)
 _ROOT = Path(__file__).resolve().parent.parent
 
 
 def _parallel(item: pytest.Item) -> bool:
     where = item.path.resolve().relative_to(_ROOT).as_posix()
 
-    def under(paths: tuple[str, ...]) -> bool:
-        return any(where == p or where.startswith(p + "/") for p in paths)
-
-    slow = item.get_closest_marker("slow") is not None
-    return under(PARALLEL_PATHS) and not under(SERIAL_PATHS) and not slow
+    in_paths = any(where == p or where.startswith(p + "/") for p in PARALLEL_PATHS)
+    return in_paths and item.get_closest_marker("slow") is None
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
