@@ -138,6 +138,7 @@ def _build_settings(opts: dict[str, Any]) -> tuple[NodeSettings, dict[str, Any]]
     """Validate every option; return (NodeSettings, summary). Raises _ConfigError."""
     from sequencer_node.shell.node_service import NodeSettings
     from sequencer_node.shell.peers import PeerAddress
+    from sequencer_node.shell.signature_workers import default_threads
 
     byzantine = _byzantine(opts.get("byzantine"))  # first: refused without the test flag
     genesis = _genesis(opts["genesis"])
@@ -170,6 +171,7 @@ def _build_settings(opts: dict[str, Any]) -> tuple[NodeSettings, dict[str, Any]]
         batcher=opts["batcher"],
         batch_max_age_ms=opts["batch_max_age_ms"],
         catch_up_blocks=opts["catch_up_blocks"],
+        signature_threads=opts["signature_threads"],
         byzantine=byzantine,
     )
     summary = {
@@ -185,6 +187,7 @@ def _build_settings(opts: dict[str, Any]) -> tuple[NodeSettings, dict[str, Any]]
         "peers": [f"{p.host}:{p.port}" for p in peers],
         "da": opts["da"],
         "catch_up_blocks": settings.catch_up_blocks,
+        "signature_threads": settings.signature_threads or default_threads(),
         "params": genesis.params,
     }
     return settings, summary
@@ -386,6 +389,15 @@ async def _run_node(settings: NodeSettings) -> None:
     help="While more than this many certified blocks behind the network, answer clients 503 "
     "CATCHING_UP and leave gossiped client transactions unchecked, so the node catches up "
     "under load (0: never).",
+)
+@click.option(
+    "--signature-threads",
+    type=click.IntRange(1, 256),
+    envvar="SEQ_SIGNATURE_THREADS",
+    show_envvar=True,
+    default=None,
+    help="Worker threads that check transfer signatures off the event loop (gossiped "
+    "batches, blocks, client requests). Default: one per core the process may run on.",
 )
 @click.option(
     "--log-format",

@@ -85,6 +85,11 @@ class NodeMetrics:
         self.downtime_certificates = Counter(
             "seqnet_downtime_certificates", "Downtime certificates formed", registry=r
         )
+        self.signatures_off_loop = Counter(
+            "seqnet_tx_signatures_checked_off_loop",
+            "Transfer signatures checked in worker threads, off the event loop",
+            registry=r,
+        )
         self.rpc_tx = Counter(
             "seqnet_rpc_transactions",
             "Transactions submitted over RPC by outcome",

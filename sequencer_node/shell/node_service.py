@@ -93,6 +93,7 @@ from sequencer_node.shell.p2p_messages import BlockRequest, CompactBlock, TxBatc
 from sequencer_node.shell.peers import PeerAddress, PeerConfig, PeerManager, run_tx_ingress
 from sequencer_node.shell.rpc import Overloaded, serve_rpc
 from sequencer_node.shell.scoring import Offense, RequestBudget
+from sequencer_node.shell.signature_workers import SignatureWorkers
 from sequencer_node.shell.stalls import install_from_env, write_summary
 from sequencer_node.shell.store import DB_FILENAME, Store
 from sequencer_node.system.files import DirectoryInUse, atomic_write, lock_directory
@@ -193,6 +194,10 @@ class NodeSettings:
     #: 7). 0: never. A node that keeps up is 0 behind (it holds its high QC's block), and a
     #: QC for a block still on its way counts 1-2.
     catch_up_blocks: int = 8
+    #: Worker threads that check transfer signatures off the event loop (gossiped batches,
+    #: blocks, client requests; :mod:`~sequencer_node.shell.signature_workers`). None: one
+    #: per core the process may run on.
+    signature_threads: int | None = None
     peer_config: PeerConfig = field(default_factory=PeerConfig)
     #: Extra identities allowed as peers besides the genesis validators and the keys
     #: registered on L1 (tests, private networks).
@@ -426,6 +431,12 @@ class Node:
         self._sync_served: dict[bytes, float] = {}
         self._sync_budget = RequestBudget(_SYNC_REQUESTS_PER_S, _SYNC_REQUEST_BURST)
         self.compact = CompactBlocks(self.metrics)
+        self.signatures = SignatureWorkers(
+            self.genesis.chain_id, threads=settings.signature_threads
+        )
+        #: Client requests' batches are checked in a worker and handed to the core in the
+        #: order they came (a Trio lock is FIFO), so one client's nonces stay in order.
+        self._client_checks = trio.Lock()
         self.started_at = 0.0
         self.addresses: NodeAddresses | None = None
         #: Whether the node was catching up at the last look (see ``catching_up``).
@@ -672,6 +683,7 @@ class Node:
             config=s.peer_config,
             rng=self._rng,
             validate=self.check_peer_message,
+            prepare=self.prepare_peer_message,
         )
 
     async def _start_p2p(self, nursery: trio.Nursery, pm: PeerManager) -> int:
@@ -789,6 +801,27 @@ class Node:
         pace = min(cfg.block_time_ms, cfg.timeout_base_ms) if cfg is not None else 1
         elapsed = max(0, self.now_ms() - self.genesis.timestamp_ms)
         return 2 * elapsed // max(1, pace) + 1_000
+
+    async def prepare_peer_message(self, sender: bytes, msg: object) -> None:
+        """Check the signatures of a peer message's transfers in worker threads before the
+        validate hook and the core ask (the peer manager's prepare hook): they then find them
+        remembered, and the event loop was free meanwhile (signature_workers)."""
+        if isinstance(msg, TxBatch):
+            if not self._ignoring_tx_gossip():
+                await self._warm_signatures(msg.transactions)
+        elif isinstance(msg, Block):
+            await self._warm_signatures(msg.transactions)
+        elif isinstance(msg, CompactBlock):
+            await self._warm_signatures(msg.inline)
+        elif isinstance(msg, api.SyncResponse):
+            for cb in msg.blocks:
+                await self._warm_signatures(cb.block.transactions)
+
+    async def _warm_signatures(self, txs: Sequence[Transaction]) -> None:
+        checked = self.signatures.checked
+        await self.signatures.warm(txs)
+        if self.signatures.checked > checked:
+            self.metrics.signatures_off_loop.inc(self.signatures.checked - checked)
 
     def check_peer_message(self, sender: bytes, msg: object) -> Offense | Iterator[Offense] | None:
         """Cheap checks before delivery and relay (the peer manager's validate hook; see the
@@ -1397,7 +1430,13 @@ class Node:
         room = self.ingress_room()
         if room <= 0 or not txs:
             self._refuse(len(txs))
-        req = self._enqueue(txs[:room])
+        async with self._client_checks:
+            # Checked in a worker now, found remembered by the pool: the loop stays free.
+            await self._warm_signatures([t for t in txs[:room] if isinstance(t, Transaction)])
+            room = self.ingress_room()  # the core may have taken others' meanwhile
+            if room <= 0:
+                self._refuse(len(txs))
+            req = self._enqueue(txs[:room])
         with trio.move_on_after(self.settings.tx_wait_s):
             await req.done.wait()
         # Only an answered request counts: an acceptance is answered after its journal write.

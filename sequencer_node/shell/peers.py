@@ -39,7 +39,10 @@ Theory of operation
   gossiped batch) so that invalid messages are charged to the sender and never relayed. It
   returns None, one :class:`Offense`, or an iterable of offenses (one per invalid item of a
   batch), each charged in turn until the sender is banned; a message with any offense is
-  dropped. A repeat of an already-seen gossip message is dropped without penalty.
+  dropped. A repeat of an already-seen gossip message is dropped without penalty. An
+  optional ``prepare(peer, message)`` is awaited first: work that may wait without holding
+  the event loop (the node checks a batch's signatures in worker threads there, so that the
+  validate hook finds them remembered).
 * **Handshake slots.** Inbound connections in their handshake are admitted by
   :class:`~sequencer_node.shell.handshake_slots.HandshakeSlots`: bounded in total, per remote
   address and per key, strangers evicted before known validators.
@@ -87,6 +90,10 @@ log = logging.getLogger(__name__)
 #: The validate hook: ``validate(peer, message)`` returns None (or nothing) if the message
 #: may be delivered and relayed, else the offense(s) to charge; an iterable is consumed lazily.
 Validate = Callable[[bytes, object], Offense | Iterable[Offense] | None]
+#: The prepare hook: ``await prepare(peer, message)`` runs before the validate hook, for work
+#: that may wait without holding the event loop (the node checks signatures in worker
+#: threads there). It decides nothing: the validate hook still does.
+Prepare = Callable[[bytes, object], Awaitable[None]]
 
 _IO_ERRORS = (trio.BrokenResourceError, trio.ClosedResourceError, trio.TooSlowError, OSError)
 
@@ -198,6 +205,7 @@ class PeerManager:
         connect: Callable[[PeerAddress], Awaitable[trio.abc.Stream]] | None = None,
         listeners: Sequence[trio.abc.Listener[trio.abc.Stream]] | None = None,
         validate: Validate | None = None,
+        prepare: Prepare | None = None,
     ) -> None:
         self.identity = identity
         self.chain_id = chain_id
@@ -209,6 +217,7 @@ class PeerManager:
         self._connect = connect or _tcp_connect
         self._listeners = listeners
         self._validate = validate
+        self._prepare = prepare
         self._peers: dict[bytes, _Peer] = {}
         self._scores = ScoreBoard(self.config.scoring)
         self._seen = SeenCache(self.config.seen_cache_size, self.config.seen_ttl_s)
@@ -508,6 +517,8 @@ class PeerManager:
                         return
                     continue
                 self._stats["messages_in"] += 1
+            if self._prepare is not None:
+                await self._prepare(ident, inbound.message)
             verdict = self._check(ident, inbound.message)
             if verdict is Verdict.BAN:
                 return

@@ -64,6 +64,19 @@ def test_the_catch_up_bound_is_an_option(files: dict[str, Path]) -> None:
     assert "--catch-up-blocks" in out
 
 
+def test_the_signature_threads_are_an_option(files: dict[str, Path]) -> None:
+    from sequencer_node.shell.signature_workers import default_threads
+
+    code, out = run(*base(files), "--check-config")
+    assert json.loads(out[out.index("{") :])["signature_threads"] == default_threads()
+    code, out = run(*base(files), "--signature-threads", "3", "--check-config")
+    assert code == 0, out
+    assert json.loads(out[out.index("{") :])["signature_threads"] == 3
+    code, out = run(*base(files), "--signature-threads", "0", "--check-config")
+    assert code == 2
+    assert "--signature-threads" in out
+
+
 def test_wrong_password_exits_4(files: dict[str, Path]) -> None:
     code, out = run(*base(files, **{"--password-file": str(files["bad_pw"])}), "--check-config")
     assert code == 4

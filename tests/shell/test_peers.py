@@ -626,6 +626,50 @@ async def test_validate_hook_charges_and_never_relays_invalid_messages(nursery):
     assert await drain(c) == []
 
 
+async def test_prepare_hook_is_awaited_before_the_validate_hook(nursery):
+    # The node checks a batch's signatures in worker threads there: the reader waits for it
+    # (the loop does not), then the validate hook sees the message, in the peer's order.
+    net = MemoryNetwork()
+    order: list[tuple[str, int]] = []
+    release = trio.Event()
+
+    async def prepare(peer: bytes, msg: object) -> None:
+        order.append(("prepare", msg.height))  # type: ignore[attr-defined]
+        if msg.height == 1:  # type: ignore[attr-defined]
+            await release.wait()
+
+    def validate(peer: bytes, msg: object) -> Offense | None:
+        order.append(("validate", msg.height))  # type: ignore[attr-defined]
+        return Offense.INVALID_SIGNATURE if msg.height == 2 else None  # type: ignore[attr-defined]
+
+    a = manager(net, 0, [])
+    b = PeerManager(
+        KEYS[1],
+        CHAIN,
+        is_allowed=allowed,
+        config=PeerConfig(backoff_initial_s=0.01, backoff_max_s=0.05),
+        connect=net.connect,
+        peers=[addr("a")],
+        validate=validate,
+        prepare=prepare,
+    )
+    for pm in (a, b):
+        await nursery.start(pm.run)
+    with trio.fail_after(10):
+        await a.wait_peers(1)
+        await b.wait_peers(1)
+        for h in (1, 2, 3):
+            a.broadcast(vote(h))
+        await trio.testing.wait_all_tasks_blocked()
+        assert order == [("prepare", 1)]  # the reader waits; nothing overtakes it
+        release.set()
+        assert (await b.inbound.receive())[1] == vote(1)
+        assert (await b.inbound.receive())[1] == vote(3)
+    assert order == [("prepare", 1), ("validate", 1), ("prepare", 2), ("validate", 2),
+                     ("prepare", 3), ("validate", 3)]  # fmt: skip
+    assert b.statistics().rejected == 1
+
+
 async def test_replayed_gossip_is_dropped_without_penalty(nursery):
     net = MemoryNetwork()
     a, b = manager(net, 0, []), manager(net, 1, ["a"])
