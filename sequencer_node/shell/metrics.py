@@ -87,7 +87,7 @@ class NodeMetrics:
         )
         self.signatures_off_loop = Counter(
             "seqnet_tx_signatures_checked_off_loop",
-            "Transfer signatures checked in worker threads, off the event loop",
+            "Transaction signatures checked in worker threads, off the event loop",
             registry=r,
         )
         self.rpc_tx = Counter(

@@ -808,18 +808,22 @@ class Node:
         remembered, and the event loop was free meanwhile (signature_workers)."""
         if isinstance(msg, TxBatch):
             if not self._ignoring_tx_gossip():
-                await self._warm_signatures(msg.transactions)
+                await self.warm_signatures(msg.transactions)
         elif isinstance(msg, Block):
-            await self._warm_signatures(msg.transactions)
+            await self.warm_signatures((*msg.transactions, *msg.eth_transactions))
         elif isinstance(msg, CompactBlock):
-            await self._warm_signatures(msg.inline)
+            await self.warm_signatures((*msg.inline, *msg.block.eth_transactions))
         elif isinstance(msg, api.SyncResponse):
             for cb in msg.blocks:
-                await self._warm_signatures(cb.block.transactions)
+                await self.warm_signatures((*cb.block.transactions, *cb.block.eth_transactions))
 
-    async def _warm_signatures(self, txs: Sequence[Transaction]) -> None:
+    async def warm_signatures(self, txs: Sequence[Transaction | EthTransaction]) -> None:
+        """Check the signatures of ``txs`` (recover the senders of Ethereum ones) in worker
+        threads now, so that the checks that decide find them remembered (signature_workers;
+        the Ethereum RPC calls it for a batch of raw transactions before decoding them)."""
         checked = self.signatures.checked
-        await self.signatures.warm(txs)
+        await self.signatures.warm([t for t in txs if isinstance(t, Transaction)])
+        await self.signatures.warm_eth([t.raw for t in txs if isinstance(t, EthTransaction)])
         if self.signatures.checked > checked:
             self.metrics.signatures_off_loop.inc(self.signatures.checked - checked)
 
@@ -1432,7 +1436,7 @@ class Node:
             self._refuse(len(txs))
         async with self._client_checks:
             # Checked in a worker now, found remembered by the pool: the loop stays free.
-            await self._warm_signatures([t for t in txs[:room] if isinstance(t, Transaction)])
+            await self.warm_signatures(txs[:room])
             room = self.ingress_room()  # the core may have taken others' meanwhile
             if room <= 0:
                 self._refuse(len(txs))

@@ -1,4 +1,5 @@
-"""Transfer signature checks off the event loop, in worker threads.
+"""Transfer signature checks off the event loop, in worker threads (Ethereum transactions'
+sender recovery too).
 
 A node checks the signature of every transfer it pools or executes: one Ed25519 check, about a
 quarter of a loaded node's CPU (docs/benchmarks.md). Done where it was needed (a peer reader's
@@ -29,6 +30,7 @@ from collections.abc import Sequence
 import trio
 
 from sequencer_node.core.ledger import verify_tx_signature
+from sequencer_node.wire.eth import EthTxError, decode_eth, is_decoded
 from sequencer_node.wire.messages import Transaction
 
 #: Fewer unchecked transfers than this are checked inline: a hand-off to a worker thread and
@@ -57,6 +59,18 @@ def _check_until_bad(txs: Sequence[Transaction], chain_id: int) -> tuple[int, bo
     return len(txs), False
 
 
+def _decode_until_bad(raws: Sequence[bytes]) -> tuple[int, bool]:
+    """Decode ``raws`` (each good one's sender recovered and cached), stopping after the
+    first that does not decode: (how many were tried, whether one failed). Runs in a worker
+    thread."""
+    for i, raw in enumerate(raws):
+        try:
+            decode_eth(raw)
+        except EthTxError:
+            return i + 1, True
+    return len(raws), False
+
+
 class SignatureWorkers:
     """Checks batches of transfers in worker threads ahead of the checks that decide."""
 
@@ -72,7 +86,7 @@ class SignatureWorkers:
         self.threads = n
         self.min_batch = min_batch
         self._limiter = trio.CapacityLimiter(n)
-        #: Transfers checked in a worker thread (what the loop did not have to check).
+        #: Transactions checked in a worker thread (what the loop did not have to check).
         self.checked = 0
         #: Warm-ups that stopped at a bad signature.
         self.stopped_at_bad = 0
@@ -89,6 +103,23 @@ class SignatureWorkers:
             # then the cancellation is delivered.
             done, bad = await trio.to_thread.run_sync(
                 _check_until_bad, todo[start : start + CHUNK], chain, limiter=self._limiter
+            )
+            self.checked += done
+            if bad:
+                self.stopped_at_bad += 1
+                return
+
+    async def warm_eth(self, raws: Sequence[bytes]) -> None:
+        """The same for raw Ethereum transactions: decode them and recover their senders
+        (secp256k1, about as costly as an Ed25519 check) into the decode cache
+        (:func:`~sequencer_node.wire.eth.decode_eth`) that the RPC, the pool and execution
+        read."""
+        todo = [raw for raw in raws if not is_decoded(raw)]
+        if len(todo) < self.min_batch:
+            return
+        for start in range(0, len(todo), CHUNK):
+            done, bad = await trio.to_thread.run_sync(
+                _decode_until_bad, todo[start : start + CHUNK], limiter=self._limiter
             )
             self.checked += done
             if bad:

@@ -18,8 +18,10 @@ from sequencer_node.shell.p2p_messages import TxBatch
 from sequencer_node.shell.scoring import Offense
 from sequencer_node.shell.signature_workers import SignatureWorkers
 from sequencer_node.sim.harness import CHAIN_ID, Simulation
+from sequencer_node.wire import eth
 from sequencer_node.wire.codec import decode, encode
 from sequencer_node.wire.messages import Transaction
+from tests.eth.helpers import type2
 from tests.shell.test_ingress import Mesh, _behind, _txs
 from tests.shell.test_store_snapshots import _genesis
 
@@ -121,6 +123,29 @@ async def test_a_long_batch_goes_in_chunks_and_at_most_threads_checks_run_at_onc
     assert spy.calls == 36
     assert spy.most_active == 1
     assert workers.checked == 36
+
+
+async def test_ethereum_senders_are_recovered_in_a_worker_thread(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    threads: set[int] = set()
+    real = eth.decode_eth
+
+    def spy(raw: bytes) -> eth.EthTx:
+        threads.add(threading.get_ident())
+        return real(raw)
+
+    monkeypatch.setattr(signature_workers, "decode_eth", spy)
+    raws = [type2(nonce=70_000 + n) for n in range(12)]
+    raws[9] = b"\x02\xc0"  # does not decode: the warm-up stops there
+    workers = SignatureWorkers(CHAIN_ID)
+    await workers.warm_eth(raws)
+    assert threads
+    assert threading.get_ident() not in threads
+    assert [eth.is_decoded(r) for r in raws] == [True] * 9 + [False] * 3
+    assert (workers.checked, workers.stopped_at_bad) == (10, 1)
+    # The pool's decode is now a cache hit: the same object.
+    assert eth.decode_eth(raws[0]) is eth.decode_eth(raws[0])
 
 
 def test_bad_settings_are_refused() -> None:
