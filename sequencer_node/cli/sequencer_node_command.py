@@ -396,8 +396,8 @@ async def _run_node(settings: NodeSettings) -> None:
     envvar="SEQ_SIGNATURE_THREADS",
     show_envvar=True,
     default=None,
-    help="Worker threads that check transfer signatures off the event loop (gossiped "
-    "batches, blocks, client requests). Default: one per core the process may run on.",
+    help="Worker threads that check transaction signatures off the event loop (gossiped "
+    "batches, client requests). Default: one per core the process may run on.",
 )
 @click.option(
     "--log-format",

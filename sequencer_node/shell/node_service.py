@@ -194,8 +194,8 @@ class NodeSettings:
     #: 7). 0: never. A node that keeps up is 0 behind (it holds its high QC's block), and a
     #: QC for a block still on its way counts 1-2.
     catch_up_blocks: int = 8
-    #: Worker threads that check transfer signatures off the event loop (gossiped batches,
-    #: blocks, client requests; :mod:`~sequencer_node.shell.signature_workers`). None: one
+    #: Worker threads that check transaction signatures off the event loop (gossiped
+    #: batches, client requests; :mod:`~sequencer_node.shell.signature_workers`). None: one
     #: per core the process may run on.
     signature_threads: int | None = None
     peer_config: PeerConfig = field(default_factory=PeerConfig)
@@ -803,19 +803,16 @@ class Node:
         return 2 * elapsed // max(1, pace) + 1_000
 
     async def prepare_peer_message(self, sender: bytes, msg: object) -> None:
-        """Check the signatures of a peer message's transfers in worker threads before the
+        """Check the signatures of a gossiped batch's transfers in worker threads before the
         validate hook and the core ask (the peer manager's prepare hook): they then find them
-        remembered, and the event loop was free meanwhile (signature_workers)."""
-        if isinstance(msg, TxBatch):
-            if not self._ignoring_tx_gossip():
-                await self.warm_signatures(msg.transactions)
-        elif isinstance(msg, Block):
-            await self.warm_signatures((*msg.transactions, *msg.eth_transactions))
-        elif isinstance(msg, CompactBlock):
-            await self.warm_signatures((*msg.inline, *msg.block.eth_transactions))
-        elif isinstance(msg, api.SyncResponse):
-            for cb in msg.blocks:
-                await self.warm_signatures((*cb.block.transactions, *cb.block.eth_transactions))
+        remembered, and the event loop was free meanwhile (signature_workers).
+
+        Only batches, whose every transfer the validate hook checks anyway: a block or a
+        catch-up answer is judged first by its proposer's signature or its QC, and checking
+        its transfers before that would let a peer make the node check thousands of them
+        for a message it then refuses (an old certified block replayed, a forged proposal)."""
+        if isinstance(msg, TxBatch) and not self._ignoring_tx_gossip():
+            await self.warm_signatures(msg.transactions)
 
     async def warm_signatures(self, txs: Sequence[Transaction | EthTransaction]) -> None:
         """Check the signatures of ``txs`` (recover the senders of Ethereum ones) in worker

@@ -7,6 +7,10 @@ check of a gossiped batch, the core's pool admission of a client's request), eac
 the event loop: a batch of 500 transfers is ~40 ms in which no other task runs (``/health``,
 votes, the other peers' frames). libsodium releases the GIL while it checks, so the same
 work in a worker thread lets the loop go on, and uses a second core when the machine has one.
+The node warms gossiped batches and client requests (``POST /v1/txs``, Ethereum JSON-RPC
+batches): messages whose every transaction is checked anyway. Blocks and catch-up answers
+are not warmed: they are judged first by a signature or a QC, and warming their transactions
+before that would let a peer buy thousands of checks with a message the node then refuses.
 
 :class:`SignatureWorkers` only *warms* the memo each transfer object carries
 (:func:`~sequencer_node.core.ledger.verify_tx_signature` remembers a good signature on the

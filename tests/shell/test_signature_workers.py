@@ -22,6 +22,7 @@ from sequencer_node.wire import eth
 from sequencer_node.wire.codec import decode, encode
 from sequencer_node.wire.messages import Transaction
 from tests.eth.helpers import type2
+from tests.shell.test_compact import _block
 from tests.shell.test_ingress import Mesh, _behind, _txs
 from tests.shell.test_store_snapshots import _genesis
 
@@ -184,7 +185,16 @@ async def test_a_node_checks_a_peer_batch_before_its_validate_hook_and_charges_t
         await node.prepare_peer_message(peer, TxBatch(tuple(bad)))
         found = node.check_peer_message(peer, TxBatch(tuple(bad)))
         assert list(found) == [Offense.INVALID_SIGNATURE]  # type: ignore[arg-type]
-        # Catching up, gossiped batches are neither checked nor pooled; blocks still are.
+        # A block is judged by its proposer's signature first (the validate hook, the core):
+        # its transfers are not checked ahead of that, or a replayed or forged block would
+        # buy thousands of checks.
+        calls = spy.calls
+        replayed = _fresh(_txs(sim, 3, 10))
+        block = _block(tuple(replayed))
+        await node.prepare_peer_message(peer, block)
+        assert spy.calls == calls
+        assert all(tx._good_for is None for tx in replayed)
+        # Catching up, gossiped batches are neither checked nor pooled.
         behind[0] = 20
         node._follow_catch_up()
         calls = spy.calls
