@@ -124,9 +124,6 @@ class EthNode(EthNodeState, Protocol):
 
     def ingress_room(self) -> int: ...
 
-    async def warm_signatures(self, txs: Sequence[Transaction | EthTransaction]) -> None:
-        """Recover the senders of ``txs`` off the event loop, ahead of their decoding."""
-
 
 # --- parameter parsing --------------------------------------------------------------------------
 
@@ -395,7 +392,6 @@ class EthRpc:
     """Parses JSON-RPC requests and calls the handlers."""
 
     def __init__(self, node: EthNode) -> None:
-        self._node = node
         self._handlers = _Handlers(node)
         self._methods: dict[str, Callable[[Any], Awaitable[Any]]] = {
             name: getattr(self._handlers, name) for name in METHODS
@@ -450,9 +446,6 @@ class EthRpc:
         async def one(i: int, request: Any) -> None:
             answers[i] = await self.call(request)
 
-        # The senders of the batch's transactions are recovered in worker threads first:
-        # decoding them below (one secp256k1 recovery each) then finds them cached.
-        await self._node.warm_signatures(_raw_sends(doc))
         async with trio.open_nursery() as nursery:
             sends: list[tuple[int, dict[str, Any], EthTransaction]] = []
             for i, request in enumerate(doc):
@@ -493,22 +486,6 @@ class EthRpc:
                 answers[i] = _answer(request["id"], self._handlers.sent(result))
             except RpcError as e:
                 answers[i] = _answer(request["id"], error=e)
-
-
-def _raw_sends(doc: list[Any]) -> list[EthTransaction]:
-    """The transactions of a batch's well-formed ``eth_sendRawTransaction`` requests whose
-    hex parses (the others are answered with their error in order, as before)."""
-    out = []
-    for request in doc:
-        params = request.get("params") if _is_send(request) else None
-        if isinstance(params, list) and len(params) == 1:
-            try:
-                raw = parse_data(params[0], "transaction")
-            except RpcError:
-                continue
-            if 1 <= len(raw) <= MAX_ETH_TX_BYTES:
-                out.append(EthTransaction(raw))
-    return out
 
 
 def _is_send(request: Any) -> bool:

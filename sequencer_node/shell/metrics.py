@@ -87,7 +87,13 @@ class NodeMetrics:
         )
         self.signatures_off_loop = Counter(
             "seqnet_tx_signatures_checked_off_loop",
-            "Transaction signatures checked in worker threads, off the event loop",
+            "Transfer signatures checked in worker threads, off the event loop",
+            registry=r,
+        )
+        self.signature_warmups_given_up = Counter(
+            "seqnet_tx_signature_warmups_given_up",
+            "Worker-thread signature checks not waited for past their bound (the workers "
+            "starved of the GIL by a busy event loop; the inline check did the rest)",
             registry=r,
         )
         self.rpc_tx = Counter(

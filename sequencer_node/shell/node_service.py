@@ -432,11 +432,14 @@ class Node:
         self._sync_budget = RequestBudget(_SYNC_REQUESTS_PER_S, _SYNC_REQUEST_BURST)
         self.compact = CompactBlocks(self.metrics)
         self.signatures = SignatureWorkers(
-            self.genesis.chain_id, threads=settings.signature_threads
+            self.genesis.chain_id,
+            threads=settings.signature_threads,
+            on_give_up=self.metrics.signature_warmups_given_up.inc,
         )
-        #: Client requests' batches are checked in a worker and handed to the core in the
-        #: order they came (a Trio lock is FIFO), so one client's nonces stay in order.
-        self._client_checks = trio.Lock()
+        #: Client requests reach the core in the order they came (a Trio lock is FIFO) while
+        #: a batch's signatures are checked in a worker, so one client's nonces stay in order:
+        #: every client path (single transactions too) takes its turn here.
+        self._client_turn = trio.Lock()
         self.started_at = 0.0
         self.addresses: NodeAddresses | None = None
         #: Whether the node was catching up at the last look (see ``catching_up``).
@@ -815,14 +818,11 @@ class Node:
             await self.warm_signatures(msg.transactions)
 
     async def warm_signatures(self, txs: Sequence[Transaction | EthTransaction]) -> None:
-        """Check the signatures of ``txs`` (recover the senders of Ethereum ones) in worker
-        threads now, so that the checks that decide find them remembered (signature_workers;
-        the Ethereum RPC calls it for a batch of raw transactions before decoding them)."""
-        checked = self.signatures.checked
-        await self.signatures.warm([t for t in txs if isinstance(t, Transaction)])
-        await self.signatures.warm_eth([t.raw for t in txs if isinstance(t, EthTransaction)])
-        if self.signatures.checked > checked:
-            self.metrics.signatures_off_loop.inc(self.signatures.checked - checked)
+        """Check the signatures of the transfers of ``txs`` in worker threads now, so that
+        the checks that decide find them remembered (signature_workers)."""
+        checked = await self.signatures.warm([t for t in txs if isinstance(t, Transaction)])
+        if checked:
+            self.metrics.signatures_off_loop.inc(checked)
 
     def check_peer_message(self, sender: bytes, msg: object) -> Offense | Iterator[Offense] | None:
         """Cheap checks before delivery and relay (the peer manager's validate hook; see the
@@ -1416,30 +1416,45 @@ class Node:
         return req
 
     async def submit_tx(self, tx: Transaction | EthTransaction) -> api.TxResult:
-        """Give ``tx`` to the core; raises Overloaded if the ingress is full."""
-        req = self._enqueue((tx,))
+        """Give ``tx`` to the core; raises Overloaded if the ingress is full, and
+        trio.TooSlowError if it is not answered within ``tx_wait_s`` (its turn behind the
+        requests that came before it included)."""
+        if self.ingress_room() <= 0:
+            self._refuse(1)
         with trio.fail_after(self.settings.tx_wait_s):
+            async with self._client_turn:
+                req = self._enqueue((tx,))
             await req.done.wait()
         assert req.result is not None
         return req.result
 
     async def submit_txs(self, txs: Sequence[Transaction | EthTransaction]) -> list[api.TxResult]:
-        """Give ``txs`` to the core as one input (each admitted by every rule, in order).
-        Raises Overloaded if not even the first fits the ingress bounds; the ones past the
-        room, or not answered within ``tx_wait_s``, come back refused (``overloaded``,
-        ``timeout``)."""
+        """Give ``txs`` to the core as one input (each admitted by every rule, in order),
+        after the requests that came before it, their transfers' signatures checked in a
+        worker first. Raises Overloaded if not even the first fits the ingress bounds; the
+        ones past the room, or not answered within ``tx_wait_s`` of the call, come back
+        refused (``overloaded``, ``timeout``)."""
+        deadline = trio.current_time() + self.settings.tx_wait_s
         room = self.ingress_room()
         if room <= 0 or not txs:
             self._refuse(len(txs))
-        async with self._client_checks:
-            # Checked in a worker now, found remembered by the pool: the loop stays free.
-            await self.warm_signatures(txs[:room])
-            room = self.ingress_room()  # the core may have taken others' meanwhile
-            if room <= 0:
-                self._refuse(len(txs))
-            req = self._enqueue(txs[:room])
-        with trio.move_on_after(self.settings.tx_wait_s):
+        req: _TxRequest | None = None
+        with trio.move_on_at(deadline):
+            async with self._client_turn:
+                # Read again in turn: the requests before this one may have filled it, and a
+                # request refused must not have cost its checks.
+                room = self.ingress_room()
+                if room <= 0:
+                    self._refuse(len(txs))
+                await self.warm_signatures(txs[:room])
+                await trio.lowlevel.checkpoint_if_cancelled()  # past the deadline: not handed over
+                room = min(room, self.ingress_room())
+                if room <= 0:
+                    self._refuse(len(txs))
+                req = self._enqueue(txs[:room])
             await req.done.wait()
+        if req is None:  # the deadline passed in its turn: none went to the core
+            return [api.TxResult(_hash_of(tx), False, "timeout", "no answer in time") for tx in txs]
         # Only an answered request counts: an acceptance is answered after its journal write.
         results = req.results if req.done.is_set() else []
         out = [

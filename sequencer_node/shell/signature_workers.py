@@ -1,5 +1,4 @@
-"""Transfer signature checks off the event loop, in worker threads (Ethereum transactions'
-sender recovery too).
+"""Transfer signature checks off the event loop, in worker threads.
 
 A node checks the signature of every transfer it pools or executes: one Ed25519 check, about a
 quarter of a loaded node's CPU (docs/benchmarks.md). Done where it was needed (a peer reader's
@@ -7,8 +6,8 @@ check of a gossiped batch, the core's pool admission of a client's request), eac
 the event loop: a batch of 500 transfers is ~40 ms in which no other task runs (``/health``,
 votes, the other peers' frames). libsodium releases the GIL while it checks, so the same
 work in a worker thread lets the loop go on, and uses a second core when the machine has one.
-The node warms gossiped batches and client requests (``POST /v1/txs``, Ethereum JSON-RPC
-batches): messages whose every transaction is checked anyway. Blocks and catch-up answers
+The node warms gossiped batches and client requests (``POST /v1/txs``): messages whose
+every transfer is checked anyway. Blocks and catch-up answers
 are not warmed: they are judged first by a signature or a QC, and warming their transactions
 before that would let a peer buy thousands of checks with a message the node then refuses.
 
@@ -20,29 +19,39 @@ the deterministic core is untouched, and a wrong or missing warm-up costs time, 
 different outcome.
 
 Bounds: at most ``threads`` checks run at once (a :class:`trio.CapacityLimiter`), a warm-up
-stops at its first bad signature (the caller's lazy check charges the peer and stops at a ban,
-so a hostile batch costs no more checks than before), and batches of fewer than
-``min_batch`` transfers are left to the inline check (a thread hand-off costs about as much
-as a few checks).
+stops at its first bad signature (failures are not remembered, so the caller's lazy check,
+which charges the peer and stops at a ban, checks that one again: a hostile batch costs at
+most one check more than before), and batches of fewer than ``min_batch`` transfers are left
+to the inline check (a thread hand-off costs about as much as a few checks).
+
+The worker takes the GIL back after each check, and a thread that waits for the GIL loses
+to one that releases and retakes it often, which the event loop does at every socket call:
+500 checks that take 54 ms alone took 2.7 s beside a thread in a pure Python loop and 36-71 s
+beside one that released the GIL every 0.1 ms (docs/benchmarks.md, tenth part). So the
+workers check in the loop's idle time, and under a loop busy for good they starve. A warm-up
+is therefore waited for at most ``wait_s``: past it the caller goes on, and its own check
+does what the worker has not (the worker, abandoned, skips what is remembered meanwhile).
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import trio
 
 from sequencer_node.core.ledger import verify_tx_signature
-from sequencer_node.wire.eth import EthTxError, decode_eth, is_decoded
 from sequencer_node.wire.messages import Transaction
 
 #: Fewer unchecked transfers than this are checked inline: a hand-off to a worker thread and
 #: back costs the loop about as much as a few checks.
 MIN_BATCH = 8
-#: Transfers per hand-off (~20 ms of checks): a catch-up answer of 64 full blocks takes its
-#: turns with the gossiped batches instead of holding a worker for seconds.
+#: Transfers per hand-off (~20 ms of checks): a large request takes its turns with the
+#: gossiped batches instead of holding a worker.
 CHUNK = 256
+#: Longest wait for a warm-up (a chunk takes ~5-20 ms when the workers get the GIL): past it
+#: the caller's inline check does the rest, so a starved worker never holds a peer's stream.
+WAIT_S = 0.1
 
 
 def default_threads() -> int:
@@ -63,69 +72,66 @@ def _check_until_bad(txs: Sequence[Transaction], chain_id: int) -> tuple[int, bo
     return len(txs), False
 
 
-def _decode_until_bad(raws: Sequence[bytes]) -> tuple[int, bool]:
-    """Decode ``raws`` (each good one's sender recovered and cached), stopping after the
-    first that does not decode: (how many were tried, whether one failed). Runs in a worker
-    thread."""
-    for i, raw in enumerate(raws):
-        try:
-            decode_eth(raw)
-        except EthTxError:
-            return i + 1, True
-    return len(raws), False
-
-
 class SignatureWorkers:
     """Checks batches of transfers in worker threads ahead of the checks that decide."""
 
     def __init__(
-        self, chain_id: int, *, threads: int | None = None, min_batch: int = MIN_BATCH
+        self,
+        chain_id: int,
+        *,
+        threads: int | None = None,
+        min_batch: int = MIN_BATCH,
+        wait_s: float = WAIT_S,
+        on_give_up: Callable[[], None] | None = None,
     ) -> None:
         n = default_threads() if threads is None else threads
         if n < 1:
             raise ValueError(f"signature worker threads must be at least 1, got {n}")
         if min_batch < 1:
             raise ValueError(f"min_batch must be at least 1, got {min_batch}")
+        if wait_s <= 0:
+            raise ValueError(f"wait_s must be positive, got {wait_s}")
         self.chain_id = chain_id
         self.threads = n
         self.min_batch = min_batch
+        self.wait_s = wait_s
+        self._on_give_up = on_give_up
         self._limiter = trio.CapacityLimiter(n)
         #: Transactions checked in a worker thread (what the loop did not have to check).
         self.checked = 0
         #: Warm-ups that stopped at a bad signature.
         self.stopped_at_bad = 0
+        #: Warm-ups given up after ``wait_s`` (their workers starved of the GIL).
+        self.gave_up = 0
 
-    async def warm(self, txs: Sequence[Transaction]) -> None:
+    async def warm(self, txs: Sequence[Transaction]) -> int:
         """Check the transfers of ``txs`` not yet known good, in a worker thread, if there
-        are at least ``min_batch`` of them; return when done (at once otherwise)."""
+        are at least ``min_batch`` of them; return when done or after ``wait_s`` (at once if
+        there are fewer), with how many this call checked."""
         chain = self.chain_id
         todo = [tx for tx in txs if tx._good_for != chain]
         if len(todo) < self.min_batch:
-            return
-        for start in range(0, len(todo), CHUNK):
-            # Not abandoned on cancel: the thread finishes its chunk (at most CHUNK checks),
-            # then the cancellation is delivered.
-            done, bad = await trio.to_thread.run_sync(
-                _check_until_bad, todo[start : start + CHUNK], chain, limiter=self._limiter
-            )
-            self.checked += done
-            if bad:
-                self.stopped_at_bad += 1
-                return
-
-    async def warm_eth(self, raws: Sequence[bytes]) -> None:
-        """The same for raw Ethereum transactions: decode them and recover their senders
-        (secp256k1, about as costly as an Ed25519 check) into the decode cache
-        (:func:`~sequencer_node.wire.eth.decode_eth`) that the RPC, the pool and execution
-        read."""
-        todo = [raw for raw in raws if not is_decoded(raw)]
-        if len(todo) < self.min_batch:
-            return
-        for start in range(0, len(todo), CHUNK):
-            done, bad = await trio.to_thread.run_sync(
-                _decode_until_bad, todo[start : start + CHUNK], limiter=self._limiter
-            )
-            self.checked += done
-            if bad:
-                self.stopped_at_bad += 1
-                return
+            return 0
+        checked = 0
+        with trio.move_on_after(self.wait_s) as waited:
+            for start in range(0, len(todo), CHUNK):
+                # Abandoned on cancel: the thread finishes its chunk (at most CHUNK checks,
+                # skipping what the caller's own check remembered meanwhile) and gives its
+                # slot of the limiter back then.
+                done, bad = await trio.to_thread.run_sync(
+                    _check_until_bad,
+                    todo[start : start + CHUNK],
+                    chain,
+                    limiter=self._limiter,
+                    abandon_on_cancel=True,
+                )
+                checked += done
+                if bad:
+                    self.stopped_at_bad += 1
+                    break
+        if waited.cancelled_caught:
+            self.gave_up += 1
+            if self._on_give_up is not None:
+                self._on_give_up()
+        self.checked += checked
+        return checked

@@ -11,6 +11,7 @@ import dataclasses
 import functools
 import hashlib
 import os
+import threading
 from collections.abc import Hashable
 from typing import TypeVar
 
@@ -106,8 +107,10 @@ class SignatureCache:
     """A bounded set of keys, for remembering signatures verified good.
 
     Two generations: when the current one is full it becomes the old one and the oldest
-    generation is dropped. Lookups and inserts are single set operations, so concurrent use
-    from worker threads can at worst lose an entry, never corrupt the cache.
+    generation is dropped. Lookups and inserts are single set operations and the swap of
+    generations is under a lock, so concurrent use from worker threads (the node checks
+    transfers in some: shell.signature_workers) can at worst lose an entry added during a
+    swap, never a generation, and never corrupt the cache.
     """
 
     def __init__(self, max_entries: int = 200_000) -> None:
@@ -116,14 +119,17 @@ class SignatureCache:
         self._half = max_entries // 2
         self._current: set[Hashable] = set()
         self._old: set[Hashable] = set()
+        self._swap = threading.Lock()
 
     def __contains__(self, key: Hashable) -> bool:
         return key in self._current or key in self._old
 
     def add(self, key: Hashable) -> None:
         if len(self._current) >= self._half:
-            self._old = self._current
-            self._current = set()
+            with self._swap:
+                if len(self._current) >= self._half:  # not swapped by another thread meanwhile
+                    self._old = self._current
+                    self._current = set()
         self._current.add(key)
 
     def __len__(self) -> int:

@@ -28,7 +28,6 @@ see :func:`static_refusal` for the ones that depend on nothing else.
 
 from __future__ import annotations
 
-import contextlib
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Annotated, Any
@@ -343,10 +342,7 @@ def decode_eth(raw: bytes) -> EthTx:
     """
     hit = _CACHE.get(raw)
     if hit is not None:
-        # Worker threads decode too (shell.signature_workers): each cache operation is
-        # atomic, and a key another thread evicted meanwhile is simply not refreshed.
-        with contextlib.suppress(KeyError):
-            _CACHE.move_to_end(raw)
+        _CACHE.move_to_end(raw)
         return hit
     if not raw:
         raise EthTxError("empty transaction")
@@ -366,14 +362,8 @@ def decode_eth(raw: bytes) -> EthTx:
         raise EthTxError("not a transaction: neither a typed envelope nor an RLP list")
     _CACHE[raw] = tx
     if len(_CACHE) > DECODE_CACHE_SIZE:
-        with contextlib.suppress(KeyError):  # another thread emptied it meanwhile
-            _CACHE.popitem(last=False)
+        _CACHE.popitem(last=False)
     return tx
-
-
-def is_decoded(raw: bytes) -> bool:
-    """True iff ``raw`` is in the decode cache (its sender recovered already)."""
-    return raw in _CACHE
 
 
 def static_refusal(tx: EthTx, chain_id: int) -> str | None:

@@ -35,17 +35,12 @@ class FakeNode:
         self.room = room
         self.inputs: list[list[Any]] = []
         self.genesis = SimpleNamespace(chain_id=CHAIN_ID)
-        #: What each warm_signatures call was given, and how many inputs were in by then.
-        self.warmed: list[tuple[list[bytes], int]] = []
 
     def ingress_room(self) -> int:
         return self.room
 
     async def submit_tx(self, tx: EthTransaction) -> api.TxResult:
         return (await self.submit_txs([tx]))[0]
-
-    async def warm_signatures(self, txs: Sequence[Any]) -> None:
-        self.warmed.append(([t.raw for t in txs], len(self.inputs)))
 
     async def submit_txs(self, txs: Sequence[Any]) -> list[api.TxResult]:
         if self.room <= 0:
@@ -82,9 +77,6 @@ def test_a_batchs_transactions_go_to_the_node_as_one_input_in_order() -> None:
     body.append(_send(0, type2(KEY_1, nonce=0), notify=True))  # submitted, not answered
     body.append({"jsonrpc": "2.0", "id": "p", "method": "eth_sendRawTransaction"})  # no params
     answers = _handle(node, body)
-    # the senders recovered off the loop first, for every send whose hex parses
-    sent = [raws[0], raws[1], raws[2], bytes.fromhex("02c0"), *raws[3:], type2(KEY_1, nonce=0)]
-    assert node.warmed == [(sent, 0)]
     # one input, the request order (several trio tasks had put them in any order), the room
     assert node.inputs == [[EthTransaction(r) for r in raws[:4]]]
     by_id = {a["id"]: a for a in answers}

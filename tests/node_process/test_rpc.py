@@ -49,9 +49,6 @@ class StubNode:
     def ingress_room(self) -> int:
         return self.room
 
-    async def warm_signatures(self, txs: Sequence[Any]) -> None:
-        pass  # the node checks them in worker threads; nothing to check here
-
     async def submit_tx(self, tx: Any) -> api.TxResult:
         if isinstance(self.result, BaseException):
             raise self.result
