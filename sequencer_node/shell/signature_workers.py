@@ -30,12 +30,13 @@ to one that releases and retakes it often, which the event loop does at every so
 beside one that released the GIL every 0.1 ms (docs/benchmarks.md, tenth part). So the
 workers check in the loop's idle time, and under a loop busy for good they starve. A warm-up
 is therefore waited for at most ``wait_s``: past it the caller goes on, and its own check
-does what the worker has not (the worker, abandoned, skips what is remembered meanwhile).
+does what the worker has not (the worker, told to stop, ends before its next check).
 """
 
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable, Sequence
 
 import trio
@@ -62,11 +63,15 @@ def default_threads() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def _check_until_bad(txs: Sequence[Transaction], chain_id: int) -> tuple[int, bool]:
+def _check_until_bad(
+    txs: Sequence[Transaction], chain_id: int, stop: threading.Event | None = None
+) -> tuple[int, bool]:
     """Check ``txs`` in order (each good one is remembered on its object), stopping after
-    the first bad one: (how many were checked, whether one was bad). Runs in a worker
-    thread."""
+    the first bad one, or once ``stop`` is set (the caller gave up and checks the rest
+    itself): (how many were checked, whether one was bad). Runs in a worker thread."""
     for i, tx in enumerate(txs):
+        if stop is not None and stop.is_set():
+            return i, False
         if not verify_tx_signature(tx, chain_id):
             return i + 1, True
     return len(txs), False
@@ -113,15 +118,17 @@ class SignatureWorkers:
         if len(todo) < self.min_batch:
             return 0
         checked = 0
+        stop = threading.Event()
         with trio.move_on_after(self.wait_s) as waited:
             for start in range(0, len(todo), CHUNK):
-                # Abandoned on cancel: the thread finishes its chunk (at most CHUNK checks,
-                # skipping what the caller's own check remembered meanwhile) and gives its
-                # slot of the limiter back then.
+                # Abandoned on cancel: the thread stops before its next check (``stop``), so
+                # it does not check what the caller now checks itself, and gives its slot of
+                # the limiter back then.
                 done, bad = await trio.to_thread.run_sync(
                     _check_until_bad,
                     todo[start : start + CHUNK],
                     chain,
+                    stop,
                     limiter=self._limiter,
                     abandon_on_cancel=True,
                 )
@@ -130,6 +137,7 @@ class SignatureWorkers:
                     self.stopped_at_bad += 1
                     break
         if waited.cancelled_caught:
+            stop.set()
             self.gave_up += 1
             if self._on_give_up is not None:
                 self._on_give_up()
