@@ -138,7 +138,6 @@ def _build_settings(opts: dict[str, Any]) -> tuple[NodeSettings, dict[str, Any]]
     """Validate every option; return (NodeSettings, summary). Raises _ConfigError."""
     from sequencer_node.shell.node_service import NodeSettings
     from sequencer_node.shell.peers import PeerAddress
-    from sequencer_node.shell.signature_workers import default_threads
 
     byzantine = _byzantine(opts.get("byzantine"))  # first: refused without the test flag
     genesis = _genesis(opts["genesis"])
@@ -187,7 +186,7 @@ def _build_settings(opts: dict[str, Any]) -> tuple[NodeSettings, dict[str, Any]]
         "peers": [f"{p.host}:{p.port}" for p in peers],
         "da": opts["da"],
         "catch_up_blocks": settings.catch_up_blocks,
-        "signature_threads": settings.signature_threads or default_threads(),
+        "signature_threads": settings.signature_threads,
         "params": genesis.params,
     }
     return settings, summary
@@ -392,12 +391,14 @@ async def _run_node(settings: NodeSettings) -> None:
 )
 @click.option(
     "--signature-threads",
-    type=click.IntRange(1, 256),
+    type=click.IntRange(0, 256),
     envvar="SEQ_SIGNATURE_THREADS",
     show_envvar=True,
-    default=None,
-    help="Worker threads that check transaction signatures off the event loop (gossiped "
-    "batches, client requests). Default: one per core the process may run on.",
+    default=0,
+    show_default=True,
+    help="Worker threads that check transfer signatures off the event loop (gossiped "
+    "batches, client requests); 0: off, every check on the loop. Worth it only with cores "
+    "the node does not otherwise use (docs/benchmarks.md, tenth part).",
 )
 @click.option(
     "--log-format",

@@ -194,10 +194,10 @@ class NodeSettings:
     #: 7). 0: never. A node that keeps up is 0 behind (it holds its high QC's block), and a
     #: QC for a block still on its way counts 1-2.
     catch_up_blocks: int = 8
-    #: Worker threads that check transaction signatures off the event loop (gossiped
-    #: batches, client requests; :mod:`~sequencer_node.shell.signature_workers`). None: one
-    #: per core the process may run on.
-    signature_threads: int | None = None
+    #: Worker threads that check transfer signatures off the event loop (gossiped batches,
+    #: client requests; :mod:`~sequencer_node.shell.signature_workers`). 0: off (the
+    #: default: measured slower below saturation on 2 cores); None: one per core.
+    signature_threads: int | None = 0
     peer_config: PeerConfig = field(default_factory=PeerConfig)
     #: Extra identities allowed as peers besides the genesis validators and the keys
     #: registered on L1 (tests, private networks).

@@ -24,6 +24,12 @@ which charges the peer and stops at a ban, checks that one again: a hostile batc
 most one check more than before), and batches of fewer than ``min_batch`` transfers are left
 to the inline check (a thread hand-off costs about as much as a few checks).
 
+Off by default in the node (``--signature-threads 0``): on this 2-core machine the workers
+helped at saturation (1,030 against 906 certified tx/s at 1,200 offered, 8de1edd) but cost
+more CPU per transaction and doubled the median latency below it (3 pairs of runs of the
+final version: docs/benchmarks.md, tenth part): the GIL hand-offs cost more than the loop
+gains. An operator with cores the node does not use can turn them on.
+
 The worker takes the GIL back after each check, and a thread that waits for the GIL loses
 to one that releases and retakes it often, which the event loop does at every socket call:
 500 checks that take 54 ms alone took 2.7 s beside a thread in a pure Python loop and 36-71 s
@@ -78,7 +84,8 @@ def _check_until_bad(
 
 
 class SignatureWorkers:
-    """Checks batches of transfers in worker threads ahead of the checks that decide."""
+    """Checks batches of transfers in worker threads ahead of the checks that decide
+    (``threads=0``: off, every check stays inline; None: one thread per core)."""
 
     def __init__(
         self,
@@ -90,8 +97,8 @@ class SignatureWorkers:
         on_give_up: Callable[[], None] | None = None,
     ) -> None:
         n = default_threads() if threads is None else threads
-        if n < 1:
-            raise ValueError(f"signature worker threads must be at least 1, got {n}")
+        if n < 0:
+            raise ValueError(f"signature worker threads must be 0 (off) or more, got {n}")
         if min_batch < 1:
             raise ValueError(f"min_batch must be at least 1, got {min_batch}")
         if wait_s <= 0:
@@ -101,7 +108,7 @@ class SignatureWorkers:
         self.min_batch = min_batch
         self.wait_s = wait_s
         self._on_give_up = on_give_up
-        self._limiter = trio.CapacityLimiter(n)
+        self._limiter = trio.CapacityLimiter(max(1, n))
         #: Transactions checked in a worker thread (what the loop did not have to check).
         self.checked = 0
         #: Warm-ups that stopped at a bad signature.
@@ -113,6 +120,8 @@ class SignatureWorkers:
         """Check the transfers of ``txs`` not yet known good, in a worker thread, if there
         are at least ``min_batch`` of them; return when done or after ``wait_s`` (at once if
         there are fewer), with how many this call checked."""
+        if self.threads == 0:
+            return 0  # off: every check inline, where it decides
         chain = self.chain_id
         todo = [tx for tx in txs if tx._good_for != chain]
         if len(todo) < self.min_batch:

@@ -65,14 +65,12 @@ def test_the_catch_up_bound_is_an_option(files: dict[str, Path]) -> None:
 
 
 def test_the_signature_threads_are_an_option(files: dict[str, Path]) -> None:
-    from sequencer_node.shell.signature_workers import default_threads
-
     code, out = run(*base(files), "--check-config")
-    assert json.loads(out[out.index("{") :])["signature_threads"] == default_threads()
+    assert json.loads(out[out.index("{") :])["signature_threads"] == 0  # off by default
     code, out = run(*base(files), "--signature-threads", "3", "--check-config")
     assert code == 0, out
     assert json.loads(out[out.index("{") :])["signature_threads"] == 3
-    code, out = run(*base(files), "--signature-threads", "0", "--check-config")
+    code, out = run(*base(files), "--signature-threads", "-1", "--check-config")
     assert code == 2
     assert "--signature-threads" in out
 

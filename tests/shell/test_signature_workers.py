@@ -190,9 +190,21 @@ async def test_a_starved_worker_is_not_waited_for_past_its_bound(
     assert all(tx._good_for is None for tx in txs)
 
 
+async def test_no_threads_means_every_check_stays_inline(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    sim = Simulation(1)
+    txs = _fresh(_txs(sim, 0, 20))
+    spy = _Spy(monkeypatch)
+    workers = SignatureWorkers(CHAIN_ID, threads=0)
+    assert await workers.warm(txs) == 0
+    assert spy.worker_calls == 0
+    assert all(tx._good_for is None for tx in txs)
+
+
 def test_bad_settings_are_refused() -> None:
-    with pytest.raises(ValueError, match="at least 1"):
-        SignatureWorkers(CHAIN_ID, threads=0)
+    with pytest.raises(ValueError, match="0 \\(off\\) or more"):
+        SignatureWorkers(CHAIN_ID, threads=-1)
     with pytest.raises(ValueError, match="min_batch"):
         SignatureWorkers(CHAIN_ID, min_batch=0)
     with pytest.raises(ValueError, match="wait_s"):
