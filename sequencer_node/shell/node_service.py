@@ -686,7 +686,8 @@ class Node:
             config=s.peer_config,
             rng=self._rng,
             validate=self.check_peer_message,
-            prepare=self.prepare_peer_message,
+            # off (the default): no hook, no await per peer message
+            prepare=self.prepare_peer_message if self.signatures.threads else None,
         )
 
     async def _start_p2p(self, nursery: trio.Nursery, pm: PeerManager) -> int:
@@ -820,6 +821,8 @@ class Node:
     async def warm_signatures(self, txs: Sequence[Transaction | EthTransaction]) -> None:
         """Check the signatures of the transfers of ``txs`` in worker threads now, so that
         the checks that decide find them remembered (signature_workers)."""
+        if not self.signatures.threads:
+            return  # off: nothing to sort out of the request
         checked = await self.signatures.warm([t for t in txs if isinstance(t, Transaction)])
         if checked:
             self.metrics.signatures_off_loop.inc(checked)

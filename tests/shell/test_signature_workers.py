@@ -32,10 +32,16 @@ def _fresh(txs: list[Transaction]) -> list[Transaction]:
     return [decode(encode(tx)) for tx in txs]
 
 
-def _patient(node: Node, threads: int = 4) -> None:
-    """Workers the node waits for as long as a test may take (the 100 ms bound is for a
-    busy event loop; a loaded test machine must not make these tests check inline)."""
-    node.signatures = SignatureWorkers(CHAIN_ID, threads=threads, wait_s=30.0)
+def _node(tmp_path: Path, sim: Simulation, **settings: object) -> Node:
+    """An opened node on a full mesh whose 4 workers it waits for as long as a test may take
+    (the 100 ms bound is for a busy event loop; a loaded test machine must not make these
+    tests check inline)."""
+    node = Node(NodeSettings(tmp_path, _genesis(sim), key=None, batcher=False,
+                             **settings))  # type: ignore[arg-type]  # fmt: skip
+    node.open()
+    node.pm = Mesh()  # type: ignore[assignment]
+    node.signatures = SignatureWorkers(CHAIN_ID, threads=4, wait_s=30.0)
+    return node
 
 
 def _forged(tx: Transaction) -> Transaction:
@@ -216,10 +222,7 @@ async def test_a_node_checks_a_peer_batch_before_its_validate_hook_and_charges_t
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     sim = Simulation(1)
-    node = Node(NodeSettings(tmp_path, _genesis(sim), key=None, batcher=False))
-    node.open()
-    node.pm = Mesh()  # type: ignore[assignment]
-    _patient(node)
+    node = _node(tmp_path, sim)
     behind = [0]
     _behind(monkeypatch, behind)
     peer = b"\x05" * 32
@@ -266,12 +269,7 @@ async def test_client_requests_reach_the_core_in_the_order_they_came(
     # transaction, must still not overtake it (one client's nonces in order), and the pool
     # finds every signature checked.
     sim = Simulation(1)
-    settings = NodeSettings(tmp_path, _genesis(sim), key=None, batcher=False,
-                            signature_threads=4)  # fmt: skip
-    node = Node(settings)
-    node.open()
-    node.pm = Mesh()  # type: ignore[assignment]
-    _patient(node)
+    node = _node(tmp_path, sim)
     spy = _Spy(monkeypatch)
     txs = _fresh(_txs(sim, 0, 61))
     requests = [txs[:40], txs[40:50], [txs[50]], txs[51:]]
@@ -309,12 +307,7 @@ async def test_a_request_refused_in_its_turn_has_cost_no_check(
     # Both requests find room when they arrive; the first fills the queue while the second
     # waits its turn. Room is read again in turn, before the checks: refused, nothing spent.
     sim = Simulation(1)
-    settings = NodeSettings(tmp_path, _genesis(sim), key=None, batcher=False,
-                            ingress_max_queued=12)  # fmt: skip
-    node = Node(settings)
-    node.open()
-    node.pm = Mesh()  # type: ignore[assignment]
-    _patient(node)
+    node = _node(tmp_path, sim, ingress_max_queued=12)
     spy = _Spy(monkeypatch)
     first, second = _fresh(_txs(sim, 0, 12)), _fresh(_txs(sim, 1, 12))
     refused: list[str] = []
@@ -351,11 +344,7 @@ async def test_a_request_whose_turn_comes_after_its_deadline_is_not_handed_over(
     # The wait for the turn counts in tx_wait_s: past it, the client is answered "timeout"
     # and the core never sees the request (before, the deadline covered only the answer).
     sim = Simulation(1)
-    settings = NodeSettings(tmp_path, _genesis(sim), key=None, batcher=False, tx_wait_s=0.2)
-    node = Node(settings)
-    node.open()
-    node.pm = Mesh()  # type: ignore[assignment]
-    _patient(node)
+    node = _node(tmp_path, sim, tx_wait_s=0.2)
     held, done = trio.Event(), trio.Event()
 
     async def earlier_request() -> None:
@@ -374,6 +363,6 @@ async def test_a_request_whose_turn_comes_after_its_deadline_is_not_handed_over(
             done.set()
         assert [r.reason for r in results] == ["timeout"] * 9
         assert node._recv.statistics().current_buffer_used == 0
-        assert node.ingress_room() == settings.ingress_max_queued
+        assert node.ingress_room() == node.settings.ingress_max_queued
     finally:
         node.close()
