@@ -57,6 +57,13 @@ SLASH_BPS = 1_000
 # 40 s (6 cuts) once ran out before node-3 led (CI, seed 971289991). The loop returns as soon
 # as the target leads, so the limit costs time only when steering is slow.
 STEER_LIMIT_S = 90.0
+#: The twins are stopped with SIGKILL at the heal: what either had queued for its peers in its
+#: last moments dies with it, though its record says it was sent (``peers`` counts connections,
+#: not deliveries). On a loaded 2-core runner a vote queued behind transaction gossip waits
+#: that long: CI, seed 497574733, lost the double vote of the twins' last round (246) while
+#: the double proposal of that round, queued first, arrived. A slot either twin signed this
+#: close to the kill may be found or not; the slots before it must be found.
+KILL_RACE_S = 2.0
 #: What the twins' records call each kind of statement, and the evidence two of them make.
 EVIDENCE_OF = {"proposal": "double_proposal", "vote": "double_vote", "timeout": "double_timeout"}
 
@@ -89,6 +96,17 @@ def twin_injections(a: list[dict[str, Any]], b: list[dict[str, Any]]) -> set[tup
             if r["peers"] > 0:
                 into.setdefault((EVIDENCE_OF[r["kind"]], r["round"]), set()).add(r["digest"])
     return {slot for slot, d in mine.items() if slot in theirs and theirs[slot] != d}
+
+
+def racing_slots(
+    injected: set[tuple[str, int]],
+    records: list[dict[str, Any]],
+    stopped_at: float,
+) -> set[tuple[str, int]]:
+    """The injected slots either twin signed within ``KILL_RACE_S`` of their kill."""
+    late = {(EVIDENCE_OF[r["kind"]], r["round"]) for r in records
+            if r["at"] >= stopped_at - KILL_RACE_S}  # fmt: skip
+    return injected & late
 
 
 def history_slots(
@@ -148,11 +166,12 @@ async def check_evidence(
     injected: set[tuple[str, int]],
     stake0: int,
     before: dict[int, set[tuple[str, int]]],
-    history: frozenset[tuple[str, int]] = frozenset(),
+    optional: frozenset[tuple[str, int]] = frozenset(),
 ) -> None:
     """Wait until every honest node found exactly ``injected`` (besides what it had found
-    ``before`` the step), plus possibly slots of ``history`` (see :func:`history_slots`),
-    and the L1 slashed the key once per equivocation found; record what was seen."""
+    ``before`` the step), plus possibly slots of ``optional`` (real equivocations that may or
+    may not reach the honest nodes: see :func:`history_slots` and :func:`racing_slots`), and
+    the L1 slashed the key once per equivocation found; record what was seen."""
     net = sc.net
     deadline = time.monotonic() + 45
     found: dict[int, set[tuple[str, int]]] = {}
@@ -167,19 +186,20 @@ async def check_evidence(
         info = await l1_sequencer(net, offender)
         n = None if info is None else slashes(stake0, info.stake)
         union = set().union(*found.values())
-        extra = union & history  # history holds no injected slot
+        extra = union & optional  # optional holds no injected slot
         agreed = len(found) == len(HONEST) and all(f - extra == injected for f in found.values())
         if agreed and n == len(injected | extra):
             break
         await trio.sleep(1.0)
     st.info.update(
         injected=sorted(injected),
-        found_in_history=sorted(extra),
+        found_optional=sorted(extra),
         evidence={f"node-{i}": sorted(f) for i, f in found.items()},
         slashed_on_l1=n,
         l1_status=None if info is None else info.status,
-        note=f"equivocations injected {len(injected)}, found by the honest nodes "
-        f"{len(union)}, slashed on L1 {n}; L1 status {None if info is None else info.status}",
+        note=f"equivocations injected {len(injected)} (and {len(optional)} that may be found), "
+        f"found by the honest nodes {len(union)}, slashed on L1 {n}; L1 status "
+        f"{None if info is None else info.status}",
     )
     if not injected:
         st.problems.append(
@@ -190,12 +210,12 @@ async def check_evidence(
         if i not in found or found[i] - extra != injected:
             st.problems.append(
                 f"node-{i} found {sorted(found.get(i, set()))}, injected {sorted(injected)}"
-                + (f" (and in the twin's history {sorted(extra)})" if extra else "")
+                + (f" (and of the optional slots {sorted(extra)})" if extra else "")
             )
     if n != len(injected | extra):
         st.problems.append(
             f"L1 slashed {n} times, {len(injected)} equivocations injected"
-            + (f" and {len(extra)} found in the twin's history" if extra else "")
+            + (f" and {len(extra)} optional slots found" if extra else "")
         )
     if injected and (info is None or info.status != "slashed"):
         st.problems.append(f"L1 status {None if info is None else info.status}, not slashed")
@@ -234,6 +254,7 @@ async def twin(sc: Scenario, tag: str = "") -> Step:
         extra["steering"] = await steer_leader(sc, i, STEER_LIMIT_S, keep=split)
 
     def heal() -> None:
+        extra["stopped_at"] = time.time()
         net.stop_extra(TWIN)
         mesh.heal()
         sc.kill(i)
@@ -253,9 +274,12 @@ async def twin(sc: Scenario, tag: str = "") -> Step:
     st.info.update(extra)
     original = read_records(net.cfg.data_dir(i) / RECORD_FILENAME, since)
     twin_records = read_records(net.root / "extra" / TWIN / RECORD_FILENAME, since)
-    injected = twin_injections(original, twin_records)
-    history = frozenset(history_slots(original, twin_records) - injected)
-    await check_evidence(sc, st, pk, injected, stake0, before, history)
+    signed = twin_injections(original, twin_records)
+    racing = racing_slots(signed, original + twin_records, extra.pop("stopped_at", time.time()))
+    injected = signed - racing
+    history = history_slots(original, twin_records) - signed
+    st.info["racing_the_kill"] = sorted(racing)
+    await check_evidence(sc, st, pk, injected, stake0, before, frozenset(history | racing))
     sc.say(f"{st.name}: {'ok' if st.ok else 'FAILED: ' + '; '.join(st.problems)} "
            f"({st.info['note']}; {st.info.get('steering')})")  # fmt: skip
     return st
