@@ -281,8 +281,9 @@ async def load_step(
     win = sampler.window(start + dur * 0.25, start + dur)
     certified = float(load["certified_rate_steady"])
     nodes = {k: v for k, v in win["cores"].items() if k.startswith("node-")}
-    node_cores = sum(nodes.values())
-    us_per_tx = node_cores / max(1, len(nodes)) * 1e6 / certified if certified > 0 else None
+    node_cores = sum(nodes.values())  # each node with its batch worker processes
+    worker_cores = sum(v for k, v in win["child_cores"].items() if k.startswith("node-"))
+    per_tx = 1e6 / max(1, len(nodes)) / certified if certified > 0 else None
     blocks = max(1, h1 - h0)
     return {
         "kind": load.get("kind", kind),
@@ -295,9 +296,14 @@ async def load_step(
         "latency_s": {"p50": load["latency_s"]["p50"], "p99": load["latency_s"]["p99"]},
         "l1_latency_s": {k: load["l1_latency_s"][k] for k in ("p50", "p99")},
         "node_cores": round(node_cores, 3),
+        "worker_cores": round(worker_cores, 3),
         "l1_cores": round(win["cores"].get("l1", 0.0), 3),
-        "cpu_us_per_tx_per_node": None if us_per_tx is None else round(us_per_tx, 1),
+        "cpu_us_per_tx_per_node": None if per_tx is None else round(node_cores * per_tx, 1),
+        "worker_cpu_us_per_tx_per_node": None
+        if per_tx is None
+        else round(worker_cores * per_tx, 1),
         "rss_mb_max": {k: round(v, 1) for k, v in win["rss_mb"].items()},
+        "worker_rss_mb_max": {k: round(v, 1) for k, v in win["child_rss_mb"].items() if v},
         "health_ms": win["health_ms"],
         "client_cpu_us_per_tx": load["client"]["cpu_us_per_tx"],
         "client_cores": round(load["client"]["cpu_s"] / max(dur, 1e-9), 3),
@@ -450,10 +456,13 @@ async def overload_step(
 async def idle_cpu(net: BenchNet, sampler: Sampler, seconds: float) -> dict[str, float]:
     t0 = time.time()
     await trio.sleep(seconds)
-    cores = sampler.window(t0, time.time())["cores"]
+    win = sampler.window(t0, time.time())
+    cores = win["cores"]
     nodes = [v for k, v in cores.items() if k.startswith("node-")]
+    workers = [v for k, v in win["child_cores"].items() if k.startswith("node-")]
     return {
         "node_cores_mean": round(statistics.mean(nodes), 4) if nodes else 0.0,
+        "worker_cores_mean": round(statistics.mean(workers), 4) if workers else 0.0,
         "l1_cores": round(cores.get("l1", 0.0), 4),
     }
 

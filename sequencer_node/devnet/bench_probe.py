@@ -1,7 +1,8 @@
 """What the network benchmark (``scripts/bench``) reads from the processes it measures.
 
 * :class:`Sampler`: every ``interval`` seconds, the CPU time and resident memory of each
-  process (``/proc/<pid>/stat`` and ``status``) and the latency of each node's ``/health``
+  process (``/proc/<pid>/stat`` and ``status``; CPU with the process's live descendants, a
+  node's batch workers) and the latency of each node's ``/health``
   (an answer from the node's event loop: its stall under load), stamped with the wall clock
   so that a window (such as a load step's steady state) can be cut out afterwards;
 * :func:`verify_rate`: Ed25519 verifications per second on one core, with the primitive the
@@ -44,6 +45,27 @@ def proc_cpu_s(pid: int) -> float | None:
     return (int(fields[11]) + int(fields[12])) / TICKS
 
 
+def proc_descendants(pid: int) -> list[int]:
+    """The live descendants of ``pid`` (children of any of its threads, recursively: a node's
+    batch worker processes, started by the thread that submitted the first job)."""
+    out: list[int] = []
+    todo = [pid]
+    while todo and len(out) < 256:  # bounded: a node has a handful
+        parent = todo.pop()
+        try:
+            tasks = list(Path(f"/proc/{parent}/task").iterdir())
+        except OSError:
+            continue
+        for task in tasks:
+            try:
+                kids = [int(x) for x in (task / "children").read_text().split()]
+            except (OSError, ValueError):
+                continue
+            out.extend(kids)
+            todo.extend(kids)
+    return out
+
+
 def proc_rss_mb(pid: int) -> float | None:
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -59,6 +81,11 @@ class Sample:
     at: float
     cpu_s: dict[str, float]
     rss_mb: dict[str, float]
+    #: CPU seconds of each process's live descendants (a node's batch workers: they do the
+    #: node's compression and KZG work, so "a node's CPU" is the process and these)
+    child_cpu_s: dict[str, float] = field(default_factory=dict)
+    #: resident memory of those descendants, summed
+    child_rss_mb: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -77,14 +104,19 @@ class Sampler:
     def sample_now(self) -> None:
         cpu: dict[str, float] = {}
         rss: dict[str, float] = {}
+        child: dict[str, float] = {}
+        child_rss: dict[str, float] = {}
         for name, pid in self.pids.items():
             c, r = proc_cpu_s(pid), proc_rss_mb(pid)
             if c is not None:
                 cpu[name] = c
+                kids = proc_descendants(pid)
+                child[name] = sum(proc_cpu_s(k) or 0.0 for k in kids)
+                child_rss[name] = sum(proc_rss_mb(k) or 0.0 for k in kids)
             if r is not None:
                 rss[name] = r
         if len(self.samples) < self.max_samples:
-            self.samples.append(Sample(time.time(), cpu, rss))
+            self.samples.append(Sample(time.time(), cpu, rss, child, child_rss))
 
     async def run(self) -> None:
         async with httpx.AsyncClient(timeout=2.0) as http, trio.open_nursery() as nursery:
@@ -105,19 +137,34 @@ class Sampler:
             await trio.sleep(self.interval)
 
     def window(self, t0: float, t1: float) -> dict[str, Any]:
-        """CPU (cores) and peak RSS of each process, and /health percentiles, in [t0, t1]."""
+        """CPU (cores: each process with its descendants; ``child_cores``: the descendants'
+        part), peak RSS of each process (``child_rss_mb``: of its descendants, summed), and
+        /health percentiles, in [t0, t1]."""
         inside = [s for s in self.samples if t0 <= s.at <= t1]
         cores: dict[str, float] = {}
+        child_cores: dict[str, float] = {}
         if len(inside) >= 2:
             a, b = inside[0], inside[-1]
             for name in b.cpu_s:
                 if name in a.cpu_s and b.at > a.at:
-                    cores[name] = (b.cpu_s[name] - a.cpu_s[name]) / (b.at - a.at)
+                    # a worker that died (and was replaced) takes its CPU time with it: never
+                    # below zero, so at worst the window counts less than was spent
+                    span = b.at - a.at
+                    kids = max(0.0, b.child_cpu_s.get(name, 0.0) - a.child_cpu_s.get(name, 0.0))
+                    child_cores[name] = kids / span
+                    cores[name] = (b.cpu_s[name] - a.cpu_s[name]) / span + child_cores[name]
         rss = {n: max(s.rss_mb.get(n, 0.0) for s in inside) for n in self.pids} if inside else {}
+        child_rss = (
+            {n: max(s.child_rss_mb.get(n, 0.0) for s in inside) for n in self.pids}
+            if inside
+            else {}
+        )
         lat = sorted(x for t, _, x in self.health_s if t0 <= t <= t1)
         return {
             "cores": cores,
+            "child_cores": child_cores,
             "rss_mb": rss,
+            "child_rss_mb": child_rss,
             "health_ms": {
                 "samples": len(lat),
                 "p50": _ms(_pct(lat, 50)),
@@ -184,7 +231,7 @@ def cosign_cost(blocks: int = 40, txs_per_block: int = 250, repeats: int = 3) ->
         prepare(encoded, 3, "blobs", MAX_CALLDATA, False)
         compute.append(time.perf_counter() - t0)
         t0 = time.perf_counter()
-        check(encoded, 3, "blobs", MAX_CALLDATA, mine.commitments, mine.proofs)
+        check(encoded, mine.draft.payload, 3, "blobs", MAX_CALLDATA, mine.commitments, mine.proofs)
         verify.append(time.perf_counter() - t0)
     blobs = len(mine.commitments)
     c, v = statistics.median(compute), statistics.median(verify)

@@ -1,8 +1,9 @@
 """Where a node's CPU goes under load: ``scripts/bench --profile-nodes`` (docs/benchmarks.md).
 
 A network (4 nodes unless ``--nodes`` says otherwise) runs one load step at a fixed rate
-while ``py-spy record`` samples each of its first :data:`SAMPLED` nodes (on-CPU samples only,
-``--format raw``: one collapsed stack per line with its count). :func:`categorize` attributes
+while ``py-spy record`` samples each of its first :data:`SAMPLED` nodes with their batch
+worker processes (on-CPU samples only, ``--format raw``: one collapsed stack per line with its
+count). :func:`categorize` attributes
 each sample to the first activity that matches walking from the innermost frame outwards (so
 a signature check called by the core counts as signature verification, not as the core), and
 the table gives each activity's share and its CPU microseconds per certified transaction per node.
@@ -45,6 +46,11 @@ ACTIVITIES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("Trio scheduling, channels, cancel scopes, I/O wait", ("trio/", "selectors", "socket")),
 )  # fmt: skip
 OTHER = "other"
+#: A node's batch worker processes (``sequencer_node/batcher/kzg_worker.py``: block decoding,
+#: batch encoding and compression, KZG), sampled with the node (``py-spy --subprocesses``):
+#: one row whatever they run, since none of it is on the node's event loop.
+WORKER = "batch worker process (decode, compress, KZG)"
+WORKER_FRAME = "_process_worker (concurrent/futures/process.py"
 #: Innermost frames of threads that wait (py-spy's idle detection misses some here): their
 #: samples are not CPU and are left out.
 IDLE_FRAMES = (
@@ -99,6 +105,8 @@ def innermost_own(raw: str) -> Counter[str]:
 
 
 def _activity(frames: list[str]) -> str:
+    if any(WORKER_FRAME in f for f in frames):
+        return WORKER
     for frame in reversed(frames):
         for name, needles in ACTIVITIES:
             if any(n in frame for n in needles):
@@ -119,7 +127,7 @@ async def profile_nodes(
         async with trio.open_nursery() as nursery:
             for i, pid in enumerate(net.pids()[f"node-{i}"] for i in range(sampled)):
                 argv = [spy, "record", "-f", "raw", "-r", "100", "-d", f"{seconds - 3:g}",
-                        "-o", str(raws[i]), "-p", str(pid)]  # fmt: skip
+                        "--subprocesses", "-o", str(raws[i]), "-p", str(pid)]  # fmt: skip
                 nursery.start_soon(_run_quiet, argv)
             if rate > 0:
                 step = await load_step(net, sampler, rate, _with_step(prof, seconds), wait_l1=False)

@@ -30,7 +30,8 @@ def _load_rows(steps: list[dict[str, Any]]) -> list[list[str]]:
             _f(s["offered"]), _f(s["certified_tx_s"]),
             _f(s["latency_s"]["p50"], 2), _f(s["latency_s"]["p99"], 2),
             _f(s["l1_latency_s"]["p50"], 1), _f(s["l1_latency_s"]["p99"], 1),
-            _f(s["cpu_us_per_tx_per_node"]), _f(s["node_cores"], 2), _f(s["l1_cores"], 2),
+            _f(s["cpu_us_per_tx_per_node"]), _f(s.get("worker_cpu_us_per_tx_per_node")),
+            _f(s["node_cores"], 2), _f(s["l1_cores"], 2),
             _f(node_rss), _f(rss.get("l1")),
             _f(s["health_ms"]["p50"], 1), _f(s["health_ms"]["p99"], 1),
             _f(s["client_cpu_us_per_tx"]), _f(s["rejected"] + s["skipped"]),
@@ -39,8 +40,9 @@ def _load_rows(steps: list[dict[str, Any]]) -> list[list[str]]:
 
 
 LOAD_HEAD = ["offered tx/s", "certified tx/s", "p50 s", "p99 s", "L1 p50 s", "L1 p99 s",
-             "CPU us/tx/node", "node cores", "L1 cores", "node RSS MB", "L1 RSS MB",
-             "/health p50 ms", "/health p99 ms", "client us/tx", "refused+skipped"]  # fmt: skip
+             "CPU us/tx/node", "of which batch workers", "node cores", "L1 cores",
+             "node RSS MB", "L1 RSS MB", "/health p50 ms", "/health p99 ms", "client us/tx",
+             "refused+skipped"]  # fmt: skip
 
 
 def _eth_lines(eth: dict[str, Any] | None) -> list[str]:
@@ -138,8 +140,10 @@ def markdown(doc: dict[str, Any]) -> str:
         *_requests_lines(load.get("requests")),
         *_overload_lines(load.get("overload")),
         *_eth_lines(load.get("eth")),
-        f"Idle: {_f(load['idle']['node_cores_mean'] * 100, 1)} % of a core per node, L1 "
-        f"{_f(load['idle']['l1_cores'] * 100, 1)} %.",
+        f"Idle: {_f(load['idle']['node_cores_mean'] * 100, 1)} % of a core per node (its batch "
+        f"workers {_f(load['idle'].get('worker_cores_mean', 0.0) * 100, 1)} %), L1 "
+        f"{_f(load['idle']['l1_cores'] * 100, 1)} %. A node's CPU counts its batch worker "
+        "processes (decoding, compression, KZG).",
         "",
         "## 2. The limit",
         "",

@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -126,6 +129,7 @@ def test_quick_bench_measures_every_figure(tmp_path: Path) -> None:
     assert first["l1_latency_s"]["p50"] is not None
     assert first["l1_latency_s"]["p50"] >= first["latency_s"]["p50"]
     assert first["cpu_us_per_tx_per_node"] > 0
+    assert 0 <= first["worker_cpu_us_per_tx_per_node"] < first["cpu_us_per_tx_per_node"]
     assert first["rss_mb_max"]["node-0"] > 10
     assert first["rss_mb_max"]["l1"] > 10
     assert first["health_ms"]["samples"] > 0
@@ -184,3 +188,41 @@ def test_profile_samples_go_to_the_innermost_activity() -> None:
     assert got[OTHER] == 1
     assert got["idle (a waiting thread)"] == 60
     assert sum(got.values()) == 77
+
+
+def test_a_process_cpu_counts_its_descendants() -> None:
+    """A node's batch workers are its child processes: the sampler adds their CPU to the
+    node's and reports it apart (a grandchild of the test that burns CPU shows in
+    ``child_cores``; its parent, which only waits, keeps its own small share)."""
+    from sequencer_node.devnet.bench_probe import Sampler, proc_descendants
+
+    burn = "import time\nt = time.process_time()\nwhile time.process_time() - t < 5: pass\n"
+    parent = subprocess.Popen(  # a parent that only waits on a child that burns CPU
+        [sys.executable, "-c", "import subprocess, sys; subprocess.run([sys.executable, '-c', "
+         f"{burn!r}])"]
+    )  # fmt: skip
+    try:
+        sampler = Sampler({"node-0": parent.pid}, {})
+        deadline = time.monotonic() + 30
+        while not proc_descendants(parent.pid):
+            assert time.monotonic() < deadline, "the child never started"
+            time.sleep(0.01)
+        t0 = time.time()
+        sampler.sample_now()
+        first = sampler.samples[-1]
+        while sampler.samples[-1].child_cpu_s["node-0"] - first.child_cpu_s["node-0"] < 0.3:
+            assert time.monotonic() < deadline, "the child's CPU time was never seen"
+            time.sleep(0.05)
+            sampler.sample_now()
+        last = sampler.samples[-1]
+        win = sampler.window(t0, last.at)
+        assert win["child_cores"]["node-0"] > 0
+        assert win["cores"]["node-0"] > win["child_cores"]["node-0"] * 0.999
+        own = last.cpu_s["node-0"] - first.cpu_s["node-0"]
+        assert own < 0.2  # the burner's CPU is not the parent's own
+        assert win["child_rss_mb"]["node-0"] > 1
+    finally:
+        for pid in proc_descendants(parent.pid):
+            os.kill(pid, signal.SIGKILL)
+        parent.kill()
+        parent.wait()
