@@ -1,11 +1,13 @@
 """Pure batch building: which certified blocks go into the next batch, its payload, blobs
 and header. Deterministic and I/O-free (the time is an input).
 
-Two parties run this code on the same blocks and must get the same bytes: the poster, which
-picks the range (:func:`pick_count`, :func:`fit_draft`), and every co-signer, which rebuilds
-that exact range from its own chain (:func:`draft_batch`) and compares headers
-(:mod:`sequencer_node.batcher.cosign`). The KZG part (blob versioned hashes) is not here: it
-runs in a worker process (:mod:`sequencer_node.batcher.kzg_worker`).
+Two parties run this code on the same blocks and must agree on the bytes: the poster, which
+picks the range (:func:`pick_count`, :func:`fit_draft`) and compresses it, and every
+co-signer, which encodes that exact range from its own chain and accepts the poster's
+compressed payload only if it decompresses to exactly those bytes
+(:func:`draft_from_payload`), then compares headers (:mod:`sequencer_node.batcher.cosign`).
+The KZG part (blob versioned hashes) is not here: it runs in a worker process
+(:mod:`sequencer_node.batcher.kzg_worker`).
 """
 
 from __future__ import annotations
@@ -15,7 +17,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sequencer_node.batching.blobs import MAX_BLOB_DATA_SIZE, pack_blobs
-from sequencer_node.batching.codec import Batch, encode_payload
+from sequencer_node.batching.codec import (
+    Batch,
+    BatchFormatError,
+    encode_body,
+    encode_payload,
+    payload_algorithm,
+    payload_body,
+)
 from sequencer_node.batching.compression import Algorithm
 from sequencer_node.wire.blobs import BYTES_PER_BLOB
 from sequencer_node.wire.messages import (
@@ -135,7 +144,12 @@ def draft_batch(
     payload = encode_payload(batch, Algorithm(algorithm))
     if len(payload) > max_payload:
         raise BatchTooLarge(len(payload), max_payload)
-    blobs = tuple(pack_blobs(payload)) if da == "blobs" else ()
+    return _draft(blocks, batch, payload, int(algorithm), da)
+
+
+def _draft(
+    blocks: Sequence[CertifiedBlock], batch: Batch, payload: bytes, algorithm: int, da: str
+) -> Draft:
     last = blocks[-1].block.header
     return Draft(
         first_height=batch.first_height,
@@ -143,12 +157,44 @@ def draft_batch(
         last_block_hash=batch.last_block_hash(),
         state_root=last.state_root,
         forced_index=last.forced_index,
-        algorithm=int(algorithm),
+        algorithm=algorithm,
         da_kind=DA_BLOBS if da == "blobs" else DA_CALLDATA,
         payload=payload,
-        blobs=blobs,
+        blobs=tuple(pack_blobs(payload)) if da == "blobs" else (),
         tx_count=batch.tx_count(),
     )
+
+
+class PayloadMismatch(ValueError):
+    """A proposer's payload is not the compressed encoding of this node's blocks."""
+
+
+def draft_from_payload(
+    blocks: Sequence[CertifiedBlock], payload: bytes, *, da: str, max_payload: int
+) -> Draft:
+    """The draft of exactly ``blocks`` with another node's compressed ``payload``, accepted
+    only if it decompresses to this node's own encoding of them, byte for byte.
+
+    Compressing is what costs (brotli 9: ~60 % of a co-signer's rebuild, docs/benchmarks.md);
+    decompressing is a few ms, and any payload that decompresses to the right body decodes to
+    the right batch for every follower, so the co-signer need not compress at all.
+
+    Raises:
+        BatchFormatError: the blocks are not a chain.
+        BatchTooLarge: the payload exceeds ``max_payload``.
+        PayloadMismatch: the payload is corrupt or decompresses to other bytes (or more).
+    """
+    batch = Batch.from_certified(blocks)
+    if len(payload) > max_payload:
+        raise BatchTooLarge(len(payload), max_payload)
+    body = encode_body(batch)
+    try:
+        theirs = payload_body(payload, max_body=len(body))
+    except BatchFormatError as e:
+        raise PayloadMismatch(f"the proposer's payload does not decompress: {e}") from None
+    if theirs != body:
+        raise PayloadMismatch("the proposer's payload decompresses to other bytes than our blocks")
+    return _draft(blocks, batch, payload, int(payload_algorithm(payload)), da)
 
 
 def fit_draft(
@@ -236,7 +282,9 @@ def header_mismatch(proposed: BatchHeader, rebuilt: BatchHeader) -> str | None:
 __all__ = [
     "BatchTooLarge",
     "Draft",
+    "PayloadMismatch",
     "draft_batch",
+    "draft_from_payload",
     "estimate_body_bytes",
     "fit_draft",
     "header_mismatch",

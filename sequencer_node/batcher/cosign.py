@@ -1,13 +1,14 @@
 """Co-signing: approve a batch header only after rebuilding it, and aggregate approvals.
 
-A validator never signs what it is told. It rebuilds the proposed range from ITS OWN
-certified chain (same blocks, same compression algorithm: its own payload and blobs) and
-checks the proposer's KZG commitments against its own blobs with the proposer's proofs
-(:func:`~sequencer_node.batcher.kzg_worker.check`: a batch verification of a few ms per
-blob; recomputing a commitment cost ~130 ms per blob), takes
-the batch number and parent batch hash from ITS view of the L1 inbox and the stake epoch
-from ITS stake view, and signs a :class:`~sequencer_node.wire.messages.BatchApproval` only
-if the rebuilt header equals the proposed one field by field (:func:`review`). So the
+A validator never signs what it is told. It encodes the proposed range from ITS OWN
+certified chain, accepts the proposer's compressed payload only if it decompresses to exactly
+those bytes, and checks the proposer's KZG commitments against that payload's blobs with the
+proposer's proofs (:func:`~sequencer_node.batcher.kzg_worker.check`: a batch verification of
+a few ms per blob; recomputing a commitment cost ~130 ms per blob, compressing again ~60 % of
+the rest), takes the batch number and parent batch hash from ITS view of the L1 inbox and the
+stake epoch from ITS stake view, and signs a
+:class:`~sequencer_node.wire.messages.BatchApproval` only if the rebuilt header equals the
+proposed one field by field (:func:`review`). So the
 header's blob versioned hashes, data hash, last block hash and state root are vouched for by
 > 2/3 of stake that each recomputed or checked them against its own data, unlike co-signers
 that check nothing. :func:`proposal_of` is what the proposer broadcasts.
@@ -41,9 +42,10 @@ MAX_TRACKED_HEADERS = 16
 
 
 def proposal_of(header: BatchHeader, prepared: Prepared) -> BatchProposal:
-    """The proposal of ``header``: its algorithm, and its blobs' commitments and proofs so
-    that co-signers can check rather than recompute them."""
-    return BatchProposal(header, prepared.draft.algorithm, prepared.commitments, prepared.proofs)
+    """The proposal of ``header``: its algorithm, its compressed payload, and its blobs'
+    commitments and proofs, so that co-signers can check rather than recompute them."""
+    d = prepared.draft
+    return BatchProposal(header, d.algorithm, d.payload, prepared.commitments, prepared.proofs)
 
 
 def sign_approval(header: BatchHeader, key: SigningKey, chain_id: int) -> BatchApproval:

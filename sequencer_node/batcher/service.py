@@ -701,6 +701,7 @@ class BatcherService:
         try:
             prepared = await self._worker.check(
                 [encode(b) for b in blocks],
+                payload=prop.payload,
                 algorithm=prop.algorithm,
                 da="blobs" if h.blob_hashes else "calldata",
                 max_payload=MAX_CALLDATA,

@@ -371,18 +371,27 @@ def _check_header(payload: bytes) -> None:
         raise BatchFormatError(f"unknown compression algorithm tag {payload[1]}")
 
 
+def payload_body(payload: bytes, *, max_body: int = DEFAULT_MAX_OUTPUT) -> bytes:
+    """The decompressed body of a payload (what :func:`encode_body` made), bounded by
+    ``max_body``.
+
+    Raises:
+        BatchFormatError: bad header, corrupt data, or more than ``max_body`` bytes.
+    """
+    _check_header(payload)
+    try:
+        return decompress(payload[2:], payload[1], max_output=max_body)
+    except CompressionError as e:
+        raise BatchFormatError(f"batch payload: {e}") from None
+
+
 def decode_payload(payload: bytes, *, max_body: int = DEFAULT_MAX_OUTPUT) -> Batch:
     """Strict inverse of :func:`encode_payload`; decompression is bounded by ``max_body``.
 
     Raises:
         BatchFormatError: bad header, corrupt or oversized compressed data, or a bad body.
     """
-    _check_header(payload)
-    try:
-        body = decompress(payload[2:], payload[1], max_output=max_body)
-    except CompressionError as e:
-        raise BatchFormatError(f"batch payload: {e}") from None
-    return decode_body(body)
+    return decode_body(payload_body(payload, max_body=max_body))
 
 
 def calldata_for(payload: bytes) -> bytes:

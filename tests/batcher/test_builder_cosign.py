@@ -11,7 +11,9 @@ from hypothesis import strategies as st
 
 from sequencer_node.batcher.builder import (
     BatchTooLarge,
+    PayloadMismatch,
     draft_batch,
+    draft_from_payload,
     fit_draft,
     header_mismatch,
     make_header,
@@ -20,8 +22,10 @@ from sequencer_node.batcher.builder import (
 from sequencer_node.batcher.cosign import ApprovalCollector, proposal_of, sign_approval
 from sequencer_node.batcher.kzg_worker import ProofMismatch, check, prepare
 from sequencer_node.batcher.messages import BatchProposal
+from sequencer_node.batching import codec as batching_codec
 from sequencer_node.batching.blobs import MAX_BLOB_DATA_SIZE, unpack_blobs
 from sequencer_node.batching.codec import decode_payload
+from sequencer_node.batching.compression import Algorithm, compress
 from sequencer_node.batching.sample import sample_chain
 from sequencer_node.wire import kzg
 from sequencer_node.wire.codec import CodecError, decode, encode
@@ -98,7 +102,7 @@ def test_header_mismatch_names_the_fields() -> None:
 
 
 def test_proposal_round_trips_on_the_wire() -> None:
-    p = BatchProposal(header_of(), 3)
+    p = BatchProposal(header_of(), 3, b"\x01\x03payload")
     assert decode(encode(p)) == p
 
 
@@ -176,10 +180,17 @@ def test_a_cosigner_checks_the_proposers_proofs_instead_of_computing_commitments
     def no_commitments(blob: bytes) -> tuple[bytes, bytes]:
         raise AssertionError("a co-signer computed a commitment")
 
+    def no_compression(data: bytes, algorithm: int) -> bytes:
+        raise AssertionError("a co-signer compressed the batch again")
+
+    header = header_of()
     monkeypatch.setattr(kzg, "blob_to_commitment_and_proof", no_commitments)
-    checked = check(encoded, 3, "blobs", MAX_CALLDATA, mine.commitments, mine.proofs)
+    monkeypatch.setattr(batching_codec, "compress", no_compression)
+    payload = mine.draft.payload
+    checked = check(encoded, payload, 3, "blobs", MAX_CALLDATA, mine.commitments, mine.proofs)
     assert checked == mine
-    assert proposal_of(header_of(), mine).commitments == mine.commitments
+    proposal = proposal_of(header, mine)
+    assert (proposal.payload, proposal.commitments) == (payload, mine.commitments)
     # proofs that do not match this node's blobs (other blobs, swapped, missing) are refused
     bad_sets = [
         (other.commitments, other.proofs),
@@ -190,15 +201,53 @@ def test_a_cosigner_checks_the_proposers_proofs_instead_of_computing_commitments
     ]
     for commitments, proofs in bad_sets:
         with pytest.raises(ProofMismatch):
-            check(encoded, 3, "blobs", MAX_CALLDATA, commitments, proofs)
+            check(encoded, payload, 3, "blobs", MAX_CALLDATA, commitments, proofs)
     # calldata: nothing to check, and nothing may be claimed
-    assert check(encoded, 3, "calldata", MAX_CALLDATA, (), ()).commitments == ()
+    assert check(encoded, payload, 3, "calldata", MAX_CALLDATA, (), ()).commitments == ()
     with pytest.raises(ProofMismatch):
-        check(encoded, 3, "calldata", MAX_CALLDATA, mine.commitments, mine.proofs)
+        check(encoded, payload, 3, "calldata", MAX_CALLDATA, mine.commitments, mine.proofs)
+
+
+def test_a_cosigner_accepts_only_a_payload_of_its_own_blocks() -> None:
+    blocks = CHAIN[:8]
+    encoded = [encode(b) for b in blocks]
+    mine = prepare(encoded, 3, "blobs", MAX_CALLDATA, False)
+    body = batching_codec.payload_body(mine.draft.payload)
+    other = draft_batch(CHAIN[8:16], algorithm=3, da="blobs", max_payload=MAX_CALLDATA).payload
+    longer = draft_batch(CHAIN[:9], algorithm=3, da="blobs", max_payload=MAX_CALLDATA).payload
+    header = mine.draft.payload[:2]
+    bad = {  # what the payload holds
+        "another range": other,
+        "a longer range": longer,  # our body is a prefix of its body: refused at our size
+        "a changed byte": header + compress(body[:-1] + bytes([body[-1] ^ 1]), Algorithm.BROTLI),
+        "corrupt data": header + b"\x00" * 64,
+        "an unknown format": b"\x09\x03" + mine.draft.payload[2:],
+    }
+    for payload in bad.values():
+        with pytest.raises(PayloadMismatch, match="payload"):
+            draft_from_payload(blocks, payload, da="blobs", max_payload=MAX_CALLDATA)
+        with pytest.raises(PayloadMismatch):  # in the worker too, before any proof is checked
+            check(encoded, payload, 3, "blobs", MAX_CALLDATA, mine.commitments, mine.proofs)
+    with pytest.raises(BatchTooLarge):
+        draft_from_payload(blocks, mine.draft.payload, da="blobs", max_payload=10)
+    # Another algorithm that decodes to the same bytes is the same batch for every follower:
+    # accepted, with the blobs of that payload; the proposal must name it.
+    zlib_payload = bytes([mine.draft.payload[0], 1]) + compress(body, Algorithm.ZLIB)
+    draft = draft_from_payload(blocks, zlib_payload, da="blobs", max_payload=MAX_CALLDATA)
+    assert (draft.algorithm, draft.payload) == (1, zlib_payload)
+    assert draft == draft_batch(blocks, algorithm=1, da="blobs", max_payload=MAX_CALLDATA)
+    with pytest.raises(PayloadMismatch):
+        check(encoded, zlib_payload, 3, "blobs", MAX_CALLDATA, mine.commitments, mine.proofs)
+    # what the co-signer gets is exactly what the proposer built
+    assert draft_from_payload(blocks, mine.draft.payload, da="blobs", max_payload=MAX_CALLDATA) == (
+        mine.draft
+    )
 
 
 def test_proposals_carry_commitments_and_proofs_on_the_wire() -> None:
-    p = BatchProposal(header_of(), 3, (b"\x01" * 48,), (b"\x02" * 48,))
+    p = BatchProposal(header_of(), 3, b"\x01\x03payload", (b"\x01" * 48,), (b"\x02" * 48,))
     assert decode(encode(p)) == p
     with pytest.raises(CodecError):
-        decode(encode(BatchProposal(header_of(), 3, (b"\x01" * 47,), ())))
+        decode(encode(BatchProposal(header_of(), 3, b"\x01\x03payload", (b"\x01" * 47,), ())))
+    with pytest.raises(CodecError):  # a payload has at least its two header bytes
+        decode(encode(BatchProposal(header_of(), 3, b"\x01")))
