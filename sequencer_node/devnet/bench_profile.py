@@ -59,6 +59,10 @@ IDLE_FRAMES = (
     "Selector.select (selectors.py",  # e.g. _PollLikeSelector.select: a thread in poll()
     "EpollIOManager.get_events (trio/_core/_io_epoll.py",  # Trio's loop in epoll_wait
     "Event.wait (threading.py",
+    # a batch worker (or the node's side of its pool) blocked reading its pipe, and the
+    # multiprocessing resource tracker blocked reading its own
+    "Connection._recv (multiprocessing/connection.py",
+    "main (multiprocessing/resource_tracker.py",
 )
 IDLE = "idle (a waiting thread)"
 #: py-spy starts this long after the load process (its start-up and signing).

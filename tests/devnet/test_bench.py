@@ -163,7 +163,7 @@ def test_quick_bench_measures_every_figure(tmp_path: Path) -> None:
 
 
 def test_profile_samples_go_to_the_innermost_activity() -> None:
-    from sequencer_node.devnet.bench_profile import OTHER, categorize
+    from sequencer_node.devnet.bench_profile import OTHER, WORKER, categorize
 
     raw = "\n".join([
         "run (trio/_core/_run.py:1);_handle (sequencer_node/shell/node_service.py:2);"
@@ -178,16 +178,23 @@ def test_profile_samples_go_to_the_innermost_activity() -> None:
         "run (threading.py:1);WorkerThread._work (trio/_core/_thread_cache.py:211) 50",
         "run (trio/_core/_run.py:1);EpollIOManager.get_events (trio/_core/_io_epoll.py:243) 9",
         "serve (x.py:1);_PollLikeSelector.select (selectors.py:415) 1",
+        # a batch worker process (py-spy --subprocesses): one row whatever it runs
+        "_process_worker (concurrent/futures/process.py:1);check (sequencer_node/batcher/"
+        "kzg_worker.py:2);decode (sequencer_node/wire/codec.py:6) 5",
+        "_process_worker (concurrent/futures/process.py:1);Connection._recv "
+        "(multiprocessing/connection.py:395) 20",  # ... waiting for its next job
+        "main (multiprocessing/resource_tracker.py:227) 30",
         "garbage line",
     ])  # fmt: skip
     got = categorize(raw)
+    assert got[WORKER] == 5
     assert got["signature verification (libsodium / OpenSSL)"] == 7
     assert got["core: consensus, mempool, execution"] == 2
     assert got["msgpack encode and strict decode (wire codec)"] == 3
     assert got["Trio scheduling, channels, cancel scopes, I/O wait"] == 4
     assert got[OTHER] == 1
-    assert got["idle (a waiting thread)"] == 60
-    assert sum(got.values()) == 77
+    assert got["idle (a waiting thread)"] == 110
+    assert sum(got.values()) == 132
 
 
 def test_a_process_cpu_counts_its_descendants() -> None:
