@@ -185,6 +185,12 @@ def memory_problems(net: FaultNet, node_cap_mb: int, l1_cap_mb: int) -> list[str
         for n in net.nodes
         if n.peak_rss_kb > node_cap_mb * 1024
     ]
+    out += [  # the same cap per process: a node's batch worker is a process of its own
+        f"node-{n.index}'s batch worker peaked at {n.worker_peak_rss_kb // 1024} MB (cap "
+        f"{node_cap_mb} MB)"
+        for n in net.nodes
+        if n.worker_peak_rss_kb > node_cap_mb * 1024
+    ]
     if net.l1_peak_rss_kb > l1_cap_mb * 1024:
         out.append(f"the L1 peaked at {net.l1_peak_rss_kb // 1024} MB (cap {l1_cap_mb} MB)")
     return out

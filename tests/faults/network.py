@@ -27,6 +27,7 @@ from typing import Any
 import httpx
 import trio
 
+from sequencer_node.devnet.bench_probe import proc_descendants
 from sequencer_node.devnet.config import DevnetConfig
 from sequencer_node.devnet.ports import free_port
 from sequencer_node.devnet.procs import Child, spawn
@@ -70,6 +71,8 @@ class Node:
     child: Child | None = None
     #: Highest VmHWM (peak RSS, kB) seen over every incarnation of the process.
     peak_rss_kb: int = 0
+    #: The same for its batch worker processes (the highest of any one of them).
+    worker_peak_rss_kb: int = 0
     paused: bool = False
 
     @property
@@ -289,6 +292,8 @@ class FaultNet:
     def _sample_rss(self, n: Node) -> None:
         if n.alive():
             n.peak_rss_kb = max(n.peak_rss_kb, peak_rss_kb(n.pid))
+            for kid in proc_descendants(n.pid):  # its batch worker (and resource tracker)
+                n.worker_peak_rss_kb = max(n.worker_peak_rss_kb, peak_rss_kb(kid))
 
     def kill(self, i: int) -> None:
         """kill -9 node ``i`` and reap it."""

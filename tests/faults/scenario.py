@@ -644,6 +644,7 @@ class Scenario:
             "refused": dict(hist.refused),
             "forks": len(forks),
             "peak_rss_mb": [n.peak_rss_kb // 1024 for n in self.net.nodes],
+            "worker_peak_rss_mb": [n.worker_peak_rss_kb // 1024 for n in self.net.nodes],
             "l1_peak_rss_mb": self.net.l1_peak_rss_kb // 1024,
         }
 
