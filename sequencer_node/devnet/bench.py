@@ -453,7 +453,24 @@ async def overload_step(
     return step
 
 
+async def settle_workers(sampler: Sampler, limit_s: float = 30.0, quiet_s: float = 1.0) -> float:
+    """Wait until no node's batch workers used CPU for ``quiet_s`` (at most ``limit_s``);
+    returns the seconds waited. A fresh node spawns its worker, which loads the KZG trusted
+    setup (~0.7 s of CPU each): start-up, not what an idle node costs. On 2 cores it can run
+    past a 7-16-node network's first block (the full run of b9ee245 counted it as 7-15 % of a
+    core per node of idle CPU)."""
+    start = time.monotonic()
+    while time.monotonic() - start < limit_s:
+        t0 = time.time()
+        await trio.sleep(quiet_s)
+        workers = sampler.window(t0, time.time())["child_cores"]
+        if all(v < 0.01 for k, v in workers.items() if k.startswith("node-")):
+            break
+    return time.monotonic() - start
+
+
 async def idle_cpu(net: BenchNet, sampler: Sampler, seconds: float) -> dict[str, float]:
+    await settle_workers(sampler)
     t0 = time.time()
     await trio.sleep(seconds)
     win = sampler.window(t0, time.time())

@@ -233,3 +233,27 @@ def test_a_process_cpu_counts_its_descendants() -> None:
             os.kill(pid, signal.SIGKILL)
         parent.kill()
         parent.wait()
+
+
+def test_idle_is_measured_after_the_workers_started() -> None:
+    """A fresh node's batch worker loads the KZG trusted setup: the idle window waits until
+    no worker uses CPU (at most a limit), so that start-up is not counted as idle cost."""
+    import trio
+
+    from sequencer_node.devnet.bench import settle_workers
+
+    class Busy:
+        def __init__(self, busy_windows: int) -> None:
+            self.calls, self.busy_windows = 0, busy_windows
+
+        def window(self, t0: float, t1: float) -> dict[str, dict[str, float]]:
+            self.calls += 1
+            busy = self.calls <= self.busy_windows
+            return {"child_cores": {"node-0": 0.0, "node-1": 0.3 if busy else 0.0, "l1": 0.5}}
+
+    starting = Busy(3)
+    trio.run(settle_workers, starting, 5.0, 0.01)  # type: ignore[arg-type]
+    assert starting.calls == 4  # three busy windows, then a quiet one
+    forever = Busy(10**9)
+    waited = trio.run(settle_workers, forever, 0.1, 0.01)  # type: ignore[arg-type]
+    assert 0.1 <= waited < 2.0  # bounded
