@@ -109,6 +109,17 @@ def prepare(
     return Prepared(draft, commitments, proofs)
 
 
+def prepare_from_payload(
+    encoded_blocks: Sequence[bytes], payload: bytes, da: str, max_payload: int
+) -> Prepared:
+    """:func:`prepare` for a payload this node approved before (its records keep it): the
+    blocks' own encoding checked against it, no compression, commitments computed."""
+    blocks = [decode(b, CertifiedBlock) for b in encoded_blocks]
+    draft = draft_from_payload(blocks, payload, da=da, max_payload=max_payload)
+    commitments, proofs = commit_blobs(draft.blobs)
+    return Prepared(draft, commitments, proofs)
+
+
 class KzgWorker:
     """``async with KzgWorker() as w: prepared = await w.prepare(...)``."""
 
@@ -140,6 +151,13 @@ class KzgWorker:
         """See :func:`prepare`; raises what the builder raises (BatchTooLarge, ...)."""
         return await self._pool.run(prepare, list(blocks), algorithm, da, max_payload, fit)
 
+    async def prepare_from_payload(
+        self, blocks: Sequence[bytes], *, payload: bytes, da: str, max_payload: int
+    ) -> Prepared:
+        """See :func:`prepare_from_payload`; raises PayloadMismatch and what the builder
+        raises."""
+        return await self._pool.run(prepare_from_payload, list(blocks), payload, da, max_payload)
+
     async def check(
         self,
         blocks: Sequence[bytes],
@@ -168,4 +186,12 @@ class KzgWorker:
         return await self._pool.run(commit_blobs, list(blobs))
 
 
-__all__ = ["KzgWorker", "Prepared", "ProofMismatch", "check", "commit_blobs", "prepare"]
+__all__ = [
+    "KzgWorker",
+    "Prepared",
+    "ProofMismatch",
+    "check",
+    "commit_blobs",
+    "prepare",
+    "prepare_from_payload",
+]

@@ -39,7 +39,7 @@ CREATE TABLE IF NOT EXISTS inflight (
     tx_hash BLOB NOT NULL, attempts INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS approvals (
     batch_number INTEGER PRIMARY KEY, header BLOB NOT NULL, algorithm INTEGER NOT NULL,
-    approved_at REAL NOT NULL);
+    approved_at REAL NOT NULL, payload BLOB);
 CREATE TABLE IF NOT EXISTS abandoned (
     header_id BLOB PRIMARY KEY, batch_number INTEGER NOT NULL, reason TEXT NOT NULL,
     abandoned_at REAL NOT NULL);
@@ -82,6 +82,10 @@ class Approval:
     header: BatchHeader
     algorithm: int
     approved_at: float
+    #: The compressed payload approved (None in records written before it was kept): a
+    #: restarted node proposes or posts these bytes instead of compressing again, which with
+    #: another compressor build than the first proposer's could differ.
+    payload: bytes | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,7 +150,11 @@ class BatchRecords:
 
     @classmethod
     def open(cls, data_dir: Path) -> BatchRecords:
-        return cls(open_durable(data_dir / DB_FILENAME, _SCHEMA))
+        conn = open_durable(data_dir / DB_FILENAME, _SCHEMA)
+        columns = {row[1] for row in conn.execute("PRAGMA table_info(approvals)")}
+        if "payload" not in columns:  # records written before approvals kept the payload
+            conn.execute("ALTER TABLE approvals ADD COLUMN payload BLOB")
+        return cls(conn)
 
     def close(self) -> None:
         with self._lock:
@@ -242,25 +250,30 @@ class BatchRecords:
 
     # --- approvals (one header per batch number) and abandoned headers ---------------------
 
-    def record_approval(self, header: BatchHeader, algorithm: int, at: float) -> None:
-        """Durably note that this node approves ``header`` (before the approval leaves)."""
+    def record_approval(
+        self, header: BatchHeader, algorithm: int, at: float, payload: bytes | None = None
+    ) -> None:
+        """Durably note that this node approves ``header`` and its ``payload`` (before the
+        approval leaves)."""
         with self._tx() as c:
             c.execute(
-                "INSERT OR REPLACE INTO approvals VALUES (?, ?, ?, ?)",
-                (header.batch_number, encode(header), algorithm, at),
+                "INSERT OR REPLACE INTO approvals (batch_number, header, algorithm, approved_at,"
+                " payload) VALUES (?, ?, ?, ?, ?)",
+                (header.batch_number, encode(header), algorithm, at, payload),
             )
 
     def approval(self, batch_number: int) -> Approval | None:
         rows = self._rows(
-            "SELECT header, algorithm, approved_at FROM approvals WHERE batch_number = ?",
+            "SELECT header, algorithm, approved_at, payload FROM approvals WHERE batch_number = ?",
             (batch_number,),
         )
         if not rows:
             return None
-        header, algorithm, at = rows[0]
+        header, algorithm, at, payload = rows[0]
         assert isinstance(header, bytes)
         assert isinstance(algorithm, int)
-        return Approval(decode(header, BatchHeader), algorithm, float(str(at)))
+        assert payload is None or isinstance(payload, bytes)
+        return Approval(decode(header, BatchHeader), algorithm, float(str(at)), payload)
 
     def forget_below(self, batch_number: int) -> None:
         """Drop approvals of batch numbers the inbox already holds."""

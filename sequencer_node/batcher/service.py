@@ -44,7 +44,7 @@ from typing import Any, Protocol
 
 import trio
 
-from sequencer_node.batcher.builder import BatchTooLarge, make_header, pick_count
+from sequencer_node.batcher.builder import BatchTooLarge, PayloadMismatch, make_header, pick_count
 from sequencer_node.batcher.config import BatcherConfig, DaMode
 from sequencer_node.batcher.cosign import ApprovalCollector, proposal_of, review, sign_approval
 from sequencer_node.batcher.kzg_worker import KzgWorker, Prepared
@@ -444,12 +444,20 @@ class BatcherService:
                 f"batch {header.batch_number}: L2 blocks {header.first_height}-"
                 f"{header.last_height} are not all in this node's store; cannot rebuild it"
             )
+        encoded = [encode(b) for b in blocks]
+        da = "blobs" if header.blob_hashes else "calldata"
+        lock = self.records.approval(header.batch_number)
+        if lock is not None and lock.header == header and lock.payload is not None:
+            # The bytes this node approved: compressing again need not give them back (a
+            # co-signer never compressed them; another build of the compressor may differ).
+            try:
+                return await self._worker.prepare_from_payload(
+                    encoded, payload=lock.payload, da=da, max_payload=MAX_CALLDATA
+                )
+            except PayloadMismatch as e:
+                raise PosterError(f"batch {header.batch_number}: {e}") from None
         return await self._worker.prepare(
-            [encode(b) for b in blocks],
-            algorithm=algorithm,
-            da="blobs" if header.blob_hashes else "calldata",
-            max_payload=MAX_CALLDATA,
-            fit=False,
+            encoded, algorithm=algorithm, da=da, max_payload=MAX_CALLDATA, fit=False
         )
 
     async def _tx_count(self, first: int, last: int) -> int:
@@ -609,7 +617,7 @@ class BatcherService:
         )
         self._remember_open(header, prepared, now)
         self._broadcast(proposal_of(header, prepared))
-        await self._approve(header, stakes, d.algorithm)
+        await self._approve(header, stakes, prepared)
 
     async def _repropose(self, lock: Approval, now: float) -> None:
         header = lock.header
@@ -624,9 +632,10 @@ class BatcherService:
                 return
             self._remember_open(header, prepared, now)
         log.info("proposing batch %d again (the header this node approved)", header.batch_number)
-        self._broadcast(proposal_of(header, self._open[message_id(header)].prepared))
+        prepared = self._open[message_id(header)].prepared
+        self._broadcast(proposal_of(header, prepared))
         _, stakes = self._stake_view()
-        await self._approve(header, stakes, lock.algorithm)
+        await self._approve(header, stakes, prepared)
 
     def _remember_open(self, header: BatchHeader, prepared: Prepared, now: float) -> None:
         self._open[message_id(header)] = _Open(header, prepared, now)
@@ -642,14 +651,15 @@ class BatcherService:
             del self._open[oldest]
 
     async def _approve(
-        self, header: BatchHeader, stakes: Mapping[bytes, int], algorithm: int
+        self, header: BatchHeader, stakes: Mapping[bytes, int], prepared: Prepared
     ) -> None:
         assert self.key is not None
         held = self.records.approval(header.batch_number)
         if held is None or held.header != header:
-            # Durable before the approval leaves: a restart keeps the lock.
+            # Durable before the approval leaves: a restart keeps the lock, and the payload.
+            d = prepared.draft
             await trio.to_thread.run_sync(
-                self.records.record_approval, header, algorithm, self._clock()
+                self.records.record_approval, header, d.algorithm, self._clock(), d.payload
             )
         cert = self._collector.track(header, stakes)
         approval = sign_approval(header, self.key, self.chain_id)
@@ -689,7 +699,7 @@ class BatcherService:
         assert prepared is not None
         self._remember_open(h, prepared, self._clock())
         _, stakes = self._stake_view()
-        await self._approve(h, stakes, prop.algorithm)
+        await self._approve(h, stakes, prepared)
 
     async def _review(self, prop: BatchProposal) -> tuple[Prepared | None, str | None]:
         """Rebuild the proposed range from this node's chain and compare headers."""

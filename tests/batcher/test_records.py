@@ -55,3 +55,41 @@ def test_batches_move_forward_only_and_survive_restart(tmp_path: Path) -> None:
     assert got is not None
     assert (got.header, got.state, got.certificate) == (won, BatchState.ACCEPTED, None)
     r.close()
+
+
+def test_an_approval_keeps_its_payload_and_older_records_open(tmp_path: Path) -> None:
+    import sqlite3
+
+    from sequencer_node.batcher.records import DB_FILENAME
+
+    r = BatchRecords.open(tmp_path)
+    r.record_approval(header(1), 3, 10.0, b"\x01\x03payload")
+    r.close()
+    r = BatchRecords.open(tmp_path)
+    lock = r.approval(1)
+    assert lock is not None
+    assert (lock.header, lock.algorithm, lock.payload) == (header(1), 3, b"\x01\x03payload")
+    r.close()
+    # A file written before approvals kept the payload: opened (the column added), its
+    # approval read back without one, and new approvals keep theirs.
+    old = tmp_path / "old"
+    old.mkdir()
+    conn = sqlite3.connect(old / DB_FILENAME)
+    conn.execute(
+        "CREATE TABLE approvals (batch_number INTEGER PRIMARY KEY, header BLOB NOT NULL, "
+        "algorithm INTEGER NOT NULL, approved_at REAL NOT NULL)"
+    )
+    from sequencer_node.wire.codec import encode
+
+    conn.execute("INSERT INTO approvals VALUES (?, ?, ?, ?)", (2, encode(header(2)), 3, 5.0))
+    conn.commit()
+    conn.close()
+    r = BatchRecords.open(old)
+    lock = r.approval(2)
+    assert lock is not None
+    assert (lock.header, lock.payload) == (header(2), None)
+    r.record_approval(header(3), 3, 6.0, b"\x01\x03more")
+    lock = r.approval(3)
+    assert lock is not None
+    assert lock.payload == b"\x01\x03more"
+    r.close()

@@ -273,3 +273,39 @@ async def test_validators_refuse_a_header_that_differs_from_their_rebuild(
         nursery.cancel_scope.cancel()
     for s in services:
         stores.pop(s).close()
+
+
+async def test_a_cosigner_restarted_before_the_batch_lands_proposes_the_bytes_it_approved(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Co-signers accept the proposer's compressed payload without compressing (issue 13);
+    the approval record keeps those bytes, so a co-signer that must propose or post the
+    header later (after a restart: nothing in memory) rebuilds them from its records and its
+    chain, and never compresses: another build of the compressor might give other bytes."""
+    from sequencer_node.batching import codec as batching_codec
+
+    chain = l2_chain(4, 3)
+    net = Net()
+    async with running_l1(tmp_path) as (_node, l1), trio.open_nursery() as nursery:
+        services = [make_service(tmp_path, l1, k, net) for k in KEYS]
+        for s in services:
+            feed(s, chain)
+            await nursery.start(s.run)
+        cosigner = services[1]
+        with trio.fail_after(30):  # no L1 block is mined: the batch is approved, not posted
+            while (lock := cosigner.records.approval(0)) is None:  # noqa: ASYNC110 (a file)
+                await trio.sleep(0.05)
+        assert lock.payload is not None
+
+        def no_compression(data: bytes, algorithm: int) -> bytes:
+            raise AssertionError("the co-signer compressed the batch again")
+
+        monkeypatch.setattr(batching_codec, "compress", no_compression)
+        cosigner._open.clear()  # what a restart leaves: the records and the chain
+        prepared = await cosigner._rebuild(lock.header, lock.algorithm)
+        assert prepared.draft.payload == lock.payload
+        assert prepared.draft.data_hash == lock.header.data_hash
+        assert prepared.blob_hashes == lock.header.blob_hashes
+        nursery.cancel_scope.cancel()
+    for s in services:
+        stores.pop(s).close()
