@@ -239,7 +239,9 @@ def run(r: Run) -> Run:
         waited += 1
         post = False
         if r.da in ("blobs", "extda"):  # extda batches are cut as blob batches are
-            post = pending_bytes >= USABLE_BLOB_BYTES or (waited >= BLOB_MAX_WAIT and pending_txs)
+            post = pending_bytes >= USABLE_BLOB_BYTES or (
+                waited >= BLOB_MAX_WAIT and pending_txs > 0
+            )
         else:
             post = waited >= CALLDATA_EVERY and pending_txs > 0
         fee = market.next_block(1 if post and r.da == "blobs" else 0)
@@ -289,6 +291,7 @@ def run(r: Run) -> Run:
             )
             refused += len(dropped)
             for tx in included:
+                assert isinstance(tx, Transaction)  # the run submits native transfers only
                 nonces[(txs.index(tx) + txs_total) % USERS] += 1
             for rc in receipts:
                 user_fees[0] += rc.base_fee_paid
@@ -420,10 +423,11 @@ def main() -> None:
         "da_spike_cap": DA_SPIKE_CAP, "da_min_base_fee": DA.min_base_fee,
         "models": {k: v.to_json() for k, v in MODELS.items()},
     }  # fmt: skip
+    results = [r.result for r in runs]
     doc = {
         "about": __doc__,
         "settings": settings,
-        "results": [r.result for r in runs],
+        "results": results,
         "plots": files,
         "seconds": round(time.monotonic() - t0, 1),
     }
@@ -432,7 +436,7 @@ def main() -> None:
     head = ("fork", "da", "market", "model", "user fee/tx", "L1 fee/tx", "L1 cost/tx",
             "DA cost/tx", "sequencers/tx", "coverage", "fee x2 s", "L1 fee x2 s")  # fmt: skip
     print(" | ".join(head))
-    for x in doc["results"]:
+    for x in results:
         cov = "-" if x["coverage"] is None else f"{x['coverage']:.2f}"
         print(f"{x['fork']} | {x['da']} | {x['market']} | {x['model']} | "
               f"{x['user_fee_per_tx']:.3g} | {x['user_l1_fee_per_tx']:.3g} | "

@@ -23,6 +23,7 @@ import trio
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from l1_mock.chain.machine import Chain
 from l1_mock.server import L1Service, L1Settings
 from sequencer_node.wire.blobs import BLOB_SCHEDULE, kzg_to_versioned_hash
 from sequencer_node.wire.kzg import (
@@ -31,7 +32,7 @@ from sequencer_node.wire.kzg import (
     verify_blobs_batch,
 )
 from sequencer_node.wire.l1calls import SubmitBatch, make_call
-from sequencer_node.wire.messages import batch_hash
+from sequencer_node.wire.messages import L1Call, batch_hash
 from tests.l1 import helpers
 
 
@@ -50,7 +51,9 @@ def bench_verify(blob: bytes, c: bytes, p: bytes, n: int, rounds: int) -> float:
     return n / statistics.median(times)
 
 
-def full_block_batches(chain, blob: bytes, c: bytes, p: bytes, fork: str) -> list[SubmitBatch]:
+def full_block_batches(
+    chain: Chain, blob: bytes, c: bytes, p: bytes, fork: str
+) -> list[SubmitBatch]:
     """Batches filling one block: max blobs per block split into max-per-tx transactions,
     each extending the one before (they execute in nonce order from one sender)."""
     params = BLOB_SCHEDULE[fork]
@@ -106,7 +109,7 @@ async def bench_node(blob: bytes, c: bytes, p: bytes, fork: str, blocks: int) ->
         elapsed = 0.0
         for _ in range(blocks):
             batches = full_block_batches(node.chain, blob, c, p, fork)
-            calls = []
+            calls: list[L1Call] = []
             for b in batches:
                 nonce = node.chain.pending_nonce(helpers.OWNERS[0].address) + len(calls)
                 calls.append(make_call(b, helpers.OWNERS[0], nonce, helpers.L1_CHAIN))

@@ -53,6 +53,11 @@ def load(urls: list[str], rate: int, seconds: float) -> subprocess.Popen[bytes]:
     return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
+async def _wait_in_thread(p: subprocess.Popen[bytes]) -> None:
+    """Wait for the load generator ``p`` to exit without blocking the event loop."""
+    await trio.to_thread.run_sync(p.wait)
+
+
 async def poll(urls: list[str], seconds: float, rows: list[dict[str, Any]]) -> None:
     """One row a second: per node (height or error, /health status or error, ms)."""
     async with httpx.AsyncClient(timeout=3.0) as http:
@@ -127,7 +132,7 @@ async def resume(d: Path, args: argparse.Namespace) -> tuple[float, list[dict[st
             say(f"resumed: first certified block {first:.1f} s after the start")
             if args.resume_rate:
                 p = load(urls, args.resume_rate, args.watch)
-                nursery.start_soon(trio.to_thread.run_sync, p.wait)
+                nursery.start_soon(_wait_in_thread, p)
     finally:
         stop(dev.children(), deadline_s=10.0)
     return first, rows
