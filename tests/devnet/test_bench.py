@@ -97,6 +97,31 @@ def test_the_request_size_fit_separates_per_request_from_per_transaction_cost() 
     assert request_fit([{"txs_per_request": None, "cpu_us_per_tx_per_node": 1.0}], 4, 1.0) is None
 
 
+def test_the_scaling_goal_in_per_node_cost() -> None:
+    from sequencer_node.devnet.bench_report import markdown, scale_out
+
+    def net(nodes: int, cores: float, cpu_us: float) -> dict[str, object]:
+        # certified = cores / (nodes x CPU per tx per node): consistent figures
+        tx_s = cores * 1e6 / (nodes * cpu_us)
+        return {"nodes": nodes, "above": {"certified_tx_s": tx_s, "cpu_us_per_tx_per_node":
+                                          cpu_us, "node_cores": cores}}  # fmt: skip
+
+    small, large = net(4, 1.6, 300.0), net(16, 1.6, 480.0)
+    x = scale_out(small, large)
+    assert x is not None
+    assert x["measured"] == pytest.approx(x["identity"]) == pytest.approx(0.25 * 300 / 480)
+    assert x["per_node_cost"] == pytest.approx(1.6)
+    assert x["needed_per_node_cost"] == pytest.approx(0.5)  # equal cores: half the cost
+    assert x["own_machines_estimate"] == pytest.approx(300 / 480)
+    assert scale_out(small, {"nodes": 16, "error": "did not start"}) is None
+    no_cpu = {"nodes": 16, "above": {"certified_tx_s": 200.0, "node_cores": 1.6}}
+    assert scale_out(small, no_cpu) is None  # no figure, no claim
+    # The results page says it under the scaling table.
+    doc = json.loads((ROOT / "docs" / "bench" / "results.json").read_text())
+    md = markdown(doc)
+    assert "times the CPU per transaction of a node of 4" in md.split("## 3. Scaling")[1]
+
+
 def test_every_network_of_a_run_gets_a_fresh_directory(tmp_path: Path) -> None:
     # The scaling part's 4-node network once started in the sweep's directory and resumed it.
     first = fresh_directory(tmp_path, "net-4")
