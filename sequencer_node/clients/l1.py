@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import itertools
 import json
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Self
+from typing import Any, Protocol, Self
 
 import httpx
 import trio
@@ -202,16 +203,33 @@ class L1Poll:
     full_fee_page: bool
 
 
+class L1Observer(Protocol):
+    """Told of every HTTP exchange with the L1 (the node's metrics: how much a node asks of
+    its L1 endpoint, which a hosted RPC provider meters and rate-limits)."""
+
+    def l1_exchange(self, methods: Sequence[str], seconds: float, ok: bool) -> None:
+        """One HTTP request carrying the JSON-RPC calls ``methods`` (several for a batch),
+        its wall time, and whether it got a usable answer."""
+
+
 class L1Client:
     """``async with L1Client(url) as l1: await l1.chain_id()``."""
 
-    def __init__(self, url: str, *, timeout: float = 10.0, chain_id: int | None = None) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        timeout: float = 10.0,
+        chain_id: int | None = None,
+        observer: L1Observer | None = None,
+    ) -> None:
         self.url = url.rstrip("/")
         self._http = httpx.AsyncClient(
             timeout=timeout, limits=httpx.Limits(max_connections=8, max_keepalive_connections=4)
         )
         self._ids = itertools.count(1)
         self._chain_id = chain_id
+        self.observer = observer
 
     async def __aenter__(self) -> Self:
         return self
@@ -258,6 +276,17 @@ class L1Client:
         return [_result(answers[i]) for i in ids]
 
     async def _post(self, body: object) -> Any:
+        if self.observer is None:
+            return await self._exchange(body)
+        started, ok = time.perf_counter(), False
+        try:
+            answer = await self._exchange(body)
+            ok = True
+            return answer
+        finally:
+            self.observer.l1_exchange(_methods(body), time.perf_counter() - started, ok)
+
+    async def _exchange(self, body: object) -> Any:
         try:
             r = await self._http.post(self.url + "/", json=body)
         except httpx.HTTPError as e:
@@ -577,3 +606,9 @@ __all__ = [
     "L1StakeEntry",
     "L1StakeSnapshot",
 ]
+
+
+def _methods(body: object) -> list[str]:
+    """The JSON-RPC method names of a request body (one call or a batch)."""
+    calls = body if isinstance(body, list) else [body]
+    return [str(c.get("method", "?")) if isinstance(c, dict) else "?" for c in calls]

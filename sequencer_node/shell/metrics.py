@@ -6,7 +6,7 @@ collide. Names are prefixed ``seqnet_``; the list is in ``docs/node-api.md``.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
@@ -21,6 +21,7 @@ class NodeMetrics:
 
     def __init__(self) -> None:
         r = self.registry = CollectorRegistry()
+        self._l1_methods: set[str] = set()
         self.head_height = Gauge("seqnet_head_height", "L2 height per head", ["head"], registry=r)
         self.round = Gauge("seqnet_round", "Current consensus round", registry=r)
         self.epoch = Gauge("seqnet_epoch", "Current L2 epoch", registry=r)
@@ -106,6 +107,26 @@ class NodeMetrics:
         self.l1_finalized = Gauge("seqnet_l1_finalized", "L1 finalized block seen", registry=r)
         self.l1_errors = Counter("seqnet_l1_errors", "Failed L1 requests", registry=r)
         self.l1_up = Gauge("seqnet_l1_up", "1 while the L1 answers", registry=r)
+        # What the node asks of its L1 endpoint (clients.l1.L1Observer): a hosted endpoint
+        # meters requests, and each exchange costs the node ~1.5 ms of CPU (httpx).
+        self.l1_requests = Counter(
+            "seqnet_l1_requests",
+            "HTTP requests to the L1 JSON-RPC endpoint by outcome (a batch is one request)",
+            ["outcome"],
+            registry=r,
+        )
+        self.l1_calls = Counter(
+            "seqnet_l1_calls",
+            "JSON-RPC calls to the L1 by method (a batch counts each of its calls)",
+            ["method"],
+            registry=r,
+        )
+        self.l1_request_seconds = Histogram(
+            "seqnet_l1_request_seconds",
+            "Wall time of an HTTP request to the L1 (event-loop waits included)",
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10),
+            registry=r,
+        )
         self.l1_blob_base_fee = Gauge(
             "seqnet_l1_blob_base_fee_wei", "The L1's blob base fee (wei per blob gas)", registry=r
         )
@@ -152,6 +173,20 @@ class NodeMetrics:
     #: they are read: they change on nearly every event, and setting them on every core
     #: tick instead cost an idle node a tenth of its CPU (issue 13).
     before_render: Callable[[], None] | None = None
+
+    #: Distinct ``method`` labels kept (the client's methods are a fixed set; a bound anyway).
+    MAX_L1_METHODS = 64
+
+    def l1_exchange(self, methods: Sequence[str], seconds: float, ok: bool) -> None:
+        """:class:`~sequencer_node.clients.l1.L1Observer`: count one HTTP request to the L1."""
+        self.l1_requests.labels("ok" if ok else "failed").inc()
+        self.l1_request_seconds.observe(seconds)
+        for method in methods:
+            if method not in self._l1_methods:
+                if len(self._l1_methods) >= self.MAX_L1_METHODS:
+                    method = "other"
+                self._l1_methods.add(method)
+            self.l1_calls.labels(method).inc()
 
     def render(self) -> bytes:
         if self.before_render is not None:

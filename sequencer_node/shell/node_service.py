@@ -582,7 +582,7 @@ class Node:
         assert self.store is not None
         self.started_at = self._clock()
         try:
-            async with L1Client(s.l1_url) as l1:
+            async with L1Client(s.l1_url, observer=self.metrics) as l1:
                 await connect_l1(
                     l1, expected_chain_id=self.genesis.l1_chain_id, timeout_s=s.l1_start_timeout_s
                 )

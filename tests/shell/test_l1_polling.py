@@ -141,3 +141,40 @@ async def test_a_malformed_batch_answer_is_the_l1_unavailable(answer: Any) -> No
     with pytest.raises(L1Unavailable, match="malformed JSON-RPC batch"):
         await l1.rpc_batch([("a", ()), ("b", ())])
     await l1.aclose()
+
+
+async def test_every_l1_exchange_is_counted_by_method_in_the_node_metrics(
+    tmp_path: Path,
+) -> None:
+    from sequencer_node.shell.metrics import NodeMetrics
+
+    metrics = NodeMetrics()
+    async with (
+        running_l1(tmp_path) as (_node, client),
+        L1Client(client.url, observer=metrics) as l1,
+    ):
+        await l1.block_number()
+        await l1.rpc_batch([("eth_blockNumber", []), ("eth_chainId", [])])
+        with pytest.raises(L1Rejected):
+            await l1.rpc("no_suchMethod")  # answered: an error, but a usable answer
+    async with L1Client("http://127.0.0.1:9", observer=metrics, timeout=2.0) as dead:
+        with pytest.raises(L1Unavailable):
+            await dead.block_number()
+    text = metrics.render().decode()
+    assert 'seqnet_l1_requests_total{outcome="ok"} 3.0' in text
+    assert 'seqnet_l1_requests_total{outcome="failed"} 1.0' in text
+    assert 'seqnet_l1_calls_total{method="eth_blockNumber"} 3.0' in text  # the batch's too
+    assert 'seqnet_l1_calls_total{method="eth_chainId"} 1.0' in text
+    assert 'seqnet_l1_calls_total{method="no_suchMethod"} 1.0' in text
+    assert "seqnet_l1_request_seconds_count 4.0" in text
+
+
+def test_the_method_label_is_bounded() -> None:
+    from sequencer_node.shell.metrics import NodeMetrics
+
+    metrics = NodeMetrics()
+    for i in range(NodeMetrics.MAX_L1_METHODS + 10):
+        metrics.l1_exchange([f"m{i}"], 0.001, True)
+    text = metrics.render().decode()
+    assert text.count("seqnet_l1_calls_total{") == NodeMetrics.MAX_L1_METHODS + 1
+    assert 'seqnet_l1_calls_total{method="other"} 10.0' in text
