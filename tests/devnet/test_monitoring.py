@@ -126,6 +126,8 @@ def test_the_dashboard_shows_the_network_and_a_node_with_exported_metrics() -> N
         "seqnet_batches_total",
         "seqnet_batch_cost_wei_total",
         "seqnet_l1_blob_base_fee_wei",
+        "seqnet_l1_requests_total",
+        "seqnet_l1_calls_total",
     ):
         assert metric in everything, f"the dashboard has no panel on {metric}"
     rows = [p["title"] for p in dashboard["panels"] if p.get("type") == "row"]
