@@ -81,6 +81,10 @@ class InboxJudge:
             finalized = int(status.get("finalizedBlock", 0))
         except (KeyError, TypeError, ValueError) as e:
             raise L1Unavailable(f"L1 sent a malformed status: {e!r}") from None
+        self.observe_head(head, head_slot, finalized)
+
+    def observe_head(self, head: int, head_slot: int, finalized: int) -> None:
+        """Take the head from another read of it (the node's L1 follower's poll)."""
         if head != self.head:
             self._forced.clear()
         self.head = head

@@ -201,6 +201,8 @@ class L1Poll:
     fees: list[L1FeeRecord]
     #: The fee page was full: more records may follow.
     full_fee_page: bool
+    #: The inbox page was full: more batches may follow.
+    full_inbox_page: bool = False
 
 
 class L1Observer(Protocol):
@@ -369,6 +371,7 @@ class L1Client:
             batches,
             [r for r in fees if r.number <= fin.number],
             full_fee_page=len(fees) >= fee_page,
+            full_inbox_page=len(batches) >= page,
         )
 
     async def head(self) -> L1Head:

@@ -41,6 +41,7 @@ from sequencer_node.clients.l1 import (
     L1Client,
     L1Error,
     L1FeeRecord,
+    L1Poll,
     L1Rejected,
     SequencerInfo,
 )
@@ -199,8 +200,12 @@ class L1Watcher:
         backoff_cap_s: float = 10.0,
         on_sequencers: Callable[[dict[bytes, SequencerInfo]], None] | None = None,
         rng: random.Random | None = None,
+        on_poll: Callable[[L1Poll, int], None] | None = None,
     ) -> None:
         self.l1 = l1
+        #: Told of each successful poll and the inbox batch its page starts at (the node's
+        #: batcher takes the head and the inbox from it instead of reading them again).
+        self.on_poll = on_poll
         self._events = events
         self.key = key
         self.metrics = metrics
@@ -326,6 +331,8 @@ class L1Watcher:
             page=_PAGE,
             fee_page=_FEE_PAGE,
         )
+        if self.on_poll is not None:
+            self.on_poll(poll, self._inbox_next)
         head, fin = poll.head, poll.finalized
         if not self.up and self._failures:
             log.info("L1 at %s is back (head %d)", self.l1.url, head.number)

@@ -75,7 +75,7 @@ from sequencer_node.batcher.config import BatcherConfig, DaMode
 from sequencer_node.batcher.messages import BatchProposal
 from sequencer_node.batcher.service import BatcherService
 from sequencer_node.clients.da import DAClient
-from sequencer_node.clients.l1 import L1Client, L1Error, SequencerInfo
+from sequencer_node.clients.l1 import L1Client, L1Error, L1Poll, SequencerInfo
 from sequencer_node.core import api
 from sequencer_node.core.fees import L1FeeInfo
 from sequencer_node.core.ledger import verify_tx_signature
@@ -597,6 +597,7 @@ class Node:
                     poll_s=s.l1_poll_s,
                     on_sequencers=self._sequencers_changed,
                     rng=self._rng,
+                    on_poll=self._l1_polled,
                 )
                 try:
                     await self.follower.refresh_sequencers()
@@ -760,6 +761,11 @@ class Node:
         if pubkey in self.settings.allow_peers or pubkey in self.genesis.validator_keys():
             return True
         return self.follower is not None and pubkey in self.follower.registered
+
+    def _l1_polled(self, poll: L1Poll, inbox_from: int) -> None:
+        """The follower's poll, shared with the batcher (one L1 read a second, not two)."""
+        if self.batcher is not None:
+            self.batcher.l1_polled(poll, inbox_from)
 
     def _sequencers_changed(self, registered: dict[bytes, SequencerInfo]) -> None:
         """The registered set changed on L1: dial new sequencers, drop peers that are no

@@ -5,6 +5,7 @@ the client's batch call: results in order, a refused call raised, a malformed an
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -12,12 +13,16 @@ from typing import Any
 import httpx
 import pytest
 import trio
+import trio.lowlevel
 
-from sequencer_node.clients.l1 import L1Client, L1Rejected, L1Unavailable
+from sequencer_node.batcher.config import BatcherConfig
+from sequencer_node.batcher.poster import Poster
+from sequencer_node.clients.l1 import InboxBatch, L1Client, L1Poll, L1Rejected, L1Unavailable
 from sequencer_node.core import api
 from sequencer_node.shell.l1_watcher import L1Watcher
-from tests.batcher.helpers import running_l1
+from tests.batcher.helpers import L1_CHAIN, running_l1
 from tests.batcher.test_service import Net, make_service
+from tests.l1 import helpers as l1_helpers
 
 
 class CountingL1(L1Client):
@@ -178,3 +183,101 @@ def test_the_method_label_is_bounded() -> None:
     text = metrics.render().decode()
     assert text.count("seqnet_l1_calls_total{") == NodeMetrics.MAX_L1_METHODS + 1
     assert 'seqnet_l1_calls_total{method="other"} 10.0' in text
+
+
+# --- the batcher takes the follower's poll (one L1 read a second per node, not two) ----------
+
+
+def _inbox(n: int) -> list[InboxBatch]:
+    """``n`` inbox batches 0..n-1 of 10 L2 blocks each (the batcher reads their fields)."""
+    h0 = l1_helpers.batch_header(l1_helpers.new_chain())
+    return [
+        InboxBatch(
+            dataclasses.replace(
+                h0, batch_number=i, first_height=10 * i + 1, last_height=10 * i + 10
+            ),
+            l1_block=5 + i,
+            tx_hash=bytes([i + 1]) * 32,
+            signers=(),
+        )
+        for i in range(n)
+    ]
+
+
+async def _polled(client: L1Client, inbox_from: int) -> L1Poll:
+    return await client.poll(forced_from=0, inbox_from=inbox_from, fee_from=None)
+
+
+async def test_a_batcher_tick_takes_the_follower_s_fresh_poll(tmp_path: Path) -> None:
+    async with running_l1(tmp_path) as (_node, client), CountingL1(client.url) as l1:
+        svc = make_service(tmp_path, l1, None, Net())
+        await svc._tick()  # reads the inbox's settings and the head itself
+        await client.dev_mine(3)
+        poll = await _polled(client, svc._inbox_next)
+        l1.posts, l1.calls = 0, []
+        svc.l1_polled(poll, svc._inbox_next)
+        await svc._tick()
+        assert l1.posts == 0  # the head and the inbox came with the poll
+        assert svc.judge.head == poll.head.number
+        assert svc.judge.finalized == poll.finalized.number
+        # Used once: the next tick without a new poll reads the L1 itself.
+        await svc._tick()
+        assert l1.calls == ["seq_status", "inbox_getBatches"]
+
+
+async def test_a_stale_poll_or_one_that_misses_the_next_batch_is_not_used(
+    tmp_path: Path,
+) -> None:
+    async with running_l1(tmp_path) as (_node, client), CountingL1(client.url) as l1:
+        svc = make_service(tmp_path, l1, None, Net())
+        await svc._tick()
+        now = [1_000.0]
+        svc._clock = lambda: now[0]
+        stale = await _polled(client, svc._inbox_next)
+        svc.l1_polled(stale, svc._inbox_next)
+        now[0] += svc.config.poll_interval_s * 2  # older than a poll interval at the tick
+        ahead = await _polled(client, svc._inbox_next + 5)
+        for poll, inbox_from in ((stale, svc._inbox_next), (ahead, svc._inbox_next + 5)):
+            if poll is ahead:
+                svc.l1_polled(poll, inbox_from)  # fresh, but its page starts past our next
+            l1.posts, l1.calls = 0, []
+            await svc._tick()
+            assert l1.calls == ["seq_status", "inbox_getBatches"]
+
+
+async def test_the_shared_page_is_taken_from_the_batcher_s_next_batch(tmp_path: Path) -> None:
+    async with running_l1(tmp_path) as (_node, client), CountingL1(client.url) as l1:
+        svc = make_service(tmp_path, l1, None, Net())
+        svc.poster = Poster(  # what run() starts: records each accepted batch and its cost
+            records=svc.records, l1=l1, key=None, l1_chain_id=L1_CHAIN, config=svc.config,
+            rebuild=svc._rebuild,
+        )  # fmt: skip
+        await svc._tick()
+        base = await _polled(client, 0)
+        batches = _inbox(3)
+        # The follower read from batch 0; the batcher already had none: it takes all three.
+        svc.l1_polled(dataclasses.replace(base, inbox=batches), 0)
+        l1.posts, l1.calls = 0, []
+        await svc._tick()
+        assert svc._inbox_next == 3
+        assert "seq_status" not in l1.calls
+        assert "inbox_getBatches" not in l1.calls
+        # A full page from the follower: more may follow, so the batcher reads the next page.
+        svc.l1_polled(dataclasses.replace(base, inbox=[], full_inbox_page=True), 3)
+        l1.calls = []
+        await svc._tick()
+        assert l1.calls == ["inbox_getBatches"]
+
+
+async def test_once_polls_are_shared_a_tick_follows_each_poll(tmp_path: Path) -> None:
+    async with running_l1(tmp_path) as (_node, client):
+        config = BatcherConfig(poll_interval_s=30.0)  # a tick on its own would wait 30-45 s
+        svc = make_service(tmp_path, client, None, Net(), config=config)
+        poll = await _polled(client, 0)
+        svc.l1_polled(poll, 0)
+        with trio.fail_after(5):
+            await svc._wait_for_next_tick()  # the poll already arrived: no wait
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(svc._wait_for_next_tick)
+                await trio.lowlevel.checkpoint()
+                svc.l1_polled(poll, 0)  # the next poll ends the wait
