@@ -197,6 +197,7 @@ class BatcherService:
         self._shared_poll: tuple[L1Poll, int, float] | None = None
         self._poll_arrived = trio.Event()
         self._polls_shared = False
+        self._last_tick_at = 0.0  # trio.current_time() when the last shared-poll wait ended
 
     # --- the node seam -----------------------------------------------------------------------
 
@@ -399,14 +400,20 @@ class BatcherService:
 
     async def _wait_for_next_tick(self) -> None:
         """``poll_interval_s``, or, once the follower shares its polls, until the next one
-        arrives (at most 1.5 poll intervals: a follower that stopped polling, the L1 being
-        down, leaves the batcher ticking on its own)."""
+        arrives: no sooner than half a poll interval after the previous tick (a follower
+        polling ten times a second does not make the batcher tick ten times a second) and no
+        later than 1.5 intervals (a follower that stopped polling, the L1 being down, leaves
+        the batcher ticking on its own)."""
+        interval = self.config.poll_interval_s
         if not self._polls_shared:
-            await trio.sleep(self.config.poll_interval_s)
+            await trio.sleep(interval)
             return
-        with trio.move_on_after(1.5 * self.config.poll_interval_s):
+        since = trio.current_time() - self._last_tick_at
+        await trio.sleep(max(0.0, interval / 2 - since))
+        with trio.move_on_after(max(0.0, 1.5 * interval - max(since, interval / 2))):
             await self._poll_arrived.wait()
         self._poll_arrived = trio.Event()
+        self._last_tick_at = trio.current_time()
 
     async def _tick(self) -> None:
         await self._sync_inbox()

@@ -8,12 +8,13 @@ from __future__ import annotations
 import dataclasses
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import pytest
 import trio
 import trio.lowlevel
+import trio.testing
 
 from sequencer_node.batcher.config import BatcherConfig
 from sequencer_node.batcher.poster import Poster
@@ -269,15 +270,33 @@ async def test_the_shared_page_is_taken_from_the_batcher_s_next_batch(tmp_path: 
         assert l1.calls == ["inbox_getBatches"]
 
 
-async def test_once_polls_are_shared_a_tick_follows_each_poll(tmp_path: Path) -> None:
-    async with running_l1(tmp_path) as (_node, client):
-        config = BatcherConfig(poll_interval_s=30.0)  # a tick on its own would wait 30-45 s
-        svc = make_service(tmp_path, client, None, Net(), config=config)
-        poll = await _polled(client, 0)
-        svc.l1_polled(poll, 0)
-        with trio.fail_after(5):
-            await svc._wait_for_next_tick()  # the poll already arrived: no wait
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(svc._wait_for_next_tick)
-                await trio.lowlevel.checkpoint()
-                svc.l1_polled(poll, 0)  # the next poll ends the wait
+async def test_once_polls_are_shared_a_tick_follows_each_poll_within_bounds(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    l1 = L1Client("http://l1.invalid")  # never asked: only the waits are under test
+    svc = make_service(tmp_path, l1, None, Net(), config=BatcherConfig(poll_interval_s=2.0))
+    poll = cast(L1Poll, None)
+
+    async def waited(poll_after: float | None = None) -> float:
+        start = trio.current_time()
+        async with trio.open_nursery() as nursery:
+            if poll_after is not None:
+
+                async def later() -> None:
+                    await trio.sleep(poll_after)
+                    svc.l1_polled(poll, 0)
+
+                nursery.start_soon(later)
+            await svc._wait_for_next_tick()
+            nursery.cancel_scope.cancel()
+        return trio.current_time() - start
+
+    assert await waited() == pytest.approx(2.0)  # no poll shared yet: the plain interval
+    svc.l1_polled(poll, 0)
+    assert await waited() == pytest.approx(0.0)  # it already arrived
+    assert await waited(poll_after=1.4) == pytest.approx(1.4)  # the tick follows the poll
+    # A poll sooner than half an interval after the last tick waits for that half.
+    assert await waited(poll_after=0.2) == pytest.approx(1.0)
+    # No poll (the follower backing off from a dead L1): on its own after 1.5 intervals.
+    assert await waited() == pytest.approx(3.0)
+    await l1.aclose()
