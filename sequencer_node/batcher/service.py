@@ -220,8 +220,8 @@ class BatcherService:
         if shared is None or not self.judge.ready:
             return None
         poll, first, at = shared
-        if self._clock() - at > self.config.poll_interval_s:
-            return None  # stale: the tick would read an older head than its own read
+        if self._clock() - at > self.config.poll_interval_s or poll.head.number < self.judge.head:
+            return None  # stale: the tick would read a newer head (or did already)
         n, batches = self._inbox_next, poll.inbox
         if not first <= n <= first + len(batches):
             return None  # the follower's page does not reach (or skips) our next batch

@@ -238,9 +238,14 @@ async def test_a_stale_poll_or_one_that_misses_the_next_batch_is_not_used(
         svc.l1_polled(stale, svc._inbox_next)
         now[0] += svc.config.poll_interval_s * 2  # older than a poll interval at the tick
         ahead = await _polled(client, svc._inbox_next + 5)
-        for poll, inbox_from in ((stale, svc._inbox_next), (ahead, svc._inbox_next + 5)):
-            if poll is ahead:
-                svc.l1_polled(poll, inbox_from)  # fresh, but its page starts past our next
+        behind = dataclasses.replace(
+            ahead, head=dataclasses.replace(ahead.head, number=svc.judge.head - 1)
+        )
+        cases = ((stale, svc._inbox_next), (ahead, svc._inbox_next + 5), (behind, 0))
+        for poll, inbox_from in cases:
+            if poll is not stale:
+                # fresh, but its page starts past our next batch / its head is older than ours
+                svc.l1_polled(poll, inbox_from)
             l1.posts, l1.calls = 0, []
             await svc._tick()
             assert l1.calls == ["seq_status", "inbox_getBatches"]
