@@ -425,7 +425,10 @@ async def _run_node(settings: NodeSettings) -> None:
     show_envvar=True,
     default=1.0,
     show_default=True,
-    help="Seconds between two reads of the L1 head.",
+    help=(
+        "Seconds between two reads of the L1 (head, inbox, forced queue, fee data: one "
+        "request, which the batcher shares)."
+    ),
 )
 @click.option(
     "--l1-start-timeout",
