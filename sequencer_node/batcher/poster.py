@@ -164,10 +164,12 @@ class Poster:
         return cost
 
     async def _record_cost(self, ib: InboxBatch) -> BatchCost | None:
-        r = await self.l1.receipt(ib.tx_hash)
+        # One exchange: the inbox names the block the batch landed in.
+        r, blk = await self.l1.receipt_and_block(ib.tx_hash, ib.l1_block)
         if r is None:
             return None
-        blk = await self.l1.block(r.block_number)
+        if blk is None or blk.number != r.block_number:  # not expected: the receipt rules
+            blk = await self.l1.block(r.block_number)
         h = ib.header
         blob_fee = r.blob_gas_used * r.blob_gas_price
         fee = r.gas_used * blk.base_fee_per_gas + blob_fee

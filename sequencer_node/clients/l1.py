@@ -510,18 +510,38 @@ class L1Client:
         return int((await self.rpc("da_status"))["nextNonce"])
 
     async def receipt(self, tx_hash: bytes) -> L1Receipt | None:
-        r = await self.rpc("eth_getTransactionReceipt", to_hex(tx_hash))
+        return self._receipt(tx_hash, await self.rpc("eth_getTransactionReceipt", to_hex(tx_hash)))
+
+    async def receipt_and_block(
+        self, tx_hash: bytes, block_number: int
+    ) -> tuple[L1Receipt | None, L1Head | None]:
+        """The receipt of ``tx_hash`` and block ``block_number`` in ONE request (a batch's
+        cost: the block the inbox says it landed in, and what its transaction paid); None
+        for either that the L1 does not have."""
+        r, b = await self.rpc_batch(
+            [
+                ("eth_getTransactionReceipt", (to_hex(tx_hash),)),
+                ("eth_getBlockByNumber", (hex(block_number), False)),
+            ]
+        )
+        return self._receipt(tx_hash, r), None if b is None else self._head(b, block_number)
+
+    @staticmethod
+    def _receipt(tx_hash: bytes, r: Any) -> L1Receipt | None:
         if r is None:
             return None
-        return L1Receipt(
-            tx_hash,
-            _i(r["blockNumber"]),
-            _i(r["status"]),
-            r.get("reason", ""),
-            _i(r["gasUsed"]),
-            _i(r.get("blobGasUsed", "0x0")),
-            _i(r.get("blobGasPrice", "0x0")),
-        )
+        try:
+            return L1Receipt(
+                tx_hash,
+                _i(r["blockNumber"]),
+                _i(r["status"]),
+                r.get("reason", ""),
+                _i(r["gasUsed"]),
+                _i(r.get("blobGasUsed", "0x0")),
+                _i(r.get("blobGasPrice", "0x0")),
+            )
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
+            raise L1Unavailable(f"L1 sent a malformed receipt: {e!r}") from None
 
     async def wait_receipt(self, tx_hash: bytes, poll: float = 0.25) -> L1Receipt:
         """Poll until the call is in a block (bound it with ``trio.fail_after``)."""

@@ -259,6 +259,7 @@ async def test_the_shared_page_is_taken_from_the_batcher_s_next_batch(tmp_path: 
             rebuild=svc._rebuild,
         )  # fmt: skip
         await svc._tick()
+        await client.dev_mine(10)  # the blocks the batches say they landed in (5-7)
         base = await _polled(client, 0)
         batches = _inbox(3)
         # The follower read from batch 0; the batcher already had none: it takes all three.
@@ -266,8 +267,9 @@ async def test_the_shared_page_is_taken_from_the_batcher_s_next_batch(tmp_path: 
         l1.posts, l1.calls = 0, []
         await svc._tick()
         assert svc._inbox_next == 3
-        assert "seq_status" not in l1.calls
-        assert "inbox_getBatches" not in l1.calls
+        # Nothing but each batch's cost: its receipt and its block, in one exchange.
+        assert l1.calls == ["eth_getTransactionReceipt", "eth_getBlockByNumber"] * 3
+        assert l1.posts == 3
         # A full page from the follower: more may follow, so the batcher reads the next page.
         svc.l1_polled(dataclasses.replace(base, inbox=[], full_inbox_page=True), 3)
         l1.calls = []
