@@ -159,6 +159,12 @@ def _i(s: Any) -> int:
     return int(s, 16) if isinstance(s, str) and s.startswith("0x") else int(s)
 
 
+def _methods(body: object) -> list[str]:
+    """The JSON-RPC method names of a request body (one call or a batch)."""
+    calls = body if isinstance(body, list) else [body]
+    return [str(c.get("method", "?")) if isinstance(c, dict) else "?" for c in calls]
+
+
 def _result(answer: dict[str, Any]) -> Any:
     """The result of one JSON-RPC answer, or its error raised as :class:`L1Rejected`."""
     if "error" in answer:
@@ -629,9 +635,3 @@ __all__ = [
     "L1StakeEntry",
     "L1StakeSnapshot",
 ]
-
-
-def _methods(body: object) -> list[str]:
-    """The JSON-RPC method names of a request body (one call or a batch)."""
-    calls = body if isinstance(body, list) else [body]
-    return [str(c.get("method", "?")) if isinstance(c, dict) else "?" for c in calls]

@@ -11,32 +11,13 @@ from typing import cast
 import pytest
 
 from sequencer_node.batcher.builder import draft_batch, estimate_body_bytes, pick_count
-from sequencer_node.batcher.config import BatcherConfig
 from sequencer_node.batcher.kzg_worker import Prepared
-from sequencer_node.batcher.service import BatcherService
 from sequencer_node.batching.compression import Algorithm
 from sequencer_node.clients.l1 import L1Client
-from sequencer_node.shell.store import Store
 from sequencer_node.wire import codec
 from sequencer_node.wire.l1calls import MAX_CALLDATA
-from tests.batcher.helpers import KEYS, L1_CHAIN, L2_CHAIN, STAKES, l2_chain
-
-
-def _service(tmp: Path) -> BatcherService:
-    store = Store.open(tmp / "store", chain_id=L2_CHAIN, identity=KEYS[0].public_key)
-    return BatcherService(
-        config=BatcherConfig(da="calldata"),
-        blocks=store,
-        data_dir=tmp / "batcher",
-        l1=cast(L1Client, None),  # never reached: no task runs
-        key=KEYS[0],
-        chain_id=L2_CHAIN,
-        l1_chain_id=L1_CHAIN,
-        broadcast=lambda _msg: None,
-        schedule=lambda: [k.public_key for k in KEYS],
-        stake_view=lambda: (0, STAKES),
-        worker_processes=0,
-    )
+from tests.batcher.helpers import KEYS, l2_chain
+from tests.batcher.test_service import Net, make_service
 
 
 def test_the_learned_ratio_lets_the_next_cut_take_what_the_last_payload_held(
@@ -45,7 +26,8 @@ def test_the_learned_ratio_lets_the_next_cut_take_what_the_last_payload_held(
     blocks = l2_chain(25, 30)
     last = blocks[:20]
     draft = draft_batch(last, algorithm=Algorithm.BROTLI, da="calldata", max_payload=MAX_CALLDATA)
-    svc = _service(tmp_path)
+    # The service is not run: no L1 is reached, no worker started.
+    svc = make_service(tmp_path, cast(L1Client, None), KEYS[0], Net(), da="calldata")
     encodes = 0
     real = codec.encode
 
