@@ -209,6 +209,10 @@ class L1Poll:
     full_fee_page: bool
     #: The inbox page was full: more batches may follow.
     full_inbox_page: bool = False
+    #: The registered sequencers and the blob base fee, when the poll was asked for them
+    #: (``registry=True``; None otherwise).
+    sequencers: list[SequencerInfo] | None = None
+    blob_base_fee: int | None = None
 
 
 class L1Observer(Protocol):
@@ -347,6 +351,7 @@ class L1Client:
         fee_from: int | None,
         page: int = 100,
         fee_page: int = 256,
+        registry: bool = False,
     ) -> L1Poll:
         """The reads a follower makes every poll, in ONE request (see :meth:`rpc_batch`): the
         head, the finalized block, the forced queue from ``forced_from``, inbox batches from
@@ -354,7 +359,8 @@ class L1Client:
         ``fee_from`` (pages of ``page`` / ``fee_page``; a full page means more may follow).
         The L1 answers a batch's calls one after the other, so the finalized block may move
         between two of them: the fee records above the returned finalized block are left out
-        (the next poll reads them again)."""
+        (the next poll reads them again). With ``registry``, the registered sequencers and
+        the blob base fee too (a follower's slower reads, in the same exchange)."""
         calls: list[tuple[str, Sequence[Any]]] = [
             ("eth_getBlockByNumber", ("latest", False)),
             ("eth_getBlockByNumber", ("finalized", False)),
@@ -363,6 +369,8 @@ class L1Client:
         ]
         if fee_from is not None:
             calls.append(("seq_getL1FeeInfo", (fee_from, fee_page)))
+        if registry:
+            calls += [("staking_getSequencers", ()), ("eth_blobBaseFee", ())]
         results = await self.rpc_batch(calls)
         head, fin = self._head(results[0], "latest"), self._head(results[1], "finalized")
         try:
@@ -370,6 +378,7 @@ class L1Client:
         except (KeyError, TypeError, ValueError) as e:
             raise L1Unavailable(f"L1 sent a malformed inbox batch: {e!r}") from None
         fees = self._fee_rows(results[4]) if fee_from is not None else []
+        seqs, blob_fee = self._registry(results[-2], results[-1]) if registry else (None, None)
         return L1Poll(
             head,
             fin,
@@ -378,7 +387,16 @@ class L1Client:
             [r for r in fees if r.number <= fin.number],
             full_fee_page=len(fees) >= fee_page,
             full_inbox_page=len(batches) >= page,
+            sequencers=seqs,
+            blob_base_fee=blob_fee,
         )
+
+    @classmethod
+    def _registry(cls, seqs: Any, blob_fee: Any) -> tuple[list[SequencerInfo], int]:
+        try:
+            return [cls._seq(s) for s in seqs], _i(blob_fee)
+        except (KeyError, TypeError, ValueError) as e:
+            raise L1Unavailable(f"L1 sent a malformed sequencer list or blob fee: {e!r}") from None
 
     async def head(self) -> L1Head:
         return await self.block("latest")

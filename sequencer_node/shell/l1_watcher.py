@@ -5,7 +5,8 @@ downtime certificates.
 Theory of operation
 -------------------
 * One polling loop (every ``poll_s``) reads the L1 head and finalized block, new forced-queue
-  entries, new inbox batches and new fee data in ONE request (a JSON-RPC batch:
+  entries, new inbox batches and new fee data (every ``sequencers_every`` polls also the
+  registered sequencers and the blob base fee) in ONE request (a JSON-RPC batch:
   :meth:`L1Client.poll`), then, when the head moved, the finalized stake snapshots it has not
   seen. What the core must know goes into the node's inbound channel as core events
   (:class:`L1HeadChanged`, :class:`StakeSnapshotAvailable`, :class:`ForcedEntriesSeen`, and
@@ -268,7 +269,9 @@ class L1Watcher:
     async def refresh_sequencers(self) -> None:
         """Read the registered sequencers (their keys and p2p addresses) now. Those that
         withdrew everything are left out (they are no longer admitted as peers)."""
-        seqs = await self.l1.sequencers()
+        self._take_sequencers(await self.l1.sequencers())
+
+    def _take_sequencers(self, seqs: list[SequencerInfo]) -> None:
         registered = {s.signing_key: s for s in seqs if s.status != "withdrawn"}
         changed = registered != self.registered
         self.registered = registered
@@ -290,6 +293,13 @@ class L1Watcher:
         """``seqnet_l1_blob_base_fee_wei`` (alerts on a spike)."""
         if self.metrics is not None:
             self.metrics.l1_blob_base_fee.set(await self.l1.blob_base_fee())
+
+    def _take_registry(self, poll: L1Poll) -> None:
+        """The registered sequencers and the blob base fee read with the poll, if asked."""
+        if poll.sequencers is not None:
+            self._take_sequencers(poll.sequencers)
+        if poll.blob_base_fee is not None and self.metrics is not None:
+            self.metrics.l1_blob_base_fee.set(poll.blob_base_fee)
 
     async def _poll_loop(self) -> None:
         while True:
@@ -321,15 +331,18 @@ class L1Watcher:
 
     async def poll_once(self) -> None:
         """One round of reads (raises L1Error on failure; the loop retries): the head, the
-        finalized block, the forced queue, the inbox and the fee data in ONE request (an HTTP
-        exchange costs each side about 1.5 ms of CPU: five a second per node were most of an
-        idle 16-node network's L1 traffic), then the follow-up pages and snapshots if any."""
+        finalized block, the forced queue, the inbox and the fee data (every
+        ``sequencers_every`` polls also the registered sequencers and the blob base fee) in ONE
+        request (an HTTP exchange costs each side about 1.5 ms of CPU: five a second per node
+        were most of an idle 16-node network's L1 traffic), then the follow-up pages and
+        snapshots if any."""
         poll = await self.l1.poll(
             forced_from=self._forced_next,
             inbox_from=self._inbox_next,
             fee_from=self._fee_next,
             page=_PAGE,
             fee_page=_FEE_PAGE,
+            registry=self._polls % self._sequencers_every == 0,
         )
         if self.on_poll is not None:
             self.on_poll(poll, self._inbox_next)
@@ -351,9 +364,7 @@ class L1Watcher:
         await self._forced(poll.forced)
         await self._fee_infos(poll.fees, more=poll.full_fee_page)
         await self._inbox(poll.inbox)
-        if self._polls % self._sequencers_every == 0:
-            await self.refresh_sequencers()
-            await self.observe_fees()
+        self._take_registry(poll)
         self._polls += 1
 
     async def _snapshots(self, current_epoch: int) -> None:

@@ -18,10 +18,18 @@ import trio.testing
 
 from sequencer_node.batcher.config import BatcherConfig
 from sequencer_node.batcher.poster import Poster
-from sequencer_node.clients.l1 import InboxBatch, L1Client, L1Poll, L1Rejected, L1Unavailable
+from sequencer_node.clients.l1 import (
+    InboxBatch,
+    L1Client,
+    L1Poll,
+    L1Rejected,
+    L1Unavailable,
+    SequencerInfo,
+)
 from sequencer_node.core import api
 from sequencer_node.shell.l1_watcher import L1Watcher
-from tests.batcher.helpers import L1_CHAIN, running_l1
+from sequencer_node.shell.metrics import NodeMetrics
+from tests.batcher.helpers import KEYS, L1_CHAIN, running_l1
 from tests.batcher.test_service import Net, make_service
 from tests.l1 import helpers as l1_helpers
 
@@ -88,6 +96,53 @@ async def test_the_poll_reads_what_the_separate_calls_read(tmp_path: Path) -> No
         assert none.fees == []
 
 
+async def test_the_registry_and_the_blob_fee_ride_on_every_tenth_poll(tmp_path: Path) -> None:
+    # Before: every tenth poll read the registered sequencers and the blob base fee in two
+    # more exchanges of their own. Now they are two more calls in that poll's one exchange.
+    metrics = NodeMetrics()
+    told: list[dict[bytes, SequencerInfo]] = []
+    async with running_l1(tmp_path) as (_node, client):
+        await client.dev_mine(100)
+        send, _recv = trio.open_memory_channel[Any](1000)
+        async with CountingL1(client.url) as l1:
+            watcher = L1Watcher(
+                l1, events=send, key=None, genesis_stake_epoch=0, fee_start=0, metrics=metrics,
+                sequencers_every=3, on_sequencers=told.append,
+            )  # fmt: skip
+            await watcher.poll_once()  # the first poll also reads the stake snapshots
+            seqs, fee = await l1.sequencers(), await l1.blob_base_fee()
+            seen = []
+            for _ in range(6):
+                l1.posts, l1.calls = 0, []
+                await watcher.poll_once()
+                seen.append((l1.posts, "staking_getSequencers" in l1.calls,
+                             "eth_blobBaseFee" in l1.calls))  # fmt: skip
+    assert seen == [(1, False, False), (1, False, False), (1, True, True)] * 2
+    assert len(seqs) == len(KEYS)
+    assert watcher.registered == {s.signing_key: s for s in seqs}
+    assert told == [watcher.registered]  # told once: the registry did not change after
+    assert f"seqnet_l1_blob_base_fee_wei {float(fee)}" in metrics.render().decode()
+
+
+async def test_a_malformed_registry_in_the_poll_is_the_l1_unavailable() -> None:
+    def answer(body: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        head = {"number": "0x1", "hash": "0x" + "11" * 32, "timestamp": "0x1", "slot": "0x1",
+                "baseFeePerGas": "0x1", "blobGasUsed": "0x0", "excessBlobGas": "0x0"}  # fmt: skip
+        results: dict[str, Any] = {
+            "eth_getBlockByNumber": head, "inbox_getForcedQueue":
+            {"length": 0, "consumed": 0, "entries": []}, "inbox_getBatches": [],
+            "staking_getSequencers": [{"signingKey": "0x00"}], "eth_blobBaseFee": "0x1",
+        }  # fmt: skip
+        return [{"jsonrpc": "2.0", "id": c["id"], "result": results[c["method"]]} for c in body]
+
+    l1 = _mock(answer)
+    plain = await l1.poll(forced_from=0, inbox_from=0, fee_from=None)
+    assert (plain.sequencers, plain.blob_base_fee) == (None, None)
+    with pytest.raises(L1Unavailable, match="malformed sequencer list"):
+        await l1.poll(forced_from=0, inbox_from=0, fee_from=None, registry=True)
+    await l1.aclose()
+
+
 async def test_a_batcher_tick_is_one_exchange_with_the_l1(tmp_path: Path) -> None:
     # Before: the head (seq_status), then the inbox, then the inbox again until a page came
     # back empty: two or three exchanges a tick. Now the head and the next inbox page share
@@ -152,8 +207,6 @@ async def test_a_malformed_batch_answer_is_the_l1_unavailable(answer: Any) -> No
 async def test_every_l1_exchange_is_counted_by_method_in_the_node_metrics(
     tmp_path: Path,
 ) -> None:
-    from sequencer_node.shell.metrics import NodeMetrics
-
     metrics = NodeMetrics()
     async with (
         running_l1(tmp_path) as (_node, client),
@@ -176,8 +229,6 @@ async def test_every_l1_exchange_is_counted_by_method_in_the_node_metrics(
 
 
 def test_the_method_label_is_bounded() -> None:
-    from sequencer_node.shell.metrics import NodeMetrics
-
     metrics = NodeMetrics()
     for i in range(NodeMetrics.MAX_L1_METHODS + 10):
         metrics.l1_exchange([f"m{i}"], 0.001, True)
