@@ -44,7 +44,7 @@ import httpx
 import trio
 
 from sequencer_node.clients.node import NodeClient, encode_tx_batch
-from sequencer_node.devnet.accounts import LOAD_ACCOUNTS, load_account_key
+from sequencer_node.devnet.accounts import LOAD_ACCOUNTS, eth_load_address, load_account_key
 from sequencer_node.devnet.bench_probe import Sampler, cosign_cost, machine, verify_rate
 from sequencer_node.devnet.config import DevnetConfig, DevnetError
 from sequencer_node.devnet.ports import free_block
@@ -85,8 +85,10 @@ class Profile:
 
 
 PROFILES = {
+    # (40 senders: 8 more than the devnet funds, so that the quick run pays them and their
+    # Ethereum twins as the full one does)
     "quick": Profile("quick", rates=(100, 400), step_s=3.0, repeats=1, sizes=(4,), failovers=1,
-                     idle_s=1.5, drain_s=25.0, accounts=32, request_intervals_ms=(250,)),
+                     idle_s=1.5, drain_s=25.0, accounts=40, request_intervals_ms=(250,)),
     # one 4-node sweep to saturation, for before/after comparisons of a change
     "sweep": Profile("sweep", rates=(200, 400, 700, 1000, 1400, 2000, 2800, 4000), step_s=6.0,
                      repeats=1, sizes=(4,), failovers=1, idle_s=2.0, drain_s=20.0,
@@ -200,10 +202,13 @@ async def wait_until(what: str, check: Callable[[], Awaitable[bool]], limit_s: f
 
 
 async def fund_extra_accounts(url: str, total: int) -> None:
-    """Load accounts ``LOAD_ACCOUNTS .. total-1`` paid by the funded ones (the devnet funds
-    only the first ``LOAD_ACCOUNTS``; more senders keep nonces within the pool's gap at high
-    rates); returns once every one has a balance. A loaded node may answer some items
-    TIMEOUT or OVERLOADED: the unfunded ones are sent again (fresh nonces), a few times."""
+    """Load accounts ``LOAD_ACCOUNTS .. total-1`` and their Ethereum twins (``seqctl load
+    --kind eth`` sends from those) paid by the funded ones (the devnet funds only the first
+    ``LOAD_ACCOUNTS`` and their twins; more senders keep nonces within the pool's gap at high
+    rates, and the Ethereum step must have as many as the native ones to compare the two
+    paths, not the gap); returns once every one has a balance. A loaded node may answer some
+    items TIMEOUT or OVERLOADED: the unfunded ones are sent again (fresh nonces), a few
+    times."""
     if total <= LOAD_ACCOUNTS:
         return
     async with NodeClient(url, timeout=30.0) as node:
@@ -219,8 +224,17 @@ async def fund_extra_accounts(url: str, total: int) -> None:
         raise RuntimeError(f"{len(todo)} extra load accounts could not be funded")
 
 
+def _funded_addresses(i: int) -> tuple[bytes, bytes]:
+    """Load account ``i``'s address and its Ethereum twin's."""
+    key = load_account_key(i)
+    return key.address, eth_load_address(key)
+
+
 async def _has_balance(node: NodeClient, i: int) -> bool:
-    return int((await node.account(load_account_key(i).address))["balance"]) > 0
+    for address in _funded_addresses(i):
+        if int((await node.account(address))["balance"]) == 0:
+            return False
+    return True
 
 
 async def _fund_once(node: NodeClient, chain_id: int, todo: list[int]) -> None:
@@ -231,10 +245,13 @@ async def _fund_once(node: NodeClient, chain_id: int, todo: list[int]) -> None:
         if f not in nonces:
             acct = await node.account(load_account_key(f).address)
             nonces[f] = int(acct.get("pending_nonce", acct["nonce"]))
-        key, to = load_account_key(f), load_account_key(i).address
-        tx = Transaction(key.public_key, to, EXTRA_FUNDING, nonces[f], 1, bytes(64))
-        txs.append(sign_message(tx, key, chain_id))
-        nonces[f] += 1
+        key = load_account_key(f)
+        for to in _funded_addresses(i):
+            if int((await node.account(to))["balance"]) > 0:
+                continue  # funded by an earlier round: do not pay twice
+            tx = Transaction(key.public_key, to, EXTRA_FUNDING, nonces[f], 1, bytes(64))
+            txs.append(sign_message(tx, key, chain_id))
+            nonces[f] += 1
     for k in range(0, len(txs), 256):
         await node.send_txs(encode_tx_batch(txs[k : k + 256]))  # refusals: retried above
 
@@ -244,12 +261,11 @@ async def run_load(
     interval_ms: int = 0,
 ) -> dict[str, Any]:  # fmt: skip
     """One ``seqctl load`` process; its JSON summary. ``kind`` ``eth``: Ethereum transfers
-    from the devnet-funded Ethereum twins of the first ``LOAD_ACCOUNTS`` load accounts;
+    from the Ethereum twins of the same load accounts (:func:`fund_extra_accounts`);
     ``interval_ms``: its ``--request-interval-ms``."""
     seqctl = Path(sys.executable).parent / "seqctl"
-    accounts = prof.accounts if kind != "eth" else min(prof.accounts, LOAD_ACCOUNTS)
     argv = [str(seqctl), "load", "--node-url", ",".join(urls), "--rate", f"{rate:g}",
-            "--duration", f"{prof.step_s:g}", "--accounts", str(accounts), "--kind", kind,
+            "--duration", f"{prof.step_s:g}", "--accounts", str(prof.accounts), "--kind", kind,
             "--drain", f"{prof.drain_s:g}", "--request-interval-ms", str(interval_ms),
             "--json", "--quiet"]  # fmt: skip
     if wait_l1:
