@@ -245,6 +245,12 @@ class SequencerCore:
         #: Stored blocks this node voted for or proposed whose QC it never saw: the
         #: certificates they carry are learned at start (see _restore_certificates).
         self._restore_certs: list[Block] = list(uncertified)[-_RESTORE_CERTS_MAX:]
+        #: The same blocks by hash until a QC for one of them is known here (see
+        #: _insert_stored): this node's vote vouched for each, and after its voters restarted
+        #: their stores may hold the only copies of a block the network certified.
+        self._stored_blocks: dict[bytes, Block] = {
+            block_hash(b.header): b for b in self._restore_certs
+        }
         #: When to look for stuck transactions next, and the ones ready at the last look.
         self._resend_at = 0
         self._ready_before: set[bytes] = set()
@@ -573,8 +579,11 @@ class SequencerCore:
         try:
             for cb in blocks:  # the node's own store, before it serves: all in one step
                 _check_qc_matches(cb)
-                if self._on_certified(api.LocalSource.STORE, cb, now_ms, out) is None:
-                    break
+                # A block whose parent is not here (None) is passed over, not the end: the
+                # store keeps certified blocks of abandoned forks too, and a later one at the
+                # same or a higher height may extend the chain (a fork's block at height h
+                # ahead of the chain's own stalled a whole-network restart for good).
+                self._on_certified(api.LocalSource.STORE, cb, now_ms, out)
         except _Wait:
             if len(blocks) < _RESTORE_MAX:  # retry later: the stake tables may be on the way
                 self._restore = [b for b in blocks if b.block.header.height > self.committed_height]
@@ -618,15 +627,47 @@ class SequencerCore:
 
     def _sync_if_stuck(self, now_ms: int, out: list[api.Effect]) -> None:
         # A restored or gossiped high QC whose block this node lacks: without the block it
-        # cannot lead or judge the next proposal. Ask the peers in turn.
+        # cannot lead or judge the next proposal. Its own store first, then the peers in turn.
         hq = self.high_qc
         if hq is None or hq.block_hash in self.tree or hq.height <= self.committed_height:
             return
         if self._syncing:
             return  # an answer is being worked through: asking again would fetch it again
+        if self._insert_stored(hq, now_ms, out):
+            return
         peer = self.catchup.next_peer()
         if peer is not None:
             self._ask_sync(peer, hq.height, now_ms, out)
+
+    def _insert_stored(self, qc: QuorumCertificate, now_ms: int, out: list[api.Effect]) -> bool:
+        """Insert the stored block ``qc`` certifies, if this node stored it (it voted for it
+        or proposed it) and can place it now; True if it did.
+
+        A block's voters store it before their votes leave, so a certified block is on the
+        disks of more than a third of the stake even when no node holds it in memory: votes
+        in flight when its voters restarted can still form its QC on a node that never got
+        the block, and every record then names that QC while nobody could serve the block
+        (a random fault sweep stalled for good on it). Nothing new is trusted: the block is
+        this node's own, and the QC was checked where it was learned."""
+        block = self._stored_blocks.get(qc.block_hash)
+        if block is None:
+            return False
+        try:
+            executed = self._on_certified(api.LocalSource.STORE, CertifiedBlock(block, qc),
+                                          now_ms, out)  # fmt: skip
+        except _Wait:
+            return False  # its table is on the way: tried again at the next tick
+        except _Stale:
+            executed = 0
+        except CertificateError as exc:
+            del self._stored_blocks[qc.block_hash]
+            self._refuse(api.LocalSource.STORE, _fault_of(exc),
+                         f"stored block refused with its QC: {exc}", out)  # fmt: skip
+            return False
+        if executed is None:
+            return False  # its parent is missing here: the peers are asked for the gap
+        del self._stored_blocks[qc.block_hash]
+        return True
 
     # --- epochs and leaders -----------------------------------------------------------------
 

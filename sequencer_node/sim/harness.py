@@ -242,11 +242,10 @@ class Simulation:
                 self._route(inst, self._handle(inst, api.TxSubmitted(tx)))
 
     def _stored_start(self, inst: Instance) -> tuple[tuple[CertifiedBlock, ...], dict[str, Any]]:
-        """The stored chain a restart replays, and the node-like extras (its chain snapshot,
-        its stored stake snapshots)."""
+        """The stored chain a restart replays, the blocks stored with the watermark record
+        that no QC known here certified (every node keeps those: its vote vouched for them),
+        and the node-like extras (its chain snapshot, its stored stake snapshots)."""
         nr = self.node_restart
-        if nr is None:
-            return tuple(inst.store), {}
         extra: dict[str, Any] = {}
         top = len(inst.store)
         for k in [k for k, b in inst.voted.items() if b.header.height <= top]:
@@ -255,6 +254,8 @@ class Simulation:
             b for k, b in sorted(inst.voted.items(), key=lambda kb: kb[1].header.height)
             if k not in inst.certified
         )  # fmt: skip
+        if nr is None:
+            return tuple(inst.store), extra
         if nr.stored_snapshots:
             extra["stake_snapshots"] = tuple(inst.stake_snapshots.values())
         if not inst.chain_snapshots:

@@ -13,7 +13,7 @@ from sequencer_node.core import api
 from sequencer_node.core.ledger import Ledger
 from sequencer_node.core.sequencer import SequencerCore
 from sequencer_node.sim.harness import Simulation
-from sequencer_node.wire.messages import CertifiedBlock
+from sequencer_node.wire.messages import Block, CertifiedBlock
 
 
 def simulated_chain(seed: int = 31, ms: int = 12_000) -> tuple[Simulation, list[CertifiedBlock]]:
@@ -132,11 +132,12 @@ def test_nodes_restarted_from_snapshots_keep_the_chain_going(
         persisted: api.PersistedState | None = None,
         chain: Sequence[CertifiedBlock] = (),
         certified: Sequence[CertifiedBlock] = (),
+        uncertified: Sequence[Block] = (),
     ) -> SequencerCore:
         cut = len(chain) - 3
         if cut < 1:
             return SequencerCore(config, genesis, persisted=persisted, chain=chain,
-                                 certified=certified)  # fmt: skip
+                                 certified=certified, uncertified=uncertified)  # fmt: skip
         below = SequencerCore(dataclasses.replace(config, key=None), genesis, chain=chain[:cut])
         snap = below.snapshot()
         assert snap is not None
@@ -148,6 +149,7 @@ def test_nodes_restarted_from_snapshots_keep_the_chain_going(
             snapshot=api.ChainSnapshot.from_bytes(snap.to_bytes()),
             chain=chain[cut:],
             certified=certified,
+            uncertified=uncertified,
         )
 
     monkeypatch.setattr(harness, "SequencerCore", from_snapshot)
