@@ -647,18 +647,17 @@ class SequencerCore:
         disks of more than a third of the stake even when no node holds it in memory: votes
         in flight when its voters restarted can still form its QC on a node that never got
         the block, and every record then names that QC while nobody could serve the block
-        (a random fault sweep stalled for good on it). Nothing new is trusted: the block is
-        this node's own, and the QC was checked where it was learned."""
+        (a random fault sweep stalled for good on it). The block is this node's own; the QC
+        is checked against its header here and verified on insertion, as a sync answer's."""
         block = self._stored_blocks.get(qc.block_hash)
         if block is None:
             return False
+        cb = CertifiedBlock(block, qc)
         try:
-            executed = self._on_certified(api.LocalSource.STORE, CertifiedBlock(block, qc),
-                                          now_ms, out)  # fmt: skip
+            _check_qc_matches(cb)
+            executed = self._on_certified(api.LocalSource.STORE, cb, now_ms, out)
         except _Wait:
             return False  # its table is on the way: tried again at the next tick
-        except _Stale:
-            executed = 0
         except CertificateError as exc:
             del self._stored_blocks[qc.block_hash]
             self._refuse(api.LocalSource.STORE, _fault_of(exc),
