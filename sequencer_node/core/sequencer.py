@@ -576,20 +576,22 @@ class SequencerCore:
 
     def _restore_certified(self, now_ms: int, out: list[api.Effect]) -> None:
         blocks, self._restore = self._restore, []
-        try:
-            for cb in blocks:  # the node's own store, before it serves: all in one step
+        waiting: list[CertifiedBlock] = []
+        for cb in blocks:  # the node's own store, before it serves: all in one step
+            try:
                 _check_qc_matches(cb)
-                # A block whose parent is not here (None) is passed over, not the end: the
-                # store keeps certified blocks of abandoned forks too, and a later one at the
-                # same or a higher height may extend the chain (a fork's block at height h
-                # ahead of the chain's own stalled a whole-network restart for good).
+                # A block whose parent is not here is kept as a certified orphan, not the
+                # end: the store keeps certified blocks of abandoned forks too, and a later
+                # one at the same or a higher height may extend the chain (a fork's block at
+                # height h ahead of the chain's own stalled a whole-network restart for good).
                 self._on_certified(api.LocalSource.STORE, cb, now_ms, out)
-        except _Wait:
-            if len(blocks) < _RESTORE_MAX:  # retry later: the stake tables may be on the way
-                self._restore = [b for b in blocks if b.block.header.height > self.committed_height]
-        except CertificateError as exc:
-            self._refuse(api.LocalSource.STORE, _fault_of(exc),
-                         f"stored certified block refused: {exc}", out)  # fmt: skip
+            except _Wait:
+                waiting.append(cb)  # its table may be on the way: the others go on
+            except CertificateError as exc:
+                self._refuse(api.LocalSource.STORE, _fault_of(exc),
+                             f"stored certified block refused: {exc}", out)  # fmt: skip
+        if len(waiting) < _RESTORE_MAX:
+            self._restore = [b for b in waiting if b.block.header.height > self.committed_height]
 
     def _restore_certificates(self, now_ms: int, out: list[api.Effect]) -> None:
         """Learn the QC and TC that this node's stored, uncertified blocks carry (its own
@@ -639,34 +641,38 @@ class SequencerCore:
         if peer is not None:
             self._ask_sync(peer, hq.height, now_ms, out)
 
-    def _insert_stored(self, qc: QuorumCertificate, now_ms: int, out: list[api.Effect]) -> bool:
-        """Insert the stored block ``qc`` certifies, if this node stored it (it voted for it
-        or proposed it) and can place it now; True if it did.
+    def _insert_stored(self, hq: QuorumCertificate, now_ms: int, out: list[api.Effect]) -> bool:
+        """Insert the stored blocks a known QC certifies (``hq`` or one in the tree) whose
+        parent is here, lowest first; True if one was.
 
         A block's voters store it before their votes leave, so a certified block is on the
         disks of more than a third of the stake even when no node holds it in memory: votes
         in flight when its voters restarted can still form its QC on a node that never got
         the block, and every record then names that QC while nobody could serve the block
-        (a random fault sweep stalled for good on it). The block is this node's own; the QC
-        is checked against its header here and verified on insertion, as a sync answer's."""
-        block = self._stored_blocks.get(qc.block_hash)
-        if block is None:
-            return False
-        cb = CertifiedBlock(block, qc)
-        try:
-            _check_qc_matches(cb)
-            executed = self._on_certified(api.LocalSource.STORE, cb, now_ms, out)
-        except _Wait:
-            return False  # its table is on the way: tried again at the next tick
-        except CertificateError as exc:
-            del self._stored_blocks[qc.block_hash]
-            self._refuse(api.LocalSource.STORE, _fault_of(exc),
-                         f"stored block refused with its QC: {exc}", out)  # fmt: skip
-            return False
-        if executed is None:
-            return False  # its parent is missing here: the peers are asked for the gap
-        del self._stored_blocks[qc.block_hash]
-        return True
+        (a random fault sweep stalled for good on it). The high QC's block may also be a
+        certified orphan whose parent is such a block, certified by the orphan's justify.
+        The blocks are this node's own; each QC is checked against its block's header here
+        and verified on insertion, as a sync answer's."""
+        inserted = False
+        for bh, block in sorted(self._stored_blocks.items(), key=lambda e: e[1].header.height):
+            if block.header.height <= self.committed_height or bh in self.tree:
+                del self._stored_blocks[bh]
+                continue
+            qc = hq if hq.block_hash == bh else self.tree.qc_of(bh)
+            if qc is None or block.header.parent_hash not in self.tree:
+                continue
+            cb = CertifiedBlock(block, qc)
+            try:
+                _check_qc_matches(cb)
+                self._on_certified(api.LocalSource.STORE, cb, now_ms, out)
+            except _Wait:
+                continue  # its table is on the way: tried again at the next tick
+            except CertificateError as exc:
+                self._refuse(api.LocalSource.STORE, _fault_of(exc),
+                             f"stored block refused with its QC: {exc}", out)  # fmt: skip
+            del self._stored_blocks[bh]
+            inserted = inserted or bh in self.tree
+        return inserted
 
     # --- epochs and leaders -----------------------------------------------------------------
 
@@ -1373,6 +1379,11 @@ class SequencerCore:
         for bh in self.tree.path_to(target):
             self._commit_one(bh, out)
         self.tree.prune()
+        if self._stored_blocks:  # stored voted blocks the chain has passed are of no use now
+            h = self.committed_height
+            self._stored_blocks = {
+                k: b for k, b in self._stored_blocks.items() if b.header.height > h
+            }
 
     def _commit_one(self, bh: bytes, out: list[api.Effect]) -> None:
         header = self.tree.header(bh)
@@ -1693,6 +1704,8 @@ class SequencerCore:
         executed = 0
         if bh not in self.tree:
             if h.parent_hash not in self.tree:
+                if sender is api.LocalSource.STORE:
+                    self._keep_certified_orphan(cb, now_ms, out)
                 self._ask_sync(sender, h.height, now_ms, out)
                 return None
             self._check_certified_block(cb, out)
@@ -1705,6 +1718,22 @@ class SequencerCore:
         if self.tree.has_orphans(bh):
             self._adoptable.append(bh)  # adopted in the next steps, within their own budget
         return executed
+
+    def _keep_certified_orphan(
+        self, cb: CertifiedBlock, now_ms: int, out: list[api.Effect]
+    ) -> None:
+        """Keep a stored certified block whose parent is not here yet, with its QC, so that
+        it is adopted as certified when the parent comes (a stored voted block inserted by
+        :meth:`_insert_stored`, or a sync answer). Its QCs are verified first: they vouch for
+        it on adoption, and its justify may be the only QC this node learns for its parent."""
+        justify = cb.block.justify
+        if justify is not None:
+            self._check_qc(justify, out)
+        self._check_qc(cb.qc, out)
+        self.tree.add_orphan(cb.block)
+        if justify is not None:
+            self._on_qc(api.LocalSource.STORE, justify, now_ms, out)
+        self._on_qc(api.LocalSource.STORE, cb.qc, now_ms, out)
 
     def _check_certified_block(self, cb: CertifiedBlock, out: list[api.Effect]) -> None:
         """Check a new certified block whose parent is known, and insert it."""

@@ -100,3 +100,46 @@ def test_the_random_sweep_seed_that_stalled_recovers() -> None:
         except Violation as exc:  # pragma: no cover - the failure is the message
             pytest.fail(str(exc))
     assert min(out.heights) > 10
+
+
+def test_a_stored_certified_block_waits_as_an_orphan_for_its_stored_parent() -> None:
+    # Certified h5 is stored, h4 only as a voted block (its certified write was lost): the
+    # restore keeps h5 with its QC until h4 is inserted (certified by h5's justify), and then
+    # adopts it as certified. With no peer to ask, nothing else could bring either back.
+    sim, chain = _chain(6, 6)
+    inst = sim.instances[3]
+    record = dataclasses.replace(empty_record(CHAIN_ID, inst.pk), high_qc=chain[4].qc)
+    core = _fresh_core(sim, 3, persisted=record, chain=chain[:3], certified=(chain[4],),
+                       uncertified=(chain[3].block,))  # fmt: skip
+    out: list[api.Effect] = []
+    for step in range(3):  # insert h4, then adopt h5 (adoption runs on the next tick)
+        out += core.tick(sim.now + step)
+    assert _has(core, chain[3])
+    assert _has(core, chain[4])
+    certified = [e.certified for e in out if isinstance(e, api.BlockCertified)]
+    assert chain[3] in certified
+    assert chain[4] in certified
+    assert core.status().certified_height == 5
+
+
+def test_one_refused_stored_block_does_not_end_the_restore() -> None:
+    sim, chain = _chain(7, 5)
+    wrong = CertifiedBlock(chain[3].block, chain[2].qc)  # a QC of another block
+    core = _fresh_core(sim, 3, chain=chain[:3], certified=(wrong, chain[3], chain[4]))
+    out = core.tick(sim.now)
+    refused = [e for e in out if isinstance(e, api.InputRefused)]
+    assert [e.source for e in refused] == [api.LocalSource.STORE]
+    assert _has(core, chain[3])
+    assert _has(core, chain[4])
+    assert core.status().certified_height == 5
+
+
+def test_stored_voted_blocks_are_forgotten_once_the_chain_passes_them() -> None:
+    sim, chain = _chain(8, 8)
+    voted = tuple(cb.block for cb in chain[3:5])
+    core = _fresh_core(sim, 3, chain=chain[:3], uncertified=voted)
+    assert len(core._stored_blocks) == 2
+    for cb in chain[3:8]:  # certified blocks arriving as a sync answer would
+        core.handle(api.CertifiedBlocksReceived((cb,)), sim.now)
+    assert core.status().committed_height >= 5
+    assert core._stored_blocks == {}
