@@ -213,15 +213,18 @@ async def fund_extra_accounts(url: str, total: int) -> None:
         return
     async with NodeClient(url, timeout=30.0) as node:
         chain_id = int((await node.status())["chain_id"])
-        todo = list(range(LOAD_ACCOUNTS, total))
+        # (the funding account, an address it pays): each extra account and its twin
+        unpaid = [(i % LOAD_ACCOUNTS, a) for i in range(LOAD_ACCOUNTS, total)
+                  for a in _funded_addresses(i)]  # fmt: skip
+        unpaid = await _still_unpaid(node, unpaid)  # paid by an earlier call: not twice
         for _ in range(5):
-            await _fund_once(node, chain_id, todo)
+            await _pay(node, chain_id, unpaid)
             for _ in range(60):  # up to ~30 s for them to be certified
-                todo = [i for i in todo if not await _has_balance(node, i)]
-                if not todo:
+                unpaid = await _still_unpaid(node, unpaid)
+                if not unpaid:
                     return
                 await trio.sleep(0.5)
-        raise RuntimeError(f"{len(todo)} extra load accounts could not be funded")
+        raise RuntimeError(f"{len(unpaid)} extra load addresses could not be funded")
 
 
 def _funded_addresses(i: int) -> tuple[bytes, bytes]:
@@ -230,28 +233,23 @@ def _funded_addresses(i: int) -> tuple[bytes, bytes]:
     return key.address, eth_load_address(key)
 
 
-async def _has_balance(node: NodeClient, i: int) -> bool:
-    for address in _funded_addresses(i):
-        if int((await node.account(address))["balance"]) == 0:
-            return False
-    return True
+async def _still_unpaid(
+    node: NodeClient, unpaid: list[tuple[int, bytes]]
+) -> list[tuple[int, bytes]]:
+    return [(f, a) for f, a in unpaid if int((await node.account(a))["balance"]) == 0]
 
 
-async def _fund_once(node: NodeClient, chain_id: int, todo: list[int]) -> None:
+async def _pay(node: NodeClient, chain_id: int, unpaid: list[tuple[int, bytes]]) -> None:
     nonces: dict[int, int] = {}
     txs = []
-    for i in todo:
-        f = i % LOAD_ACCOUNTS
-        if f not in nonces:
-            acct = await node.account(load_account_key(f).address)
-            nonces[f] = int(acct.get("pending_nonce", acct["nonce"]))
+    for f, to in unpaid:
         key = load_account_key(f)
-        for to in _funded_addresses(i):
-            if int((await node.account(to))["balance"]) > 0:
-                continue  # funded by an earlier round: do not pay twice
-            tx = Transaction(key.public_key, to, EXTRA_FUNDING, nonces[f], 1, bytes(64))
-            txs.append(sign_message(tx, key, chain_id))
-            nonces[f] += 1
+        if f not in nonces:
+            acct = await node.account(key.address)
+            nonces[f] = int(acct.get("pending_nonce", acct["nonce"]))
+        tx = Transaction(key.public_key, to, EXTRA_FUNDING, nonces[f], 1, bytes(64))
+        txs.append(sign_message(tx, key, chain_id))
+        nonces[f] += 1
     for k in range(0, len(txs), 256):
         await node.send_txs(encode_tx_batch(txs[k : k + 256]))  # refusals: retried above
 

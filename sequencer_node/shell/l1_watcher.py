@@ -289,13 +289,9 @@ class L1Watcher:
         for status in self._statuses_seen:
             self.metrics.sequencer_status.labels(status).set(1 if status == own else 0)
 
-    async def observe_fees(self) -> None:
-        """``seqnet_l1_blob_base_fee_wei`` (alerts on a spike)."""
-        if self.metrics is not None:
-            self.metrics.l1_blob_base_fee.set(await self.l1.blob_base_fee())
-
     def _take_registry(self, poll: L1Poll) -> None:
-        """The registered sequencers and the blob base fee read with the poll, if asked."""
+        """The registered sequencers and the blob base fee read with the poll, if asked
+        (``seqnet_l1_blob_base_fee_wei``: alerts on a spike)."""
         if poll.sequencers is not None:
             self._take_sequencers(poll.sequencers)
         if poll.blob_base_fee is not None and self.metrics is not None:

@@ -15,11 +15,10 @@ from tests.node_process.test_runner import KEY, l1_url  # noqa: F401 (the fixtur
 
 async def test_own_status_and_blob_fee_are_exported(l1_url: str) -> None:  # noqa: F811
     metrics = NodeMetrics()
-    send, _recv = trio.open_memory_channel[Any](10)
+    send, _recv = trio.open_memory_channel[Any](1_000)
     async with L1Client(l1_url) as l1:
         watcher = L1Watcher(l1, events=send, key=KEY, genesis_stake_epoch=0, metrics=metrics)
-        await watcher.refresh_sequencers()
-        await watcher.observe_fees()
+        await watcher.poll_once()  # the first poll carries the registry and the blob fee
         fee = await l1.blob_base_fee()
     text = metrics.render().decode()
     assert 'seqnet_sequencer_status{status="active"} 1.0' in text
