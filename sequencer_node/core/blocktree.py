@@ -131,8 +131,8 @@ class BlockTree:
         if block.header.height <= self.committed_height or len(self._orphans) >= self.max_blocks:
             return
         waiting = self._orphans.setdefault(block.header.parent_hash, [])
-        if len(waiting) < _ORPHANS_PER_PARENT:
-            waiting.append(block)
+        if len(waiting) < _ORPHANS_PER_PARENT and all(b.header != block.header for b in waiting):
+            waiting.append(block)  # (a repeat would take the place of a sibling)
 
     def take_orphans(self, parent: bytes) -> list[Block]:
         return self._orphans.pop(parent, [])

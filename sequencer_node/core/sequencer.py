@@ -643,7 +643,7 @@ class SequencerCore:
 
     def _insert_stored(self, hq: QuorumCertificate, now_ms: int, out: list[api.Effect]) -> bool:
         """Insert the stored blocks a known QC certifies (``hq`` or one in the tree) whose
-        parent is here, lowest first; True if one was.
+        parent is here, lowest first; True if that brought ``hq``'s block or its adoption.
 
         A block's voters store it before their votes leave, so a certified block is on the
         disks of more than a third of the stake even when no node holds it in memory: votes
@@ -653,10 +653,9 @@ class SequencerCore:
         certified orphan whose parent is such a block, certified by the orphan's justify.
         The blocks are this node's own; each QC is checked against its block's header here
         and verified on insertion, as a sync answer's."""
-        inserted = False
         for bh, block in sorted(self._stored_blocks.items(), key=lambda e: e[1].header.height):
             if block.header.height <= self.committed_height or bh in self.tree:
-                del self._stored_blocks[bh]
+                self._stored_blocks.pop(bh, None)
                 continue
             qc = hq if hq.block_hash == bh else self.tree.qc_of(bh)
             if qc is None or block.header.parent_hash not in self.tree:
@@ -670,9 +669,10 @@ class SequencerCore:
             except CertificateError as exc:
                 self._refuse(api.LocalSource.STORE, _fault_of(exc),
                              f"stored block refused with its QC: {exc}", out)  # fmt: skip
-            del self._stored_blocks[bh]
-            inserted = inserted or bh in self.tree
-        return inserted
+            self._stored_blocks.pop(bh, None)
+        # Progress towards the high QC's block (it, or an orphan of it now adoptable): the
+        # peers are asked only if not, so an unrelated fork block does not hold them up.
+        return hq.block_hash in self.tree or bool(self._adoptable)
 
     # --- epochs and leaders -----------------------------------------------------------------
 
@@ -1224,8 +1224,9 @@ class SequencerCore:
                 if ch in self.tree:
                     continue
                 budget -= 1
+                qc = self.tree.qc_of(ch)
                 try:
-                    if self.tree.qc_of(ch) is not None:
+                    if qc is not None:
                         # Certified already (a later block's justify): no vote is due in its
                         # round, and its QC vouches for its transfers (see _execute).
                         if self._accept_certified(child, out) is None:
@@ -1234,6 +1235,11 @@ class SequencerCore:
                         self._maybe_vote(child, out)
                         stack.append(ch)
                 except _Wait:
+                    if qc is not None and len(self._restore) < _RESTORE_MAX:
+                        # Tried again each tick, as a stored one: it may be this node's only
+                        # copy of a certified block (kept by _keep_certified_orphan), and
+                        # its QC may be the high QC nobody else can serve the block of.
+                        self._restore.append(CertifiedBlock(child, qc))
                     continue
                 if self.tree.qc_of(ch) is not None:
                     self._try_commit(ch, out)
@@ -1730,6 +1736,9 @@ class SequencerCore:
         if justify is not None:
             self._check_qc(justify, out)
         self._check_qc(cb.qc, out)
+        # Adoption checks its body, not this: a damaged one would be served to peers.
+        if not verify_message(cb.block.proposal, cb.block.header.proposer, self._cfg.chain_id):
+            raise SignatureError("bad proposal signature in a stored certified block")
         self.tree.add_orphan(cb.block)
         if justify is not None:
             self._on_qc(api.LocalSource.STORE, justify, now_ms, out)

@@ -106,3 +106,13 @@ def test_orphans_are_bounded_per_parent() -> None:
         tree.add_orphan(_child(parent, 2, stamp + 2))
     assert len(tree.take_orphans(block_hash(parent))) == 8
     assert tree.take_orphans(block_hash(parent)) == []
+
+
+def test_an_orphan_seen_again_does_not_take_a_siblings_place() -> None:
+    tree, genesis, _ = _tree()
+    parent = _child(genesis, 1).header
+    first, sibling = _child(parent, 2, 2), _child(parent, 2, 3)
+    for _ in range(8):  # the same block from the store, gossip and a sync answer
+        tree.add_orphan(first)
+    tree.add_orphan(sibling)
+    assert tree.take_orphans(block_hash(parent)) == [first, sibling]

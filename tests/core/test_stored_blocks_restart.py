@@ -16,15 +16,16 @@ Two holes, each enough to stall that run after its whole-network restart:
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 import pytest
 
 from sequencer_node.core import api
-from sequencer_node.core.sequencer import SequencerCore
+from sequencer_node.core.sequencer import SequencerCore, _Wait
 from sequencer_node.core.watermark import empty_record
 from sequencer_node.sim.harness import CHAIN_ID, NodeRestart, Simulation, Violation
 from sequencer_node.sim.scenarios import run_random
-from sequencer_node.wire.messages import CertifiedBlock, block_hash
+from sequencer_node.wire.messages import Block, CertifiedBlock, QuorumCertificate, block_hash
 
 
 def _chain(seed: int, height: int) -> tuple[Simulation, list[CertifiedBlock]]:
@@ -119,7 +120,8 @@ def test_a_stored_certified_block_waits_as_an_orphan_for_its_stored_parent() -> 
     certified = [e.certified for e in out if isinstance(e, api.BlockCertified)]
     assert chain[3] in certified
     assert chain[4] in certified
-    assert core.status().certified_height == 5
+    # Adopted as certified blocks (their QCs vouch for them), not as proposals to vote on.
+    assert not core.tree.vote_ready(block_hash(chain[4].block.header))
 
 
 def test_one_refused_stored_block_does_not_end_the_restore() -> None:
@@ -139,7 +141,63 @@ def test_stored_voted_blocks_are_forgotten_once_the_chain_passes_them() -> None:
     voted = tuple(cb.block for cb in chain[3:5])
     core = _fresh_core(sim, 3, chain=chain[:3], uncertified=voted)
     assert len(core._stored_blocks) == 2
-    for cb in chain[3:8]:  # certified blocks arriving as a sync answer would
+    for cb in chain[3:8]:  # the chain moves on (here: certified blocks from the store)
         core.handle(api.CertifiedBlocksReceived((cb,)), sim.now)
     assert core.status().committed_height >= 5
     assert core._stored_blocks == {}
+
+
+def test_a_stored_block_whose_table_or_fee_data_is_late_waits_alone() -> None:
+    # L1 data (a stake table, a fee model's L1 fee data) arriving a bit at a time, modelled by
+    # the execution of h4 and of h5 each waiting once: h4 waits in the restore, so h5 is kept
+    # as a certified orphan; h5 then waits again when h4 goes in. Neither may be dropped: the
+    # store can hold the only copy of a certified block, and there is no peer here.
+    sim, chain = _chain(6, 6)
+    core = _fresh_core(sim, 3, chain=chain[:3], certified=(chain[3], chain[4]))
+    waited: set[bytes] = set()
+    execute = core._execute
+
+    def late(block: Block, *a: Any, **kw: Any) -> Any:
+        bh = block_hash(block.header)
+        if block.header.height in (4, 5) and bh not in waited:
+            waited.add(bh)
+            raise _Wait("L1 data of this block unknown here yet")
+        return execute(block, *a, **kw)
+
+    core._execute = late  # type: ignore[method-assign]
+    for step in range(10):
+        core.tick(sim.now + step)
+    assert len(waited) == 2
+    assert _has(core, chain[3])
+    assert _has(core, chain[4])
+
+
+@pytest.mark.parametrize("damage", ["qc", "justify", "proposal"])
+def test_a_stored_orphan_with_a_bad_certificate_or_signature_is_refused(damage: str) -> None:
+    sim, chain = _chain(9, 6)
+    cb = chain[4]
+    block = cb.block
+    if damage == "qc":
+        cb = dataclasses.replace(cb, qc=_forged(cb.qc))
+    elif damage == "justify":
+        assert block.justify is not None
+        cb = dataclasses.replace(
+            cb, block=dataclasses.replace(block, justify=_forged(block.justify))
+        )
+    else:
+        proposal = dataclasses.replace(block.proposal, signature=bytes(64))
+        cb = dataclasses.replace(cb, block=dataclasses.replace(block, proposal=proposal))
+    core = _fresh_core(sim, 3, chain=chain[:3], certified=(cb,))  # h4 missing: h5 is an orphan
+    out = core.tick(sim.now)
+    refused = [e for e in out if isinstance(e, api.InputRefused)]
+    assert [e.source for e in refused] == [api.LocalSource.STORE]
+    assert not core.tree.has_orphans(block.header.parent_hash)
+    assert core.tree.qc_of(block_hash(block.header)) is None
+
+
+def _forged(qc: QuorumCertificate) -> QuorumCertificate:
+    """``qc`` with its first signature zeroed."""
+    first, *rest = qc.signatures
+    return dataclasses.replace(
+        qc, signatures=(dataclasses.replace(first, signature=bytes(64)), *rest)
+    )
