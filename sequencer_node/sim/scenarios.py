@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from sequencer_node.sim.adversary import Equivocate, FreezeOrigin, WithholdVotes, slow_node
-from sequencer_node.sim.harness import NetParams, Simulation
+from sequencer_node.sim.harness import NetParams, NodeRestart, Simulation
 from sequencer_node.sim.instance import Strategy
 from sequencer_node.sim.rng import Rng
 
@@ -36,7 +36,11 @@ def _stakes(rng: Rng, n: int) -> list[int]:
             return stakes
 
 
-def run_random(seed: int, *, fault_ms: int = 6_000, actions: int = 12) -> Outcome:
+def run_random(
+    seed: int, *, fault_ms: int = 6_000, actions: int = 12, node_restart: NodeRestart | None = None
+) -> Outcome:
+    """One seeded run of random faults, then liveness. ``node_restart``: crashed nodes come back
+    rebuilt from what a node keeps on disk (:class:`NodeRestart`), not from memory."""
     rng = Rng(seed ^ 0x5EED)
     n = rng.randint(4, 6)
     stakes = _stakes(rng, n)
@@ -56,7 +60,7 @@ def run_random(seed: int, *, fault_ms: int = 6_000, actions: int = 12) -> Outcom
         delay_max_ms=rng.choice((10, 40, 150)),
     )
     sim = Simulation(seed, stakes=stakes, byzantine=byz, twins=twins, net=net,
-                     epoch_length=rng.randint(4, 10))  # fmt: skip
+                     epoch_length=rng.randint(4, 10), node_restart=node_restart)  # fmt: skip
     honest = [i.idx for i in sim.instances if i.honest]
     step_ms = max(1, fault_ms // actions)
     for _ in range(actions):

@@ -88,18 +88,10 @@ def test_the_random_sweep_seed_that_stalled_recovers() -> None:
     out = run_random(70569, fault_ms=20_000, actions=40)
     assert min(out.heights) > 10
 
-    original = Simulation.__init__
-
-    def node_like(self: Simulation, *a: object, **kw: object) -> None:
-        kw.setdefault("node_restart", NodeRestart())
-        original(self, *a, **kw)  # type: ignore[arg-type]
-
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(Simulation, "__init__", node_like)
-        try:
-            out = run_random(70569, fault_ms=20_000, actions=40)
-        except Violation as exc:  # pragma: no cover - the failure is the message
-            pytest.fail(str(exc))
+    try:
+        out = run_random(70569, fault_ms=20_000, actions=40, node_restart=NodeRestart())
+    except Violation as exc:  # pragma: no cover - the failure is the message
+        pytest.fail(str(exc))
     assert min(out.heights) > 10
 
 
