@@ -131,8 +131,10 @@ class BlockTree:
         if block.header.height <= self.committed_height or len(self._orphans) >= self.max_blocks:
             return
         waiting = self._orphans.setdefault(block.header.parent_hash, [])
-        if len(waiting) < _ORPHANS_PER_PARENT and all(b.header != block.header for b in waiting):
-            waiting.append(block)  # (a repeat would take the place of a sibling)
+        # A repeat would take the place of a sibling; whole blocks are compared, since a copy
+        # with the same signed header but other transactions must not shut out the real one.
+        if len(waiting) < _ORPHANS_PER_PARENT and all(b != block for b in waiting):
+            waiting.append(block)
 
     def take_orphans(self, parent: bytes) -> list[Block]:
         return self._orphans.pop(parent, [])

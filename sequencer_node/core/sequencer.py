@@ -251,6 +251,9 @@ class SequencerCore:
         self._stored_blocks: dict[bytes, Block] = {
             block_hash(b.header): b for b in self._restore_certs
         }
+        #: Stored certified blocks kept as orphans (hash -> height; see
+        #: _keep_certified_orphan), until the committed chain passes them.
+        self._stored_orphans: dict[bytes, int] = {}
         #: When to look for stuck transactions next, and the ones ready at the last look.
         self._resend_at = 0
         self._ready_before: set[bytes] = set()
@@ -590,8 +593,9 @@ class SequencerCore:
             except CertificateError as exc:
                 self._refuse(api.LocalSource.STORE, _fault_of(exc),
                              f"stored certified block refused: {exc}", out)  # fmt: skip
-        if len(waiting) < _RESTORE_MAX:
-            self._restore = [b for b in waiting if b.block.header.height > self.committed_height]
+        # The lowest first, at most _RESTORE_MAX (the store gives them in height order).
+        h = self.committed_height
+        self._restore = [b for b in waiting if b.block.header.height > h][:_RESTORE_MAX]
 
     def _restore_certificates(self, now_ms: int, out: list[api.Effect]) -> None:
         """Learn the QC and TC that this node's stored, uncertified blocks carry (its own
@@ -643,7 +647,8 @@ class SequencerCore:
 
     def _insert_stored(self, hq: QuorumCertificate, now_ms: int, out: list[api.Effect]) -> bool:
         """Insert the stored blocks a known QC certifies (``hq`` or one in the tree) whose
-        parent is here, lowest first; True if that brought ``hq``'s block or its adoption.
+        parent is here, lowest first; True if ``hq``'s block is here now or orphans are due
+        for adoption (it may be one of them: the peers are asked once they are worked off).
 
         A block's voters store it before their votes leave, so a certified block is on the
         disks of more than a third of the stake even when no node holds it in memory: votes
@@ -1235,10 +1240,11 @@ class SequencerCore:
                         self._maybe_vote(child, out)
                         stack.append(ch)
                 except _Wait:
-                    if qc is not None and len(self._restore) < _RESTORE_MAX:
-                        # Tried again each tick, as a stored one: it may be this node's only
-                        # copy of a certified block (kept by _keep_certified_orphan), and
-                        # its QC may be the high QC nobody else can serve the block of.
+                    if qc is not None and ch in self._stored_orphans:
+                        # Tried again each tick with the stored blocks: it may be this node's
+                        # only copy of a certified block, and its QC the high QC nobody else
+                        # can serve the block of. (A gossiped orphan is dropped: a peer sends
+                        # it again, and its refusal must not be blamed on the store.)
                         self._restore.append(CertifiedBlock(child, qc))
                     continue
                 if self.tree.qc_of(ch) is not None:
@@ -1385,11 +1391,13 @@ class SequencerCore:
         for bh in self.tree.path_to(target):
             self._commit_one(bh, out)
         self.tree.prune()
+        h = self.committed_height
         if self._stored_blocks:  # stored voted blocks the chain has passed are of no use now
-            h = self.committed_height
             self._stored_blocks = {
                 k: b for k, b in self._stored_blocks.items() if b.header.height > h
             }
+        if self._stored_orphans:
+            self._stored_orphans = {k: x for k, x in self._stored_orphans.items() if x > h}
 
     def _commit_one(self, bh: bytes, out: list[api.Effect]) -> None:
         header = self.tree.header(bh)
@@ -1740,6 +1748,7 @@ class SequencerCore:
         if not verify_message(cb.block.proposal, cb.block.header.proposer, self._cfg.chain_id):
             raise SignatureError("bad proposal signature in a stored certified block")
         self.tree.add_orphan(cb.block)
+        self._stored_orphans[block_hash(cb.block.header)] = cb.block.header.height
         if justify is not None:
             self._on_qc(api.LocalSource.STORE, justify, now_ms, out)
         self._on_qc(api.LocalSource.STORE, cb.qc, now_ms, out)
