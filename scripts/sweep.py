@@ -16,9 +16,12 @@ Sweeps (the scenarios of ``sequencer_node.sim.scenarios``):
 Every step of a run is checked by the simulator (agreement, no commit without a QC, ...); a
 seed fails on a violation (fork, stall), on an honest node wrongly jailed, on a run that
 committed nothing, or on an exception (a bug). Each seed's result is written as it finishes,
-one JSON line, to ``--out`` (default ``bench-results/sweep-<sweep>-<first seed>.jsonl``).
-Progress goes to stderr. Exit status: 0 if every seed passed, 1 if one failed (each is printed
-with the command that replays it), 2 for bad arguments, 130 if interrupted.
+one JSON line with the command that replays it, to ``--out`` (default
+``bench-results/sweep-<sweep>[-<flags>]-<first seed>-<count>.jsonl``; an existing file is
+kept unless ``--force``). Progress goes to stderr. Exit status: 0 if every seed passed, 1 if
+one failed (the replay commands are printed), 2 for bad arguments or an unwritable results
+file, 130 if interrupted. ``--majority`` is the negative control: 0 when its runs fork as
+they must.
 
 Run it with ``scripts/sweep`` (the project's environment). Examples::
 
@@ -31,12 +34,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing
 import os
+import signal
 import sys
 import time
 import traceback
 from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -49,6 +53,8 @@ ROOT = Path(__file__).resolve().parent.parent
 _PROGRESS_S = 5.0
 #: Seeds in one sweep, at most (a day of one core at the soak profile's ~1 s per seed).
 _MAX_COUNT = 100_000
+#: Replay commands printed at the end, at most (every line of the results file has its own).
+_REPLAYS_SHOWN = 20
 
 
 @dataclass(frozen=True)
@@ -62,9 +68,10 @@ class Job:
 
 
 def run_seed(job: Job, seed: int) -> dict[str, Any]:
-    """Run one seed; its result as a JSON-ready dict (``ok``: it passed)."""
+    """Run one seed; its result as a JSON-ready dict (``ok``: it passed; ``replay``: the
+    command that runs it again)."""
     t0 = time.process_time()
-    result: dict[str, Any] = {"seed": seed}
+    result: dict[str, Any] = {"seed": seed, "replay": replay_command(job, seed)}
     try:
         if job.sweep == "random":
             out = run_random(
@@ -85,30 +92,35 @@ def run_seed(job: Job, seed: int) -> dict[str, Any]:
             problem = None
             if max(st.heights) == 0:
                 problem = "no block committed"
-            elif st.wrongly_jailed:
+            elif st.wrongly_jailed and not job.majority:  # > 1/3 faulty: nothing is promised
                 problem = f"honest nodes jailed: {', '.join(st.wrongly_jailed)}"
-        result.update(ok=problem is None, failure=problem)
+        result.update(ok=problem is None, failure=problem, violation=False)
     except Violation as exc:
-        result.update(ok=False, failure=str(exc).splitlines()[0], details=str(exc))
+        result.update(ok=False, failure=str(exc).splitlines()[0], violation=True,
+                      details=str(exc))  # fmt: skip
     except Exception as exc:  # a bug of the core or the simulator: the sweep goes on
-        result.update(ok=False, failure=f"{type(exc).__name__}: {exc}",
+        result.update(ok=False, failure=f"{type(exc).__name__}: {exc}", violation=False,
                       details=traceback.format_exc())  # fmt: skip
     result["cpu_s"] = round(time.process_time() - t0, 3)
     return result
 
 
-def _run_one(args: tuple[Job, int]) -> dict[str, Any]:
-    return run_seed(*args)
+def _ignore_interrupts() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent stops the sweep, once
 
 
 def results(job: Job, seeds: range, jobs: int) -> Iterator[dict[str, Any]]:
-    """Each seed's result, in seed order; on ``jobs`` worker processes if more than one."""
+    """Each seed's result, in seed order; on ``jobs`` worker processes if more than one (a
+    worker that dies, e.g. killed for memory, raises BrokenProcessPool: no silent hang)."""
     if jobs <= 1:
         for seed in seeds:
             yield run_seed(job, seed)
         return
-    with multiprocessing.Pool(jobs) as pool:
-        yield from pool.imap(_run_one, ((job, s) for s in seeds), chunksize=4)
+    pool = ProcessPoolExecutor(jobs, initializer=_ignore_interrupts)
+    try:
+        yield from pool.map(run_seed, [job] * len(seeds), seeds, chunksize=4)
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
 
 
 def replay_command(job: Job, seed: int) -> str:
@@ -118,12 +130,21 @@ def replay_command(job: Job, seed: int) -> str:
     return "scripts/sweep " + " ".join(flags)
 
 
+def default_out(job: Job, seeds: range) -> Path:
+    """``bench-results/sweep-<sweep>[-soak][-node-restart][-majority]-<first>-<count>.jsonl``:
+    runs with other parameters (a replay of one seed too) never share a file."""
+    flags = "-soak" * job.soak + "-node-restart" * job.node_restart + "-majority" * job.majority
+    name = f"sweep-{job.sweep}{flags}-{seeds.start}-{len(seeds)}.jsonl"
+    return ROOT / "bench-results" / name
+
+
 def parse(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         prog="scripts/sweep",
         description=__doc__.split("\n\n")[0],
-        epilog="Exit status: 0 every seed passed, 1 a seed failed, 2 bad arguments, 130 "
-        "interrupted.",
+        epilog="Exit status: 0 every seed passed (--majority: the control forked as it must), "
+        "1 a seed failed (--majority: the control did not fork), 2 bad arguments or an "
+        "unwritable results file, 130 interrupted.",
     )
     p.add_argument("sweep", choices=("random", "stake"),
                    help="random: fault schedules with restarts; stake: stake changes at "
@@ -140,13 +161,16 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
                    help="random only: restarted nodes are rebuilt from what a node process "
                         "keeps on disk, not from memory")  # fmt: skip
     p.add_argument("--majority", action="store_true",
-                   help="stake only: two twin keys with more than 1/3 of the stake, the "
-                        "negative control (seeds must fail: it shows the checks can)")  # fmt: skip
+                   help="stake only: the negative control, two twin keys with more than 1/3 "
+                        "of the stake; it passes when its runs fork (it shows the checks "
+                        "can fail) and every failure is a fork or a stall")  # fmt: skip
     p.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
                    help="worker processes (default: the number of cores)")  # fmt: skip
     p.add_argument("--out", type=Path, default=None,
-                   help="results file, one JSON line per seed (default "
-                        "bench-results/sweep-<sweep>-<first seed>.jsonl)")  # fmt: skip
+                   help="results file, one JSON line per seed (default bench-results/"
+                        "sweep-<sweep>[-<flags>]-<first seed>-<count>.jsonl); an existing "
+                        "file is kept unless --force")  # fmt: skip
+    p.add_argument("--force", action="store_true", help="overwrite an existing results file")
     args = p.parse_args(argv)
     if args.first < 0:
         p.error("--from must be 0 or more")
@@ -159,43 +183,80 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
                 "no node)")  # fmt: skip
     if args.majority and args.sweep != "stake":
         p.error("--majority applies to the stake sweep only")
+    args.job = Job(args.sweep, args.soak, args.node_restart, args.majority)
+    args.seeds = range(args.first, args.first + args.count)
+    args.out = (args.out or default_out(args.job, args.seeds)).resolve()
+    if args.out.exists() and not args.force:
+        p.error(f"{args.out} exists: pass --force to overwrite it, or another --out")
+    try:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.touch()
+    except OSError as exc:
+        p.error(f"cannot write the results file: {exc}")
     return args
+
+
+def _print_replays(failed: list[dict[str, Any]]) -> None:
+    for r in failed[:_REPLAYS_SHOWN]:
+        print(f"  {r['replay']}", file=sys.stderr)
+    if len(failed) > _REPLAYS_SHOWN:
+        print(f"  ... and {len(failed) - _REPLAYS_SHOWN} more (each line of the results "
+              "file has its replay)", file=sys.stderr)  # fmt: skip
+
+
+def control_held(rows: list[dict[str, Any]]) -> bool:
+    """The negative control's rule (as tests/core/test_sim.py's): some run forked, and every
+    run that failed failed by a fork or a stall (not by an exception)."""
+    failures = [str(r["failure"]) for r in rows if not r["ok"]]
+    forks = sum(f.startswith("FORK") for f in failures)
+    return forks > 0 and all(
+        r["violation"] and str(r["failure"]).startswith(("FORK", "STALL"))
+        for r in rows if not r["ok"]
+    )  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
-    job = Job(args.sweep, args.soak, args.node_restart, args.majority)
-    seeds = range(args.first, args.first + args.count)
-    out = args.out or ROOT / "bench-results" / f"sweep-{args.sweep}-{args.first}.jsonl"
-    out.parent.mkdir(parents=True, exist_ok=True)
+    job, seeds, out = args.job, args.seeds, args.out
     print(f"sweep {args.sweep}: seeds {seeds.start}-{seeds.stop - 1} on {args.jobs} "
           f"process(es), results in {out}", file=sys.stderr)  # fmt: skip
+    rows: list[dict[str, Any]] = []
     failed: list[dict[str, Any]] = []
-    done, t0 = 0, time.monotonic()
-    last = t0
+    t0 = last = time.monotonic()
     with out.open("w", buffering=1) as f:  # a line per seed as it ends: a stop loses nothing
         try:
             for r in results(job, seeds, args.jobs):
                 f.write(json.dumps(r) + "\n")
-                done += 1
+                rows.append(r)
                 if not r["ok"]:
                     failed.append(r)
-                    print(f"seed {r['seed']} FAILED: {r['failure']}", file=sys.stderr)
+                    print(f"seed {r['seed']} failed: {r['failure']}", file=sys.stderr)
                 now = time.monotonic()
-                if now - last >= _PROGRESS_S or done == len(seeds):
+                if now - last >= _PROGRESS_S or len(rows) == len(seeds):
                     last = now
-                    print(f"  {done}/{len(seeds)} seeds, {len(failed)} failed, "
-                          f"{done / max(now - t0, 1e-9):.1f} seeds/s", file=sys.stderr)  # fmt: skip
+                    rate = len(rows) / max(now - t0, 1e-9)
+                    print(f"  {len(rows)}/{len(seeds)} seeds, {len(failed)} failed, "
+                          f"{rate:.1f} seeds/s", file=sys.stderr)  # fmt: skip
         except KeyboardInterrupt:
-            print(f"interrupted after {done} seeds ({len(failed)} failed); their results are "
-                  f"in {out}", file=sys.stderr)  # fmt: skip
+            print(f"interrupted after {len(rows)} seeds ({len(failed)} failed); their results "
+                  f"are in {out}", file=sys.stderr)  # fmt: skip
+            _print_replays(failed)
             return 130
+    if job.majority:
+        held = control_held(rows)
+        verdict = (
+            "as it must (the checks can fail)"
+            if held
+            else "NOT as it must: no fork, or a failure that is neither a fork nor a stall"
+        )
+        print(f"negative control: {len(failed)} of {len(seeds)} runs failed, {verdict}",
+              file=sys.stderr)  # fmt: skip
+        return 0 if held else 1
     if not failed:
         print(f"all {len(seeds)} seeds passed", file=sys.stderr)
         return 0
     print(f"{len(failed)} of {len(seeds)} seeds failed; replay one with:", file=sys.stderr)
-    for r in failed[:20]:
-        print(f"  {replay_command(job, r['seed'])}", file=sys.stderr)
+    _print_replays(failed)
     return 1
 
 

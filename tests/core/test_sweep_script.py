@@ -30,30 +30,62 @@ def _lines(path: Path) -> list[dict[str, object]]:
 
 def test_honest_seeds_pass_and_each_is_written(tmp_path: Path) -> None:
     out = tmp_path / "random.jsonl"
-    rc = _script().main(["random", "--from", "300", "--count", "3", "--jobs", "1",
+    rc = _script().main(["random", "--from", "300", "--count", "3", "--jobs", "2",
                          "--node-restart", "--out", str(out)])  # fmt: skip
     assert rc == 0
     rows = _lines(out)
     assert [r["seed"] for r in rows] == [300, 301, 302]
     assert all(r["ok"] for r in rows)
     assert all(max(r["heights"]) > 0 for r in rows)  # type: ignore[call-overload]
+    assert rows[0]["replay"] == (
+        "scripts/sweep random --from 300 --count 1 --jobs 1 --node-restart"
+    )
 
 
-def test_the_byzantine_majority_control_fails_and_names_its_replay(
+def test_the_byzantine_majority_control_forks_and_its_replay_forks_again(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    sweep = _script()
     out = tmp_path / "stake.jsonl"
-    rc = _script().main(["stake", "--from", "0", "--count", "4", "--jobs", "1", "--majority",
-                         "--out", str(out)])  # fmt: skip
-    assert rc == 1
+    rc = sweep.main(["stake", "--from", "0", "--count", "4", "--jobs", "1", "--majority",
+                     "--out", str(out)])  # fmt: skip
+    assert rc == 0  # the control held: its runs forked
+    assert "as it must" in capsys.readouterr().err
     rows = _lines(out)
     assert len(rows) == 4
-    failed = [r for r in rows if not r["ok"]]
-    assert failed
-    assert any(str(r["failure"]).startswith("FORK") for r in failed)  # what it controls
-    err = capsys.readouterr().err
-    seed = failed[0]["seed"]
-    assert f"scripts/sweep stake --from {seed} --count 1 --jobs 1 --majority" in err
+    forked = [r for r in rows if str(r["failure"]).startswith("FORK")]
+    assert forked
+    # The replay command of a forked run runs the same schedule: the same fork again.
+    argv = str(forked[0]["replay"]).split()[1:]
+    again = tmp_path / "again.jsonl"
+    assert sweep.main([*argv, "--out", str(again)]) == 0
+    (row,) = _lines(again)
+    assert row["failure"] == forked[0]["failure"]
+
+
+def test_the_control_fails_when_nothing_forks(tmp_path: Path) -> None:
+    sweep = _script()
+    honest = [{"ok": True, "failure": None, "violation": False}]
+    crashed = [{"ok": False, "failure": "KeyError: 3", "violation": False}]
+    forked = [{"ok": False, "failure": "FORK: n1 committed ...", "violation": True}]
+    assert not sweep.control_held(honest)
+    assert not sweep.control_held(forked + crashed)
+    assert sweep.control_held(forked + honest)
+
+
+def test_an_existing_results_file_is_kept_unless_forced(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "kept.jsonl"
+    out.write_text("last night's results\n")
+    argv = ["random", "--from", "1", "--count", "1", "--jobs", "1", "--out", str(out)]
+    with pytest.raises(SystemExit) as exc:
+        _script().main(argv)
+    assert exc.value.code == 2
+    assert "--force" in capsys.readouterr().err
+    assert out.read_text() == "last night's results\n"
+    assert _script().main([*argv, "--force"]) == 0
+    assert [r["seed"] for r in _lines(out)] == [1]
 
 
 @pytest.mark.parametrize(
