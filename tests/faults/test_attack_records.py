@@ -5,7 +5,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.faults.attacks import KILL_RACE_S, history_slots, racing_slots, twin_injections
+from tests.faults.attacks import (
+    KILL_RACE_S,
+    SLASH_BPS,
+    history_slots,
+    racing_slots,
+    slashes,
+    twin_injections,
+)
 
 
 def rec(kind: str, round_: int, digest: str, at: float, peers: int = 2) -> dict[str, Any]:
@@ -40,3 +47,13 @@ def test_slots_signed_just_before_the_kill_race_it() -> None:
     }
     # Only injected slots race: a late statement signed alike by both is no evidence.
     assert racing_slots(set(), records, stopped_at) == set()
+
+
+def test_the_slash_count_is_read_back_from_the_stake_however_many() -> None:
+    stake0 = stake = 20_000 * 10**18
+    for _ in range(74):  # a soak's twin step: 74 equivocations found and slashed (seed 1414)
+        stake -= stake * SLASH_BPS // 10_000
+    assert slashes(stake0, stake) == 74
+    assert slashes(stake0, stake0) == 0
+    assert slashes(stake0, stake + 1) is None  # no whole number of slashes fits
+    assert slashes(stake0, stake0 + 1) is None
