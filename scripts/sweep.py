@@ -46,7 +46,7 @@ from pathlib import Path
 from typing import Any
 
 from sequencer_node.sim.harness import NodeRestart, Violation
-from sequencer_node.sim.scenarios import run_random, run_stake_sweep
+from sequencer_node.sim.scenarios import CI_PROFILE, SOAK_PROFILE, run_random, run_stake_sweep
 
 ROOT = Path(__file__).resolve().parent.parent
 #: Progress lines at most this often (seconds).
@@ -72,20 +72,20 @@ def run_seed(job: Job, seed: int) -> dict[str, Any]:
     command that runs it again)."""
     t0 = time.process_time()
     result: dict[str, Any] = {"seed": seed, "replay": replay_command(job, seed)}
+    profile = SOAK_PROFILE if job.soak else CI_PROFILE
     try:
         if job.sweep == "random":
             out = run_random(
                 seed,
-                fault_ms=20_000 if job.soak else 6_000,
-                actions=40 if job.soak else 12,
+                fault_ms=profile.random_fault_ms,
+                actions=profile.random_actions,
                 node_restart=NodeRestart() if job.node_restart else None,
             )
             result.update(heights=list(out.heights), behaviour=out.behaviour,
                           recovery_ms=out.recovery_ms)  # fmt: skip
             problem = None if max(out.heights) > 0 else "no block committed"
         else:
-            st = run_stake_sweep(seed, fault_ms=15_000 if job.soak else 6_000,
-                                 majority=job.majority)  # fmt: skip
+            st = run_stake_sweep(seed, fault_ms=profile.stake_fault_ms, majority=job.majority)
             result.update(heights=list(st.heights), behaviour=st.behaviour,
                           changes=list(st.changes),
                           wrongly_jailed=list(st.wrongly_jailed))  # fmt: skip
@@ -155,8 +155,12 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
                    help="how many seeds, from --from on (default 1000, at most "
                         f"{_MAX_COUNT})")  # fmt: skip
     p.add_argument("--soak", action="store_true",
-                   help="the soak profile: longer fault schedules (random: 20 s, 40 actions; "
-                        "stake: 15 s) instead of CI's (6 s, 12 actions)")  # fmt: skip
+                   help="the soak profile: longer fault schedules (random: "
+                        f"{SOAK_PROFILE.random_fault_ms // 1000} s, "
+                        f"{SOAK_PROFILE.random_actions} actions; stake: "
+                        f"{SOAK_PROFILE.stake_fault_ms // 1000} s) instead of CI's "
+                        f"({CI_PROFILE.random_fault_ms // 1000} s, {CI_PROFILE.random_actions} "
+                        f"actions; stake: {CI_PROFILE.stake_fault_ms // 1000} s)")  # fmt: skip
     p.add_argument("--node-restart", action="store_true",
                    help="random only: restarted nodes are rebuilt from what a node process "
                         "keeps on disk, not from memory")  # fmt: skip

@@ -27,6 +27,20 @@ class Outcome:
     behaviour: str
 
 
+@dataclass(frozen=True)
+class SweepProfile:
+    """How long a sweep's fault schedules run: the CI profile, or the soak profile's longer ones
+    (``scripts/sweep --soak``, ``SEQ_SIM_PROFILE=soak``)."""
+
+    random_fault_ms: int
+    random_actions: int
+    stake_fault_ms: int
+
+
+CI_PROFILE = SweepProfile(random_fault_ms=6_000, random_actions=12, stake_fault_ms=6_000)
+SOAK_PROFILE = SweepProfile(random_fault_ms=20_000, random_actions=40, stake_fault_ms=15_000)
+
+
 def _stakes(rng: Rng, n: int) -> list[int]:
     while True:
         stakes = [rng.randint(1, 10) for _ in range(n)]

@@ -15,12 +15,13 @@ from sequencer_node.core import api
 from sequencer_node.core.election import epoch_seed, weighted_order
 from sequencer_node.core.sequencer import SequencerCore
 from sequencer_node.sim.harness import CHAIN_ID, NetParams, Simulation, Violation
-from sequencer_node.sim.scenarios import run_random, run_stake_sweep
+from sequencer_node.sim.scenarios import CI_PROFILE, SOAK_PROFILE, run_random, run_stake_sweep
 from sequencer_node.wire.certificates import verify_downtime_certificate, verify_evidence
 from sequencer_node.wire.crypto import SigningKey
 from sequencer_node.wire.messages import Block, Transaction, block_hash
 
 SOAK = os.environ.get("SEQ_SIM_PROFILE") == "soak"
+PROFILE = SOAK_PROFILE if SOAK else CI_PROFILE
 ONE_SEED = os.environ.get("SEQ_SIM_SEED")
 SWEEP = int(os.environ.get("SEQ_SIM_SEEDS", "2000" if SOAK else "200"))
 CHUNK = 25
@@ -36,7 +37,7 @@ def _seeds(chunk: int) -> list[int]:
 def test_seed_sweep(chunk: int) -> None:
     for seed in _seeds(chunk):
         try:
-            out = run_random(seed, fault_ms=20_000 if SOAK else 6_000, actions=40 if SOAK else 12)
+            out = run_random(seed, fault_ms=PROFILE.random_fault_ms, actions=PROFILE.random_actions)
         except Violation:
             print(f"\nfailing seed: {seed} (replay: SEQ_SIM_SEED={seed} pytest {__file__})")
             raise
@@ -62,7 +63,7 @@ def test_stake_change_sweep_neither_forks_nor_jails_an_honest_node(chunk: int) -
     # (but one that a partition cut off from the larger side: that one was down).
     for seed in _stake_seeds(chunk):
         try:
-            out = run_stake_sweep(seed, fault_ms=15_000 if SOAK else 6_000)
+            out = run_stake_sweep(seed, fault_ms=PROFILE.stake_fault_ms)
         except Violation:
             print(f"\nfailing seed: {seed} (SEQ_SIM_SEED={seed} pytest {__file__} -k stake)")
             raise
