@@ -659,7 +659,7 @@ class SequencerCore:
         The blocks are this node's own; each QC is checked against its block's header here
         and verified on insertion, as a sync answer's."""
         for bh, block in sorted(self._stored_blocks.items(), key=lambda e: e[1].header.height):
-            if block.header.height <= self.committed_height or bh in self.tree:
+            if bh in self.tree:  # inserted since (those at or below the commit are pruned)
                 self._stored_blocks.pop(bh, None)
                 continue
             qc = hq if hq.block_hash == bh else self.tree.qc_of(bh)
@@ -1740,13 +1740,9 @@ class SequencerCore:
         it is adopted as certified when the parent comes (a stored voted block inserted by
         :meth:`_insert_stored`, or a sync answer). Its QCs are verified first: they vouch for
         it on adoption, and its justify may be the only QC this node learns for its parent."""
+        # Adoption checks its body, not its proposal signature: a damaged one would be served.
+        self._check_certified_signatures(cb, out)
         justify = cb.block.justify
-        if justify is not None:
-            self._check_qc(justify, out)
-        self._check_qc(cb.qc, out)
-        # Adoption checks its body, not this: a damaged one would be served to peers.
-        if not verify_message(cb.block.proposal, cb.block.header.proposer, self._cfg.chain_id):
-            raise SignatureError("bad proposal signature in a stored certified block")
         self.tree.add_orphan(cb.block)
         self._stored_orphans[block_hash(cb.block.header)] = cb.block.header.height
         if justify is not None:
@@ -1755,15 +1751,19 @@ class SequencerCore:
 
     def _check_certified_block(self, cb: CertifiedBlock, out: list[api.Effect]) -> None:
         """Check a new certified block whose parent is known, and insert it."""
-        h = cb.block.header
+        self._check_certified_signatures(cb, out)
+        reason = self._accept_certified(cb.block, out)
+        if reason is not None:
+            raise CertificateError(f"certified block {cb.block.header.height} is invalid: {reason}")
+
+    def _check_certified_signatures(self, cb: CertifiedBlock, out: list[api.Effect]) -> None:
+        """Verify a certified block's QCs (its justify and its own) and its proposal signature:
+        what vouches for it before it is inserted or kept as an orphan."""
         if cb.block.justify is not None:
             self._check_qc(cb.block.justify, out)
         self._check_qc(cb.qc, out)
-        if not verify_message(cb.block.proposal, h.proposer, self._cfg.chain_id):
+        if not verify_message(cb.block.proposal, cb.block.header.proposer, self._cfg.chain_id):
             raise SignatureError("bad proposal signature in a certified block")
-        reason = self._accept_certified(cb.block, out)
-        if reason is not None:
-            raise CertificateError(f"certified block {h.height} is invalid: {reason}")
 
     # --- proposing --------------------------------------------------------------------------
 
