@@ -73,6 +73,14 @@ class BlockTree:
     def committed_ledger(self) -> Ledger:
         return self._ledgers[self.committed_hash]
 
+    def stale(self, header: BlockHeader) -> bool:
+        """The block can no longer be committed whatever comes: it is at or below the committed
+        height, or a suffix block of an epoch before the committed block's (that epoch closed:
+        the chain goes on from its last block through the next epoch's first block)."""
+        if header.height <= self.committed_height:
+            return True
+        return header.epoch < self._headers[self.committed_hash].epoch
+
     def full(self) -> bool:
         """No room for another block until commits prune the tree."""
         return len(self._headers) >= self.max_blocks
@@ -128,7 +136,7 @@ class BlockTree:
 
     def add_orphan(self, block: Block) -> None:
         """Keep a block whose parent is unknown yet (bounded)."""
-        if block.header.height <= self.committed_height or len(self._orphans) >= self.max_blocks:
+        if self.stale(block.header) or len(self._orphans) >= self.max_blocks:
             return
         waiting = self._orphans.setdefault(block.header.parent_hash, [])
         # A repeat would take the place of a sibling; whole blocks are compared, since a copy
@@ -179,20 +187,32 @@ class BlockTree:
         return self.commit(bh)
 
     def prune(self) -> None:
-        """Drop every block at or below the committed height that is not the head."""
+        """Drop every block that can no longer be committed: those at or below the committed
+        height but the head, and those above it that do not descend from the head (forks
+        that left the chain below it, suffix blocks of a closed epoch), with the orphans
+        waiting for any of them. Kept, such a block took room in the tree until the chain
+        passed its height, and a block proposed on it was judged on a chain whose base was
+        gone (a suffix block's proof walks down to its epoch's last block)."""
         keep = self.committed_height
-        for bh in [b for b, h in self._headers.items() if h.height < keep or (
-                h.height == keep and b != self.committed_hash)]:  # fmt: skip
-            if bh == self.genesis_hash:
+        live = {self.committed_hash}
+        dead: list[bytes] = []
+        for bh, h in sorted(self._headers.items(), key=lambda e: e[1].height):
+            if bh in live or bh == self.genesis_hash:
                 continue
+            if h.height > keep and h.parent_hash in live:
+                live.add(bh)
+            else:
+                dead.append(bh)
+        for bh in dead:
             self._headers.pop(bh, None)
             self._vote_ready.discard(bh)
             self._certified_told.discard(bh)
             self._blocks.pop(bh, None)
             self._ledgers.pop(bh, None)
             self._qc_of.pop(bh, None)
+            self._orphans.pop(bh, None)
         for ph in [p for p, kids in self._orphans.items()
-                   if all(k.header.height <= keep for k in kids)]:  # fmt: skip
+                   if all(self.stale(k.header) for k in kids)]:  # fmt: skip
             del self._orphans[ph]
         if self.genesis_hash != self.committed_hash:
             self._ledgers.pop(self.genesis_hash, None)

@@ -964,6 +964,8 @@ class SequencerCore:
     ) -> None:
         h = block.header
         self._proposal_statements(sender, block, now_ms, out)
+        if self.tree.stale(h):
+            return  # late, not wrong: an honest leader may not have seen the commit yet
         bh = block_hash(h)
         if bh in self.tree:
             self._maybe_vote(block, out)
@@ -1224,7 +1226,10 @@ class SequencerCore:
         catching up after a resume)."""
         stack, budget = self._adoptable, _ADOPT_PER_STEP
         while stack and budget > 0:
-            for child in self.tree.take_orphans(stack.pop()):
+            parent = stack.pop()
+            if parent not in self.tree:
+                continue  # pruned by a commit since (its orphans went with it)
+            for child in self.tree.take_orphans(parent):
                 ch = block_hash(child.header)
                 if ch in self.tree:
                     continue
@@ -1394,7 +1399,7 @@ class SequencerCore:
         h = self.committed_height
         if self._stored_blocks:  # stored voted blocks the chain has passed are of no use now
             self._stored_blocks = {
-                k: b for k, b in self._stored_blocks.items() if b.header.height > h
+                k: b for k, b in self._stored_blocks.items() if not self.tree.stale(b.header)
             }
         if self._stored_orphans:
             self._stored_orphans = {k: x for k, x in self._stored_orphans.items() if x > h}
@@ -1713,7 +1718,7 @@ class SequencerCore:
         when its parent is unknown here (the gap is asked for)."""
         h = cb.block.header
         bh = block_hash(h)
-        if h.height <= self.committed_height:
+        if self.tree.stale(h):
             return 0
         executed = 0
         if bh not in self.tree:

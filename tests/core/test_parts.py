@@ -75,9 +75,9 @@ def _tree() -> tuple[BlockTree, BlockHeader, Ledger]:
     return BlockTree(genesis, ledger, max_blocks=4, recent=8), genesis, ledger
 
 
-def _child(parent: BlockHeader, round_: int, stamp: int = 1) -> Block:
+def _child(parent: BlockHeader, round_: int, stamp: int = 1, epoch: int = 0) -> Block:
     h = BlockHeader(
-        parent.height + 1, round_, 0, block_hash(parent), stamp, VOTERS[0], ZERO_HASH,
+        parent.height + 1, round_, epoch, block_hash(parent), stamp, VOTERS[0], ZERO_HASH,
         parent.state_root, 0, 0,
     )  # fmt: skip
     return Block(Proposal(h, bytes(64)), (), (), None, None)
@@ -97,6 +97,55 @@ def test_commit_moves_along_a_path_and_prunes_the_losing_branch() -> None:
     assert ha in tree
     with pytest.raises(AssertionError, match="SAFETY"):
         tree.path_to(hb)
+
+
+def _commit(tree: BlockTree, block: Block) -> bytes:
+    bh = block_hash(block.header)
+    tree.add_qc(QuorumCertificate(bh, block.header.height, block.header.round,
+                                  block.header.epoch, ()))  # fmt: skip
+    for step in tree.path_to(bh):
+        tree.commit(step)
+    tree.prune()
+    return bh
+
+
+def test_prune_drops_a_losing_branch_above_the_committed_height_too() -> None:
+    # A fork that left the chain below the head can never be committed: its blocks above the
+    # head's height went only when the chain passed their height, taking room until then.
+    tree, genesis, ledger = _tree()
+    a, b = _child(genesis, 1, 1), _child(genesis, 2, 2)
+    b2 = _child(b.header, 3)
+    a2 = _child(a.header, 4)
+    for blk in (a, b, b2, a2):
+        tree.insert(blk, ledger)
+    tree.add_orphan(_child(b2.header, 5))
+    _commit(tree, a)
+    assert block_hash(b2.header) not in tree
+    assert block_hash(b.header) not in tree
+    assert block_hash(a2.header) in tree
+    assert not tree.has_orphans(block_hash(b2.header))
+
+
+def test_suffix_blocks_of_a_closed_epoch_are_stale_once_the_next_epoch_commits() -> None:
+    # Epoch 0 ends at r; its suffix blocks go on above r while epoch 1's first block extends r
+    # at the same heights. Once that first block is committed, the suffix can never be.
+    tree, genesis, ledger = _tree()
+    r = _child(genesis, 1)
+    suffix = _child(r.header, 2)
+    suffix2 = _child(suffix.header, 3)
+    first = _child(r.header, 4, epoch=1)
+    for blk in (r, suffix, suffix2, first):
+        tree.insert(blk, ledger)
+    _commit(tree, r)
+    assert block_hash(suffix2.header) in tree  # epoch 0 not closed here yet
+    assert not tree.stale(suffix2.header)
+    _commit(tree, first)
+    assert block_hash(suffix2.header) not in tree
+    late = _child(suffix2.header, 6)  # a leader that has not seen the commit yet
+    assert tree.stale(late.header)
+    tree.add_orphan(late)
+    assert not tree.has_orphans(block_hash(suffix2.header))
+    assert not tree.stale(_child(first.header, 7, epoch=1).header)
 
 
 def test_orphans_are_bounded_per_parent() -> None:
