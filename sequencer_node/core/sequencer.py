@@ -1531,7 +1531,7 @@ class SequencerCore:
             if not self.outbox.holds(self._my_timeout):
                 out.append(api.Broadcast(self._my_timeout))
             return
-        hq = self.high_qc
+        hq = self._timeout_qc()
         t = Timeout(
             self.round,
             0 if hq is None else hq.epoch,  # with the round: the rank of the QC it reports
@@ -1541,11 +1541,28 @@ class SequencerCore:
             bytes(64),
         )
         tc = self._entry_tc()
-        signed = self.outbox.sign(Kind.TIMEOUT, self.round, message_id(t), t, *self._lock(), tc=tc)
+        # Signed on top of the QC it reports (the record's lock must stay that QC, see
+        # _timeout_qc: a second restart in the round re-signs the same bytes again).
+        proof = None if hq is None else self._closings.get(hq.block_hash)
+        signed = self.outbox.sign(Kind.TIMEOUT, self.round, message_id(t), t, hq, proof, tc=tc)
         if signed is None:
             return
         self._my_timeout = TimeoutMessage(signed, hq, tc)
         out.append(self.outbox.hold([self._my_timeout], self._vouched(self._qc_hash(hq))))
+
+    def _timeout_qc(self) -> QuorumCertificate | None:
+        """The QC this node's timeout of the current round reports: its high QC, unless it
+        timed out in this round before a restart. Then the record's: nothing is signed in a
+        round after its timeout, so the record still names the QC that timeout reported, and
+        those very bytes are the only timeout it may sign in the round (one with a QC learned
+        since would conflict with it). Peers may never have got the first copy, and without it
+        the round's TC may be out of reach: a random fault sweep stalled for good on this (seed
+        85222: two of five nodes restarted after timing out, then learned a higher QC). It
+        reports no less than the node's lock: the record's QC is what it last signed on."""
+        r = self.outbox.record
+        if r is not None and r.timeout_round == self.round:
+            return r.high_qc
+        return self.high_qc
 
     def _entry_tc(self) -> TimeoutCertificate | None:
         """The TC this node entered its round by, if that is how it did."""
@@ -1773,9 +1790,17 @@ class SequencerCore:
     # --- proposing --------------------------------------------------------------------------
 
     def _propose_if_leader(self, now_ms: int, out: list[api.Effect]) -> None:
-        """Propose on the high QC if this node leads the current round and may sign in it."""
+        """Propose on the high QC if this node leads the current round and may sign in it.
+
+        Not after timing out in the round (as Diem's safety rules): a node signs nothing in a
+        round after its timeout, so the record's QC stays the one that timeout reported, and a
+        restarted node can send that very timeout again (see :meth:`_timeout_qc`)."""
         record = self.outbox.record
-        if self.pk is None or record is None or self.round <= record.proposal_round:
+        if (
+            self.pk is None
+            or record is None
+            or self.round <= max(record.proposal_round, record.timeout_round)
+        ):
             return
         base_hash = self._qc_hash(self.high_qc)
         base = self._base_header(base_hash)

@@ -31,7 +31,8 @@ from sequencer_node.core.election import epoch_seed, weighted_order
 from sequencer_node.sim.adversary import HOLD, NetRule, Verdict
 from sequencer_node.sim.harness import NetParams, NodeRestart, Simulation, block_tx_hashes
 from sequencer_node.sim.instance import Instance
-from sequencer_node.wire.messages import Block, TimeoutMessage
+from sequencer_node.sim.scenarios import run_random
+from sequencer_node.wire.messages import Block, TimeoutMessage, Vote
 
 EPOCH = 8
 #: The L1 epoch from which the new stake table holds.
@@ -313,3 +314,96 @@ def test_a_timeout_carrying_a_tc_of_another_round_is_refused() -> None:
     assert refused
     assert refused[0].peer == good.timeout.voter
     assert "TC of another round" in refused[0].offense.detail
+
+
+class _LoseATimeout(NetRule):
+    """Round r - 1's votes reach only node ``q``: q alone forms QC(r - 1), the others time out
+    and enter round r by TC(r - 1), still at QC(r - 2). Round r fails (its proposal reaches
+    nobody), node A's timeout of round r reaches nobody, and A gets no timeout that carries
+    QC(r - 1) (they are kept in ``carried``) nor a catch-up answer: A times out reporting
+    QC(r - 2)."""
+
+    def __init__(self, r: int, a: int, q: int) -> None:
+        self.r, self.a, self.q = r, a, q
+        self.carried: list[tuple[bytes, TimeoutMessage]] = []
+
+    def decide(self, src: Instance, dst: Instance, msg: object) -> Verdict:
+        if isinstance(msg, Block) and msg.header.round == self.r:
+            return HOLD
+        if isinstance(msg, Vote) and msg.round == self.r - 1 and dst.idx != self.q:
+            return HOLD
+        if isinstance(msg, TimeoutMessage) and msg.timeout.round == self.r:
+            if src.idx == self.a:
+                return HOLD
+            qc = msg.high_qc
+            if dst.idx == self.a and qc is not None and qc.round == self.r - 1:
+                self.carried.append((src.pk, msg))
+                return HOLD
+        if isinstance(msg, SyncResponse) and dst.idx == self.a:
+            return HOLD
+        return None
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_a_node_restarted_after_timing_out_sends_that_timeout_again(seed: int) -> None:
+    """Found by ``scripts/sweep random --soak --node-restart`` (seed 85222, stalled for good):
+    A timed out in round r reporting QC(r - 2), the timeout was lost, A restarted and learned
+    QC(r - 1) before its deadline. A timeout reporting QC(r - 1) would conflict with the one
+    it signed (the watermark refuses it), so A sent none, and without A no TC of round r could
+    form. A restarted node must sign the very timeout its record names again."""
+    sim = Simulation(seed, epoch_length=1_000, net=NetParams(dedup_ms=300_000),
+                     node_restart=NodeRestart())  # fmt: skip
+    sim.run_for(1_000)
+    probe = sim.instances[1].core
+    assert probe is not None
+    stable = probe.status().leader
+    r = probe.round + 3
+    q = next(i.idx for i in sim.instances if i.pk == stable)
+    a = next(i for i in range(4) if i != q)
+    c = next(i for i in range(4) if i not in (a, q))
+    rule = _LoseATimeout(r, a, q)
+    sim.add_rule(rule)
+
+    # Node c goes down once round r starts (it helped form TC(r - 1)): TC(r) needs A.
+    def a_in_round_r() -> bool:
+        core = sim.instances[a].core
+        return core is not None and core.round == r
+
+    assert sim.run_until(a_in_round_r, 30_000), "A never entered round r"
+    sim.crash(c)
+
+    def a_timed_out() -> bool:
+        rec = sim.instances[a].durable
+        return rec is not None and rec.timeout_round == r
+
+    assert sim.run_until(a_timed_out, 30_000), "A never timed out in round r"
+    rec = sim.instances[a].durable
+    assert rec is not None
+    assert rec.high_qc is not None
+    assert rec.high_qc.round == r - 2  # what A's lost timeout reported
+    assert sim.run_until(lambda: bool(rule.carried), 10_000), "no timeout carried QC(r - 1)"
+    sim.crash(a)
+    sim.rules.clear()
+    sim.held.clear()  # A's timeout died with its connections
+    sim.restart(a)
+    sender, carrying = rule.carried[0]
+    sim.inject(a, sender, carrying)  # A learns QC(r - 1) before its round's deadline
+    base = max(len(i.committed) for i in sim.instances)
+
+    def resumed() -> bool:
+        return all(
+            i.core is not None and i.core.round > r + 1 and len(i.committed) > base + 3
+            for i in sim.instances
+            if i.idx != c
+        )
+
+    assert sim.run_until(resumed, 60_000), (
+        f"stalled: rounds {[i.core.round if i.core else None for i in sim.instances]}"
+    )
+
+
+def test_the_random_sweep_seed_that_stalled_on_a_lost_timeout_recovers() -> None:
+    # The schedule the test above reduces: two of five nodes restarted after timing out in
+    # round 21 with QC(19), then learned QC(20); no TC of round 21 could form without them.
+    out = run_random(85222, fault_ms=20_000, actions=40, node_restart=NodeRestart())
+    assert min(out.heights) > 12
