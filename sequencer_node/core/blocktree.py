@@ -57,6 +57,10 @@ class BlockTree:
     def __contains__(self, bh: object) -> bool:
         return bh in self._headers
 
+    def known_headers(self) -> list[tuple[bytes, BlockHeader]]:
+        """Every block in the tree (hash, header), the committed head and genesis included."""
+        return list(self._headers.items())
+
     def header(self, bh: bytes) -> BlockHeader | None:
         return self._headers.get(bh)
 
@@ -74,9 +78,12 @@ class BlockTree:
         return self._ledgers[self.committed_hash]
 
     def stale(self, header: BlockHeader) -> bool:
-        """The block can no longer be committed whatever comes: it is at or below the committed
-        height, or a suffix block of an epoch before the committed block's (that epoch closed:
-        the chain goes on from its last block through the next epoch's first block)."""
+        """The block can no longer be committed, as its header alone tells: it is at or below
+        the committed height, or a suffix block of an epoch before the committed block's (that
+        epoch closed: the chain goes on from its last block through the next epoch's first
+        block). A block above the head on a fork that left the chain below it cannot be
+        committed either, but only its ancestry shows it: :meth:`prune` drops those, and a
+        late copy waits as an orphan (bounded) until the chain passes its height."""
         if header.height <= self.committed_height:
             return True
         return header.epoch < self._headers[self.committed_hash].epoch
@@ -214,6 +221,12 @@ class BlockTree:
         for ph in [p for p, kids in self._orphans.items()
                    if all(self.stale(k.header) for k in kids)]:  # fmt: skip
             del self._orphans[ph]
+        # QCs of blocks never inserted here (late timeouts, TCs and proposals name them) that
+        # the chain has passed: nothing looks them up, and they piled up for good.
+        head_epoch = self._headers[self.committed_hash].epoch
+        for bh in [b for b, qc in self._qc_of.items() if b not in self._headers and (
+                qc.height <= keep or qc.epoch < head_epoch)]:  # fmt: skip
+            del self._qc_of[bh]
         if self.genesis_hash != self.committed_hash:
             self._ledgers.pop(self.genesis_hash, None)
 

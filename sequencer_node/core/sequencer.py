@@ -606,6 +606,8 @@ class SequencerCore:
         change: docs/reliability.md)."""
         pending, self._restore_certs = self._restore_certs, []
         for block in pending:
+            if self.tree.stale(block.header):
+                continue  # the chain has passed it: what it carries is of no use any more
             try:
                 self._take_certificates(api.LocalSource.STORE, block, now_ms, out)
             except _Wait:
@@ -821,6 +823,10 @@ class SequencerCore:
         key = message_id(tc)
         if key in self._verified:
             return
+        if tc.epoch < self.epoch_of(self.committed_height):
+            # Before anything that waits: its high QC's block may be a closed epoch's suffix,
+            # pruned for good, and a stored block carrying it was retried every tick forever.
+            raise _Stale(f"TC of epoch {tc.epoch}")
         if tc.high_qc is not None:
             self._check_qc(tc.high_qc, out)
         follows = self._extension_of(tc.high_qc)
@@ -828,8 +834,6 @@ class SequencerCore:
             raise _Wait("the TC's high QC block is unknown here")
         if (tc.height, tc.epoch) != follows:
             raise CertificateError("TC height and epoch do not follow its high QC")
-        if tc.epoch < self.epoch_of(self.committed_height):
-            raise _Stale(f"TC of epoch {tc.epoch}")
         info = self.epochs.info(tc.epoch, self._qc_hash(tc.high_qc))
         if info is None:
             raise _Wait(f"epoch {tc.epoch} table unknown")

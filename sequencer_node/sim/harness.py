@@ -350,6 +350,8 @@ class Simulation:
             # time; after an input, only ever sooner.
             due = min(max(core.next_tick_ms(at), at + self.tick_ms), at + self.idle_tick_ms)
             inst.next_tick = due if event is None else min(inst.next_tick, due)
+            if inst.honest and any(isinstance(e, api.BlockCommitted) for e in out):
+                self._check_tree(inst, core)
             return out
         except AssertionError as exc:
             if not str(exc).startswith("SAFETY") or isinstance(exc, Violation):
@@ -358,6 +360,22 @@ class Simulation:
                 self._fail(f"FORK: {inst.name}'s core found a conflicting commit: {exc}")
             self.crash(inst.idx)
             return []
+
+    def _check_tree(self, inst: Instance, core: SequencerCore) -> None:
+        """T1: after a commit, every block in the tree descends from the committed head (or is
+        genesis). A block that does not can never be committed, and a block judged on it walks
+        its ancestry into pruned blocks (a closed epoch's suffix crashed a core that way)."""
+        tree = core.tree
+        for bh, header in tree.known_headers():
+            cur, h = bh, header
+            while cur != tree.committed_hash and cur != tree.genesis_hash:
+                parent = tree.header(h.parent_hash)
+                if parent is None or h.height <= tree.committed_height:
+                    self._fail(f"TREE: {inst.name} keeps block {bh.hex()[:8]} (height "
+                               f"{header.height}, epoch {header.epoch}) off its committed "
+                               f"chain at height {tree.committed_height}")  # fmt: skip
+                    return
+                cur, h = h.parent_hash, parent
 
     def _before_input(self, inst: Instance) -> None:
         for strategy in inst.strategies:

@@ -165,3 +165,19 @@ def test_an_orphan_seen_again_does_not_take_a_siblings_place() -> None:
         tree.add_orphan(first)
     tree.add_orphan(sibling)
     assert tree.take_orphans(block_hash(parent)) == [first, sibling]
+
+
+def test_prune_forgets_qcs_of_blocks_the_chain_has_passed_but_not_of_blocks_to_come() -> None:
+    # Late timeouts, TCs and proposals name QCs of blocks never inserted here: those at or
+    # below the head piled up for good; one above it may be the high QC of a block on its way.
+    tree, genesis, ledger = _tree()
+    a, b = _child(genesis, 1, 1), _child(genesis, 2, 2)
+    tree.insert(a, ledger)
+    passed = QuorumCertificate(block_hash(b.header), 1, 2, 0, ())
+    coming = QuorumCertificate(b"\x0c" * 32, 3, 5, 0, ())
+    tree.add_qc(passed)
+    tree.add_qc(coming)
+    _commit(tree, a)
+    assert tree.qc_of(block_hash(b.header)) is None
+    assert tree.qc_of(b"\x0c" * 32) == coming
+    assert tree.qc_of(block_hash(a.header)) is not None  # the head's own

@@ -193,3 +193,49 @@ def _forged(qc: QuorumCertificate) -> QuorumCertificate:
     return dataclasses.replace(
         qc, signatures=(dataclasses.replace(first, signature=bytes(64)), *rest)
     )
+
+
+def test_a_stored_block_of_a_closed_epoch_is_not_retried_at_every_tick(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A node voted for a suffix block (epoch 3, height 26) carrying a TC whose high QC is the
+    # block below it, and restarted once the next epoch's first block (height 25) was
+    # committed. That TC's QC block is gone for good (pruned as a closed epoch's suffix), so
+    # judging it waited for ever and the restore asked for a tick at once, every tick, for the
+    # life of the process (seed 85060 of the random sweep with node-like restarts). A closed
+    # epoch's TC is stale before anything waits, and a stale stored block is dropped.
+    sims: list[Simulation] = []
+    blocks: list[Block] = []
+    init, route = Simulation.__init__, Simulation._route
+
+    def spy_init(self: Simulation, *args: Any, **kwargs: Any) -> None:
+        init(self, *args, **kwargs)
+        sims.append(self)
+
+    def spy_route(self: Simulation, src: Any, effects: list[api.Effect]) -> None:
+        blocks.extend(
+            e.message for e in effects
+            if isinstance(e, api.Broadcast) and isinstance(e.message, Block)
+        )  # fmt: skip
+        route(self, src, effects)
+
+    monkeypatch.setattr(Simulation, "__init__", spy_init)
+    monkeypatch.setattr(Simulation, "_route", spy_route)
+    run_random(85060, fault_ms=20_000, actions=40, node_restart=NodeRestart())
+    sim = sims[0]
+    voted = next(
+        b for b in blocks
+        if b.header.height == 26 and b.header.epoch == 3 and b.timeout_cert is not None
+        and b.timeout_cert.high_qc is not None and b.timeout_cert.high_qc.height == 25
+    )  # fmt: skip
+    inst = next(i for i in sim.instances if i.honest and len(i.store) > 26)
+    chain = tuple(inst.store[:25])  # crashed just after committing height 25
+    assert chain[-1].block.header.epoch == 4
+    fees = () if sim.genesis.fees is None else sim.l1_fee_infos(0, sim.l1_finalized)
+    core = SequencerCore(sim.config_for(inst), sim.genesis, chain=chain, uncertified=(voted,),
+                         stake_snapshots=tuple(inst.stake_snapshots.values()),
+                         l1_fees=fees)  # fmt: skip
+    now = sim.now
+    for k in range(5):
+        core.tick(now + k * 10)
+    assert core.next_tick_ms(now + 50) > now + 50
