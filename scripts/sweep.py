@@ -119,8 +119,12 @@ def results(job: Job, seeds: range, jobs: int) -> Iterator[dict[str, Any]]:
     pool = ProcessPoolExecutor(jobs, initializer=_ignore_interrupts)
     try:
         yield from pool.map(run_seed, [job] * len(seeds), seeds, chunksize=4)
-    finally:
+    except BaseException:  # stopped (Ctrl-C, a dead worker, the caller closed us): do not wait
         pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    # Done: wait for the pool's own thread, or the interpreter's exit races it on a closed pipe
+    # ("Exception ignored ... Bad file descriptor" after a sweep that passed).
+    pool.shutdown(wait=True)
 
 
 def replay_command(job: Job, seed: int) -> str:
