@@ -372,7 +372,16 @@ class SequencerCore:
             self._sync_some(now_ms, out)
         self._sync_if_stuck(now_ms, out)
         self._resend_stuck(now_ms, out)
-        if self._deadline_ms is None:
+        record = self.outbox.record
+        if (
+            self._deadline_ms is None
+            and record is not None
+            and 0 < record.timeout_round == self.round
+        ):
+            # Restarted in a round it timed out in: that timeout may have died with the process
+            # and the round's TC may need it, so it goes out again now, not a timeout later.
+            self._local_timeout(now_ms, out)
+        elif self._deadline_ms is None:
             self._deadline_ms = now_ms + self._timeout_ms()
         elif now_ms >= self._deadline_ms:
             self._local_timeout(now_ms, out)
@@ -387,7 +396,8 @@ class SequencerCore:
 
         Due now while restoring, while orphans wait to be adopted, while a certified block is
         missing here, before the round has a deadline, and while this node leads the round
-        (its proposal is paced by the block time and the pool's content); otherwise at the
+        and has not proposed or timed out in it yet (its proposal is paced by the block time
+        and the pool's content; after it, the votes are inputs); otherwise at the
         round's deadline or the next resend of stuck transactions, whichever is first. An idle
         follower thus needs a tick per round timeout, not one per tick period (issue 13: the
         20 Hz tick was a third of an idle node's CPU)."""
@@ -400,7 +410,8 @@ class SequencerCore:
             return now_ms  # _sync_if_stuck asks a peer per tick
         if self._deadline_ms is None:
             return now_ms
-        if self.pk is not None and self.outbox.record is not None:
+        record = self.outbox.record
+        if self.pk is not None and record is not None and self._may_propose(record):
             base_hash = self._qc_hash(self.high_qc)
             base = self._base_header(base_hash)
             if base is not None and self._leader_here(base, base_hash) == self.pk:
@@ -1561,8 +1572,9 @@ class SequencerCore:
         those very bytes are the only timeout it may sign in the round (one with a QC learned
         since would conflict with it). Peers may never have got the first copy, and without it
         the round's TC may be out of reach: a random fault sweep stalled for good on this (seed
-        85222: two of five nodes restarted after timing out, then learned a higher QC). It
-        reports no less than the node's lock: the record's QC is what it last signed on."""
+        85222: two of five nodes restarted after timing out, then learned a higher QC). The
+        record's QC ranks at least as high as every QC the node signed on top of, which is
+        what the lock argument asks of a timeout."""
         r = self.outbox.record
         if r is not None and r.timeout_round == self.round:
             return r.high_qc
@@ -1793,18 +1805,18 @@ class SequencerCore:
 
     # --- proposing --------------------------------------------------------------------------
 
-    def _propose_if_leader(self, now_ms: int, out: list[api.Effect]) -> None:
-        """Propose on the high QC if this node leads the current round and may sign in it.
+    def _may_propose(self, record: api.PersistedState) -> bool:
+        """Whether the current round still allows this node's proposal: one per round, and
+        none after timing out in it (the watermark refuses both; as Diem's safety rules). So a
+        node signs nothing in a round after its timeout, and while it is in that round the
+        record's QC is the one that timeout reported (see :meth:`_timeout_qc`)."""
+        return self.round > max(record.proposal_round, record.timeout_round)
 
-        Not after timing out in the round (as Diem's safety rules): a node signs nothing in a
-        round after its timeout, so the record's QC stays the one that timeout reported, and a
-        restarted node can send that very timeout again (see :meth:`_timeout_qc`)."""
+    def _propose_if_leader(self, now_ms: int, out: list[api.Effect]) -> None:
+        """Propose on the high QC if this node leads the current round and may sign in it
+        (not after its proposal or its timeout there: see :meth:`_may_propose`)."""
         record = self.outbox.record
-        if (
-            self.pk is None
-            or record is None
-            or self.round <= max(record.proposal_round, record.timeout_round)
-        ):
+        if self.pk is None or record is None or not self._may_propose(record):
             return
         base_hash = self._qc_hash(self.high_qc)
         base = self._base_header(base_hash)
@@ -1834,8 +1846,6 @@ class SequencerCore:
         # Suffix blocks exist only to close the epoch: no reason to wait a block time.
         waited = now_ms >= parent.timestamp_ms + self._pace_ms(kind, base)
         if tc is None and kind is not BlockKind.SUFFIX and not waited:
-            return
-        if self.round <= record.timeout_round:
             return
         if kind is BlockKind.SUFFIX:
             self._propose_suffix(base_hash, base, tc, now_ms, out)

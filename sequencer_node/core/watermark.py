@@ -82,7 +82,12 @@ def _slot(record: PersistedState, kind: Kind) -> tuple[int, bytes]:
 
 
 def may_sign(record: PersistedState, kind: Kind, round_: int, digest: bytes) -> bool:
-    """True iff signing (kind, round, digest) cannot contradict anything in ``record``."""
+    """True iff signing (kind, round, digest) cannot contradict anything in ``record``, and
+    it is not a vote or proposal in (or below) a round this key timed out in: after its timeout
+    a key signs nothing more in the round, so the record's QC stays the one the timeout
+    reported, and a restart can sign that very timeout again (the core relies on it)."""
+    if kind is not Kind.TIMEOUT and round_ <= record.timeout_round:
+        return False
     last_round, last_digest = _slot(record, kind)
     if round_ > last_round:
         return True

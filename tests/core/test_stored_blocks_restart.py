@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 
 from sequencer_node.core import api
+from sequencer_node.core.reconfig import last_height
 from sequencer_node.core.sequencer import SequencerCore, _Wait
 from sequencer_node.core.watermark import empty_record
 from sequencer_node.sim.harness import CHAIN_ID, NodeRestart, Simulation, Violation
@@ -198,12 +199,14 @@ def _forged(qc: QuorumCertificate) -> QuorumCertificate:
 def test_a_stored_block_of_a_closed_epoch_is_not_retried_at_every_tick(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    # A node voted for a suffix block (epoch 3, height 26) carrying a TC whose high QC is the
-    # block below it, and restarted once the next epoch's first block (height 25) was
-    # committed. That TC's QC block is gone for good (pruned as a closed epoch's suffix), so
-    # judging it waited for ever and the restore asked for a tick at once, every tick, for the
-    # life of the process (seed 85060 of the random sweep with node-like restarts). A closed
-    # epoch's TC is stale before anything waits, and a stale stored block is dropped.
+    # A node voted for a suffix block of epoch e carrying a TC whose high QC certifies another
+    # suffix block, and restarted once epoch e + 1's first block was committed. That TC's QC
+    # block is gone for good (a closed epoch's suffix, at the first block's height), so judging
+    # it waited for ever and the restore asked for a tick at once, every tick, for the life of
+    # the process (seed 85060 of the random sweep with node-like restarts, found by review).
+    # A closed epoch's TC is stale before anything waits, and a stale stored block is dropped.
+    # The first run of the sweep from that seed on with such a block is used: which seeds have
+    # one changes with the simulator's schedule, not with what is tested.
     sims: list[Simulation] = []
     blocks: list[Block] = []
     init, route = Simulation.__init__, Simulation._route
@@ -221,16 +224,32 @@ def test_a_stored_block_of_a_closed_epoch_is_not_retried_at_every_tick(
 
     monkeypatch.setattr(Simulation, "__init__", spy_init)
     monkeypatch.setattr(Simulation, "_route", spy_route)
-    run_random(85060, fault_ms=20_000, actions=40, node_restart=NodeRestart())
-    sim = sims[0]
-    voted = next(
-        b for b in blocks
-        if b.header.height == 26 and b.header.epoch == 3 and b.timeout_cert is not None
-        and b.timeout_cert.high_qc is not None and b.timeout_cert.high_qc.height == 25
-    )  # fmt: skip
-    inst = next(i for i in sim.instances if i.honest and len(i.store) > 26)
-    chain = tuple(inst.store[:25])  # crashed just after committing height 25
-    assert chain[-1].block.header.epoch == 4
+
+    def suffix_on_suffix(block: Block, epoch_length: int) -> bool:
+        tc, last = block.timeout_cert, last_height(block.header.epoch, epoch_length)
+        return (
+            tc is not None and tc.high_qc is not None
+            and block.header.height > last + 1 and tc.high_qc.height > last
+        )  # fmt: skip
+
+    for seed in range(85060, 85160):
+        sims.clear()
+        blocks.clear()
+        run_random(seed, fault_ms=20_000, actions=40, node_restart=NodeRestart())
+        sim = sims[0]
+        epoch_length = int(sim.config_kw["epoch_length"])
+        for voted in (b for b in blocks if suffix_on_suffix(b, epoch_length)):
+            first = last_height(voted.header.epoch, epoch_length) + 1  # epoch e + 1's first
+            inst = next((i for i in sim.instances if i.honest and len(i.store) > first), None)
+            if inst is not None:
+                break
+        else:
+            continue
+        break
+    else:
+        pytest.fail("no run of 100 seeds voted for a suffix block on a suffix block's TC")
+    chain = tuple(inst.store[:first])  # crashed just after committing epoch e + 1's first
+    assert chain[-1].block.header.epoch == voted.header.epoch + 1
     fees = () if sim.genesis.fees is None else sim.l1_fee_infos(0, sim.l1_finalized)
     core = SequencerCore(sim.config_for(inst), sim.genesis, chain=chain, uncertified=(voted,),
                          stake_snapshots=tuple(inst.stake_snapshots.values()),
@@ -238,4 +257,4 @@ def test_a_stored_block_of_a_closed_epoch_is_not_retried_at_every_tick(
     now = sim.now
     for k in range(5):
         core.tick(now + k * 10)
-    assert core.next_tick_ms(now + 50) > now + 50
+    assert core.next_tick_ms(now + 50) > now + 50, seed

@@ -30,6 +30,17 @@ def test_rule_allows_only_higher_rounds_or_the_same_statement() -> None:
     assert may_sign(rec, Kind.TIMEOUT, 5, D2)  # kinds are separate slots
 
 
+def test_nothing_but_that_timeout_is_signed_in_a_round_after_its_timeout() -> None:
+    # A restarted node re-signs its timeout from the record's QC: nothing signed later in the
+    # round may have raised that QC (the watermark holds the rule, not only its callers).
+    rec = record_signature(empty_record(1, b"\x09" * 32), Kind.TIMEOUT, 7, D1, None)
+    assert not may_sign(rec, Kind.VOTE, 7, D2)
+    assert not may_sign(rec, Kind.PROPOSAL, 7, D2)
+    assert may_sign(rec, Kind.TIMEOUT, 7, D1)  # the same timeout again
+    assert may_sign(rec, Kind.VOTE, 8, D2)
+    assert may_sign(rec, Kind.PROPOSAL, 8, D2)
+
+
 def test_the_recorded_high_qc_is_the_highest_by_rank_not_by_round() -> None:
     """A late closing QC of epoch e can carry a higher round than the first QCs of epoch e + 1;
     the record must keep the QC of e + 1 (the lock argument of section 3a compares ranks), or a
@@ -172,3 +183,37 @@ def test_a_restarted_core_sends_the_tc_of_its_record_with_its_timeout() -> None:
     ]
     assert len(timeouts) == 1
     assert timeouts[0].last_tc == tc
+
+
+def test_a_core_restarted_in_a_round_it_timed_out_in_sends_that_timeout_at_once() -> None:
+    """Its timeout may have died with the process, and the round's TC may need it: it goes out
+    again at the first tick, the same bytes (the QC of the record), not a round timeout
+    later."""
+    from sequencer_node.core.sequencer import SequencerCore
+    from sequencer_node.sim.harness import Simulation
+    from sequencer_node.wire.codec import message_id
+    from sequencer_node.wire.messages import Timeout, TimeoutMessage
+
+    sim = Simulation(23)
+    key = sim.keys[0]
+    qc = QuorumCertificate(D1, 9, 40, 0, ())
+    t = Timeout(41, 0, 40, D1, key.public_key, bytes(64))
+    rec = record_signature(
+        empty_record(sim.config_kw["chain_id"], key.public_key),
+        Kind.TIMEOUT, 41, message_id(t), qc,
+    )  # fmt: skip
+    core = SequencerCore(sim.config_for(sim.instances[0]), sim.genesis, persisted=rec)
+    assert core.round == 41
+    out = core.tick(0)
+    persists = [e for e in out if isinstance(e, api.PersistWatermark)]
+    assert persists
+    assert persists[-1].record == rec  # nothing new signed: the same statement
+    sent = core.handle(api.WatermarkPersisted(persists[-1].seq), 1)
+    timeouts = [
+        e.message
+        for e in sent
+        if isinstance(e, api.Broadcast) and isinstance(e.message, TimeoutMessage)
+    ]
+    assert len(timeouts) == 1
+    assert timeouts[0].timeout.round == 41
+    assert timeouts[0].high_qc == qc
