@@ -4,7 +4,9 @@ For each kind of slashable message (proposal, vote, timeout) the record holds th
 this key signed and a digest of what it signed there. A new signature of that kind at round
 ``r`` with digest ``d`` is allowed iff ``r > round`` or (``r == round`` and ``d == digest``):
 re-signing identical bytes is harmless (Ed25519 is deterministic, so it is the very same
-signature), anything else at or below the watermark could be a conflicting statement.
+signature), anything else at or below the watermark could be a conflicting statement. A vote
+or proposal also needs ``r`` above the timeout's round: after its timeout a key signs nothing
+more in the round (see :func:`may_sign`).
 
 The record is what the shell fsyncs before a signature leaves the process (see
 :mod:`sequencer_node.core.api`); a node restarted from it can never contradict itself. A node
