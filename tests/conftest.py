@@ -35,6 +35,7 @@ PARALLEL_PATHS = (
     "tests/batcher/test_inbox_judge.py",
     "tests/batcher/test_records.py",
     "tests/devnet/test_ports.py",
+    "tests/faults/test_checks.py",
     "tests/faults/test_fuzz.py",
     "tests/test_codec.py",
     "tests/test_keystore.py",
